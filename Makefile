@@ -1,0 +1,34 @@
+# The targets are the interface: CI, the README and humans call only these.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+PIP_QUIET := --quiet --disable-pip-version-check
+
+.PHONY: serve test lint fmt clean
+
+# One venv for everything: the runtime package, the torch extra (training) and the dev tools.
+$(INSTALLED): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing maas with its train and dev extras into $(VENV) (first run only)..."
+	@$(PY) -m pip install $(PIP_QUIET) -e '.[train,dev]' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	@touch $@
+
+serve: $(INSTALLED)
+	$(VENV)/bin/maas serve
+
+test: $(INSTALLED)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check shared functions tests
+	$(VENV)/bin/ruff format --check shared functions tests
+	$(VENV)/bin/mypy
+
+fmt: $(INSTALLED)
+	$(VENV)/bin/ruff check --fix shared functions tests
+	$(VENV)/bin/ruff format shared functions tests
+
+clean:
+	rm -rf $(VENV) .aws-sam build *.egg-info shared/*.egg-info

@@ -1,0 +1,86 @@
+"""Open Inference Protocol V2 wire types. They are the contract, and the source of the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RequestInput(_Wire):
+    name: StrictStr
+    shape: list[StrictInt]
+    datatype: StrictStr
+    parameters: dict[str, Any] | None = None
+    data: list[Any]
+
+
+class RequestOutput(_Wire):
+    name: StrictStr
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequestBody(_Wire):
+    id: StrictStr | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[RequestInput] = Field(min_length=1)
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(_Wire):
+    name: str
+    datatype: str
+    shape: list[int]
+    parameters: dict[str, Any] | None = None
+    data: list[Any]
+
+
+class InferenceResponseBody(_Wire):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[ResponseOutput]
+
+
+class MetadataTensor(_Wire):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadataResponse(_Wire):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[MetadataTensor]
+    outputs: list[MetadataTensor]
+    parameters: dict[str, Any] | None = None
+
+
+class ServerMetadataResponse(_Wire):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class LiveResponse(_Wire):
+    live: bool
+
+
+class ReadyResponse(_Wire):
+    ready: bool
+
+
+class ModelReadyResponse(_Wire):
+    name: str
+    version: str
+    ready: bool
+
+
+class ErrorResponse(_Wire):
+    error: str

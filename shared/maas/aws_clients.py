@@ -1,0 +1,38 @@
+"""boto3 clients made once per process, on first use.
+
+boto3 reads AWS_ENDPOINT_URL itself; passing Settings.endpoint_url explicitly keeps an explicit
+argument stronger than the environment. AWS, moto server, LocalStack and MinIO share this path.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_lock = threading.Lock()
+
+_CLIENT_CONFIG = Config(
+    retries={"max_attempts": 4, "mode": "standard"},
+    connect_timeout=5,
+    read_timeout=30,
+    max_pool_connections=32,
+)
+
+
+@lru_cache(maxsize=8)
+def _client(service: str, endpoint_url: str | None) -> Any:
+    # boto3.client is not thread-safe while the default session initialises.
+    with _lock:
+        return boto3.session.Session().client(service, endpoint_url=endpoint_url, config=_CLIENT_CONFIG)
+
+
+def s3_client(endpoint_url: str | None = None) -> S3Client:
+    client: S3Client = _client("s3", endpoint_url)
+    return client

@@ -1,0 +1,66 @@
+"""One error root that carries its HTTP status; every edge maps it exactly once.
+
+Messages name the field, what was expected and what arrived. They never echo payload values.
+"""
+
+from __future__ import annotations
+
+
+class MaasError(Exception):
+    """Root of every error the domain raises on purpose. Maps to HTTP `status`."""
+
+    status: int = 500
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(MaasError):
+    """The client sent something malformed or inconsistent with the model. HTTP 400."""
+
+    status = 400
+
+
+class NotFound(MaasError):
+    """The model, version, alias or route does not exist. HTTP 404."""
+
+    status = 404
+
+
+class PayloadTooLarge(MaasError):
+    """The request exceeds a configured size limit. HTTP 413."""
+
+    status = 413
+
+
+class UnsupportedMediaType(MaasError):
+    """The request's content type is not one we decode. HTTP 415."""
+
+    status = 415
+
+
+class Unavailable(MaasError):
+    """A dependency (storage, execution provider) cannot serve right now. HTTP 503."""
+
+    status = 503
+
+
+class IntegrityError(MaasError):
+    """A stored artifact does not match its manifest (checksum, size or signature). HTTP 500.
+
+    This is never the client's fault, so it is deliberately a server error.
+    """
+
+    status = 500
+
+
+class ConfigurationError(MaasError):
+    """The deployment's configuration is invalid (bad env var value). HTTP 500."""
+
+    status = 500

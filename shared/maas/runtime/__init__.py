@@ -1,0 +1,19 @@
+"""onnxruntime sessions, execution providers, the model cache and signature checks. No HTTP here."""
+
+from __future__ import annotations
+
+from maas.runtime.cache import ModelCache, VersionResolver
+from maas.runtime.loaded_model import PLATFORM, LoadedModel, load_model
+from maas.runtime.providers import select_providers
+from maas.runtime.validation import check_inputs, check_requested_outputs
+
+__all__ = [
+    "PLATFORM",
+    "LoadedModel",
+    "ModelCache",
+    "VersionResolver",
+    "check_inputs",
+    "check_requested_outputs",
+    "load_model",
+    "select_providers",
+]

@@ -1,0 +1,105 @@
+"""The process-wide model cache: LRU by bytes, one lock per key, and alias resolution with a TTL.
+
+Versions are immutable, so a loaded (name, version) stays valid until evicted. References that can move
+(aliases, `latest`, the default) are re-resolved after `alias_ttl_seconds`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from maas.registry.references import ModelRef
+from maas.runtime.loaded_model import LoadedModel
+
+ModelKey = tuple[str, int]
+
+
+class ModelCache:
+    def __init__(self, loader: Callable[[str, int], LoadedModel], capacity_bytes: int) -> None:
+        self._loader = loader
+        self._capacity = capacity_bytes
+        self._models: OrderedDict[ModelKey, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self._key_locks: dict[ModelKey, threading.Lock] = {}
+        self.loads = 0
+
+    def get(self, name: str, version: int) -> LoadedModel:
+        key = (name, version)
+        with self._lock:
+            model = self._models.get(key)
+            if model is not None:
+                self._models.move_to_end(key)
+                return model
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        # Loading happens outside the cache lock so other models keep serving; the per-key lock makes
+        # concurrent requests for the same model wait for one load instead of loading it twice.
+        with key_lock:
+            with self._lock:
+                model = self._models.get(key)
+            if model is not None:
+                return model
+            model = self._loader(name, version)
+            with self._lock:
+                self.loads += 1
+                self._models[key] = model
+                self._key_locks.pop(key, None)
+                self._evict_over_capacity(keep=key)
+            return model
+
+    def peek(self, name: str, version: int) -> LoadedModel | None:
+        with self._lock:
+            return self._models.get((name, version))
+
+    def loaded_keys(self) -> list[ModelKey]:
+        with self._lock:
+            return list(self._models)
+
+    def _evict_over_capacity(self, keep: ModelKey) -> None:
+        # A single model larger than the budget is still kept: serving it beats refusing to.
+        total = sum(m.size_bytes for m in self._models.values())
+        for key in list(self._models):
+            if total <= self._capacity:
+                break
+            if key == keep:
+                continue
+            evicted = self._models.pop(key)
+            total -= evicted.size_bytes
+            evicted.release()
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolution:
+    version: int
+    expires_at: float
+
+
+class VersionResolver:
+    """Caches reference -> version. Pinned references never expire; movable ones live `ttl` seconds."""
+
+    def __init__(
+        self,
+        resolve: Callable[[ModelRef], int],
+        ttl_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._resolve = resolve
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._entries: dict[ModelRef, _Resolution] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, ref: ModelRef) -> int:
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(ref)
+        if entry is not None and entry.expires_at > now:
+            return entry.version
+        version = self._resolve(ref)
+        ttl = float("inf") if ref.is_pinned else self._ttl
+        with self._lock:
+            self._entries[ref] = _Resolution(version, now + ttl)
+        return version

@@ -1,0 +1,137 @@
+"""Protocol-neutral inference: resolve a reference, get the cached model, validate, run.
+
+No HTTP or event shapes here; adapters translate to and from `maas.infer_types`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from maas import __version__
+from maas.aws_clients import s3_client
+from maas.config import Settings
+from maas.infer_types import InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata, Tensor
+from maas.observability import logger
+from maas.registry.manifest import Manifest
+from maas.registry.references import ModelRef
+from maas.registry.store import ModelRegistry
+from maas.runtime import (
+    PLATFORM,
+    LoadedModel,
+    ModelCache,
+    VersionResolver,
+    check_inputs,
+    check_requested_outputs,
+    load_model,
+    select_providers,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+SERVER_NAME = "maas"
+MANIFEST_CACHE_ENTRIES = 256
+
+
+class InferenceService:
+    def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.cache = ModelCache(self._load, settings.cache_bytes)
+        self._resolver = VersionResolver(registry.resolve, settings.alias_ttl_seconds)
+        self._manifests: dict[tuple[str, int], Manifest] = {}
+        self._manifests_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, s3: S3Client | None = None) -> InferenceService:
+        settings = settings or Settings.from_env()
+        client = s3 or s3_client(settings.endpoint_url)
+        registry = ModelRegistry(
+            client, settings.bucket, prefix=settings.prefix, default_alias=settings.default_alias
+        )
+        return cls(registry, settings)
+
+    # ---- data plane
+
+    def infer(self, ref: ModelRef, request: InferenceRequest) -> InferenceResponse:
+        model = self._model(ref)
+        signature = model.manifest.signature
+        check_inputs(ref.name, signature, request.inputs)
+        output_names = check_requested_outputs(ref.name, signature, request.outputs)
+        arrays = model.run({t.name: t.array for t in request.inputs}, output_names)
+        datatypes = {spec.name: spec.datatype for spec in signature.outputs}
+        return InferenceResponse(
+            model_name=ref.name,
+            model_version=model.version,
+            outputs=[
+                Tensor(name, datatypes[name], array) for name, array in zip(output_names, arrays, strict=True)
+            ],
+            id=request.id,
+        )
+
+    # ---- metadata and health
+
+    def model_metadata(self, ref: ModelRef) -> ModelMetadata:
+        version = self._resolver.resolve(ref)
+        manifest = self._manifest(ref.name, version)
+        return ModelMetadata(
+            name=ref.name,
+            versions=self.registry.versions(ref.name),
+            version=version,
+            platform=PLATFORM,
+            inputs=list(manifest.signature.inputs),
+            outputs=list(manifest.signature.outputs),
+        )
+
+    def model_ready(self, ref: ModelRef) -> bool:
+        """Ready means loaded and warmed up; asking loads it, which doubles as an explicit warm-up."""
+        self._model(ref)
+        return True
+
+    def server_ready(self) -> bool:
+        self.registry.check_reachable()
+        return True
+
+    def server_metadata(self) -> ServerMetadata:
+        return ServerMetadata(name=SERVER_NAME, version=__version__, extensions=[])
+
+    # ---- internals
+
+    def _model(self, ref: ModelRef) -> LoadedModel:
+        version = self._resolver.resolve(ref)
+        return self.cache.get(ref.name, version)
+
+    def _manifest(self, name: str, version: int) -> Manifest:
+        loaded = self.cache.peek(name, version)
+        if loaded is not None:
+            return loaded.manifest
+        key = (name, version)
+        with self._manifests_lock:
+            cached = self._manifests.get(key)
+        if cached is not None:
+            return cached
+        manifest = self.registry.manifest(name, version)
+        with self._manifests_lock:
+            if len(self._manifests) >= MANIFEST_CACHE_ENTRIES:
+                self._manifests.pop(next(iter(self._manifests)))
+            self._manifests[key] = manifest
+        return manifest
+
+    def _load(self, name: str, version: int) -> LoadedModel:
+        started = time.perf_counter()
+        manifest = self._manifest(name, version)
+        providers = select_providers(self.settings.provider)
+        model = load_model(self.registry, manifest, providers, warmup=self.settings.warmup)
+        logger.info(
+            "model loaded",
+            extra={
+                "model": name,
+                "version": version,
+                "bytes": model.size_bytes,
+                "providers": list(model.providers),
+                "load_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+        return model

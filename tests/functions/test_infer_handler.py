@@ -1,0 +1,154 @@
+"""The infer function's lambda_handler, driven by real API Gateway and Function URL event JSON."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+
+from maas.registry import Manifest
+from tests.conftest import TEST_BUCKET, load_event, load_function_module
+
+if TYPE_CHECKING:
+    from maas.training import TrainedModel
+
+
+@pytest.fixture
+def infer_function(monkeypatch: pytest.MonkeyPatch, s3: Any, published_seed: Manifest) -> ModuleType:
+    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
+    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
+    return load_function_module("infer")
+
+
+def invoke(function: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    response = function.lambda_handler(event, None)
+    body = response["body"]
+    if response.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    assert "application/json" in json.dumps(response.get("headers", {})) + json.dumps(
+        response.get("multiValueHeaders", {})
+    )
+    return response["statusCode"], json.loads(body)
+
+
+def event_rows(event: dict[str, Any]) -> np.ndarray:
+    body = event["body"]
+    if event.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    return np.asarray(json.loads(body)["inputs"][0]["data"], dtype=np.float32)
+
+
+@pytest.mark.parametrize("event_file", ["http_v2_infer.json", "rest_v1_infer.json", "function_url_infer.json"])
+def test_every_http_payload_format_gets_the_torch_answer(
+    infer_function: ModuleType, seed_model: TrainedModel, published_seed: Manifest, event_file: str
+) -> None:
+    event = load_event(event_file)
+    status, body = invoke(infer_function, event)
+
+    assert status == 200, body
+    assert body["model_name"] == "seed-mlp"
+    assert body["model_version"] == str(published_seed.version)
+    assert body["id"] == "req-42"
+    [output] = body["outputs"]
+    assert (output["name"], output["datatype"], output["shape"]) == ("output", "FP32", [3, 10])
+    expected = seed_model.predict(event_rows(event))
+    np.testing.assert_allclose(np.asarray(output["data"]).reshape(3, 10), expected, atol=1e-5)
+
+
+def test_explicit_version_path(infer_function: ModuleType, published_seed: Manifest) -> None:
+    event = load_event("http_v2_infer.json")
+    path = f"/v2/models/seed-mlp/versions/{published_seed.version}/infer"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    status, body = invoke(infer_function, event)
+    assert status == 200 and body["model_version"] == "1"
+
+
+def test_health_and_metadata(infer_function: ModuleType) -> None:
+    assert invoke(infer_function, load_event("http_v2_health_live.json")) == (200, {"live": True})
+    assert invoke(infer_function, load_event("http_v2_health_ready.json")) == (200, {"ready": True})
+    status, metadata = invoke(infer_function, load_event("http_v2_model_metadata.json"))
+    assert status == 200
+    assert metadata == {
+        "name": "seed-mlp",
+        "versions": ["1"],
+        "platform": "onnxruntime_onnx",
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 10]}],
+        "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, 10]}],
+    }
+
+
+def with_body(event: dict[str, Any], body: str) -> dict[str, Any]:
+    changed = copy.deepcopy(event)
+    changed["body"] = body
+    changed["isBase64Encoded"] = False
+    return changed
+
+
+def infer_body(**fields: Any) -> str:
+    item: dict[str, Any] = {"name": "input", "datatype": "FP32", "shape": [3, 10], "data": [0.5] * 30}
+    item.update(fields)
+    return json.dumps({"inputs": [item]})
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "expected", "got"),
+    [
+        ("/v2/models/seed-mlp/infer", infer_body(shape=[3, 5], data=[0.5] * 15), 400, "[-1, 10]", "[3, 5]"),
+        ("/v2/models/seed-mlp/infer", infer_body(datatype="INT64", data=[1] * 30), 400, "FP32", "INT64"),
+        ("/v2/models/seed-mlp/infer", json.dumps({"inputs": []}), 400, "at least 1", "none"),
+        ("/v2/models/seed-mlp/infer", infer_body(name="features"), 400, "['input']", "'features'"),
+        ("/v2/models/seed-mlp/infer", "this is not json", 400, "expected JSON", "invalid JSON"),
+        ("/v2/models/seed-mlp/infer", infer_body(data=[0.5] * 29), 400, "30 elements", "got 29"),
+        ("/v2/models/no-such-model/infer", infer_body(), 404, "no-such-model", "not found"),
+        ("/v2/models/seed-mlp/versions/9/infer", infer_body(), 404, "version 9", "not found"),
+        ("/v2/models/seed-mlp/versions/canary/infer", infer_body(), 404, "alias 'canary'", "not set"),
+        ("/v2/models/Not_Valid!/infer", infer_body(), 400, "[a-z0-9._-]", "'Not_Valid!'"),
+        ("/v2/no/such/route", "", 404, "expected a V2 route", "POST /v2/no/such/route"),
+    ],
+)
+def test_client_mistakes_get_a_4xx_naming_expected_and_got(
+    infer_function: ModuleType, path: str, body: str, status: int, expected: str, got: str
+) -> None:
+    event = with_body(load_event("http_v2_infer.json"), body)
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    actual_status, answer = invoke(infer_function, event)
+    assert actual_status == status
+    assert set(answer) == {"error"}
+    assert expected in answer["error"] and got in answer["error"], answer["error"]
+
+
+def test_unknown_route_event_from_the_default_route(infer_function: ModuleType) -> None:
+    status, body = invoke(infer_function, load_event("http_v2_unknown_route.json"))
+    assert status == 404 and "GET /v2/no/such/route" in body["error"]
+
+
+def test_a_non_http_event_is_refused_with_a_clear_error(infer_function: ModuleType) -> None:
+    response = infer_function.lambda_handler({"Records": []}, None)
+    assert response["statusCode"] == 400
+    assert "expected an API Gateway" in json.loads(response["body"])["error"]
+
+
+def test_payload_values_never_reach_the_logs(
+    infer_function: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marker = 123.456789
+    event = with_body(load_event("http_v2_infer.json"), infer_body(data=[marker] * 30))
+    assert invoke(infer_function, event)[0] == 200
+    bad = with_body(load_event("http_v2_infer.json"), infer_body(shape=[3, 5], data=[marker] * 15))
+    assert invoke(infer_function, bad)[0] == 400
+    captured = capsys.readouterr()
+    assert "123.456789" not in captured.out + captured.err
+
+
+def test_storage_outage_is_a_503_not_a_client_error(
+    monkeypatch: pytest.MonkeyPatch, s3: Any
+) -> None:
+    monkeypatch.setenv("MAAS_BUCKET", "bucket-that-does-not-exist")
+    function = load_function_module("infer")
+    status, body = invoke(function, load_event("http_v2_health_ready.json"))
+    assert status == 503 and "bucket does not exist" in body["error"]

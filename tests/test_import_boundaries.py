@@ -1,0 +1,44 @@
+"""Non-negotiable 1: nothing a Lambda function imports may pull in torch, onnx or maas.training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS = sorted(ROOT.glob("functions/*/app.py"))
+FORBIDDEN = ("torch", "onnx", "onnxscript", "maas.training", "maas.local", "maas.cli", "moto")
+
+PROBE = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("function_under_test", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+assert callable(module.lambda_handler)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_there_is_at_least_one_function() -> None:
+    assert FUNCTIONS, "expected functions/*/app.py"
+
+
+@pytest.mark.parametrize("app", FUNCTIONS, ids=lambda p: p.parent.name)
+def test_importing_a_function_leaves_heavy_and_offline_modules_out(app: Path) -> None:
+    # A fresh interpreter: this test process has torch loaded already.
+    completed = subprocess.run(
+        [sys.executable, "-c", PROBE, str(app)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"},
+        cwd=ROOT,
+    )
+    modules = json.loads(completed.stdout.strip().splitlines()[-1])
+    leaked = [m for m in modules if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
+    assert leaked == []
+    assert "maas.api" in modules and "onnxruntime" in modules

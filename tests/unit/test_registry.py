@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+
+from maas.errors import IntegrityError, InvalidInput, NotFound, Unavailable
+from maas.registry import ManifestDraft, ModelRef, ModelRegistry, Signature, TensorSpec, VersionConflict
+from maas.registry.manifest import sha256_hex
+
+from tests.conftest import TEST_BUCKET
+
+SIGNATURE = Signature(
+    inputs=[TensorSpec(name="input", datatype="FP32", shape=[-1, 10])],
+    outputs=[TensorSpec(name="output", datatype="FP32", shape=[-1, 10])],
+)
+DRAFT = ManifestDraft(task="regression", signature=SIGNATURE, metrics={"mse": 0.1})
+
+
+def publish(registry: ModelRegistry, payload: bytes = b"graph", name: str = "m") -> int:
+    return registry.publish(name, {"model.onnx": payload, "card.md": b"# card"}, DRAFT).version
+
+
+def test_versions_are_consecutive_integers_with_checksummed_artifacts(registry: ModelRegistry) -> None:
+    assert [publish(registry, b"one"), publish(registry, b"two")] == [1, 2]
+    manifest = registry.manifest("m", 2)
+    assert manifest.artifact("model.onnx").sha256 == sha256_hex(b"two")
+    assert manifest.artifact("card.md").bytes == len(b"# card")
+    assert manifest.metrics == {"mse": 0.1}
+    assert registry.versions("m") == [1, 2]
+    assert registry.list_models() == ["m"]
+
+
+def test_manifest_is_written_last_so_a_partial_upload_is_invisible(registry: ModelRegistry, s3: Any) -> None:
+    publish(registry)
+    # A publisher that died after uploading its model file but before its manifest.
+    s3.put_object(Bucket=TEST_BUCKET, Key="models/m/versions/2/model.onnx", Body=b"half")
+
+    assert registry.versions("m") == [1]
+    assert registry.resolve(ModelRef("m")) == 1
+    with pytest.raises(NotFound):
+        registry.resolve(ModelRef("m", version=2))
+    # The abandoned number is never reused: the next publish claims 3.
+    assert publish(registry) == 3
+
+
+def test_a_lost_version_claim_moves_on_to_the_next_number(registry: ModelRegistry, s3: Any) -> None:
+    publish(registry)
+    real_next = registry._next_version_number
+
+    def stale_listing(name: str) -> int:
+        # Another publisher claims the number between our listing and our write.
+        number = real_next(name)
+        s3.put_object(Bucket=TEST_BUCKET, Key=f"models/{name}/versions/{number}/model.onnx", Body=b"theirs")
+        return number
+
+    registry._next_version_number = stale_listing  # type: ignore[method-assign]
+    assert publish(registry, b"ours") == 3
+    assert s3.get_object(Bucket=TEST_BUCKET, Key="models/m/versions/2/model.onnx")["Body"].read() == b"theirs"
+
+
+def test_concurrent_publishers_never_share_a_version(registry: ModelRegistry) -> None:
+    versions: list[int] = []
+    lock = threading.Lock()
+
+    def worker(index: int) -> None:
+        version = publish(registry, f"model-{index}".encode())
+        with lock:
+            versions.append(version)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(versions) == list(range(1, 7))
+    for version in versions:
+        registry.manifest("m", version)
+
+
+def test_nothing_in_a_version_folder_is_ever_overwritten(registry: ModelRegistry, s3: Any) -> None:
+    publish(registry, b"original")
+    registry._next_version_number = lambda name: 1  # type: ignore[method-assign]
+    assert publish(registry, b"other") == 2
+    assert s3.get_object(Bucket=TEST_BUCKET, Key="models/m/versions/1/model.onnx")["Body"].read() == b"original"
+
+
+def test_default_reference_follows_the_default_alias_then_falls_back_to_latest(registry: ModelRegistry) -> None:
+    publish(registry)
+    publish(registry)
+    assert registry.resolve(ModelRef("m")) == 2
+    assert registry.resolve(ModelRef("m", alias="latest")) == 2
+
+    registry.set_alias("m", "production", 1)
+    assert registry.resolve(ModelRef("m")) == 1
+    assert registry.resolve(ModelRef("m", alias="production")) == 1
+    with pytest.raises(NotFound, match="alias 'staging' is not set"):
+        registry.resolve(ModelRef("m", alias="staging"))
+
+
+def test_aliases_move_only_by_compare_and_swap(registry: ModelRegistry) -> None:
+    publish(registry)
+    publish(registry)
+    first = registry.set_alias("m", "production", 1)
+    with pytest.raises(VersionConflict):
+        registry.set_alias("m", "production", 2)  # creating it again: it exists already
+    moved = registry.set_alias("m", "production", 2, expected=first)
+    with pytest.raises(VersionConflict):
+        registry.set_alias("m", "production", 1, expected=first)  # stale ETag
+    assert registry.alias_target("m", "production") == moved
+    with pytest.raises(NotFound):
+        registry.set_alias("m", "production", 9, expected=moved)
+    with pytest.raises(InvalidInput):
+        registry.set_alias("m", "latest", 1)
+
+
+def test_unknown_models_and_versions_are_not_found(registry: ModelRegistry) -> None:
+    with pytest.raises(NotFound, match="model 'ghost': not found"):
+        registry.resolve(ModelRef("ghost"))
+    publish(registry)
+    with pytest.raises(NotFound, match="version 5: not found"):
+        registry.resolve(ModelRef("m", version=5))
+    with pytest.raises(NotFound):
+        registry.manifest("m", 5)
+
+
+def test_a_tampered_artifact_fails_its_checksum(registry: ModelRegistry, s3: Any) -> None:
+    publish(registry, b"genuine")
+    manifest = registry.manifest("m", 1)
+    assert registry.read_artifact(manifest, manifest.artifact("model.onnx")) == b"genuine"
+
+    s3.put_object(Bucket=TEST_BUCKET, Key="models/m/versions/1/model.onnx", Body=b"evil!!!")
+    with pytest.raises(IntegrityError, match="expected sha256"):
+        registry.read_artifact(manifest, manifest.artifact("model.onnx"))
+
+
+def test_a_corrupt_manifest_is_an_integrity_error(registry: ModelRegistry, s3: Any) -> None:
+    publish(registry)
+    s3.put_object(Bucket=TEST_BUCKET, Key="models/m/versions/1/manifest.json", Body=json.dumps({"name": "m"}))
+    with pytest.raises(IntegrityError):
+        registry.manifest("m", 1)
+
+
+@pytest.mark.parametrize("path", ["../escape.onnx", "/abs.onnx", "a/../../b", "manifest.json", "sp ace"])
+def test_publish_refuses_unsafe_artifact_paths(registry: ModelRegistry, path: str) -> None:
+    with pytest.raises(InvalidInput):
+        registry.publish("m", {"model.onnx": b"g", path: b"x"}, DRAFT)
+    assert registry.versions("m") == []
+
+
+def test_publish_requires_the_model_file(registry: ModelRegistry) -> None:
+    with pytest.raises(InvalidInput, match="model file 'model.onnx'"):
+        registry.publish("m", {"other.onnx": b"g"}, DRAFT)
+
+
+def test_prefix_keeps_registries_apart(s3: Any) -> None:
+    team_a = ModelRegistry(s3, TEST_BUCKET, prefix="team-a/")
+    team_b = ModelRegistry(s3, TEST_BUCKET, prefix="team-b/")
+    publish(team_a)
+    assert team_a.versions("m") == [1]
+    assert team_b.versions("m") == []
+    assert s3.head_object(Bucket=TEST_BUCKET, Key="team-a/models/m/versions/1/manifest.json")
+
+
+def test_a_missing_bucket_is_unavailable_not_a_client_error(s3: Any) -> None:
+    registry = ModelRegistry(s3, "no-such-bucket")
+    with pytest.raises(Unavailable):
+        registry.check_reachable()
+    with pytest.raises(Unavailable):
+        registry.versions("m")
