@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
@@ -27,12 +27,7 @@ _CLIENT_CONFIG = Config(
 
 
 @lru_cache(maxsize=8)
-def _client(service: str, endpoint_url: str | None) -> Any:
-    # boto3.client is not thread-safe while the default session initialises.
-    with _lock:
-        return boto3.session.Session().client(service, endpoint_url=endpoint_url, config=_CLIENT_CONFIG)
-
-
 def s3_client(endpoint_url: str | None = None) -> S3Client:
-    client: S3Client = _client("s3", endpoint_url)
-    return client
+    # Client creation is not thread-safe while a boto3 session initialises.
+    with _lock:
+        return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=_CLIENT_CONFIG)

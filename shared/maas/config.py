@@ -51,7 +51,7 @@ class Settings:
         return cls(
             bucket=env.get(ENV_BUCKET) or DEFAULT_BUCKET,
             prefix=prefix,
-            provider=provider,  # type: ignore[arg-type]  # checked against PROVIDERS above
+            provider=provider,
             default_alias=env.get(ENV_DEFAULT_ALIAS) or DEFAULT_ALIAS,
             alias_ttl_seconds=_number(env, ENV_ALIAS_TTL, DEFAULT_ALIAS_TTL_SECONDS),
             cache_bytes=int(_number(env, ENV_CACHE_BYTES, DEFAULT_CACHE_BYTES)),

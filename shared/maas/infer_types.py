@@ -54,4 +54,3 @@ class ServerMetadata:
     name: str
     version: str
     extensions: list[str]
-

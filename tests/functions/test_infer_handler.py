@@ -43,7 +43,9 @@ def event_rows(event: dict[str, Any]) -> np.ndarray:
     return np.asarray(json.loads(body)["inputs"][0]["data"], dtype=np.float32)
 
 
-@pytest.mark.parametrize("event_file", ["http_v2_infer.json", "rest_v1_infer.json", "function_url_infer.json"])
+@pytest.mark.parametrize(
+    "event_file", ["http_v2_infer.json", "rest_v1_infer.json", "function_url_infer.json"]
+)
 def test_every_http_payload_format_gets_the_torch_answer(
     infer_function: ModuleType, seed_model: TrainedModel, published_seed: Manifest, event_file: str
 ) -> None:
@@ -145,9 +147,7 @@ def test_payload_values_never_reach_the_logs(
     assert "123.456789" not in captured.out + captured.err
 
 
-def test_storage_outage_is_a_503_not_a_client_error(
-    monkeypatch: pytest.MonkeyPatch, s3: Any
-) -> None:
+def test_storage_outage_is_a_503_not_a_client_error(monkeypatch: pytest.MonkeyPatch, s3: Any) -> None:
     monkeypatch.setenv("MAAS_BUCKET", "bucket-that-does-not-exist")
     function = load_function_module("infer")
     status, body = invoke(function, load_event("http_v2_health_ready.json"))

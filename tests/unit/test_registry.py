@@ -9,7 +9,6 @@ import pytest
 from maas.errors import IntegrityError, InvalidInput, NotFound, Unavailable
 from maas.registry import ManifestDraft, ModelRef, ModelRegistry, Signature, TensorSpec, VersionConflict
 from maas.registry.manifest import sha256_hex
-
 from tests.conftest import TEST_BUCKET
 
 SIGNATURE = Signature(
@@ -84,10 +83,14 @@ def test_nothing_in_a_version_folder_is_ever_overwritten(registry: ModelRegistry
     publish(registry, b"original")
     registry._next_version_number = lambda name: 1  # type: ignore[method-assign]
     assert publish(registry, b"other") == 2
-    assert s3.get_object(Bucket=TEST_BUCKET, Key="models/m/versions/1/model.onnx")["Body"].read() == b"original"
+    assert (
+        s3.get_object(Bucket=TEST_BUCKET, Key="models/m/versions/1/model.onnx")["Body"].read() == b"original"
+    )
 
 
-def test_default_reference_follows_the_default_alias_then_falls_back_to_latest(registry: ModelRegistry) -> None:
+def test_default_reference_follows_the_default_alias_then_falls_back_to_latest(
+    registry: ModelRegistry,
+) -> None:
     publish(registry)
     publish(registry)
     assert registry.resolve(ModelRef("m")) == 2
@@ -151,7 +154,7 @@ def test_publish_refuses_unsafe_artifact_paths(registry: ModelRegistry, path: st
 
 
 def test_publish_requires_the_model_file(registry: ModelRegistry) -> None:
-    with pytest.raises(InvalidInput, match="model file 'model.onnx'"):
+    with pytest.raises(InvalidInput, match=r"model file 'model\.onnx'"):
         registry.publish("m", {"other.onnx": b"g"}, DRAFT)
 
 

@@ -38,7 +38,9 @@ def test_provider_selection(setting: Any, available: list[str], expected: list[s
 
 
 def test_cuda_without_cuda_is_a_clear_error_not_a_silent_fallback() -> None:
-    with pytest.raises(Unavailable, match="MAAS_PROVIDER=cuda: expected onnxruntime to offer CUDAExecutionProvider"):
+    with pytest.raises(
+        Unavailable, match="MAAS_PROVIDER=cuda: expected onnxruntime to offer CUDAExecutionProvider"
+    ):
         select_providers("cuda", [CPU])
 
 
@@ -93,7 +95,9 @@ def test_cache_evicts_least_recently_used_models_past_its_byte_budget(
     size = publish_trained(seed_model, registry).total_bytes
     publish_trained(seed_model, registry)
     publish_trained(seed_model, registry)
-    service = InferenceService(registry, Settings(bucket=TEST_BUCKET, provider="cpu", cache_bytes=int(size * 2.5)))
+    service = InferenceService(
+        registry, Settings(bucket=TEST_BUCKET, provider="cpu", cache_bytes=int(size * 2.5))
+    )
     rows = seed_model.test_inputs[:1]
     for version in (1, 2, 1, 3):
         service.infer(ModelRef("seed-mlp", version=version), request_for(rows))
@@ -101,7 +105,9 @@ def test_cache_evicts_least_recently_used_models_past_its_byte_budget(
     assert service.cache.loads == 3
 
 
-def test_aliases_are_re_resolved_only_after_their_ttl(registry: ModelRegistry, seed_model: TrainedModel) -> None:
+def test_aliases_are_re_resolved_only_after_their_ttl(
+    registry: ModelRegistry, seed_model: TrainedModel
+) -> None:
     from maas.training import publish_trained
 
     publish_trained(seed_model, registry)

@@ -85,7 +85,9 @@ def test_response_echoes_the_id_and_reports_the_version_as_a_string() -> None:
         (body(colour="red"), "inputs[0].colour: unknown field"),
     ],
 )
-def test_malformed_requests_say_where_what_was_expected_and_what_came(raw: str, expected_fragment: str) -> None:
+def test_malformed_requests_say_where_what_was_expected_and_what_came(
+    raw: str, expected_fragment: str
+) -> None:
     with pytest.raises(InvalidInput) as caught:
         decode_infer_request(raw)
     assert expected_fragment in caught.value.message

@@ -67,7 +67,9 @@ def decode_input(item: RequestInput, index: int = 0) -> Tensor:
     try:
         raw = np.asarray(item.data)
     except ValueError:
-        raise InvalidInput(f"{where}.data: expected a flat or nested list, got a ragged nested list") from None
+        raise InvalidInput(
+            f"{where}.data: expected a flat or nested list, got a ragged nested list"
+        ) from None
     if raw.size != expected_count:
         raise InvalidInput(
             f"{where}.data: shape {item.shape} needs {expected_count} elements, got {raw.size}"
@@ -80,12 +82,15 @@ def _cast(raw: npt.NDArray[Any], datatype: Datatype, where: str) -> npt.NDArray[
         return raw.astype(datatype.numpy)
     if raw.dtype.kind not in datatype.json_kinds:
         raise InvalidInput(
-            f"{where}.data: expected {datatype.v2} values, got {_KIND_NAMES.get(raw.dtype.kind, raw.dtype.kind)}"
+            f"{where}.data: expected {datatype.v2} values, "
+            f"got {_KIND_NAMES.get(raw.dtype.kind, raw.dtype.kind)}"
         )
     if datatype.numpy.kind in "iu" and raw.dtype.kind in "iu":
-        info = np.iinfo(datatype.numpy)
+        info = np.iinfo(datatype.numpy)  # type: ignore[type-var]  # kind checked just above
         if raw.min() < info.min or raw.max() > info.max:
-            raise InvalidInput(f"{where}.data: expected {datatype.v2} values in [{info.min}, {info.max}], got some outside")
+            raise InvalidInput(
+                f"{where}.data: expected {datatype.v2} values in [{info.min}, {info.max}], got some outside"
+            )
     if datatype.v2 == "BYTES":
         return raw.astype(object)
     return raw.astype(datatype.numpy, copy=False)
@@ -131,7 +136,9 @@ def describe_validation_error(exc: ValidationError, subject: str = "request body
         where = _location(error["loc"]) or subject
         kind = error["type"]
         if kind == "json_invalid":
-            messages.append(f"{subject}: expected JSON, got invalid JSON ({error['ctx'].get('error', 'parse error')})")
+            messages.append(
+                f"{subject}: expected JSON, got invalid JSON ({error['ctx'].get('error', 'parse error')})"
+            )
         elif kind == "missing":
             messages.append(f"{where}: required field is missing")
         elif kind == "extra_forbidden":
@@ -141,7 +148,9 @@ def describe_validation_error(exc: ValidationError, subject: str = "request body
         elif kind in ("model_type", "model_attributes_type", "dict_type"):
             messages.append(f"{where}: expected a JSON object, got {_json_type(error['input'])}")
         else:
-            messages.append(f"{where}: {error['msg'][0].lower()}{error['msg'][1:]}, got {_json_type(error['input'])}")
+            messages.append(
+                f"{where}: {error['msg'][0].lower()}{error['msg'][1:]}, got {_json_type(error['input'])}"
+            )
     remaining = exc.error_count() - MAX_REPORTED_ERRORS
     if remaining > 0:
         messages.append(f"and {remaining} more")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.router import Router
+from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from maas.api.v2_codec import decode_infer_request, encode_infer_response, encode_model_metadata
 from maas.api.v2_types import LiveResponse, ModelReadyResponse, ReadyResponse, ServerMetadataResponse
@@ -54,7 +54,9 @@ def build_v2_router(service: InferenceService) -> Router:
         ref = _ref(name, version)
         ready = service.model_ready(ref)
         resolved = service.model_metadata(ref).version
-        return json_response(ModelReadyResponse(name=ref.name, version=str(resolved), ready=ready).model_dump_json())
+        return json_response(
+            ModelReadyResponse(name=ref.name, version=str(resolved), ready=ready).model_dump_json()
+        )
 
     @router.post(f"{MODEL}/infer")
     @router.post(f"{MODEL_VERSION}/infer")

@@ -1,9 +1,9 @@
 """The model reference grammar shared by the CLI, HTTP paths and events.
 
-    name                      the default alias, or the latest version when the alias is unset
-    name@alias                an alias ("latest" is the newest committed version)
-    name/versions/<n>         an explicit version
-    name/versions/<alias>     an alias, spelled as a path (V2 routes use this form)
+name                      the default alias, or the latest version when the alias is unset
+name@alias                an alias ("latest" is the newest committed version)
+name/versions/<n>         an explicit version
+name/versions/<alias>     an alias, spelled as a path (V2 routes use this form)
 """
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ def parse_ref(text: str) -> ModelRef:
             raise InvalidInput("model reference: expected an alias after '@', got nothing")
         ref = parse_version_selector(name, alias)
         if ref.version is not None:
-            raise InvalidInput("model reference: expected an alias after '@'; use name/versions/<n> for numbers")
+            raise InvalidInput(
+                "model reference: expected an alias after '@'; use name/versions/<n> for numbers"
+            )
         return ref
     if "/" in text:
         name, sep, selector = text.partition("/versions/")

@@ -54,7 +54,9 @@ class AliasTarget:
 class ModelRegistry:
     """Reads and writes the registry layout. The S3 client is injected, so tests point it at moto."""
 
-    def __init__(self, s3: S3Client, bucket: str, *, prefix: str = "", default_alias: str = "production") -> None:
+    def __init__(
+        self, s3: S3Client, bucket: str, *, prefix: str = "", default_alias: str = "production"
+    ) -> None:
         self._s3 = s3
         self.bucket = bucket
         self.prefix = prefix
@@ -112,7 +114,9 @@ class ModelRegistry:
         except NotFound:
             return None
         except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"alias '{name}@{alias}': expected {{\"version\": <int>}}, got {exc}") from None
+            raise IntegrityError(
+                f"alias '{name}@{alias}': expected {{\"version\": <int>}}, got {exc}"
+            ) from None
 
     def check_reachable(self) -> None:
         """Raise Unavailable unless the models prefix can be listed (the permission readers already have)."""
@@ -146,7 +150,9 @@ class ModelRegistry:
         try:
             return Manifest.model_validate_json(body)
         except ValueError as exc:
-            raise IntegrityError(f"manifest of model '{name}' version {version} is not valid: {exc}") from None
+            raise IntegrityError(
+                f"manifest of model '{name}' version {version} is not valid: {exc}"
+            ) from None
 
     def read_artifact(self, manifest: Manifest, artifact: Artifact) -> bytes:
         """Fetch one artifact, verifying its size and sha256 against the manifest as it streams."""
@@ -162,7 +168,8 @@ class ModelRegistry:
         if len(data) != artifact.bytes or digest.hexdigest() != artifact.sha256:
             raise IntegrityError(
                 f"artifact '{artifact.path}' of model '{manifest.name}' v{manifest.version}: expected "
-                f"sha256 {artifact.sha256} ({artifact.bytes} bytes), got {digest.hexdigest()} ({len(data)} bytes)"
+                f"sha256 {artifact.sha256} ({artifact.bytes} bytes), "
+                f"got {digest.hexdigest()} ({len(data)} bytes)"
             )
         return data
 
@@ -189,7 +196,9 @@ class ModelRegistry:
                 break
             version += 1
         else:
-            raise VersionConflict(f"model '{name}': could not claim a version after many concurrent publishes")
+            raise VersionConflict(
+                f"model '{name}': could not claim a version after many concurrent publishes"
+            )
 
         prefix = self.version_prefix(name, version)
         for path in ordered[1:]:
@@ -200,7 +209,9 @@ class ModelRegistry:
             raise VersionConflict(f"model '{name}' version {version}: manifest already exists")
         return manifest
 
-    def set_alias(self, name: str, alias: str, version: int, *, expected: AliasTarget | None = None) -> AliasTarget:
+    def set_alias(
+        self, name: str, alias: str, version: int, *, expected: AliasTarget | None = None
+    ) -> AliasTarget:
         """Point an alias at a committed version by compare-and-swap.
 
         With `expected`, the write succeeds only if the alias still has that ETag; without it, only if the
@@ -220,9 +231,13 @@ class ModelRegistry:
                 if expected is None:
                     response = self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
                 else:
-                    response = self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfMatch=expected.etag)
+                    response = self._s3.put_object(
+                        Bucket=self.bucket, Key=key, Body=body, IfMatch=expected.etag
+                    )
         except _PreconditionFailed:
-            raise VersionConflict(f"alias '{name}@{alias}' was moved concurrently; re-read it and retry") from None
+            raise VersionConflict(
+                f"alias '{name}@{alias}' was moved concurrently; re-read it and retry"
+            ) from None
         return AliasTarget(version=version, etag=response["ETag"])
 
     # ---- helpers
@@ -230,7 +245,9 @@ class ModelRegistry:
     def _manifest_exists(self, name: str, version: int) -> bool:
         try:
             with _storage(f"checking model '{name}' version {version}"):
-                self._s3.head_object(Bucket=self.bucket, Key=self.version_prefix(name, version) + MANIFEST_FILE)
+                self._s3.head_object(
+                    Bucket=self.bucket, Key=self.version_prefix(name, version) + MANIFEST_FILE
+                )
         except NotFound:
             return False
         return True

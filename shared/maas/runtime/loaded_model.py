@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
-
-from maas.datatypes import BY_V2, from_onnx
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument, InvalidGraph
 
+from maas.datatypes import BY_V2, from_onnx
 from maas.errors import IntegrityError, InvalidInput
 from maas.registry.manifest import Manifest, TensorSpec
 from maas.registry.store import ModelRegistry
@@ -52,7 +51,9 @@ class LoadedModel:
             results: list[npt.NDArray[Any]] = self.session.run(list(outputs), dict(inputs))
         except (InvalidArgument, InvalidGraph) as exc:
             # The signature check passed, so this is a value the graph itself rejects (e.g. a bad index).
-            raise InvalidInput(f"model '{self.name}' v{self.version} rejected the inputs: {_first_line(exc)}") from None
+            raise InvalidInput(
+                f"model '{self.name}' v{self.version} rejected the inputs: {_first_line(exc)}"
+            ) from None
         return results
 
     def release(self) -> None:
@@ -111,7 +112,8 @@ def _check_signature(model: LoadedModel) -> None:
         ]:
             raise IntegrityError(
                 f"model '{model.name}' v{model.version}: manifest {kind} "
-                f"{[s.model_dump() for s in declared]} do not match the graph's {[s.model_dump() for s in actual]}"
+                f"{[s.model_dump() for s in declared]} do not match the graph's "
+                f"{[s.model_dump() for s in actual]}"
             )
 
 

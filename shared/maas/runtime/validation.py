@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from maas.errors import InvalidInput
-from maas.registry.manifest import Signature, TensorSpec
 from maas.infer_types import Tensor
+from maas.registry.manifest import Signature, TensorSpec
 
 MAX_ECHOED_NAME = 64
 
@@ -49,9 +49,7 @@ def check_requested_outputs(model: str, signature: Signature, requested: Sequenc
 
 def _check_tensor(spec: TensorSpec, tensor: Tensor) -> None:
     if tensor.datatype != spec.datatype:
-        raise InvalidInput(
-            f"input '{spec.name}': expected datatype {spec.datatype}, got {tensor.datatype}"
-        )
+        raise InvalidInput(f"input '{spec.name}': expected datatype {spec.datatype}, got {tensor.datatype}")
     shape = tensor.shape
     if len(shape) != len(spec.shape) or any(
         want >= 0 and want != got for want, got in zip(spec.shape, shape, strict=True)
