@@ -33,6 +33,12 @@ class NotFound(MaasError):
     status = 404
 
 
+class MethodNotAllowed(MaasError):
+    """The path exists but not for this HTTP method. HTTP 405."""
+
+    status = 405
+
+
 class PayloadTooLarge(MaasError):
     """The request exceeds a configured size limit. HTTP 413."""
 

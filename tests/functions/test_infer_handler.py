@@ -124,6 +124,23 @@ def test_client_mistakes_get_a_4xx_naming_expected_and_got(
     assert expected in answer["error"] and got in answer["error"], answer["error"]
 
 
+def test_a_known_path_with_the_wrong_method_is_405_with_allow(infer_function: ModuleType) -> None:
+    event = load_event("http_v2_model_metadata.json")
+    path = "/v2/models/seed-mlp/infer"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    response = infer_function.lambda_handler(event, None)
+    assert response["statusCode"] == 405
+    assert response["headers"]["Allow"] == "POST"
+    assert json.loads(response["body"]) == {"error": f"method: expected POST for {path}, got GET"}
+
+
+def test_model_ready_loads_the_model_and_reports_its_version(infer_function: ModuleType) -> None:
+    event = load_event("http_v2_model_metadata.json")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/v2/models/seed-mlp/ready"
+    assert invoke(infer_function, event) == (200, {"name": "seed-mlp", "version": "1", "ready": True})
+    assert infer_function.app.service.cache.loaded_keys() == [("seed-mlp", 1)]
+
+
 def test_unknown_route_event_from_the_default_route(infer_function: ModuleType) -> None:
     status, body = invoke(infer_function, load_event("http_v2_unknown_route.json"))
     assert status == 404 and "GET /v2/no/such/route" in body["error"]

@@ -18,12 +18,11 @@ from aws_lambda_powertools.event_handler import (
 )
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from maas.api.v2_routes import build_v2_router, json_response
+from maas.api.v2_routes import RouteTable, build_v2_routes, json_response
 from maas.api.v2_types import ErrorResponse
-from maas.errors import MaasError
+from maas.errors import MaasError, MethodNotAllowed
 from maas.observability import logger
 from maas.service.inference import InferenceService
 
@@ -39,13 +38,13 @@ class HttpApp:
 
     def __init__(self, service: InferenceService) -> None:
         self.service = service
-        router = build_v2_router(service)
-        _register_error_handlers(router)
+        routes = build_v2_routes(service)
+        _register_error_handlers(routes)
         self._rest_api = APIGatewayRestResolver()
         self._http_api = APIGatewayHttpResolver()
         self._function_url = LambdaFunctionUrlResolver()
         for resolver in (self._rest_api, self._http_api, self._function_url):
-            resolver.include_router(router)
+            resolver.include_router(routes.router)
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
         resolver = self._resolver_for(event)
@@ -77,7 +76,9 @@ def build_http_app(service: InferenceService | None = None) -> HttpApp:
     return HttpApp(service or InferenceService.from_settings())
 
 
-def _register_error_handlers(router: Router) -> None:
+def _register_error_handlers(routes: RouteTable) -> None:
+    router = routes.router
+
     @router.exception_handler(MaasError)
     def domain_error(exc: MaasError) -> Response[str]:
         if exc.status >= 500:
@@ -88,6 +89,14 @@ def _register_error_handlers(router: Router) -> None:
     def unknown_route(_: NotFoundError) -> Response[str]:
         event = router.current_event
         path = event.path if len(event.path) <= MAX_ECHOED_PATH else event.path[:MAX_ECHOED_PATH] + "..."
+        allowed = routes.methods_for(event.path)
+        if allowed:
+            response = error_response(
+                MethodNotAllowed.status,
+                f"method: expected {' or '.join(allowed)} for {path}, got {event.http_method}",
+            )
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
         return error_response(
             404,
             f"route: expected a V2 route such as GET /v2/models/{{name}} or POST /v2/models/{{name}}/infer, "

@@ -85,10 +85,11 @@ class InferenceService:
             outputs=list(manifest.signature.outputs),
         )
 
-    def model_ready(self, ref: ModelRef) -> bool:
-        """Ready means loaded and warmed up; asking loads it, which doubles as an explicit warm-up."""
-        self._model(ref)
-        return True
+    def model_ready(self, ref: ModelRef) -> int:
+        """Ready means loaded and warmed up; asking loads it, which doubles as an explicit warm-up.
+
+        Returns the version that is ready."""
+        return self._model(ref).version
 
     def server_ready(self) -> bool:
         self.registry.check_reachable()
