@@ -34,19 +34,21 @@ class RouteTable:
 
     def __init__(self) -> None:
         self.router = Router()
-        self._rules: list[tuple[str, re.Pattern[str]]] = []
+        self.rules: list[tuple[str, str]] = []
+        self._patterns: list[tuple[str, re.Pattern[str]]] = []
 
     def add(self, method: str, *rules: str) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             for rule in rules:
                 self.router.route(rule, method)(handler)
-                self._rules.append((method, re.compile(re.sub(r"<\w+>", "[^/]+", rule) + "$")))
+                self.rules.append((method, rule))
+                self._patterns.append((method, re.compile(re.sub(r"<\w+>", "[^/]+", rule) + "$")))
             return handler
 
         return register
 
     def methods_for(self, path: str) -> list[str]:
-        return sorted({method for method, pattern in self._rules if pattern.match(path)})
+        return sorted({method for method, pattern in self._patterns if pattern.match(path)})
 
 
 def build_v2_routes(service: InferenceService) -> RouteTable:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from maas.runtime.cache import ModelCache, VersionResolver
-from maas.runtime.loaded_model import PLATFORM, LoadedModel, load_model
+from maas.runtime.loaded_model import PLATFORM, LoadedModel, load_model, signature_of, write_model_files
 from maas.runtime.providers import select_providers
 from maas.runtime.validation import check_inputs, check_requested_outputs
 
@@ -16,4 +16,6 @@ __all__ = [
     "check_requested_outputs",
     "load_model",
     "select_providers",
+    "signature_of",
+    "write_model_files",
 ]

@@ -20,7 +20,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument, Invalid
 
 from maas.datatypes import BY_V2, from_onnx
 from maas.errors import IntegrityError, InvalidInput
-from maas.registry.manifest import Manifest, TensorSpec
+from maas.registry.manifest import Manifest, Signature, TensorSpec
 from maas.registry.store import ModelRegistry
 
 PLATFORM = "onnxruntime_onnx"
@@ -76,10 +76,7 @@ def load_model(
     else:
         # onnxruntime resolves external data relative to the model path, so it needs real files.
         workdir = Path(tempfile.mkdtemp(prefix=f"maas-{manifest.name}-v{manifest.version}-"))
-        for path, data in blobs.items():
-            target = workdir / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+        write_model_files(workdir, blobs)
         source = str(workdir / manifest.model_file)
     try:
         session = ort.InferenceSession(source, sess_options=options, providers=list(providers))
@@ -98,29 +95,44 @@ def _uses_external_data(manifest: Manifest) -> bool:
     return any(a.path != manifest.model_file for a in manifest.artifacts if a.path.endswith(".data"))
 
 
+def write_model_files(directory: Path, files: Mapping[str, bytes]) -> None:
+    """Lay artifacts out as onnxruntime expects: external data beside the model, at its relative path."""
+    for path, data in files.items():
+        target = directory / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def signature_of(session: ort.InferenceSession) -> Signature:
+    """The signature as the graph itself declares it: V2 datatypes, -1 for symbolic dimensions."""
+    return Signature(
+        inputs=[_spec(arg) for arg in session.get_inputs()],
+        outputs=[_spec(arg) for arg in session.get_outputs()],
+    )
+
+
 def _check_signature(model: LoadedModel) -> None:
     """The manifest's signature is what we validate requests against, so it must match the graph."""
-    actual_inputs = [_spec(arg) for arg in model.session.get_inputs()]
-    actual_outputs = [_spec(arg) for arg in model.session.get_outputs()]
+    actual = signature_of(model.session)
     signature = model.manifest.signature
-    for kind, declared, actual in (
-        ("inputs", signature.inputs, actual_inputs),
-        ("outputs", signature.outputs, actual_outputs),
+    for kind, declared, graph in (
+        ("inputs", signature.inputs, actual.inputs),
+        ("outputs", signature.outputs, actual.outputs),
     ):
         if [(s.name, s.datatype, len(s.shape)) for s in declared] != [
-            (s.name, s.datatype, len(s.shape)) for s in actual
+            (s.name, s.datatype, len(s.shape)) for s in graph
         ]:
             raise IntegrityError(
                 f"model '{model.name}' v{model.version}: manifest {kind} "
                 f"{[s.model_dump() for s in declared]} do not match the graph's "
-                f"{[s.model_dump() for s in actual]}"
+                f"{[s.model_dump() for s in graph]}"
             )
 
 
 def _spec(arg: Any) -> TensorSpec:
     datatype = from_onnx(arg.type)
     if datatype is None:
-        raise IntegrityError(f"graph tensor '{arg.name}' has type {arg.type}, which maas cannot serve")
+        raise IntegrityError(f"graph tensor '{arg.name}': expected a V2-compatible type, got {arg.type}")
     shape = [dim if isinstance(dim, int) else -1 for dim in arg.shape]
     return TensorSpec(name=arg.name, datatype=datatype.v2, shape=shape)
 

@@ -1,0 +1,351 @@
+"""The whole system on a laptop: an object store, the seed model, and the gateway over template.yaml.
+
+`make serve` runs `serve()`. Tests use `LocalStack` directly on an ephemeral port. The store is
+chosen once, before any Settings or boto3 client exists, because botocore and maas.aws_clients
+cache endpoints:
+
+- `AWS_ENDPOINT_URL` set (LocalStack, MinIO): use it, creating the bucket if it is missing.
+- `MAAS_BUCKET` set and AWS credentials found: use that real bucket, which must already exist.
+- otherwise: an embedded moto server on 127.0.0.1 with dummy credentials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from maas.aws_clients import s3_client
+from maas.config import DEFAULT_BUCKET, ENV_BUCKET, ENV_ENDPOINT_URL, Settings
+from maas.errors import ConfigurationError
+from maas.local.gateway import LocalGateway
+from maas.local.template import IntrinsicResolver, SamTemplate, load_template
+from maas.registry import Manifest, ModelRegistry
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_FILE = "template.yaml"
+MODEL_BUCKET_RESOURCE = "ModelBucket"
+BUCKET_TYPE = "AWS::S3::Bucket"
+SEED_MODELS: tuple[str, ...] = ("seed-mlp",)
+DEFAULT_PORT = 3000
+EMBEDDED_REGION = "us-east-1"
+EMBEDDED_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+StoreKind = Literal["embedded", "endpoint", "aws"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreChoice:
+    kind: StoreKind
+    bucket: str
+    endpoint_url: str | None = None
+
+
+def choose_store(
+    environ: Mapping[str, str], *, bucket: str | None = None, embedded: bool = False
+) -> StoreChoice:
+    """Pick the object store from the environment; `embedded=True` forces moto whatever it says (tests)."""
+    chosen_bucket = bucket or environ.get(ENV_BUCKET) or DEFAULT_BUCKET
+    if embedded:
+        return StoreChoice("embedded", chosen_bucket)
+    endpoint = environ.get(ENV_ENDPOINT_URL)
+    if endpoint:
+        return StoreChoice("endpoint", chosen_bucket, endpoint)
+    if (bucket or environ.get(ENV_BUCKET)) and _aws_credentials_found():
+        return StoreChoice("aws", chosen_bucket)
+    return StoreChoice("embedded", chosen_bucket)
+
+
+def _aws_credentials_found() -> bool:
+    try:
+        return boto3.session.Session().get_credentials() is not None
+    except BotoCoreError:
+        return False
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The nearest folder holding template.yaml, from `start` (the working directory) upwards."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / TEMPLATE_FILE).is_file():
+            return folder
+    source_root = Path(__file__).resolve().parents[3]
+    if (source_root / TEMPLATE_FILE).is_file():
+        return source_root
+    raise ConfigurationError(
+        f"{TEMPLATE_FILE}: expected it in {here} or a parent folder; run from the project"
+    )
+
+
+def seed_registry(
+    registry: ModelRegistry, models: Sequence[str] = SEED_MODELS, overrides: Mapping[str, Any] | None = None
+) -> list[Manifest]:
+    """Train and publish each recipe that has no version yet; returns what was published."""
+    missing = [name for name in models if not registry.versions(name)]
+    if not missing:
+        return []
+    from maas.training import train_and_publish  # torch stays out of import time
+
+    published = []
+    for name in missing:
+        logger.info("publishing %s: no version in s3://%s yet (first run only)", name, registry.bucket)
+        published.append(train_and_publish(name, registry, overrides=overrides))
+    return published
+
+
+def example_infer_body(rows: int = 3, features: int = 10) -> dict[str, Any]:
+    """A V2 request for seed-mlp: FP32 [rows, features], row-major, deterministic values."""
+    data = [round(((i * 7) % 20) / 10 - 1.0, 1) for i in range(rows * features)]
+    return {"inputs": [{"name": "input", "datatype": "FP32", "shape": [rows, features], "data": data}]}
+
+
+class _EnvironmentPatch:
+    """Sets process variables and puts every one back exactly as it was."""
+
+    def __init__(self) -> None:
+        self._saved: dict[str, str | None] = {}
+
+    def set(self, name: str, value: str | None) -> None:
+        self._saved.setdefault(name, os.environ.get(name))
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+    def restore(self) -> None:
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved.clear()
+
+
+class LocalStack:
+    """Store, seed models and gateway, started together and stopped in reverse order.
+
+    Non-blocking: `start()` returns once the gateway listens, so tests drive it over real HTTP.
+    Environment variables it sets are restored by `close()`.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        root: Path | None = None,
+        bucket: str | None = None,
+        embedded: bool = False,
+        seed_models: Sequence[str] = SEED_MODELS,
+        seed_overrides: Mapping[str, Any] | None = None,
+        parameters: Mapping[str, str] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.root = root or find_project_root()
+        self.seed_models = tuple(seed_models)
+        self.seed_overrides = dict(seed_overrides) if seed_overrides else None
+        self.parameters = dict(parameters or {})
+        self._bucket = bucket
+        self._embedded = embedded
+        self._env = _EnvironmentPatch()
+        self._moto: Any = None
+        self._gateway: LocalGateway | None = None
+        self._store: StoreChoice | None = None
+        self._settings: Settings | None = None
+        self._registry: ModelRegistry | None = None
+        self.template: SamTemplate = load_template(self.root / TEMPLATE_FILE)
+        self.seeded: list[Manifest] = []
+
+    def start(self) -> LocalStack:
+        try:
+            store = self._start_store()
+            settings = dataclasses.replace(Settings.from_env(), bucket=store.bucket)
+            s3 = s3_client(settings.endpoint_url)
+            bucket_names = self._bucket_names(store.bucket)
+            if store.kind == "aws":
+                _require_bucket(s3, store.bucket)
+            else:
+                for name in bucket_names.values():
+                    _ensure_bucket(s3, name)
+            registry = ModelRegistry(
+                s3, settings.bucket, prefix=settings.prefix, default_alias=settings.default_alias
+            )
+            self._store, self._settings, self._registry = store, settings, registry
+            resolver = IntrinsicResolver.for_template(
+                self.template, self.parameters, resources=bucket_names, region=_region()
+            )
+            self._gateway = LocalGateway(
+                self.template.routes, root=self.root, host=self.host, port=self.port, resolver=resolver
+            )
+            self._gateway.bind()  # a busy port fails now, not after training; requests wait for start()
+            self.seeded = seed_registry(registry, self.seed_models, self.seed_overrides)
+            self._gateway.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        gateway, self._gateway = self._gateway, None
+        if gateway is not None:
+            gateway.stop()
+        moto, self._moto = self._moto, None
+        if moto is not None:
+            moto.stop()
+        self._env.restore()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def url(self) -> str:
+        """The gateway's base URL, e.g. http://127.0.0.1:3000."""
+        if self._gateway is None:
+            raise RuntimeError("the local stack is not started")
+        return self._gateway.url
+
+    @property
+    def store(self) -> StoreChoice:
+        if self._store is None:
+            raise RuntimeError("the local stack is not started")
+        return self._store
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            raise RuntimeError("the local stack is not started")
+        return self._settings
+
+    @property
+    def registry(self) -> ModelRegistry:
+        if self._registry is None:
+            raise RuntimeError("the local stack is not started")
+        return self._registry
+
+    def curl_example(self, model: str = SEED_MODELS[0]) -> str:
+        url = self.url.replace("://0.0.0.0:", "://127.0.0.1:")
+        body = json.dumps(example_infer_body(), separators=(",", ":"))
+        return (
+            f"curl -s -X POST {url}/v2/models/{model}/infer \\\n"
+            f"  -H 'Content-Type: application/json' \\\n"
+            f"  -d {shlex.quote(body)}"
+        )
+
+    def banner(self) -> str:
+        store = self.store
+        where = {
+            "embedded": f"embedded S3 (moto) at {store.endpoint_url}, bucket {store.bucket}",
+            "endpoint": f"S3 endpoint {store.endpoint_url}, bucket {store.bucket}",
+            "aws": f"AWS S3 bucket {store.bucket}",
+        }[store.kind]
+        lines = [f"maas is serving {self.url} ({len(self.template.routes)} routes from {TEMPLATE_FILE})"]
+        lines.append(f"models: {where}")
+        if store.kind == "embedded":
+            lines.append(
+                "to publish into it from another shell: "
+                f"AWS_ENDPOINT_URL={store.endpoint_url} AWS_ACCESS_KEY_ID=testing "
+                f"AWS_SECRET_ACCESS_KEY=testing {ENV_BUCKET}={store.bucket} maas ..."
+            )
+        lines += ["try:", self.curl_example(), "Ctrl-C stops."]
+        return "\n".join(lines)
+
+    def _start_store(self) -> StoreChoice:
+        store = choose_store(os.environ, bucket=self._bucket, embedded=self._embedded)
+        if store.kind != "embedded":
+            return store
+        from moto.server import ThreadedMotoServer  # dev-only and slow to import
+
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        self._env.set(ENV_ENDPOINT_URL, endpoint)
+        for name, value in EMBEDDED_CREDENTIALS.items():
+            self._env.set(name, value)
+        self._env.set("AWS_DEFAULT_REGION", EMBEDDED_REGION)
+        self._env.set("AWS_REGION", EMBEDDED_REGION)
+        self._env.set("AWS_PROFILE", None)
+        return dataclasses.replace(store, endpoint_url=endpoint)
+
+    def _bucket_names(self, model_bucket: str) -> dict[str, str]:
+        """Local names for the template's buckets: ModelBucket is the registry, others derive from it."""
+        return {
+            rid: model_bucket if rid == MODEL_BUCKET_RESOURCE else f"{model_bucket}-{rid.lower()}"
+            for rid in self.template.resources_of_type(BUCKET_TYPE)
+        } or {MODEL_BUCKET_RESOURCE: model_bucket}
+
+
+def _ensure_bucket(s3: S3Client, bucket: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchBucket", "NotFound"):
+            raise ConfigurationError(f"bucket {bucket}: cannot check it ({exc})") from None
+    region = s3.meta.region_name
+    if region and region != EMBEDDED_REGION:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})  # type: ignore[typeddict-item]
+    else:
+        s3.create_bucket(Bucket=bucket)
+
+
+def _require_bucket(s3: S3Client, bucket: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except (ClientError, BotoCoreError) as exc:
+        raise ConfigurationError(
+            f"{ENV_BUCKET}={bucket}: expected an existing bucket you can read, got {exc}. Deploy the stack "
+            f"(its ModelBucketName output), or unset {ENV_BUCKET} to use the embedded store."
+        ) from None
+
+
+def _region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or EMBEDDED_REGION
+
+
+def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
+    """Run the local stack until Ctrl-C (what `make serve` does)."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("maas.local").setLevel(logging.INFO)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with LocalStack(host=host, port=port) as stack:
+            print(stack.banner(), flush=True)
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        print("\nstopped", flush=True)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (docker stop, systemd) shuts down as cleanly as Ctrl-C."""
+    raise KeyboardInterrupt

@@ -1,0 +1,17 @@
+"""Why a trained model may not be published. Both are the model's fault, not the caller's or storage's."""
+
+from __future__ import annotations
+
+from maas.errors import MaasError
+
+
+class ModelCheckFailed(MaasError):
+    """The exported ONNX model failed a check (onnx.checker, shapes). HTTP 422."""
+
+    status = 422
+
+
+class ParityCheckFailed(ModelCheckFailed):
+    """onnxruntime disagrees with torch beyond the tolerance, or parity was never measured. HTTP 422."""
+
+    status = 422

@@ -1,0 +1,88 @@
+"""What `make serve` does on a first run: an empty store gets seed-mlp, and the printed curl works."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from maas.local import LocalStack, StoreChoice, choose_store, seed_registry
+
+
+def test_an_empty_store_is_seeded_once_and_the_environment_is_restored(
+    isolated_env: pytest.MonkeyPatch, http: Any
+) -> None:
+    before = dict(os.environ)
+
+    with LocalStack(port=0, embedded=True, bucket="seeding-check", seed_overrides={"epochs": 2}) as stack:
+        assert [(m.name, m.version) for m in stack.seeded] == [("seed-mlp", 1)]
+        assert seed_registry(stack.registry, overrides={"epochs": 2}) == []
+        assert stack.store.kind == "embedded"
+        assert stack.store.endpoint_url is not None
+        assert stack.store.endpoint_url in stack.banner()
+
+        ready = http("GET", f"{stack.url}/v2/models/seed-mlp/versions/1/ready")
+        assert ready.status == 200, ready.body
+
+        if shutil.which("curl"):
+            printed = stack.curl_example().replace("\\\n", " ")
+            completed = subprocess.run(
+                [*shlex.split(printed), "--fail", "--max-time", "30"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert completed.returncode == 0, completed.stderr
+            assert '"model_version":"1"' in completed.stdout.replace(" ", "")
+
+    assert dict(os.environ) == before
+
+
+@pytest.mark.parametrize(
+    ("environ", "embedded", "expected"),
+    [
+        ({}, False, StoreChoice("embedded", "maas-models")),
+        ({"MAAS_BUCKET": "mine"}, True, StoreChoice("embedded", "mine")),
+        (
+            {"AWS_ENDPOINT_URL": "http://localhost:4566", "MAAS_BUCKET": "mine"},
+            False,
+            StoreChoice("endpoint", "mine", "http://localhost:4566"),
+        ),
+        ({"AWS_ENDPOINT_URL": "http://localhost:9000"}, True, StoreChoice("embedded", "maas-models")),
+    ],
+)
+def test_store_selection(
+    isolated_env: pytest.MonkeyPatch, environ: dict[str, str], embedded: bool, expected: StoreChoice
+) -> None:
+    assert choose_store(environ, embedded=embedded) == expected
+
+
+def test_a_bucket_with_credentials_selects_real_aws(isolated_env: pytest.MonkeyPatch) -> None:
+    isolated_env.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    isolated_env.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+
+    assert choose_store({"MAAS_BUCKET": "prod-models"}) == StoreChoice("aws", "prod-models")
+
+
+def test_an_endpoint_store_gets_its_bucket_created(isolated_env: pytest.MonkeyPatch, http: Any) -> None:
+
+    external = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    external.start()
+    try:
+        host, port = external.get_host_and_port()
+        isolated_env.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            isolated_env.setenv(name, "testing")
+        isolated_env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+        with LocalStack(port=0, bucket="endpoint-check", seed_models=()) as stack:
+            assert stack.store == StoreChoice("endpoint", "endpoint-check", f"http://{host}:{port}")
+            assert stack.registry.versions("seed-mlp") == []
+            assert http("GET", f"{stack.url}/v2/health/live").status == 200
+    finally:
+        external.stop()
