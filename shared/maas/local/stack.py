@@ -117,7 +117,7 @@ def seed_registry(
 
 def example_infer_body(rows: int = 3, features: int = 10) -> dict[str, Any]:
     """A V2 request for seed-mlp: FP32 [rows, features], row-major, deterministic values."""
-    data = [round(((i * 7) % 20) / 10 - 1.0, 1) for i in range(rows * features)]
+    data = [round(((i * 7) % 23) / 10 - 1.0, 1) for i in range(rows * features)]
     return {"inputs": [{"name": "input", "datatype": "FP32", "shape": [rows, features], "data": data}]}
 
 
