@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from maas.errors import ConfigurationError
 
@@ -16,16 +16,34 @@ ENV_DEFAULT_ALIAS = "MAAS_DEFAULT_ALIAS"
 ENV_ALIAS_TTL = "MAAS_ALIAS_TTL"
 ENV_CACHE_BYTES = "MAAS_CACHE_BYTES"
 ENV_WARMUP = "MAAS_WARMUP"
+ENV_MAX_REQUEST_BYTES = "MAAS_MAX_REQUEST_BYTES"
+ENV_MAX_RESPONSE_BYTES = "MAAS_MAX_RESPONSE_BYTES"
+ENV_MAX_BATCH = "MAAS_MAX_BATCH"
+ENV_MAX_ELEMENTS = "MAAS_MAX_ELEMENTS"
+ENV_INTRA_OP_THREADS = "MAAS_INTRA_OP_THREADS"
+ENV_GRAPH_OPTIMIZATION = "MAAS_GRAPH_OPTIMIZATION"
+ENV_DOCS = "MAAS_DOCS"
 ENV_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 ENV_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+ENV_LAMBDA_MEMORY_MB = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 
 Provider = Literal["auto", "cpu", "cuda"]
 PROVIDERS: tuple[Provider, ...] = ("auto", "cpu", "cuda")
+GraphOptimization = Literal["disable", "basic", "extended", "all"]
+GRAPH_OPTIMIZATIONS: tuple[GraphOptimization, ...] = ("disable", "basic", "extended", "all")
+T = TypeVar("T", bound=str)
 
 DEFAULT_BUCKET = "maas-models"
 DEFAULT_ALIAS = "production"
 DEFAULT_ALIAS_TTL_SECONDS = 30.0
+# Off Lambda there is no memory setting to derive the model cache budget from.
 DEFAULT_CACHE_BYTES = 1 << 30
+# Share of a Lambda's memory the model cache may fill (artifact bytes; sessions need room beyond them).
+LAMBDA_CACHE_SHARE = 0.4
+# Lambda's synchronous invocation payload limit, for requests and responses alike.
+LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024
+DEFAULT_MAX_BATCH = 4096
+DEFAULT_MAX_ELEMENTS = 1 << 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,27 +55,62 @@ class Settings:
     alias_ttl_seconds: float = DEFAULT_ALIAS_TTL_SECONDS
     cache_bytes: int = DEFAULT_CACHE_BYTES
     warmup: bool = True
+    max_request_bytes: int = LAMBDA_PAYLOAD_BYTES
+    max_response_bytes: int = LAMBDA_PAYLOAD_BYTES
+    max_batch: int = DEFAULT_MAX_BATCH
+    max_elements: int = DEFAULT_MAX_ELEMENTS
+    # None: one thread per CPU this process may run on.
+    intra_op_threads: int | None = None
+    graph_optimization: GraphOptimization = "all"
+    docs_enabled: bool = True
     endpoint_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        provider = env.get(ENV_PROVIDER, "auto").strip().lower()
-        if provider not in PROVIDERS:
-            raise ConfigurationError(f"{ENV_PROVIDER}: expected one of {list(PROVIDERS)}, got {provider!r}")
+        provider = _choice(env, ENV_PROVIDER, PROVIDERS, "auto")
+        graph_optimization = _choice(env, ENV_GRAPH_OPTIMIZATION, GRAPH_OPTIMIZATIONS, "all")
         prefix = env.get(ENV_PREFIX, "")
         if prefix and not prefix.endswith("/"):
             prefix += "/"
+        intra_op_threads = _number(env, ENV_INTRA_OP_THREADS, 0)
         return cls(
             bucket=env.get(ENV_BUCKET) or DEFAULT_BUCKET,
             prefix=prefix,
             provider=provider,
             default_alias=env.get(ENV_DEFAULT_ALIAS) or DEFAULT_ALIAS,
             alias_ttl_seconds=_number(env, ENV_ALIAS_TTL, DEFAULT_ALIAS_TTL_SECONDS),
-            cache_bytes=int(_number(env, ENV_CACHE_BYTES, DEFAULT_CACHE_BYTES)),
-            warmup=env.get(ENV_WARMUP, "1").strip().lower() not in ("0", "false", "no", "off"),
+            cache_bytes=int(_number(env, ENV_CACHE_BYTES, _default_cache_bytes(env))),
+            warmup=_flag(env, ENV_WARMUP, default=True),
+            max_request_bytes=int(_number(env, ENV_MAX_REQUEST_BYTES, LAMBDA_PAYLOAD_BYTES)),
+            max_response_bytes=int(_number(env, ENV_MAX_RESPONSE_BYTES, LAMBDA_PAYLOAD_BYTES)),
+            max_batch=int(_number(env, ENV_MAX_BATCH, DEFAULT_MAX_BATCH)),
+            max_elements=int(_number(env, ENV_MAX_ELEMENTS, DEFAULT_MAX_ELEMENTS)),
+            intra_op_threads=int(intra_op_threads) or None,
+            graph_optimization=graph_optimization,
+            docs_enabled=_flag(env, ENV_DOCS, default=True),
             endpoint_url=env.get(ENV_ENDPOINT_URL) or None,
         )
+
+
+def _default_cache_bytes(env: Mapping[str, str]) -> float:
+    memory_mb = _number(env, ENV_LAMBDA_MEMORY_MB, 0)
+    return memory_mb * 1024 * 1024 * LAMBDA_CACHE_SHARE if memory_mb else DEFAULT_CACHE_BYTES
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[T, ...], default: T) -> T:
+    raw = env.get(name, default).strip().lower()
+    for option in allowed:
+        if raw == option:
+            return option
+    raise ConfigurationError(f"{name}: expected one of {list(allowed)}, got {raw!r}")
+
+
+def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return raw.strip().lower() not in ("0", "false", "no", "off")
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

@@ -23,8 +23,9 @@ def _dt(v2: str, numpy_type: type[np.generic] | str, onnx: str, kinds: str) -> D
     return Datatype(v2, np.dtype(numpy_type), onnx, frozenset(kinds))
 
 
-_INTEGER_KINDS = "iub"
-_FLOAT_KINDS = "fiub"
+# JSON true/false are not numbers: a boolean sent for a numeric tensor is a client mistake.
+_INTEGER_KINDS = "iu"
+_FLOAT_KINDS = "fiu"
 
 DATATYPES: tuple[Datatype, ...] = (
     _dt("BOOL", np.bool_, "tensor(bool)", "b"),

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy.typing as npt
 
-from maas.registry.manifest import TensorSpec
+from maas.signature import TensorSpec
 
 
 @dataclass(frozen=True, slots=True)

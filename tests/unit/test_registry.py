@@ -135,7 +135,7 @@ def test_a_tampered_artifact_fails_its_checksum(registry: ModelRegistry, s3: Any
     assert registry.read_artifact(manifest, manifest.artifact("model.onnx")) == b"genuine"
 
     s3.put_object(Bucket=TEST_BUCKET, Key="models/m/versions/1/model.onnx", Body=b"evil!!!")
-    with pytest.raises(IntegrityError, match="expected sha256"):
+    with pytest.raises(IntegrityError, match="expected the sha256 and size in its manifest"):
         registry.read_artifact(manifest, manifest.artifact("model.onnx"))
 
 
@@ -154,7 +154,7 @@ def test_publish_refuses_unsafe_artifact_paths(registry: ModelRegistry, path: st
 
 
 def test_publish_requires_the_model_file(registry: ModelRegistry) -> None:
-    with pytest.raises(InvalidInput, match=r"model file 'model\.onnx'"):
+    with pytest.raises(InvalidInput, match=r"graph file 'model\.onnx'"):
         registry.publish("m", {"other.onnx": b"g"}, DRAFT)
 
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import tempfile
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -130,7 +132,7 @@ def test_a_tampered_model_is_refused_before_onnxruntime_opens_it(
     tampered = bytearray(s3.get_object(Bucket=TEST_BUCKET, Key=key)["Body"].read())
     tampered[-1] ^= 0xFF
     s3.put_object(Bucket=TEST_BUCKET, Key=key, Body=bytes(tampered))
-    with pytest.raises(IntegrityError, match="expected sha256"):
+    with pytest.raises(IntegrityError, match="expected the sha256 and size in its manifest"):
         service.infer(ModelRef("seed-mlp"), request_for(seed_model.test_inputs[:1]))
     assert service.cache.loaded_keys() == []
 
@@ -152,18 +154,19 @@ def test_a_manifest_whose_signature_disagrees_with_the_graph_is_refused(
 
 
 def test_external_data_models_load_from_their_verified_files(
-    registry: ModelRegistry, service: InferenceService
+    registry: ModelRegistry, service: InferenceService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from maas.training import publish_trained, train_recipe
 
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     trained = train_recipe("seed-mlp", {"epochs": 1, "external_data": True})
     assert len(trained.files) == 2
     publish_trained(trained, registry, name="seed-external")
     rows = trained.test_inputs[:4]
     response = service.infer(ModelRef("seed-external"), request_for(rows))
     np.testing.assert_allclose(response.outputs[0].array, trained.predict(rows), atol=1e-5)
-    loaded = service.cache.peek("seed-external", 1)
-    assert loaded is not None and loaded.workdir is not None and loaded.workdir.exists()
+    # The verified files lived only while the session opened.
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_requested_outputs_select_and_order_the_response(

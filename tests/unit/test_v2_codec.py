@@ -6,10 +6,22 @@ from typing import Any
 import numpy as np
 import pytest
 
+from maas.api.tensor_codec import TensorLimits
 from maas.api.v2_codec import decode_infer_request, encode_infer_response
 from maas.datatypes import DATATYPES, from_numpy, from_onnx, from_v2
 from maas.errors import InvalidInput
-from maas.infer_types import InferenceResponse, Tensor
+from maas.infer_types import InferenceRequest, InferenceResponse, Tensor
+
+LIMITS = TensorLimits(max_batch=64, max_elements=1000)
+
+
+def decode(raw: str | bytes) -> InferenceRequest:
+    return decode_infer_request(raw, LIMITS).request
+
+
+def encode(response: InferenceResponse) -> Any:
+    return json.loads(encode_infer_response(response).content)
+
 
 SAMPLE_DATA: dict[str, list[Any]] = {
     "BOOL": [True, False, True, True],
@@ -29,32 +41,32 @@ def body(**input_fields: Any) -> str:
 @pytest.mark.parametrize("datatype", [d.v2 for d in DATATYPES])
 def test_every_v2_datatype_decodes_to_its_numpy_dtype_and_back(datatype: str) -> None:
     values = SAMPLE_DATA.get(datatype, [0, 1, 2, 3])
-    request = decode_infer_request(body(datatype=datatype, data=values))
+    request = decode(body(datatype=datatype, data=values))
     tensor = request.inputs[0]
     assert tensor.array.dtype == from_v2(datatype).numpy  # type: ignore[union-attr]
     assert tensor.array.shape == (2, 2)
 
-    encoded = json.loads(encode_infer_response(InferenceResponse("m", 1, [tensor])))
+    encoded = encode(InferenceResponse("m", 1, [tensor]))
     output = encoded["outputs"][0]
     assert output == {"name": "x", "datatype": datatype, "shape": [2, 2], "data": values}
 
 
 def test_nested_and_flat_data_decode_identically() -> None:
-    flat = decode_infer_request(body(data=[1, 2, 3, 4])).inputs[0].array
-    nested = decode_infer_request(body(data=[[1, 2], [3, 4]])).inputs[0].array
+    flat = decode(body(data=[1, 2, 3, 4])).inputs[0].array
+    nested = decode(body(data=[[1, 2], [3, 4]])).inputs[0].array
     assert np.array_equal(flat, nested)
 
 
 def test_request_id_outputs_and_parameters_are_kept() -> None:
     payload = json.loads(body())
     payload.update(id="abc", outputs=[{"name": "y"}], parameters={"k": 1})
-    request = decode_infer_request(json.dumps(payload))
+    request = decode(json.dumps(payload))
     assert (request.id, request.outputs, request.parameters) == ("abc", ["y"], {"k": 1})
 
 
 def test_response_echoes_the_id_and_reports_the_version_as_a_string() -> None:
     response = InferenceResponse("m", 7, [Tensor("y", "FP32", np.zeros((1, 2), np.float32))], id="r1")
-    assert json.loads(encode_infer_response(response)) == {
+    assert encode(response) == {
         "model_name": "m",
         "model_version": "7",
         "id": "r1",
@@ -89,7 +101,7 @@ def test_malformed_requests_say_where_what_was_expected_and_what_came(
     raw: str, expected_fragment: str
 ) -> None:
     with pytest.raises(InvalidInput) as caught:
-        decode_infer_request(raw)
+        decode(raw)
     assert expected_fragment in caught.value.message
     assert caught.value.status == 400
 
@@ -104,7 +116,7 @@ def test_error_messages_never_echo_payload_values() -> None:
         '{"id": "' + secret + '", broken',
     ):
         with pytest.raises(InvalidInput) as caught:
-            decode_infer_request(raw)
+            decode(raw)
         assert secret not in caught.value.message
 
 

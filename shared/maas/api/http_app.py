@@ -1,12 +1,14 @@
 """The HTTP edge: one route table served to REST API v1, HTTP API v2 and Function URL events.
 
-Errors are mapped to statuses here, once: MaasError carries its own; anything else is a 500 whose
-details go to the log, not the client.
+Errors are mapped to statuses here, once: MaasError carries its own; anything else is a 500 whose details
+go to the log, not the client. Each invocation gets the request id as the log correlation id and flushes
+its EMF metrics.
 """
 
 from __future__ import annotations
 
 import json
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,16 +22,20 @@ from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from maas.api.v2_routes import RouteTable, build_v2_routes, json_response
+from maas.api.docs_routes import register_docs_routes
+from maas.api.routing import RouteTable, json_response
+from maas.api.v1_routes import register_v1_routes
+from maas.api.v2_routes import register_v2_routes
 from maas.api.v2_types import ErrorResponse
 from maas.errors import MaasError, MethodNotAllowed
-from maas.observability import logger
+from maas.observability import MetricUnit, logger, metrics
 from maas.service.inference import InferenceService
 
 MAX_ECHOED_PATH = 200
+UNSUPPORTED_EVENT = "event: expected an API Gateway REST (v1), HTTP API (v2) or Function URL event"
 
 
-def error_response(status: int, message: str) -> Response[str]:
+def error_response(status: int, message: str) -> Response[Any]:
     return json_response(ErrorResponse(error=message).model_dump_json(), status)
 
 
@@ -38,25 +44,46 @@ class HttpApp:
 
     def __init__(self, service: InferenceService) -> None:
         self.service = service
-        routes = build_v2_routes(service)
-        _register_error_handlers(routes)
+        self.routes = RouteTable()
+        register_v2_routes(self.routes, service)
+        register_v1_routes(self.routes, service)
+        register_docs_routes(self.routes, swagger_ui_enabled=service.settings.docs_enabled)
+        _register_error_handlers(self.routes)
         self._rest_api = APIGatewayRestResolver()
         self._http_api = APIGatewayHttpResolver()
         self._function_url = LambdaFunctionUrlResolver()
         for resolver in (self._rest_api, self._http_api, self._function_url):
-            resolver.include_router(routes.router)
+            resolver.include_router(self.routes.router)
+        self._cold_start = True
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
-        resolver = self._resolver_for(event)
-        if resolver is None:
-            return {
-                "statusCode": 400,
-                "headers": {"Content-Type": "application/json"},
-                "body": json.dumps(
-                    {"error": "event: expected an API Gateway REST (v1), HTTP API (v2) or Function URL event"}
-                ),
-            }
-        return resolver.resolve(event, context)  # type: ignore[arg-type]
+        request_context = event.get("requestContext")
+        logger.set_correlation_id(
+            request_context.get("requestId") if isinstance(request_context, Mapping) else None
+        )
+        if self._cold_start:
+            self._cold_start = False
+            metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
+        try:
+            resolver = self._resolver_for(event)
+            if resolver is None:
+                response = {
+                    "statusCode": 400,
+                    "headers": {"Content-Type": "application/json"},
+                    "body": json.dumps({"error": UNSUPPORTED_EVENT}),
+                }
+            else:
+                response = resolver.resolve(event, context)  # type: ignore[arg-type]
+            status = int(str(response.get("statusCode", 200)))
+            if status >= 400:
+                metrics.add_metric(name=f"Errors{status}", unit=MetricUnit.Count, value=1)
+            body = event.get("body")
+            if isinstance(body, str):
+                metrics.add_metric(name="RequestBytes", unit=MetricUnit.Bytes, value=len(body))
+            return response
+        finally:
+            if metrics.metric_set:
+                metrics.flush_metrics()
 
     def _resolver_for(self, event: Mapping[str, Any]) -> ApiGatewayResolver | None:
         context = event.get("requestContext")
@@ -80,17 +107,18 @@ def _register_error_handlers(routes: RouteTable) -> None:
     router = routes.router
 
     @router.exception_handler(MaasError)
-    def domain_error(exc: MaasError) -> Response[str]:
+    def domain_error(exc: MaasError) -> Response[Any]:
         if exc.status >= 500:
             logger.error("request failed", extra={"status": exc.status, "error": exc.message})
         return error_response(exc.status, exc.message)
 
     @router.exception_handler(NotFoundError)
-    def unknown_route(_: NotFoundError) -> Response[str]:
+    def unknown_route(_: NotFoundError) -> Response[Any]:
         event = router.current_event
         path = event.path if len(event.path) <= MAX_ECHOED_PATH else event.path[:MAX_ECHOED_PATH] + "..."
         allowed = routes.methods_for(event.path)
-        if allowed:
+        # The path looked right but a parameter held characters no route accepts: that is a plain 404.
+        if allowed and event.http_method not in allowed:
             response = error_response(
                 MethodNotAllowed.status,
                 f"method: expected {' or '.join(allowed)} for {path}, got {event.http_method}",
@@ -104,6 +132,13 @@ def _register_error_handlers(routes: RouteTable) -> None:
         )
 
     @router.exception_handler(Exception)
-    def unexpected_error(exc: Exception) -> Response[str]:
-        logger.exception("unhandled error", extra={"error_type": type(exc).__name__})
+    def unexpected_error(exc: Exception) -> Response[Any]:
+        # The traceback, not the message: an exception's text can quote the payload that caused it.
+        logger.error(
+            "unhandled error",
+            extra={
+                "error_type": type(exc).__name__,
+                "traceback": "".join(traceback.format_tb(exc.__traceback__)),
+            },
+        )
         return error_response(500, "internal error; see the function's logs")

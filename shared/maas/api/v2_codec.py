@@ -1,14 +1,26 @@
-"""V2 JSON <-> the internal request/response types. Pure functions over the datatype table."""
+"""Open Inference Protocol V2 <-> the internal request/response types, in JSON and Triton's binary tensor
+format (https://github.com/triton-inference-server/server/blob/main/docs/protocol/extension_binary_data.md).
+
+A binary request is a JSON header of `Inference-Header-Content-Length` bytes followed by each binary input's
+bytes in input order; a binary response is laid out the same way.
+"""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 from pydantic import ValidationError
 
+from maas.api.tensor_codec import (
+    TensorLimits,
+    array_from_binary,
+    array_from_json,
+    array_to_binary,
+    array_to_json,
+    check_shape,
+)
 from maas.api.v2_types import (
     InferenceRequestBody,
     InferenceResponseBody,
@@ -17,102 +29,166 @@ from maas.api.v2_types import (
     RequestInput,
     ResponseOutput,
 )
-from maas.datatypes import V2_NAMES, Datatype, from_v2
+from maas.api.validation_messages import describe_validation_error
+from maas.datatypes import BY_V2, V2_NAMES
 from maas.errors import InvalidInput
 from maas.infer_types import InferenceRequest, InferenceResponse, ModelMetadata, Tensor
-from maas.registry.manifest import TensorSpec
+from maas.signature import TensorSpec
 
-MAX_REPORTED_ERRORS = 3
-_JSON_TYPE_NAMES: dict[type, str] = {
-    dict: "object",
-    list: "array",
-    str: "string",
-    int: "integer",
-    float: "number",
-    bool: "boolean",
-    type(None): "null",
-}
-_KIND_NAMES = {
-    "b": "booleans",
-    "i": "integers",
-    "u": "integers",
-    "f": "numbers with a fraction",
-    "U": "strings",
-    "S": "strings",
-    "O": "a ragged or mixed-type list",
-}
+BINARY_DATA_SIZE = "binary_data_size"
+BINARY_DATA = "binary_data"
+BINARY_DATA_OUTPUT = "binary_data_output"
+HEADER_LENGTH = "Inference-Header-Content-Length"
+MAX_ECHOED_NAME = 64
 
 
-def decode_infer_request(body: str | bytes) -> InferenceRequest:
+@dataclass(frozen=True, slots=True)
+class DecodedInferRequest:
+    request: InferenceRequest
+    # An output's own `binary_data` wins; otherwise the request's `binary_data_output` decides.
+    binary_by_output: Mapping[str, bool] = field(default_factory=dict)
+    binary_by_default: bool = False
+
+    def wants_binary(self, output: str) -> bool:
+        return self.binary_by_output.get(output, self.binary_by_default)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedBody:
+    content: bytes
+    # Set for binary responses: the length of the JSON header at the start of `content`.
+    header_length: int | None = None
+
+
+def decode_infer_request(
+    body: str | bytes, limits: TensorLimits, *, header_length: int | None = None
+) -> DecodedInferRequest:
+    if header_length is None:
+        header: str | bytes | memoryview = body
+        binary = memoryview(b"")
+    else:
+        raw = body.encode("utf-8") if isinstance(body, str) else body
+        if header_length > len(raw):
+            raise InvalidInput(
+                f"{HEADER_LENGTH}: expected at most the body size ({len(raw)} bytes), got {header_length}"
+            )
+        view = memoryview(raw)
+        header, binary = view[:header_length], view[header_length:]
     try:
-        wire = InferenceRequestBody.model_validate_json(body)
+        wire = InferenceRequestBody.model_validate_json(
+            bytes(header) if isinstance(header, memoryview) else header
+        )
     except ValidationError as exc:
         raise InvalidInput(describe_validation_error(exc)) from None
-    return InferenceRequest(
-        inputs=[decode_input(item, index) for index, item in enumerate(wire.inputs)],
-        outputs=None if wire.outputs is None else [output.name for output in wire.outputs],
-        id=wire.id,
-        parameters=wire.parameters or {},
+
+    inputs: list[Tensor] = []
+    offset = 0
+    for index, item in enumerate(wire.inputs):
+        tensor, offset = _decode_input(item, index, binary, offset, limits)
+        inputs.append(tensor)
+    if offset != len(binary):
+        raise InvalidInput(
+            f"binary data: {len(binary) - offset} bytes left after the last binary input; "
+            f"expected {HEADER_LENGTH} plus the inputs' binary_data_size to cover the body exactly"
+        )
+
+    binary_by_output: dict[str, bool] = {}
+    for index, output in enumerate(wire.outputs or []):
+        wants = (output.parameters or {}).get(BINARY_DATA)
+        if wants is not None:
+            binary_by_output[output.name] = _flag(wants, f"outputs[{index}].parameters.{BINARY_DATA}")
+    request_parameters = wire.parameters or {}
+    return DecodedInferRequest(
+        request=InferenceRequest(
+            inputs=inputs,
+            outputs=None if wire.outputs is None else [output.name for output in wire.outputs],
+            id=wire.id,
+            parameters=request_parameters,
+        ),
+        binary_by_output=binary_by_output,
+        binary_by_default=_flag(
+            request_parameters.get(BINARY_DATA_OUTPUT), f"parameters.{BINARY_DATA_OUTPUT}"
+        ),
     )
 
 
-def decode_input(item: RequestInput, index: int = 0) -> Tensor:
-    where = f"inputs[{index}] ('{item.name[:64]}')"
-    datatype = from_v2(item.datatype)
+def _decode_input(
+    item: RequestInput, index: int, binary: memoryview, offset: int, limits: TensorLimits
+) -> tuple[Tensor, int]:
+    where = f"inputs[{index}] ('{item.name[:MAX_ECHOED_NAME]}')"
+    datatype = BY_V2.get(item.datatype)
     if datatype is None:
         raise InvalidInput(f"{where}.datatype: expected one of {list(V2_NAMES)}, got {item.datatype[:32]!r}")
-    if any(dim < 0 for dim in item.shape):
-        raise InvalidInput(f"{where}.shape: expected non-negative dimensions, got {item.shape}")
-    expected_count = math.prod(item.shape)
-    try:
-        raw = np.asarray(item.data)
-    except ValueError:
+    check_shape(item.shape, where, limits)
+    size = (item.parameters or {}).get(BINARY_DATA_SIZE)
+    if size is None:
+        if item.data is None:
+            raise InvalidInput(f"{where}.data: required unless parameters.{BINARY_DATA_SIZE} is set")
+        return Tensor(item.name, datatype.v2, array_from_json(item.data, datatype, item.shape, where)), offset
+    if item.data is not None:
+        raise InvalidInput(f"{where}: expected either data or parameters.{BINARY_DATA_SIZE}, got both")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InvalidInput(f"{where}.parameters.{BINARY_DATA_SIZE}: expected a non-negative integer")
+    remaining = len(binary) - offset
+    if size > remaining:
         raise InvalidInput(
-            f"{where}.data: expected a flat or nested list, got a ragged nested list"
-        ) from None
-    if raw.size != expected_count:
-        raise InvalidInput(
-            f"{where}.data: shape {item.shape} needs {expected_count} elements, got {raw.size}"
+            f"{where}.parameters.{BINARY_DATA_SIZE}: expected at most the {remaining} binary bytes left "
+            f"after {HEADER_LENGTH} and earlier inputs, got {size}"
         )
-    return Tensor(item.name, datatype.v2, _cast(raw, datatype, where).reshape(item.shape))
+    array = array_from_binary(binary[offset : offset + size], datatype, item.shape, where)
+    return Tensor(item.name, datatype.v2, array), offset + size
 
 
-def _cast(raw: npt.NDArray[Any], datatype: Datatype, where: str) -> npt.NDArray[Any]:
-    if raw.size == 0:
-        return raw.astype(datatype.numpy)
-    if raw.dtype.kind not in datatype.json_kinds:
-        raise InvalidInput(
-            f"{where}.data: expected {datatype.v2} values, "
-            f"got {_KIND_NAMES.get(raw.dtype.kind, raw.dtype.kind)}"
-        )
-    if datatype.numpy.kind in "iu" and raw.dtype.kind in "iu":
-        info = np.iinfo(datatype.numpy)  # type: ignore[type-var]  # kind checked just above
-        if raw.min() < info.min or raw.max() > info.max:
-            raise InvalidInput(
-                f"{where}.data: expected {datatype.v2} values in [{info.min}, {info.max}], got some outside"
+def _flag(value: Any, where: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{where}: expected true or false")
+    return value
+
+
+def encode_infer_response(
+    response: InferenceResponse, decoded: DecodedInferRequest | None = None
+) -> EncodedBody:
+    outputs: list[ResponseOutput] = []
+    chunks: list[bytes] = []
+    for tensor in response.outputs:
+        if decoded is not None and decoded.wants_binary(tensor.name):
+            chunk = array_to_binary(tensor.array, BY_V2[tensor.datatype])
+            chunks.append(chunk)
+            outputs.append(
+                ResponseOutput(
+                    name=tensor.name,
+                    datatype=tensor.datatype,
+                    shape=list(tensor.array.shape),
+                    parameters={BINARY_DATA_SIZE: len(chunk)},
+                )
             )
-    if datatype.v2 == "BYTES":
-        return raw.astype(object)
-    return raw.astype(datatype.numpy, copy=False)
-
-
-def encode_infer_response(response: InferenceResponse) -> str:
-    body = InferenceResponseBody(
-        model_name=response.model_name,
-        model_version=str(response.model_version),
-        id=response.id,
-        parameters=response.parameters or None,
-        outputs=[encode_output(tensor) for tensor in response.outputs],
+        else:
+            outputs.append(encode_output(tensor))
+    header = (
+        InferenceResponseBody(
+            model_name=response.model_name,
+            model_version=str(response.model_version),
+            id=response.id,
+            parameters=response.parameters or None,
+            outputs=outputs,
+        )
+        .model_dump_json(exclude_none=True)
+        .encode()
     )
-    return body.model_dump_json(exclude_none=True)
+    if not chunks:
+        return EncodedBody(header)
+    return EncodedBody(b"".join([header, *chunks]), header_length=len(header))
 
 
 def encode_output(tensor: Tensor) -> ResponseOutput:
-    array = tensor.array
-    data = array.ravel().tolist()
-    if array.dtype.kind == "O":
-        data = [item.decode("utf-8", "replace") if isinstance(item, bytes) else item for item in data]
-    return ResponseOutput(name=tensor.name, datatype=tensor.datatype, shape=list(array.shape), data=data)
+    return ResponseOutput(
+        name=tensor.name,
+        datatype=tensor.datatype,
+        shape=list(tensor.array.shape),
+        data=array_to_json(tensor.array),
+    )
 
 
 def encode_model_metadata(metadata: ModelMetadata) -> str:
@@ -127,42 +203,3 @@ def encode_model_metadata(metadata: ModelMetadata) -> str:
 
 def _metadata_tensor(spec: TensorSpec) -> MetadataTensor:
     return MetadataTensor(name=spec.name, datatype=spec.datatype, shape=spec.shape)
-
-
-def describe_validation_error(exc: ValidationError, subject: str = "request body") -> str:
-    """Say where, what was expected and what type arrived, never the value itself."""
-    messages = []
-    for error in exc.errors(include_url=False)[:MAX_REPORTED_ERRORS]:
-        where = _location(error["loc"]) or subject
-        kind = error["type"]
-        if kind == "json_invalid":
-            messages.append(
-                f"{subject}: expected JSON, got invalid JSON ({error['ctx'].get('error', 'parse error')})"
-            )
-        elif kind == "missing":
-            messages.append(f"{where}: required field is missing")
-        elif kind == "extra_forbidden":
-            messages.append(f"{where}: unknown field")
-        elif kind == "too_short":
-            messages.append(f"{where}: expected at least {error['ctx']['min_length']} item(s), got none")
-        elif kind in ("model_type", "model_attributes_type", "dict_type"):
-            messages.append(f"{where}: expected a JSON object, got {_json_type(error['input'])}")
-        else:
-            messages.append(
-                f"{where}: {error['msg'][0].lower()}{error['msg'][1:]}, got {_json_type(error['input'])}"
-            )
-    remaining = exc.error_count() - MAX_REPORTED_ERRORS
-    if remaining > 0:
-        messages.append(f"and {remaining} more")
-    return "; ".join(messages)
-
-
-def _location(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _json_type(value: object) -> str:
-    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)

@@ -1,70 +1,61 @@
 """Open Inference Protocol V2 routes over the inference service.
 
-Routes only translate: path and body in, service call, wire JSON out. Error mapping lives in http_app.
+Routes only translate: path and body in, service call, wire out. Error mapping lives in http_app.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from typing import Any, TypeVar
+import json
+from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler import Response
 
-from maas.api.v2_codec import decode_infer_request, encode_infer_response, encode_model_metadata
-from maas.api.v2_types import LiveResponse, ModelReadyResponse, ReadyResponse, ServerMetadataResponse
-from maas.registry.references import ModelRef, parse_version_selector
+from maas.api.http_body import header_length, read_body
+from maas.api.routing import RouteTable, json_response
+from maas.api.tensor_codec import TensorLimits
+from maas.api.v2_codec import (
+    HEADER_LENGTH,
+    decode_infer_request,
+    encode_infer_response,
+    encode_model_metadata,
+)
+from maas.api.v2_types import (
+    LiveResponse,
+    ModelIndexEntry,
+    ModelListResponse,
+    ModelReadyResponse,
+    ReadyResponse,
+    RepositoryIndexEntry,
+    ServerMetadataResponse,
+)
+from maas.errors import PayloadTooLarge
+from maas.registry.references import ModelRef, parse_ref, parse_version_selector
 from maas.service.inference import InferenceService
-
-Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 MODEL = "/v2/models/<name>"
 MODEL_VERSION = "/v2/models/<name>/versions/<version>"
+MODEL_VERSION_HEADER = "x-maas-model-version"
+BINARY_CONTENT_TYPE = "application/octet-stream"
+# Lambda returns binary bodies base64-encoded, which grows them by a third.
+BASE64_GROWTH = 4 / 3
 
 
-def json_response(body: str, status: int = 200) -> Response[str]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
-
-
-class RouteTable:
-    """Registers handlers on a Powertools router and remembers the rules, so an unmatched request can be
-    told which methods its path does accept (405) instead of a bare 404."""
-
-    def __init__(self) -> None:
-        self.router = Router()
-        self.rules: list[tuple[str, str]] = []
-        self._patterns: list[tuple[str, re.Pattern[str]]] = []
-
-    def add(self, method: str, *rules: str) -> Callable[[Handler], Handler]:
-        def register(handler: Handler) -> Handler:
-            for rule in rules:
-                self.router.route(rule, method)(handler)
-                self.rules.append((method, rule))
-                self._patterns.append((method, re.compile(re.sub(r"<\w+>", "[^/]+", rule) + "$")))
-            return handler
-
-        return register
-
-    def methods_for(self, path: str) -> list[str]:
-        return sorted({method for method, pattern in self._patterns if pattern.match(path)})
-
-
-def build_v2_routes(service: InferenceService) -> RouteTable:
-    routes = RouteTable()
+def register_v2_routes(routes: RouteTable, service: InferenceService) -> None:
+    settings = service.settings
+    limits = TensorLimits(max_batch=settings.max_batch, max_elements=settings.max_elements)
     router = routes.router
 
     @routes.add("GET", "/v2/health/live")
-    def server_live() -> Response[str]:
+    def server_live() -> Response[Any]:
         return json_response(LiveResponse(live=True).model_dump_json())
 
     @routes.add("GET", "/v2/health/ready")
-    def server_ready() -> Response[str]:
+    def server_ready() -> Response[Any]:
         return json_response(ReadyResponse(ready=service.server_ready()).model_dump_json())
 
     @routes.add("GET", "/v2")
-    def server_metadata() -> Response[str]:
+    def server_metadata() -> Response[Any]:
         metadata = service.server_metadata()
         return json_response(
             ServerMetadataResponse(
@@ -72,12 +63,32 @@ def build_v2_routes(service: InferenceService) -> RouteTable:
             ).model_dump_json()
         )
 
+    @routes.add("GET", "/v2/models")
+    def list_models() -> Response[Any]:
+        models = [
+            ModelIndexEntry(name=name, versions=[str(v) for v in versions])
+            for name, versions in service.model_index().items()
+        ]
+        return json_response(ModelListResponse(models=models).model_dump_json())
+
+    @routes.add("POST", "/v2/repository/index")
+    def repository_index() -> Response[Any]:
+        loaded = set(service.cache.loaded_keys())
+        rows = [
+            RepositoryIndexEntry(
+                name=name, version=str(version), state="READY" if (name, version) in loaded else "UNAVAILABLE"
+            ).model_dump()
+            for name, versions in service.model_index().items()
+            for version in versions
+        ]
+        return json_response(_json_list(rows))
+
     @routes.add("GET", MODEL, MODEL_VERSION)
-    def model_metadata(name: str, version: str | None = None) -> Response[str]:
+    def model_metadata(name: str, version: str | None = None) -> Response[Any]:
         return json_response(encode_model_metadata(service.model_metadata(_ref(name, version))))
 
     @routes.add("GET", f"{MODEL}/ready", f"{MODEL_VERSION}/ready")
-    def model_ready(name: str, version: str | None = None) -> Response[str]:
+    def model_ready(name: str, version: str | None = None) -> Response[Any]:
         ref = _ref(name, version)
         loaded_version = service.model_ready(ref)
         return json_response(
@@ -85,14 +96,38 @@ def build_v2_routes(service: InferenceService) -> RouteTable:
         )
 
     @routes.add("POST", f"{MODEL}/infer", f"{MODEL_VERSION}/infer")
-    def infer(name: str, version: str | None = None) -> Response[str]:
-        ref = _ref(name, version)
-        request = decode_infer_request(router.current_event.decoded_body or "")
-        return json_response(encode_infer_response(service.infer(ref, request)))
-
-    return routes
+    def infer(name: str, version: str | None = None) -> Response[Any]:
+        event = router.current_event
+        body = read_body(event, settings.max_request_bytes)
+        decoded = decode_infer_request(body, limits, header_length=header_length(event, HEADER_LENGTH))
+        response = service.infer(_ref(name, version), decoded.request)
+        encoded = encode_infer_response(response, decoded)
+        headers = {MODEL_VERSION_HEADER: str(response.model_version)}
+        if encoded.header_length is None:
+            _check_response_size(len(encoded.content), settings.max_response_bytes)
+            return json_response(encoded.content, headers=headers)
+        _check_response_size(int(len(encoded.content) * BASE64_GROWTH), settings.max_response_bytes)
+        headers[HEADER_LENGTH] = str(encoded.header_length)
+        return Response(
+            status_code=200, content_type=BINARY_CONTENT_TYPE, body=encoded.content, headers=headers
+        )
 
 
 def _ref(name: str, version: str | None) -> ModelRef:
-    # API Gateway hands path parameters over still percent-encoded (name%40alias).
-    return parse_version_selector(unquote(name), None if version is None else unquote(version))
+    # API Gateway hands path parameters over still percent-encoded (name%40alias). Without a
+    # /versions/ segment the name may carry an alias itself, as everywhere else: seed-mlp@staging.
+    if version is None:
+        return parse_ref(unquote(name))
+    return parse_version_selector(unquote(name), unquote(version))
+
+
+def _check_response_size(size: int, limit: int) -> None:
+    if size > limit:
+        raise PayloadTooLarge(
+            f"response: expected at most {limit} bytes (MAAS_MAX_RESPONSE_BYTES, Lambda's payload limit), "
+            f"got {size}; send fewer rows, request a subset of outputs, or use the async or batch path"
+        )
+
+
+def _json_list(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, separators=(",", ":"))

@@ -15,18 +15,24 @@ class RequestInput(_Wire):
     name: StrictStr
     shape: list[StrictInt]
     datatype: StrictStr
-    parameters: dict[str, Any] | None = None
-    data: list[Any]
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="`binary_data_size` marks the input as binary (Triton's extension)."
+    )
+    data: list[Any] | None = Field(default=None, description="Flat or nested; omitted for binary inputs.")
 
 
 class RequestOutput(_Wire):
     name: StrictStr
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="`binary_data: true` asks for this output in binary form."
+    )
 
 
 class InferenceRequestBody(_Wire):
     id: StrictStr | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="`binary_data_output: true` asks for every output in binary form."
+    )
     inputs: list[RequestInput] = Field(min_length=1)
     outputs: list[RequestOutput] | None = None
 
@@ -36,7 +42,7 @@ class ResponseOutput(_Wire):
     datatype: str
     shape: list[int]
     parameters: dict[str, Any] | None = None
-    data: list[Any]
+    data: list[Any] | None = None
 
 
 class InferenceResponseBody(_Wire):
@@ -74,6 +80,24 @@ class LiveResponse(_Wire):
 
 class ReadyResponse(_Wire):
     ready: bool
+
+
+class ModelIndexEntry(_Wire):
+    name: str
+    versions: list[str]
+
+
+class ModelListResponse(_Wire):
+    models: list[ModelIndexEntry]
+
+
+class RepositoryIndexEntry(_Wire):
+    """One row of Triton's repository index."""
+
+    name: str
+    version: str
+    state: str
+    reason: str = ""
 
 
 class ModelReadyResponse(_Wire):

@@ -9,42 +9,27 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from maas.datatypes import V2_NAMES
+from maas.signature import Signature
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 HASH_CHUNK_BYTES = 1 << 20
+# Relative, no "..", no leading "/" or ".": artifacts are written beside each other on load, so a
+# manifest must never be able to name a file outside its version folder.
+SAFE_RELATIVE_PATH = (
+    r"^[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*(/[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*)*$"
+)
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class TensorSpec(_Frozen):
-    """One input or output: V2 datatype and shape, with -1 for a dynamic dimension."""
-
-    name: str
-    datatype: str
-    shape: list[int]
-
-    @field_validator("datatype")
-    @classmethod
-    def _known_datatype(cls, value: str) -> str:
-        if value not in V2_NAMES:
-            raise ValueError(f"expected one of {list(V2_NAMES)}, got {value!r}")
-        return value
-
-
-class Signature(_Frozen):
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-
-
 class Artifact(_Frozen):
-    path: str
+    path: str = Field(pattern=SAFE_RELATIVE_PATH)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     bytes: int = Field(ge=0)
 
@@ -74,7 +59,9 @@ class Manifest(_Frozen):
     status: Literal["ready", "archived"] = "ready"
     task: str | None = None
     description: str = ""
-    model_file: str = MODEL_FILE
+    model_file: str = Field(default=MODEL_FILE, pattern=SAFE_RELATIVE_PATH)
+    # Files the graph references as ONNX external data; they must sit beside model_file at load time.
+    model_data_files: list[str] = Field(default_factory=list)
     signature: Signature
     artifacts: list[Artifact]
     metrics: dict[str, float] = Field(default_factory=dict)
@@ -82,6 +69,14 @@ class Manifest(_Frozen):
     lineage: Lineage = Field(default_factory=Lineage)
     parity: Parity | None = None
     labels: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _graph_files_are_artifacts(self) -> Manifest:
+        paths = {a.path for a in self.artifacts}
+        missing = [path for path in self.graph_files if path not in paths]
+        if missing:
+            raise ValueError(f"graph files {missing} are not listed among the artifacts")
+        return self
 
     def artifact(self, path: str) -> Artifact:
         for artifact in self.artifacts:
@@ -93,6 +88,10 @@ class Manifest(_Frozen):
     def total_bytes(self) -> int:
         return sum(a.bytes for a in self.artifacts)
 
+    @property
+    def graph_files(self) -> list[str]:
+        return [self.model_file, *self.model_data_files]
+
 
 class ManifestDraft(_Frozen):
     """Everything the publisher knows before the registry assigns a version and checksums."""
@@ -100,6 +99,7 @@ class ManifestDraft(_Frozen):
     task: str | None = None
     description: str = ""
     model_file: str = MODEL_FILE
+    model_data_files: list[str] = Field(default_factory=list)
     signature: Signature
     metrics: dict[str, float] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from maas.errors import InvalidInput
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+# ASCII digits only: str.isdigit() also accepts '²' and other scripts' digits, which int() rejects.
+VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,17}")
 ALIAS_PATTERN = NAME_PATTERN
 LATEST = "latest"
 
@@ -53,14 +55,12 @@ def parse_version_selector(name: str, selector: str | None) -> ModelRef:
     validate_name(name)
     if selector is None or selector == "":
         return ModelRef(name)
-    if selector.isdigit():
-        version = int(selector)
-        if version < 1:
-            raise InvalidInput(f"model version: expected an integer >= 1 or an alias, got {selector!r}")
-        return ModelRef(name, version=version)
-    if not ALIAS_PATTERN.fullmatch(selector):
+    if VERSION_PATTERN.fullmatch(selector):
+        return ModelRef(name, version=int(selector))
+    if selector[:1].isdigit() or not ALIAS_PATTERN.fullmatch(selector):
         raise InvalidInput(
-            f"model version: expected an integer >= 1 or an alias of [a-z0-9._-], got {_describe(selector)}"
+            "model version: expected an integer from 1 (at most 18 digits) or an alias of [a-z0-9._-] "
+            f"starting with a letter, got {_describe(selector)}"
         )
     return ModelRef(name, alias=selector)
 

@@ -23,6 +23,7 @@ from maas.errors import IntegrityError, InvalidInput, MaasError, NotFound, Unava
 from maas.registry.manifest import (
     HASH_CHUNK_BYTES,
     MANIFEST_FILE,
+    SAFE_RELATIVE_PATH,
     Artifact,
     Manifest,
     ManifestDraft,
@@ -33,7 +34,7 @@ from maas.registry.references import LATEST, ModelRef, validate_name
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-ARTIFACT_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*")
+ARTIFACT_PATH = re.compile(SAFE_RELATIVE_PATH)
 MAX_VERSION_CLAIM_ATTEMPTS = 20
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
@@ -75,14 +76,26 @@ class ModelRegistry:
 
     # ---- reading
 
-    def list_models(self) -> list[str]:
-        names: list[str] = []
-        with _storage(f"listing models in s3://{self.bucket}/{self.prefix}models/"):
+    def model_index(self) -> dict[str, list[int]]:
+        """Every model with its committed versions, from one listing of the registry."""
+        prefix = f"{self.prefix}models/"
+        index: dict[str, list[int]] = {}
+        with _storage(f"listing models in s3://{self.bucket}/{prefix}"):
             paginator = self._s3.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}models/", Delimiter="/"):
-                for common in page.get("CommonPrefixes", []):
-                    names.append(common["Prefix"].rstrip("/").rsplit("/", 1)[-1])
-        return sorted(n for n in names if self.versions(n))
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    parts = item["Key"][len(prefix) :].split("/")
+                    if (
+                        len(parts) == 4
+                        and parts[1] == "versions"
+                        and parts[3] == MANIFEST_FILE
+                        and parts[2].isdigit()
+                    ):
+                        index.setdefault(parts[0], []).append(int(parts[2]))
+        return {name: sorted(versions) for name, versions in sorted(index.items())}
+
+    def list_models(self) -> list[str]:
+        return list(self.model_index())
 
     def versions(self, name: str) -> list[int]:
         """Committed versions only: a folder without a manifest does not exist for readers."""
@@ -148,11 +161,18 @@ class ModelRegistry:
         with _storage(f"reading the manifest of model '{name}' version {version}"):
             body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         try:
-            return Manifest.model_validate_json(body)
+            manifest = Manifest.model_validate_json(body)
         except ValueError as exc:
             raise IntegrityError(
                 f"manifest of model '{name}' version {version} is not valid: {exc}"
             ) from None
+        if (manifest.name, manifest.version) != (name, version):
+            # A manifest copied between folders must not pass for another version.
+            raise IntegrityError(
+                f"manifest at model '{name}' version {version} describes model '{manifest.name}' "
+                f"version {manifest.version}"
+            )
+        return manifest
 
     def read_artifact(self, manifest: Manifest, artifact: Artifact) -> bytes:
         """Fetch one artifact, verifying its size and sha256 against the manifest as it streams."""
@@ -168,8 +188,7 @@ class ModelRegistry:
         if len(data) != artifact.bytes or digest.hexdigest() != artifact.sha256:
             raise IntegrityError(
                 f"artifact '{artifact.path}' of model '{manifest.name}' v{manifest.version}: expected "
-                f"sha256 {artifact.sha256} ({artifact.bytes} bytes), "
-                f"got {digest.hexdigest()} ({len(data)} bytes)"
+                "the sha256 and size in its manifest, got different content; refusing to load it"
             )
         return data
 
@@ -182,10 +201,11 @@ class ModelRegistry:
         never share one; the loser moves on to the next number. The manifest is written last.
         """
         validate_name(name)
-        if draft.model_file not in files:
-            raise InvalidInput(f"publish: expected the model file '{draft.model_file}' among the artifacts")
+        for required in (draft.model_file, *draft.model_data_files):
+            if required not in files:
+                raise InvalidInput(f"publish: expected the graph file '{required}' among the artifacts")
         for path in files:
-            if path == MANIFEST_FILE or not ARTIFACT_PATH.fullmatch(path) or ".." in path.split("/"):
+            if path == MANIFEST_FILE or not ARTIFACT_PATH.match(path):
                 raise InvalidInput(f"publish: artifact path {path!r} is not a safe relative path")
         ordered = [draft.model_file, *sorted(p for p in files if p != draft.model_file)]
         artifacts = [describe_artifact(path, files[path]) for path in ordered]

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from maas.runtime.cache import ModelCache, VersionResolver
-from maas.runtime.loaded_model import PLATFORM, LoadedModel, load_model, signature_of, write_model_files
+from maas.runtime.loaded_model import (
+    PLATFORM,
+    LoadedModel,
+    SessionConfig,
+    disk_bytes_needed,
+    load_model,
+    signature_of,
+    usable_cpus,
+    write_model_files,
+)
 from maas.runtime.providers import select_providers
 from maas.runtime.validation import check_inputs, check_requested_outputs
 
@@ -11,11 +20,14 @@ __all__ = [
     "PLATFORM",
     "LoadedModel",
     "ModelCache",
+    "SessionConfig",
     "VersionResolver",
     "check_inputs",
     "check_requested_outputs",
+    "disk_bytes_needed",
     "load_model",
     "select_providers",
     "signature_of",
+    "usable_cpus",
     "write_model_files",
 ]

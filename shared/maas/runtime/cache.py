@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from maas.errors import NotFound
 from maas.registry.references import ModelRef
 from maas.runtime.loaded_model import LoadedModel
 
@@ -42,11 +43,14 @@ class ModelCache:
                 model = self._models.get(key)
             if model is not None:
                 return model
-            model = self._loader(name, version)
+            try:
+                model = self._loader(name, version)
+            finally:
+                with self._lock:
+                    self._key_locks.pop(key, None)
             with self._lock:
                 self.loads += 1
                 self._models[key] = model
-                self._key_locks.pop(key, None)
                 self._evict_over_capacity(keep=key)
             return model
 
@@ -66,30 +70,39 @@ class ModelCache:
                 break
             if key == keep:
                 continue
-            evicted = self._models.pop(key)
-            total -= evicted.size_bytes
-            evicted.release()
+            total -= self._models.pop(key).size_bytes
 
 
 @dataclass(frozen=True, slots=True)
 class _Resolution:
-    version: int
+    version: int | None
     expires_at: float
+    # Set for a reference that did not resolve: answered again without asking storage until it expires.
+    missing: NotFound | None = None
 
 
 class VersionResolver:
-    """Caches reference -> version. Pinned references never expire; movable ones live `ttl` seconds."""
+    """Caches reference -> version. Pinned references never expire; movable ones live `ttl` seconds.
+
+    Misses are cached briefly too, so a client hammering an unknown name costs storage one lookup per
+    `negative_ttl_seconds`, not one per request. Entries are bounded, since clients choose the keys.
+    """
 
     def __init__(
         self,
         resolve: Callable[[ModelRef], int],
         ttl_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        negative_ttl_seconds: float = 5.0,
+        max_entries: int = 4096,
     ) -> None:
         self._resolve = resolve
         self._ttl = ttl_seconds
+        self._negative_ttl = min(negative_ttl_seconds, ttl_seconds)
         self._clock = clock
-        self._entries: dict[ModelRef, _Resolution] = {}
+        self._max_entries = max_entries
+        self._entries: OrderedDict[ModelRef, _Resolution] = OrderedDict()
         self._lock = threading.Lock()
 
     def resolve(self, ref: ModelRef) -> int:
@@ -97,9 +110,21 @@ class VersionResolver:
         with self._lock:
             entry = self._entries.get(ref)
         if entry is not None and entry.expires_at > now:
+            if entry.missing is not None:
+                raise entry.missing
+            assert entry.version is not None
             return entry.version
-        version = self._resolve(ref)
-        ttl = float("inf") if ref.is_pinned else self._ttl
-        with self._lock:
-            self._entries[ref] = _Resolution(version, now + ttl)
+        try:
+            version = self._resolve(ref)
+        except NotFound as missing:
+            self._remember(ref, _Resolution(None, now + self._negative_ttl, missing))
+            raise
+        self._remember(ref, _Resolution(version, now + (float("inf") if ref.is_pinned else self._ttl)))
         return version
+
+    def _remember(self, ref: ModelRef, resolution: _Resolution) -> None:
+        with self._lock:
+            self._entries[ref] = resolution
+            self._entries.move_to_end(ref)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)

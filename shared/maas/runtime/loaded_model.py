@@ -5,8 +5,8 @@ All I/O happens in `load_model`; `LoadedModel.run` only computes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,12 +18,46 @@ import numpy.typing as npt
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument, InvalidGraph
 
+from maas.config import GraphOptimization
 from maas.datatypes import BY_V2, from_onnx
 from maas.errors import IntegrityError, InvalidInput
-from maas.registry.manifest import Manifest, Signature, TensorSpec
+from maas.registry.manifest import Manifest
 from maas.registry.store import ModelRegistry
+from maas.signature import Signature, TensorSpec
 
 PLATFORM = "onnxruntime_onnx"
+
+
+_OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    providers: tuple[str, ...]
+    # None: one intra-op thread per CPU this process may use.
+    intra_op_threads: int | None = None
+    graph_optimization: GraphOptimization = "all"
+    warmup: bool = True
+
+    def session_options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = _OPTIMIZATION_LEVELS[self.graph_optimization]
+        options.intra_op_num_threads = self.intra_op_threads or usable_cpus()
+        options.log_severity_level = 3
+        return options
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: Lambda and containers restrict affinity below os.cpu_count()."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - platforms without sched_getaffinity (macOS)
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +65,7 @@ class LoadedModel:
     manifest: Manifest
     session: ort.InferenceSession
     providers: tuple[str, ...]
-    # Disk used for external-data models; removed when the model is evicted.
-    workdir: Path | None = None
+    warmed_up: bool = False
 
     @property
     def name(self) -> str:
@@ -56,43 +89,35 @@ class LoadedModel:
             ) from None
         return results
 
-    def release(self) -> None:
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+
+def disk_bytes_needed(manifest: Manifest) -> int:
+    """Local disk a load needs while the session opens: the graph and its external data."""
+    return sum(manifest.artifact(path).bytes for path in manifest.graph_files)
 
 
-def load_model(
-    registry: ModelRegistry, manifest: Manifest, providers: Sequence[str], *, warmup: bool = True
-) -> LoadedModel:
-    """Fetch and verify every artifact, open the session, check its signature, and warm it up."""
-    blobs = {a.path: registry.read_artifact(manifest, a) for a in manifest.artifacts}
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Lambda gives one vCPU per 1769 MB; more intra-op threads than cores only adds contention.
-    options.intra_op_num_threads = max(1, min(os.cpu_count() or 1, 4))
-    workdir: Path | None = None
-    if len(blobs) == 1 or not _uses_external_data(manifest):
-        source: bytes | str = blobs[manifest.model_file]
-    else:
-        # onnxruntime resolves external data relative to the model path, so it needs real files.
-        workdir = Path(tempfile.mkdtemp(prefix=f"maas-{manifest.name}-v{manifest.version}-"))
-        write_model_files(workdir, blobs)
-        source = str(workdir / manifest.model_file)
-    try:
-        session = ort.InferenceSession(source, sess_options=options, providers=list(providers))
-        model = LoadedModel(manifest, session, tuple(session.get_providers()), workdir)
-        _check_signature(model)
-        if warmup:
-            _warm_up(model)
-    except Exception:
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
-        raise
+def load_model(registry: ModelRegistry, manifest: Manifest, config: SessionConfig) -> LoadedModel:
+    """Fetch and verify the graph's artifacts, open the session, check its signature, and warm it up.
+
+    The session always opens from a fresh private folder holding only verified files: opened from bytes,
+    onnxruntime would resolve a graph's external-data references against the working directory, reading
+    weights no checksum covers. The folder goes once the session exists, since onnxruntime has read (or
+    mapped) everything by then.
+    """
+    blobs = {path: registry.read_artifact(manifest, manifest.artifact(path)) for path in manifest.graph_files}
+    with tempfile.TemporaryDirectory(prefix=f"maas-{manifest.name}-v{manifest.version}-") as workdir:
+        write_model_files(Path(workdir), blobs)
+        del blobs
+        session = ort.InferenceSession(
+            str(Path(workdir) / manifest.model_file),
+            sess_options=config.session_options(),
+            providers=list(config.providers),
+        )
+    model = LoadedModel(manifest, session, tuple(session.get_providers()))
+    _check_signature(model)
+    if config.warmup:
+        _warm_up(model)
+        model = dataclasses.replace(model, warmed_up=True)
     return model
-
-
-def _uses_external_data(manifest: Manifest) -> bool:
-    return any(a.path != manifest.model_file for a in manifest.artifacts if a.path.endswith(".data"))
 
 
 def write_model_files(directory: Path, files: Mapping[str, bytes]) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from maas.errors import InvalidInput
 from maas.infer_types import Tensor
-from maas.registry.manifest import Signature, TensorSpec
+from maas.signature import Signature, TensorSpec
 
 MAX_ECHOED_NAME = 64
 

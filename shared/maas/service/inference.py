@@ -5,6 +5,8 @@ No HTTP or event shapes here; adapters translate to and from `maas.infer_types`.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -12,8 +14,9 @@ from typing import TYPE_CHECKING
 from maas import __version__
 from maas.aws_clients import s3_client
 from maas.config import Settings
+from maas.errors import Unavailable
 from maas.infer_types import InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata, Tensor
-from maas.observability import logger
+from maas.observability import MetricUnit, logger, metrics
 from maas.registry.manifest import Manifest
 from maas.registry.references import ModelRef
 from maas.registry.store import ModelRegistry
@@ -21,18 +24,24 @@ from maas.runtime import (
     PLATFORM,
     LoadedModel,
     ModelCache,
+    SessionConfig,
     VersionResolver,
     check_inputs,
     check_requested_outputs,
+    disk_bytes_needed,
     load_model,
     select_providers,
 )
+from maas.signature import Signature
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 SERVER_NAME = "maas"
 MANIFEST_CACHE_ENTRIES = 256
+EXTENSIONS = ("binary_tensor_data",)
+# Keep some /tmp free beyond a model's own files: onnxruntime and the runtime write small temp files too.
+DISK_HEADROOM_BYTES = 64 * 1024 * 1024
 
 
 class InferenceService:
@@ -60,7 +69,11 @@ class InferenceService:
         signature = model.manifest.signature
         check_inputs(ref.name, signature, request.inputs)
         output_names = check_requested_outputs(ref.name, signature, request.outputs)
+        started = time.perf_counter()
         arrays = model.run({t.name: t.array for t in request.inputs}, output_names)
+        metrics.add_metric(
+            name="InferenceMs", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
+        )
         datatypes = {spec.name: spec.datatype for spec in signature.outputs}
         return InferenceResponse(
             model_name=ref.name,
@@ -85,6 +98,14 @@ class InferenceService:
             outputs=list(manifest.signature.outputs),
         )
 
+    def signature(self, ref: ModelRef) -> tuple[int, Signature]:
+        """The resolved version and its signature, from the manifest alone (no model load)."""
+        version = self._resolver.resolve(ref)
+        return version, self._manifest(ref.name, version).signature
+
+    def model_index(self) -> dict[str, list[int]]:
+        return self.registry.model_index()
+
     def model_ready(self, ref: ModelRef) -> int:
         """Ready means loaded and warmed up; asking loads it, which doubles as an explicit warm-up.
 
@@ -96,7 +117,7 @@ class InferenceService:
         return True
 
     def server_metadata(self) -> ServerMetadata:
-        return ServerMetadata(name=SERVER_NAME, version=__version__, extensions=[])
+        return ServerMetadata(name=SERVER_NAME, version=__version__, extensions=list(EXTENSIONS))
 
     # ---- internals
 
@@ -123,8 +144,23 @@ class InferenceService:
     def _load(self, name: str, version: int) -> LoadedModel:
         started = time.perf_counter()
         manifest = self._manifest(name, version)
-        providers = select_providers(self.settings.provider)
-        model = load_model(self.registry, manifest, providers, warmup=self.settings.warmup)
+        config = SessionConfig(
+            providers=tuple(select_providers(self.settings.provider)),
+            intra_op_threads=self.settings.intra_op_threads,
+            graph_optimization=self.settings.graph_optimization,
+            warmup=self.settings.warmup,
+        )
+        # Cached models hold no disk: /tmp is only needed while a session opens.
+        needed = disk_bytes_needed(manifest) + DISK_HEADROOM_BYTES
+        scratch = tempfile.gettempdir()
+        free = shutil.disk_usage(scratch).free
+        if free < needed:
+            raise Unavailable(
+                f"model '{name}' v{version}: expected {needed} free bytes in {scratch}, got {free}"
+            )
+        model = load_model(self.registry, manifest, config)
+        load_ms = (time.perf_counter() - started) * 1000
+        metrics.add_metric(name="ModelLoadMs", unit=MetricUnit.Milliseconds, value=load_ms)
         logger.info(
             "model loaded",
             extra={
@@ -132,7 +168,7 @@ class InferenceService:
                 "version": version,
                 "bytes": model.size_bytes,
                 "providers": list(model.providers),
-                "load_ms": round((time.perf_counter() - started) * 1000, 1),
+                "load_ms": round(load_ms, 1),
             },
         )
         return model

@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
 
 from maas.errors import IntegrityError
 from maas.registry import Parity, Signature
@@ -66,6 +67,28 @@ def check_onnx(files: Mapping[str, bytes], model_file: str = MODEL_FILE) -> None
             onnx.checker.check_model(str(directory / model_file))
         except onnx.checker.ValidationError as exc:
             raise ModelCheckFailed(f"onnx.checker rejected '{model_file}': {exc}") from None
+
+
+def external_data_files(files: Mapping[str, bytes], model_file: str = MODEL_FILE) -> list[str]:
+    """Every external-data location the graph references, each required to be one of the files.
+
+    The runtime opens the graph beside exactly these verified files, so a location outside them would
+    either fail to load or, worse, read weights no checksum covers."""
+    with materialized({model_file: files[model_file]}) as directory:
+        model = onnx.load(str(directory / model_file), load_external_data=False)
+    locations = sorted(
+        {
+            ExternalDataInfo(tensor).location
+            for tensor in _get_all_tensors(model)
+            if uses_external_data(tensor)
+        }
+    )
+    missing = [location for location in locations if location not in files]
+    if missing:
+        raise ModelCheckFailed(
+            f"external data: expected {missing} among the exported files, got {sorted(files)}"
+        )
+    return locations
 
 
 def open_session(files: Mapping[str, bytes], model_file: str = MODEL_FILE) -> ort.InferenceSession:

@@ -12,7 +12,14 @@ import torch
 from maas.errors import InvalidInput
 from maas.registry import Manifest, ManifestDraft, ModelRegistry
 from maas.training.errors import ParityCheckFailed
-from maas.training.export import check_onnx, export_onnx, measure_parity, open_session, signature_of
+from maas.training.export import (
+    check_onnx,
+    export_onnx,
+    external_data_files,
+    measure_parity,
+    open_session,
+    signature_of,
+)
 from maas.training.lineage import build_lineage
 from maas.training.recipe import Recipe, apply_overrides
 from maas.training.seed_mlp import SEED_MLP
@@ -58,6 +65,7 @@ def train_recipe(recipe: str, overrides: Mapping[str, Any] | None = None) -> Tra
     draft = ManifestDraft(
         task=chosen.task,
         description=fitted.description,
+        model_data_files=external_data_files(files),
         signature=signature_of(session),
         metrics=fitted.metrics,
         params=fitted.params,

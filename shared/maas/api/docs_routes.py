@@ -1,0 +1,47 @@
+"""/openapi.json and a Swagger UI at /docs that works offline (Powertools ships the UI's assets)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi import swagger_ui
+from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
+
+from maas.api.openapi import openapi_document
+from maas.api.routing import RouteTable, json_response
+
+
+def register_docs_routes(routes: RouteTable, *, swagger_ui_enabled: bool) -> None:
+    @routes.add("GET", "/openapi.json")
+    def openapi() -> Response[Any]:
+        return json_response(_openapi_json())
+
+    if swagger_ui_enabled:
+
+        @routes.add("GET", "/docs")
+        def docs() -> Response[Any]:
+            # The UI rewrites its address bar to ?format=json, as Powertools' own /swagger does.
+            if routes.router.current_event.get_query_string_value("format") == "json":
+                return json_response(_openapi_json())
+            return Response(status_code=200, content_type=content_types.TEXT_HTML, body=_swagger_html())
+
+
+@cache
+def _openapi_json() -> str:
+    return json.dumps(openapi_document(), separators=(",", ":"))
+
+
+@cache
+def _swagger_html() -> str:
+    assets = Path(swagger_ui.__file__).parent
+    return generate_swagger_html(
+        spec=_openapi_json(),
+        swagger_js=(assets / "swagger-ui-bundle.min.js").read_text(),
+        swagger_css=(assets / "swagger-ui.min.css").read_text(),
+        swagger_base_url="",
+        oauth2_config=None,
+    )

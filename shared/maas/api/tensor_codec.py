@@ -1,0 +1,172 @@
+"""Tensor data on the wire <-> numpy, for every V2 datatype: JSON lists and the binary tensor format.
+
+Pure functions over the datatype table. Binary data is read with np.frombuffer, so a tensor shares the
+request's bytes instead of copying them.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from maas.datatypes import Datatype
+from maas.errors import InvalidInput, PayloadTooLarge
+
+_KIND_NAMES = {
+    "b": "booleans",
+    "i": "integers",
+    "u": "integers",
+    "f": "numbers with a fraction",
+    "U": "strings",
+    "S": "strings",
+    "O": "a ragged or mixed-type list",
+}
+_LENGTH_PREFIX = struct.Struct("<I")
+# numpy's own limit is 64; no ONNX model we serve needs more than a handful.
+MAX_RANK = 32
+MAX_ECHOED_DIMS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class TensorLimits:
+    max_batch: int
+    max_elements: int
+
+
+def check_shape(shape: list[int], where: str, limits: TensorLimits) -> int:
+    """Validate a declared shape against the limits before any data is touched; returns its element count.
+
+    Every dimension is bounded before anything is multiplied, so a hostile shape costs no arithmetic on
+    huge integers and nothing downstream (numpy's reshape) sees a dimension it cannot hold."""
+    if len(shape) > MAX_RANK:
+        raise InvalidInput(f"{where}.shape: expected at most {MAX_RANK} dimensions, got {len(shape)}")
+    if any(dim < 0 for dim in shape):
+        raise InvalidInput(f"{where}.shape: expected non-negative dimensions, got {describe_shape(shape)}")
+    if shape and shape[0] > limits.max_batch:
+        raise PayloadTooLarge(
+            f"{where}.shape: expected a batch of at most {limits.max_batch} (MAAS_MAX_BATCH), got {shape[0]}"
+        )
+    if any(dim > limits.max_elements for dim in shape) or math.prod(shape) > limits.max_elements:
+        raise PayloadTooLarge(
+            f"{where}.shape: expected at most {limits.max_elements} elements (MAAS_MAX_ELEMENTS), "
+            f"got {describe_shape(shape)}"
+        )
+    return math.prod(shape)
+
+
+def describe_shape(shape: list[int]) -> str:
+    return str(shape) if len(shape) <= MAX_ECHOED_DIMS else f"a shape of {len(shape)} dimensions"
+
+
+def array_from_json(data: list[Any], datatype: Datatype, shape: list[int], where: str) -> npt.NDArray[Any]:
+    """Nested or flat JSON data, checked for count, kind and range, in the datatype's dtype and shape."""
+    count = math.prod(shape)
+    try:
+        raw = np.asarray(data)
+    except ValueError:
+        raise InvalidInput(
+            f"{where}.data: expected a flat or nested list, got a ragged nested list"
+        ) from None
+    if raw.size != count:
+        raise InvalidInput(
+            f"{where}.data: shape {describe_shape(shape)} needs {count} elements, got {raw.size}"
+        )
+    if raw.size == 0:
+        return np.zeros(shape, dtype=datatype.numpy)
+    if raw.dtype.kind not in datatype.json_kinds:
+        got = _KIND_NAMES.get(raw.dtype.kind, raw.dtype.kind)
+        if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+            got = "NaN or Infinity"
+        elif raw.dtype.kind == "O" and any(isinstance(v, int) and not isinstance(v, bool) for v in raw.flat):
+            got = "integers beyond 64 bits or mixed types"
+        raise InvalidInput(f"{where}.data: expected {datatype.v2} values, got {got}")
+    return _cast(raw, datatype, where).reshape(shape)
+
+
+def _cast(raw: npt.NDArray[Any], datatype: Datatype, where: str) -> npt.NDArray[Any]:
+    target = datatype.numpy
+    if datatype.v2 == "BYTES":
+        return raw.astype(object)
+    if target.kind in "iu" and raw.dtype.kind in "iu":
+        info = np.iinfo(target)  # type: ignore[type-var]  # integer kinds checked just above
+        if raw.min() < info.min or raw.max() > info.max:
+            raise InvalidInput(
+                f"{where}.data: expected {datatype.v2} values in [{info.min}, {info.max}], got some outside"
+            )
+    cast = raw.astype(target, copy=False)
+    if (
+        target.kind == "f"
+        and raw.dtype.kind == "f"
+        and not np.isfinite(cast).all()
+        and np.isfinite(raw).all()
+    ):
+        raise InvalidInput(
+            f"{where}.data: expected values within {datatype.v2} range, got some that overflow"
+        )
+    return cast
+
+
+def array_from_binary(
+    chunk: memoryview, datatype: Datatype, shape: list[int], where: str
+) -> npt.NDArray[Any]:
+    count = math.prod(shape)
+    if datatype.v2 == "BYTES":
+        return _bytes_elements(chunk, count, where).reshape(shape)
+    expected = count * datatype.numpy.itemsize
+    if len(chunk) != expected:
+        raise InvalidInput(
+            f"{where}.parameters.binary_data_size: shape {describe_shape(shape)} of {datatype.v2} "
+            f"needs {expected} bytes, got {len(chunk)}"
+        )
+    array = np.frombuffer(chunk, dtype=datatype.numpy.newbyteorder("<")).reshape(shape)
+    # onnxruntime wants native, aligned memory; copying only when the wire layout forbids sharing.
+    if not array.dtype.isnative or not array.flags.aligned:
+        array = array.astype(datatype.numpy)
+    return array
+
+
+def _bytes_elements(chunk: memoryview, count: int, where: str) -> npt.NDArray[Any]:
+    """Triton's BYTES layout: each element is a little-endian uint32 length, then that many bytes."""
+    elements: list[str] = []
+    offset = 0
+    size = len(chunk)
+    while offset < size:
+        if offset + 4 > size:
+            raise InvalidInput(f"{where}: BYTES element {len(elements)} has a truncated 4-byte length prefix")
+        (length,) = _LENGTH_PREFIX.unpack_from(chunk, offset)
+        offset += 4
+        if offset + length > size:
+            raise InvalidInput(
+                f"{where}: BYTES element {len(elements)} declares {length} bytes, only {size - offset} remain"
+            )
+        try:
+            elements.append(bytes(chunk[offset : offset + length]).decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{where}: BYTES element {len(elements)} is not valid UTF-8") from None
+        offset += length
+    if len(elements) != count:
+        raise InvalidInput(f"{where}: shape needs {count} BYTES elements, got {len(elements)}")
+    return np.array(elements, dtype=object)
+
+
+def array_to_json(array: npt.NDArray[Any]) -> list[Any]:
+    data: list[Any] = array.ravel().tolist()
+    if array.dtype.kind in "OS":
+        data = [item.decode("utf-8", "replace") if isinstance(item, bytes) else item for item in data]
+    return data
+
+
+def array_to_binary(array: npt.NDArray[Any], datatype: Datatype) -> bytes:
+    if datatype.v2 != "BYTES":
+        return np.ascontiguousarray(array, dtype=datatype.numpy.newbyteorder("<")).tobytes()
+    parts: list[bytes] = []
+    for item in array.ravel().tolist():
+        encoded = item if isinstance(item, bytes) else str(item).encode("utf-8")
+        parts.append(_LENGTH_PREFIX.pack(len(encoded)))
+        parts.append(encoded)
+    return b"".join(parts)

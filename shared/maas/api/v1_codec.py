@@ -1,0 +1,69 @@
+"""KServe V1 `{"instances": [...]}` <-> the internal request/response types.
+
+V1 carries no datatypes or names, so the model's signature supplies them: a single-input model takes rows,
+a multi-input model takes one {input_name: row} object per row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from maas.api.tensor_codec import TensorLimits, array_from_json, array_to_json, check_shape
+from maas.api.v1_types import PredictRequest, PredictResponse
+from maas.api.validation_messages import describe_validation_error, json_type
+from maas.datatypes import BY_V2
+from maas.errors import InvalidInput
+from maas.infer_types import InferenceRequest, InferenceResponse, Tensor
+from maas.signature import Signature, TensorSpec
+
+
+def decode_predict_request(body: str | bytes, signature: Signature, limits: TensorLimits) -> InferenceRequest:
+    try:
+        wire = PredictRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise InvalidInput(describe_validation_error(exc)) from None
+    if len(signature.inputs) == 1:
+        spec = signature.inputs[0]
+        return InferenceRequest(inputs=[_column(spec, wire.instances, "instances", limits)])
+    names = [spec.name for spec in signature.inputs]
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    for index, instance in enumerate(wire.instances):
+        if not isinstance(instance, dict) or sorted(instance) != sorted(names):
+            got = sorted(instance) if isinstance(instance, dict) else json_type(instance)
+            raise InvalidInput(f"instances[{index}]: expected an object with keys {names}, got {got}")
+        for name in names:
+            columns[name].append(instance[name])
+    return InferenceRequest(
+        inputs=[
+            _column(spec, columns[spec.name], f"instances[*].{spec.name}", limits)
+            for spec in signature.inputs
+        ]
+    )
+
+
+def _column(spec: TensorSpec, rows: list[Any], where: str, limits: TensorLimits) -> Tensor:
+    try:
+        shape = list(np.shape(rows))
+    except ValueError:
+        raise InvalidInput(f"{where}: expected rows of equal shape, got a ragged nested list") from None
+    check_shape(shape, where, limits)
+    return Tensor(spec.name, spec.datatype, array_from_json(rows, BY_V2[spec.datatype], shape, where))
+
+
+def encode_predict_response(response: InferenceResponse) -> str:
+    if len(response.outputs) == 1:
+        predictions: list[Any] = response.outputs[0].array.tolist()
+    else:
+        rows = len(response.outputs[0].array) if response.outputs[0].array.ndim else 1
+        predictions = [
+            {tensor.name: _row(tensor.array, index) for tensor in response.outputs} for index in range(rows)
+        ]
+    return PredictResponse(predictions=predictions).model_dump_json()
+
+
+def _row(array: np.ndarray[Any, Any], index: int) -> Any:
+    row = array[index] if array.ndim else array
+    return array_to_json(row) if isinstance(row, np.ndarray) and row.ndim == 1 else np.asarray(row).tolist()

@@ -1,0 +1,50 @@
+"""KServe V1 routes. API Gateway cannot route on a ':' inside a segment, so `name:predict` arrives through
+the proxy route and is matched here."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from aws_lambda_powertools.event_handler import Response
+
+from maas.api.http_body import read_body
+from maas.api.routing import RouteTable, json_response
+from maas.api.tensor_codec import TensorLimits
+from maas.api.v1_codec import decode_predict_request, encode_predict_response
+from maas.api.v1_types import V1ModelList, V1ModelStatus
+from maas.api.v2_routes import MODEL_VERSION_HEADER
+from maas.registry.references import ModelRef, parse_ref
+from maas.service.inference import InferenceService
+
+
+def register_v1_routes(routes: RouteTable, service: InferenceService) -> None:
+    settings = service.settings
+    limits = TensorLimits(max_batch=settings.max_batch, max_elements=settings.max_elements)
+    router = routes.router
+
+    @routes.add("GET", "/v1/models")
+    def list_models() -> Response[Any]:
+        return json_response(V1ModelList(models=list(service.model_index())).model_dump_json())
+
+    @routes.add("POST", "/v1/models/<name>:predict")
+    def predict(name: str) -> Response[Any]:
+        ref = _ref(name)
+        version, signature = service.signature(ref)
+        body = read_body(router.current_event, settings.max_request_bytes)
+        request = decode_predict_request(body, signature, limits)
+        response = service.infer(ModelRef(ref.name, version=version), request)
+        return json_response(
+            encode_predict_response(response), headers={MODEL_VERSION_HEADER: str(response.model_version)}
+        )
+
+    @routes.add("GET", "/v1/models/<name>")
+    def model_status(name: str) -> Response[Any]:
+        ref = _ref(name)
+        service.model_ready(ref)
+        return json_response(V1ModelStatus(name=ref.name, ready=True).model_dump_json())
+
+
+def _ref(name: str) -> ModelRef:
+    # V1 has no version path; the reference grammar (name@alias) carries one instead.
+    return parse_ref(unquote(name))
