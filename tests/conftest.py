@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -73,6 +75,35 @@ def published_seed(registry: ModelRegistry, seed_model: TrainedModel) -> Manifes
 @pytest.fixture
 def service(registry: ModelRegistry) -> InferenceService:
     return InferenceService(registry, Settings(bucket=TEST_BUCKET, provider="cpu"))
+
+
+class JsonLogs:
+    """The structured log lines the process writes, formatted exactly as Lambda would ship them."""
+
+    def __init__(self, stream: io.StringIO) -> None:
+        self._stream = stream
+
+    @property
+    def text(self) -> str:
+        return self._stream.getvalue()
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.text.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def json_logs() -> Iterator[JsonLogs]:
+    # Powertools binds its handler to the stdout of import time, which pytest's capture does not see.
+    from maas.observability import logger
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
+    try:
+        yield JsonLogs(stream)
+    finally:
+        logger.removeHandler(handler)
 
 
 def load_event(name: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from maas.registry import Manifest
-from tests.conftest import TEST_BUCKET, load_event, load_function_module
+from tests.conftest import TEST_BUCKET, JsonLogs, load_event, load_function_module
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
@@ -153,7 +153,7 @@ def test_a_non_http_event_is_refused_with_a_clear_error(infer_function: ModuleTy
 
 
 def test_payload_values_never_reach_the_logs(
-    infer_function: ModuleType, capsys: pytest.CaptureFixture[str]
+    infer_function: ModuleType, capsys: pytest.CaptureFixture[str], json_logs: JsonLogs
 ) -> None:
     marker = 123.456789
     event = with_body(load_event("http_v2_infer.json"), infer_body(data=[marker] * 30))
@@ -161,7 +161,8 @@ def test_payload_values_never_reach_the_logs(
     bad = with_body(load_event("http_v2_infer.json"), infer_body(shape=[3, 5], data=[marker] * 15))
     assert invoke(infer_function, bad)[0] == 400
     captured = capsys.readouterr()
-    assert "123.456789" not in captured.out + captured.err
+    assert "model loaded" in json_logs.text
+    assert "123.456789" not in captured.out + captured.err + json_logs.text
 
 
 def test_storage_outage_is_a_503_not_a_client_error(monkeypatch: pytest.MonkeyPatch, s3: Any) -> None:

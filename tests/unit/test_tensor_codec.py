@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from typing import Any
+
+import numpy as np
+import pytest
+
+from maas.api.tensor_codec import TensorLimits, array_from_binary, array_to_binary, check_shape
+from maas.api.v2_codec import decode_infer_request, encode_infer_response
+from maas.config import Settings
+from maas.datatypes import BY_V2, DATATYPES
+from maas.errors import InvalidInput, PayloadTooLarge
+from maas.infer_types import InferenceResponse, Tensor
+
+LIMITS = TensorLimits(max_batch=8, max_elements=64)
+SAMPLES: dict[str, Any] = {
+    "BOOL": np.array([[True, False, True], [False, False, True]]),
+    "BYTES": np.array([["a", "", "ünï"], ["x" * 300, "b", "c"]], dtype=object),
+    "FP16": np.array([[0.5, -1.25, 65504.0], [0.0, -0.0, 1e-3]], dtype=np.float16),
+    "UINT64": np.array([[0, 1, 2**64 - 1], [2**63, 5, 6]], dtype=np.uint64),
+    "INT64": np.array([[-(2**63), -1, 0], [1, 2**63 - 1, 7]], dtype=np.int64),
+}
+
+
+def sample(datatype: str) -> np.ndarray:
+    if datatype in SAMPLES:
+        return np.asarray(SAMPLES[datatype])
+    return np.arange(6, dtype=BY_V2[datatype].numpy).reshape(2, 3)
+
+
+@pytest.mark.parametrize("datatype", [d.v2 for d in DATATYPES])
+def test_binary_round_trip_for_every_datatype(datatype: str) -> None:
+    array = sample(datatype)
+    encoded = array_to_binary(array, BY_V2[datatype])
+    decoded = array_from_binary(memoryview(encoded), BY_V2[datatype], list(array.shape), "x")
+    assert decoded.shape == array.shape
+    assert decoded.tolist() == array.tolist()
+
+
+def test_binary_tensors_share_the_request_buffer_instead_of_copying_it() -> None:
+    values = np.arange(8, dtype=np.float32)
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": "x", "datatype": "FP32", "shape": [2, 4], "parameters": {"binary_data_size": 32}}
+            ]
+        }
+    ).encode()
+    padding = (-len(header)) % 4
+    header += b" " * padding  # keep the tensor aligned, as tritonclient's JSON usually is not
+    body = header + values.tobytes()
+    request = decode_infer_request(body, LIMITS, header_length=len(header)).request
+    array = request.inputs[0].array
+    assert np.shares_memory(array, np.frombuffer(body, dtype=np.uint8))
+    assert array.tolist() == values.reshape(2, 4).tolist()
+
+
+def test_a_binary_response_puts_the_json_header_first_then_the_tensor_bytes() -> None:
+    header = json.dumps(
+        {
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}],
+            "outputs": [{"name": "y", "parameters": {"binary_data": True}}, {"name": "z"}],
+        }
+    )
+    decoded = decode_infer_request(header, LIMITS)
+    y = Tensor("y", "FP32", np.array([1.5, 2.5], dtype=np.float32))
+    z = Tensor("z", "INT64", np.array([3], dtype=np.int64))
+    encoded = encode_infer_response(InferenceResponse("m", 2, [y, z]), decoded)
+    assert encoded.header_length is not None
+    meta = json.loads(encoded.content[: encoded.header_length])
+    assert meta["outputs"][0] == {
+        "name": "y",
+        "datatype": "FP32",
+        "shape": [2],
+        "parameters": {"binary_data_size": 8},
+    }
+    assert meta["outputs"][1]["data"] == [3]
+    assert np.frombuffer(encoded.content[encoded.header_length :], dtype="<f4").tolist() == [1.5, 2.5]
+
+
+@pytest.mark.parametrize(
+    ("request_parameters", "output_parameters", "binary"),
+    [
+        ({"binary_data_output": True}, None, True),
+        ({"binary_data_output": True}, {"binary_data": False}, False),
+        ({}, {"binary_data": True}, True),
+        ({}, None, False),
+    ],
+)
+def test_an_outputs_own_binary_flag_wins_over_the_request_default(
+    request_parameters: dict[str, Any], output_parameters: dict[str, Any] | None, binary: bool
+) -> None:
+    payload: dict[str, Any] = {
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}],
+        "parameters": request_parameters,
+    }
+    if output_parameters is not None:
+        payload["outputs"] = [{"name": "y", "parameters": output_parameters}]
+    assert decode_infer_request(json.dumps(payload), LIMITS).wants_binary("y") is binary
+
+
+@pytest.mark.parametrize(
+    ("shape", "error", "fragment"),
+    [
+        ([9, 1], PayloadTooLarge, "batch of at most 8 (MAAS_MAX_BATCH), got 9"),
+        ([1, 65], PayloadTooLarge, "at most 64 elements (MAAS_MAX_ELEMENTS)"),
+        ([0, 2**70], PayloadTooLarge, "at most 64 elements"),
+        ([1] * 33, InvalidInput, "at most 32 dimensions, got 33"),
+        ([2, -1], InvalidInput, "non-negative dimensions"),
+    ],
+)
+def test_shapes_are_bounded_before_anything_is_multiplied(
+    shape: list[int], error: type[Exception], fragment: str
+) -> None:
+    with pytest.raises(error, match=fragment.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        check_shape(shape, "x", LIMITS)
+
+
+def test_settings_derive_the_cache_budget_from_lambda_memory() -> None:
+    assert Settings.from_env({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1000"}).cache_bytes == int(
+        1000 * 2**20 * 0.4
+    )
+    assert (
+        Settings.from_env({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1000", "MAAS_CACHE_BYTES": "5"}).cache_bytes
+        == 5
+    )
+    assert Settings.from_env({}).cache_bytes == 1 << 30
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, zlib.compress])
+def test_compressed_bodies_inflate_within_the_limit(compress: Any) -> None:
+    from maas.api.http_body import _inflate
+
+    assert (
+        _inflate(compress(b"x" * 100), "gzip" if compress is gzip.compress else "deflate", 100) == b"x" * 100
+    )
+    with pytest.raises(PayloadTooLarge):
+        _inflate(compress(b"x" * 101), "gzip" if compress is gzip.compress else "deflate", 100)
