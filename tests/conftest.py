@@ -99,11 +99,12 @@ def json_logs() -> Iterator[JsonLogs]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logger.registered_formatter)
-    logger.addHandler(handler)
+    std_logger = logging.getLogger(logger.name)
+    std_logger.addHandler(handler)
     try:
         yield JsonLogs(stream)
     finally:
-        logger.removeHandler(handler)
+        std_logger.removeHandler(handler)
 
 
 def load_event(name: str) -> dict[str, Any]:

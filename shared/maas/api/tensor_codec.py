@@ -78,6 +78,10 @@ def array_from_json(data: list[Any], datatype: Datatype, shape: list[int], where
         )
     if raw.size == 0:
         return np.zeros(shape, dtype=datatype.numpy)
+    if datatype.numpy.kind in "iu" and raw.dtype.kind in "fO":
+        # numpy reads [1, 2**63] as float64 (or object past 64 bits); checked as Python ints instead, so
+        # UINT64 values above 2**63 keep their low bits.
+        raw = _exact_integers(data, raw, datatype, where)
     if raw.dtype.kind not in datatype.json_kinds:
         got = _KIND_NAMES.get(raw.dtype.kind, raw.dtype.kind)
         if raw.dtype.kind == "f" and not np.isfinite(raw).all():
@@ -86,6 +90,20 @@ def array_from_json(data: list[Any], datatype: Datatype, shape: list[int], where
             got = "integers beyond 64 bits or mixed types"
         raise InvalidInput(f"{where}.data: expected {datatype.v2} values, got {got}")
     return _cast(raw, datatype, where).reshape(shape)
+
+
+def _exact_integers(
+    data: list[Any], raw: npt.NDArray[Any], datatype: Datatype, where: str
+) -> npt.NDArray[Any]:
+    values = np.asarray(data, dtype=object).ravel()
+    if not all(type(v) is int for v in values):
+        return raw  # floats, NaN or mixed types: the kind check names them
+    info = np.iinfo(datatype.numpy)  # type: ignore[type-var]  # integer datatypes only
+    if min(values) < info.min or max(values) > info.max:
+        raise InvalidInput(
+            f"{where}.data: expected {datatype.v2} values in [{info.min}, {info.max}], got some outside"
+        )
+    return np.asarray(values.tolist(), dtype=datatype.numpy)
 
 
 def _cast(raw: npt.NDArray[Any], datatype: Datatype, where: str) -> npt.NDArray[Any]:
