@@ -34,9 +34,13 @@ class NotFound(MaasError):
 
 
 class MethodNotAllowed(MaasError):
-    """The path exists but not for this HTTP method. HTTP 405."""
+    """The path exists but not for this HTTP method. HTTP 405, with the methods it does allow."""
 
     status = 405
+
+    def __init__(self, message: str, *, allowed: list[str]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
 
 
 class PayloadTooLarge(MaasError):

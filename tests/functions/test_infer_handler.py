@@ -110,7 +110,7 @@ def infer_body(**fields: Any) -> str:
         ("/v2/models/seed-mlp/versions/9/infer", infer_body(), 404, "version 9", "not found"),
         ("/v2/models/seed-mlp/versions/canary/infer", infer_body(), 404, "alias 'canary'", "not set"),
         ("/v2/models/Not_Valid!/infer", infer_body(), 400, "[a-z0-9._-]", "'Not_Valid!'"),
-        ("/v2/no/such/route", "", 404, "expected a V2 route", "POST /v2/no/such/route"),
+        ("/v2/no/such/route", "", 404, "expected a V2 or V1 route", "POST /v2/no/such/route"),
     ],
 )
 def test_client_mistakes_get_a_4xx_naming_expected_and_got(

@@ -35,6 +35,12 @@ MAX_ECHOED_PATH = 200
 UNSUPPORTED_EVENT = "event: expected an API Gateway REST (v1), HTTP API (v2) or Function URL event"
 
 
+def method_not_allowed(path: str, method: str, allowed: list[str]) -> MethodNotAllowed:
+    return MethodNotAllowed(
+        f"method: expected {' or '.join(allowed)} for {path}, got {method}", allowed=allowed
+    )
+
+
 def error_response(status: int, message: str) -> Response[Any]:
     return json_response(ErrorResponse(error=message).model_dump_json(), status)
 
@@ -110,7 +116,10 @@ def _register_error_handlers(routes: RouteTable) -> None:
     def domain_error(exc: MaasError) -> Response[Any]:
         if exc.status >= 500:
             logger.error("request failed", extra={"status": exc.status, "error": exc.message})
-        return error_response(exc.status, exc.message)
+        response = error_response(exc.status, exc.message)
+        if isinstance(exc, MethodNotAllowed):
+            response.headers["Allow"] = ", ".join(exc.allowed)
+        return response
 
     @router.exception_handler(NotFoundError)
     def unknown_route(_: NotFoundError) -> Response[Any]:
@@ -119,16 +128,12 @@ def _register_error_handlers(routes: RouteTable) -> None:
         allowed = routes.methods_for(event.path)
         # The path looked right but a parameter held characters no route accepts: that is a plain 404.
         if allowed and event.http_method not in allowed:
-            response = error_response(
-                MethodNotAllowed.status,
-                f"method: expected {' or '.join(allowed)} for {path}, got {event.http_method}",
-            )
-            response.headers["Allow"] = ", ".join(allowed)
+            response: Response[Any] = domain_error(method_not_allowed(path, event.http_method, allowed))
             return response
         return error_response(
             404,
-            f"route: expected a V2 route such as GET /v2/models/{{name}} or POST /v2/models/{{name}}/infer, "
-            f"got {event.http_method} {path}",
+            "route: expected a V2 or V1 route such as POST /v2/models/{name}/infer or "
+            f"POST /v1/models/{{name}}:predict, got {event.http_method} {path}",
         )
 
     @router.exception_handler(Exception)

@@ -63,9 +63,17 @@ def describe_shape(shape: list[int]) -> str:
     return str(shape) if len(shape) <= MAX_ECHOED_DIMS else f"a shape of {len(shape)} dimensions"
 
 
-def array_from_json(data: list[Any], datatype: Datatype, shape: list[int], where: str) -> npt.NDArray[Any]:
-    """Nested or flat JSON data, checked for count, kind and range, in the datatype's dtype and shape."""
+def array_from_json(
+    data: list[Any], datatype: Datatype, shape: list[int], where: str, *, may_hold_booleans: bool = True
+) -> npt.NDArray[Any]:
+    """Nested or flat JSON data, checked for count, kind and range, in the datatype's dtype and shape.
+
+    `may_hold_booleans=False` (the body has no true/false literal) skips the scan for booleans hiding
+    among numbers, which numpy would otherwise silently turn into 1 and 0."""
     count = math.prod(shape)
+    _check_depth(data, where)
+    if may_hold_booleans and datatype.v2 != "BOOL" and _holds_booleans(data):
+        raise InvalidInput(f"{where}.data: expected {datatype.v2} values, got booleans")
     try:
         raw = np.asarray(data)
     except ValueError:
@@ -92,6 +100,26 @@ def array_from_json(data: list[Any], datatype: Datatype, shape: list[int], where
     return _cast(raw, datatype, where).reshape(shape)
 
 
+def _check_depth(data: list[Any], where: str) -> None:
+    depth, item = 0, data
+    while isinstance(item, list) and item:
+        depth += 1
+        if depth > MAX_RANK:
+            raise InvalidInput(f"{where}.data: expected at most {MAX_RANK} levels of nesting, got deeper")
+        item = item[0]
+
+
+def _holds_booleans(data: list[Any]) -> bool:
+    pending = [data]
+    while pending:
+        for item in pending.pop():
+            if type(item) is bool:
+                return True
+            if isinstance(item, list):
+                pending.append(item)
+    return False
+
+
 def _exact_integers(
     data: list[Any], raw: npt.NDArray[Any], datatype: Datatype, where: str
 ) -> npt.NDArray[Any]:
@@ -116,7 +144,8 @@ def _cast(raw: npt.NDArray[Any], datatype: Datatype, where: str) -> npt.NDArray[
             raise InvalidInput(
                 f"{where}.data: expected {datatype.v2} values in [{info.min}, {info.max}], got some outside"
             )
-    cast = raw.astype(target, copy=False)
+    with np.errstate(over="ignore"):
+        cast = raw.astype(target, copy=False)
     if (
         target.kind == "f"
         and raw.dtype.kind == "f"

@@ -14,8 +14,12 @@ from maas.api.tensor_codec import TensorLimits
 from maas.api.v1_codec import decode_predict_request, encode_predict_response
 from maas.api.v1_types import V1ModelList, V1ModelStatus
 from maas.api.v2_routes import MODEL_VERSION_HEADER
+from maas.errors import MethodNotAllowed
 from maas.registry.references import ModelRef, parse_ref
 from maas.service.inference import InferenceService
+
+PREDICT_VERB = "predict"
+MAX_ECHOED_NAME = 80
 
 
 def register_v1_routes(routes: RouteTable, service: InferenceService) -> None:
@@ -27,7 +31,7 @@ def register_v1_routes(routes: RouteTable, service: InferenceService) -> None:
     def list_models() -> Response[Any]:
         return json_response(V1ModelList(models=list(service.model_index())).model_dump_json())
 
-    @routes.add("POST", "/v1/models/<name>:predict")
+    @routes.add("POST", f"/v1/models/<name>:{PREDICT_VERB}")
     def predict(name: str) -> Response[Any]:
         ref = _ref(name)
         version, signature = service.signature(ref)
@@ -40,6 +44,11 @@ def register_v1_routes(routes: RouteTable, service: InferenceService) -> None:
 
     @routes.add("GET", "/v1/models/<name>")
     def model_status(name: str) -> Response[Any]:
+        # The GET rule's <name> also matches "m:predict"; that path exists, for POST only.
+        if unquote(name).endswith(f":{PREDICT_VERB}"):
+            raise MethodNotAllowed(
+                f"method: expected POST for /v1/models/{name[:MAX_ECHOED_NAME]}, got GET", allowed=["POST"]
+            )
         ref = _ref(name)
         service.model_ready(ref)
         return json_response(V1ModelStatus(name=ref.name, ready=True).model_dump_json())

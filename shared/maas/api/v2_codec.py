@@ -83,8 +83,11 @@ def decode_infer_request(
 
     inputs: list[Tensor] = []
     offset = 0
+    may_hold_booleans = _has_boolean_literal(header)
     for index, item in enumerate(wire.inputs):
-        tensor, offset = _decode_input(item, index, binary, offset, limits)
+        tensor, offset = _decode_input(
+            item, index, binary, offset, limits, may_hold_booleans=may_hold_booleans
+        )
         inputs.append(tensor)
     if offset != len(binary):
         raise InvalidInput(
@@ -112,8 +115,22 @@ def decode_infer_request(
     )
 
 
+def _has_boolean_literal(header: str | bytes | memoryview) -> bool:
+    # A substring search in C: requests without true/false anywhere skip the per-element boolean scan.
+    if isinstance(header, str):
+        return "true" in header or "false" in header
+    raw = bytes(header) if isinstance(header, memoryview) else header
+    return b"true" in raw or b"false" in raw
+
+
 def _decode_input(
-    item: RequestInput, index: int, binary: memoryview, offset: int, limits: TensorLimits
+    item: RequestInput,
+    index: int,
+    binary: memoryview,
+    offset: int,
+    limits: TensorLimits,
+    *,
+    may_hold_booleans: bool = True,
 ) -> tuple[Tensor, int]:
     where = f"inputs[{index}] ('{item.name[:MAX_ECHOED_NAME]}')"
     datatype = BY_V2.get(item.datatype)
@@ -124,7 +141,8 @@ def _decode_input(
     if size is None:
         if item.data is None:
             raise InvalidInput(f"{where}.data: required unless parameters.{BINARY_DATA_SIZE} is set")
-        return Tensor(item.name, datatype.v2, array_from_json(item.data, datatype, item.shape, where)), offset
+        array = array_from_json(item.data, datatype, item.shape, where, may_hold_booleans=may_hold_booleans)
+        return Tensor(item.name, datatype.v2, array), offset
     if item.data is not None:
         raise InvalidInput(f"{where}: expected either data or parameters.{BINARY_DATA_SIZE}, got both")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:

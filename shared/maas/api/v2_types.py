@@ -34,7 +34,7 @@ class InferenceRequestBody(_Wire):
         default=None, description="`binary_data_output: true` asks for every output in binary form."
     )
     inputs: list[RequestInput] = Field(min_length=1)
-    outputs: list[RequestOutput] | None = None
+    outputs: list[RequestOutput] | None = Field(default=None, min_length=1)
 
 
 class ResponseOutput(_Wire):

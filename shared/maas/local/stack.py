@@ -19,6 +19,7 @@ import shlex
 import signal
 import sys
 import threading
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,6 +288,10 @@ class LocalStack:
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         endpoint = f"http://{host}:{port}"
+        # moto keeps its state per process, not per server: an embedded store starts empty, as promised.
+        urllib.request.urlopen(
+            urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10
+        )
         self._env.set(ENV_ENDPOINT_URL, endpoint)
         for name, value in EMBEDDED_CREDENTIALS.items():
             self._env.set(name, value)
