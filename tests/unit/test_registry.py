@@ -8,6 +8,7 @@ import pytest
 
 from maas.errors import IntegrityError, InvalidInput, NotFound, Unavailable
 from maas.registry import ManifestDraft, ModelRef, ModelRegistry, Signature, TensorSpec, VersionConflict
+from maas.registry.admin import NO_ALIAS, RegistryAdmin
 from maas.registry.manifest import sha256_hex
 from tests.conftest import TEST_BUCKET
 
@@ -96,7 +97,7 @@ def test_default_reference_follows_the_default_alias_then_falls_back_to_latest(
     assert registry.resolve(ModelRef("m")) == 2
     assert registry.resolve(ModelRef("m", alias="latest")) == 2
 
-    registry.set_alias("m", "production", 1)
+    RegistryAdmin(registry).set_alias("m", "production", 1)
     assert registry.resolve(ModelRef("m")) == 1
     assert registry.resolve(ModelRef("m", alias="production")) == 1
     with pytest.raises(NotFound, match="alias 'staging' is not set"):
@@ -104,19 +105,22 @@ def test_default_reference_follows_the_default_alias_then_falls_back_to_latest(
 
 
 def test_aliases_move_only_by_compare_and_swap(registry: ModelRegistry) -> None:
+    admin = RegistryAdmin(registry)
     publish(registry)
     publish(registry)
-    first = registry.set_alias("m", "production", 1)
-    with pytest.raises(VersionConflict):
-        registry.set_alias("m", "production", 2)  # creating it again: it exists already
-    moved = registry.set_alias("m", "production", 2, expected=first)
-    with pytest.raises(VersionConflict):
-        registry.set_alias("m", "production", 1, expected=first)  # stale ETag
-    assert registry.alias_target("m", "production") == moved
+    admin.set_alias("m", "production", 1, expected_version=NO_ALIAS)
+    with pytest.raises(VersionConflict, match="expected it at version unset, got 1"):
+        admin.set_alias("m", "production", 2, expected_version=NO_ALIAS)
+    admin.set_alias("m", "production", 2, expected_version=1)
+    with pytest.raises(VersionConflict, match="expected it at version 1, got 2"):
+        admin.set_alias("m", "production", 1, expected_version=1)
+    stored = registry.alias_document("m", "production")
+    assert stored is not None and stored.document.version == 2
+    assert [(h.from_version, h.to_version) for h in stored.document.history] == [(None, 1), (1, 2)]
     with pytest.raises(NotFound):
-        registry.set_alias("m", "production", 9, expected=moved)
+        admin.set_alias("m", "production", 9)
     with pytest.raises(InvalidInput):
-        registry.set_alias("m", "latest", 1)
+        admin.set_alias("m", "latest", 1)
 
 
 def test_unknown_models_and_versions_are_not_found(registry: ModelRegistry) -> None:

@@ -12,6 +12,7 @@ from maas.config import Settings
 from maas.errors import IntegrityError, InvalidInput, Unavailable
 from maas.infer_types import InferenceRequest, Tensor
 from maas.registry import Manifest, ModelRef, ModelRegistry, Signature, TensorSpec
+from maas.registry.admin import RegistryAdmin
 from maas.runtime import VersionResolver, check_inputs, check_requested_outputs, select_providers
 from maas.service import InferenceService
 from tests.conftest import TEST_BUCKET
@@ -116,9 +117,10 @@ def test_aliases_are_re_resolved_only_after_their_ttl(
     publish_trained(seed_model, registry)
     now = [0.0]
     resolver = VersionResolver(registry.resolve, ttl_seconds=30, clock=lambda: now[0])
-    first = registry.set_alias("seed-mlp", "production", 1)
+    admin = RegistryAdmin(registry)
+    admin.set_alias("seed-mlp", "production", 1)
     assert resolver.resolve(ModelRef("seed-mlp")) == 1
-    registry.set_alias("seed-mlp", "production", 2, expected=first)
+    admin.set_alias("seed-mlp", "production", 2, expected_version=1)
     now[0] = 29.0
     assert resolver.resolve(ModelRef("seed-mlp")) == 1
     now[0] = 31.0

@@ -69,6 +69,9 @@ class Manifest(_Frozen):
     lineage: Lineage = Field(default_factory=Lineage)
     parity: Parity | None = None
     labels: list[str] | None = None
+    # What a promotion compares: e.g. "mse" with "minimize". None disables the regression gate.
+    primary_metric: str | None = None
+    primary_metric_goal: Literal["minimize", "maximize"] = "minimize"
 
     @model_validator(mode="after")
     def _graph_files_are_artifacts(self) -> Manifest:
@@ -106,6 +109,9 @@ class ManifestDraft(_Frozen):
     lineage: Lineage = Field(default_factory=Lineage)
     parity: Parity | None = None
     labels: list[str] | None = None
+    # What a promotion compares: e.g. "mse" with "minimize". None disables the regression gate.
+    primary_metric: str | None = None
+    primary_metric_goal: Literal["minimize", "maximize"] = "minimize"
 
     def commit(self, name: str, version: int, artifacts: list[Artifact]) -> Manifest:
         return Manifest(

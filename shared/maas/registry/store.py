@@ -9,17 +9,18 @@ Layout under the configured prefix:
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel
 
 from maas.errors import IntegrityError, InvalidInput, MaasError, NotFound, Unavailable
+from maas.registry.documents import AliasDocument, CanarySplit, VersionMeta
 from maas.registry.manifest import (
     HASH_CHUNK_BYTES,
     MANIFEST_FILE,
@@ -33,9 +34,11 @@ from maas.registry.references import LATEST, ModelRef, validate_name
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 ARTIFACT_PATH = re.compile(SAFE_RELATIVE_PATH)
 MAX_VERSION_CLAIM_ATTEMPTS = 20
+D = TypeVar("D", bound=BaseModel)
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
 
@@ -47,8 +50,16 @@ class VersionConflict(MaasError):
 
 
 @dataclass(frozen=True, slots=True)
-class AliasTarget:
+class ResolvedTarget:
+    """What a reference points at now: a version, and for an alias possibly a canary split."""
+
     version: int
+    canary: CanarySplit | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stored(Generic[D]):
+    document: D
     etag: str
 
 
@@ -117,19 +128,33 @@ class ModelRegistry:
             raise NotFound(f"model '{name}': not found (no published version)")
         return versions[-1]
 
-    def alias_target(self, name: str, alias: str) -> AliasTarget | None:
-        key = self.alias_key(name, alias)
-        try:
-            with _storage(f"reading alias '{name}@{alias}'"):
-                response = self._s3.get_object(Bucket=self.bucket, Key=key)
-                document = json.loads(response["Body"].read())
-                return AliasTarget(version=int(document["version"]), etag=response["ETag"])
-        except NotFound:
-            return None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(
-                f"alias '{name}@{alias}': expected {{\"version\": <int>}}, got {exc}"
-            ) from None
+    def meta_key(self, name: str, version: int) -> str:
+        return f"{self.model_prefix(name)}meta/{version}.json"
+
+    def alias_document(self, name: str, alias: str) -> Stored[AliasDocument] | None:
+        return self._read_document(self.alias_key(name, alias), AliasDocument, f"alias '{name}@{alias}'")
+
+    def aliases(self, name: str) -> dict[str, AliasDocument]:
+        prefix = f"{self.model_prefix(name)}aliases/"
+        found: dict[str, AliasDocument] = {}
+        with _storage(f"listing aliases of model '{name}'"):
+            paginator = self._s3.get_paginator("list_objects_v2")
+            keys = [
+                item["Key"]
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+                for item in page.get("Contents", [])
+            ]
+        for key in keys:
+            alias = key[len(prefix) :].removesuffix(".json")
+            stored = self.alias_document(name, alias)
+            if stored is not None:
+                found[alias] = stored.document
+        return found
+
+    def version_meta(self, name: str, version: int) -> Stored[VersionMeta] | None:
+        return self._read_document(
+            self.meta_key(name, version), VersionMeta, f"metadata of '{name}' v{version}"
+        )
 
     def check_reachable(self) -> None:
         """Raise Unavailable unless the models prefix can be listed (the permission readers already have)."""
@@ -140,20 +165,23 @@ class ModelRegistry:
             raise Unavailable(f"bucket '{self.bucket}': not found") from None
 
     def resolve(self, ref: ModelRef) -> int:
-        """Turn a reference into a committed version number."""
+        """Turn a reference into a committed version number (an alias's main version)."""
+        return self.resolve_target(ref).version
+
+    def resolve_target(self, ref: ModelRef) -> ResolvedTarget:
         validate_name(ref.name)
         if ref.version is not None:
-            if not self._manifest_exists(ref.name, ref.version):
+            if not self.manifest_exists(ref.name, ref.version):
                 raise NotFound(f"model '{ref.name}' version {ref.version}: not found")
-            return ref.version
+            return ResolvedTarget(ref.version)
         if ref.alias == LATEST:
-            return self.latest_version(ref.name)
+            return ResolvedTarget(self.latest_version(ref.name))
         alias = ref.alias or self.default_alias
-        target = self.alias_target(ref.name, alias)
-        if target is not None:
-            return target.version
+        stored = self.alias_document(ref.name, alias)
+        if stored is not None:
+            return ResolvedTarget(stored.document.version, stored.document.canary)
         if ref.alias is None:
-            return self.latest_version(ref.name)
+            return ResolvedTarget(self.latest_version(ref.name))
         raise NotFound(f"model '{ref.name}': alias '{alias}' is not set")
 
     def manifest(self, name: str, version: int) -> Manifest:
@@ -229,40 +257,41 @@ class ModelRegistry:
             raise VersionConflict(f"model '{name}' version {version}: manifest already exists")
         return manifest
 
-    def set_alias(
-        self, name: str, alias: str, version: int, *, expected: AliasTarget | None = None
-    ) -> AliasTarget:
-        """Point an alias at a committed version by compare-and-swap.
+    def write_document(self, key: str, document: BaseModel, *, etag: str | None) -> str | None:
+        """Compare-and-swap write: with `etag`, only over that exact object; without, only if absent.
 
-        With `expected`, the write succeeds only if the alias still has that ETag; without it, only if the
-        alias does not exist yet. A lost race raises VersionConflict, so no update is silently lost.
-        """
-        validate_name(name)
-        validate_name(alias, field="alias")
-        if alias == LATEST:
-            raise InvalidInput("alias: 'latest' is reserved for the newest version and cannot be set")
-        if not self._manifest_exists(name, version):
-            raise NotFound(f"model '{name}' version {version}: not found")
-        document = {"version": version, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
-        body = json.dumps(document).encode()
-        key = self.alias_key(name, alias)
+        Returns the new ETag, or None when another writer got there first."""
+        body = document.model_dump_json().encode()
         try:
-            with _storage(f"moving alias '{name}@{alias}'"):
-                if expected is None:
+            with _storage(f"writing s3://{self.bucket}/{key}"):
+                if etag is None:
                     response = self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
                 else:
-                    response = self._s3.put_object(
-                        Bucket=self.bucket, Key=key, Body=body, IfMatch=expected.etag
-                    )
+                    response = self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfMatch=etag)
         except _PreconditionFailed:
-            raise VersionConflict(
-                f"alias '{name}@{alias}' was moved concurrently; re-read it and retry"
-            ) from None
-        return AliasTarget(version=version, etag=response["ETag"])
+            return None
+        return response["ETag"]
 
-    # ---- helpers
+    def delete_keys(self, keys: list[str]) -> None:
+        with _storage(f"deleting {len(keys)} objects from s3://{self.bucket}"):
+            for start in range(0, len(keys), 1000):
+                chunk: list[ObjectIdentifierTypeDef] = [{"Key": key} for key in keys[start : start + 1000]]
+                self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
 
-    def _manifest_exists(self, name: str, version: int) -> bool:
+    def version_folders(self, name: str) -> dict[int, list[tuple[str, datetime]]]:
+        """Every claimed version folder, committed or not, with its objects' keys and modification times."""
+        prefix = f"{self.model_prefix(name)}versions/"
+        folders: dict[int, list[tuple[str, datetime]]] = {}
+        with _storage(f"listing version folders of model '{name}'"):
+            paginator = self._s3.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    folder = item["Key"][len(prefix) :].split("/", 1)[0]
+                    if folder.isdigit():
+                        folders.setdefault(int(folder), []).append((item["Key"], item["LastModified"]))
+        return folders
+
+    def manifest_exists(self, name: str, version: int) -> bool:
         try:
             with _storage(f"checking model '{name}' version {version}"):
                 self._s3.head_object(
@@ -271,6 +300,20 @@ class ModelRegistry:
         except NotFound:
             return False
         return True
+
+    def _read_document(self, key: str, model: type[D], what: str) -> Stored[D] | None:
+        try:
+            with _storage(f"reading {what}"):
+                response = self._s3.get_object(Bucket=self.bucket, Key=key)
+                body = response["Body"].read()
+        except NotFound:
+            return None
+        try:
+            return Stored(model.model_validate_json(body), response["ETag"])
+        except ValueError as exc:
+            raise IntegrityError(f"{what}: stored document is not valid: {exc}") from None
+
+    # ---- helpers
 
     def _next_version_number(self, name: str) -> int:
         # Every claimed folder counts, committed or not, so an abandoned upload's number is never reused.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -60,6 +60,9 @@ class Recipe(Generic[ConfigT]):
     task: str
     default_config: ConfigT
     fit: Callable[[ConfigT], FitResult]
+    # The test metric a promotion compares, and whether lower or higher is better.
+    primary_metric: str
+    primary_metric_goal: Literal["minimize", "maximize"] = "minimize"
 
 
 def apply_overrides(config: ConfigT, overrides: Mapping[str, Any] | None) -> ConfigT:

@@ -184,4 +184,11 @@ def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().clone() for key, value in module.state_dict().items()}
 
 
-SEED_MLP = Recipe(name=RECIPE_NAME, task="regression", default_config=SeedMlpConfig(), fit=fit_seed_mlp)
+SEED_MLP = Recipe(
+    name=RECIPE_NAME,
+    task="regression",
+    default_config=SeedMlpConfig(),
+    fit=fit_seed_mlp,
+    primary_metric="mse",
+    primary_metric_goal="minimize",
+)

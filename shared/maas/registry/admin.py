@@ -1,0 +1,319 @@
+"""The registry's write side beyond publishing: aliases, promotion, rollback, tags, archive, delete, diff, gc.
+
+Serving never imports this module. Every mutable document is moved by compare-and-swap: a lost race is
+retried against the fresh document, or reported as a 409 when the caller's expectation no longer holds, so
+no update is silently lost and every alias move lands in the alias's history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from maas.errors import InvalidInput, MaasError, NotFound
+from maas.registry.documents import (
+    ALIAS_HISTORY_LIMIT,
+    AliasDocument,
+    AliasMove,
+    CanarySplit,
+    VersionMeta,
+    utc_now,
+)
+from maas.registry.manifest import MANIFEST_FILE, Manifest
+from maas.registry.references import ALIAS_PATTERN, LATEST, validate_name
+from maas.registry.store import ModelRegistry, Stored, VersionConflict
+
+D = TypeVar("D", bound=BaseModel)
+# How often a write that lost a race is retried against the fresh document before giving up.
+MAX_CAS_ATTEMPTS = 32
+NO_ALIAS = 0
+MAX_TAGS = 50
+MAX_TAG_LENGTH = 256
+
+
+class PromotionRefused(MaasError):
+    """The candidate regresses the primary metric or failed its parity check. HTTP 409."""
+
+    status = 409
+
+
+class VersionInUse(MaasError):
+    """An alias still points at the version. HTTP 409."""
+
+    status = 409
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    section: str
+    key: str
+    a: Any
+    b: Any
+
+
+class RegistryAdmin:
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    # ---- aliases
+
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        expected_version: int | None = None,
+        canary: CanarySplit | None = None,
+        reason: str | None = None,
+        by: str | None = None,
+    ) -> AliasDocument:
+        """Point `alias` at `version` (and optionally split traffic with a canary).
+
+        `expected_version`: None moves the alias whatever it points at now; NO_ALIAS (0) only creates it;
+        a version number moves it only if it still points there, else VersionConflict (409)."""
+        self._check_alias_name(name, alias)
+        for target in (version, *([canary.version] if canary else [])):
+            if not self.registry.manifest_exists(name, target):
+                raise NotFound(f"model '{name}' version {target}: not found")
+
+        def move(current: AliasDocument | None) -> AliasDocument:
+            found = current.version if current else NO_ALIAS
+            if expected_version is not None and found != expected_version:
+                raise VersionConflict(
+                    f"alias '{name}@{alias}': expected it at version {expected_version or 'unset'}, "
+                    f"got {found or 'unset'}"
+                )
+            now = utc_now()
+            entry = AliasMove(
+                at=now,
+                from_version=current.version if current else None,
+                to_version=version,
+                canary=canary,
+                reason=reason,
+                by=by,
+            )
+            history = [*(current.history if current else []), entry][-ALIAS_HISTORY_LIMIT:]
+            return AliasDocument(
+                version=version, canary=canary, updated_at=now, updated_by=by, reason=reason, history=history
+            )
+
+        return self._update(self.registry.alias_key(name, alias), self._read_alias(name, alias), move)
+
+    def rollback(
+        self, name: str, alias: str, *, reason: str | None = None, by: str | None = None
+    ) -> AliasDocument:
+        """Restore the version the alias pointed at before its last move."""
+        stored = self.registry.alias_document(name, alias)
+        if stored is None:
+            raise NotFound(f"model '{name}': alias '{alias}' is not set")
+        last = stored.document.history[-1] if stored.document.history else None
+        if last is None or last.from_version is None:
+            raise NotFound(f"alias '{name}@{alias}': expected an earlier target to roll back to, got none")
+        return self.set_alias(
+            name,
+            alias,
+            last.from_version,
+            expected_version=stored.document.version,
+            reason=reason or f"rollback from version {stored.document.version}",
+            by=by,
+        )
+
+    def delete_alias(self, name: str, alias: str, *, expected_version: int | None = None) -> None:
+        stored = self.registry.alias_document(name, alias)
+        if stored is None:
+            raise NotFound(f"model '{name}': alias '{alias}' is not set")
+        if expected_version is not None and stored.document.version != expected_version:
+            raise VersionConflict(
+                f"alias '{name}@{alias}': expected it at version {expected_version}, "
+                f"got {stored.document.version}"
+            )
+        self.registry.delete_keys([self.registry.alias_key(name, alias)])
+
+    def promote(
+        self,
+        name: str,
+        version: int,
+        *,
+        alias: str = "production",
+        force: bool = False,
+        reason: str | None = None,
+        by: str | None = None,
+    ) -> AliasDocument:
+        """Move `alias` to `version` if it does not regress the model's primary metric.
+
+        A failed parity check always refuses; a regression refuses unless `force` with a reason."""
+        candidate = self.registry.manifest(name, version)
+        if candidate.parity is not None and not candidate.parity.passed:
+            raise PromotionRefused(
+                f"promote '{name}' v{version}: its parity check failed (max abs diff "
+                f"{candidate.parity.max_abs_diff:.3g} > {candidate.parity.tolerance:.3g})"
+            )
+        if self._status(name, version) == "archived":
+            raise PromotionRefused(f"promote '{name}' v{version}: the version is archived")
+        current = self.registry.alias_document(name, alias)
+        if current is not None and current.document.version != version:
+            regression = _regression(self.registry.manifest(name, current.document.version), candidate)
+            if regression and not force:
+                raise PromotionRefused(f"promote '{name}' v{version} to '{alias}': {regression}; use --force")
+            if regression and force and not reason:
+                raise InvalidInput("promote --force: expected a reason for overriding the gate, got none")
+        return self.set_alias(
+            name,
+            alias,
+            version,
+            expected_version=current.document.version if current else NO_ALIAS,
+            reason=reason,
+            by=by,
+        )
+
+    # ---- versions
+
+    def set_tags(
+        self,
+        name: str,
+        version: int,
+        tags: Mapping[str, str],
+        *,
+        remove: Iterable[str] = (),
+        by: str | None = None,
+    ) -> VersionMeta:
+        self._require_version(name, version)
+        removed = set(remove)
+        for key, value in tags.items():
+            if not key or len(key) > MAX_TAG_LENGTH or len(value) > MAX_TAG_LENGTH:
+                raise InvalidInput(f"tags: expected keys and values of 1-{MAX_TAG_LENGTH} characters")
+
+        def change(current: VersionMeta | None) -> VersionMeta:
+            merged = {k: v for k, v in (current.tags if current else {}).items() if k not in removed}
+            merged.update(tags)
+            if len(merged) > MAX_TAGS:
+                raise InvalidInput(f"tags: expected at most {MAX_TAGS} per version, got {len(merged)}")
+            status = current.status if current else "ready"
+            return VersionMeta(status=status, tags=merged, updated_at=utc_now(), updated_by=by)
+
+        key = self.registry.meta_key(name, version)
+        return self._update(key, lambda: self.registry.version_meta(name, version), change)
+
+    def archive(self, name: str, version: int, *, by: str | None = None) -> VersionMeta:
+        self._require_version(name, version)
+        self._refuse_if_aliased(name, version, "archive")
+
+        def change(current: VersionMeta | None) -> VersionMeta:
+            tags = current.tags if current else {}
+            return VersionMeta(status="archived", tags=tags, updated_at=utc_now(), updated_by=by)
+
+        key = self.registry.meta_key(name, version)
+        return self._update(key, lambda: self.registry.version_meta(name, version), change)
+
+    def delete_version(self, name: str, version: int) -> None:
+        """Remove a version: the manifest first, so readers stop seeing it before its files go."""
+        self._require_version(name, version)
+        self._refuse_if_aliased(name, version, "delete")
+        objects = [key for key, _ in self.registry.version_folders(name).get(version, [])]
+        manifest_key = self.registry.version_prefix(name, version) + MANIFEST_FILE
+        self.registry.delete_keys([manifest_key])
+        self.registry.delete_keys(
+            [k for k in objects if k != manifest_key] + [self.registry.meta_key(name, version)]
+        )
+
+    def diff(self, name: str, a: int, b: int) -> list[Difference]:
+        first, second = self.registry.manifest(name, a), self.registry.manifest(name, b)
+        sections: dict[str, tuple[Mapping[str, Any], Mapping[str, Any]]] = {
+            "params": (first.params, second.params),
+            "metrics": (first.metrics, second.metrics),
+            "signature": (_signature_table(first), _signature_table(second)),
+            "data": (
+                {"dataset_hash": first.lineage.dataset_hash},
+                {"dataset_hash": second.lineage.dataset_hash},
+            ),
+            "packages": (first.lineage.packages, second.lineage.packages),
+            "lineage": (
+                {"recipe": first.lineage.recipe, "code_version": first.lineage.code_version},
+                {"recipe": second.lineage.recipe, "code_version": second.lineage.code_version},
+            ),
+        }
+        differences = []
+        for section, (left, right) in sections.items():
+            for key in sorted(set(left) | set(right)):
+                if left.get(key) != right.get(key):
+                    differences.append(Difference(section, key, left.get(key), right.get(key)))
+        return differences
+
+    def collect_garbage(self, name: str, *, older_than: timedelta, apply: bool = False) -> list[int]:
+        """Version folders that never got a manifest (a publisher died) and are older than `older_than`.
+
+        Listed only, unless `apply`; the age threshold keeps a publish that is still uploading safe."""
+        cutoff = datetime.now(UTC) - older_than
+        abandoned = []
+        for version, objects in sorted(self.registry.version_folders(name).items()):
+            keys = [key for key, _ in objects]
+            if any(key.endswith("/" + MANIFEST_FILE) for key in keys):
+                continue
+            if max(modified for _, modified in objects) < cutoff:
+                abandoned.append(version)
+                if apply:
+                    self.registry.delete_keys(keys)
+        return abandoned
+
+    # ---- helpers
+
+    def _read_alias(self, name: str, alias: str) -> Callable[[], Stored[AliasDocument] | None]:
+        return lambda: self.registry.alias_document(name, alias)
+
+    def _update(self, key: str, read: Callable[[], Stored[D] | None], change: Callable[[D | None], D]) -> D:
+        for _ in range(MAX_CAS_ATTEMPTS):
+            stored = read()
+            document = change(stored.document if stored else None)
+            if self.registry.write_document(key, document, etag=stored.etag if stored else None) is not None:
+                return document
+        raise VersionConflict(f"{key}: too many concurrent writers; retry later")
+
+    def _check_alias_name(self, name: str, alias: str) -> None:
+        validate_name(name)
+        if not ALIAS_PATTERN.fullmatch(alias) or alias[:1].isdigit():
+            raise InvalidInput(f"alias: expected [a-z0-9._-] starting with a letter, got {alias[:64]!r}")
+        if alias == LATEST:
+            raise InvalidInput("alias: 'latest' is reserved for the newest version and cannot be set")
+
+    def _require_version(self, name: str, version: int) -> None:
+        validate_name(name)
+        if not self.registry.manifest_exists(name, version):
+            raise NotFound(f"model '{name}' version {version}: not found")
+
+    def _refuse_if_aliased(self, name: str, version: int, action: str) -> None:
+        holders = sorted(
+            alias for alias, doc in self.registry.aliases(name).items() if doc.points_at(version)
+        )
+        if holders:
+            raise VersionInUse(f"{action} '{name}' v{version}: expected no alias on it, got {holders}")
+
+    def _status(self, name: str, version: int) -> str:
+        stored = self.registry.version_meta(name, version)
+        return stored.document.status if stored else "ready"
+
+
+def _regression(current: Manifest, candidate: Manifest) -> str | None:
+    metric = candidate.primary_metric
+    if metric is None or metric not in candidate.metrics or metric not in current.metrics:
+        return None
+    old, new = current.metrics[metric], candidate.metrics[metric]
+    worse = new > old if candidate.primary_metric_goal == "minimize" else new < old
+    if not worse:
+        return None
+    return (
+        f"{metric} ({candidate.primary_metric_goal}) regresses from {old:.6g} (v{current.version}) "
+        f"to {new:.6g} (v{candidate.version})"
+    )
+
+
+def _signature_table(manifest: Manifest) -> dict[str, str]:
+    table = {}
+    for kind, specs in (("input", manifest.signature.inputs), ("output", manifest.signature.outputs)):
+        for spec in specs:
+            table[f"{kind} {spec.name}"] = f"{spec.datatype} {spec.shape}"
+    return table
