@@ -5,13 +5,14 @@ Routes only translate: path and body in, service call, wire out. Error mapping l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response
 
-from maas.api.http_body import header_length, read_body
+from maas.api.http_body import header, header_length, read_body
 from maas.api.routing import RouteTable, json_response
 from maas.api.tensor_codec import TensorLimits
 from maas.api.v2_codec import (
@@ -31,11 +32,12 @@ from maas.api.v2_types import (
 )
 from maas.errors import PayloadTooLarge
 from maas.registry.references import ModelRef, parse_ref, parse_version_selector
-from maas.service.inference import InferenceService
+from maas.service.inference import ROUTING_KEY, InferenceService
 
 MODEL = "/v2/models/<name>"
 MODEL_VERSION = "/v2/models/<name>/versions/<version>"
 MODEL_VERSION_HEADER = "x-maas-model-version"
+ROUTING_KEY_HEADER = "x-maas-routing-key"
 BINARY_CONTENT_TYPE = "application/octet-stream"
 # Lambda returns binary bodies base64-encoded, which grows them by a third.
 BASE64_GROWTH = 4 / 3
@@ -100,7 +102,13 @@ def register_v2_routes(routes: RouteTable, service: InferenceService) -> None:
         event = router.current_event
         body = read_body(event, settings.max_request_bytes)
         decoded = decode_infer_request(body, limits, header_length=header_length(event, HEADER_LENGTH))
-        response = service.infer(_ref(name, version), decoded.request)
+        request = decoded.request
+        routing_key = header(event, ROUTING_KEY_HEADER)
+        if routing_key is not None:
+            request = dataclasses.replace(
+                request, parameters={**request.parameters, ROUTING_KEY: routing_key}
+            )
+        response = service.infer(_ref(name, version), request)
         encoded = encode_infer_response(response, decoded)
         headers = {MODEL_VERSION_HEADER: str(response.model_version)}
         if encoded.header_length is None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from maas.errors import NotFound
 from maas.registry.references import ModelRef
+from maas.registry.store import ResolvedTarget
 from maas.runtime.loaded_model import LoadedModel
 
 ModelKey = tuple[str, int]
@@ -75,14 +76,16 @@ class ModelCache:
 
 @dataclass(frozen=True, slots=True)
 class _Resolution:
-    version: int | None
+    target: ResolvedTarget | None
     expires_at: float
     # Set for a reference that did not resolve: answered again without asking storage until it expires.
     missing: NotFound | None = None
 
 
 class VersionResolver:
-    """Caches reference -> version. Pinned references never expire; movable ones live `ttl` seconds.
+    """Caches reference -> target (version and any canary split).
+
+    Pinned references never expire; movable ones live `ttl` seconds.
 
     Misses are cached briefly too, so a client hammering an unknown name costs storage one lookup per
     `negative_ttl_seconds`, not one per request. Entries are bounded, since clients choose the keys.
@@ -90,7 +93,7 @@ class VersionResolver:
 
     def __init__(
         self,
-        resolve: Callable[[ModelRef], int],
+        resolve: Callable[[ModelRef], ResolvedTarget],
         ttl_seconds: float,
         clock: Callable[[], float] = time.monotonic,
         *,
@@ -105,22 +108,22 @@ class VersionResolver:
         self._entries: OrderedDict[ModelRef, _Resolution] = OrderedDict()
         self._lock = threading.Lock()
 
-    def resolve(self, ref: ModelRef) -> int:
+    def resolve(self, ref: ModelRef) -> ResolvedTarget:
         now = self._clock()
         with self._lock:
             entry = self._entries.get(ref)
         if entry is not None and entry.expires_at > now:
             if entry.missing is not None:
                 raise entry.missing
-            assert entry.version is not None
-            return entry.version
+            assert entry.target is not None
+            return entry.target
         try:
-            version = self._resolve(ref)
+            target = self._resolve(ref)
         except NotFound as missing:
             self._remember(ref, _Resolution(None, now + self._negative_ttl, missing))
             raise
-        self._remember(ref, _Resolution(version, now + (float("inf") if ref.is_pinned else self._ttl)))
-        return version
+        self._remember(ref, _Resolution(target, now + (float("inf") if ref.is_pinned else self._ttl)))
+        return target
 
     def _remember(self, ref: ModelRef, resolution: _Resolution) -> None:
         with self._lock:

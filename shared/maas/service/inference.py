@@ -5,6 +5,8 @@ No HTTP or event shapes here; adapters translate to and from `maas.infer_types`.
 
 from __future__ import annotations
 
+import hashlib
+import random
 import shutil
 import tempfile
 import threading
@@ -19,7 +21,7 @@ from maas.infer_types import InferenceRequest, InferenceResponse, ModelMetadata,
 from maas.observability import MetricUnit, logger, metrics
 from maas.registry.manifest import Manifest
 from maas.registry.references import ModelRef
-from maas.registry.store import ModelRegistry
+from maas.registry.store import ModelRegistry, ResolvedTarget
 from maas.runtime import (
     PLATFORM,
     LoadedModel,
@@ -40,6 +42,26 @@ if TYPE_CHECKING:
 SERVER_NAME = "maas"
 MANIFEST_CACHE_ENTRIES = 256
 EXTENSIONS = ("binary_tensor_data",)
+# A request parameter (or the x-maas-routing-key header) that pins a caller to one side of a canary split.
+ROUTING_KEY = "routing_key"
+
+
+def choose_version(target: ResolvedTarget, routing_key: object = None) -> int:
+    """The version that serves this request: the canary's share of traffic goes to the canary version.
+
+    With a routing key the choice is a stable hash of it, so one caller always sees the same version;
+    without one it is random, like Lambda's weighted alias routing."""
+    canary = target.canary
+    if canary is None:
+        return target.version
+    if routing_key is None:
+        draw = random.random()
+    else:
+        digest = hashlib.sha256(str(routing_key).encode()).digest()
+        draw = int.from_bytes(digest[:8], "big") / 2**64
+    return canary.version if draw < canary.weight else target.version
+
+
 # Keep some /tmp free beyond a model's own files: onnxruntime and the runtime write small temp files too.
 DISK_HEADROOM_BYTES = 64 * 1024 * 1024
 
@@ -49,7 +71,7 @@ class InferenceService:
         self.registry = registry
         self.settings = settings
         self.cache = ModelCache(self._load, settings.cache_bytes)
-        self._resolver = VersionResolver(registry.resolve, settings.alias_ttl_seconds)
+        self._resolver = VersionResolver(registry.resolve_target, settings.alias_ttl_seconds)
         self._manifests: dict[tuple[str, int], Manifest] = {}
         self._manifests_lock = threading.Lock()
 
@@ -65,7 +87,9 @@ class InferenceService:
     # ---- data plane
 
     def infer(self, ref: ModelRef, request: InferenceRequest) -> InferenceResponse:
-        model = self._model(ref)
+        target = self._resolver.resolve(ref)
+        version = choose_version(target, request.parameters.get(ROUTING_KEY))
+        model = self.cache.get(ref.name, version)
         signature = model.manifest.signature
         check_inputs(ref.name, signature, request.inputs)
         output_names = check_requested_outputs(ref.name, signature, request.outputs)
@@ -87,7 +111,7 @@ class InferenceService:
     # ---- metadata and health
 
     def model_metadata(self, ref: ModelRef) -> ModelMetadata:
-        version = self._resolver.resolve(ref)
+        version = self._resolver.resolve(ref).version
         manifest = self._manifest(ref.name, version)
         return ModelMetadata(
             name=ref.name,
@@ -100,7 +124,7 @@ class InferenceService:
 
     def signature(self, ref: ModelRef) -> tuple[int, Signature]:
         """The resolved version and its signature, from the manifest alone (no model load)."""
-        version = self._resolver.resolve(ref)
+        version = self._resolver.resolve(ref).version
         return version, self._manifest(ref.name, version).signature
 
     def model_index(self) -> dict[str, list[int]]:
@@ -122,7 +146,7 @@ class InferenceService:
     # ---- internals
 
     def _model(self, ref: ModelRef) -> LoadedModel:
-        version = self._resolver.resolve(ref)
+        version = self._resolver.resolve(ref).version
         return self.cache.get(ref.name, version)
 
     def _manifest(self, name: str, version: int) -> Manifest:
