@@ -102,7 +102,7 @@ def test_racing_alias_moves_have_one_winner_per_round_and_a_consistent_history(
         registry.publish("m", {"model.onnx": f"g{i}".encode()}, DRAFT)
     admin = RegistryAdmin(registry)
     admin.set_alias("m", "production", 1)
-    expected_history = [(None, 1)]
+    expected_history: list[tuple[int | None, int]] = [(None, 1)]
     for _ in range(ROUNDS):
         current = registry.alias_document("m", "production")
         assert current is not None
@@ -134,7 +134,7 @@ def test_unconditional_concurrent_moves_are_never_lost(registry: ModelRegistry) 
     assert stored is not None
     # Every move was applied on top of the one before it, so the history has all eight, chained.
     history = stored.document.history
-    assert sorted(h.by for h in history) == sorted(f"w{i}" for i in range(8))
+    assert sorted(h.by or "" for h in history) == sorted(f"w{i}" for i in range(8))
     assert all(later.from_version == earlier.to_version for earlier, later in itertools.pairwise(history))
 
 
