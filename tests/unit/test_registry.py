@@ -8,7 +8,8 @@ import pytest
 
 from maas.errors import IntegrityError, InvalidInput, NotFound, Unavailable
 from maas.registry import ManifestDraft, ModelRef, ModelRegistry, Signature, TensorSpec, VersionConflict
-from maas.registry.admin import NO_ALIAS, RegistryAdmin
+from maas.registry.admin import NO_ALIAS, RegistryAdmin, VersionInUse
+from maas.registry.documents import CanarySplit
 from maas.registry.manifest import sha256_hex
 from tests.conftest import TEST_BUCKET
 
@@ -177,3 +178,28 @@ def test_a_missing_bucket_is_unavailable_not_a_client_error(s3: Any) -> None:
         registry.check_reachable()
     with pytest.raises(Unavailable):
         registry.versions("m")
+
+
+def test_a_canary_survives_promotion_and_rollback_restores_it(registry: ModelRegistry) -> None:
+    admin = RegistryAdmin(registry)
+    for payload in (b"1", b"2", b"3"):
+        publish(registry, payload)
+    split = CanarySplit(version=3, weight=0.1)
+    admin.set_alias("m", "production", 1, canary=split)
+    assert admin.promote("m", 2, force=True, reason="test").canary == split
+    assert admin.rollback("m", "production").canary == split
+    assert admin.promote("m", 3, force=True, reason="the canary graduates").canary is None
+
+
+def test_an_archived_version_cannot_be_aliased_and_an_aliased_one_cannot_be_archived(
+    registry: ModelRegistry,
+) -> None:
+    admin = RegistryAdmin(registry)
+    publish(registry)
+    publish(registry)
+    admin.set_alias("m", "production", 1)
+    with pytest.raises(VersionInUse, match="expected no alias on it"):
+        admin.archive("m", 1)
+    admin.archive("m", 2)
+    with pytest.raises(VersionInUse, match="got archived v2"):
+        admin.set_alias("m", "staging", 2)

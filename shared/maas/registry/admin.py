@@ -80,6 +80,10 @@ class RegistryAdmin:
         for target in (version, *([canary.version] if canary else [])):
             if not self.registry.manifest_exists(name, target):
                 raise NotFound(f"model '{name}' version {target}: not found")
+            if self._status(name, target) == "archived":
+                raise VersionInUse(
+                    f"alias '{name}@{alias}': expected a ready version, got archived v{target}"
+                )
 
         def move(current: AliasDocument | None) -> AliasDocument:
             found = current.version if current else NO_ALIAS
@@ -107,18 +111,23 @@ class RegistryAdmin:
     def rollback(
         self, name: str, alias: str, *, reason: str | None = None, by: str | None = None
     ) -> AliasDocument:
-        """Restore the version the alias pointed at before its last move."""
+        """Undo the alias's last move: restore the version (and canary split) it had before.
+
+        Rolling back twice undoes the rollback, like an undo that is itself recorded in the history."""
         stored = self.registry.alias_document(name, alias)
         if stored is None:
             raise NotFound(f"model '{name}': alias '{alias}' is not set")
-        last = stored.document.history[-1] if stored.document.history else None
+        history = stored.document.history
+        last = history[-1] if history else None
         if last is None or last.from_version is None:
             raise NotFound(f"alias '{name}@{alias}': expected an earlier target to roll back to, got none")
+        earlier_canary = history[-2].canary if len(history) >= 2 else None
         return self.set_alias(
             name,
             alias,
             last.from_version,
             expected_version=stored.document.version,
+            canary=earlier_canary,
             reason=reason or f"rollback from version {stored.document.version}",
             by=by,
         )
@@ -162,11 +171,16 @@ class RegistryAdmin:
                 raise PromotionRefused(f"promote '{name}' v{version} to '{alias}': {regression}; use --force")
             if regression and force and not reason:
                 raise InvalidInput("promote --force: expected a reason for overriding the gate, got none")
+        # A running canary survives a promotion, unless the promoted version is the canary itself.
+        canary = current.document.canary if current else None
+        if canary is not None and canary.version == version:
+            canary = None
         return self.set_alias(
             name,
             alias,
             version,
             expected_version=current.document.version if current else NO_ALIAS,
+            canary=canary,
             reason=reason,
             by=by,
         )
