@@ -41,4 +41,6 @@ def test_importing_a_function_leaves_heavy_and_offline_modules_out(app: Path) ->
     modules = json.loads(completed.stdout.strip().splitlines()[-1])
     leaked = [m for m in modules if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
     assert leaked == []
-    assert "maas.api" in modules and "onnxruntime" in modules
+    assert "maas.api" in modules
+    # Only the function that runs models pays for onnxruntime at cold start.
+    assert ("onnxruntime" in modules) == (app.parent.name == "infer")

@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from maas.api import build_http_app
+from maas.api.http_app import build_http_app
 
 app = build_http_app()
 

@@ -110,7 +110,7 @@ def test_promote_moves_production_and_refuses_a_regression(
     assert moved["history"][-1]["from_version"] == 1
 
     refused = fail(capsys, "models", "promote", NAME, "3")
-    assert "mse" in refused and "regresses" in refused and "--force" in refused
+    assert "mse" in refused and "regresses" in refused and "force it with a reason" in refused
     assert "expected a reason" in fail(capsys, "models", "promote", NAME, "3", "--force")
 
     forced = run(capsys, "models", "promote", NAME, "3", "--force", "--reason", "hotfix")

@@ -116,15 +116,15 @@ def test_aliases_are_re_resolved_only_after_their_ttl(
     publish_trained(seed_model, registry)
     publish_trained(seed_model, registry)
     now = [0.0]
-    resolver = VersionResolver(registry.resolve, ttl_seconds=30, clock=lambda: now[0])
+    resolver = VersionResolver(registry.resolve_target, ttl_seconds=30, clock=lambda: now[0])
     admin = RegistryAdmin(registry)
     admin.set_alias("seed-mlp", "production", 1)
-    assert resolver.resolve(ModelRef("seed-mlp")) == 1
+    assert resolver.resolve(ModelRef("seed-mlp")).version == 1
     admin.set_alias("seed-mlp", "production", 2, expected_version=1)
     now[0] = 29.0
-    assert resolver.resolve(ModelRef("seed-mlp")) == 1
+    assert resolver.resolve(ModelRef("seed-mlp")).version == 1
     now[0] = 31.0
-    assert resolver.resolve(ModelRef("seed-mlp")) == 2
+    assert resolver.resolve(ModelRef("seed-mlp")).version == 2
 
 
 def test_a_tampered_model_is_refused_before_onnxruntime_opens_it(

@@ -1,7 +1,2 @@
-"""The HTTP edge: V2 wire types, codecs, routes and the multi-format Lambda resolver."""
-
-from __future__ import annotations
-
-from maas.api.http_app import HttpApp, build_http_app
-
-__all__ = ["HttpApp", "build_http_app"]
+"""The HTTP edge: wire types, codecs, routes, and the Lambda apps (`http_app` for inference, `registry_app`
+for the registry). Import the app you need directly, so a function loads only what it serves."""

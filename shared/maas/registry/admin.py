@@ -114,6 +114,7 @@ class RegistryAdmin:
         """Undo the alias's last move: restore the version (and canary split) it had before.
 
         Rolling back twice undoes the rollback, like an undo that is itself recorded in the history."""
+        self._check_alias_name(name, alias)
         stored = self.registry.alias_document(name, alias)
         if stored is None:
             raise NotFound(f"model '{name}': alias '{alias}' is not set")
@@ -133,6 +134,7 @@ class RegistryAdmin:
         )
 
     def delete_alias(self, name: str, alias: str, *, expected_version: int | None = None) -> None:
+        self._check_alias_name(name, alias)
         stored = self.registry.alias_document(name, alias)
         if stored is None:
             raise NotFound(f"model '{name}': alias '{alias}' is not set")
@@ -168,9 +170,12 @@ class RegistryAdmin:
         if current is not None and current.document.version != version:
             regression = _regression(self.registry.manifest(name, current.document.version), candidate)
             if regression and not force:
-                raise PromotionRefused(f"promote '{name}' v{version} to '{alias}': {regression}; use --force")
+                raise PromotionRefused(
+                    f"promote '{name}' v{version} to '{alias}': {regression}; "
+                    "force it with a reason to override"
+                )
             if regression and force and not reason:
-                raise InvalidInput("promote --force: expected a reason for overriding the gate, got none")
+                raise InvalidInput("promote: forcing past the gate: expected a reason, got none")
         # A running canary survives a promotion, unless the promoted version is the canary itself.
         canary = current.document.canary if current else None
         if canary is not None and canary.version == version:

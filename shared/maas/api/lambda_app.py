@@ -1,0 +1,139 @@
+"""The HTTP edge shared by every HTTP function: one route table served to REST API v1, HTTP API v2 and
+Function URL events, with errors mapped to statuses once.
+
+MaasError carries its own status; anything else is a 500 whose details go to the log, not the client. Each
+invocation gets the request id as the log correlation id and flushes its EMF metrics. Nothing here imports
+the inference service, so the registry function starts without onnxruntime.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+from aws_lambda_powertools.event_handler import (
+    APIGatewayHttpResolver,
+    APIGatewayRestResolver,
+    LambdaFunctionUrlResolver,
+    Response,
+)
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from maas.api.routing import RouteTable, json_response
+from maas.api.v2_types import ErrorResponse
+from maas.errors import MaasError, MethodNotAllowed
+from maas.observability import MetricUnit, logger, metrics
+
+MAX_ECHOED_PATH = 200
+UNSUPPORTED_EVENT = "event: expected an API Gateway REST (v1), HTTP API (v2) or Function URL event"
+INFERENCE_ROUTE_HINT = (
+    "a V2 or V1 route such as POST /v2/models/{name}/infer or POST /v1/models/{name}:predict"
+)
+
+
+def method_not_allowed(path: str, method: str, allowed: list[str]) -> MethodNotAllowed:
+    return MethodNotAllowed(
+        f"method: expected {' or '.join(allowed)} for {path}, got {method}", allowed=allowed
+    )
+
+
+def error_response(status: int, message: str) -> Response[Any]:
+    return json_response(ErrorResponse(error=message).model_dump_json(), status)
+
+
+class MultiFormatApp:
+    """Serves one route table to whichever Powertools resolver matches the event's payload format."""
+
+    def __init__(self, routes: RouteTable) -> None:
+        self.routes = routes
+        self._rest_api = APIGatewayRestResolver()
+        self._http_api = APIGatewayHttpResolver()
+        self._function_url = LambdaFunctionUrlResolver()
+        for resolver in (self._rest_api, self._http_api, self._function_url):
+            resolver.include_router(self.routes.router)
+        self._cold_start = True
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+        request_context = event.get("requestContext")
+        logger.set_correlation_id(
+            request_context.get("requestId") if isinstance(request_context, Mapping) else None
+        )
+        if self._cold_start:
+            self._cold_start = False
+            metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
+        try:
+            resolver = self._resolver_for(event)
+            if resolver is None:
+                response = {
+                    "statusCode": 400,
+                    "headers": {"Content-Type": "application/json"},
+                    "body": json.dumps({"error": UNSUPPORTED_EVENT}),
+                }
+            else:
+                response = resolver.resolve(event, context)  # type: ignore[arg-type]
+            status = int(str(response.get("statusCode", 200)))
+            if status >= 400:
+                metrics.add_metric(name=f"Errors{status}", unit=MetricUnit.Count, value=1)
+            body = event.get("body")
+            if isinstance(body, str):
+                metrics.add_metric(name="RequestBytes", unit=MetricUnit.Bytes, value=len(body))
+            return response
+        finally:
+            if metrics.metric_set:
+                metrics.flush_metrics()
+
+    def _resolver_for(self, event: Mapping[str, Any]) -> ApiGatewayResolver | None:
+        context = event.get("requestContext")
+        if not isinstance(context, Mapping):
+            return None
+        if event.get("version") == "2.0" and isinstance(context.get("http"), Mapping):
+            # Function URL events share payload 2.0 but come from a *.lambda-url.* domain.
+            if ".lambda-url." in str(context.get("domainName", "")):
+                return self._function_url
+            return self._http_api
+        if "httpMethod" in event:
+            return self._rest_api
+        return None
+
+
+def register_error_handlers(routes: RouteTable, route_hint: str = INFERENCE_ROUTE_HINT) -> None:
+    """Map errors once per route table: MaasError to its status, unknown routes to 404/405, the rest to 500.
+
+    `route_hint` completes the 404 message "route: expected ..., got METHOD path"."""
+    router = routes.router
+
+    @router.exception_handler(MaasError)
+    def domain_error(exc: MaasError) -> Response[Any]:
+        if exc.status >= 500:
+            logger.error("request failed", extra={"status": exc.status, "error": exc.message})
+        response = error_response(exc.status, exc.message)
+        if isinstance(exc, MethodNotAllowed):
+            response.headers["Allow"] = ", ".join(exc.allowed)
+        return response
+
+    @router.exception_handler(NotFoundError)
+    def unknown_route(_: NotFoundError) -> Response[Any]:
+        event = router.current_event
+        path = event.path if len(event.path) <= MAX_ECHOED_PATH else event.path[:MAX_ECHOED_PATH] + "..."
+        allowed = routes.methods_for(event.path)
+        # The path looked right but a parameter held characters no route accepts: that is a plain 404.
+        if allowed and event.http_method not in allowed:
+            response: Response[Any] = domain_error(method_not_allowed(path, event.http_method, allowed))
+            return response
+        return error_response(404, f"route: expected {route_hint}, got {event.http_method} {path}")
+
+    @router.exception_handler(Exception)
+    def unexpected_error(exc: Exception) -> Response[Any]:
+        # The traceback, not the message: an exception's text can quote the payload that caused it.
+        logger.error(
+            "unhandled error",
+            extra={
+                "error_type": type(exc).__name__,
+                "traceback": "".join(traceback.format_tb(exc.__traceback__)),
+            },
+        )
+        return error_response(500, "internal error; see the function's logs")

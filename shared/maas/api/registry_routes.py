@@ -1,0 +1,236 @@
+"""Registry routes: list and inspect models, move aliases, promote, roll back, tag and archive versions.
+
+Routes only translate: path, body and caller identity in, a RegistryAdmin or ModelRegistry call, wire out.
+Error mapping lives in http_app. Deleting a version is deliberately not offered over HTTP (use the CLI).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, TypeVar
+from urllib.parse import unquote
+
+from aws_lambda_powertools.event_handler import Response
+from pydantic import BaseModel, ValidationError
+
+from maas.api.http_body import read_body
+from maas.api.registry_types import (
+    AliasDeleted,
+    ModelDetail,
+    ModelSummary,
+    PromoteRequest,
+    RegistryModelList,
+    RollbackRequest,
+    SetAliasRequest,
+    TagsRequest,
+    VersionDetail,
+    VersionSummary,
+)
+from maas.api.routing import RouteTable, json_response
+from maas.api.validation_messages import describe_validation_error
+from maas.errors import InvalidInput, NotFound
+from maas.registry.admin import RegistryAdmin
+from maas.registry.documents import VersionMeta
+from maas.registry.references import ALIAS_PATTERN, LATEST, VERSION_PATTERN, validate_name
+from maas.registry.store import ModelRegistry
+
+MODELS = "/registry/models"
+MODEL = f"{MODELS}/<name>"
+VERSION = f"{MODEL}/versions/<version>"
+ALIAS = f"{MODEL}/aliases/<alias>"
+EXPECTED_VERSION_QUERY = "expected_version"
+_QUERY_NUMBER = re.compile(r"[0-9]{1,18}")
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def register_registry_routes(routes: RouteTable, admin: RegistryAdmin, *, max_request_bytes: int) -> None:
+    registry = admin.registry
+    router = routes.router
+
+    def body(model: type[Body], *, optional: bool = False) -> Body:
+        raw = read_body(router.current_event, max_request_bytes)
+        if optional and not raw.strip():
+            raw = "{}"
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            raise InvalidInput(describe_validation_error(exc)) from None
+
+    def caller() -> str | None:
+        return caller_identity(router.current_event.raw_event)
+
+    @routes.add("GET", MODELS)
+    def list_models() -> Response[Any]:
+        models = [
+            ModelSummary(
+                name=name,
+                versions=versions,
+                aliases={alias: doc.version for alias, doc in sorted(registry.aliases(name).items())},
+            )
+            for name, versions in registry.model_index().items()
+        ]
+        return _ok(RegistryModelList(models=models))
+
+    @routes.add("GET", MODEL)
+    def describe_model(name: str) -> Response[Any]:
+        model = _name(name)
+        versions = registry.versions(model)
+        if not versions:
+            raise NotFound(f"model '{model}': not found (no published version)")
+        return _ok(
+            ModelDetail(
+                name=model,
+                versions=[_version_summary(registry, model, version) for version in versions],
+                aliases=dict(sorted(registry.aliases(model).items())),
+            )
+        )
+
+    @routes.add("GET", VERSION)
+    def describe_version(name: str, version: str) -> Response[Any]:
+        model, number = _name(name), _version(version)
+        manifest = registry.manifest(model, number)
+        stored = registry.version_meta(model, number)
+        meta = stored.document if stored else VersionMeta(status=manifest.status)
+        return _ok(VersionDetail(manifest=manifest, meta=meta))
+
+    @routes.add("PUT", ALIAS)
+    def set_alias(name: str, alias: str) -> Response[Any]:
+        model, alias_name = _name(name), _alias(alias)
+        request = body(SetAliasRequest)
+        if request.canary is not None and request.canary.version == request.version:
+            raise InvalidInput(
+                f"canary.version: expected a version other than the alias's own ({request.version}), "
+                "got the same"
+            )
+        document = admin.set_alias(
+            model,
+            alias_name,
+            request.version,
+            expected_version=request.expected_version,
+            canary=request.canary.as_split() if request.canary else None,
+            reason=request.reason,
+            by=caller(),
+        )
+        return _ok(document)
+
+    @routes.add("DELETE", ALIAS)
+    def delete_alias(name: str, alias: str) -> Response[Any]:
+        model, alias_name = _name(name), _alias(alias)
+        expected = _query_number(router.current_event.get_query_string_value(EXPECTED_VERSION_QUERY))
+        admin.delete_alias(model, alias_name, expected_version=expected)
+        return _ok(AliasDeleted(name=model, alias=alias_name))
+
+    @routes.add("POST", f"{ALIAS}/rollback")
+    def rollback(name: str, alias: str) -> Response[Any]:
+        model, alias_name = _name(name), _alias(alias)
+        request = body(RollbackRequest, optional=True)
+        return _ok(admin.rollback(model, alias_name, reason=request.reason, by=caller()))
+
+    @routes.add("POST", f"{MODEL}/promote")
+    def promote(name: str) -> Response[Any]:
+        model = _name(name)
+        request = body(PromoteRequest)
+        alias_name = _alias(request.alias, field="alias")
+        if not registry.manifest_exists(model, request.version):
+            raise NotFound(f"model '{model}' version {request.version}: not found")
+        document = admin.promote(
+            model,
+            request.version,
+            alias=alias_name,
+            force=request.force,
+            reason=request.reason,
+            by=caller(),
+        )
+        return _ok(document)
+
+    @routes.add("PUT", f"{VERSION}/tags")
+    def set_tags(name: str, version: str) -> Response[Any]:
+        model, number = _name(name), _version(version)
+        request = body(TagsRequest)
+        return _ok(admin.set_tags(model, number, request.tags, remove=request.remove, by=caller()))
+
+    @routes.add("POST", f"{VERSION}/archive")
+    def archive(name: str, version: str) -> Response[Any]:
+        model, number = _name(name), _version(version)
+        return _ok(admin.archive(model, number, by=caller()))
+
+
+def caller_identity(event: Mapping[str, Any]) -> str | None:
+    """Who is calling, as API Gateway authenticated them: the IAM principal, else the JWT subject.
+
+    Never taken from the body, so the alias history records who really moved an alias."""
+    context = _mapping(event.get("requestContext"))
+    authorizer = _mapping(context.get("authorizer"))
+    candidates = (
+        _mapping(authorizer.get("iam")).get("userArn"),
+        _mapping(_mapping(authorizer.get("jwt")).get("claims")).get("sub"),
+        # REST API (v1) events carry the IAM caller here instead.
+        _mapping(context.get("identity")).get("userArn"),
+    )
+    for candidate in candidates:
+        if isinstance(candidate, str) and candidate:
+            return candidate
+    return None
+
+
+def _version_summary(registry: ModelRegistry, name: str, version: int) -> VersionSummary:
+    manifest = registry.manifest(name, version)
+    stored = registry.version_meta(name, version)
+    return VersionSummary(
+        version=version,
+        created_at=manifest.created_at,
+        status=stored.document.status if stored else manifest.status,
+        tags=stored.document.tags if stored else {},
+        metrics=manifest.metrics,
+    )
+
+
+def _name(text: str) -> str:
+    # API Gateway hands path parameters over still percent-encoded.
+    return validate_name(unquote(text))
+
+
+def _version(text: str) -> int:
+    value = unquote(text)
+    if not VERSION_PATTERN.fullmatch(value):
+        raise InvalidInput(
+            f"model version: expected an integer from 1 (at most 18 digits), got {_describe(value)}"
+        )
+    return int(value)
+
+
+def _alias(text: str, *, field: str = "alias") -> str:
+    value = unquote(text)
+    if not ALIAS_PATTERN.fullmatch(value) or value[:1].isdigit():
+        raise InvalidInput(
+            f"{field}: expected 1-64 characters of [a-z0-9._-] starting with a letter, got {_describe(value)}"
+        )
+    if value == LATEST:
+        raise InvalidInput(
+            f"{field}: expected a settable alias, got 'latest' (reserved for the newest version)"
+        )
+    return value
+
+
+def _query_number(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not _QUERY_NUMBER.fullmatch(value):
+        raise InvalidInput(
+            f"{EXPECTED_VERSION_QUERY}: expected a non-negative integer of at most 18 digits, "
+            f"got {_describe(value)}"
+        )
+    return int(value)
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _describe(value: str) -> str:
+    return repr(value) if len(value) <= 80 else f"a string of {len(value)} characters"
+
+
+def _ok(document: BaseModel) -> Response[Any]:
+    return json_response(document.model_dump_json())
