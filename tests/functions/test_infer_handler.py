@@ -12,17 +12,10 @@ import numpy as np
 import pytest
 
 from maas.registry import Manifest
-from tests.conftest import TEST_BUCKET, JsonLogs, load_event, load_function_module
+from tests.conftest import JsonLogs, load_event, load_function_module
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
-
-
-@pytest.fixture
-def infer_function(monkeypatch: pytest.MonkeyPatch, s3: Any, published_seed: Manifest) -> ModuleType:
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
-    return load_function_module("infer")
 
 
 def invoke(function: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -16,13 +16,6 @@ if TYPE_CHECKING:
     from maas.training import TrainedModel
 
 
-@pytest.fixture
-def infer_function(monkeypatch: pytest.MonkeyPatch, s3: Any, published_seed: Manifest) -> ModuleType:
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
-    return load_function_module("infer")
-
-
 def http_event(method: str, path: str, body: str | None = None) -> dict[str, Any]:
     event = load_event("http_v2_infer.json")
     event["rawPath"] = event["requestContext"]["http"]["path"] = path

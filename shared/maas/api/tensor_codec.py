@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from maas.config import Settings
 from maas.datatypes import Datatype
 from maas.errors import InvalidInput, PayloadTooLarge
 
@@ -36,6 +37,10 @@ MAX_ECHOED_DIMS = 8
 class TensorLimits:
     max_batch: int
     max_elements: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TensorLimits:
+        return cls(max_batch=settings.max_batch, max_elements=settings.max_elements)
 
 
 def check_shape(shape: list[int], where: str, limits: TensorLimits) -> int:

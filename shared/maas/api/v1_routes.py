@@ -24,7 +24,7 @@ MAX_ECHOED_NAME = 80
 
 def register_v1_routes(routes: RouteTable, service: InferenceService) -> None:
     settings = service.settings
-    limits = TensorLimits(max_batch=settings.max_batch, max_elements=settings.max_elements)
+    limits = TensorLimits.from_settings(settings)
     router = routes.router
 
     @routes.add("GET", "/v1/models")

@@ -45,7 +45,7 @@ BASE64_GROWTH = 4 / 3
 
 def register_v2_routes(routes: RouteTable, service: InferenceService) -> None:
     settings = service.settings
-    limits = TensorLimits(max_batch=settings.max_batch, max_elements=settings.max_elements)
+    limits = TensorLimits.from_settings(settings)
     router = routes.router
 
     @routes.add("GET", "/v2/health/live")
