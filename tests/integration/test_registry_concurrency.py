@@ -220,3 +220,26 @@ def test_bad_references_are_400_or_404_with_a_clear_message(
         registry.resolve(parse_ref(reference))
     assert caught.value.status == error_status
     assert "expected" in caught.value.message or "not set" in caught.value.message
+
+
+def test_v1_predict_follows_the_canary_split_too(registry: ModelRegistry, seed_model: TrainedModel) -> None:
+    import json
+
+    from maas.api.http_app import HttpApp
+    from maas.training import publish_trained
+    from tests.conftest import load_event
+
+    publish_trained(seed_model, registry)
+    publish_trained(seed_model, registry)
+    RegistryAdmin(registry).set_alias("seed-mlp", "production", 1, canary=CanarySplit(version=2, weight=0.5))
+    app = HttpApp(InferenceService(registry, Settings(bucket=registry.bucket, provider="cpu")))
+    seen = set()
+    for i in range(30):
+        event = load_event("http_v2_infer.json")
+        event["rawPath"] = event["requestContext"]["http"]["path"] = "/v1/models/seed-mlp:predict"
+        event["headers"]["x-maas-routing-key"] = f"user-{i}"
+        event["body"] = json.dumps({"instances": seed_model.test_inputs[:1].tolist()})
+        response = app.resolve(event, None)
+        assert response["statusCode"] == 200
+        seen.add(response["headers"]["x-maas-model-version"])
+    assert seen == {"1", "2"}

@@ -139,3 +139,37 @@ def test_compressed_bodies_inflate_within_the_limit(compress: Any) -> None:
     )
     with pytest.raises(PayloadTooLarge):
         _inflate(compress(b"x" * 101), "gzip" if compress is gzip.compress else "deflate", 100)
+
+
+def test_a_compressed_header_on_a_text_body_is_a_400_not_a_crash() -> None:
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+
+    from maas.api.http_body import read_body
+
+    event = APIGatewayProxyEventV2(
+        {
+            "version": "2.0",
+            "headers": {"content-encoding": "gzip", "content-type": "application/json"},
+            "body": '{"reason": "café ☃"}',
+            "isBase64Encoded": False,
+            "requestContext": {"http": {"method": "POST", "path": "/"}},
+        }
+    )
+    with pytest.raises(InvalidInput, match="expected gzip-compressed data"):
+        read_body(event, 1000)
+
+
+def test_a_multi_object_delete_that_fails_per_key_is_not_silent(s3: Any) -> None:
+    from botocore.stub import Stubber
+
+    from maas.errors import Unavailable
+    from maas.registry import ModelRegistry
+    from tests.conftest import TEST_BUCKET
+
+    registry = ModelRegistry(s3, TEST_BUCKET)
+    with Stubber(s3) as stub:
+        stub.add_response(
+            "delete_objects", {"Errors": [{"Key": "k", "Code": "AccessDenied", "Message": "no"}]}
+        )
+        with pytest.raises(Unavailable, match="1 objects failed \\(AccessDenied\\)"):
+            registry.delete_keys(["k"])

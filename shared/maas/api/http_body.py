@@ -62,7 +62,7 @@ def read_body(event: BaseProxyEvent, max_bytes: int) -> str | bytes:
         raise UnsupportedMediaType(
             f"Content-Encoding: expected gzip, deflate or identity, got {encoding[:32]!r}"
         )
-    return _inflate(body.encode("latin-1") if isinstance(body, str) else body, encoding, max_bytes)
+    return _inflate(body.encode("utf-8") if isinstance(body, str) else body, encoding, max_bytes)
 
 
 def header_length(event: BaseProxyEvent, name: str) -> int | None:

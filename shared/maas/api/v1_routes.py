@@ -8,12 +8,12 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response
 
-from maas.api.http_body import read_body
+from maas.api.http_body import header, read_body
 from maas.api.routing import RouteTable, json_response
 from maas.api.tensor_codec import TensorLimits
 from maas.api.v1_codec import decode_predict_request, encode_predict_response
 from maas.api.v1_types import V1ModelList, V1ModelStatus
-from maas.api.v2_routes import MODEL_VERSION_HEADER
+from maas.api.v2_routes import MODEL_VERSION_HEADER, ROUTING_KEY_HEADER
 from maas.errors import MethodNotAllowed
 from maas.registry.references import ModelRef, parse_ref
 from maas.service.inference import InferenceService
@@ -34,10 +34,13 @@ def register_v1_routes(routes: RouteTable, service: InferenceService) -> None:
     @routes.add("POST", f"/v1/models/<name>:{PREDICT_VERB}")
     def predict(name: str) -> Response[Any]:
         ref = _ref(name)
-        version, signature = service.signature(ref)
-        body = read_body(router.current_event, settings.max_request_bytes)
+        event = router.current_event
+        # Pick the canary side first: V1 needs that version's signature to read the instances.
+        pinned = ModelRef(ref.name, version=service.select_version(ref, header(event, ROUTING_KEY_HEADER)))
+        _, signature = service.signature(pinned)
+        body = read_body(event, settings.max_request_bytes)
         request = decode_predict_request(body, signature, limits)
-        response = service.infer(ModelRef(ref.name, version=version), request)
+        response = service.infer(pinned, request)
         return json_response(
             encode_predict_response(response), headers={MODEL_VERSION_HEADER: str(response.model_version)}
         )

@@ -76,37 +76,9 @@ class RegistryAdmin:
 
         `expected_version`: None moves the alias whatever it points at now; NO_ALIAS (0) only creates it;
         a version number moves it only if it still points there, else VersionConflict (409)."""
-        self._check_alias_name(name, alias)
-        for target in (version, *([canary.version] if canary else [])):
-            if not self.registry.manifest_exists(name, target):
-                raise NotFound(f"model '{name}' version {target}: not found")
-            if self._status(name, target) == "archived":
-                raise VersionInUse(
-                    f"alias '{name}@{alias}': expected a ready version, got archived v{target}"
-                )
-
-        def move(current: AliasDocument | None) -> AliasDocument:
-            found = current.version if current else NO_ALIAS
-            if expected_version is not None and found != expected_version:
-                raise VersionConflict(
-                    f"alias '{name}@{alias}': expected it at version {expected_version or 'unset'}, "
-                    f"got {found or 'unset'}"
-                )
-            now = utc_now()
-            entry = AliasMove(
-                at=now,
-                from_version=current.version if current else None,
-                to_version=version,
-                canary=canary,
-                reason=reason,
-                by=by,
-            )
-            history = [*(current.history if current else []), entry][-ALIAS_HISTORY_LIMIT:]
-            return AliasDocument(
-                version=version, canary=canary, updated_at=now, updated_by=by, reason=reason, history=history
-            )
-
-        return self._update(self.registry.alias_key(name, alias), self._read_alias(name, alias), move)
+        return self._move_alias(
+            name, alias, lambda _: (version, canary), expected_version=expected_version, reason=reason, by=by
+        )
 
     def rollback(
         self, name: str, alias: str, *, reason: str | None = None, by: str | None = None
@@ -114,24 +86,18 @@ class RegistryAdmin:
         """Undo the alias's last move: restore the version (and canary split) it had before.
 
         Rolling back twice undoes the rollback, like an undo that is itself recorded in the history."""
-        self._check_alias_name(name, alias)
-        stored = self.registry.alias_document(name, alias)
-        if stored is None:
-            raise NotFound(f"model '{name}': alias '{alias}' is not set")
-        history = stored.document.history
-        last = history[-1] if history else None
-        if last is None or last.from_version is None:
-            raise NotFound(f"alias '{name}@{alias}': expected an earlier target to roll back to, got none")
-        earlier_canary = history[-2].canary if len(history) >= 2 else None
-        return self.set_alias(
-            name,
-            alias,
-            last.from_version,
-            expected_version=stored.document.version,
-            canary=earlier_canary,
-            reason=reason or f"rollback from version {stored.document.version}",
-            by=by,
-        )
+
+        def earlier(current: AliasDocument | None) -> tuple[int, CanarySplit | None]:
+            if current is None:
+                raise NotFound(f"model '{name}': alias '{alias}' is not set")
+            last = current.history[-1] if current.history else None
+            if last is None or last.from_version is None:
+                raise NotFound(
+                    f"alias '{name}@{alias}': expected an earlier target to roll back to, got none"
+                )
+            return last.from_version, current.history[-2].canary if len(current.history) >= 2 else None
+
+        return self._move_alias(name, alias, earlier, reason=reason or "rollback", by=by)
 
     def delete_alias(self, name: str, alias: str, *, expected_version: int | None = None) -> None:
         self._check_alias_name(name, alias)
@@ -143,7 +109,10 @@ class RegistryAdmin:
                 f"alias '{name}@{alias}': expected it at version {expected_version}, "
                 f"got {stored.document.version}"
             )
-        self.registry.delete_keys([self.registry.alias_key(name, alias)])
+        if not self.registry.delete_document(self.registry.alias_key(name, alias), etag=stored.etag):
+            raise VersionConflict(
+                f"alias '{name}@{alias}' was moved while being deleted; re-read it and retry"
+            )
 
     def promote(
         self,
@@ -176,16 +145,17 @@ class RegistryAdmin:
                 )
             if regression and force and not reason:
                 raise InvalidInput("promote: forcing past the gate: expected a reason, got none")
-        # A running canary survives a promotion, unless the promoted version is the canary itself.
-        canary = current.document.canary if current else None
-        if canary is not None and canary.version == version:
-            canary = None
-        return self.set_alias(
+
+        def keep_canary(fresh: AliasDocument | None) -> tuple[int, CanarySplit | None]:
+            # A running canary survives a promotion, unless the promoted version is the canary itself.
+            canary = fresh.canary if fresh else None
+            return version, None if canary is not None and canary.version == version else canary
+
+        return self._move_alias(
             name,
             alias,
-            version,
+            keep_canary,
             expected_version=current.document.version if current else NO_ALIAS,
-            canary=canary,
             reason=reason,
             by=by,
         )
@@ -280,6 +250,54 @@ class RegistryAdmin:
         return abandoned
 
     # ---- helpers
+
+    def _move_alias(
+        self,
+        name: str,
+        alias: str,
+        choose: Callable[[AliasDocument | None], tuple[int, CanarySplit | None]],
+        *,
+        expected_version: int | None = None,
+        reason: str | None = None,
+        by: str | None = None,
+    ) -> AliasDocument:
+        """One CAS move. `choose` sees the freshest document on every attempt, so a retried write never
+        reinstates what a concurrent writer just changed (a canary it removed, say)."""
+        self._check_alias_name(name, alias)
+        checked: set[int] = set()
+
+        def move(current: AliasDocument | None) -> AliasDocument:
+            found = current.version if current else NO_ALIAS
+            if expected_version is not None and found != expected_version:
+                raise VersionConflict(
+                    f"alias '{name}@{alias}': expected it at version {expected_version or 'unset'}, "
+                    f"got {found or 'unset'}"
+                )
+            version, canary = choose(current)
+            for target in {version, *([canary.version] if canary else [])} - checked:
+                self._require_ready(name, alias, target)
+                checked.add(target)
+            now = utc_now()
+            entry = AliasMove(
+                at=now,
+                from_version=current.version if current else None,
+                to_version=version,
+                canary=canary,
+                reason=reason,
+                by=by,
+            )
+            history = [*(current.history if current else []), entry][-ALIAS_HISTORY_LIMIT:]
+            return AliasDocument(
+                version=version, canary=canary, updated_at=now, updated_by=by, reason=reason, history=history
+            )
+
+        return self._update(self.registry.alias_key(name, alias), self._read_alias(name, alias), move)
+
+    def _require_ready(self, name: str, alias: str, version: int) -> None:
+        if not self.registry.manifest_exists(name, version):
+            raise NotFound(f"model '{name}' version {version}: not found")
+        if self._status(name, version) == "archived":
+            raise VersionInUse(f"alias '{name}@{alias}': expected a ready version, got archived v{version}")
 
     def _read_alias(self, name: str, alias: str) -> Callable[[], Stored[AliasDocument] | None]:
         return lambda: self.registry.alias_document(name, alias)

@@ -272,11 +272,29 @@ class ModelRegistry:
             return None
         return response["ETag"]
 
+    def delete_document(self, key: str, *, etag: str) -> bool:
+        """Compare-and-swap delete: only the exact object read. False when it changed in between."""
+        try:
+            with _storage(f"deleting s3://{self.bucket}/{key}"):
+                self._s3.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag)
+        except _PreconditionFailed:
+            return False
+        return True
+
     def delete_keys(self, keys: list[str]) -> None:
         with _storage(f"deleting {len(keys)} objects from s3://{self.bucket}"):
             for start in range(0, len(keys), 1000):
                 chunk: list[ObjectIdentifierTypeDef] = [{"Key": key} for key in keys[start : start + 1000]]
-                self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
+                response = self._s3.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True}
+                )
+                # A multi-object delete answers 200 even when single keys fail; those must not pass silently.
+                failed = response.get("Errors", [])
+                if failed:
+                    raise Unavailable(
+                        f"deleting from s3://{self.bucket}: {len(failed)} objects failed "
+                        f"({failed[0].get('Code', 'unknown error')})"
+                    )
 
     def version_folders(self, name: str) -> dict[int, list[tuple[str, datetime]]]:
         """Every claimed version folder, committed or not, with its objects' keys and modification times."""

@@ -87,9 +87,7 @@ class InferenceService:
     # ---- data plane
 
     def infer(self, ref: ModelRef, request: InferenceRequest) -> InferenceResponse:
-        target = self._resolver.resolve(ref)
-        version = choose_version(target, request.parameters.get(ROUTING_KEY))
-        model = self.cache.get(ref.name, version)
+        model = self.cache.get(ref.name, self.select_version(ref, request.parameters.get(ROUTING_KEY)))
         signature = model.manifest.signature
         check_inputs(ref.name, signature, request.inputs)
         output_names = check_requested_outputs(ref.name, signature, request.outputs)
@@ -121,6 +119,10 @@ class InferenceService:
             inputs=list(manifest.signature.inputs),
             outputs=list(manifest.signature.outputs),
         )
+
+    def select_version(self, ref: ModelRef, routing_key: object = None) -> int:
+        """The version that serves one request for `ref`, honouring an alias's canary split."""
+        return choose_version(self._resolver.resolve(ref), routing_key)
 
     def signature(self, ref: ModelRef) -> tuple[int, Signature]:
         """The resolved version and its signature, from the manifest alone (no model load)."""
