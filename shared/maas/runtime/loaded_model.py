@@ -5,7 +5,6 @@ All I/O happens in `load_model`; `LoadedModel.run` only computes.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -65,7 +64,6 @@ class LoadedModel:
     manifest: Manifest
     session: ort.InferenceSession
     providers: tuple[str, ...]
-    warmed_up: bool = False
 
     @property
     def name(self) -> str:
@@ -116,7 +114,6 @@ def load_model(registry: ModelRegistry, manifest: Manifest, config: SessionConfi
     _check_signature(model)
     if config.warmup:
         _warm_up(model)
-        model = dataclasses.replace(model, warmed_up=True)
     return model
 
 
