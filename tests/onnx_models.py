@@ -1,8 +1,9 @@
 """Tiny real ONNX graphs built with `onnx.helper`, ready for `ModelRegistry.publish(name, files, draft)`.
 
-They exercise the wire protocol rather than any learning: every V2 datatype echoed back unchanged, and
-strings through onnxruntime's StringNormalizer. Each builder reads the manifest's signature from the graph
-itself through onnxruntime, exactly as the runtime will check it on load.
+They exercise the wire protocol rather than any learning: every V2 datatype echoed back unchanged,
+strings through onnxruntime's StringNormalizer, and token ids from a published tokenizer.json. Each
+builder reads the manifest's signature from the graph itself through onnxruntime, exactly as the runtime
+will check it on load.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from onnx import TensorProto, helper
 
 from maas.datatypes import DATATYPES, Datatype
 from maas.registry import ManifestDraft
-from maas.registry.manifest import MODEL_FILE
+from maas.registry.manifest import MODEL_FILE, Preprocessing, TokenizerPreprocessing
 from maas.runtime import signature_of
 
 # Opset 17 pairs with IR version 8, which every onnxruntime since 1.13 loads.
@@ -22,6 +23,16 @@ IR_VERSION = 8
 BATCH = "batch"
 ECHO_WIDTH = 3
 TEXT_LOCALE = "C.UTF-8"
+
+TOKENIZER_FILE = "tokenizer.json"
+# Short enough that an ordinary sentence gets truncated.
+TOKEN_STATS_MAX_LENGTH = 8
+# A BERT-style WordPiece vocabulary: specials first, [PAD] = 0, then words and ## continuation pieces.
+WORDPIECE_VOCAB = (
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+    "the", "a", "cat", "dog", "sat", "on", "mat", "hello", "world", "model", "serve",
+    "straße", "##s", "##ing", "##ed", ".", ",", "!", "?",
+)  # fmt: skip
 
 ModelFiles = dict[str, bytes]
 
@@ -78,6 +89,59 @@ def text_normalizer_model() -> tuple[ModelFiles, ManifestDraft]:
         ],
     )
     return _packaged(graph, task="text-normalization", description="Lower-cases each string.")
+
+
+def wordpiece_tokenizer_json() -> bytes:
+    """A tiny BERT-style tokenizer.json, built as the Hugging Face BERT tokenizers are: lower-casing and
+    accent-stripping normalizer, BERT pre-tokenizer, WordPiece, and the template "[CLS] $A [SEP]"."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    vocab = {token: index for index, token in enumerate(WORDPIECE_VOCAB)}
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    tokenizer.decoder = decoders.WordPiece()
+    return tokenizer.to_str().encode()
+
+
+def token_stats_model(
+    *, id_type: int = TensorProto.INT64, max_length: int = TOKEN_STATS_MAX_LENGTH
+) -> tuple[ModelFiles, ManifestDraft]:
+    """Text in through the tokenizer; the graph shows what it was fed.
+
+    `input_ids` and `attention_mask` [-1, -1] -> `token_ids` (the ids, as INT64) and `lengths` INT64 [-1]
+    (the tokens that are not padding, ReduceSum of the mask).
+    """
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["input_ids"], ["token_ids"], name="ids", to=TensorProto.INT64),
+            helper.make_node("Cast", ["attention_mask"], ["mask64"], name="mask", to=TensorProto.INT64),
+            helper.make_node("ReduceSum", ["mask64", "tokens_axis"], ["lengths"], name="lengths", keepdims=0),
+        ],
+        "token_stats",
+        [
+            helper.make_tensor_value_info("input_ids", id_type, [BATCH, "tokens"]),
+            helper.make_tensor_value_info("attention_mask", id_type, [BATCH, "tokens"]),
+        ],
+        [
+            helper.make_tensor_value_info("token_ids", TensorProto.INT64, [BATCH, "tokens"]),
+            helper.make_tensor_value_info("lengths", TensorProto.INT64, [BATCH]),
+        ],
+        initializer=[helper.make_tensor("tokens_axis", TensorProto.INT64, [1], [1])],
+    )
+    files, draft = _packaged(
+        graph, task="text-token-stats", description="Token ids and lengths of each text."
+    )
+    tokenizer = TokenizerPreprocessing(tokenizer_file=TOKENIZER_FILE, max_length=max_length)
+    draft = ManifestDraft.model_validate(
+        {**draft.model_dump(), "preprocessing": Preprocessing(tokenizer=tokenizer).model_dump()}
+    )
+    return {**files, TOKENIZER_FILE: wordpiece_tokenizer_json()}, draft
 
 
 def _onnx_element_type(datatype: Datatype) -> int:

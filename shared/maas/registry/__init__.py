@@ -7,7 +7,17 @@ serving code never imports.
 from __future__ import annotations
 
 from maas.registry.documents import AliasDocument, AliasMove, CanarySplit, VersionMeta
-from maas.registry.manifest import Artifact, Lineage, Manifest, ManifestDraft, Parity
+from maas.registry.manifest import (
+    Artifact,
+    Lineage,
+    Manifest,
+    ManifestDraft,
+    Normalization,
+    Parity,
+    Preprocessing,
+    Quantization,
+    TokenizerPreprocessing,
+)
 from maas.registry.references import LATEST, ModelRef, parse_ref, parse_version_selector, validate_name
 from maas.registry.store import ModelRegistry, ResolvedTarget, Stored, VersionConflict
 from maas.signature import Signature, TensorSpec
@@ -23,11 +33,15 @@ __all__ = [
     "ManifestDraft",
     "ModelRef",
     "ModelRegistry",
+    "Normalization",
     "Parity",
+    "Preprocessing",
+    "Quantization",
     "ResolvedTarget",
     "Signature",
     "Stored",
     "TensorSpec",
+    "TokenizerPreprocessing",
     "VersionConflict",
     "VersionMeta",
     "parse_ref",

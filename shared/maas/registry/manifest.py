@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from maas.signature import Signature
+from maas.signature import Signature, TensorSpec
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -51,6 +51,57 @@ class Lineage(_Frozen):
     seed: int | None = None
 
 
+class Normalization(_Frozen):
+    """Per-feature statistics fitted on the training split only and applied inside the graph.
+
+    Clients send raw values; these are recorded so a reader (or an explainer's baseline) knows them."""
+
+    input: str
+    mean: list[float]
+    std: list[float]
+
+
+class TokenizerPreprocessing(_Frozen):
+    """Text in, token ids out: the runtime tokenizes a BYTES input with `tokenizers` before the graph runs.
+
+    Clients see one input, `text_input`, a batch of UTF-8 strings; the graph sees the id tensors."""
+
+    tokenizer_file: str = Field(pattern=SAFE_RELATIVE_PATH)
+    text_input: str = "text"
+    max_length: int = Field(ge=1)
+    input_ids: str = "input_ids"
+    attention_mask: str = "attention_mask"
+    token_type_ids: str | None = None
+
+    def graph_inputs(self) -> list[str]:
+        names = [self.input_ids, self.attention_mask]
+        return [*names, self.token_type_ids] if self.token_type_ids else names
+
+
+class Preprocessing(_Frozen):
+    """What the graph expects of client inputs, and what is done to them before the first layer."""
+
+    description: str = ""
+    normalization: list[Normalization] = Field(default_factory=list)
+    tokenizer: TokenizerPreprocessing | None = None
+
+
+class Quantization(_Frozen):
+    """How an int8 version differs from the fp32 one it was made from, measured on the same test set."""
+
+    scheme: Literal["int8-dynamic"] = "int8-dynamic"
+    per_channel: bool
+    metric: str
+    fp32_value: float
+    quantized_value: float
+    # quantized - fp32; its sign is good or bad by the metric's goal.
+    delta: float
+    # The largest degradation (in the metric's bad direction) allowed when it was published.
+    max_degradation: float
+    # The fp32 version, once the registry has numbered it.
+    base_version: int | None = None
+
+
 class Manifest(_Frozen):
     schema_version: int = MANIFEST_SCHEMA_VERSION
     name: str
@@ -72,6 +123,10 @@ class Manifest(_Frozen):
     # What a promotion compares: e.g. "mse" with "minimize". None disables the regression gate.
     primary_metric: str | None = None
     primary_metric_goal: Literal["minimize", "maximize"] = "minimize"
+    # Structured results that are not one number: per-class metrics, the confusion matrix.
+    evaluation: dict[str, Any] = Field(default_factory=dict)
+    preprocessing: Preprocessing | None = None
+    quantization: Quantization | None = None
 
     @model_validator(mode="after")
     def _graph_files_are_artifacts(self) -> Manifest:
@@ -79,7 +134,33 @@ class Manifest(_Frozen):
         missing = [path for path in self.graph_files if path not in paths]
         if missing:
             raise ValueError(f"graph files {missing} are not listed among the artifacts")
+        tokenizer = self.tokenizer
+        if tokenizer is not None:
+            if tokenizer.tokenizer_file not in paths:
+                raise ValueError(
+                    f"tokenizer file {tokenizer.tokenizer_file!r} is not listed among the artifacts"
+                )
+            graph_inputs = sorted(spec.name for spec in self.signature.inputs)
+            if sorted(tokenizer.graph_inputs()) != graph_inputs:
+                raise ValueError(
+                    f"tokenizer feeds {sorted(tokenizer.graph_inputs())}, "
+                    f"but the graph's inputs are {graph_inputs}"
+                )
         return self
+
+    @property
+    def tokenizer(self) -> TokenizerPreprocessing | None:
+        return self.preprocessing.tokenizer if self.preprocessing is not None else None
+
+    @property
+    def serving_signature(self) -> Signature:
+        """What clients send and receive: the graph's, except that a tokenized model takes text."""
+        return serving_signature(self.signature, self.preprocessing)
+
+    @property
+    def report_files(self) -> list[str]:
+        """The model card and its plots, in the order they were published."""
+        return [a.path for a in self.artifacts if a.path.endswith((".md", ".png"))]
 
     def artifact(self, path: str) -> Artifact:
         for artifact in self.artifacts:
@@ -112,6 +193,9 @@ class ManifestDraft(_Frozen):
     # What a promotion compares: e.g. "mse" with "minimize". None disables the regression gate.
     primary_metric: str | None = None
     primary_metric_goal: Literal["minimize", "maximize"] = "minimize"
+    evaluation: dict[str, Any] = Field(default_factory=dict)
+    preprocessing: Preprocessing | None = None
+    quantization: Quantization | None = None
 
     def commit(self, name: str, version: int, artifacts: list[Artifact]) -> Manifest:
         return Manifest(
@@ -121,6 +205,15 @@ class ManifestDraft(_Frozen):
             artifacts=artifacts,
             **self.model_dump(),
         )
+
+
+def serving_signature(signature: Signature, preprocessing: Preprocessing | None) -> Signature:
+    """The graph's signature as clients see it: a tokenized model takes a batch of texts instead of ids."""
+    tokenizer = preprocessing.tokenizer if preprocessing is not None else None
+    if tokenizer is None:
+        return signature
+    text = TensorSpec(name=tokenizer.text_input, datatype="BYTES", shape=[-1])
+    return Signature(inputs=[text], outputs=signature.outputs)
 
 
 def sha256_hex(data: bytes) -> str:

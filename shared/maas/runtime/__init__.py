@@ -14,6 +14,7 @@ from maas.runtime.loaded_model import (
     write_model_files,
 )
 from maas.runtime.providers import select_providers
+from maas.runtime.text import TextTokenizer
 from maas.runtime.validation import check_inputs, check_requested_outputs
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "LoadedModel",
     "ModelCache",
     "SessionConfig",
+    "TextTokenizer",
     "VersionResolver",
     "check_inputs",
     "check_requested_outputs",

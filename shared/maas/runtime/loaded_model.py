@@ -20,11 +20,14 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument, Invalid
 from maas.config import GraphOptimization
 from maas.datatypes import BY_V2, from_onnx
 from maas.errors import IntegrityError, InvalidInput
-from maas.registry.manifest import Manifest
+from maas.registry.manifest import Manifest, TokenizerPreprocessing
 from maas.registry.store import ModelRegistry
+from maas.runtime.text import TextTokenizer
 from maas.signature import Signature, TensorSpec
 
 PLATFORM = "onnxruntime_onnx"
+# The element types a tokenizer's ids can be handed to the graph in.
+TOKEN_ID_DATATYPES = ("INT64", "INT32")
 
 
 _OPTIMIZATION_LEVELS = {
@@ -64,6 +67,8 @@ class LoadedModel:
     manifest: Manifest
     session: ort.InferenceSession
     providers: tuple[str, ...]
+    # Set for a model that takes text: it turns the serving input into the graph's id tensors.
+    tokenizer: TextTokenizer | None = None
 
     @property
     def name(self) -> str:
@@ -77,15 +82,35 @@ class LoadedModel:
     def size_bytes(self) -> int:
         return self.manifest.total_bytes
 
+    @property
+    def signature(self) -> Signature:
+        """What clients send and receive, which `run` takes: text for a tokenized model, else the graph's."""
+        return self.manifest.serving_signature
+
     def run(self, inputs: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str]) -> list[npt.NDArray[Any]]:
+        """Run on the serving inputs (already checked against `signature`), returning `outputs` in order."""
+        feeds = dict(inputs) if self.tokenizer is None else self._tokenized(inputs)
         try:
-            results: list[npt.NDArray[Any]] = self.session.run(list(outputs), dict(inputs))
+            results: list[npt.NDArray[Any]] = self.session.run(list(outputs), feeds)
         except (InvalidArgument, InvalidGraph) as exc:
             # The signature check passed, so this is a value the graph itself rejects (e.g. a bad index).
             raise InvalidInput(
                 f"model '{self.name}' v{self.version} rejected the inputs: {_first_line(exc)}"
             ) from None
         return results
+
+    def _tokenized(self, inputs: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+        assert self.tokenizer is not None
+        name = self.tokenizer.input_name
+        texts = inputs.get(name)
+        if texts is None:
+            raise InvalidInput(
+                f"inputs: model '{self.name}' expects the text input '{name}', got {len(inputs)} other inputs"
+            )
+        feeds = self.tokenizer.encode(texts)
+        # A graph exported with int32 ids gets int32; int64 (what tokenizers gives) passes as it is.
+        datatypes = {spec.name: spec.datatype for spec in self.manifest.signature.inputs}
+        return {name: ids.astype(BY_V2[datatypes[name]].numpy, copy=False) for name, ids in feeds.items()}
 
 
 def disk_bytes_needed(manifest: Manifest) -> int:
@@ -94,13 +119,18 @@ def disk_bytes_needed(manifest: Manifest) -> int:
 
 
 def load_model(registry: ModelRegistry, manifest: Manifest, config: SessionConfig) -> LoadedModel:
-    """Fetch and verify the graph's artifacts, open the session, check its signature, and warm it up.
+    """Fetch and verify the graph's artifacts (and tokenizer), open the session, check its signature, and
+    warm it up.
 
     The session always opens from a fresh private folder holding only verified files: opened from bytes,
     onnxruntime would resolve a graph's external-data references against the working directory, reading
     weights no checksum covers. The folder goes once the session exists, since onnxruntime has read (or
     mapped) everything by then.
     """
+    # The tokenizer first: it is small, and a bad one fails the load before a large session opens.
+    tokenizer = (
+        None if manifest.tokenizer is None else _load_tokenizer(registry, manifest, manifest.tokenizer)
+    )
     blobs = {path: registry.read_artifact(manifest, manifest.artifact(path)) for path in manifest.graph_files}
     with tempfile.TemporaryDirectory(prefix=f"maas-{manifest.name}-v{manifest.version}-") as workdir:
         write_model_files(Path(workdir), blobs)
@@ -110,7 +140,7 @@ def load_model(registry: ModelRegistry, manifest: Manifest, config: SessionConfi
             sess_options=config.session_options(),
             providers=list(config.providers),
         )
-    model = LoadedModel(manifest, session, tuple(session.get_providers()))
+    model = LoadedModel(manifest, session, tuple(session.get_providers()), tokenizer)
     _check_signature(model)
     if config.warmup:
         _warm_up(model)
@@ -151,6 +181,33 @@ def _check_signature(model: LoadedModel) -> None:
             )
 
 
+def _load_tokenizer(
+    registry: ModelRegistry, manifest: Manifest, preprocessing: TokenizerPreprocessing
+) -> TextTokenizer:
+    """The verified tokenizer, once the manifest's graph inputs are known to take what it produces:
+    integer ids of shape [batch, tokens]."""
+    specs = {spec.name: spec for spec in manifest.signature.inputs}
+    lengths: set[int] = set()
+    for name in preprocessing.graph_inputs():
+        spec = specs[name]  # the manifest's own validation guarantees every one is a graph input
+        if spec.datatype not in TOKEN_ID_DATATYPES or len(spec.shape) != 2:
+            raise IntegrityError(
+                f"model '{manifest.name}' v{manifest.version}: graph input '{name}' is fed by the tokenizer, "
+                f"so expected {' or '.join(TOKEN_ID_DATATYPES)} of shape [batch, tokens], "
+                f"got {spec.datatype} {spec.shape}"
+            )
+        lengths.add(spec.shape[1])
+    # A graph exported with a fixed sequence length gets exactly that many tokens per text.
+    fixed = sorted(length for length in lengths if length >= 0)
+    if len(fixed) > 1:
+        raise IntegrityError(
+            f"model '{manifest.name}' v{manifest.version}: the tokenizer's graph inputs expect one sequence "
+            f"length, got {fixed}"
+        )
+    data = registry.read_artifact(manifest, manifest.artifact(preprocessing.tokenizer_file))
+    return TextTokenizer(data, preprocessing, sequence_length=fixed[0] if fixed else None)
+
+
 def _spec(arg: Any) -> TensorSpec:
     datatype = from_onnx(arg.type)
     if datatype is None:
@@ -161,8 +218,9 @@ def _spec(arg: Any) -> TensorSpec:
 
 def _warm_up(model: LoadedModel) -> None:
     # The first run allocates arenas and picks kernels; paying that here keeps it off a user's request.
-    inputs = {spec.name: zeros_like_spec(spec) for spec in model.manifest.signature.inputs}
-    model.run(inputs, [spec.name for spec in model.manifest.signature.outputs])
+    # A text model warms up on "", which also runs the tokenizer once.
+    inputs = {spec.name: zeros_like_spec(spec) for spec in model.signature.inputs}
+    model.run(inputs, [spec.name for spec in model.signature.outputs])
 
 
 def zeros_like_spec(spec: TensorSpec, batch: int = 1) -> npt.NDArray[Any]:

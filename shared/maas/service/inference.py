@@ -88,7 +88,8 @@ class InferenceService:
 
     def infer(self, ref: ModelRef, request: InferenceRequest) -> InferenceResponse:
         model = self.cache.get(ref.name, self.select_version(ref, request.parameters.get(ROUTING_KEY)))
-        signature = model.manifest.signature
+        # The serving signature: a text model is asked for text, never for the token ids its graph takes.
+        signature = model.signature
         check_inputs(ref.name, signature, request.inputs)
         output_names = check_requested_outputs(ref.name, signature, request.outputs)
         started = time.perf_counter()
@@ -116,8 +117,8 @@ class InferenceService:
             versions=self.registry.versions(ref.name),
             version=version,
             platform=PLATFORM,
-            inputs=list(manifest.signature.inputs),
-            outputs=list(manifest.signature.outputs),
+            inputs=list(manifest.serving_signature.inputs),
+            outputs=list(manifest.serving_signature.outputs),
         )
 
     def select_version(self, ref: ModelRef, routing_key: object = None) -> int:
@@ -125,9 +126,9 @@ class InferenceService:
         return choose_version(self._resolver.resolve(ref), routing_key)
 
     def signature(self, ref: ModelRef) -> tuple[int, Signature]:
-        """The resolved version and its signature, from the manifest alone (no model load)."""
+        """The resolved version and the signature clients use, from the manifest alone (no model load)."""
         version = self._resolver.resolve(ref).version
-        return version, self._manifest(ref.name, version).signature
+        return version, self._manifest(ref.name, version).serving_signature
 
     def model_index(self) -> dict[str, list[int]]:
         return self.registry.model_index()
