@@ -32,7 +32,7 @@ def call(function: ModuleType, method: str, path: str, body: Any = None) -> tupl
 def test_v1_predict_takes_instances_and_returns_the_torch_predictions(
     infer_function: ModuleType, seed_model: TrainedModel
 ) -> None:
-    rows = seed_model.test_inputs[:4]
+    rows = seed_model.test_inputs["input"][:4]
     status, body, headers = call(
         infer_function, "POST", "/v1/models/seed-mlp:predict", {"instances": rows.tolist()}
     )
@@ -44,7 +44,7 @@ def test_v1_predict_takes_instances_and_returns_the_torch_predictions(
 def test_v1_predict_follows_the_reference_grammar(
     infer_function: ModuleType, seed_model: TrainedModel
 ) -> None:
-    rows = seed_model.test_inputs[:1].tolist()
+    rows = seed_model.test_inputs["input"][:1].tolist()
     assert call(infer_function, "POST", "/v1/models/seed-mlp@latest:predict", {"instances": rows})[0] == 200
     status, body, _ = call(infer_function, "POST", "/v1/models/seed-mlp@canary:predict", {"instances": rows})
     assert (status, body) == (404, {"error": "model 'seed-mlp': alias 'canary' is not set"})

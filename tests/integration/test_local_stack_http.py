@@ -50,7 +50,7 @@ def _infer_body(rows: np.ndarray) -> bytes:
 def test_infer_over_http_matches_the_torch_model(
     stack: LocalStack, seed_mlp: TrainedModel, http: Any
 ) -> None:
-    rows = seed_mlp.test_inputs[:3]
+    rows = seed_mlp.test_inputs["input"][:3]
 
     result = http("POST", f"{stack.url}/v2/models/seed-mlp/infer", _infer_body(rows), "application/json")
 
@@ -68,7 +68,7 @@ def test_infer_over_http_matches_the_torch_model(
 def test_a_pinned_version_route_reaches_the_same_model(
     stack: LocalStack, seed_mlp: TrainedModel, http: Any
 ) -> None:
-    rows = seed_mlp.test_inputs[3:5]
+    rows = seed_mlp.test_inputs["input"][3:5]
 
     result = http(
         "POST", f"{stack.url}/v2/models/seed-mlp/versions/1/infer", _infer_body(rows), "application/json"

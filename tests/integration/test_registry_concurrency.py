@@ -150,7 +150,7 @@ def test_warm_serving_follows_promotion_and_rollback_within_the_ttl(
     service = InferenceService(
         registry, Settings(bucket=registry.bucket, provider="cpu", alias_ttl_seconds=ttl)
     )
-    request = InferenceRequest(inputs=[Tensor("input", "FP32", seed_model.test_inputs[:1])])
+    request = InferenceRequest(inputs=[Tensor("input", "FP32", seed_model.test_inputs["input"][:1])])
 
     def served() -> int:
         return service.infer(ModelRef("seed-mlp"), request).model_version
@@ -187,7 +187,7 @@ def test_the_response_says_which_side_of_the_canary_answered(
     publish_trained(seed_model, registry)
     RegistryAdmin(registry).set_alias("seed-mlp", "production", 1, canary=CanarySplit(version=2, weight=0.5))
     service = InferenceService(registry, Settings(bucket=registry.bucket, provider="cpu"))
-    rows = seed_model.test_inputs[:1]
+    rows = seed_model.test_inputs["input"][:1]
     seen = {
         service.infer(
             ModelRef("seed-mlp"),
@@ -238,7 +238,7 @@ def test_v1_predict_follows_the_canary_split_too(registry: ModelRegistry, seed_m
         event = load_event("http_v2_infer.json")
         event["rawPath"] = event["requestContext"]["http"]["path"] = "/v1/models/seed-mlp:predict"
         event["headers"]["x-maas-routing-key"] = f"user-{i}"
-        event["body"] = json.dumps({"instances": seed_model.test_inputs[:1].tolist()})
+        event["body"] = json.dumps({"instances": seed_model.test_inputs["input"][:1].tolist()})
         response = app.resolve(event, None)
         assert response["statusCode"] == 200
         seen.add(response["headers"]["x-maas-model-version"])

@@ -76,7 +76,7 @@ def served(isolated_module_env: pytest.MonkeyPatch, seed_model: TrainedModel) ->
 
 @pytest.fixture
 def rows(served: Served) -> npt.NDArray[np.float32]:
-    return np.ascontiguousarray(served.seed.test_inputs[:4], dtype=np.float32)
+    return np.ascontiguousarray(served.seed.test_inputs["input"][:4], dtype=np.float32)
 
 
 def seed_input(rows: npt.NDArray[np.float32], *, binary: bool) -> Any:

@@ -40,7 +40,13 @@ def test_train_without_publishing_writes_files_and_draft(
     out = capsys.readouterr().out
     assert code == 0
     assert "r2" in out and "parity passed" in out
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["draft.json", "model.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "card.md",
+        "draft.json",
+        "loss.png",
+        "metric.png",
+        "model.onnx",
+    ]
     draft = ManifestDraft.model_validate_json((tmp_path / "draft.json").read_text())
     assert draft.params["epochs"] == 2
     assert draft.parity is not None and draft.parity.passed
@@ -64,7 +70,9 @@ def test_train_publishes_then_models_list_and_show_read_it_back(
 
 def test_domain_errors_print_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "no-such-recipe", "--no-publish"]) == 1
-    assert capsys.readouterr().err.startswith("error: recipe: expected one of ['seed-mlp']")
+    assert capsys.readouterr().err.startswith(
+        "error: recipe: expected one of ['digits-resnet', 'minilm-embed', 'seed-mlp'"
+    )
 
     assert main(["models", "show", "Not A Name"]) == 1
     assert capsys.readouterr().err.startswith("error: model name: expected")
@@ -86,3 +94,117 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert exited.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_train_with_a_config_file_search_and_quantization_publishes_fp32_then_int8(
+    moto_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "n_samples: 300\nepochs: 2\n"
+        "search:\n  space:\n    width: [4, 8]\n"
+        "quantization:\n  max_degradation: 1.0\n",
+        encoding="utf-8",
+    )
+
+    code = main(["train", "seed-mlp", "--config", str(config), "--search", "grid", "--quantize", "int8"])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "search: grid" in out and "TRIAL" in out
+    assert "published seed-mlp version 1" in out
+    assert "published seed-mlp version 2 (int8, from version 1)" in out
+    assert main(["models", "show", "seed-mlp/versions/2", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    manifest = shown["manifest"]
+    assert manifest["quantization"]["base_version"] == 1
+    assert manifest["params"]["n_samples"] == 300
+    assert manifest["params"]["width"] in (4, 8)
+    assert shown["report"][0].endswith("/models/seed-mlp/versions/2/card.md")
+
+
+def test_models_show_says_where_the_model_card_is(
+    moto_endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "seed-mlp", "--epochs", "2", "--publish", "carded"]) == 0
+    capsys.readouterr()
+
+    assert main(["models", "show", "carded"]) == 0
+
+    err = capsys.readouterr().err
+    assert f"s3://{BUCKET}/models/carded/versions/1/card.md" in err
+    assert "loss.png" in err
+
+
+def test_search_on_a_recipe_that_trains_nothing_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "minilm-embed", "--search", "tpe", "--no-publish"]) == 1
+    assert "trains nothing" in capsys.readouterr().err
+
+
+def test_a_bad_config_file_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("search: [1, 2]\n", encoding="utf-8")
+
+    assert main(["train", "seed-mlp", "--config", str(config), "--no-publish"]) == 1
+    assert "search: expected a mapping" in capsys.readouterr().err
+
+
+def test_export_and_publish_bring_your_own_models(
+    moto_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from tests.training.byo_fixtures import make_regressor
+
+    weights = tmp_path / "weights.pt"
+    torch.save(make_regressor().state_dict(), weights)
+    code = main(
+        [
+            "export",
+            "tests.training.byo_fixtures:make_regressor",
+            "--weights",
+            str(weights),
+            "--input",
+            "x:FP32:[-1,4]",
+            "--output",
+            "y:FP32:[-1,2]",
+            "--publish",
+            "byo-regressor",
+            "--out",
+            str(tmp_path / "exported"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "published byo-regressor version 1" in out
+
+    assert main(["publish", str(tmp_path / "exported" / "model.onnx"), "--name", "byo-onnx"]) == 0
+    out = capsys.readouterr().out
+    assert "published byo-onnx version 1" in out
+    assert "FP32" in out
+
+
+def test_export_refuses_a_pickled_module_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from tests.training.byo_fixtures import make_regressor
+
+    weights = tmp_path / "module.pt"
+    torch.save(make_regressor(), weights)
+
+    code = main(
+        [
+            "export",
+            "tests.training.byo_fixtures:make_regressor",
+            "--weights",
+            str(weights),
+            "--input",
+            "x:FP32:[-1,4]",
+            "--no-publish",
+        ]
+    )
+
+    assert code == 1
+    assert "weights_only=True" in capsys.readouterr().err

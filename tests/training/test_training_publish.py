@@ -23,7 +23,7 @@ def test_publishing_refuses_a_model_whose_parity_failed(
 ) -> None:
     mismatched_files = other_seed_model.files
     parity = measure_parity(
-        seed_model.module, open_session(mismatched_files), seed_model.test_inputs, tolerance=1e-4
+        seed_model.module, open_session(mismatched_files), seed_model.test_inputs["input"], tolerance=1e-4
     )
     failing = dataclasses.replace(
         seed_model, files=mismatched_files, draft=seed_model.draft.model_copy(update={"parity": parity})
@@ -58,7 +58,8 @@ def test_published_manifest_round_trips(seed_model: TrainedModel, registry: Mode
     [spec_in], [spec_out] = manifest.signature.inputs, manifest.signature.outputs
     assert (spec_in.name, spec_in.datatype, spec_in.shape) == ("input", "FP32", [-1, 10])
     assert (spec_out.name, spec_out.datatype, spec_out.shape) == ("output", "FP32", [-1, 10])
-    assert [a.path for a in manifest.artifacts] == ["model.onnx"]
+    assert [a.path for a in manifest.artifacts] == ["model.onnx", "card.md", "loss.png", "metric.png"]
+    assert manifest.report_files == ["card.md", "loss.png", "metric.png"]
     for artifact in manifest.artifacts:
         data = seed_model.files[artifact.path]
         assert artifact.sha256 == hashlib.sha256(data).hexdigest()
@@ -89,6 +90,8 @@ def test_external_data_model_publishes_both_files(
     manifest = publish_trained(external_data_model, registry)
 
     assert manifest.model_file == "model.onnx"
-    assert [a.path for a in manifest.artifacts] == ["model.onnx", "model.onnx.data"]
+    assert manifest.graph_files == ["model.onnx", "model.onnx.data"]
+    assert [a.path for a in manifest.artifacts][:1] == ["model.onnx"]
+    assert "model.onnx.data" in [a.path for a in manifest.artifacts]
     for artifact in manifest.artifacts:
         assert registry.read_artifact(manifest, artifact) == external_data_model.files[artifact.path]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from maas.errors import InvalidInput
 from maas.training import TrainedModel, recipe_names, train_recipe
@@ -16,11 +17,15 @@ from maas.training.seed_mlp import SeedMlpConfig, fit_seed_mlp, make_dataset
 SMALL = SeedMlpConfig(n_samples=400, epochs=3)
 
 
-def test_same_seed_gives_the_same_dataset_and_metrics() -> None:
+def test_same_seed_gives_the_same_dataset_curves_and_weights() -> None:
     first, second = fit_seed_mlp(SMALL), fit_seed_mlp(SMALL)
 
     assert first.dataset_hash == second.dataset_hash
-    assert first.metrics == second.metrics
+    assert first.history == second.history
+    for (name, tensor), (_, other) in zip(
+        first.module.state_dict().items(), second.module.state_dict().items(), strict=True
+    ):
+        assert torch.equal(tensor, other), name
 
 
 def test_another_seed_gives_another_dataset() -> None:
@@ -36,11 +41,11 @@ def test_trained_model_records_the_hash_of_the_data_it_saw(seed_model: TrainedMo
 
 
 def test_default_config_learns_the_linear_task() -> None:
-    result = fit_seed_mlp(SeedMlpConfig())
+    trained = train_recipe("seed-mlp")
 
-    assert result.metrics["r2"] > 0.9
-    assert result.params["epochs_run"] <= SeedMlpConfig().epochs
-    assert result.metrics["val_mse"] > 0
+    assert trained.draft.metrics["r2"] > 0.9
+    assert trained.draft.params["epochs_run"] <= SeedMlpConfig().epochs
+    assert trained.draft.metrics["val_mse"] > 0
 
 
 def test_splits_are_disjoint_and_cover_every_sample() -> None:
@@ -53,7 +58,7 @@ def test_splits_are_disjoint_and_cover_every_sample() -> None:
 def test_unknown_recipe_names_the_known_ones() -> None:
     with pytest.raises(InvalidInput, match="seed-mlp"):
         train_recipe("no-such-recipe")
-    assert recipe_names() == ["seed-mlp"]
+    assert recipe_names() == ["digits-resnet", "minilm-embed", "seed-mlp", "text-bert"]
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(
 def test_cuda_sessions_answer_like_cpu_ones(
     registry: ModelRegistry, published_seed: Manifest, seed_model: TrainedModel, setting: str
 ) -> None:
-    rows = seed_model.test_inputs[:32]
+    rows = seed_model.test_inputs["input"][:32]
     request = InferenceRequest(inputs=[Tensor("input", "FP32", rows)])
     gpu = InferenceService(registry, Settings(bucket=TEST_BUCKET, provider=setting))  # type: ignore[arg-type]
     cpu = InferenceService(registry, Settings(bucket=TEST_BUCKET, provider="cpu"))

@@ -52,7 +52,7 @@ def test_cuda_setting_on_this_cpu_host_fails_the_request_with_503(
 ) -> None:
     service = InferenceService(registry, Settings(bucket=TEST_BUCKET, provider="cuda"))
     with pytest.raises(Unavailable) as caught:
-        service.infer(ModelRef("seed-mlp"), request_for(seed_model.test_inputs[:2]))
+        service.infer(ModelRef("seed-mlp"), request_for(seed_model.test_inputs["input"][:2]))
     assert caught.value.status == 503
 
 
@@ -60,7 +60,7 @@ def test_inference_matches_torch_and_loads_lazily_once(
     service: InferenceService, published_seed: Manifest, seed_model: TrainedModel
 ) -> None:
     assert service.cache.loaded_keys() == []
-    rows = seed_model.test_inputs[:5]
+    rows = seed_model.test_inputs["input"][:5]
     response = service.infer(ModelRef("seed-mlp"), request_for(rows))
     assert response.model_version == published_seed.version
     np.testing.assert_allclose(response.outputs[0].array, seed_model.predict(rows), atol=1e-5)
@@ -77,7 +77,7 @@ def test_concurrent_first_requests_load_the_model_once(
     def worker() -> None:
         barrier.wait()
         try:
-            service.infer(ModelRef("seed-mlp", version=1), request_for(seed_model.test_inputs[:1]))
+            service.infer(ModelRef("seed-mlp", version=1), request_for(seed_model.test_inputs["input"][:1]))
         except BaseException as exc:  # pragma: no cover - surfaced by the assert below
             errors.append(exc)
 
@@ -101,7 +101,7 @@ def test_cache_evicts_least_recently_used_models_past_its_byte_budget(
     service = InferenceService(
         registry, Settings(bucket=TEST_BUCKET, provider="cpu", cache_bytes=int(size * 2.5))
     )
-    rows = seed_model.test_inputs[:1]
+    rows = seed_model.test_inputs["input"][:1]
     for version in (1, 2, 1, 3):
         service.infer(ModelRef("seed-mlp", version=version), request_for(rows))
     assert service.cache.loaded_keys() == [("seed-mlp", 1), ("seed-mlp", 3)]
@@ -135,7 +135,7 @@ def test_a_tampered_model_is_refused_before_onnxruntime_opens_it(
     tampered[-1] ^= 0xFF
     s3.put_object(Bucket=TEST_BUCKET, Key=key, Body=bytes(tampered))
     with pytest.raises(IntegrityError, match="expected the sha256 and size in its manifest"):
-        service.infer(ModelRef("seed-mlp"), request_for(seed_model.test_inputs[:1]))
+        service.infer(ModelRef("seed-mlp"), request_for(seed_model.test_inputs["input"][:1]))
     assert service.cache.loaded_keys() == []
 
 
@@ -162,9 +162,9 @@ def test_external_data_models_load_from_their_verified_files(
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     trained = train_recipe("seed-mlp", {"epochs": 1, "external_data": True})
-    assert len(trained.files) == 2
+    assert trained.draft.model_data_files == ["model.onnx.data"]
     publish_trained(trained, registry, name="seed-external")
-    rows = trained.test_inputs[:4]
+    rows = trained.test_inputs["input"][:4]
     response = service.infer(ModelRef("seed-external"), request_for(rows))
     np.testing.assert_allclose(response.outputs[0].array, trained.predict(rows), atol=1e-5)
     # The verified files lived only while the session opened.
@@ -174,7 +174,7 @@ def test_external_data_models_load_from_their_verified_files(
 def test_requested_outputs_select_and_order_the_response(
     service: InferenceService, published_seed: Manifest, seed_model: TrainedModel
 ) -> None:
-    rows = seed_model.test_inputs[:2]
+    rows = seed_model.test_inputs["input"][:2]
     request = InferenceRequest(inputs=request_for(rows).inputs, outputs=["output"], id="x")
     response = service.infer(ModelRef("seed-mlp"), request)
     assert [t.name for t in response.outputs] == ["output"] and response.id == "x"
@@ -233,5 +233,5 @@ def test_cache_keeps_a_model_larger_than_its_whole_budget(
 ) -> None:
     service = InferenceService(registry, Settings(bucket=TEST_BUCKET, provider="cpu", cache_bytes=1))
     for _ in range(2):
-        service.infer(ModelRef("seed-mlp"), request_for(seed_model.test_inputs[:1]))
+        service.infer(ModelRef("seed-mlp"), request_for(seed_model.test_inputs["input"][:1]))
     assert service.cache.loads == 1

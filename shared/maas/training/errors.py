@@ -15,3 +15,9 @@ class ParityCheckFailed(ModelCheckFailed):
     """onnxruntime disagrees with torch beyond the tolerance, or parity was never measured. HTTP 422."""
 
     status = 422
+
+
+class QuantizationRefused(ModelCheckFailed):
+    """The quantized model lost more of its primary metric than allowed. HTTP 422."""
+
+    status = 422

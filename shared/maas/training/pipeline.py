@@ -1,4 +1,4 @@
-"""Train, export, check, publish: the same steps and guarantees for every recipe."""
+"""Train, export, evaluate, check, report, publish: the same steps and guarantees for every recipe."""
 
 from __future__ import annotations
 
@@ -11,77 +11,182 @@ import torch
 
 from maas.errors import InvalidInput
 from maas.registry import Manifest, ManifestDraft, ModelRegistry
-from maas.training.errors import ParityCheckFailed
+from maas.registry.manifest import serving_signature
+from maas.training.digits_resnet import DIGITS_RESNET
+from maas.training.errors import ParityCheckFailed, QuantizationRefused
 from maas.training.export import (
+    GraphSpec,
     check_onnx,
+    compare_outputs,
     export_onnx,
     external_data_files,
-    measure_parity,
+    onnx_outputs,
     open_session,
     signature_of,
+    torch_outputs,
 )
+from maas.training.history import SearchSummary
 from maas.training.lineage import build_lineage
-from maas.training.recipe import Recipe, apply_overrides
+from maas.training.metrics import degradation, evaluate
+from maas.training.minilm_embed import MINILM_EMBED
+from maas.training.recipe import FitResult, Recipe, RecipeConfig, apply_overrides
+from maas.training.report import ModelReport, render_report
+from maas.training.search import SearchPlan, run_search
 from maas.training.seed_mlp import SEED_MLP
+from maas.training.text_bert import TEXT_BERT
 
-RECIPES: dict[str, Recipe[Any]] = {SEED_MLP.name: SEED_MLP}
+RECIPES: dict[str, Recipe[Any]] = {
+    recipe.name: recipe for recipe in (SEED_MLP, DIGITS_RESNET, TEXT_BERT, MINILM_EMBED)
+}
 EXAMPLE_BATCH = 4
 
 
 @dataclass(frozen=True, eq=False)
 class TrainedModel:
-    """A trained module with its checked ONNX files and the manifest draft that describes them."""
+    """A trained module with its checked ONNX files, its report and the manifest draft that describes them."""
 
     recipe: str
     module: torch.nn.Module
+    graph: GraphSpec
     files: dict[str, bytes]
     draft: ManifestDraft
-    test_inputs: np.ndarray
+    fit: FitResult
+    search: SearchSummary | None = None
 
-    def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """The torch reference output, to compare a served model against."""
-        batch = np.ascontiguousarray(inputs, dtype=np.float32)
-        with torch.inference_mode():
-            output: np.ndarray = self.module(torch.from_numpy(batch)).numpy()
-        return output.astype(np.float32, copy=False)
+    @property
+    def test_inputs(self) -> dict[str, np.ndarray]:
+        return self.fit.test_inputs
+
+    def predict(self, inputs: Mapping[str, np.ndarray] | np.ndarray) -> np.ndarray:
+        """The torch reference for the first output, to compare a served model against.
+
+        A bare array is the input of a single-input model."""
+        named = inputs if isinstance(inputs, Mapping) else {self.graph.inputs[0]: inputs}
+        output = torch_outputs(self.module, named, self.graph)[0]
+        return output.astype(np.float32, copy=False) if output.dtype == np.float64 else output
 
 
 def recipe_names() -> list[str]:
     return sorted(RECIPES)
 
 
-def train_recipe(recipe: str, overrides: Mapping[str, Any] | None = None) -> TrainedModel:
-    """Fit a recipe, export it, and run every check; a failed parity is recorded, not raised.
+def recipe(name: str) -> Recipe[Any]:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise InvalidInput(f"recipe: expected one of {recipe_names()}, got {name!r}") from None
 
-    Recording it lets the caller see the numbers; publishing is where a failed model is refused.
-    """
-    chosen = _recipe(recipe)
+
+def train_recipe(
+    name: str, overrides: Mapping[str, Any] | None = None, *, search: SearchPlan | None = None
+) -> TrainedModel:
+    """Fit a recipe (or search its hyperparameters and keep the best trial), export it and check it.
+
+    A failed parity is recorded, not raised: the caller sees the numbers, and publishing refuses it."""
+    chosen = recipe(name)
     config = apply_overrides(chosen.default_config, overrides)
-    fitted = chosen.fit(config)
-    example = torch.from_numpy(np.ascontiguousarray(fitted.test_inputs[:EXAMPLE_BATCH]))
-    files = export_onnx(fitted.module, example, external_data=config.external_data)
-    check_onnx(files)
-    session = open_session(files)
+    summary: SearchSummary | None = None
+    if search is None:
+        fitted = chosen.fit(config)
+    else:
+        fitted, config, summary = run_search(chosen, config, search)
+    return export_trained(chosen, config, fitted, summary)
+
+
+def export_trained(
+    chosen: Recipe[Any], config: RecipeConfig, fitted: FitResult, search: SearchSummary | None = None
+) -> TrainedModel:
+    """Export, check and evaluate a fitted module through onnxruntime, and write its model card.
+
+    The test metrics come from the exported graph, so they describe what will actually be served."""
+    example = {name: array[:EXAMPLE_BATCH] for name, array in fitted.test_inputs.items()}
+    graph_files = export_onnx(fitted.module, example, fitted.graph, external_data=config.external_data)
+    check_onnx(graph_files)
+    session = open_session(graph_files)
+    reference = torch_outputs(fitted.module, fitted.test_inputs, fitted.graph)
+    served = onnx_outputs(session, fitted.test_inputs)
+    parity = compare_outputs(reference, served, fitted.graph.outputs, tolerance=config.parity_tolerance)
+    metrics, evaluation = evaluate(
+        chosen.task, served[0], targets=fitted.test_targets, reference=reference[0], labels=fitted.labels
+    )
+    if fitted.history is not None:
+        metrics[f"val_{fitted.history.metric_name}"] = fitted.history.best_val_metric
+    params = dict(fitted.params)
+    if search is not None:
+        params["search"] = {
+            "sampler": search.sampler,
+            "trials": len(search.trials),
+            "best_trial": search.best_trial,
+            "metric": f"val_{search.metric_name}",
+        }
     draft = ManifestDraft(
         task=chosen.task,
         primary_metric=chosen.primary_metric,
         primary_metric_goal=chosen.primary_metric_goal,
         description=fitted.description,
-        model_data_files=external_data_files(files),
+        model_data_files=external_data_files(graph_files),
         signature=signature_of(session),
-        metrics=fitted.metrics,
-        params=fitted.params,
+        metrics=metrics,
+        evaluation=evaluation,
+        params=params,
         lineage=build_lineage(chosen.name, fitted.dataset_hash, config.seed),
-        parity=measure_parity(fitted.module, session, fitted.test_inputs, tolerance=config.parity_tolerance),
+        parity=parity,
         labels=fitted.labels,
+        preprocessing=fitted.preprocessing,
     )
+    files = {**graph_files, **fitted.extra_files}
+    files.update(render_report(report_for(chosen.name, draft, fitted, search)))
     return TrainedModel(
         recipe=chosen.name,
         module=fitted.module,
+        graph=fitted.graph,
         files=files,
         draft=draft,
-        test_inputs=fitted.test_inputs,
+        fit=fitted,
+        search=search,
     )
+
+
+def report_for(
+    name: str, draft: ManifestDraft, fitted: FitResult, search: SearchSummary | None
+) -> ModelReport:
+    return ModelReport(
+        name=name,
+        task=draft.task or "",
+        description=draft.description,
+        intended_use=fitted.intended_use,
+        data_description=fitted.data_description,
+        signature=serving_signature(draft.signature, draft.preprocessing),
+        preprocessing=draft.preprocessing,
+        metrics=draft.metrics,
+        evaluation=draft.evaluation,
+        params=draft.params,
+        primary_metric=draft.primary_metric,
+        primary_metric_goal=draft.primary_metric_goal,
+        history=fitted.history,
+        search=search,
+        quantization=draft.quantization,
+        parity=draft.parity,
+        lineage=draft.lineage,
+        limitations=fitted.limitations,
+    )
+
+
+def ensure_publishable(draft: ManifestDraft) -> None:
+    """Refuse a model whose export was not shown to match torch, or a quantized one that lost too much.
+
+    A quantized graph is not expected to match torch to 1e-4; its gate is the measured metric delta."""
+    quantization = draft.quantization
+    if quantization is not None:
+        lost = degradation(quantization.quantized_value, quantization.fp32_value, draft.primary_metric_goal)
+        if not lost <= quantization.max_degradation:
+            raise QuantizationRefused(
+                f"quantization: expected {quantization.metric} to degrade by at most "
+                f"{quantization.max_degradation:g} against fp32 ({quantization.fp32_value:.6g}), "
+                f"got {quantization.quantized_value:.6g} (worse by {lost:.6g})"
+            )
+        return
+    ensure_parity(draft)
 
 
 def ensure_parity(draft: ManifestDraft) -> None:
@@ -98,21 +203,14 @@ def ensure_parity(draft: ManifestDraft) -> None:
 
 def publish_trained(trained: TrainedModel, registry: ModelRegistry, name: str | None = None) -> Manifest:
     """Publish a new immutable version, under the recipe's name unless `name` is given."""
-    ensure_parity(trained.draft)
+    ensure_publishable(trained.draft)
     return registry.publish(name or trained.recipe, trained.files, trained.draft)
 
 
 def train_and_publish(
-    recipe: str,
+    name: str,
     registry: ModelRegistry,
-    name: str | None = None,
+    publish_as: str | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Manifest:
-    return publish_trained(train_recipe(recipe, overrides), registry, name)
-
-
-def _recipe(name: str) -> Recipe[Any]:
-    try:
-        return RECIPES[name]
-    except KeyError:
-        raise InvalidInput(f"recipe: expected one of {recipe_names()}, got {name!r}") from None
+    return publish_trained(train_recipe(name, overrides), registry, publish_as)

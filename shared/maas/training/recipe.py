@@ -1,25 +1,30 @@
 """What every recipe shares: a typed config that takes overrides, and the result of fitting it.
 
-A recipe only trains and evaluates; exporting, checking and publishing are the pipeline's, so every
-recipe gets the same guarantees without repeating them.
+A recipe prepares its data and trains; exporting, evaluating through onnxruntime, checking and publishing
+are the pipeline's, so every recipe gets the same guarantees without repeating them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 import torch
 
 from maas.errors import InvalidInput
+from maas.registry import Preprocessing
+from maas.training.export import GraphSpec
+from maas.training.history import History
 
 DEFAULT_PARITY_TOLERANCE = 1e-4
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("none", "cosine", "plateau")
 
-# Fields about exporting and checking rather than learning; they stay out of the manifest's params.
-EXPORT_FIELDS = frozenset({"external_data", "parity_tolerance"})
+# Fields about exporting, checking and running rather than learning; they stay out of the manifest's params.
+EXPORT_FIELDS = frozenset({"external_data", "parity_tolerance", "checkpoint_dir", "progress"})
 
 
 @dataclass(frozen=True)
@@ -38,31 +43,88 @@ class RecipeConfig:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in EXPORT_FIELDS}
 
 
+@dataclass(frozen=True)
+class TrainingConfig(RecipeConfig):
+    """The hyperparameters the shared training loop reads, and the names a search space may use.
+
+    `width`, `depth` and `dropout` mean what each recipe's architecture says (hidden units and layers for
+    an MLP, channels and residual blocks for a CNN, model size and encoder layers for a transformer)."""
+
+    epochs: int = 50
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    batch_size: int = 64
+    patience: int = 10
+    lr_schedule: str = "none"
+    weight_decay: float = 0.0
+    width: int = 32
+    depth: int = 1
+    dropout: float = 0.0
+    # Where the best-epoch state_dict is kept; "" keeps it in a temporary folder for the run only.
+    checkpoint_dir: str = ""
+    # A progress bar with the live loss on a terminal; never in logs.
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_field(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
+        check_field(self.lr > 0, "lr", "a number > 0", self.lr)
+        check_field(self.optimizer in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}", self.optimizer)
+        check_field(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        check_field(self.patience >= 1, "patience", "an integer >= 1", self.patience)
+        check_field(
+            self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {list(LR_SCHEDULES)}", self.lr_schedule
+        )
+        check_field(self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
+        check_field(self.width >= 1, "width", "an integer >= 1", self.width)
+        check_field(self.depth >= 1, "depth", "an integer >= 1", self.depth)
+        check_field(0 <= self.dropout < 1, "dropout", "a number in [0, 1)", self.dropout)
+
+
 ConfigT = TypeVar("ConfigT", bound=RecipeConfig)
+Task = Literal["regression", "classification", "embedding"]
 
 
 @dataclass(frozen=True, eq=False)
 class FitResult:
-    """A trained module with its evaluation, ready to export. `module` is in eval mode, on CPU."""
+    """A trained module (eval mode, CPU) with its held-out test set, ready to export and evaluate.
+
+    The test set is in the graph's own input form, so the pipeline can evaluate exactly what onnxruntime
+    will serve. `targets` is None for tasks measured against the torch reference (embeddings)."""
 
     module: torch.nn.Module
-    test_inputs: np.ndarray
-    metrics: dict[str, float]
+    graph: GraphSpec
+    test_inputs: dict[str, np.ndarray]
+    test_targets: np.ndarray | None
     params: dict[str, Any]
     dataset_hash: str
+    history: History | None = None
     description: str = ""
     labels: list[str] | None = None
+    intended_use: str = ""
+    data_description: str = ""
+    limitations: str = ""
+    preprocessing: Preprocessing | None = None
+    # Files published beside the graph, e.g. {"tokenizer.json": ...}.
+    extra_files: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def validation_score(self) -> float:
+        """The best validation metric: what a hyperparameter search compares (never the test set)."""
+        return self.history.best_val_metric if self.history is not None else float("nan")
 
 
 @dataclass(frozen=True)
 class Recipe(Generic[ConfigT]):
     name: str
-    task: str
+    task: Task
     default_config: ConfigT
     fit: Callable[[ConfigT], FitResult]
     # The test metric a promotion compares, and whether lower or higher is better.
     primary_metric: str
     primary_metric_goal: Literal["minimize", "maximize"] = "minimize"
+    # What `maas train` publishes for when nobody says otherwise; goes into the model card.
+    summary: str = ""
 
 
 def apply_overrides(config: ConfigT, overrides: Mapping[str, Any] | None) -> ConfigT:

@@ -13,8 +13,10 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from maas.training.export import INPUT_NAME, GraphSpec
 from maas.training.lineage import dataset_hash
-from maas.training.recipe import FitResult, Recipe, RecipeConfig, check_field
+from maas.training.loop import Objective, Split, train_loop
+from maas.training.recipe import FitResult, Recipe, TrainingConfig, check_field
 
 RECIPE_NAME = "seed-mlp"
 N_FEATURES = 10
@@ -24,14 +26,16 @@ Array = NDArray[np.float32]
 
 
 @dataclass(frozen=True)
-class SeedMlpConfig(RecipeConfig):
-    """Defaults train in a few seconds on two CPU cores; early stopping usually ends well before `epochs`."""
+class SeedMlpConfig(TrainingConfig):
+    """Defaults train in a few seconds on two CPU cores; early stopping usually ends well before `epochs`.
+
+    `width` is the hidden layer's size and `depth` the number of hidden layers (the seed is one of 20)."""
 
     n_samples: int = 2000
     noise: float = 0.05
     val_fraction: float = 0.15
     test_fraction: float = 0.15
-    hidden: int = 20
+    width: int = 20
     lr: float = 0.01
     epochs: int = 200
     batch_size: int = 64
@@ -44,11 +48,6 @@ class SeedMlpConfig(RecipeConfig):
             value = getattr(self, name)
             check_field(0 < value < 0.5, name, "a number in (0, 0.5)", value)
         check_field(self.n_samples >= 20, "n_samples", "an integer >= 20", self.n_samples)
-        check_field(self.hidden >= 1, "hidden", "an integer >= 1", self.hidden)
-        check_field(self.lr > 0, "lr", "a number > 0", self.lr)
-        check_field(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
-        check_field(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
-        check_field(self.patience >= 1, "patience", "an integer >= 1", self.patience)
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,13 +61,6 @@ class RegressionSplits:
 
     def arrays(self) -> tuple[Array, ...]:
         return (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test)
-
-
-@dataclass(frozen=True)
-class FitHistory:
-    epochs_run: int
-    best_epoch: int
-    best_val_mse: float
 
 
 def make_dataset(config: SeedMlpConfig) -> RegressionSplits:
@@ -94,67 +86,39 @@ def make_dataset(config: SeedMlpConfig) -> RegressionSplits:
 
 
 def build_module(config: SeedMlpConfig) -> torch.nn.Sequential:
+    """Linear(10, width) -> [Dropout] -> ... -> Linear(width, 10); the defaults are the seed's two layers.
+
+    No activation, as in the seed: the task is linear, and extra hidden layers only add capacity."""
     torch.manual_seed(config.seed)
-    return torch.nn.Sequential(
-        torch.nn.Linear(N_FEATURES, config.hidden),
-        torch.nn.Linear(config.hidden, N_OUTPUTS),
-    )
+    layers: list[torch.nn.Module] = [torch.nn.Linear(N_FEATURES, config.width)]
+    for _ in range(config.depth - 1):
+        if config.dropout:
+            layers.append(torch.nn.Dropout(config.dropout))
+        layers.append(torch.nn.Linear(config.width, config.width))
+    if config.dropout:
+        layers.append(torch.nn.Dropout(config.dropout))
+    layers.append(torch.nn.Linear(config.width, N_OUTPUTS))
+    return torch.nn.Sequential(*layers)
 
 
-def fit(module: torch.nn.Module, splits: RegressionSplits, config: SeedMlpConfig) -> FitHistory:
-    """Adam on MSE with early stopping; leaves `module` in eval mode with its best-on-validation weights."""
-    x_train, y_train = torch.from_numpy(splits.x_train), torch.from_numpy(splits.y_train)
-    x_val, y_val = torch.from_numpy(splits.x_val), torch.from_numpy(splits.y_val)
-    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
-    loss_fn = torch.nn.MSELoss()
-    shuffle = torch.Generator().manual_seed(config.seed)
-
-    best_state = _snapshot(module)
-    best_val, best_epoch, stale, epoch = math.inf, 0, 0, 0
-    for epoch in range(1, config.epochs + 1):
-        module.train()
-        order = torch.randperm(len(x_train), generator=shuffle)
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size]
-            optimizer.zero_grad()
-            loss = loss_fn(module(x_train[batch]), y_train[batch])
-            loss.backward()
-            optimizer.step()
-        module.eval()
-        with torch.inference_mode():
-            val_mse = float(loss_fn(module(x_val), y_val))
-        if val_mse < best_val:
-            best_val, best_epoch, stale = val_mse, epoch, 0
-            best_state = _snapshot(module)
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
-    module.load_state_dict(best_state)
-    module.eval()
-    return FitHistory(epochs_run=epoch, best_epoch=best_epoch, best_val_mse=best_val)
+def _mse(outputs: np.ndarray, targets: np.ndarray) -> float:
+    return float(np.mean((outputs.astype(np.float64) - targets.astype(np.float64)) ** 2))
 
 
-def evaluate(module: torch.nn.Module, inputs: Array, targets: Array) -> dict[str, float]:
-    """MSE, MAE and R² (the mean of the per-output R², as scikit-learn's default) in float64."""
-    with torch.inference_mode():
-        predicted = module(torch.from_numpy(inputs)).numpy().astype(np.float64)
-    expected = targets.astype(np.float64)
-    error = predicted - expected
-    residual = np.sum(error**2, axis=0)
-    total = np.sum((expected - expected.mean(axis=0)) ** 2, axis=0)
-    return {
-        "mse": float(np.mean(error**2)),
-        "mae": float(np.mean(np.abs(error))),
-        "r2": float(np.mean(1.0 - residual / total)),
-    }
+OBJECTIVE = Objective(loss=torch.nn.MSELoss(), metric=_mse, metric_name="mse", metric_goal="minimize")
 
 
 def fit_seed_mlp(config: SeedMlpConfig) -> FitResult:
     splits = make_dataset(config)
     module = build_module(config)
-    history = fit(module, splits, config)
-    metrics = {**evaluate(module, splits.x_test, splits.y_test), "val_mse": history.best_val_mse}
+    history = train_loop(
+        module,
+        Split((torch.from_numpy(splits.x_train),), torch.from_numpy(splits.y_train)),
+        Split((torch.from_numpy(splits.x_val),), torch.from_numpy(splits.y_val)),
+        OBJECTIVE,
+        config,
+        description=RECIPE_NAME,
+    )
     params = {
         **config.hyperparameters(),
         "epochs_run": history.epochs_run,
@@ -164,24 +128,28 @@ def fit_seed_mlp(config: SeedMlpConfig) -> FitResult:
         "n_train": len(splits.x_train),
         "n_val": len(splits.x_val),
         "n_test": len(splits.x_test),
-        "optimizer": "adam",
         "loss": "mse",
     }
     return FitResult(
         module=module,
-        test_inputs=splits.x_test,
-        metrics=metrics,
+        graph=GraphSpec(),
+        test_inputs={INPUT_NAME: splits.x_test},
+        test_targets=splits.y_test,
         params=params,
         dataset_hash=dataset_hash(splits.arrays()),
+        history=history,
         description=(
-            f"Seed MLP Linear({N_FEATURES}, {config.hidden}) -> Linear({config.hidden}, {N_OUTPUTS}) "
+            f"Seed MLP Linear({N_FEATURES}, {config.width}) -> Linear({config.width}, {N_OUTPUTS}) "
             "on synthetic linear regression data"
         ),
+        intended_use="A reference model for checking the platform end to end; not for real predictions.",
+        data_description=(
+            f"{config.n_samples} seeded samples of y = x W + b + noise (sigma {config.noise:g}), "
+            f"x ~ N(0, I) with {N_FEATURES} features and {N_OUTPUTS} targets; split in order into train, "
+            f"validation ({config.val_fraction:g}) and test ({config.test_fraction:g})."
+        ),
+        limitations="Learns one synthetic linear map; it says nothing about any real data.",
     )
-
-
-def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {key: value.detach().clone() for key, value in module.state_dict().items()}
 
 
 SEED_MLP = Recipe(
