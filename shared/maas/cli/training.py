@@ -1,0 +1,243 @@
+"""`maas train`, `maas export` and `maas publish`: everything that makes a new version.
+
+Each command imports torch (through maas.training) only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from maas.cli import common
+
+if TYPE_CHECKING:
+    from maas.registry import ManifestDraft
+    from maas.training.run_config import RunConfig
+    from maas.training.search import SearchPlan
+
+DRAFT_FILE = "draft.json"
+
+
+def add_training_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    train = commands.add_parser(
+        "train", help="train a recipe, evaluate its ONNX export, write its model card and publish it"
+    )
+    train.add_argument("recipe", metavar="RECIPE", help="seed-mlp, digits-resnet, text-bert or minilm-embed")
+    train.add_argument(
+        "--config", type=Path, metavar="FILE", help="YAML/JSON: config fields, search and quantization"
+    )
+    train.add_argument("--epochs", type=int, help="maximum number of epochs")
+    train.add_argument("--seed", type=int, help="seed for the split, the weights and the shuffling")
+    train.add_argument("--external-data", action="store_true", help="store weights in model.onnx.data")
+    train.add_argument("--search", choices=("grid", "random", "tpe"), help="hyperparameter search sampler")
+    train.add_argument("--trials", type=int, metavar="N", help="search trials (grid: at most the grid)")
+    train.add_argument(
+        "--quantize", choices=("int8",), help="also publish a dynamic int8 version, gated on its metric"
+    )
+    train.add_argument(
+        "--max-degradation",
+        type=float,
+        metavar="X",
+        help="largest primary-metric loss int8 may have against fp32 (default 0.01)",
+    )
+    train.add_argument("--checkpoint-dir", metavar="DIR", help="keep the best-epoch state_dict in DIR")
+    target = train.add_mutually_exclusive_group()
+    target.add_argument("--publish", metavar="NAME", help="publish under NAME (default: the recipe's name)")
+    target.add_argument("--no-publish", action="store_true", help="train and check only")
+    train.add_argument(
+        "--out", type=Path, metavar="DIR", help=f"also write the files and {DRAFT_FILE} to DIR"
+    )
+    train.set_defaults(command=train_command)
+
+    export = commands.add_parser(
+        "export", help="export your own nn.Module to ONNX, check parity against torch and publish it"
+    )
+    export.add_argument(
+        "factory", metavar="MODULE:FACTORY", help="e.g. mymodels:make_model (called with no args)"
+    )
+    export.add_argument("--weights", type=Path, metavar="FILE", help="a state_dict saved with torch.save")
+    export.add_argument(
+        "--input",
+        dest="inputs",
+        action="append",
+        required=True,
+        metavar="NAME:TYPE:SHAPE",
+        help="an input, e.g. 'x:FP32:[-1,10]' (-1: dynamic; repeat for each input, in forward order)",
+    )
+    export.add_argument(
+        "--output",
+        dest="outputs",
+        action="append",
+        metavar="NAME:TYPE:SHAPE",
+        help="a declared output, checked against what the module returns",
+    )
+    export.add_argument("--seed", type=int, default=0, help="seed for the parity inputs")
+    export.add_argument("--parity-tolerance", type=float, default=1e-4, metavar="X")
+    export.add_argument("--external-data", action="store_true", help="store weights in model.onnx.data")
+    export.add_argument("--description", default="", metavar="TEXT")
+    _add_publish_target(export)
+    export.set_defaults(command=export_command)
+
+    publish = commands.add_parser("publish", help="publish an existing ONNX file after the same checks")
+    publish.add_argument("model", type=Path, metavar="MODEL.onnx")
+    publish.add_argument("--name", required=True, metavar="NAME", help="the model's name in the registry")
+    publish.add_argument("--description", default="", metavar="TEXT")
+    publish.set_defaults(command=publish_command)
+
+
+def _add_publish_target(parser: argparse.ArgumentParser) -> None:
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--publish", metavar="NAME", help="publish under NAME")
+    target.add_argument("--no-publish", action="store_true", help="export and check only")
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help=f"also write the files and {DRAFT_FILE} to DIR"
+    )
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from maas.registry import validate_name
+    from maas.training import ensure_publishable, publish_trained, train_recipe
+    from maas.training.quantize import DEFAULT_MAX_DEGRADATION, quantize_trained, with_base_version
+    from maas.training.run_config import RunConfig, load_run_config
+    from maas.training.search import trial_table
+
+    if args.publish is not None:
+        validate_name(args.publish)
+    run = load_run_config(args.config) if args.config is not None else RunConfig()
+    overrides, plan = _overrides_and_plan(args, run)
+    trained = train_recipe(args.recipe, overrides, search=plan)
+    print(f"trained {trained.recipe}")
+    if trained.search is not None:
+        print(f"search: {trained.search.sampler}, best trial {trained.search.best_trial}")
+        print(common.table(trial_table(trained.search.trials)))
+    print(common.table(_result_rows(trained.draft)))
+
+    quantized = None
+    if args.quantize:
+        max_degradation = args.max_degradation
+        if max_degradation is None:
+            max_degradation = (
+                run.max_degradation if run.max_degradation is not None else DEFAULT_MAX_DEGRADATION
+            )
+        quantized = quantize_trained(trained, max_degradation=max_degradation, per_channel=run.per_channel)
+        print("int8 (dynamic quantization):")
+        print(common.table(_result_rows(quantized.draft)))
+
+    if args.out is not None:
+        _write_out(args.out, trained.files, trained.draft.model_dump_json(indent=2))
+        print(f"wrote {', '.join(sorted(trained.files))} and {DRAFT_FILE} to {args.out}")
+        if quantized is not None:
+            _write_out(args.out / "int8", quantized.files, quantized.draft.model_dump_json(indent=2))
+    if args.no_publish:
+        ensure_publishable(trained.draft)
+        if quantized is not None:
+            ensure_publishable(quantized.draft)
+        return 0
+    registry = common.registry()
+    manifest = publish_trained(trained, registry, args.publish)
+    print(f"published {manifest.name} version {manifest.version}")
+    folder = registry.version_prefix(manifest.name, manifest.version)
+    print(f"model card: s3://{registry.bucket}/{folder}card.md")
+    if quantized is not None:
+        int8 = publish_trained(with_base_version(quantized, manifest.version), registry, manifest.name)
+        print(f"published {int8.name} version {int8.version} (int8, from version {manifest.version})")
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from maas.registry import validate_name
+    from maas.training import ensure_publishable, publish_trained
+    from maas.training.byo import export_module, parse_tensor_spec
+
+    if args.publish is not None:
+        validate_name(args.publish)
+    trained = export_module(
+        args.factory,
+        args.weights,
+        [parse_tensor_spec(text, argument="--input") for text in args.inputs],
+        [parse_tensor_spec(text, argument="--output") for text in args.outputs or []] or None,
+        seed=args.seed,
+        parity_tolerance=args.parity_tolerance,
+        description=args.description,
+        external_data=args.external_data,
+        # The console script does not put the working directory on sys.path; users expect it to.
+        app_dir=Path.cwd(),
+    )
+    print(f"exported {args.factory}")
+    print(common.table(_result_rows(trained.draft)))
+    if args.out is not None:
+        _write_out(args.out, trained.files, trained.draft.model_dump_json(indent=2))
+    if args.no_publish:
+        ensure_publishable(trained.draft)
+        return 0
+    manifest = publish_trained(trained, common.registry(), args.publish)
+    print(f"published {manifest.name} version {manifest.version}")
+    return 0
+
+
+def publish_command(args: argparse.Namespace) -> int:
+    from maas.registry import validate_name
+    from maas.training.byo import import_onnx, publish_imported
+
+    validate_name(args.name)
+    imported = import_onnx(args.model, description=args.description)
+    rows = [("INPUT/OUTPUT", "DATATYPE", "SHAPE")]
+    signature = imported.draft.signature
+    rows += [(spec.name, spec.datatype, str(spec.shape)) for spec in [*signature.inputs, *signature.outputs]]
+    print(common.table(rows))
+    manifest = publish_imported(imported, common.registry(), args.name)
+    print(f"published {manifest.name} version {manifest.version}")
+    return 0
+
+
+def _overrides_and_plan(args: argparse.Namespace, run: RunConfig) -> tuple[dict[str, Any], SearchPlan | None]:
+    """Config overrides (the file's, then the flags') and the search plan, if any, for `maas train`."""
+    from maas.errors import InvalidInput
+    from maas.training import recipe
+    from maas.training.recipe import TrainingConfig, apply_overrides
+    from maas.training.search import default_space, make_plan
+
+    overrides: dict[str, Any] = dict(run.overrides)
+    for flag in ("epochs", "seed", "checkpoint_dir"):
+        if getattr(args, flag) is not None:
+            overrides[flag] = getattr(args, flag)
+    if args.external_data:
+        overrides["external_data"] = True
+    sampler = args.search or run.sampler
+    if sampler is None:
+        return overrides, None
+    config = apply_overrides(recipe(args.recipe).default_config, overrides)
+    if not isinstance(config, TrainingConfig):
+        raise InvalidInput(f"--search: recipe {args.recipe!r} trains nothing, so it has no hyperparameters")
+    # The default space is centred on the config being searched, so apply the overrides first.
+    space = run.space or default_space(sampler, config)
+    return overrides, make_plan(sampler, space, args.trials or run.trials)
+
+
+def _result_rows(draft: ManifestDraft) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("METRIC", "VALUE")]
+    rows += [(name, f"{value:.6g}") for name, value in draft.metrics.items()]
+    if draft.parity is not None:
+        rows += [
+            ("parity max abs diff", f"{draft.parity.max_abs_diff:.3g}"),
+            ("parity tolerance", f"{draft.parity.tolerance:.3g}"),
+            ("parity samples", str(draft.parity.samples)),
+            ("parity passed", "yes" if draft.parity.passed else "no"),
+        ]
+    quantization = draft.quantization
+    if quantization is not None:
+        rows += [
+            (f"{quantization.metric} fp32", f"{quantization.fp32_value:.6g}"),
+            (f"{quantization.metric} int8", f"{quantization.quantized_value:.6g}"),
+            ("delta", f"{quantization.delta:+.3g}"),
+            ("per-channel", "yes" if quantization.per_channel else "no"),
+        ]
+    return rows
+
+
+def _write_out(directory: Path, files: dict[str, bytes], draft_json: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+    (directory / DRAFT_FILE).write_text(draft_json + "\n", encoding="utf-8")
