@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: serve test lint fmt clean
+.PHONY: serve test demo lint fmt clean
 
 # One venv for everything: the runtime package, the torch extra (training) and the dev tools.
 $(INSTALLED): pyproject.toml
@@ -20,6 +20,10 @@ serve: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The full training configs, a search and int8 versions, published to the local stack; see demo-results/.
+demo: $(INSTALLED)
+	$(PY) -m maas.training.demo
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check shared functions tests

@@ -208,3 +208,30 @@ def test_export_refuses_a_pickled_module_in_one_line(
 
     assert code == 1
     assert "weights_only=True" in capsys.readouterr().err
+
+
+def test_a_refused_int8_version_publishes_nothing(
+    moto_endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "train",
+            "seed-mlp",
+            "--epochs",
+            "2",
+            "--quantize",
+            "int8",
+            "--max-degradation",
+            "0",
+            "--publish",
+            "q",
+        ]
+    )
+
+    captured = capsys.readouterr()
+    if code == 0:  # int8 happened to be no worse at all: then both versions are published
+        assert "published q version 2 (int8" in captured.out
+        return
+    assert "error: quantization: expected mse to degrade by at most 0" in captured.err
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="models/q/").get("KeyCount", 0) == 0

@@ -15,7 +15,7 @@ import pytest
 import torch
 from tokenizers import Tokenizer
 
-from maas.errors import IntegrityError
+from maas.training import ModelCheckFailed
 from maas.training.encoder import (
     BertEncoder,
     EncoderConfig,
@@ -112,7 +112,7 @@ def test_loading_reports_missing_and_unexpected_keys() -> None:
     weights["encoder.layer.9.output.dense.weight"] = weights.pop("encoder.layer.1.output.dense.weight")
 
     with pytest.raises(
-        IntegrityError, match=r"missing \['encoder\.layer\.1\.output\.dense\.weight'\]"
+        ModelCheckFailed, match=r"missing \['encoder\.layer\.1\.output\.dense\.weight'\]"
     ) as exc:
         load_bert_state_dict(BertEncoder(TINY), weights)
     assert "unexpected ['encoder.layer.9.output.dense.weight']" in str(exc.value)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+from maas.registry import ModelRegistry
 from maas.training import ModelCheckFailed
 from maas.training.loop import BEST_CHECKPOINT, evaluate_split, load_checkpoint, save_checkpoint
 from maas.training.seed_mlp import OBJECTIVE, SeedMlpConfig, fit_seed_mlp
@@ -112,3 +115,28 @@ def test_something_other_than_a_state_dict_is_refused(tmp_path: Path) -> None:
 def test_a_missing_checkpoint_is_named(tmp_path: Path) -> None:
     with pytest.raises(ModelCheckFailed, match="expected a file"):
         load_checkpoint(tmp_path / "absent.pt")
+
+
+def test_a_run_that_never_reaches_a_finite_validation_metric_is_refused() -> None:
+    with pytest.raises(ModelCheckFailed, match="diverged"):
+        fit_seed_mlp(SeedMlpConfig(n_samples=300, epochs=2, lr=1e6, optimizer="sgd"))
+
+
+def test_a_non_finite_metric_is_never_published(registry: ModelRegistry, s3: Any) -> None:
+    from maas.training import publish_trained, train_recipe
+
+    trained = train_recipe("seed-mlp", {"n_samples": 300, "epochs": 2})
+    broken = dataclasses.replace(
+        trained, draft=trained.draft.model_copy(update={"metrics": {**trained.draft.metrics, "r2": math.nan}})
+    )
+
+    with pytest.raises(ModelCheckFailed, match=r"finite values, got NaN or infinity for \['r2'\]"):
+        publish_trained(broken, registry)
+    assert s3.list_objects_v2(Bucket=registry.bucket)["KeyCount"] == 0
+
+
+def test_a_test_split_too_small_for_r2_is_refused_before_training() -> None:
+    from maas.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="at least 2 test samples"):
+        SeedMlpConfig(n_samples=20, test_fraction=0.01)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,25 @@ def test_grid_search_tries_the_whole_grid_and_publishes_the_best_trial(registry:
     # The exported model is the best trial's: its validation score is the one the search recorded.
     assert manifest.metrics["val_mse"] == pytest.approx(best.value)
     card = registry.read_artifact(manifest, manifest.artifact("card.md")).decode()
-    assert "Hyperparameter search" in card or "search" in card.lower()
-    for trial in search.trials:
-        assert f"| {trial.number} " in card or f"| {trial.number}" in card
+    rows = _table_rows(_section(card, "Hyperparameter search"))
+    trial_rows = [row for row in rows if row and row[0].split()[0].isdigit()]
+    assert sorted(int(row[0].split()[0]) for row in trial_rows) == [t.number for t in search.trials]
+    [best_row] = [row for row in trial_rows if "best" in row[0]]
+    assert int(best_row[0].split()[0]) == best.number
+
+
+def _section(card: str, heading: str) -> str:
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", card, flags=re.MULTILINE | re.DOTALL)
+    assert match is not None, f"no section {heading!r}"
+    return match.group(1)
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    return [
+        [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+        for line in text.splitlines()
+        if line.startswith("|") and not line.startswith("|---")
+    ]
 
 
 @pytest.mark.parametrize("sampler", ["random", "tpe"])
@@ -132,3 +149,45 @@ def test_config_file_holds_overrides_search_and_quantization(tmp_path: Path) -> 
 def test_bad_config_files_are_refused_by_name(raw: object, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         parse_run_config(raw)
+
+
+def test_a_diverged_trial_fails_alone_and_the_search_goes_on() -> None:
+    plan = make_plan("grid", parse_space({"lr": [1e6, 0.01]}), None)
+
+    trained = train_recipe("seed-mlp", {**TINY, "optimizer": "sgd"}, search=plan)
+
+    search = trained.search
+    assert search is not None
+    states = {t.params["lr"]: (t.state, t.value) for t in search.trials}
+    assert states[1e6] == ("pruned", None)
+    assert states[0.01][0] == "complete"
+    assert trained.draft.params["lr"] == 0.01
+
+
+def test_a_value_the_recipe_refuses_is_caught_before_any_trial() -> None:
+    # text-bert needs a width its 4 heads divide.
+    plan = make_plan("grid", parse_space({"width": [8, 6]}), None)
+
+    with pytest.raises(InvalidInput, match="width: expected a multiple of heads"):
+        train_recipe("text-bert", {"n_samples": 200, "epochs": 1}, search=plan)
+
+
+def test_values_the_config_refuses_are_caught_before_any_trial() -> None:
+    plan = make_plan("grid", parse_space({"optimizer": ["adam", "rmsprop"]}), None)
+
+    with pytest.raises(InvalidInput, match="optimizer: expected one of"):
+        train_recipe("seed-mlp", TINY, search=plan)
+
+
+def test_each_trial_keeps_its_own_checkpoint(tmp_path: Path) -> None:
+    plan = make_plan("grid", parse_space({"width": [4, 8]}), None)
+
+    trained = train_recipe("seed-mlp", {**TINY, "checkpoint_dir": str(tmp_path)}, search=plan)
+
+    assert trained.search is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trial-0", "trial-1"]
+    from maas.training.loop import load_checkpoint
+
+    kept = load_checkpoint(tmp_path / f"trial-{trained.search.best_trial}" / "best.pt")
+    for name, tensor in trained.module.state_dict().items():
+        assert kept[name].equal(tensor), name

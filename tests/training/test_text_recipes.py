@@ -148,3 +148,17 @@ def test_minilm_manifest_records_cosine_to_torch_and_its_source(minilm: TrainedM
     assert draft.params["source_model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert draft.preprocessing is not None and draft.preprocessing.tokenizer is not None
     assert draft.preprocessing.tokenizer.max_length == 256
+
+
+def test_text_bert_is_one_model_per_seed_tokenizer_included() -> None:
+    from maas.training.text_bert import TextBertConfig, fit_text_bert
+
+    config = TextBertConfig(**{**TINY_TEXT_BERT, "epochs": 1})  # type: ignore[arg-type]
+    first, second = fit_text_bert(config), fit_text_bert(config)
+
+    assert first.extra_files["tokenizer.json"] == second.extra_files["tokenizer.json"]
+    assert first.dataset_hash == second.dataset_hash
+    for (name, tensor), (_, other) in zip(
+        first.module.state_dict().items(), second.module.state_dict().items(), strict=True
+    ):
+        assert tensor.equal(other), name

@@ -37,9 +37,9 @@ def add_training_commands(commands: argparse._SubParsersAction[argparse.Argument
     )
     train.add_argument(
         "--max-degradation",
-        type=float,
+        type=_non_negative,
         metavar="X",
-        help="largest primary-metric loss int8 may have against fp32 (default 0.01)",
+        help="largest primary-metric loss int8 may have against fp32 (default: the recipe's)",
     )
     train.add_argument("--checkpoint-dir", metavar="DIR", help="keep the best-epoch state_dict in DIR")
     target = train.add_mutually_exclusive_group()
@@ -97,8 +97,8 @@ def _add_publish_target(parser: argparse.ArgumentParser) -> None:
 
 def train_command(args: argparse.Namespace) -> int:
     from maas.registry import validate_name
-    from maas.training import ensure_publishable, publish_trained, train_recipe
-    from maas.training.quantize import DEFAULT_MAX_DEGRADATION, quantize_trained, with_base_version
+    from maas.training import ensure_publishable, publish_trained, recipe, train_recipe
+    from maas.training.quantize import quantize_trained, with_base_version
     from maas.training.run_config import RunConfig, load_run_config
     from maas.training.search import trial_table
 
@@ -118,9 +118,12 @@ def train_command(args: argparse.Namespace) -> int:
         max_degradation = args.max_degradation
         if max_degradation is None:
             max_degradation = (
-                run.max_degradation if run.max_degradation is not None else DEFAULT_MAX_DEGRADATION
+                run.max_degradation
+                if run.max_degradation is not None
+                else recipe(args.recipe).int8_max_degradation
             )
-        quantized = quantize_trained(trained, max_degradation=max_degradation, per_channel=run.per_channel)
+        per_channel = run.per_channel if run.per_channel is not None else True
+        quantized = quantize_trained(trained, max_degradation=max_degradation, per_channel=per_channel)
         print("int8 (dynamic quantization):")
         print(common.table(_result_rows(quantized.draft)))
 
@@ -129,10 +132,11 @@ def train_command(args: argparse.Namespace) -> int:
         print(f"wrote {', '.join(sorted(trained.files))} and {DRAFT_FILE} to {args.out}")
         if quantized is not None:
             _write_out(args.out / "int8", quantized.files, quantized.draft.model_dump_json(indent=2))
+    # Both gates before any write: a refused int8 publishes nothing, so a retry makes no duplicate fp32.
+    ensure_publishable(trained.draft)
+    if quantized is not None:
+        ensure_publishable(quantized.draft)
     if args.no_publish:
-        ensure_publishable(trained.draft)
-        if quantized is not None:
-            ensure_publishable(quantized.draft)
         return 0
     registry = common.registry()
     manifest = publish_trained(trained, registry, args.publish)
@@ -142,6 +146,11 @@ def train_command(args: argparse.Namespace) -> int:
     if quantized is not None:
         int8 = publish_trained(with_base_version(quantized, manifest.version), registry, manifest.name)
         print(f"published {int8.name} version {int8.version} (int8, from version {manifest.version})")
+        # Both are new; which one `NAME` serves is the alias's business, as with any other version.
+        print(
+            f"note: {int8.name} without an alias resolves to the latest version, the int8 one; move an alias"
+        )
+        print(f"      to choose: maas models alias {int8.name} production {manifest.version}")
     return 0
 
 
@@ -213,6 +222,16 @@ def _overrides_and_plan(args: argparse.Namespace, run: RunConfig) -> tuple[dict[
     # The default space is centred on the config being searched, so apply the overrides first.
     space = run.space or default_space(sampler, config)
     return overrides, make_plan(sampler, space, args.trials or run.trials)
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
 
 
 def _result_rows(draft: ManifestDraft) -> list[tuple[str, ...]]:

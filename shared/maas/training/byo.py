@@ -51,7 +51,7 @@ from maas.training.export import (
     signature_of,
 )
 from maas.training.lineage import build_lineage, code_version, package_versions
-from maas.training.loop import load_checkpoint
+from maas.training.loop import load_checkpoint, load_state_dict_strictly
 from maas.training.pipeline import TrainedModel
 from maas.training.recipe import DEFAULT_PARITY_TOLERANCE, FitResult
 from maas.training.report import CARD_FILE, ModelReport, render_report
@@ -401,22 +401,7 @@ def _load_weights(module: torch.nn.Module, path: Path, target: str) -> str:
     if not path.is_file():
         raise InvalidInput(f"--weights: expected a state_dict file at {path}, found none")
     state = load_checkpoint(path)
-    own = module.state_dict()
-    missing = [key for key in own if key not in state]
-    unexpected = [key for key in state if key not in own]
-    if missing or unexpected:
-        raise ModelCheckFailed(
-            f"weights {path}: expected the state_dict keys of '{target}', got missing {_listed(missing)} "
-            f"and unexpected {_listed(unexpected)}"
-        )
-    mismatched = [
-        f"{key}: expected {list(own[key].shape)}, got {list(value.shape)}"
-        for key, value in state.items()
-        if value.shape != own[key].shape
-    ]
-    if mismatched:
-        raise ModelCheckFailed(f"weights {path}: shapes differ from '{target}': {_listed(mismatched)}")
-    module.load_state_dict(state, strict=True)
+    load_state_dict_strictly(module, state, f"{path} for '{target}'")
     with path.open("rb") as stream:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 

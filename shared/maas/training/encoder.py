@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional
 
 from maas.errors import IntegrityError, InvalidInput
+from maas.training.loop import load_state_dict_strictly
 
 # Hugging Face's BERT initialisation; a transformer trained from scratch is sensitive to it.
 _INITIALIZER_RANGE = 0.02
@@ -280,22 +281,7 @@ def load_bert_state_dict(encoder: BertEncoder, state_dict: Mapping[str, torch.Te
         if key in _NON_ENCODER_KEYS or key.startswith(_NON_ENCODER_PREFIXES):
             continue
         weights[key] = tensor
-    expected = encoder.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    if missing or unexpected:
-        raise IntegrityError(
-            f"checkpoint: expected exactly the encoder's {len(expected)} weights; "
-            f"missing {missing}, unexpected {unexpected}"
-        )
-    mismatched = [
-        f"{key}: expected {list(expected[key].shape)}, got {list(tensor.shape)}"
-        for key, tensor in weights.items()
-        if tensor.shape != expected[key].shape
-    ]
-    if mismatched:
-        raise IntegrityError(f"checkpoint: shape mismatch: {mismatched}")
-    encoder.load_state_dict(weights, strict=True)
+    load_state_dict_strictly(encoder, weights, "of the BERT checkpoint")
 
 
 def minilm_path() -> Path:

@@ -10,7 +10,7 @@ import pickle
 import random
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +102,11 @@ def train_loop(
                 stopped_early = epoch < config.epochs
                 break
         bar.close()
+        if best_epoch == 0:
+            raise ModelCheckFailed(
+                f"training: expected a finite validation {objective.metric_name} in some epoch, got "
+                f"{[record.val_metric for record in records][:5]}; the run diverged (try a lower lr)"
+            )
         module.load_state_dict(load_checkpoint(best_path))
     module.eval()
     return History(
@@ -194,6 +199,34 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def load_state_dict_strictly(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load `state` into `module`, refusing any missing, unexpected or misshapen key and naming them all.
+
+    torch's own strict load stops at the first problem with a long trace; a user fixing a checkpoint wants
+    the whole list, and `source` (a file, a package) says which checkpoint it is."""
+    own = module.state_dict()
+    missing = [key for key in own if key not in state]
+    unexpected = [key for key in state if key not in own]
+    if missing or unexpected:
+        raise ModelCheckFailed(
+            f"weights {source}: expected the module's {len(own)} state_dict keys, got missing "
+            f"{_listed(missing)} and unexpected {_listed(unexpected)}"
+        )
+    mismatched = [
+        f"{key}: expected {list(own[key].shape)}, got {list(value.shape)}"
+        for key, value in state.items()
+        if value.shape != own[key].shape
+    ]
+    if mismatched:
+        raise ModelCheckFailed(f"weights {source}: shapes differ from the module's: {_listed(mismatched)}")
+    module.load_state_dict(state, strict=True)
+
+
+def _listed(items: Sequence[str], limit: int = 10) -> str:
+    shown = list(items[:limit])
+    return f"{shown} and {len(items) - limit} more" if len(items) > limit else str(shown)
+
+
 def _refuse_non_torch_file(path: Path) -> None:
     """torch.save writes a zip archive (or, in the legacy format, a pickle holding torch's magic number).
 
@@ -251,7 +284,8 @@ def _train_epoch(
         optimizer.step()
         total += loss.item() * len(batch)
         seen += len(batch)
-        bar.set_postfix(loss=f"{total / seen:.4g}", refresh=False)
+        # tqdm throttles redraws itself (mininterval), so refreshing per batch keeps the loss live cheaply.
+        bar.set_postfix(loss=f"{total / seen:.4g}")
     return total / max(seen, 1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from maas.errors import InvalidInput
 from maas.registry import Manifest, ManifestDraft, ModelRegistry
 from maas.registry.manifest import serving_signature
 from maas.training.digits_resnet import DIGITS_RESNET
-from maas.training.errors import ParityCheckFailed, QuantizationRefused
+from maas.training.errors import ModelCheckFailed, ParityCheckFailed, QuantizationRefused
 from maas.training.export import (
     GraphSpec,
     check_onnx,
@@ -176,6 +177,10 @@ def ensure_publishable(draft: ManifestDraft) -> None:
     """Refuse a model whose export was not shown to match torch, or a quantized one that lost too much.
 
     A quantized graph is not expected to match torch to 1e-4; its gate is the measured metric delta."""
+    # JSON has no NaN: a non-finite metric would make an immutable manifest that nothing can read back.
+    broken = sorted(name for name, value in draft.metrics.items() if not math.isfinite(value))
+    if broken:
+        raise ModelCheckFailed(f"metrics: expected finite values, got NaN or infinity for {broken}")
     quantization = draft.quantization
     if quantization is not None:
         lost = degradation(quantization.quantized_value, quantization.fp32_value, draft.primary_metric_goal)

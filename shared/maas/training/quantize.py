@@ -14,6 +14,7 @@ from pathlib import Path
 
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
+from maas.errors import InvalidInput
 from maas.registry import Quantization
 from maas.registry.manifest import MODEL_FILE
 from maas.training.export import (
@@ -25,7 +26,7 @@ from maas.training.export import (
     signature_of,
     torch_outputs,
 )
-from maas.training.metrics import degradation, evaluate
+from maas.training.metrics import evaluate
 from maas.training.pipeline import TrainedModel, report_for
 from maas.training.report import render_report
 
@@ -42,6 +43,7 @@ def quantize_int8(files: dict[str, bytes], *, per_channel: bool) -> dict[str, by
         output.parent.mkdir()
         level = logging.getLogger(_QUANTIZER_LOGGER).level
         logging.getLogger(_QUANTIZER_LOGGER).setLevel(logging.WARNING)
+        logging.getLogger().addFilter(_skip_preprocessing_advice)
         try:
             quantize_dynamic(
                 Path(directory / MODEL_FILE),
@@ -51,43 +53,50 @@ def quantize_int8(files: dict[str, bytes], *, per_channel: bool) -> dict[str, by
             )
         finally:
             logging.getLogger(_QUANTIZER_LOGGER).setLevel(level)
+            logging.getLogger().removeFilter(_skip_preprocessing_advice)
         return {path.name: path.read_bytes() for path in sorted(output.parent.iterdir()) if path.is_file()}
+
+
+def _skip_preprocessing_advice(record: logging.LogRecord) -> bool:
+    """onnxruntime advises shape-inference pre-processing on the root logger for every call; its symbolic
+    shape inference fails on the dynamo exporter's graphs, and the quantized model is measured anyway."""
+    return not record.getMessage().startswith("Please consider to run pre-processing")
 
 
 def quantize_trained(
     trained: TrainedModel,
     *,
     max_degradation: float = DEFAULT_MAX_DEGRADATION,
-    per_channel: bool | None = None,
+    per_channel: bool = True,
 ) -> TrainedModel:
     """An int8 version of `trained`, evaluated on its test set, with the metric delta in its manifest.
 
-    `per_channel=None` tries per-tensor and per-channel weight scales and keeps whichever loses less of
-    the primary metric: per-channel usually helps convolutions and can cost transformer MatMuls speed."""
+    Per-channel weight scales by default: measured here they lose far less than one scale per tensor
+    (MiniLM's worst-case cosine to fp32: 0.976 against 0.903). The choice is fixed up front rather than
+    picked by the test score, which would bias the very number the gate checks."""
+    if not max_degradation >= 0:
+        raise InvalidInput(f"quantization: max_degradation: expected a number >= 0, got {max_degradation!r}")
     draft = trained.draft
     metric = draft.primary_metric
-    if metric is None or metric not in draft.metrics:
-        raise ValueError(f"quantization: the model has no primary metric to compare, got {metric!r}")
+    if metric is None or metric not in draft.metrics or draft.task is None:
+        raise InvalidInput(
+            f"quantization: expected a model with a task and a measured primary metric, got {metric!r}"
+        )
     graph_files = {path: trained.files[path] for path in (draft.model_file, *draft.model_data_files)}
     reference = torch_outputs(trained.module, trained.test_inputs, trained.graph)
-    candidates = []
-    for option in (False, True) if per_channel is None else (per_channel,):
-        files = quantize_int8(graph_files, per_channel=option)
-        check_onnx(files)
-        session = open_session(files)
-        served = onnx_outputs(session, trained.test_inputs)
-        metrics, evaluation = evaluate(
-            draft.task,  # type: ignore[arg-type]  # set from the recipe's Task
-            served[0],
-            targets=trained.fit.test_targets,
-            reference=reference[0],
-            labels=trained.fit.labels,
-        )
-        lost = degradation(metrics[metric], draft.metrics[metric], draft.primary_metric_goal)
-        candidates.append((lost, option, files, session, metrics, evaluation))
-    lost, option, files, session, metrics, evaluation = min(candidates, key=lambda c: c[0])
+    files = quantize_int8(graph_files, per_channel=per_channel)
+    check_onnx(files)
+    session = open_session(files)
+    served = onnx_outputs(session, trained.test_inputs)
+    metrics, evaluation = evaluate(
+        draft.task,  # type: ignore[arg-type]  # set from the recipe's Task
+        served[0],
+        targets=trained.fit.test_targets,
+        reference=reference[0],
+        labels=trained.fit.labels,
+    )
     quantization = Quantization(
-        per_channel=option,
+        per_channel=per_channel,
         metric=metric,
         fp32_value=draft.metrics[metric],
         quantized_value=metrics[metric],
@@ -101,7 +110,7 @@ def quantize_trained(
             "signature": signature_of(session),
             "metrics": metrics,
             "evaluation": evaluation,
-            "params": {**draft.params, "quantization": "int8-dynamic", "per_channel": option},
+            "params": {**draft.params, "quantization": "int8-dynamic", "per_channel": per_channel},
             "parity": None,
             "quantization": quantization,
         }

@@ -123,8 +123,8 @@ class Recipe(Generic[ConfigT]):
     # The test metric a promotion compares, and whether lower or higher is better.
     primary_metric: str
     primary_metric_goal: Literal["minimize", "maximize"] = "minimize"
-    # What `maas train` publishes for when nobody says otherwise; goes into the model card.
-    summary: str = ""
+    # How much of the primary metric (in its own units) an int8 version may lose before it is refused.
+    int8_max_degradation: float = 0.01
 
 
 def apply_overrides(config: ConfigT, overrides: Mapping[str, Any] | None) -> ConfigT:

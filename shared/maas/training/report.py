@@ -182,10 +182,14 @@ def _preprocessing(preprocessing: Preprocessing) -> list[str]:
     if preprocessing.description.strip():
         parts.append(preprocessing.description.strip())
     for norm in preprocessing.normalization:
+        scope = (
+            "one mean and standard deviation for all its values"
+            if len(norm.mean) == 1
+            else f"a mean and standard deviation for each of its {len(norm.mean)} features"
+        )
         parts.append(
-            f"{_code(norm.input)} is standardized inside the graph with a per-feature mean and standard "
-            f"deviation over {len(norm.mean)} features, fitted on the training split only: "
-            "clients send raw values."
+            f"{_code(norm.input)} is standardized inside the graph with {scope}, fitted on the training "
+            "split only: clients send raw values."
         )
     tokenizer = preprocessing.tokenizer
     if tokenizer is not None:

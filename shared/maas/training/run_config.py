@@ -11,7 +11,7 @@
         width: [16, 32, 64]
     quantization:
       max_degradation: 0.005   # in the primary metric's units
-      per_channel: true        # omit to try both and keep the better
+      per_channel: false       # default true: one scale per output channel
 
 YAML or JSON (YAML is a superset). Every other top-level key is a field of the recipe's config.
 """

@@ -23,9 +23,10 @@ from typing import Any, Literal, cast
 
 import optuna
 
-from maas.errors import InvalidInput
+from maas.errors import InvalidInput, MaasError
 from maas.training.history import SearchSummary, TrialSummary
-from maas.training.recipe import ConfigT, FitResult, Recipe, TrainingConfig, apply_overrides
+from maas.training.metrics import improved
+from maas.training.recipe import ConfigT, FitResult, Recipe, RecipeConfig, TrainingConfig, apply_overrides
 
 Sampler = Literal["grid", "random", "tpe"]
 SAMPLERS: tuple[Sampler, ...] = ("grid", "random", "tpe")
@@ -98,27 +99,43 @@ def run_search(
     unknown = sorted(set(plan.space) - {f.name for f in dataclasses.fields(base)})
     if unknown:
         raise InvalidInput(f"search.space: recipe {recipe.name!r} has no field(s) {unknown}")
+    _check_values(base, plan.space)
     # Recipes early-stop on their primary metric measured on the validation split, so it sets the direction.
     goal = recipe.primary_metric_goal
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=goal, sampler=_sampler(plan, base.seed))
     best: dict[int, tuple[FitResult, ConfigT]] = {}
     records: dict[int, int] = {}
+    failures: list[str] = []
 
     def objective(trial: optuna.Trial) -> float:
         params = {name: _suggest(trial, name, dimension) for name, dimension in plan.space.items()}
-        config = apply_overrides(base, params)
-        fitted = recipe.fit(config)
+        try:
+            config = apply_overrides(base, params)
+            if getattr(config, "checkpoint_dir", ""):
+                # One folder per trial, so the kept checkpoint is the exported trial's, not the last one's.
+                directory = f"{config.checkpoint_dir}/trial-{trial.number}"  # type: ignore[attr-defined]
+                config = dataclasses.replace(config, checkpoint_dir=directory)  # type: ignore[call-arg]
+            fitted = recipe.fit(config)
+        except MaasError as exc:
+            # A combination the recipe refuses (e.g. a width its heads don't divide) or a diverged run fails
+            # this trial only; the others still count.
+            failures.append(f"trial {trial.number}: {exc.message}")
+            raise optuna.TrialPruned(exc.message) from None
         score = fitted.validation_score
         records[trial.number] = fitted.history.epochs_run if fitted.history else 0
-        if math.isfinite(score) and _better(score, _best_score(best), goal):
+        if improved(score, _best_score(best), goal):
             best.clear()
             best[trial.number] = (fitted, config)
         return score
 
     study.optimize(objective, n_trials=_trial_count(plan), catch=(FloatingPointError,))
     if not best:
-        raise InvalidInput(f"search: none of {len(study.trials)} trials reached a finite validation score")
+        reason = f"; first failure: {failures[0]}" if failures else ""
+        raise InvalidInput(
+            f"search: expected a trial with a finite validation score, got none in {len(study.trials)} "
+            f"trials{reason}"
+        )
     [(best_number, (fitted, config))] = best.items()
     summary = SearchSummary(
         sampler=plan.sampler,
@@ -143,12 +160,6 @@ def _best_score(best: Mapping[int, tuple[FitResult, Any]]) -> float:
     return next(iter(best.values()))[0].validation_score if best else math.nan
 
 
-def _better(score: float, incumbent: float, goal: str) -> bool:
-    if math.isnan(incumbent):
-        return True
-    return score < incumbent if goal == "minimize" else score > incumbent
-
-
 def _sampler(plan: SearchPlan, seed: int) -> optuna.samplers.BaseSampler:
     if plan.sampler == "grid":
         grid = {
@@ -165,6 +176,23 @@ def _trial_count(plan: SearchPlan) -> int:
         size = math.prod(len(d) for d in plan.space.values() if isinstance(d, tuple))
         return min(size, plan.trials) if plan.trials is not None else size
     return plan.trials if plan.trials is not None else DEFAULT_TRIALS
+
+
+def _check_values(base: RecipeConfig, space: Mapping[str, Dimension]) -> None:
+    """Every choice and both ends of every range must be a value the config accepts, checked before any
+    trial runs: a typo should cost nothing, not the trials that happened to come before it."""
+    for name, dimension in space.items():
+        values: Sequence[Choice]
+        if isinstance(dimension, Range):
+            values = (
+                (int(dimension.low), int(dimension.high))
+                if dimension.integer
+                else (dimension.low, dimension.high)
+            )
+        else:
+            values = dimension
+        for value in values:
+            apply_overrides(base, {name: value})
 
 
 def _suggest(trial: optuna.Trial, name: str, dimension: Dimension) -> Choice:

@@ -16,13 +16,14 @@ baseline is 0.5 by construction. Sentences may repeat (the single-clause space i
 thousands), so a split can share a sentence across train and test; the mirrored pairs keep that from
 helping, since a sentence's mirror has the opposite label.
 
-Tokenizer. WordPiece trained on the caller's texts only (the train split), with BERT's normalisation
-and pre-tokenisation and "[CLS] $A [SEP]". `encode_texts` runs the serving runtime's tokenizer over
-`Tokenizer.to_str()`, so the ids a model trains and is tested on are the ids it will be served.
+Tokenizer. WordPiece with a vocabulary counted from the caller's texts only (the train split), BERT's
+normalisation and pre-tokenisation, and "[CLS] $A [SEP]". `encode_texts` runs the serving runtime's
+tokenizer over `Tokenizer.to_str()`, so the ids a model trains and is tested on are the ids it is served.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,7 +31,6 @@ import numpy as np
 from numpy.typing import NDArray
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
-from tokenizers.trainers import WordPieceTrainer
 
 from maas.errors import InvalidInput
 from maas.registry import TokenizerPreprocessing
@@ -126,12 +126,14 @@ def build_wordpiece_tokenizer(
     at most (padding goes to the longest sequence in a batch)."""
     if max_length < 3:
         raise InvalidInput(f"tokenizer: max_length: expected >= 3 ([CLS], a token, [SEP]), got {max_length}")
-    tokenizer = Tokenizer(WordPiece(unk_token=UNK_TOKEN))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer = Tokenizer(
+        WordPiece(_vocabulary(texts, vocab_size, normalizer, pre_tokenizer), unk_token=UNK_TOKEN)
+    )
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
     tokenizer.decoder = decoders.WordPiece()
-    trainer = WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS)
-    tokenizer.train_from_iterator(texts, trainer=trainer)
     if tokenizer.token_to_id(PAD_TOKEN) != PAD_ID:
         raise AssertionError(f"tokenizer: expected {PAD_TOKEN} at id {PAD_ID}")
     tokenizer.post_processor = processors.TemplateProcessing(
@@ -141,6 +143,34 @@ def build_wordpiece_tokenizer(
     tokenizer.enable_truncation(max_length=max_length)
     tokenizer.enable_padding(pad_id=PAD_ID, pad_token=PAD_TOKEN)
     return tokenizer
+
+
+def _vocabulary(
+    texts: Sequence[str],
+    vocab_size: int,
+    normalizer: normalizers.Normalizer,
+    pre_tokenizer: pre_tokenizers.PreTokenizer,
+) -> dict[str, int]:
+    """Special tokens, every character (alone and as a `##` continuation), then the most frequent words.
+
+    Built here rather than by `WordPieceTrainer`, whose vocabulary depends on hash-map iteration order and
+    changes from run to run on identical input (huggingface/tokenizers#1794): one seed must be one set of
+    token ids, or it cannot be one model. Ties are broken alphabetically. The characters guarantee any
+    word still splits into known pieces, so [UNK] only stands for characters never seen in training."""
+    counts: Counter[str] = Counter()
+    for text in texts:
+        normalized = normalizer.normalize_str(text)
+        counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalized))
+    characters = sorted({character for word in counts for character in word})
+    tokens = [*SPECIAL_TOKENS, *characters, *(f"##{character}" for character in characters)]
+    known = set(tokens)
+    for word, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        if len(tokens) >= vocab_size:
+            break
+        if word not in known:
+            tokens.append(word)
+            known.add(word)
+    return {token: index for index, token in enumerate(tokens)}
 
 
 def encode_texts(
