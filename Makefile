@@ -18,8 +18,10 @@ $(INSTALLED): pyproject.toml
 serve: $(INSTALLED)
 	$(VENV)/bin/maas serve
 
+# One worker per CPU (pytest-xdist); PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= auto
 test: $(INSTALLED)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The full training configs, a search and int8 versions, published to the local stack; see demo-results/.
 demo: $(INSTALLED)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import numpy as np
 import pytest
+from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from maas.config import Settings
@@ -57,6 +58,10 @@ def registry(moto_endpoint: str, request: pytest.FixtureRequest) -> ModelRegistr
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
+        # One pooled connection per thread: with botocore's default of 10, sixteen threads keep opening and
+        # dropping connections, and on a busy machine the local server can refuse one, which reads as a
+        # lost race instead of the VersionConflict under test.
+        config=Config(max_pool_connections=THREADS * 2),
     )
     s3.create_bucket(Bucket=bucket)
     return ModelRegistry(s3, bucket)

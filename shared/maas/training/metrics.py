@@ -15,20 +15,6 @@ from sklearn import metrics as sk
 Task = Literal["regression", "classification", "embedding"]
 MetricGoal = Literal["minimize", "maximize"]
 
-# Which way is better, for every scalar metric a recipe may name as primary or validation metric.
-METRIC_GOALS: dict[str, MetricGoal] = {
-    "mse": "minimize",
-    "mae": "minimize",
-    "r2": "maximize",
-    "loss": "minimize",
-    "accuracy": "maximize",
-    "precision_macro": "maximize",
-    "recall_macro": "maximize",
-    "f1_macro": "maximize",
-    "cosine_mean": "maximize",
-    "cosine_min": "maximize",
-}
-
 Evaluation = tuple[dict[str, float], dict[str, Any]]
 
 
