@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-PIP_QUIET := --quiet --disable-pip-version-check
+# --no-compile: byte-compiling every installed file (torch, transformers) took longer than the rest of
+# the install; Python compiles the modules it actually imports on first use instead.
+PIP_FLAGS := --quiet --disable-pip-version-check --no-compile
 
 .PHONY: serve test demo lint fmt clean
 
@@ -12,7 +14,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing maas with its train and dev extras into $(VENV) (first run only)..."
-	@$(PY) -m pip install $(PIP_QUIET) -e '.[train,dev]' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	@$(PY) -m pip install $(PIP_FLAGS) -e '.[train,dev]' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 	@touch $@
 
 serve: $(INSTALLED)
