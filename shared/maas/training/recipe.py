@@ -122,7 +122,7 @@ class Recipe(Generic[ConfigT]):
     fit: Callable[[ConfigT], FitResult]
     # The test metric a promotion compares, and whether lower or higher is better.
     primary_metric: str
-    primary_metric_goal: Literal["minimize", "maximize"] = "minimize"
+    primary_metric_goal: Literal["minimize", "maximize"]
     # How much of the primary metric (in its own units) an int8 version may lose before it is refused.
     int8_max_degradation: float = 0.01
 
