@@ -14,6 +14,8 @@ FUNCTIONS = sorted(ROOT.glob("functions/*/app.py"))
 FORBIDDEN = ("torch", "onnx", "onnxscript", "maas.training", "maas.local", "maas.cli", "moto")
 # Needed at run time, but only once a model that takes text loads: importing a function must not pay for it.
 LOADED_ON_DEMAND = ("tokenizers",)
+# The functions that run models; the registry function must start without onnxruntime.
+MODEL_RUNNERS = {"infer", "batch", "async"}
 
 PROBE = """
 import importlib.util, json, sys
@@ -46,5 +48,5 @@ def test_importing_a_function_leaves_heavy_and_offline_modules_out(app: Path) ->
     eager = [m for m in modules if any(m == f or m.startswith(f + ".") for f in LOADED_ON_DEMAND)]
     assert eager == []
     assert "maas.api" in modules
-    # Only the function that runs models pays for onnxruntime at cold start.
-    assert ("onnxruntime" in modules) == (app.parent.name == "infer")
+    # Only the functions that run models pay for onnxruntime at cold start.
+    assert ("onnxruntime" in modules) == (app.parent.name in MODEL_RUNNERS)

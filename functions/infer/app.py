@@ -1,4 +1,4 @@
-"""Infer function: V2 inference, metadata and health over API Gateway or a Function URL."""
+"""Infer function: V2/V1 inference, metadata and health over HTTP, direct invokes, and scheduled warm-up."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from maas.api.http_app import build_http_app
+from maas.events.infer_function import build_infer_app
 
-app = build_http_app()
+app = build_infer_app()
 
 
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

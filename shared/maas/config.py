@@ -23,6 +23,8 @@ ENV_MAX_ELEMENTS = "MAAS_MAX_ELEMENTS"
 ENV_INTRA_OP_THREADS = "MAAS_INTRA_OP_THREADS"
 ENV_GRAPH_OPTIMIZATION = "MAAS_GRAPH_OPTIMIZATION"
 ENV_DOCS = "MAAS_DOCS"
+ENV_WARM_MODELS = "MAAS_WARM_MODELS"
+ENV_JOB_BATCH_ROWS = "MAAS_JOB_BATCH_ROWS"
 ENV_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 ENV_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 ENV_LAMBDA_MEMORY_MB = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
@@ -44,6 +46,9 @@ LAMBDA_CACHE_SHARE = 0.4
 LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024
 DEFAULT_MAX_BATCH = 4096
 DEFAULT_MAX_ELEMENTS = 1 << 24
+# Rows a batch job runs per session.run: large enough to amortise the call, small enough that a
+# text model (which tokenizes every row) stays within a 2 GB function.
+DEFAULT_JOB_BATCH_ROWS = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,9 @@ class Settings:
     graph_optimization: GraphOptimization = "all"
     docs_enabled: bool = True
     endpoint_url: str | None = None
+    # Model references the warm-up schedule pre-loads.
+    warm_models: tuple[str, ...] = ()
+    job_batch_rows: int = DEFAULT_JOB_BATCH_ROWS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -90,6 +98,8 @@ class Settings:
             graph_optimization=graph_optimization,
             docs_enabled=_flag(env, ENV_DOCS, default=True),
             endpoint_url=env.get(ENV_ENDPOINT_URL) or None,
+            warm_models=tuple(ref.strip() for ref in env.get(ENV_WARM_MODELS, "").split(",") if ref.strip()),
+            job_batch_rows=max(1, int(_number(env, ENV_JOB_BATCH_ROWS, DEFAULT_JOB_BATCH_ROWS))),
         )
 
 

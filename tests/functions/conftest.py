@@ -16,3 +16,17 @@ def infer_function(monkeypatch: pytest.MonkeyPatch, s3: Any, published_seed: Man
     monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
     monkeypatch.setenv("MAAS_PROVIDER", "cpu")
     return load_function_module("infer")
+
+
+@pytest.fixture
+def batch_function(monkeypatch: pytest.MonkeyPatch, s3: Any, published_seed: Manifest) -> ModuleType:
+    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
+    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
+    return load_function_module("batch")
+
+
+@pytest.fixture
+def async_function(monkeypatch: pytest.MonkeyPatch, s3: Any, published_seed: Manifest) -> ModuleType:
+    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
+    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
+    return load_function_module("async")

@@ -139,8 +139,10 @@ def test_unknown_route_event_from_the_default_route(infer_function: ModuleType) 
     assert status == 404 and "GET /v2/no/such/route" in body["error"]
 
 
-def test_a_non_http_event_is_refused_with_a_clear_error(infer_function: ModuleType) -> None:
-    response = infer_function.lambda_handler({"Records": []}, None)
+def test_an_http_event_of_no_known_payload_format_is_refused_with_a_clear_error(
+    infer_function: ModuleType,
+) -> None:
+    response = infer_function.lambda_handler({"requestContext": {}, "rawPath": "/v2"}, None)
     assert response["statusCode"] == 400
     assert "expected an API Gateway" in json.loads(response["body"])["error"]
 

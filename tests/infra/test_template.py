@@ -119,7 +119,8 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def test_only_the_registry_role_writes_and_only_aliases_and_version_meta(translated: dict[str, Any]) -> None:
+def test_each_role_writes_only_its_own_keys(translated: dict[str, Any]) -> None:
+    """Infer writes nothing; registry moves aliases and meta; batch writes job outputs; async, results."""
     roles = [rid for rid, r in translated["Resources"].items() if r["Type"] == "AWS::IAM::Role"]
     writers: dict[str, dict[str, set[str]]] = {}
     for role in roles:
@@ -129,8 +130,14 @@ def test_only_the_registry_role_writes_and_only_aliases_and_version_meta(transla
                 if action in WRITE_ACTIONS or not action.startswith(("s3:Get", "s3:List")):
                     resources = {r["Fn::Sub"] for r in _as_list(statement["Resource"])}
                     writers.setdefault(role, {}).setdefault(action, set()).update(resources)
+    job_outputs = {
+        f"arn:${{AWS::Partition}}:s3:::${{ModelBucket}}/jobs/*/{name}"
+        for name in ("output.jsonl", "status.json")
+    }
     assert writers == {
         "RegistryFunctionRole": {"s3:PutObject": {ALIASES, META}, "s3:DeleteObject": {ALIASES}},
+        "BatchFunctionRole": {"s3:PutObject": job_outputs, "s3:AbortMultipartUpload": job_outputs},
+        "AsyncFunctionRole": {"s3:PutObject": {"arn:${AWS::Partition}:s3:::${ModelBucket}/results/*"}},
     }
 
 

@@ -80,10 +80,20 @@ def decode_infer_request(
         )
     except ValidationError as exc:
         raise InvalidInput(describe_validation_error(exc)) from None
+    return decode_wire_request(wire, limits, binary, may_hold_booleans=_has_boolean_literal(header))
 
+
+def decode_wire_request(
+    wire: InferenceRequestBody,
+    limits: TensorLimits,
+    binary: memoryview | None = None,
+    *,
+    may_hold_booleans: bool = True,
+) -> DecodedInferRequest:
+    """The tensors of an already validated request body (HTTP, or an event that carried it as JSON)."""
+    binary = binary if binary is not None else memoryview(b"")
     inputs: list[Tensor] = []
     offset = 0
-    may_hold_booleans = _has_boolean_literal(header)
     for index, item in enumerate(wire.inputs):
         tensor, offset = _decode_input(
             item, index, binary, offset, limits, may_hold_booleans=may_hold_booleans
@@ -184,20 +194,23 @@ def encode_infer_response(
             )
         else:
             outputs.append(encode_output(tensor))
-    header = (
-        InferenceResponseBody(
-            model_name=response.model_name,
-            model_version=str(response.model_version),
-            id=response.id,
-            parameters=response.parameters or None,
-            outputs=outputs,
-        )
-        .model_dump_json(exclude_none=True)
-        .encode()
-    )
+    header = response_body(response, outputs).model_dump_json(exclude_none=True).encode()
     if not chunks:
         return EncodedBody(header)
     return EncodedBody(b"".join([header, *chunks]), header_length=len(header))
+
+
+def response_body(
+    response: InferenceResponse, outputs: list[ResponseOutput] | None = None
+) -> InferenceResponseBody:
+    """The V2 response document; outputs default to JSON tensors (events carry no binary)."""
+    return InferenceResponseBody(
+        model_name=response.model_name,
+        model_version=str(response.model_version),
+        id=response.id,
+        parameters=response.parameters or None,
+        outputs=outputs if outputs is not None else [encode_output(tensor) for tensor in response.outputs],
+    )
 
 
 def encode_output(tensor: Tensor) -> ResponseOutput:

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from maas.errors import IntegrityError, InvalidInput, MaasError, NotFound, Unavailable
+from maas.objects import PreconditionFailed, put_new, storage_errors
 from maas.registry.documents import AliasDocument, CanarySplit, VersionMeta
 from maas.registry.manifest import (
     HASH_CHUNK_BYTES,
@@ -39,8 +38,6 @@ if TYPE_CHECKING:
 ARTIFACT_PATH = re.compile(SAFE_RELATIVE_PATH)
 MAX_VERSION_CLAIM_ATTEMPTS = 20
 D = TypeVar("D", bound=BaseModel)
-_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
-_PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
 
 
 class VersionConflict(MaasError):
@@ -91,7 +88,7 @@ class ModelRegistry:
         """Every model with its committed versions, from one listing of the registry."""
         prefix = f"{self.prefix}models/"
         index: dict[str, list[int]] = {}
-        with _storage(f"listing models in s3://{self.bucket}/{prefix}"):
+        with storage_errors(f"listing models in s3://{self.bucket}/{prefix}"):
             paginator = self._s3.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
@@ -113,7 +110,7 @@ class ModelRegistry:
         validate_name(name)
         prefix = f"{self.model_prefix(name)}versions/"
         found: list[int] = []
-        with _storage(f"listing versions of model '{name}'"):
+        with storage_errors(f"listing versions of model '{name}'"):
             paginator = self._s3.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
@@ -137,7 +134,7 @@ class ModelRegistry:
     def aliases(self, name: str) -> dict[str, AliasDocument]:
         prefix = f"{self.model_prefix(name)}aliases/"
         found: dict[str, AliasDocument] = {}
-        with _storage(f"listing aliases of model '{name}'"):
+        with storage_errors(f"listing aliases of model '{name}'"):
             paginator = self._s3.get_paginator("list_objects_v2")
             keys = [
                 item["Key"]
@@ -159,7 +156,7 @@ class ModelRegistry:
     def check_reachable(self) -> None:
         """Raise Unavailable unless the models prefix can be listed (the permission readers already have)."""
         try:
-            with _storage(f"reaching s3://{self.bucket}/{self.prefix}models/"):
+            with storage_errors(f"reaching s3://{self.bucket}/{self.prefix}models/"):
                 self._s3.list_objects_v2(Bucket=self.bucket, Prefix=f"{self.prefix}models/", MaxKeys=1)
         except NotFound:
             raise Unavailable(f"bucket '{self.bucket}': not found") from None
@@ -186,7 +183,7 @@ class ModelRegistry:
 
     def manifest(self, name: str, version: int) -> Manifest:
         key = self.version_prefix(name, version) + MANIFEST_FILE
-        with _storage(f"reading the manifest of model '{name}' version {version}"):
+        with storage_errors(f"reading the manifest of model '{name}' version {version}"):
             body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         try:
             manifest = Manifest.model_validate_json(body)
@@ -207,7 +204,9 @@ class ModelRegistry:
         key = self.version_prefix(manifest.name, manifest.version) + artifact.path
         digest = hashlib.sha256()
         chunks: list[bytes] = []
-        with _storage(f"reading artifact '{artifact.path}' of model '{manifest.name}' v{manifest.version}"):
+        with storage_errors(
+            f"reading artifact '{artifact.path}' of model '{manifest.name}' v{manifest.version}"
+        ):
             body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
             for chunk in body.iter_chunks(HASH_CHUNK_BYTES):
                 digest.update(chunk)
@@ -263,26 +262,26 @@ class ModelRegistry:
         Returns the new ETag, or None when another writer got there first."""
         body = document.model_dump_json().encode()
         try:
-            with _storage(f"writing s3://{self.bucket}/{key}"):
+            with storage_errors(f"writing s3://{self.bucket}/{key}"):
                 if etag is None:
                     response = self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
                 else:
                     response = self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfMatch=etag)
-        except _PreconditionFailed:
+        except PreconditionFailed:
             return None
         return response["ETag"]
 
     def delete_document(self, key: str, *, etag: str) -> bool:
         """Compare-and-swap delete: only the exact object read. False when it changed in between."""
         try:
-            with _storage(f"deleting s3://{self.bucket}/{key}"):
+            with storage_errors(f"deleting s3://{self.bucket}/{key}"):
                 self._s3.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag)
-        except _PreconditionFailed:
+        except PreconditionFailed:
             return False
         return True
 
     def delete_keys(self, keys: list[str]) -> None:
-        with _storage(f"deleting {len(keys)} objects from s3://{self.bucket}"):
+        with storage_errors(f"deleting {len(keys)} objects from s3://{self.bucket}"):
             for start in range(0, len(keys), 1000):
                 chunk: list[ObjectIdentifierTypeDef] = [{"Key": key} for key in keys[start : start + 1000]]
                 response = self._s3.delete_objects(
@@ -300,7 +299,7 @@ class ModelRegistry:
         """Every claimed version folder, committed or not, with its objects' keys and modification times."""
         prefix = f"{self.model_prefix(name)}versions/"
         folders: dict[int, list[tuple[str, datetime]]] = {}
-        with _storage(f"listing version folders of model '{name}'"):
+        with storage_errors(f"listing version folders of model '{name}'"):
             paginator = self._s3.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
@@ -311,7 +310,7 @@ class ModelRegistry:
 
     def manifest_exists(self, name: str, version: int) -> bool:
         try:
-            with _storage(f"checking model '{name}' version {version}"):
+            with storage_errors(f"checking model '{name}' version {version}"):
                 self._s3.head_object(
                     Bucket=self.bucket, Key=self.version_prefix(name, version) + MANIFEST_FILE
                 )
@@ -321,7 +320,7 @@ class ModelRegistry:
 
     def _read_document(self, key: str, model: type[D], what: str) -> Stored[D] | None:
         try:
-            with _storage(f"reading {what}"):
+            with storage_errors(f"reading {what}"):
                 response = self._s3.get_object(Bucket=self.bucket, Key=key)
                 body = response["Body"].read()
         except NotFound:
@@ -337,7 +336,7 @@ class ModelRegistry:
         # Every claimed folder counts, committed or not, so an abandoned upload's number is never reused.
         prefix = f"{self.model_prefix(name)}versions/"
         highest = 0
-        with _storage(f"listing version folders of model '{name}'"):
+        with storage_errors(f"listing version folders of model '{name}'"):
             paginator = self._s3.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
                 for common in page.get("CommonPrefixes", []):
@@ -348,32 +347,4 @@ class ModelRegistry:
 
     def _put_new(self, key: str, data: bytes) -> bool:
         """Create-only write. False when the key already exists."""
-        try:
-            with _storage(f"writing s3://{self.bucket}/{key}"):
-                self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
-        except _PreconditionFailed:
-            return False
-        return True
-
-
-class _PreconditionFailed(Exception):
-    pass
-
-
-@contextmanager
-def _storage(action: str) -> Iterator[None]:
-    """Translate boto errors once: missing keys to NotFound, lost conditions to _PreconditionFailed,
-    anything else to Unavailable (503), since the client did nothing wrong."""
-    try:
-        yield
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in _MISSING_CODES:
-            raise NotFound(f"{action}: not found") from None
-        if code in _PRECONDITION_CODES:
-            raise _PreconditionFailed from None
-        if code == "NoSuchBucket":
-            raise Unavailable(f"{action}: the bucket does not exist") from None
-        raise Unavailable(f"{action}: storage error {code}") from None
-    except BotoCoreError as exc:
-        raise Unavailable(f"{action}: storage unreachable ({type(exc).__name__})") from None
+        return put_new(self._s3, self.bucket, key, data, content_type="application/octet-stream")

@@ -88,10 +88,14 @@ class InferenceService:
 
     def infer(self, ref: ModelRef, request: InferenceRequest) -> InferenceResponse:
         model = self.cache.get(ref.name, self.select_version(ref, request.parameters.get(ROUTING_KEY)))
+        return self.infer_loaded(model, request)
+
+    def infer_loaded(self, model: LoadedModel, request: InferenceRequest) -> InferenceResponse:
+        """Run a request on a model already in hand: a batch job pins one version for all its rows."""
         # The serving signature: a text model is asked for text, never for the token ids its graph takes.
         signature = model.signature
-        check_inputs(ref.name, signature, request.inputs)
-        output_names = check_requested_outputs(ref.name, signature, request.outputs)
+        check_inputs(model.name, signature, request.inputs)
+        output_names = check_requested_outputs(model.name, signature, request.outputs)
         started = time.perf_counter()
         arrays = model.run({t.name: t.array for t in request.inputs}, output_names)
         metrics.add_metric(
@@ -99,7 +103,7 @@ class InferenceService:
         )
         datatypes = {spec.name: spec.datatype for spec in signature.outputs}
         return InferenceResponse(
-            model_name=ref.name,
+            model_name=model.name,
             model_version=model.version,
             outputs=[
                 Tensor(name, datatypes[name], array) for name, array in zip(output_names, arrays, strict=True)

@@ -1,0 +1,15 @@
+"""Async function: V2 requests from SQS, answered in results/<id>.json; partial batch failures reported."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from maas.events.queues import build_async_app
+
+app = build_async_app()
+
+
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,201 @@
+"""SQS event sources: batch-job notifications and async inference requests, with partial batch failures.
+
+Each record ends one of three ways, the way Lambda's SQS semantics reward:
+- answered: a result (or an error result for a bad request) is written, and the message is deleted;
+- transient failure (storage, a model that cannot load now): reported in `batchItemFailures`, so SQS
+  delivers it again and, after `maxReceiveCount`, moves it to the dead-letter queue;
+- poison (a body that cannot be understood at all, so there is nowhere to write an answer): reported as
+  a failure every time, and so it ends in the dead-letter queue for a person to look at.
+Results are create-only, so a message delivered twice is answered once.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from maas.api.tensor_codec import TensorLimits
+from maas.api.v2_codec import encode_infer_response
+from maas.aws_clients import s3_client
+from maas.config import Settings
+from maas.errors import InvalidInput, MaasError, Unavailable
+from maas.events.layout import AsyncError, JobLocation, job_key_from_event, result_key, validate_id
+from maas.events.requests import decode_event_request
+from maas.objects import object_exists, put_new
+from maas.observability import MetricUnit, logger, metrics
+from maas.service.batch_jobs import BatchJobService
+from maas.service.inference import InferenceService
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+S3_TEST_EVENT = "s3:TestEvent"
+
+
+class PoisonMessage(MaasError):
+    """A message nobody can answer: it goes back to the queue until the dead-letter queue takes it."""
+
+    status = 400
+
+
+class _QueueApp:
+    def __init__(self) -> None:
+        # raise_on_entire_batch_failure=False: a batch whose every record failed is still a partial
+        # response, so Lambda (and the local poller) retries exactly the failed ids.
+        self._processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+        try:
+            response = process_partial_response(
+                event=dict(event), record_handler=self._handle, processor=self._processor, context=context
+            )
+            return dict(response)
+        finally:
+            if metrics.metric_set:
+                metrics.flush_metrics()
+
+    def _handle(self, record: SQSRecord) -> None:
+        logger.set_correlation_id(record.message_id)
+        try:
+            self.handle(record)
+        except Exception as exc:
+            _log_failure(record, exc)
+            raise
+
+    def handle(self, record: SQSRecord) -> None:
+        raise NotImplementedError
+
+
+class BatchFunctionApp(_QueueApp):
+    """Job notifications: each SQS body is an S3 event for jobs/<model-ref>/<job-id>/input.<format>."""
+
+    def __init__(self, jobs: BatchJobService) -> None:
+        super().__init__()
+        self.jobs = jobs
+        self._remaining_ms: Any = None
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+        self._remaining_ms = context.get_remaining_time_in_millis if context is not None else None
+        return super().resolve(event, context)
+
+    def handle(self, record: SQSRecord) -> None:
+        notification = _json_body(record, "an S3 event notification")
+        if notification.get("Event") == S3_TEST_EVENT:
+            return  # S3 sends one when the notification is configured
+        if not isinstance(notification.get("Records"), list):
+            raise PoisonMessage("message: expected an S3 event notification with Records")
+        for s3_record in S3Event(notification).records:
+            bucket = s3_record.s3.bucket.name
+            if bucket != self.jobs.bucket:
+                raise PoisonMessage(f"message: expected events of bucket {self.jobs.bucket}, got {bucket!r}")
+            if not s3_record.event_name.startswith("ObjectCreated"):
+                continue
+            key = job_key_from_event(s3_record.s3.get_object.key)
+            try:
+                job = JobLocation.from_input_key(key, self.jobs.prefix)
+            except InvalidInput as exc:
+                self.jobs.reject(key, exc.message)
+                continue
+            self.jobs.run(job, self._remaining_ms)
+
+
+class AsyncFunctionApp(_QueueApp):
+    """Async requests: each SQS body is {"model", "id", "inputs", ...}; the answer goes to results/<id>.json.
+
+    Without an "id" the SQS message id names the result (SendMessage returns it to the sender)."""
+
+    def __init__(self, inference: InferenceService, s3: S3Client, bucket: str, prefix: str = "") -> None:
+        super().__init__()
+        self.inference = inference
+        self.s3 = s3
+        self.bucket = bucket
+        self.prefix = prefix
+        self.limits = TensorLimits.from_settings(inference.settings)
+
+    def handle(self, record: SQSRecord) -> None:
+        body = _json_body(record, "a JSON object with 'model', 'id' and 'inputs'")
+        request_id, id_error = record.message_id, None
+        given = body.get("id")
+        if given is not None:
+            try:
+                request_id = validate_id(given if isinstance(given, str) else "", field="id")
+            except InvalidInput as exc:
+                id_error = exc.message + f"; the answer is filed under the message id {record.message_id}"
+        key = result_key(request_id, self.prefix)
+        if object_exists(self.s3, self.bucket, key):
+            logger.info("async request already answered; duplicate delivery ignored", extra={"key": key})
+            return
+        model = body.get("model") if isinstance(body.get("model"), str) else None
+        try:
+            if id_error is not None:
+                raise InvalidInput(id_error)
+            ref, request = decode_event_request(body, self.limits)
+            document = encode_infer_response(self.inference.infer(ref, request)).content
+            metrics.add_metric(name="AsyncAnswered", unit=MetricUnit.Count, value=1)
+        except Unavailable:
+            raise
+        except MaasError as exc:
+            document = (
+                AsyncError(id=request_id, model=model, status=exc.status, error=exc.message)
+                .model_dump_json(exclude_none=True)
+                .encode()
+            )
+            metrics.add_metric(name="AsyncErrors", unit=MetricUnit.Count, value=1)
+        if not put_new(self.s3, self.bucket, key, document):
+            logger.info("async request answered by another delivery meanwhile", extra={"key": key})
+
+
+def _json_body(record: SQSRecord, expected: str) -> dict[str, Any]:
+    try:
+        body = json.loads(record.body)
+    except ValueError:
+        raise PoisonMessage(f"message: expected {expected}, got a body that is not JSON") from None
+    if not isinstance(body, dict):
+        raise PoisonMessage(f"message: expected {expected}, got JSON that is not an object")
+    return body
+
+
+def _log_failure(record: SQSRecord, exc: Exception) -> None:
+    receives = record.attributes.approximate_receive_count
+    if isinstance(exc, MaasError):
+        logger.warning(
+            "message not processed; it will be delivered again",
+            extra={
+                "message_id": record.message_id,
+                "receives": receives,
+                "status": exc.status,
+                "error": exc.message,
+            },
+        )
+    else:
+        # The type and the frames only: an exception's text can quote the payload.
+        logger.error(
+            "message failed unexpectedly; it will be delivered again",
+            extra={
+                "message_id": record.message_id,
+                "receives": receives,
+                "error_type": type(exc).__name__,
+                "traceback": "".join(traceback.format_tb(exc.__traceback__)),
+            },
+        )
+
+
+def build_batch_app(settings: Settings | None = None) -> BatchFunctionApp:
+    inference = InferenceService.from_settings(settings)
+    s3 = s3_client(inference.settings.endpoint_url)
+    return BatchFunctionApp(
+        BatchJobService(inference, s3, inference.settings.bucket, inference.settings.prefix)
+    )
+
+
+def build_async_app(settings: Settings | None = None) -> AsyncFunctionApp:
+    inference = InferenceService.from_settings(settings)
+    s3 = s3_client(inference.settings.endpoint_url)
+    return AsyncFunctionApp(inference, s3, inference.settings.bucket, inference.settings.prefix)

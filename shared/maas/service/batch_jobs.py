@@ -1,0 +1,311 @@
+"""Batch jobs: a whole input file through one pinned model version, into output.jsonl and status.json.
+
+Like SageMaker Batch Transform, but event-driven: the input is read chunk by chunk, each chunk's rows run as
+a few large batches, and output lines are written in input order through one multipart upload that becomes
+visible only when it completes. Both result objects are create-only, so a duplicate delivery of the same
+job (S3 and SQS both deliver at least once) leaves exactly one output and one status.
+
+Failures split three ways:
+- a bad line: that line's output is `{"error": ...}`, the job goes on;
+- a bad job (unknown model, malformed file, out of time): status.json says why, with state "failed";
+- a transient failure (storage, a model that cannot load now): raised, so the queue delivers it again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from maas.errors import InvalidInput, MaasError, Unavailable
+from maas.events.layout import (
+    INPUT_FORMATS,
+    INPUT_STEM,
+    JOBS_FOLDER,
+    STATUS_NAME,
+    JobCounts,
+    JobLocation,
+    JobStatus,
+    LineError,
+)
+from maas.infer_types import InferenceRequest, Tensor
+from maas.objects import CreateOnceUpload, object_exists, put_new, storage_errors
+from maas.observability import MetricUnit, logger, metrics
+from maas.runtime import LoadedModel
+from maas.service.inference import InferenceService
+from maas.service.job_rows import (
+    MalformedJobInput,
+    RowBatch,
+    RowChunk,
+    RowDecoder,
+    iter_csv_records,
+    iter_lines,
+    max_rows_per_run,
+    npy_chunks,
+    npy_rows_as,
+    read_npy_header,
+)
+from maas.signature import TensorSpec
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+# A text model tokenizes every row, and attention grows with the batch: smaller runs keep memory flat.
+TEXT_JOB_BATCH_ROWS = 32
+STATUS_LINE_ERRORS = 20
+# Stop this long before the function's deadline, so the job can still say that it ran out of time.
+DEADLINE_MARGIN_MS = 20_000
+
+
+class JobOutOfTime(MaasError):
+    """The function's time ran out before the input did."""
+
+    status = 504
+
+
+@dataclass(slots=True)
+class _Progress:
+    counts: JobCounts
+    errors: list[LineError]
+
+
+class BatchJobService:
+    def __init__(self, inference: InferenceService, s3: S3Client, bucket: str, prefix: str = "") -> None:
+        self.inference = inference
+        self.s3 = s3
+        self.bucket = bucket
+        self.prefix = prefix
+
+    def run(self, job: JobLocation, remaining_ms: Callable[[], int] | None = None) -> JobStatus | None:
+        """Run one job to its status, or None when a previous delivery already finished it.
+
+        Raises only for transient failures, which deserve another delivery."""
+        if object_exists(self.s3, self.bucket, job.status_key):
+            logger.info("job already finished; duplicate delivery ignored", extra={"job": job.path})
+            return None
+        started = datetime.now(UTC)
+        clock = time.perf_counter()
+        progress = _Progress(JobCounts(), [])
+        model: LoadedModel | None = None
+        input_bytes: int | None = None
+        try:
+            version = self.inference.select_version(job.model)
+            model = self.inference.cache.get(job.model.name, version)
+            with storage_errors(f"reading the job input s3://{self.bucket}/{job.input_key}"):
+                response = self.s3.get_object(Bucket=self.bucket, Key=job.input_key)
+            input_bytes = response["ContentLength"]
+            with CreateOnceUpload(
+                self.s3, self.bucket, job.output_key, content_type="application/x-ndjson"
+            ) as output:
+                for chunk_lines in self._answer(job, model, response["Body"], progress, remaining_ms):
+                    output.write(chunk_lines)
+                if not output.commit():
+                    logger.info("job output already written by another delivery", extra={"job": job.path})
+            failure: str | None = None
+        except Unavailable:
+            raise
+        except MaasError as exc:
+            if exc.status >= 500 and not isinstance(exc, JobOutOfTime):
+                logger.error(
+                    "job failed", extra={"job": job.path, "status": exc.status, "error": exc.message}
+                )
+            failure = exc.message
+        seconds = time.perf_counter() - clock
+        status = JobStatus(
+            job_id=job.job_id,
+            model=str(job.model),
+            model_name=job.model.name,
+            model_version=model.version if model is not None else None,
+            state="failed" if failure else "succeeded",
+            error=failure,
+            input_key=job.input_key,
+            input_format=job.input_format,
+            input_bytes=input_bytes,
+            output_key=None if failure else job.output_key,
+            counts=progress.counts,
+            errors=progress.errors,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            seconds=round(seconds, 3),
+            rows_per_second=round(progress.counts.lines / seconds, 1)
+            if seconds > 0 and not failure
+            else None,
+        )
+        put_new(self.s3, self.bucket, job.status_key, status.model_dump_json(indent=2).encode())
+        self._record_status(job.path, status)
+        return status
+
+    def reject(self, input_key: str, reason: str) -> JobStatus | None:
+        """Fail a job whose key cannot be parsed (a malformed model reference or job id), next to its input.
+
+        A key that is not a job input at all (the notification rules should never send one) is only logged."""
+        folder, _, file_name = input_key.rpartition("/")
+        jobs_folder = f"{self.prefix}{JOBS_FOLDER}/"
+        stem, _, extension = file_name.partition(".")
+        if not folder.startswith(jobs_folder) or stem != INPUT_STEM or extension not in INPUT_FORMATS:
+            logger.warning("event for a key that is not a job input ignored", extra={"reason": reason})
+            return None
+        status_key = f"{folder}/{STATUS_NAME}"
+        model_text, _, job_id = folder[len(jobs_folder) :].rpartition("/")
+        now = datetime.now(UTC)
+        status = JobStatus(
+            job_id=job_id,
+            model=model_text,
+            model_name=model_text.partition("@")[0].partition("/")[0],
+            state="failed",
+            error=reason,
+            input_key=input_key,
+            input_format=extension,
+            started_at=now,
+            finished_at=now,
+            seconds=0.0,
+        )
+        if not put_new(self.s3, self.bucket, status_key, status.model_dump_json(indent=2).encode()):
+            return None
+        self._record_status(job_id, status)
+        return status
+
+    def _answer(
+        self,
+        job: JobLocation,
+        model: LoadedModel,
+        body: Any,
+        progress: _Progress,
+        remaining_ms: Callable[[], int] | None,
+    ) -> Iterator[bytes]:
+        signature = model.signature
+        decoder = RowDecoder(model.name, signature, job.input_format)
+        wanted = self.inference.settings.job_batch_rows
+        rows = max_rows_per_run(
+            signature, wanted if model.tokenizer is None else min(wanted, TEXT_JOB_BATCH_ROWS)
+        )
+        for chunk in self._chunks(job, decoder, signature.inputs[0], body, rows):
+            if remaining_ms is not None and remaining_ms() < DEADLINE_MARGIN_MS:
+                raise JobOutOfTime(
+                    f"job: expected to finish within the function's timeout, got through "
+                    f"{progress.counts.lines} lines; split the input into smaller jobs"
+                )
+            yield self._run_chunk(model, chunk, progress)
+
+    def _chunks(
+        self, job: JobLocation, decoder: RowDecoder, first_input: TensorSpec, body: Any, rows: int
+    ) -> Iterator[RowChunk]:
+        max_line = self.inference.settings.max_request_bytes
+        if job.input_format == "jsonl":
+            lines = iter_lines(body, max_line)
+            first = 1
+            while batch := list(islice(lines, rows)):
+                yield decoder.jsonl_chunk(first, batch)
+                first += len(batch)
+        elif job.input_format == "csv":
+            records = iter_csv_records(iter_lines(body, max_line))
+            first_record = next(records, None)
+            if first_record is not None and not decoder.is_csv_header(first_record[1]):
+                yield decoder.csv_chunk([first_record])
+            while batch_records := list(islice(records, rows)):
+                yield decoder.csv_chunk(batch_records)
+        else:
+            (spec,) = decoder.specs
+            header = read_npy_header(body)
+            if header.dtype.kind not in "biufUS":
+                raise MalformedJobInput(f"input.npy: expected numbers or strings, got dtype {header.dtype}")
+            spec.check(header.row_shape, "input.npy rows")
+            for first_row, array in npy_chunks(body, header, rows):
+                count = len(array)
+                yield RowChunk(
+                    lines=list(range(first_row, first_row + count)),
+                    batches=[RowBatch(list(range(count)), {spec.name: npy_rows_as(array, first_input)})],
+                )
+
+    def _run_chunk(self, model: LoadedModel, chunk: RowChunk, progress: _Progress) -> bytes:
+        lines: list[bytes | None] = [None] * len(chunk)
+        errors = dict(chunk.errors)
+        for batch in chunk.batches:
+            try:
+                outputs = self._run(model, batch.inputs)
+            except InvalidInput:
+                # One row the graph rejects (an index out of range) must not fail its neighbours.
+                outputs = None
+            if outputs is not None:
+                _encode_rows(outputs, batch.positions, lines)
+                continue
+            for position, row in _single_rows(batch):
+                try:
+                    _encode_rows(self._run(model, row), [position], lines)
+                except InvalidInput as exc:
+                    errors[position] = f"line {chunk.lines[position]}: {exc.message}"
+        for position, message in sorted(errors.items()):
+            lines[position] = json.dumps({"error": message}).encode()
+            if len(progress.errors) < STATUS_LINE_ERRORS:
+                progress.errors.append(LineError(line=chunk.lines[position], error=message))
+        progress.counts.lines += len(chunk)
+        progress.counts.failed += len(errors)
+        progress.counts.succeeded += len(chunk) - len(errors)
+        return b"\n".join(line or b"" for line in lines) + b"\n"
+
+    def _run(self, model: LoadedModel, inputs: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+        datatypes = {spec.name: spec.datatype for spec in model.signature.inputs}
+        request = InferenceRequest(
+            inputs=[Tensor(name, datatypes[name], array) for name, array in inputs.items()]
+        )
+        response = self.inference.infer_loaded(model, request)
+        return {tensor.name: tensor.array for tensor in response.outputs}
+
+    def _record_status(self, job: str, status: JobStatus) -> None:
+        metrics.add_metric(name="JobLines", unit=MetricUnit.Count, value=status.counts.lines)
+        metrics.add_metric(name="JobFailedLines", unit=MetricUnit.Count, value=status.counts.failed)
+        metrics.add_metric(name="JobSeconds", unit=MetricUnit.Seconds, value=status.seconds)
+        logger.info(
+            "job finished",
+            extra={
+                "job": job,
+                "state": status.state,
+                "version": status.model_version,
+                "lines": status.counts.lines,
+                "failed_lines": status.counts.failed,
+                "seconds": status.seconds,
+                "error": status.error,
+            },
+        )
+
+
+def _single_rows(batch: RowBatch) -> Iterator[tuple[int, dict[str, npt.NDArray[Any]]]]:
+    for index, position in enumerate(batch.positions):
+        yield position, {name: array[index : index + 1] for name, array in batch.inputs.items()}
+
+
+def _encode_rows(
+    outputs: dict[str, npt.NDArray[Any]], positions: list[int], lines: list[bytes | None]
+) -> None:
+    columns = {name: _json_rows(array) for name, array in outputs.items()}
+    names = list(columns)
+    dumps = json.dumps
+    for index, position in enumerate(positions):
+        lines[position] = dumps({"outputs": {name: columns[name][index] for name in names}}).encode()
+
+
+def _json_rows(array: npt.NDArray[Any]) -> list[Any]:
+    """Per-row JSON values; text comes back as str, and NaN or Infinity as null (JSON has no such numbers)."""
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        cleaned = array.astype(object)
+        cleaned[~np.isfinite(array)] = None
+        return cleaned.tolist()  # type: ignore[no-any-return]
+    rows: list[Any] = array.tolist()
+    if array.dtype.kind in "OS":
+        return [_text(row) for row in rows]
+    return rows
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [_text(item) for item in value]
+    return value

@@ -1,0 +1,240 @@
+"""The batch function as Lambda runs it: an SQS event carrying a real S3 notification, over moto."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote_plus
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from maas.events.layout import JobStatus
+from maas.registry import Manifest
+from tests.conftest import TEST_BUCKET, load_event
+
+if TYPE_CHECKING:
+    from maas.training import TrainedModel
+
+
+class Context:
+    """The one method of Lambda's context the batch function reads."""
+
+    def __init__(self, remaining_ms: int = 900_000) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def job_event(key: str, *, message_id: str = "059f36b4-87a3-44ab-83d2-661975830a7d") -> dict[str, Any]:
+    event = copy.deepcopy(load_event("sqs_s3_job_notification.json"))
+    record = event["Records"][0]
+    notification = json.loads(record["body"])
+    notification["Records"][0]["s3"]["object"]["key"] = quote_plus(key, safe="/")
+    record["body"] = json.dumps(notification)
+    record["messageId"] = message_id
+    return event
+
+
+def submit(s3: Any, key: str, body: bytes) -> None:
+    s3.put_object(Bucket=TEST_BUCKET, Key=key, Body=body)
+
+
+def read_lines(s3: Any, key: str) -> list[dict[str, Any]]:
+    text = s3.get_object(Bucket=TEST_BUCKET, Key=key)["Body"].read().decode()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def read_status(s3: Any, folder: str) -> JobStatus:
+    body = s3.get_object(Bucket=TEST_BUCKET, Key=f"{folder}status.json")["Body"].read()
+    return JobStatus.model_validate_json(body)
+
+
+def onnxruntime_answer(seed_model: TrainedModel, rows: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(seed_model.files["model.onnx"], providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {"input": rows})[0])
+
+
+def rows_of(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(count, 10)).astype(np.float32)
+
+
+def test_a_jsonl_job_answers_every_line_in_order_with_onnxruntime_values(
+    batch_function: ModuleType, s3: Any, seed_model: TrainedModel, published_seed: Manifest
+) -> None:
+    rows = rows_of(1300)  # spans three runs of 512 rows
+    folder = "jobs/seed-mlp@latest/job-1/"
+    submit(s3, folder + "input.jsonl", "\n".join(json.dumps(r) for r in rows.tolist()).encode())
+
+    response = batch_function.lambda_handler(job_event(folder + "input.jsonl"), Context())
+
+    assert response == {"batchItemFailures": []}
+    lines = read_lines(s3, folder + "output.jsonl")
+    assert len(lines) == 1300
+    served = np.asarray([line["outputs"]["output"] for line in lines], dtype=np.float32)
+    np.testing.assert_allclose(served, onnxruntime_answer(seed_model, rows), rtol=1e-5, atol=1e-6)
+    status = read_status(s3, folder)
+    assert status.state == "succeeded"
+    assert (status.model, status.model_name, status.model_version) == (
+        "seed-mlp@latest",
+        "seed-mlp",
+        published_seed.version,
+    )
+    assert (status.counts.lines, status.counts.succeeded, status.counts.failed) == (1300, 1300, 0)
+    assert status.output_key == folder + "output.jsonl" and status.input_format == "jsonl"
+
+
+def test_bad_lines_get_their_own_error_and_the_rest_are_answered(
+    batch_function: ModuleType, s3: Any, seed_model: TrainedModel
+) -> None:
+    rows = rows_of(6)
+    lines = [json.dumps(r) for r in rows.tolist()]
+    lines[1] = "{not json"
+    lines[3] = json.dumps([1.0, 2.0])  # 2 values for a row of 10
+    lines[4] = json.dumps({"input": rows[4].tolist()})  # the object form is fine
+    lines.insert(5, "")  # an empty line is a line too
+    folder = "jobs/seed-mlp/job-2/"
+    submit(s3, folder + "input.jsonl", ("\n".join(lines) + "\n").encode())
+
+    batch_function.lambda_handler(job_event(folder + "input.jsonl"), Context())
+
+    out = read_lines(s3, folder + "output.jsonl")
+    assert len(out) == 7
+    assert out[1] == {"error": "line 2: expected one JSON value per line, got text that is not JSON"}
+    assert out[3]["error"].startswith("line 4: input 'input': expected a row of shape [10]")
+    assert out[5] == {"error": "line 6: expected a JSON value, got an empty line"}
+    good = [0, 2, 4, 6]
+    expected = onnxruntime_answer(seed_model, rows[[0, 2, 4, 5]])
+    served = np.asarray([out[i]["outputs"]["output"] for i in good], dtype=np.float32)
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+    status = read_status(s3, folder)
+    assert status.state == "succeeded"
+    assert (status.counts.lines, status.counts.succeeded, status.counts.failed) == (7, 4, 3)
+    assert [e.line for e in status.errors] == [2, 4, 6]
+
+
+def test_csv_with_a_header_and_npy_inputs_give_the_same_answers(
+    batch_function: ModuleType, s3: Any, seed_model: TrainedModel
+) -> None:
+    rows = rows_of(40, seed=3)
+    csv_text = ",".join(f"f{i}" for i in range(10)) + "\n"
+    csv_text += "\n".join(",".join(repr(float(v)) for v in row) for row in rows) + "\n"
+    submit(s3, "jobs/seed-mlp/job-csv/input.csv", csv_text.encode())
+    buffer = io.BytesIO()
+    np.save(buffer, rows.astype(np.float64))  # float64 casts to the model's FP32
+    submit(s3, "jobs/seed-mlp/job-npy/input.npy", buffer.getvalue())
+
+    batch_function.lambda_handler(job_event("jobs/seed-mlp/job-csv/input.csv"), Context())
+    batch_function.lambda_handler(job_event("jobs/seed-mlp/job-npy/input.npy"), Context())
+
+    expected = onnxruntime_answer(seed_model, rows)
+    for folder in ("jobs/seed-mlp/job-csv/", "jobs/seed-mlp/job-npy/"):
+        out = read_lines(s3, folder + "output.jsonl")
+        served = np.asarray([line["outputs"]["output"] for line in out], dtype=np.float32)
+        np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+        assert read_status(s3, folder).counts.succeeded == 40
+
+
+def test_the_same_notification_twice_leaves_one_output_and_one_status(
+    batch_function: ModuleType, s3: Any
+) -> None:
+    folder = "jobs/seed-mlp/job-dup/"
+    submit(s3, folder + "input.jsonl", "\n".join(json.dumps(r) for r in rows_of(5).tolist()).encode())
+    event = job_event(folder + "input.jsonl")
+
+    first = batch_function.lambda_handler(event, Context())
+    status_before = s3.get_object(Bucket=TEST_BUCKET, Key=folder + "status.json")
+    output_before = s3.head_object(Bucket=TEST_BUCKET, Key=folder + "output.jsonl")
+    second = batch_function.lambda_handler(copy.deepcopy(event), Context())
+
+    assert first == second == {"batchItemFailures": []}
+    versions = s3.list_object_versions(Bucket=TEST_BUCKET, Prefix=folder).get("Versions", [])
+    assert sorted(v["Key"] for v in versions) == sorted(
+        [folder + "input.jsonl", folder + "output.jsonl", folder + "status.json"]
+    )
+    assert s3.head_object(Bucket=TEST_BUCKET, Key=folder + "output.jsonl")["ETag"] == output_before["ETag"]
+    assert s3.get_object(Bucket=TEST_BUCKET, Key=folder + "status.json")["ETag"] == status_before["ETag"]
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "reason"),
+    [
+        ("jobs/no-such-model/j1/input.jsonl", b"[1]\n", "no-such-model"),
+        ("jobs/Bad_Name!/j2/input.jsonl", b"[1]\n", "model name: expected"),
+        ("jobs/seed-mlp/j3/input.npy", b"\x93NUMPY garbage", "input.npy: expected a NumPy .npy file"),
+        ("jobs/seed-mlp/j4/input.csv", b"1,2,3\n" + b"\xff\xfe\n", "not valid UTF-8"),
+    ],
+)
+def test_an_unknown_model_or_a_malformed_file_ends_in_a_failed_status_that_says_why(
+    batch_function: ModuleType, s3: Any, key: str, body: bytes, reason: str
+) -> None:
+    submit(s3, key, body)
+
+    response = batch_function.lambda_handler(job_event(key), Context())
+
+    assert response == {"batchItemFailures": []}  # answered for good: never retried, never dropped
+    folder = key.rpartition("/")[0] + "/"
+    status = read_status(s3, folder)
+    assert status.state == "failed"
+    assert status.error is not None and reason in status.error
+    assert status.output_key is None
+    listed = s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix=folder)["Contents"]
+    assert "output.jsonl" not in {item["Key"].rpartition("/")[2] for item in listed}
+
+
+def test_a_truncated_npy_fails_the_job_and_leaves_no_partial_output(
+    batch_function: ModuleType, s3: Any
+) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, rows_of(2000))
+    key = "jobs/seed-mlp/j-trunc/input.npy"
+    submit(s3, key, buffer.getvalue()[:-100])
+
+    batch_function.lambda_handler(job_event(key), Context())
+
+    status = read_status(s3, "jobs/seed-mlp/j-trunc/")
+    assert status.state == "failed" and "the header promises 2000 rows" in (status.error or "")
+    assert "Contents" not in s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix="jobs/seed-mlp/j-trunc/output")
+    assert s3.list_multipart_uploads(Bucket=TEST_BUCKET).get("Uploads", []) == []
+
+
+def test_a_job_that_runs_out_of_time_says_so_instead_of_being_killed(
+    batch_function: ModuleType, s3: Any
+) -> None:
+    key = "jobs/seed-mlp/j-slow/input.jsonl"
+    submit(s3, key, b"\n".join(json.dumps(r).encode() for r in rows_of(3).tolist()))
+
+    batch_function.lambda_handler(job_event(key), Context(remaining_ms=5_000))
+
+    status = read_status(s3, "jobs/seed-mlp/j-slow/")
+    assert status.state == "failed" and "function's timeout" in (status.error or "")
+
+
+def test_a_message_that_is_not_an_s3_event_is_poison_and_reported_alone(
+    batch_function: ModuleType, s3: Any
+) -> None:
+    key = "jobs/seed-mlp/j-ok/input.jsonl"
+    submit(s3, key, json.dumps(rows_of(1)[0].tolist()).encode())
+    good = job_event(key, message_id="good-1")["Records"][0]
+    poison = copy.deepcopy(good) | {"messageId": "poison-1", "body": "not json"}
+    test_event = load_event("sqs_s3_test_event.json")["Records"][0]
+
+    response = batch_function.lambda_handler({"Records": [good, poison, test_event]}, Context())
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "poison-1"}]}
+    assert read_status(s3, "jobs/seed-mlp/j-ok/").state == "succeeded"
+
+
+def test_outputs_and_other_keys_under_jobs_never_start_a_job(batch_function: ModuleType, s3: Any) -> None:
+    key = "jobs/seed-mlp/j-out/output.jsonl"
+    submit(s3, key, b"{}\n")
+
+    response = batch_function.lambda_handler(job_event(key), Context())
+
+    assert response == {"batchItemFailures": []}
+    assert "Contents" not in s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix="jobs/seed-mlp/j-out/status")

@@ -1,0 +1,104 @@
+"""template.yaml's event topology: S3 job uploads -> SQS -> batch, async requests -> SQS -> async,
+each queue with a dead-letter queue, a visibility timeout Lambda can live with, and partial batch failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from maas.events.layout import INPUT_FORMATS, INPUT_STEM, JOBS_FOLDER, OUTPUT_NAME, STATUS_NAME
+from maas.local.template import parse_cloudformation_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCUMENT = parse_cloudformation_yaml((ROOT / "template.yaml").read_text(encoding="utf-8"))
+RESOURCES: dict[str, Any] = DOCUMENT["Resources"]
+GLOBAL_TIMEOUT = DOCUMENT["Globals"]["Function"]["Timeout"]
+# What AWS advises for an SQS event source: a visibility timeout at least six times the function's timeout.
+VISIBILITY_FACTOR = 6
+
+
+def _sqs_events() -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for rid, resource in RESOURCES.items():
+        for event in (resource.get("Properties", {}).get("Events") or {}).values():
+            if event["Type"] == "SQS":
+                found.append((rid, event["Properties"]))
+    return found
+
+
+def test_there_are_two_queue_driven_functions() -> None:
+    assert sorted(rid for rid, _ in _sqs_events()) == ["AsyncFunction", "BatchFunction"]
+
+
+@pytest.mark.parametrize(("function", "source"), _sqs_events())
+def test_each_queue_has_a_dead_letter_queue_and_reports_partial_failures(
+    function: str, source: dict[str, Any]
+) -> None:
+    queue_id = source["Queue"]["Fn::GetAtt"][0]
+    queue = RESOURCES[queue_id]["Properties"]
+    timeout = RESOURCES[function]["Properties"].get("Timeout", GLOBAL_TIMEOUT)
+
+    assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert queue["VisibilityTimeout"] >= VISIBILITY_FACTOR * timeout
+    redrive = queue["RedrivePolicy"]
+    dead_letter_id = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    assert RESOURCES[dead_letter_id]["Type"] == "AWS::SQS::Queue"
+    assert 1 < redrive["maxReceiveCount"] <= 5
+    # Messages outlive a weekend in the dead-letter queue, so a person can still look at them.
+    assert RESOURCES[dead_letter_id]["Properties"]["MessageRetentionPeriod"] >= 4 * 24 * 3600
+    for queue_props in (queue, RESOURCES[dead_letter_id]["Properties"]):
+        assert queue_props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in queue_props
+
+
+def test_only_job_inputs_start_jobs() -> None:
+    """Outputs live next to inputs under jobs/, so the rules must match input names, not the prefix alone."""
+    rules = RESOURCES["ModelBucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    filters = []
+    for rule in rules:
+        assert rule["Queue"] == {"Fn::GetAtt": ["JobsQueue", "Arn"]}
+        assert rule["Event"].startswith("s3:ObjectCreated:")
+        named = {r["Name"]: r["Value"] for r in rule["Filter"]["S3Key"]["Rules"]}
+        filters.append((named["prefix"], named["suffix"]))
+    assert sorted(filters) == sorted((f"{JOBS_FOLDER}/", f"/{INPUT_STEM}.{fmt}") for fmt in INPUT_FORMATS)
+    for written in (OUTPUT_NAME, STATUS_NAME):
+        key = f"{JOBS_FOLDER}/seed-mlp/job-1/{written}"
+        assert not any(key.startswith(prefix) and key.endswith(suffix) for prefix, suffix in filters)
+
+
+def test_s3_may_send_to_the_jobs_queue_only_from_the_model_bucket() -> None:
+    policy = RESOURCES["JobsQueuePolicy"]["Properties"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    bucket_name = RESOURCES["ModelBucket"]["Properties"]["BucketName"]["Fn::Sub"]
+    assert (
+        statement["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"]
+        == f"arn:${{AWS::Partition}}:s3:::{bucket_name}"
+    )
+    assert "JobsQueuePolicy" in _as_list(RESOURCES["ModelBucket"]["DependsOn"])
+
+
+def test_one_job_per_batch_invocation_and_the_longest_timeout_lambda_allows() -> None:
+    batch = RESOURCES["BatchFunction"]["Properties"]
+    assert batch["Timeout"] == 900
+    assert batch["Events"]["JobUploads"]["Properties"]["BatchSize"] == 1
+
+
+def test_the_warm_up_schedule_targets_the_infer_function_and_is_off_without_models() -> None:
+    infer = RESOURCES["InferFunction"]["Properties"]
+    schedule = infer["Events"]["WarmUp"]
+    assert schedule["Type"] == "Schedule"
+    assert schedule["Properties"]["State"] == {"Fn::If": ["HasWarmModels", "ENABLED", "DISABLED"]}
+    assert infer["Environment"]["Variables"]["MAAS_WARM_MODELS"] == {"Ref": "WarmModels"}
+
+
+def test_the_outputs_name_every_queue() -> None:
+    outputs = DOCUMENT["Outputs"]
+    for queue in ("JobsQueue", "JobsDeadLetterQueue", "AsyncQueue", "AsyncDeadLetterQueue"):
+        assert outputs[f"{queue}Url"]["Value"] == {"Ref": queue}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
