@@ -238,3 +238,19 @@ def test_outputs_and_other_keys_under_jobs_never_start_a_job(batch_function: Mod
 
     assert response == {"batchItemFailures": []}
     assert "Contents" not in s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix="jobs/seed-mlp/j-out/status")
+
+
+def test_outputs_go_next_to_the_input_however_the_reference_is_spelled(
+    batch_function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    folder = "jobs/seed-mlp/versions/latest/job-path/"  # the alias spelled as a path, as V2 routes do
+    submit(s3, folder + "input.jsonl", json.dumps(rows_of(1)[0].tolist()).encode())
+
+    batch_function.lambda_handler(job_event(folder + "input.jsonl"), Context())
+
+    status = read_status(s3, folder)
+    assert (status.model, status.model_version, status.output_key) == (
+        "seed-mlp/versions/latest",
+        published_seed.version,
+        folder + "output.jsonl",
+    )

@@ -52,10 +52,13 @@ class JobLocation:
     job_id: str
     input_format: InputFormat
     prefix: str = ""
+    # The reference as the key spells it ("m/versions/staging" and "m@staging" are one reference but two
+    # folders): outputs go next to the input that was uploaded. None: the canonical spelling.
+    model_path: str | None = None
 
     @property
     def folder(self) -> str:
-        return f"{self.prefix}{JOBS_FOLDER}/{self.model}/{self.job_id}/"
+        return f"{self.prefix}{JOBS_FOLDER}/{self.model_path or self.model}/{self.job_id}/"
 
     @property
     def input_key(self) -> str:
@@ -72,7 +75,7 @@ class JobLocation:
     @property
     def path(self) -> str:
         """What users name a job by: `<model-ref>/<job-id>`."""
-        return f"{self.model}/{self.job_id}"
+        return f"{self.model_path or self.model}/{self.job_id}"
 
     @classmethod
     def from_input_key(cls, key: str, prefix: str = "") -> JobLocation:
@@ -90,8 +93,14 @@ class JobLocation:
         if stem != INPUT_STEM or extension not in INPUT_FORMATS:
             raise InvalidInput(f"job key: expected {expected}, got {shown!r}")
         validate_id(job_id, field="job id")
-        model = parse_ref("/".join(model_parts))
-        return cls(model=model, job_id=job_id, input_format=extension, prefix=prefix)
+        model_path = "/".join(model_parts)
+        return cls(
+            model=parse_ref(model_path),
+            job_id=job_id,
+            input_format=extension,
+            prefix=prefix,
+            model_path=model_path,
+        )
 
     @classmethod
     def from_path(cls, path: str, input_format: InputFormat = "jsonl", prefix: str = "") -> JobLocation:
@@ -100,7 +109,13 @@ class JobLocation:
         if not model_text:
             raise InvalidInput(f"job: expected <model-ref>/<job-id>, got {path!r}")
         validate_id(job_id, field="job id")
-        return cls(model=parse_ref(model_text), job_id=job_id, input_format=input_format, prefix=prefix)
+        return cls(
+            model=parse_ref(model_text),
+            job_id=job_id,
+            input_format=input_format,
+            prefix=prefix,
+            model_path=model_text,
+        )
 
 
 def job_key_from_event(raw_key: str) -> str:

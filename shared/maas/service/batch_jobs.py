@@ -120,7 +120,7 @@ class BatchJobService:
         seconds = time.perf_counter() - clock
         status = JobStatus(
             job_id=job.job_id,
-            model=str(job.model),
+            model=job.model_path or str(job.model),
             model_name=job.model.name,
             model_version=model.version if model is not None else None,
             state="failed" if failure else "succeeded",
@@ -284,11 +284,46 @@ def _single_rows(batch: RowBatch) -> Iterator[tuple[int, dict[str, npt.NDArray[A
 def _encode_rows(
     outputs: dict[str, npt.NDArray[Any]], positions: list[int], lines: list[bytes | None]
 ) -> None:
-    columns = {name: _json_rows(array) for name, array in outputs.items()}
-    names = list(columns)
-    dumps = json.dumps
+    """One `{"outputs": {...}}` line per row, written into `lines` at the row's position."""
+    names = list(outputs)
+    if all(_printf_item(array) is not None for array in outputs.values()):
+        # Finite numbers go through one printf template per row: json.dumps calls back into Python for
+        # every float, which made encoding the slowest part of a job (about 4x slower here).
+        heads = [json.dumps(name) for name in names]
+        columns = []
+        for array in outputs.values():
+            item = _printf_item(array)
+            assert item is not None
+            template = _row_template(array.shape[1:], item)
+            rows = array.reshape(len(array), -1).tolist()
+            columns.append([template % tuple(row) for row in rows])
+        for index, position in enumerate(positions):
+            fields = ",".join(f"{head}:{column[index]}" for head, column in zip(heads, columns, strict=True))
+            lines[position] = f'{{"outputs":{{{fields}}}}}'.encode()
+        return
+    json_columns = {name: _json_rows(array) for name, array in outputs.items()}
     for index, position in enumerate(positions):
-        lines[position] = dumps({"outputs": {name: columns[name][index] for name in names}}).encode()
+        lines[position] = json.dumps(
+            {"outputs": {name: json_columns[name][index] for name in names}}
+        ).encode()
+
+
+def _printf_item(array: npt.NDArray[Any]) -> str | None:
+    """The printf conversion that writes this array's numbers as JSON, or None when one cannot.
+
+    Nine significant digits round-trip any float32 (seventeen any float64), so nothing is lost."""
+    if array.dtype.kind in "iu":
+        return "%d"
+    if array.dtype.kind == "f" and bool(np.isfinite(array).all()):
+        return "%.17g" if array.dtype.itemsize > 4 else "%.9g"
+    return None
+
+
+def _row_template(shape: tuple[int, ...], item: str) -> str:
+    if not shape:
+        return item
+    inner = _row_template(shape[1:], item)
+    return "[" + ",".join([inner] * shape[0]) + "]"
 
 
 def _json_rows(array: npt.NDArray[Any]) -> list[Any]:

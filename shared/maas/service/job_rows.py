@@ -32,6 +32,8 @@ from maas.signature import Signature, TensorSpec
 READ_CHUNK_BYTES = 1024 * 1024
 MAX_ECHOED_KEYS = 8
 UTF8_BOM = codecs.BOM_UTF8
+# One decoder, reused: json.loads would also sniff the encoding of every line.
+_JSON = json.JSONDecoder()
 
 
 class MalformedJobInput(InvalidInput):
@@ -118,22 +120,30 @@ class RowDecoder:
         chunk = RowChunk(lines=list(range(first_line, first_line + len(lines))))
         values: list[Any] = []
         positions: list[int] = []
+        decode = _JSON.decode
         for position, line in enumerate(lines):
             try:
-                if not line.strip():
-                    raise InvalidInput("expected a JSON value, got an empty line")
-                try:
-                    values.append(json.loads(line))
-                except ValueError:
-                    raise InvalidInput(
-                        "expected one JSON value per line, got text that is not JSON"
-                    ) from None
-                positions.append(position)
-            except InvalidInput as exc:
-                chunk.errors[position] = f"line {chunk.lines[position]}: {exc.message}"
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                chunk.errors[position] = f"line {chunk.lines[position]}: expected UTF-8 text, got other bytes"
+                continue
+            if not text.strip():
+                chunk.errors[position] = (
+                    f"line {chunk.lines[position]}: expected a JSON value, got an empty line"
+                )
+                continue
+            try:
+                values.append(decode(text))
+            except ValueError:
+                chunk.errors[position] = (
+                    f"line {chunk.lines[position]}: expected one JSON value per line, "
+                    "got text that is not JSON"
+                )
+                continue
+            positions.append(position)
         if values:
-            may_hold_booleans = any(b"true" in line or b"false" in line for line in lines)
-            self._stack(chunk, positions, values, may_hold_booleans)
+            joined = b"\n".join(lines)
+            self._stack(chunk, positions, values, b"true" in joined or b"false" in joined)
         return chunk
 
     def _stack(
@@ -163,6 +173,8 @@ class RowDecoder:
             raise InvalidInput("rows differ") from None
 
     def _column_array(self, spec: _RowSpec, column: list[Any], may_hold_booleans: bool) -> npt.NDArray[Any]:
+        if spec.datatype.v2 == "BYTES" and not all(isinstance(item, str | list) for item in column):
+            raise InvalidInput("rows differ")  # numpy would quietly turn a number into text
         shape = [len(column), *_nested_shape(column[0])]
         spec.check(shape[1:], f"input '{spec.name}'")
         return array_from_json(
@@ -334,16 +346,16 @@ def iter_lines(
 
     A line longer than `max_line_bytes` fails the job: holding it would break the streaming promise."""
     pending = b""
-    first = True
+    bom_checked = False
     line_number = 0
     while True:
         chunk = stream.read(chunk_bytes)
-        if first:
-            chunk = chunk.removeprefix(UTF8_BOM)
-            first = False
         if not chunk:
             break
         pending += chunk
+        if not bom_checked and len(pending) >= len(UTF8_BOM):
+            pending = pending.removeprefix(UTF8_BOM)
+            bom_checked = True
         lines = pending.split(b"\n")
         pending = lines.pop()
         for line in lines:
@@ -374,7 +386,8 @@ def iter_csv_records(lines: Iterable[bytes]) -> Iterator[tuple[int, list[str]]]:
 def _decoded(lines: Iterable[bytes]) -> Iterator[str]:
     for number, line in enumerate(lines, start=1):
         try:
-            yield line.decode("utf-8")
+            # The csv module wants line endings back: a quoted cell may hold a newline.
+            yield line.decode("utf-8") + "\n"
         except UnicodeDecodeError:
             raise MalformedJobInput(f"input.csv: line {number} is not valid UTF-8") from None
 
