@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from maas.cli.common import default_user
+from maas.cli.jobs import add_jobs_commands
 from maas.cli.models import add_models_commands, add_registry_commands
 from maas.cli.training import add_training_commands
 from maas.errors import MaasError
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_models_commands(commands, output, author)
     add_registry_commands(commands, output)
+    add_jobs_commands(commands, output)
 
     serve = commands.add_parser("serve", help="run the local API Gateway emulator over an embedded S3/SQS")
     serve.add_argument("--host", default="127.0.0.1")
