@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from tests.conftest import TEST_BUCKET, load_event
+from tests.conftest import TEST_BUCKET, JsonLogs, load_event
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
@@ -145,3 +145,23 @@ def test_a_storage_outage_is_transient_and_reported_for_retry(async_function: Mo
     response = async_function.lambda_handler(event, None)
 
     assert response == {"batchItemFailures": [{"itemIdentifier": "m-outage"}]}
+
+
+def test_payload_values_never_reach_the_logs(
+    async_function: ModuleType, s3: Any, capsys: pytest.CaptureFixture[str], json_logs: JsonLogs
+) -> None:
+    good = request("private-1", np.full((1, 10), 123.456789, dtype=np.float32))
+    bad = {
+        **good,
+        "id": "private-2",
+        "inputs": [{**good["inputs"][0], "shape": [1, 5], "data": [123.456789] * 5}],
+    }
+    poison = "123.456789 is not an object"
+
+    async_function.lambda_handler(
+        {"Records": [record(good, "p1"), record(bad, "p2"), record(poison, "p3")]}, None
+    )
+
+    captured = capsys.readouterr()
+    assert "message not processed" in json_logs.text
+    assert "123.456" not in captured.out + captured.err + json_logs.text

@@ -15,7 +15,7 @@ import pytest
 
 from maas.events.layout import JobStatus
 from maas.registry import Manifest
-from tests.conftest import TEST_BUCKET, load_event
+from tests.conftest import TEST_BUCKET, JsonLogs, load_event
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
@@ -254,3 +254,17 @@ def test_outputs_go_next_to_the_input_however_the_reference_is_spelled(
         published_seed.version,
         folder + "output.jsonl",
     )
+
+
+def test_payload_values_never_reach_the_logs(
+    batch_function: ModuleType, s3: Any, capsys: pytest.CaptureFixture[str], json_logs: JsonLogs
+) -> None:
+    marker = 123.456789
+    key = "jobs/seed-mlp/j-private/input.jsonl"
+    submit(s3, key, f"{json.dumps([marker] * 10)}\n{json.dumps([marker] * 3)}\n[{marker}".encode())
+
+    batch_function.lambda_handler(job_event(key), Context())
+
+    captured = capsys.readouterr()
+    assert "job finished" in json_logs.text
+    assert "123.456" not in captured.out + captured.err + json_logs.text
