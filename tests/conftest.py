@@ -17,6 +17,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from maas.aws_clients import s3_client
 from maas.config import Settings
 from maas.registry import Manifest, ModelRegistry
 from maas.service import InferenceService
@@ -43,6 +44,9 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "MAAS_BUCKET", "MAAS_PREFIX", "MAAS_PROVIDER"):
         monkeypatch.delenv(name, raising=False)
+    # Each test is a fresh container: a client cached by an earlier test holds that test's credentials
+    # (or none, for a test that ran without them) and its endpoint.
+    s3_client.cache_clear()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from maas.config import Settings
 from maas.events.layout import JobCounts, JobLocation, JobStatus, LineError
 from maas.registry import Manifest
 from maas.registry.references import parse_ref
+from tests.cli.helpers import fail
 from tests.conftest import TEST_BUCKET
 
 LINES = b'{"inputs": {"input": [1.0, 2.0]}}\n{"inputs": {"input": [3.0, 4.0]}}\n'
@@ -54,16 +55,6 @@ def keys(s3: Any) -> list[str]:
 def body(s3: Any, key: str) -> bytes:
     data: bytes = s3.get_object(Bucket=TEST_BUCKET, Key=key)["Body"].read()
     return data
-
-
-def fail(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    """Run a command that must fail with a domain error before printing anything; return its message."""
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    assert code == 1, captured.out
-    assert captured.out == ""
-    assert captured.err.startswith("error: ")
-    return captured.err
 
 
 def job_status(

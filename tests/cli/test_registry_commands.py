@@ -11,6 +11,7 @@ import pytest
 from maas import aws_clients
 from maas.cli import main
 from maas.registry import Manifest, ModelRegistry
+from tests.cli.helpers import fail
 from tests.conftest import TEST_BUCKET
 
 if TYPE_CHECKING:
@@ -56,16 +57,6 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
     captured = capsys.readouterr()
     assert code == 0, captured.err
     return json.loads(captured.out)
-
-
-def fail(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    """Run a command that must fail with a domain error; return its one-line message."""
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    assert code == 1, captured.out
-    assert captured.out == ""
-    assert captured.err.startswith("error: ")
-    return captured.err
 
 
 def test_ls_show_and_versions(

@@ -152,7 +152,7 @@ def test_the_document_describes_every_route_the_function_serves(
     isolated_env.setenv("AWS_DEFAULT_REGION", "us-east-1")
     function = load_function_module("infer")
     served = {
-        (method.lower(), re.sub(r"<(\w+)>", r"{\1}", rule)) for method, rule in function.app.routes.rules
+        (method.lower(), re.sub(r"<(\w+)>", r"{\1}", rule)) for method, rule in function.app.http.routes.rules
     }
 
     documented = {(method, path) for path, item in served_document["paths"].items() for method in item}

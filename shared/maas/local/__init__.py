@@ -1,11 +1,18 @@
-"""Local development: template.yaml's routes served by an HTTP API emulator over an embedded S3.
+"""Local development: template.yaml served by an HTTP API emulator and SQS pollers over an embedded S3/SQS.
 
 Offline only: nothing online imports this package.
 """
 
 from __future__ import annotations
 
-from maas.local.gateway import LocalGateway, RouteTable, http_api_event, http_response_from_lambda
+from maas.local.gateway import (
+    LocalFunctions,
+    LocalGateway,
+    RouteTable,
+    http_api_event,
+    http_response_from_lambda,
+)
+from maas.local.queues import LocalQueue, SqsPoller
 from maas.local.stack import LocalStack, StoreChoice, choose_store, seed_registry, serve
 from maas.local.template import (
     FunctionSpec,
@@ -20,11 +27,14 @@ from maas.local.template import (
 __all__ = [
     "FunctionSpec",
     "IntrinsicResolver",
+    "LocalFunctions",
     "LocalGateway",
+    "LocalQueue",
     "LocalStack",
     "Route",
     "RouteTable",
     "SamTemplate",
+    "SqsPoller",
     "StoreChoice",
     "TemplateError",
     "choose_store",

@@ -3,13 +3,16 @@
 It routes, builds events and maps responses the way HTTP API does, so a function that works here
 sees the same dicts in AWS. Decisions worth knowing:
 
-- One execution environment per function: invocations of one function are serialized, as in a
-  single warm Lambda container (Powertools resolvers keep the current event on the app object).
-  The HTTP server is threaded, so a slow function never blocks another one.
+- One execution environment per function (`LocalFunction`): invocations of one function are
+  serialized, as in a single warm Lambda container (Powertools resolvers keep the current event on
+  the app object). The HTTP server is threaded, so a slow function never blocks another one. The
+  local stack shares one `LocalFunctions` between the gateway and its SQS pollers, so a function
+  invoked by HTTP and by a queue is one environment with one model cache.
 - Each function's template environment (resolved by an `IntrinsicResolver`) is applied to
-  `os.environ` when the gateway starts, before any handler is imported, and restored when it stops.
-  The process has one environment, so functions that disagree on a variable get the first
-  function's value and a warning.
+  `os.environ` before any handler is imported, and restored afterwards: by the gateway when it
+  builds its own functions, by whoever owns a shared `LocalFunctions` otherwise. The process has
+  one environment, so functions that disagree on a variable get the first function's value and a
+  warning.
 - Handlers are imported from their file (CodeUri + Handler) under a unique module name, once, on
   the first request, with the code folder on sys.path while the module initialises; modules from
   that folder are private to the function, as they would be in its own container.
@@ -27,7 +30,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,7 +47,6 @@ from maas.local.template import (
     FunctionSpec,
     IntrinsicResolver,
     Route,
-    UnresolvedIntrinsicError,
 )
 
 logger = logging.getLogger(__name__)
@@ -398,12 +400,92 @@ class LocalFunction:
         return self._handler
 
 
+class LocalFunctions:
+    """The execution environments of a set of functions, one per function, built once and shared.
+
+    It also owns the process environment the functions need: `apply_environment()` merges every
+    function's resolved Environment.Variables into `os.environ` (functions with no HTTP route too)
+    and `restore_environment()` puts each variable back as it was.
+    """
+
+    def __init__(
+        self,
+        specs: Iterable[FunctionSpec],
+        *,
+        root: Path,
+        resolver: IntrinsicResolver,
+        account_id: str = LOCAL_ACCOUNT_ID,
+    ) -> None:
+        self._resolver = resolver
+        self._functions: dict[str, LocalFunction] = {}
+        for spec in specs:
+            if spec.logical_id not in self._functions:
+                self._functions[spec.logical_id] = LocalFunction(
+                    spec=spec,
+                    root=root,
+                    memory_mb=int(resolver.resolve_number(spec.memory_size, DEFAULT_MEMORY_MB)),
+                    timeout_seconds=resolver.resolve_number(spec.timeout, DEFAULT_TIMEOUT_SECONDS),
+                    region=resolver.region,
+                    account_id=account_id,
+                )
+        self._saved_environ: dict[str, str | None] = {}
+
+    def __getitem__(self, logical_id: str) -> LocalFunction:
+        return self._functions[logical_id]
+
+    def __contains__(self, logical_id: object) -> bool:
+        return logical_id in self._functions
+
+    def __iter__(self) -> Iterator[LocalFunction]:
+        return iter(self._functions.values())
+
+    def __len__(self) -> int:
+        return len(self._functions)
+
+    def apply_environment(self) -> None:
+        merged: dict[str, tuple[str, str]] = {}
+        for function in self._functions.values():
+            for name, value in self._resolver.resolve_environment(function.spec).items():
+                if name in merged and merged[name][1] != value:
+                    logger.warning(
+                        "%s=%r from %s kept; %s wants %r (one process, one environment)",
+                        name,
+                        merged[name][1],
+                        merged[name][0],
+                        function.spec.logical_id,
+                        value,
+                    )
+                    continue
+                merged[name] = (function.spec.logical_id, value)
+        for name, (_, value) in merged.items():
+            self._saved_environ.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+    def restore_environment(self) -> None:
+        for name, value in self._saved_environ.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_environ.clear()
+
+
+# sys.path and sys.modules are process-wide: two functions initialising at once (an HTTP request and
+# an SQS poller) would each see the other's folder and could drop the other's sibling modules.
+_HANDLER_IMPORT_LOCK = threading.Lock()
+
+
 def _import_file(path: Path, logical_id: str) -> ModuleType:
     """Import a handler file as Lambda does, with its folder importable while it initialises.
 
     Sibling modules it imported are then dropped from sys.modules (the handler keeps its references),
     so two functions that each ship a `helpers.py` never share one.
     """
+    with _HANDLER_IMPORT_LOCK:
+        return _import_file_unlocked(path, logical_id)
+
+
+def _import_file_unlocked(path: Path, logical_id: str) -> ModuleType:
     name = f"maas_local_function_{logical_id.lower()}_{uuid.uuid4().hex[:8]}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -453,20 +535,30 @@ class LocalGateway:
         resolver: IntrinsicResolver | None = None,
         api: ApiContext | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        functions: LocalFunctions | None = None,
     ) -> None:
+        """`functions`: execution environments shared with other invokers (the caller then owns their
+        environment); without it the gateway builds its routes' functions and applies their environment
+        itself while it is bound."""
         self.host = host
         self.port = port
         self.api = api or ApiContext()
         self.max_body_bytes = max_body_bytes
         self._table = RouteTable(routes)
-        self._resolver = resolver or IntrinsicResolver(parameters={})
-        self._functions: dict[str, LocalFunction] = {}
-        for route in routes:
-            if route.function_id not in self._functions:
-                self._functions[route.function_id] = self._local_function(route.function, root)
+        self._owns_functions = functions is None
+        if functions is None:
+            functions = LocalFunctions(
+                (route.function for route in routes),
+                root=root,
+                resolver=resolver or IntrinsicResolver(parameters={}),
+                account_id=self.api.account_id,
+            )
+        missing = sorted({route.function_id for route in routes} - {f.spec.logical_id for f in functions})
+        if missing:
+            raise ValueError(f"functions: expected every routed function, missing {', '.join(missing)}")
+        self._functions = functions
         self._server: _GatewayServer | None = None
         self._thread: threading.Thread | None = None
-        self._saved_environ: dict[str, str | None] = {}
 
     @property
     def url(self) -> str:
@@ -482,11 +574,13 @@ class LocalGateway:
         first and finish slow setup (seeding a model) before any request is answered.
         """
         if self._server is None:
-            self._apply_environment()
+            if self._owns_functions:
+                self._functions.apply_environment()
             try:
                 self._server = _GatewayServer((self.host, self.port), _GatewayRequestHandler, self)
             except OSError:
-                self._restore_environment()
+                if self._owns_functions:
+                    self._functions.restore_environment()
                 raise
         return self.url
 
@@ -521,7 +615,8 @@ class LocalGateway:
                 self._thread.join()
                 self._thread = None
             server.server_close()
-        self._restore_environment()
+        if self._owns_functions:
+            self._functions.restore_environment()
 
     def __enter__(self) -> LocalGateway:
         self.start()
@@ -550,49 +645,6 @@ class LocalGateway:
         except Exception:
             logger.exception("%s failed on %s %s", match.route.function_id, request.method, request.target)
             return gateway_message(500, "Internal Server Error")
-
-    def _local_function(self, spec: FunctionSpec, root: Path) -> LocalFunction:
-        return LocalFunction(
-            spec=spec,
-            root=root,
-            memory_mb=int(self._resolve_number(spec.memory_size, DEFAULT_MEMORY_MB)),
-            timeout_seconds=self._resolve_number(spec.timeout, DEFAULT_TIMEOUT_SECONDS),
-            region=self._resolver.region,
-            account_id=self.api.account_id,
-        )
-
-    def _resolve_number(self, value: Any, default: float) -> float:
-        try:
-            return float(self._resolver.resolve(value))
-        except (UnresolvedIntrinsicError, ValueError):
-            return default
-
-    def _apply_environment(self) -> None:
-        merged: dict[str, tuple[str, str]] = {}
-        for function in self._functions.values():
-            for name, value in self._resolver.resolve_environment(function.spec).items():
-                if name in merged and merged[name][1] != value:
-                    logger.warning(
-                        "%s=%r from %s kept; %s wants %r (one process, one environment)",
-                        name,
-                        merged[name][1],
-                        merged[name][0],
-                        function.spec.logical_id,
-                        value,
-                    )
-                    continue
-                merged[name] = (function.spec.logical_id, value)
-        for name, (_, value) in merged.items():
-            self._saved_environ.setdefault(name, os.environ.get(name))
-            os.environ[name] = value
-
-    def _restore_environment(self) -> None:
-        for name, value in self._saved_environ.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved_environ.clear()
 
 
 class _GatewayServer(ThreadingHTTPServer):

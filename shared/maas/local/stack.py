@@ -1,4 +1,4 @@
-"""The whole system on a laptop: an object store, the seed model, and the gateway over template.yaml.
+"""The whole system on a laptop: an object store, queues, the seed model, and template.yaml's functions.
 
 `make serve` runs `serve()`. Tests use `LocalStack` directly on an ephemeral port. The store is
 chosen once, before any Settings or boto3 client exists, because botocore and maas.aws_clients
@@ -7,6 +7,11 @@ cache endpoints:
 - `AWS_ENDPOINT_URL` set (LocalStack, MinIO): use it, creating the bucket if it is missing.
 - `MAAS_BUCKET` set and AWS credentials found: use that real bucket, which must already exist.
 - otherwise: an embedded moto server on 127.0.0.1 with dummy credentials.
+
+Events run only against the embedded store: there the stack creates template.yaml's queues, gives
+the model bucket its notifications and polls each function's SQS events (see maas.local.queues).
+Another store's queues and notifications belong to whoever deployed it, so the stack leaves them
+alone and serves HTTP only. Schedules are not emulated.
 """
 
 from __future__ import annotations
@@ -32,8 +37,22 @@ from botocore.exceptions import BotoCoreError, ClientError
 from maas.aws_clients import s3_client
 from maas.config import DEFAULT_BUCKET, ENV_BUCKET, ENV_ENDPOINT_URL, Settings
 from maas.errors import ConfigurationError
-from maas.local.gateway import LocalGateway
-from maas.local.template import IntrinsicResolver, SamTemplate, load_template
+from maas.local.gateway import LocalFunctions, LocalGateway
+from maas.local.queues import (
+    LocalQueue,
+    SqsPoller,
+    apply_bucket_notifications,
+    create_queues,
+    local_sqs_client,
+    visibility_seconds,
+)
+from maas.local.template import (
+    BUCKET_TYPE,
+    DEFAULT_SQS_BATCH_SIZE,
+    IntrinsicResolver,
+    SamTemplate,
+    load_template,
+)
 from maas.registry import Manifest, ModelRegistry
 
 if TYPE_CHECKING:
@@ -43,7 +62,7 @@ logger = logging.getLogger(__name__)
 
 TEMPLATE_FILE = "template.yaml"
 MODEL_BUCKET_RESOURCE = "ModelBucket"
-BUCKET_TYPE = "AWS::S3::Bucket"
+ASYNC_QUEUE_RESOURCE = "AsyncQueue"
 SEED_MODELS: tuple[str, ...] = ("seed-mlp",)
 DEFAULT_PORT = 3000
 EMBEDDED_REGION = "us-east-1"
@@ -145,10 +164,15 @@ class _EnvironmentPatch:
 
 
 class LocalStack:
-    """Store, seed models and gateway, started together and stopped in reverse order.
+    """Store, queues, seed models, gateway and SQS pollers, started together and stopped in reverse.
 
-    Non-blocking: `start()` returns once the gateway listens, so tests drive it over real HTTP.
-    Environment variables it sets are restored by `close()`.
+    Non-blocking: `start()` returns once the gateway listens and the pollers run, so tests drive it
+    over real HTTP, S3 and SQS. Environment variables it sets are restored by `close()`.
+
+    `queue_visibility_seconds` is local only: it replaces every queue's VisibilityTimeout (rounded up
+    to whole seconds). The template's values (minutes, six times the function's Timeout, as Lambda
+    advises) are right in AWS but make a local retry or a redrive to the dead-letter queue take that
+    long; tests use 1 second. Only the embedded store has queues, so it changes nothing elsewhere.
     """
 
     def __init__(
@@ -162,6 +186,7 @@ class LocalStack:
         seed_models: Sequence[str] = SEED_MODELS,
         seed_overrides: Mapping[str, Any] | None = None,
         parameters: Mapping[str, str] | None = None,
+        queue_visibility_seconds: float | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -169,11 +194,17 @@ class LocalStack:
         self.seed_models = tuple(seed_models)
         self.seed_overrides = dict(seed_overrides) if seed_overrides else None
         self.parameters = dict(parameters or {})
+        if queue_visibility_seconds is not None:
+            visibility_seconds(queue_visibility_seconds)  # out of SQS's range fails here, not at start()
+        self.queue_visibility_seconds = queue_visibility_seconds
         self._bucket = bucket
         self._embedded = embedded
         self._env = _EnvironmentPatch()
         self._moto: Any = None
         self._gateway: LocalGateway | None = None
+        self._functions: LocalFunctions | None = None
+        self._queues: dict[str, LocalQueue] = {}
+        self._pollers: list[SqsPoller] = []
         self._store: StoreChoice | None = None
         self._settings: Settings | None = None
         self._registry: ModelRegistry | None = None
@@ -195,24 +226,47 @@ class LocalStack:
                 s3, settings.bucket, prefix=settings.prefix, default_alias=settings.default_alias
             )
             self._store, self._settings, self._registry = store, settings, registry
+            region = _region()
+            sqs = None
+            if store.kind == "embedded":
+                sqs = local_sqs_client(store.endpoint_url, region)
+                self._create_queues(sqs, s3, bucket_names, region)
             resolver = IntrinsicResolver.for_template(
-                self.template, self.parameters, resources=bucket_names, region=_region()
+                self.template,
+                self.parameters,
+                resources={**bucket_names, **{rid: queue.url for rid, queue in self._queues.items()}},
+                attributes=self._attributes(bucket_names),
+                region=region,
             )
+            functions = LocalFunctions(self.template.functions.values(), root=self.root, resolver=resolver)
+            functions.apply_environment()  # before any handler is imported, routed or not
+            self._functions = functions
             self._gateway = LocalGateway(
-                self.template.routes, root=self.root, host=self.host, port=self.port, resolver=resolver
+                self.template.routes, root=self.root, host=self.host, port=self.port, functions=functions
             )
             self._gateway.bind()  # a busy port fails now, not after training; requests wait for start()
             self.seeded = seed_registry(registry, self.seed_models, self.seed_overrides)
             self._gateway.start()
+            if sqs is not None:
+                self._start_pollers(sqs, functions, resolver)
         except BaseException:
             self.close()
             raise
         return self
 
     def close(self) -> None:
+        pollers, self._pollers = self._pollers, []
+        for poller in pollers:
+            poller.request_stop()  # all at once, so their long polls end together
+        for poller in pollers:
+            poller.stop()
         gateway, self._gateway = self._gateway, None
         if gateway is not None:
             gateway.stop()
+        functions, self._functions = self._functions, None
+        if functions is not None:
+            functions.restore_environment()
+        self._queues = {}
         moto, self._moto = self._moto, None
         if moto is not None:
             moto.stop()
@@ -251,6 +305,24 @@ class LocalStack:
             raise RuntimeError("the local stack is not started")
         return self._registry
 
+    @property
+    def events_emulated(self) -> bool:
+        """Whether queues, notifications and SQS pollers run: on the embedded store only."""
+        return self.store.kind == "embedded"
+
+    @property
+    def queue_urls(self) -> Mapping[str, str]:
+        """Each template queue's local URL by logical id; empty when events are not emulated."""
+        return {rid: queue.url for rid, queue in self._queues.items()}
+
+    def queue_url(self, logical_id: str) -> str:
+        """The local URL of template queue `logical_id` (what `!Ref <Queue>` resolves to)."""
+        try:
+            return self._queues[logical_id].url
+        except KeyError:
+            known = ", ".join(self._queues) or "none: events are emulated on the embedded store only"
+            raise KeyError(f"queue {logical_id!r}: expected one of the template's queues ({known})") from None
+
     def curl_example(self, model: str = SEED_MODELS[0]) -> str:
         url = self.url.replace("://0.0.0.0:", "://127.0.0.1:")
         body = json.dumps(example_infer_body(), separators=(",", ":"))
@@ -271,12 +343,44 @@ class LocalStack:
         lines.append(f"models: {where}")
         if store.kind == "embedded":
             lines.append(
-                "to publish into it from another shell: "
-                f"AWS_ENDPOINT_URL={store.endpoint_url} AWS_ACCESS_KEY_ID=testing "
-                f"AWS_SECRET_ACCESS_KEY=testing {ENV_BUCKET}={store.bucket} maas ..."
+                "from another shell, first: "
+                f"export AWS_ENDPOINT_URL={store.endpoint_url} AWS_ACCESS_KEY_ID=testing "
+                f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={EMBEDDED_REGION} "
+                f"{ENV_BUCKET}={store.bucket}"
             )
-        lines += ["try:", self.curl_example(), "Ctrl-C stops."]
+            lines.append("  then `maas ...` publishes into it")
+        lines += ["try:", self.curl_example()]
+        lines += self._event_lines()
+        lines.append("Ctrl-C stops.")
         return "\n".join(lines)
+
+    def _event_lines(self) -> list[str]:
+        store = self.store
+        if not self.events_emulated:
+            return [
+                f"events: not emulated against {store.kind} storage (no queues, notifications or pollers)"
+            ]
+        pollers = ", ".join(f"{p.queue.logical_id} -> {p.source.function_id}" for p in self._pollers)
+        lines = [f"events: {pollers or 'no SQS events in the template'}"]
+        model = SEED_MODELS[0]
+        # AWS CLI v1 ignores AWS_ENDPOINT_URL, so the commands name the endpoint themselves.
+        aws = f"aws --endpoint-url {store.endpoint_url}"
+        prefix = self.settings.prefix
+        if self.template.queue_notifications:
+            lines += [
+                "start a batch job (one row per line; output.jsonl and status.json appear beside the input):",
+                f"  maas jobs submit rows.jsonl --model {model}",
+                f"  or: {aws} s3 cp rows.jsonl s3://{store.bucket}/{prefix}jobs/{model}/<job-id>/input.jsonl",
+            ]
+        if ASYNC_QUEUE_RESOURCE in self._queues:
+            request = {"model": model, "id": "r1", "inputs": example_infer_body(rows=1)["inputs"]}
+            body = shlex.quote(json.dumps(request, separators=(",", ":")))
+            lines += [
+                f"send an async request (the answer appears at s3://{store.bucket}/{prefix}results/r1.json):",
+                f"  {aws} sqs send-message --queue-url {self.queue_url(ASYNC_QUEUE_RESOURCE)} "
+                f"--message-body {body}",
+            ]
+        return lines
 
     def _start_store(self) -> StoreChoice:
         store = choose_store(os.environ, bucket=self._bucket, embedded=self._embedded)
@@ -299,6 +403,41 @@ class LocalStack:
         self._env.set("AWS_REGION", EMBEDDED_REGION)
         self._env.set("AWS_PROFILE", None)
         return dataclasses.replace(store, endpoint_url=endpoint)
+
+    def _create_queues(self, sqs: Any, s3: S3Client, bucket_names: Mapping[str, str], region: str) -> None:
+        parameters = IntrinsicResolver.for_template(self.template, self.parameters, region=region)
+        self._queues = create_queues(
+            sqs,
+            self.template.queues_in_creation_order(),
+            parameters,
+            visibility_timeout_seconds=self.queue_visibility_seconds,
+        )
+        apply_bucket_notifications(
+            s3, self.template.queue_notifications, bucket_names=bucket_names, queues=self._queues
+        )
+
+    def _start_pollers(self, sqs: Any, functions: LocalFunctions, resolver: IntrinsicResolver) -> None:
+        for source in self.template.sqs_event_sources:
+            if resolver.resolve(source.enabled).lower() != "true":
+                logger.info("%s.%s: disabled in the template", source.function_id, source.event_id)
+                continue
+            poller = SqsPoller(
+                source,
+                functions[source.function_id],
+                self._queues[source.queue_id],
+                sqs,
+                batch_size=int(resolver.resolve_number(source.batch_size, DEFAULT_SQS_BATCH_SIZE)),
+                batching_window_seconds=resolver.resolve_number(source.maximum_batching_window_seconds, 0),
+            )
+            self._pollers.append(poller)
+            poller.start()
+
+    def _attributes(self, bucket_names: Mapping[str, str]) -> dict[str, dict[str, str]]:
+        """What Fn::GetAtt returns for the resources the stack created."""
+        attributes = {rid: queue.attributes for rid, queue in self._queues.items()}
+        for rid, name in bucket_names.items():
+            attributes[rid] = {"Arn": f"arn:aws:s3:::{name}"}
+        return attributes
 
     def _bucket_names(self, model_bucket: str) -> dict[str, str]:
         """Local names for the template's buckets: ModelBucket is the registry, others derive from it."""

@@ -1,15 +1,17 @@
-"""Reads template.yaml, the single source of truth for routes and function settings.
+"""Reads template.yaml, the single source of truth for routes, queues and function settings.
 
-The local gateway serves exactly what SAM deploys: HttpApi events become routes, Globals merge under
-each function, and CloudFormation intrinsics stay as {"Ref": ...} / {"Fn::Sub": ...} dicts until an
-`IntrinsicResolver` that knows the local stack's values turns them into strings.
+The local stack serves exactly what SAM deploys: HttpApi events become routes, SQS events become
+pollers, AWS::SQS::Queue resources become queues and a bucket's QueueConfigurations become its
+notifications. Globals merge under each function, and CloudFormation intrinsics stay as
+{"Ref": ...} / {"Fn::Sub": ...} dicts until an `IntrinsicResolver` that knows the local stack's
+values turns them into strings. Event types the emulator does not run (Schedule, ...) are skipped.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,14 @@ logger = logging.getLogger(__name__)
 ANY_METHOD = "ANY"
 DEFAULT_ROUTE = "$default"
 FUNCTION_TYPE = "AWS::Serverless::Function"
+QUEUE_TYPE = "AWS::SQS::Queue"
+BUCKET_TYPE = "AWS::S3::Bucket"
 HTTP_API_EVENT = "HttpApi"
+SQS_EVENT = "SQS"
+REPORT_BATCH_ITEM_FAILURES = "ReportBatchItemFailures"
+# Lambda's defaults for an SQS event source mapping, and SQS's own for a queue.
+DEFAULT_SQS_BATCH_SIZE = 10
+DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 30
 DEFAULT_TIMEOUT_SECONDS = 3
 DEFAULT_MEMORY_MB = 128
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", ANY_METHOD})
@@ -133,6 +142,60 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class RedrivePolicy:
+    """Where SQS moves a message received `max_receive_count` times: a queue of the same template."""
+
+    dead_letter_queue_id: str
+    max_receive_count: Any
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """An AWS::SQS::Queue. `attributes` are its SQS attributes as CloudFormation names them
+    (VisibilityTimeout, MessageRetentionPeriod, FifoQueue ...), intrinsics unresolved; the redrive
+    policy is parsed apart because its target is another resource."""
+
+    logical_id: str
+    attributes: Mapping[str, Any]
+    redrive_policy: RedrivePolicy | None = None
+
+    @property
+    def fifo(self) -> bool:
+        return str(self.attributes.get("FifoQueue", False)).lower() == "true"
+
+    @property
+    def visibility_timeout(self) -> Any:
+        return self.attributes.get("VisibilityTimeout", DEFAULT_VISIBILITY_TIMEOUT_SECONDS)
+
+
+@dataclass(frozen=True, slots=True)
+class SqsEventSource:
+    """An SQS event of a function (Lambda's event source mapping); numbers may be unresolved intrinsics."""
+
+    function: FunctionSpec
+    event_id: str
+    queue_id: str
+    batch_size: Any = DEFAULT_SQS_BATCH_SIZE
+    maximum_batching_window_seconds: Any = 0
+    report_batch_item_failures: bool = False
+    enabled: Any = True
+
+    @property
+    def function_id(self) -> str:
+        return self.function.logical_id
+
+
+@dataclass(frozen=True, slots=True)
+class QueueNotification:
+    """One QueueConfigurations entry of a bucket: S3 events on matching keys are sent to a queue."""
+
+    bucket_id: str
+    event: str
+    queue_id: str
+    filter_rules: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class TemplateParameter:
     name: str
     type: str
@@ -147,6 +210,29 @@ class SamTemplate:
     resources: Mapping[str, Mapping[str, Any]]
     functions: Mapping[str, FunctionSpec]
     routes: tuple[Route, ...]
+    queues: Mapping[str, QueueSpec] = field(default_factory=dict)
+    sqs_event_sources: tuple[SqsEventSource, ...] = ()
+    queue_notifications: tuple[QueueNotification, ...] = ()
+
+    def queues_in_creation_order(self) -> list[QueueSpec]:
+        """Dead-letter queues before the queues that redrive to them, as CloudFormation orders them."""
+        ordered: list[QueueSpec] = []
+        placed: set[str] = set()
+
+        def place(queue: QueueSpec, chain: tuple[str, ...]) -> None:
+            if queue.logical_id in placed:
+                return
+            if queue.logical_id in chain:
+                cycle = " -> ".join((*chain, queue.logical_id))
+                raise TemplateError(f"queues: expected no redrive cycle, got {cycle}")
+            if queue.redrive_policy is not None:
+                place(self.queues[queue.redrive_policy.dead_letter_queue_id], (*chain, queue.logical_id))
+            placed.add(queue.logical_id)
+            ordered.append(queue)
+
+        for queue in self.queues.values():
+            place(queue, ())
+        return ordered
 
     def resources_of_type(self, resource_type: str) -> list[str]:
         return [rid for rid, res in self.resources.items() if res.get("Type") == resource_type]
@@ -171,18 +257,47 @@ def parse_template(text: str) -> SamTemplate:
         for rid, res in resources.items()
         if isinstance(res, dict) and res.get("Type") == FUNCTION_TYPE
     }
+    queue_ids = [
+        rid for rid, res in resources.items() if isinstance(res, dict) and res.get("Type") == QUEUE_TYPE
+    ]
+    queues = {rid: _queue_spec(rid, resources[rid].get("Properties") or {}, queue_ids) for rid in queue_ids}
     routes: list[Route] = []
+    sqs_event_sources: list[SqsEventSource] = []
     for rid, spec in functions.items():
         events = (resources[rid].get("Properties") or {}).get("Events") or {}
         for event_id, event in events.items():
-            if isinstance(event, dict) and event.get("Type") == HTTP_API_EVENT:
+            if not isinstance(event, dict):
+                continue
+            if event.get("Type") == HTTP_API_EVENT:
                 routes.append(_route(spec, event_id, event.get("Properties") or {}))
+            elif event.get("Type") == SQS_EVENT:
+                sqs_event_sources.append(
+                    _sqs_event_source(spec, event_id, event.get("Properties") or {}, queues)
+                )
+            else:
+                logger.debug("%s.%s: %s events are not emulated locally", rid, event_id, event.get("Type"))
     _reject_duplicate_routes(routes)
+    notifications = [
+        notification
+        for rid, res in resources.items()
+        if isinstance(res, dict) and res.get("Type") == BUCKET_TYPE
+        for notification in _queue_notifications(rid, res.get("Properties") or {}, queues)
+    ]
     parameters = {
         name: TemplateParameter(name=name, type=str(p.get("Type", "String")), default=p.get("Default"))
         for name, p in (document.get("Parameters") or {}).items()
     }
-    return SamTemplate(parameters=parameters, resources=resources, functions=functions, routes=tuple(routes))
+    template = SamTemplate(
+        parameters=parameters,
+        resources=resources,
+        functions=functions,
+        routes=tuple(routes),
+        queues=queues,
+        sqs_event_sources=tuple(sqs_event_sources),
+        queue_notifications=tuple(notifications),
+    )
+    template.queues_in_creation_order()  # a redrive cycle is a template error, found at load time
+    return template
 
 
 def _function_spec(
@@ -232,6 +347,76 @@ def _route(function: FunctionSpec, event_id: str, properties: Mapping[str, Any])
     return Route(verb, path, function, event_id, api_id)
 
 
+def _queue_arn_reference(value: Any, queue_ids: Collection[str], where: str) -> str:
+    """The logical id behind `!GetAtt <Queue>.Arn`; the emulator can only create queues it declares."""
+    if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
+        target = value["Fn::GetAtt"]
+        if isinstance(target, str):
+            target = target.split(".", 1)
+        if isinstance(target, list) and len(target) == 2 and target[1] == "Arn" and target[0] in queue_ids:
+            return str(target[0])
+    raise TemplateError(f"{where}: expected !GetAtt <Queue>.Arn of a queue in this template, got {value!r}")
+
+
+def _queue_spec(logical_id: str, properties: Mapping[str, Any], queue_ids: Collection[str]) -> QueueSpec:
+    attributes = {k: v for k, v in properties.items() if k not in ("RedrivePolicy", "QueueName", "Tags")}
+    redrive = properties.get("RedrivePolicy")
+    if redrive is None:
+        return QueueSpec(logical_id, attributes)
+    if not isinstance(redrive, dict) or "maxReceiveCount" not in redrive:
+        raise TemplateError(
+            f"{logical_id}.RedrivePolicy: expected deadLetterTargetArn and maxReceiveCount, got {redrive!r}"
+        )
+    dead_letter_queue_id = _queue_arn_reference(
+        redrive.get("deadLetterTargetArn"), queue_ids, f"{logical_id}.RedrivePolicy.deadLetterTargetArn"
+    )
+    return QueueSpec(logical_id, attributes, RedrivePolicy(dead_letter_queue_id, redrive["maxReceiveCount"]))
+
+
+def _sqs_event_source(
+    function: FunctionSpec, event_id: str, properties: Mapping[str, Any], queues: Mapping[str, QueueSpec]
+) -> SqsEventSource:
+    where = f"{function.logical_id}.{event_id}"
+    response_types = properties.get("FunctionResponseTypes") or []
+    if not isinstance(response_types, list):
+        raise TemplateError(f"{where}.FunctionResponseTypes: expected a list, got {response_types!r}")
+    return SqsEventSource(
+        function=function,
+        event_id=event_id,
+        queue_id=_queue_arn_reference(properties.get("Queue"), queues, f"{where}.Queue"),
+        batch_size=properties.get("BatchSize", DEFAULT_SQS_BATCH_SIZE),
+        maximum_batching_window_seconds=properties.get("MaximumBatchingWindowInSeconds", 0),
+        report_batch_item_failures=REPORT_BATCH_ITEM_FAILURES in response_types,
+        enabled=properties.get("Enabled", True),
+    )
+
+
+def _queue_notifications(
+    bucket_id: str, properties: Mapping[str, Any], queues: Mapping[str, QueueSpec]
+) -> list[QueueNotification]:
+    configurations = (properties.get("NotificationConfiguration") or {}).get("QueueConfigurations") or []
+    notifications = []
+    for index, configuration in enumerate(configurations):
+        where = f"{bucket_id}.NotificationConfiguration.QueueConfigurations[{index}]"
+        event = configuration.get("Event")
+        if not isinstance(event, str):
+            raise TemplateError(
+                f"{where}.Event: expected an event name like s3:ObjectCreated:*, got {event!r}"
+            )
+        rules = ((configuration.get("Filter") or {}).get("S3Key") or {}).get("Rules") or []
+        if not all(isinstance(rule, dict) and {"Name", "Value"} <= set(rule) for rule in rules):
+            raise TemplateError(f"{where}.Filter.S3Key.Rules: expected Name and Value in each, got {rules!r}")
+        notifications.append(
+            QueueNotification(
+                bucket_id=bucket_id,
+                event=event,
+                queue_id=_queue_arn_reference(configuration.get("Queue"), queues, f"{where}.Queue"),
+                filter_rules=tuple((str(rule["Name"]), str(rule["Value"])) for rule in rules),
+            )
+        )
+    return notifications
+
+
 def _reject_duplicate_routes(routes: list[Route]) -> None:
     seen: dict[tuple[str | None, str], str] = {}
     for route in routes:
@@ -245,7 +430,12 @@ def _reject_duplicate_routes(routes: list[Route]) -> None:
 @dataclass(frozen=True, slots=True)
 class IntrinsicResolver:
     """Resolves the intrinsics a local run can know: parameter and resource Refs, pseudo parameters,
-    Fn::Sub and Fn::Join over those. Anything else raises UnresolvedIntrinsicError."""
+    Fn::GetAtt of the attributes the local stack created (a queue's Arn, QueueName, QueueUrl), and
+    Fn::Sub and Fn::Join over those. Anything else raises UnresolvedIntrinsicError.
+
+    `resources` holds what a Ref returns (a bucket's name, a queue's URL); `attributes` holds
+    resource -> attribute -> value for Fn::GetAtt.
+    """
 
     parameters: Mapping[str, str]
     resources: Mapping[str, str] = field(default_factory=dict)
@@ -253,6 +443,7 @@ class IntrinsicResolver:
     account_id: str = "123456789012"
     partition: str = "aws"
     stack_name: str = "maas-local"
+    attributes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @classmethod
     def for_template(
@@ -261,12 +452,18 @@ class IntrinsicResolver:
         overrides: Mapping[str, str] | None = None,
         *,
         resources: Mapping[str, str] | None = None,
+        attributes: Mapping[str, Mapping[str, str]] | None = None,
         region: str = "us-east-1",
     ) -> IntrinsicResolver:
         """Parameter defaults from the template, with explicit overrides on top."""
         values = {n: _scalar(p.default) for n, p in template.parameters.items() if p.default is not None}
         values.update(overrides or {})
-        return cls(parameters=values, resources=dict(resources or {}), region=region)
+        return cls(
+            parameters=values,
+            resources=dict(resources or {}),
+            region=region,
+            attributes={rid: dict(by_name) for rid, by_name in (attributes or {}).items()},
+        )
 
     def resolve(self, value: Any) -> str:
         if isinstance(value, bool):
@@ -277,11 +474,20 @@ class IntrinsicResolver:
             fn, arg = next(iter(value.items()))
             if fn == "Ref":
                 return self._ref(str(arg))
+            if fn == "Fn::GetAtt":
+                return self._get_att(arg)
             if fn == "Fn::Sub":
                 return self._sub(arg)
             if fn == "Fn::Join" and isinstance(arg, list) and len(arg) == 2 and isinstance(arg[1], list):
                 return str(arg[0]).join(self.resolve(item) for item in arg[1])
         raise UnresolvedIntrinsicError(f"intrinsic {value!r}: no local value")
+
+    def resolve_number(self, value: Any, default: float) -> float:
+        """A numeric property (Timeout, BatchSize ...): its local value, or `default` when it has none."""
+        try:
+            return float(self.resolve(value))
+        except (UnresolvedIntrinsicError, ValueError):
+            return default
 
     def resolve_environment(self, function: FunctionSpec) -> dict[str, str]:
         """Every variable with a local value; ones without are left out and logged, never guessed."""
@@ -308,6 +514,15 @@ class IntrinsicResolver:
                 return table[name]
         raise UnresolvedIntrinsicError(f"Ref {name!r}: no local value")
 
+    def _get_att(self, arg: Any) -> str:
+        target = arg.split(".", 1) if isinstance(arg, str) else arg
+        if isinstance(target, list) and len(target) == 2:
+            resource, attribute = (str(part) for part in target)
+            value = self.attributes.get(resource, {}).get(attribute)
+            if value is not None:
+                return value
+        raise UnresolvedIntrinsicError(f"Fn::GetAtt {arg!r}: no local value")
+
     def _sub(self, arg: Any) -> str:
         if isinstance(arg, str):
             text, variables = arg, {}
@@ -322,6 +537,8 @@ class IntrinsicResolver:
                 return "${" + name[1:] + "}"
             if name in variables:
                 return variables[name]
+            if "." in name:
+                return self._get_att(name)
             return self._ref(name)
 
         return _SUB_VARIABLE.sub(substitute, text)
