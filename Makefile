@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 # the install; Python compiles the modules it actually imports on first use instead.
 PIP_FLAGS := --quiet --disable-pip-version-check --no-compile
 
-.PHONY: serve test demo lint fmt clean
+.PHONY: serve test bench demo lint fmt clean
 
 # One venv for everything: the runtime package, the torch extra (training) and the dev tools.
 $(INSTALLED): pyproject.toml
@@ -24,6 +24,11 @@ serve: $(INSTALLED)
 PYTEST_WORKERS ?= auto
 test: $(INSTALLED)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# Speed and memory beside their targets, each measured in a fresh process, into bench-results/results.json
+# and results.md. A missed target is reported, not failed. MAAS_BENCH_BATCH_SIZES_MB=10,50 for a quick run.
+bench: $(INSTALLED)
+	MAAS_BENCH=1 $(PY) -m pytest tests/benchmarks -p no:xdist -q $(PYTEST_ARGS)
 
 # The full training configs, a search and int8 versions, published to the local stack; see demo-results/.
 demo: $(INSTALLED)

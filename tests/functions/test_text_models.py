@@ -290,3 +290,37 @@ def test_the_loaded_model_carries_its_tokenizer_and_serves_the_text_signature(
     assert model.tokenizer is not None and model.tokenizer.input_name == "text"
     assert [spec.name for spec in model.signature.inputs] == ["text"]
     assert [spec.name for spec in model.manifest.signature.inputs] == ["input_ids", "attention_mask"]
+
+
+def test_a_batch_job_of_texts_answers_each_line_like_the_reference(
+    monkeypatch: pytest.MonkeyPatch, s3: Any, text_model: tuple[ModelFiles, Manifest]
+) -> None:
+    from tests.functions.test_batch_function import Context, job_event
+
+    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
+    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
+    files, _ = text_model
+    texts = [*TEXTS, LONG_TEXT] * 20  # 80 lines: three runs of at most 32 texts
+    jsonl = "\n".join(json.dumps(text) for text in texts) + "\n" + json.dumps({"text": "an object works too"})
+    folder = f"jobs/{MODEL}/texts/"
+    s3.put_object(Bucket=TEST_BUCKET, Key=folder + "input.jsonl", Body=jsonl.encode())
+    csv_text = "\n".join(f'"{text}"' for text in texts[:4]) + "\n"
+    s3.put_object(Bucket=TEST_BUCKET, Key=f"jobs/{MODEL}/texts-csv/input.csv", Body=csv_text.encode())
+    batch = load_function_module("batch")
+
+    batch.lambda_handler(job_event(folder + "input.jsonl"), Context())
+    batch.lambda_handler(job_event(f"jobs/{MODEL}/texts-csv/input.csv"), Context())
+
+    body = s3.get_object(Bucket=TEST_BUCKET, Key=folder + "output.jsonl")["Body"].read().decode()
+    lines = [json.loads(line) for line in body.splitlines()]
+    assert len(lines) == len(texts) + 1
+    for text, line in zip([*texts, "an object works too"], lines, strict=True):
+        expected = reference(files, [text])
+        assert line["outputs"]["lengths"] == expected["lengths"][0]
+        # token_ids is padded to the longest text of its run, as it is for any multi-text request.
+        ids = np.asarray(line["outputs"]["token_ids"])
+        wanted = expected["token_ids"][0]
+        np.testing.assert_array_equal(ids[: len(wanted)], wanted)
+        assert not ids[len(wanted) :].any()
+    csv_body = s3.get_object(Bucket=TEST_BUCKET, Key=f"jobs/{MODEL}/texts-csv/output.jsonl")["Body"].read()
+    assert [json.loads(line) for line in csv_body.decode().splitlines()] == lines[:4]
