@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from maas.api.tensor_codec import array_from_json
 from maas.datatypes import BY_V2, Datatype
@@ -32,8 +32,6 @@ from maas.signature import Signature, TensorSpec
 READ_CHUNK_BYTES = 1024 * 1024
 MAX_ECHOED_KEYS = 8
 UTF8_BOM = codecs.BOM_UTF8
-# One decoder, reused: json.loads would also sniff the encoding of every line.
-_JSON = json.JSONDecoder()
 
 
 class MalformedJobInput(InvalidInput):
@@ -120,25 +118,11 @@ class RowDecoder:
         chunk = RowChunk(lines=list(range(first_line, first_line + len(lines))))
         values: list[Any] = []
         positions: list[int] = []
-        decode = _JSON.decode
         for position, line in enumerate(lines):
             try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError:
-                chunk.errors[position] = f"line {chunk.lines[position]}: expected UTF-8 text, got other bytes"
-                continue
-            if not text.strip():
-                chunk.errors[position] = (
-                    f"line {chunk.lines[position]}: expected a JSON value, got an empty line"
-                )
-                continue
-            try:
-                values.append(decode(text))
-            except ValueError:
-                chunk.errors[position] = (
-                    f"line {chunk.lines[position]}: expected one JSON value per line, "
-                    "got text that is not JSON"
-                )
+                values.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                chunk.errors[position] = f"line {chunk.lines[position]}: {_not_json(line)}"
                 continue
             positions.append(position)
         if values:
@@ -322,6 +306,16 @@ def _nested_shape(value: Any) -> list[int]:
         if len(shape) > 32:
             raise InvalidInput("expected at most 32 levels of nesting, got deeper")
     return shape
+
+
+def _not_json(line: bytes) -> str:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "expected UTF-8 text, got other bytes"
+    if not text.strip():
+        return "expected a JSON value, got an empty line"
+    return "expected one JSON value per line, got text that is not JSON"
 
 
 def _json_kind(value: Any) -> str:
