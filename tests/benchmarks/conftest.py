@@ -21,6 +21,8 @@ from tests.conftest import TEST_BUCKET
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from maas.training import TrainedModel
+
 BENCH_ENV = "MAAS_BENCH"
 BENCHMARKS_ON = os.environ.get(BENCH_ENV) == "1"
 STORE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -91,6 +93,56 @@ def bench_store() -> Iterator[BenchStore]:
         yield BenchStore(endpoint_url, TEST_BUCKET, s3, seed)
     finally:
         server.stop()
+
+
+class ModelZoo:
+    """Each recipe trained once per run at its default config (what `make demo` publishes), and its int8
+    version, so every case measures the same models. Training happens on first use."""
+
+    # The int8 numbers are measured whatever they lose; the publishing gate is not the benchmark's concern.
+    INT8_MAX_DEGRADATION = 1.0
+
+    def __init__(self) -> None:
+        self._trained: dict[str, TrainedModel] = {}
+        self._int8: dict[str, TrainedModel] = {}
+        self._published: dict[tuple[str, str], Manifest] = {}
+
+    def trained(self, recipe: str) -> TrainedModel:
+        from maas.training import train_recipe
+
+        if recipe not in self._trained:
+            self._trained[recipe] = train_recipe(recipe)
+        return self._trained[recipe]
+
+    def int8(self, recipe: str) -> TrainedModel:
+        from maas.training.quantize import quantize_trained
+
+        if recipe not in self._int8:
+            self._int8[recipe] = quantize_trained(
+                self.trained(recipe), max_degradation=self.INT8_MAX_DEGRADATION
+            )
+        return self._int8[recipe]
+
+    def published(
+        self, store: BenchStore, recipe: str, *, name: str | None = None, int8: bool = False
+    ) -> Manifest:
+        """The recipe's model in the bench store, published once under `name`: by default `<recipe>-fp32` or
+        `<recipe>-int8`, so it never becomes a new version of the store's own seed-mlp."""
+        from maas.training import publish_trained
+
+        model_name = name or f"{recipe}-{'int8' if int8 else 'fp32'}"
+        key = (model_name, "int8" if int8 else "fp32")
+        if key not in self._published:
+            model = self.int8(recipe) if int8 else self.trained(recipe)
+            self._published[key] = publish_trained(
+                model, ModelRegistry(store.s3, store.bucket), name=model_name
+            )
+        return self._published[key]
+
+
+@pytest.fixture(scope="session")
+def bench_models() -> ModelZoo:
+    return ModelZoo()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
