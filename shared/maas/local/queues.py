@@ -41,6 +41,9 @@ from maas.local.template import (
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
+    from mypy_boto3_sqs.type_defs import DeleteMessageBatchRequestEntryTypeDef
 
     from maas.local.gateway import LocalFunction
 
@@ -61,7 +64,7 @@ STOP_WAIT_MAX_SECONDS = 30.0
 STOP_GRACE_SECONDS = 5.0
 
 # SQS attributes the local queue takes from the template; encryption and policies have no local meaning.
-QUEUE_ATTRIBUTES = (
+QUEUE_ATTRIBUTES: tuple[QueueAttributeNameType, ...] = (
     "DelaySeconds",
     "MaximumMessageSize",
     "MessageRetentionPeriod",
@@ -108,7 +111,7 @@ def local_queue_name(queue: QueueSpec) -> str:
     return f"{LOCAL_QUEUE_PREFIX}{queue.logical_id}{FIFO_SUFFIX if queue.fifo else ''}"
 
 
-def local_sqs_client(endpoint_url: str | None, region: str) -> Any:
+def local_sqs_client(endpoint_url: str | None, region: str) -> SQSClient:
     """An SQS client for the pollers: its read timeout outlasts a long poll, and a refused call is
     retried by the poller's own loop, so botocore retries little."""
     config = Config(
@@ -120,7 +123,7 @@ def local_sqs_client(endpoint_url: str | None, region: str) -> Any:
 
 
 def create_queues(
-    sqs: Any,
+    sqs: SQSClient,
     queues: Iterable[QueueSpec],
     resolver: IntrinsicResolver,
     *,
@@ -130,7 +133,7 @@ def create_queues(
     them by logical id. `visibility_timeout_seconds` replaces every queue's VisibilityTimeout."""
     created: dict[str, LocalQueue] = {}
     for queue in queues:
-        attributes = {
+        attributes: dict[QueueAttributeNameType, str] = {
             name: resolver.resolve(queue.attributes[name])
             for name in QUEUE_ATTRIBUTES
             if name in queue.attributes
@@ -284,7 +287,7 @@ class SqsPoller:
         source: SqsEventSource,
         function: LocalFunction,
         queue: LocalQueue,
-        sqs: Any,
+        sqs: SQSClient,
         *,
         batch_size: int = DEFAULT_SQS_BATCH_SIZE,
         batching_window_seconds: float = 0.0,
@@ -376,7 +379,7 @@ class SqsPoller:
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
-        return list(response.get("Messages") or [])
+        return [dict(message) for message in response.get("Messages") or []]
 
     def _deliver(self, messages: Sequence[Mapping[str, Any]]) -> None:
         event = sqs_event(messages, self.queue)
@@ -407,7 +410,9 @@ class SqsPoller:
     def _delete(self, messages: Sequence[Mapping[str, Any]]) -> None:
         for start in range(0, len(messages), MAX_MESSAGES_PER_CALL):
             chunk = messages[start : start + MAX_MESSAGES_PER_CALL]
-            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
+            entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
+            ]
             response = self._sqs.delete_message_batch(QueueUrl=self.queue.url, Entries=entries)
             for failure in response.get("Failed") or []:
                 logger.warning(
