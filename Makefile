@@ -35,13 +35,13 @@ demo: $(INSTALLED)
 	$(PY) -m maas.training.demo
 
 lint: $(INSTALLED)
-	$(VENV)/bin/ruff check shared functions tests
-	$(VENV)/bin/ruff format --check shared functions tests
+	$(VENV)/bin/ruff check shared functions tests infra
+	$(VENV)/bin/ruff format --check shared functions tests infra
 	$(VENV)/bin/mypy
 
 fmt: $(INSTALLED)
-	$(VENV)/bin/ruff check --fix shared functions tests
-	$(VENV)/bin/ruff format shared functions tests
+	$(VENV)/bin/ruff check --fix shared functions tests infra
+	$(VENV)/bin/ruff format shared functions tests infra
 
 clean:
 	rm -rf $(VENV) .aws-sam build *.egg-info shared/*.egg-info
