@@ -17,7 +17,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from maas.aws_clients import s3_client
+from maas.aws_clients import s3_client, s3_transfer_client
 from maas.config import Settings
 from maas.registry import Manifest, ModelRegistry
 from maas.service import InferenceService
@@ -47,6 +47,7 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     # Each test is a fresh container: a client cached by an earlier test holds that test's credentials
     # (or none, for a test that ran without them) and its endpoint.
     s3_client.cache_clear()
+    s3_transfer_client.cache_clear()
 
 
 @pytest.fixture

@@ -290,7 +290,7 @@ def _input_format(source: Path) -> InputFormat:
 def _s3(settings: Settings) -> S3Client:
     from maas import aws_clients
 
-    return aws_clients.s3_client(settings.endpoint_url)
+    return aws_clients.s3_transfer_client(settings.endpoint_url)
 
 
 def _transfer_config() -> TransferConfig:
