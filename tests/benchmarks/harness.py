@@ -31,7 +31,7 @@ VERSIONED_PACKAGES = ("onnxruntime", "numpy", "torch", "boto3", "moto")
 # Variables that would point a measured process at another store or change how the function behaves.
 ISOLATED_ENV_PREFIXES = ("AWS_", "MAAS_", "POWERTOOLS_")
 # Fixed-precision units; anything else prints with 3 significant digits.
-UNIT_DECIMALS = {"MB": 1, "%": 1, "s": 1, "ms": 2, "rows/s": 0}
+UNIT_DECIMALS = {"MB": 1, "%": 1, "s": 1, "ms": 2, "rows/s": 0, "us": 0, "x": 2}
 
 
 class BenchError(RuntimeError):

@@ -29,7 +29,11 @@ _ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 def header(event: BaseProxyEvent, name: str) -> str | None:
-    headers: Mapping[str, str] = event.headers or {}
+    # The raw event's dict: Powertools' `event.headers` builds a new case-insensitive copy on every read.
+    headers: Mapping[str, str] = event.raw_event.get("headers") or {}
+    value = headers.get(name)  # HTTP API and Function URL events already lowercase header names
+    if value is not None:
+        return value
     wanted = name.lower()
     for key, value in headers.items():
         if key.lower() == wanted:
