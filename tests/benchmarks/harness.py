@@ -62,6 +62,7 @@ class Measurement:
             "median": self.value,
             "min": min(self.samples),
             "max": max(self.samples),
+            "samples": list(self.samples),
             "target": self.target,
             "met": self.met,
             "details": dict(self.details),
@@ -141,19 +142,57 @@ def machine_info(when: datetime) -> dict[str, Any]:
 
 
 def markdown_table(machine: Mapping[str, Any], measurements: Sequence[Measurement]) -> str:
+    """The targets first, each with its verdict, then every measurement: what the README shows."""
     packages = machine["packages"]
+    header = ["| case | measurement | value | target | met |", "|---|---|---|---|---|"]
     lines = [
         f"Measured {machine['date']} on {machine['cpu']} ({machine['cores']} cores, "
         f"{machine['memory_gib']} GiB), Python {machine['python']}, onnxruntime {packages['onnxruntime']}, "
         f"numpy {packages['numpy']}, torch {packages['torch']}.",
         "",
-        "| case | measurement | value | target | met |",
-        "|---|---|---|---|---|",
+        "#### Targets",
+        "",
+        *header,
+        *(_row(m) for m in measurements if m.target is not None),
+        "",
+        "#### Every measurement",
+        "",
+        *header,
+        *(_row(m) for m in measurements),
     ]
-    for m in measurements:
-        met = "" if m.met is None else ("yes" if m.met else "**no**")
-        lines.append(f"| {m.case} | {m.name} | {m.value_text()} | {m.target or ''} | {met} |")
     return "\n".join(lines) + "\n"
+
+
+def _row(m: Measurement) -> str:
+    met = "" if m.met is None else ("yes" if m.met else "**no**")
+    return f"| {m.case} | {m.name} | {m.value_text()} | {m.target or ''} | {met} |"
+
+
+def _spread(item: Mapping[str, Any]) -> list[float]:
+    """Samples with the recorded median, min, max and count, for a results.json that kept no samples."""
+    repeats = int(item.get("repeats", 1))
+    if repeats <= 1:
+        return [item["value"]]
+    if repeats == 2:
+        return [item["min"], item["max"]]
+    return [item["min"], *[item["median"]] * (repeats - 2), item["max"]]
+
+
+def rewrite_markdown(json_path: Path) -> str:
+    """The table again from a results.json, e.g. one written before the table's layout changed."""
+    document = json.loads(json_path.read_text())
+    measurements = [
+        Measurement(
+            case=item["case"],
+            name=item["measurement"],
+            unit=item["unit"],
+            samples=tuple(item.get("samples") or _spread(item)),
+            target=item.get("target"),
+            met=item.get("met"),
+        )
+        for item in document["measurements"]
+    ]
+    return markdown_table(document["machine"], measurements)
 
 
 def format_number(value: float, unit: str) -> str:
