@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -79,7 +79,7 @@ class BatchFunctionApp(_QueueApp):
     def __init__(self, jobs: BatchJobService) -> None:
         super().__init__()
         self.jobs = jobs
-        self._remaining_ms: Any = None
+        self._remaining_ms: Callable[[], int] | None = None
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
         self._remaining_ms = context.get_remaining_time_in_millis if context is not None else None
