@@ -25,6 +25,11 @@ ENV_GRAPH_OPTIMIZATION = "MAAS_GRAPH_OPTIMIZATION"
 ENV_DOCS = "MAAS_DOCS"
 ENV_WARM_MODELS = "MAAS_WARM_MODELS"
 ENV_JOB_BATCH_ROWS = "MAAS_JOB_BATCH_ROWS"
+ENV_MAX_JSON_DEPTH = "MAAS_MAX_JSON_DEPTH"
+ENV_MAX_STRING_BYTES = "MAAS_MAX_STRING_BYTES"
+ENV_COMPRESSED_BODIES = "MAAS_COMPRESSED_BODIES"
+ENV_REQUEST_TIMEOUT = "MAAS_REQUEST_TIMEOUT"
+ENV_MANIFEST_SIGNING = "MAAS_MANIFEST_SIGNING"
 ENV_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 ENV_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 ENV_LAMBDA_MEMORY_MB = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
@@ -49,6 +54,15 @@ DEFAULT_MAX_ELEMENTS = 1 << 24
 # Rows a batch job runs per session.run: large enough to amortise the call, small enough that a
 # text model (which tokenizes every row) stays within a 2 GB function.
 DEFAULT_JOB_BATCH_ROWS = 512
+# Nesting of a request's JSON: a [batch, c, h, w] tensor is 4 deep inside 3 levels of envelope; 32 leaves
+# room for any model we serve while refusing the deeply nested documents that exist only to cost CPU.
+DEFAULT_MAX_JSON_DEPTH = 32
+# One element of a BYTES tensor: a text model truncates to its max_length tokens anyway, and tokenizing
+# megabytes per element is work a client should not be able to ask for.
+DEFAULT_MAX_STRING_BYTES = 256 * 1024
+# Seconds one request may spend in the model: below API Gateway's 30 s integration timeout, so the client
+# hears a clear 504 from us rather than a bare one from the gateway.
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 25.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +86,14 @@ class Settings:
     # Model references the warm-up schedule pre-loads.
     warm_models: tuple[str, ...] = ()
     job_batch_rows: int = DEFAULT_JOB_BATCH_ROWS
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+    max_string_bytes: int = DEFAULT_MAX_STRING_BYTES
+    # Content-Encoding gzip/deflate request bodies, inflated within max_request_bytes; off: 415.
+    compressed_bodies: bool = True
+    # 0 turns the per-request budget off (a batch job has its own deadline).
+    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
+    # "" (off), "kms:<key id or ARN>" (an HMAC KMS key) or "secret:<name or ARN>" (Secrets Manager).
+    manifest_signing: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -100,6 +122,11 @@ class Settings:
             endpoint_url=env.get(ENV_ENDPOINT_URL) or None,
             warm_models=tuple(ref.strip() for ref in env.get(ENV_WARM_MODELS, "").split(",") if ref.strip()),
             job_batch_rows=max(1, int(_number(env, ENV_JOB_BATCH_ROWS, DEFAULT_JOB_BATCH_ROWS))),
+            max_json_depth=max(1, int(_number(env, ENV_MAX_JSON_DEPTH, DEFAULT_MAX_JSON_DEPTH))),
+            max_string_bytes=int(_number(env, ENV_MAX_STRING_BYTES, DEFAULT_MAX_STRING_BYTES)),
+            compressed_bodies=_flag(env, ENV_COMPRESSED_BODIES, default=True),
+            request_timeout_seconds=_number(env, ENV_REQUEST_TIMEOUT, DEFAULT_REQUEST_TIMEOUT_SECONDS),
+            manifest_signing=env.get(ENV_MANIFEST_SIGNING, "").strip(),
         )
 
 

@@ -74,3 +74,9 @@ class ConfigurationError(MaasError):
     """The deployment's configuration is invalid (bad env var value). HTTP 500."""
 
     status = 500
+
+
+class DeadlineExceeded(MaasError):
+    """The request used up its time budget (MAAS_REQUEST_TIMEOUT) before the model answered. HTTP 504."""
+
+    status = 504
