@@ -69,14 +69,14 @@ def test_only_job_inputs_start_jobs() -> None:
 
 def test_s3_may_send_to_the_jobs_queue_only_from_the_model_bucket() -> None:
     policy = RESOURCES["JobsQueuePolicy"]["Properties"]
-    (statement,) = policy["PolicyDocument"]["Statement"]
+    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    statement = statements["ModelBucketJobUploads"]
     assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
     bucket_name = RESOURCES["ModelBucket"]["Properties"]["BucketName"]["Fn::Sub"]
-    assert (
-        statement["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"]
-        == f"arn:${{AWS::Partition}}:s3:::{bucket_name}"
-    )
+    source, variables = statement["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"]
+    assert source == "arn:${AWS::Partition}:s3:::${Bucket}"
+    assert variables["Bucket"]["Fn::If"][:2] == ["CreateBucket", {"Fn::Sub": bucket_name}]
     assert "JobsQueuePolicy" in _as_list(RESOURCES["ModelBucket"]["DependsOn"])
 
 

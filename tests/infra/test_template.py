@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import copy
 import re
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from cfnlint.api import lint_file
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
 
 from maas.config import Settings
 from maas.local.gateway import RouteTable
-from maas.local.template import DEFAULT_ROUTE, load_template, parse_cloudformation_yaml
+from maas.local.template import DEFAULT_ROUTE, load_template
 from maas.registry.store import ModelRegistry
-
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "template.yaml"
+from tests.infra.deployed import TEMPLATE, translate
 
 SERVED_ROUTES = [
     "GET /v2/health/live",
@@ -50,25 +44,11 @@ REGISTRY_ROUTES = [
     "PUT /registry/models/{name}/versions/{version}/tags",
     "POST /registry/models/{name}/versions/{version}/archive",
 ]
-WRITE_ACTIONS = {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectAcl"}
-ALIASES = "arn:${AWS::Partition}:s3:::${ModelBucket}/models/*/aliases/*"
-META = "arn:${AWS::Partition}:s3:::${ModelBucket}/models/*/meta/*"
 
 
 @pytest.fixture(scope="module")
-def translated() -> Iterator[dict[str, Any]]:
-    """The CloudFormation SAM would deploy. Local code paths are swapped for S3 URIs, as `sam package` does,
-    and managed policies come from an empty offline map, so no AWS call is made."""
-    document = parse_cloudformation_yaml(TEMPLATE.read_text(encoding="utf-8"))
-    packaged = copy.deepcopy(document)
-    for resource in packaged["Resources"].values():
-        properties = resource.get("Properties", {})
-        for uri in ("CodeUri", "ContentUri"):
-            if isinstance(properties.get(uri), str):
-                properties[uri] = f"s3://maas-artifacts/{properties[uri].strip('/')}.zip"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        yield Translator(None, Parser()).translate(packaged, parameter_values={}, get_managed_policy_map=dict)
+def translated() -> dict[str, Any]:
+    return translate()
 
 
 def test_cfn_lint_reports_no_errors() -> None:
@@ -107,91 +87,6 @@ def test_registry_routes_require_iam_and_reach_the_registry_function(translated:
         verb = "x-amazon-apigateway-any-method" if method == "ANY" else method.lower()
         operation = body["paths"][path][verb]
         assert "${InferFunction.Arn}" in operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
-
-
-def _allowed_statements(translated: dict[str, Any], role: str) -> list[dict[str, Any]]:
-    properties = translated["Resources"][role]["Properties"]
-    statements = [s for policy in properties["Policies"] for s in policy["PolicyDocument"]["Statement"]]
-    return [s for s in statements if s["Effect"] == "Allow"]
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def test_each_role_writes_only_its_own_keys(translated: dict[str, Any]) -> None:
-    """Infer writes nothing; registry moves aliases and meta; batch writes job outputs; async, results."""
-    roles = [rid for rid, r in translated["Resources"].items() if r["Type"] == "AWS::IAM::Role"]
-    writers: dict[str, dict[str, set[str]]] = {}
-    for role in roles:
-        for statement in _allowed_statements(translated, role):
-            for action in _as_list(statement["Action"]):
-                assert "*" not in action, (role, action)
-                if action in WRITE_ACTIONS or not action.startswith(("s3:Get", "s3:List")):
-                    resources = {r["Fn::Sub"] for r in _as_list(statement["Resource"])}
-                    writers.setdefault(role, {}).setdefault(action, set()).update(resources)
-    job_outputs = {
-        f"arn:${{AWS::Partition}}:s3:::${{ModelBucket}}/jobs/*/{name}"
-        for name in ("output.jsonl", "status.json")
-    }
-    assert writers == {
-        "RegistryFunctionRole": {"s3:PutObject": {ALIASES, META}, "s3:DeleteObject": {ALIASES}},
-        "BatchFunctionRole": {"s3:PutObject": job_outputs, "s3:AbortMultipartUpload": job_outputs},
-        "AsyncFunctionRole": {"s3:PutObject": {"arn:${AWS::Partition}:s3:::${ModelBucket}/results/*"}},
-    }
-
-
-def test_registry_function_uses_the_layer_and_the_bucket(translated: dict[str, Any]) -> None:
-    function = translated["Resources"]["RegistryFunction"]["Properties"]
-    assert function["Handler"] == "app.lambda_handler"
-    assert function["Code"] == {"S3Bucket": "maas-artifacts", "S3Key": "functions/registry.zip"}
-    assert function["Environment"]["Variables"]["MAAS_BUCKET"] == {"Ref": "ModelBucket"}
-    assert function["Layers"] == translated["Resources"]["InferFunction"]["Properties"]["Layers"]
-
-
-def test_infer_function_uses_the_layer_and_the_bucket(translated: dict[str, Any]) -> None:
-    function = translated["Resources"]["InferFunction"]["Properties"]
-    assert function["Handler"] == "app.lambda_handler"
-    assert function["Runtime"] == "python3.12"
-    assert function["TracingConfig"] == {"Mode": "Active"}
-    assert function["Environment"]["Variables"]["MAAS_BUCKET"] == {"Ref": "ModelBucket"}
-    assert function["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "maas"
-    layer_ids = [r for r, v in translated["Resources"].items() if v["Type"] == "AWS::Lambda::LayerVersion"]
-    assert function["Layers"] == [{"Ref": layer_ids[0]}]
-
-
-def test_infer_role_is_read_only_on_the_models_prefix(translated: dict[str, Any]) -> None:
-    role = translated["Resources"]["InferFunctionRole"]["Properties"]
-    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
-    allowed = [s for s in statements if s["Effect"] == "Allow"]
-    actions = {a for s in allowed for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-
-    assert actions == {"s3:GetObject", "s3:ListBucket"}
-    assert not actions & WRITE_ACTIONS
-    assert not any("*" in action for action in actions)
-    for statement in allowed:
-        resource = statement["Resource"]["Fn::Sub"]
-        if statement["Action"] == "s3:GetObject":
-            assert resource == "arn:${AWS::Partition}:s3:::${ModelBucket}/models/*"
-        else:
-            # Bucket-level listing only (no object access): S3 needs it to answer 404, not 403,
-            # for a missing alias or version.
-            assert resource == "arn:${AWS::Partition}:s3:::${ModelBucket}"
-    assert sorted(role["ManagedPolicyArns"]) == [
-        "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
-        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-    ]
-
-
-def test_model_bucket_is_private_encrypted_versioned_and_tls_only() -> None:
-    resources = parse_cloudformation_yaml(TEMPLATE.read_text(encoding="utf-8"))["Resources"]
-    bucket = resources["ModelBucket"]["Properties"]
-    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
-    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
-    (statement,) = resources["ModelBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    assert statement["Effect"] == "Deny"
-    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 def test_every_served_route_and_the_catch_all_are_declared() -> None:
