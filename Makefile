@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 # the install; Python compiles the modules it actually imports on first use instead.
 PIP_FLAGS := --quiet --disable-pip-version-check --no-compile
 
-.PHONY: serve test bench demo lint fmt clean
+.PHONY: serve test bench demo lint fmt clean container-template validate-template
 
 # One venv for everything: the runtime package, the torch extra (training) and the dev tools.
 $(INSTALLED): pyproject.toml
@@ -43,5 +43,32 @@ fmt: $(INSTALLED)
 	$(VENV)/bin/ruff check --fix shared functions tests infra
 	$(VENV)/bin/ruff format shared functions tests infra
 
+# The container-image variant of template.yaml (infra/README.md, "Container images"): generated, not
+# committed, so it can never drift from template.yaml.
+CONTAINER_TEMPLATE := infra/containers/template.yaml
+container-template: $(INSTALLED)
+	$(PY) infra/container_template.py --out $(CONTAINER_TEMPLATE)
+
+# The SAM CLI pins boto3 and botocore, so it gets a venv of its own instead of fighting the project's.
+# Needs the package index on first run, which is why `make test` does not depend on it.
+SAM_VENV := .venv-sam
+# Pinned so a lint result can be reproduced; SAM_CLI_VERSION=<newer> make validate-template moves it.
+SAM_CLI_VERSION ?= 1.170.0
+SAM_INSTALLED := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
+# sam validate --lint runs cfn-lint and calls no AWS API, but boto3 still wants a region and credentials.
+SAM_ENV := AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
+	SAM_CLI_TELEMETRY=0 SAM_CLI_DISABLE_VERSION_CHECK=1
+$(SAM_INSTALLED):
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	@echo "installing aws-sam-cli $(SAM_CLI_VERSION) into $(SAM_VENV) (first run only)..."
+	@$(SAM_VENV)/bin/python -m pip install $(PIP_FLAGS) 'aws-sam-cli==$(SAM_CLI_VERSION)' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	@touch $@
+
+validate-template: $(INSTALLED) $(SAM_INSTALLED) container-template
+	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/cfn-lint $(CONTAINER_TEMPLATE)
+	$(SAM_ENV) $(SAM_VENV)/bin/sam validate --lint --template template.yaml --region us-east-1
+	$(SAM_ENV) $(SAM_VENV)/bin/sam validate --lint --template $(CONTAINER_TEMPLATE) --region us-east-1
+
 clean:
-	rm -rf $(VENV) .aws-sam build *.egg-info shared/*.egg-info
+	rm -rf $(VENV) $(SAM_VENV) $(CONTAINER_TEMPLATE) .aws-sam build *.egg-info shared/*.egg-info

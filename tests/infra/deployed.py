@@ -173,7 +173,7 @@ class _Resolver:
             if name in values:
                 return str(values[name])
             if "." in name:
-                return "<{}>".format(name)
+                return f"<{name}>"
             return str(self._ref(name))
 
         return _SUB_VARIABLE.sub(substitute, text)

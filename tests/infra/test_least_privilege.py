@@ -66,7 +66,12 @@ def _expected(overrides: Mapping[str, str]) -> dict[str, set[Grant]]:
         read.add(("secretsmanager:GetSecretValue", SIGNING_SECRET))
     encrypt = {("kms:GenerateDataKey", key)} if key else set()
     job_outputs = {f"{bucket}/jobs/*/output.jsonl", f"{bucket}/jobs/*/status.json"}
-    consume = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes")
+    consume = (
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+    )
     return {
         "InferFunctionRole": read,
         "RegistryFunctionRole": read
@@ -76,7 +81,11 @@ def _expected(overrides: Mapping[str, str]) -> dict[str, set[Grant]]:
         "BatchFunctionRole": read
         | encrypt
         | {("s3:GetObject", f"{bucket}/jobs/*")}
-        | {(action, resource) for action in ("s3:PutObject", "s3:AbortMultipartUpload") for resource in job_outputs}
+        | {
+            (action, resource)
+            for action in ("s3:PutObject", "s3:AbortMultipartUpload")
+            for resource in job_outputs
+        }
         | {(action, "<JobsQueue.Arn>") for action in consume},
         "AsyncFunctionRole": read
         | encrypt
@@ -97,14 +106,18 @@ def test_each_function_role_grants_exactly_its_job(translated: dict[str, Any], c
 
 
 @pytest.mark.parametrize("configuration", CONFIGURATIONS)
-def test_no_role_has_wildcard_actions_or_resources_on_data(translated: dict[str, Any], configuration: str) -> None:
+def test_no_role_has_wildcard_actions_or_resources_on_data(
+    translated: dict[str, Any], configuration: str
+) -> None:
     deployment = deploy(translated, CONFIGURATIONS[configuration])
     for role in deployment.of_type("AWS::IAM::Role"):
         for statement in deployment.allowed_statements(role):
             for action in _as_list(statement["Action"]):
                 assert "*" not in action, (role, action)
                 if action.startswith(DATA_ACTION_PREFIXES):
-                    assert all(r not in ("*", "arn:aws:s3:::*") for r in _as_list(statement["Resource"])), role
+                    assert all(r not in ("*", "arn:aws:s3:::*") for r in _as_list(statement["Resource"])), (
+                        role
+                    )
         # Only logging and tracing come from AWS-managed policies; nothing that reaches data.
         assert deployment.aws_managed_policies(role) == BASIC_MANAGED, role
 

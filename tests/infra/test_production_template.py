@@ -28,7 +28,11 @@ DATA_PLANE_ROUTES = {
     ("get", "/docs"),
     ("x-amazon-apigateway-any-method", "$default"),
 }
-SECURITY_BY_MODE = {"NONE": [], "JWT": [{"DataPlaneJwt": []}], "AWS_IAM": [{"AWS_IAM": []}]}
+SECURITY_BY_MODE: dict[str, list[dict[str, list[str]]]] = {
+    "NONE": [],
+    "JWT": [{"DataPlaneJwt": []}],
+    "AWS_IAM": [{"AWS_IAM": []}],
+}
 ISSUER = "https://idp.example.com/realms/maas"
 
 
@@ -43,7 +47,11 @@ def _body(deployment: Deployment) -> dict[str, Any]:
 
 
 def _operations(body: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(method, path): operation for path, methods in body["paths"].items() for method, operation in methods.items()}
+    return {
+        (method, path): operation
+        for path, methods in body["paths"].items()
+        for method, operation in methods.items()
+    }
 
 
 def _target(operation: dict[str, Any]) -> str:
@@ -63,7 +71,9 @@ def test_the_data_plane_uses_the_chosen_auth_and_the_registry_always_needs_iam(
     assert infer_routes == DATA_PLANE_ROUTES
     for route in DATA_PLANE_ROUTES:
         assert operations[route]["security"] == SECURITY_BY_MODE[mode], route
-    registry_routes = [route for route, operation in operations.items() if _target(operation) == "RegistryFunction"]
+    registry_routes = [
+        route for route, operation in operations.items() if _target(operation) == "RegistryFunction"
+    ]
     assert len(registry_routes) == 9
     for route in registry_routes:
         assert operations[route]["security"] == [{"AWS_IAM": []}], route
@@ -109,7 +119,8 @@ def test_the_bucket_is_encrypted_with_the_stack_key_private_versioned_and_tls_on
     assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
     assert bucket["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
     statements = {
-        s["Sid"]: s for s in deployment.resources["ModelBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        s["Sid"]: s
+        for s in deployment.resources["ModelBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     }
     assert all(s["Effect"] == "Deny" and s["Principal"] == "*" for s in statements.values())
     assert statements["DenyInsecureTransport"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -126,7 +137,9 @@ def test_a_key_brought_along_replaces_the_created_one(translated: dict[str, Any]
     key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     deployment = deploy(translated, {"KmsKeyArn": key})
     assert "ModelKey" not in deployment.resources
-    (rule,) = deployment.resources["ModelBucket"]["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    (rule,) = deployment.resources["ModelBucket"]["Properties"]["BucketEncryption"][
+        "ServerSideEncryptionConfiguration"
+    ]
     assert rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"] == key
 
 
@@ -142,9 +155,14 @@ def test_an_existing_bucket_is_served_and_nothing_is_created_for_it(translated: 
 
 def test_job_files_and_results_expire_and_unfinished_uploads_are_aborted(translated: dict[str, Any]) -> None:
     deployment = deploy(translated, {"JobRetentionDays": "14", "ResultRetentionDays": "3"})
-    rules = {r["Id"]: r for r in deployment.resources["ModelBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]}
+    rules = {
+        r["Id"]: r
+        for r in deployment.resources["ModelBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    }
     assert rules["ExpireJobs"]["Prefix"] == "jobs/" and rules["ExpireJobs"]["ExpirationInDays"] == "14"
-    assert rules["ExpireResults"]["Prefix"] == "results/" and rules["ExpireResults"]["ExpirationInDays"] == "3"
+    assert (
+        rules["ExpireResults"]["Prefix"] == "results/" and rules["ExpireResults"]["ExpirationInDays"] == "3"
+    )
     assert rules["AbortIncompleteUploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 2}
     # The registry itself never expires.
     assert not any(rule.get("Prefix", "").startswith("models") for rule in rules.values())
@@ -173,7 +191,10 @@ def test_queues_are_encrypted_tls_only_and_dead_letters_raise_an_alarm(translate
         assert properties["AlarmActions"] == [topic]
     assert set(alarmed) == {"<JobsDeadLetterQueue.QueueName>", "<AsyncDeadLetterQueue.QueueName>"}
     without_topic = deploy(translated)
-    assert all("AlarmActions" not in a["Properties"] for a in without_topic.of_type("AWS::CloudWatch::Alarm").values())
+    assert all(
+        "AlarmActions" not in a["Properties"]
+        for a in without_topic.of_type("AWS::CloudWatch::Alarm").values()
+    )
 
 
 @pytest.mark.parametrize("architecture", ["x86_64", "arm64"])
@@ -217,7 +238,10 @@ def test_functions_never_trace_or_log_payloads_and_get_their_settings(translated
     ("overrides", "expected"),
     [
         ({"ManifestSigningKmsKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/mac"}, "kms:"),
-        ({"ManifestSigningSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:maas-hmac"}, "secret:"),
+        (
+            {"ManifestSigningSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:maas-hmac"},
+            "secret:",
+        ),
     ],
 )
 def test_manifest_signing_is_switched_on_by_its_parameter(
@@ -233,8 +257,15 @@ def test_memory_sizes_are_parameters(translated: dict[str, Any]) -> None:
     deployment = deploy(
         translated, {"InferMemorySize": "3008", "BatchMemorySize": "4096", "RegistryMemorySize": "256"}
     )
-    memory = {rid: f["Properties"]["MemorySize"] for rid, f in deployment.of_type("AWS::Lambda::Function").items()}
-    assert memory == {"InferFunction": "3008", "AsyncFunction": "3008", "BatchFunction": "4096", "RegistryFunction": "256"}
+    memory = {
+        rid: f["Properties"]["MemorySize"] for rid, f in deployment.of_type("AWS::Lambda::Function").items()
+    }
+    assert memory == {
+        "InferFunction": "3008",
+        "AsyncFunction": "3008",
+        "BatchFunction": "4096",
+        "RegistryFunction": "256",
+    }
 
 
 def test_the_outputs_name_the_api_the_bucket_the_key_and_the_queues(translated: dict[str, Any]) -> None:
