@@ -6,18 +6,23 @@ argument stronger than the environment. AWS, moto server, LocalStack and MinIO s
 The functions' client comes from botocore directly: maas calls only the S3 API, and importing boto3 costs a
 cold start about 150 ms more (its managed-transfer layer, s3transfer) for nothing a function uses. Tools that
 upload and download whole files (the CLI) ask for `s3_transfer_client`, a boto3 client, instead.
+
+KMS and Secrets Manager are called only when manifest signing is configured (MAAS_MANIFEST_SIGNING). Their
+clients are typed by the small protocols below, the slice of each API maas calls, so no stub package is
+needed for them.
 """
 
 from __future__ import annotations
 
 import threading
 from functools import lru_cache
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import botocore.session
 from botocore.config import Config
 
 if TYPE_CHECKING:
+    from botocore.client import BaseClient
     from mypy_boto3_s3 import S3Client
 
 _lock = threading.Lock()
@@ -30,14 +35,41 @@ _CLIENT_CONFIG = Config(
 )
 
 
+# Parameter names are the AWS API's own, as botocore takes them.
+class KmsMacClient(Protocol):
+    """The KMS calls manifest signing makes with an HMAC key."""
+
+    def generate_mac(self, *, KeyId: str, Message: bytes, MacAlgorithm: str) -> dict[str, Any]: ...  # noqa: N803
+
+    def verify_mac(
+        self,
+        *,
+        KeyId: str,  # noqa: N803
+        Message: bytes,  # noqa: N803
+        MacAlgorithm: str,  # noqa: N803
+        Mac: bytes,  # noqa: N803
+    ) -> dict[str, Any]: ...
+
+
+class SecretsClient(Protocol):
+    """The Secrets Manager call manifest signing makes to read its HMAC key."""
+
+    def get_secret_value(self, *, SecretId: str) -> dict[str, Any]: ...  # noqa: N803
+
+
 @lru_cache(maxsize=8)
 def s3_client(endpoint_url: str | None = None) -> S3Client:
-    # Client creation is not thread-safe while a session initialises.
-    with _lock:
-        client = botocore.session.get_session().create_client(
-            "s3", endpoint_url=endpoint_url, config=_CLIENT_CONFIG
-        )
-    return cast("S3Client", client)
+    return cast("S3Client", _botocore_client("s3", endpoint_url))
+
+
+@lru_cache(maxsize=8)
+def kms_client(endpoint_url: str | None = None) -> KmsMacClient:
+    return cast("KmsMacClient", _botocore_client("kms", endpoint_url))
+
+
+@lru_cache(maxsize=8)
+def secrets_client(endpoint_url: str | None = None) -> SecretsClient:
+    return cast("SecretsClient", _botocore_client("secretsmanager", endpoint_url))
 
 
 @lru_cache(maxsize=8)
@@ -47,3 +79,11 @@ def s3_transfer_client(endpoint_url: str | None = None) -> S3Client:
 
     with _lock:
         return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=_CLIENT_CONFIG)
+
+
+def _botocore_client(service: str, endpoint_url: str | None) -> BaseClient:
+    # Client creation is not thread-safe while a session initialises.
+    with _lock:
+        return botocore.session.get_session().create_client(
+            service, endpoint_url=endpoint_url, config=_CLIENT_CONFIG
+        )

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
+from onnx import TensorProto, helper
 
 from maas.config import Settings
 from maas.errors import MaasError
@@ -36,6 +37,15 @@ DRAFT = ManifestDraft(
         outputs=[TensorSpec(name="output", datatype="FP32", shape=[-1, 10])],
     )
 )
+
+
+def graph(tag: str) -> bytes:
+    """A tiny real ONNX graph (publish refuses anything else), told apart from others by its doc_string."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 10])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 10])
+    body = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "g", [x], [y])
+    content: bytes = helper.make_model(body, doc_string=tag).SerializeToString()
+    return content
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +118,7 @@ def run_together(count: int, work: Callable[[int], Any]) -> list[Any]:
 
 
 def test_sixteen_concurrent_publishes_get_sixteen_consecutive_versions(registry: ModelRegistry) -> None:
-    payloads = [f"graph-{i}".encode() for i in range(THREADS)]
+    payloads = [graph(f"graph-{i}") for i in range(THREADS)]
     manifests = run_together(THREADS, lambda i: registry.publish("m", {"model.onnx": payloads[i]}, DRAFT))
 
     assert not [m for m in manifests if isinstance(m, Exception)]
@@ -124,7 +134,7 @@ def test_racing_alias_moves_have_one_winner_per_round_and_a_consistent_history(
     registry: ModelRegistry,
 ) -> None:
     for i in range(THREADS + 1):
-        registry.publish("m", {"model.onnx": f"g{i}".encode()}, DRAFT)
+        registry.publish("m", {"model.onnx": graph(f"g{i}")}, DRAFT)
     admin = RegistryAdmin(registry)
     admin.set_alias("m", "production", 1)
     expected_history: list[tuple[int | None, int]] = [(None, 1)]
@@ -153,7 +163,7 @@ def test_racing_alias_moves_have_one_winner_per_round_and_a_consistent_history(
 
 def test_unconditional_concurrent_moves_are_never_lost(registry: ModelRegistry) -> None:
     for i in range(4):
-        registry.publish("m", {"model.onnx": f"g{i}".encode()}, DRAFT)
+        registry.publish("m", {"model.onnx": graph(f"g{i}")}, DRAFT)
     admin = RegistryAdmin(registry)
     outcomes = run_together(8, lambda i: admin.set_alias("m", "staging", i % 4 + 1, by=f"w{i}"))
     assert not [o for o in outcomes if isinstance(o, Exception)]

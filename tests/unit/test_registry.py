@@ -5,6 +5,7 @@ import threading
 from typing import Any
 
 import pytest
+from onnx import TensorProto, helper
 
 from maas.errors import IntegrityError, InvalidInput, NotFound, Unavailable
 from maas.registry import ManifestDraft, ModelRef, ModelRegistry, Signature, TensorSpec, VersionConflict
@@ -20,14 +21,25 @@ SIGNATURE = Signature(
 DRAFT = ManifestDraft(task="regression", signature=SIGNATURE, metrics={"mse": 0.1})
 
 
+def graph(tag: bytes = b"graph") -> bytes:
+    """A tiny real ONNX graph (publish refuses anything else), told apart from others by its doc_string."""
+    spec = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 10])
+    out = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 10])
+    body = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "g", [spec], [out])
+    model = helper.make_model(body, doc_string=tag.decode())
+    content: bytes = model.SerializeToString()
+    return content
+
+
 def publish(registry: ModelRegistry, payload: bytes = b"graph", name: str = "m") -> int:
-    return registry.publish(name, {"model.onnx": payload, "card.md": b"# card"}, DRAFT).version
+    files = {"model.onnx": graph(payload), "card.md": b"# card"}
+    return registry.publish(name, files, DRAFT).version
 
 
 def test_versions_are_consecutive_integers_with_checksummed_artifacts(registry: ModelRegistry) -> None:
     assert [publish(registry, b"one"), publish(registry, b"two")] == [1, 2]
     manifest = registry.manifest("m", 2)
-    assert manifest.artifact("model.onnx").sha256 == sha256_hex(b"two")
+    assert manifest.artifact("model.onnx").sha256 == sha256_hex(graph(b"two"))
     assert manifest.artifact("card.md").bytes == len(b"# card")
     assert manifest.metrics == {"mse": 0.1}
     assert registry.versions("m") == [1, 2]
@@ -85,8 +97,8 @@ def test_nothing_in_a_version_folder_is_ever_overwritten(registry: ModelRegistry
     publish(registry, b"original")
     registry._next_version_number = lambda name: 1  # type: ignore[method-assign]
     assert publish(registry, b"other") == 2
-    assert (
-        s3.get_object(Bucket=TEST_BUCKET, Key="models/m/versions/1/model.onnx")["Body"].read() == b"original"
+    assert s3.get_object(Bucket=TEST_BUCKET, Key="models/m/versions/1/model.onnx")["Body"].read() == graph(
+        b"original"
     )
 
 
@@ -137,7 +149,7 @@ def test_unknown_models_and_versions_are_not_found(registry: ModelRegistry) -> N
 def test_a_tampered_artifact_fails_its_checksum(registry: ModelRegistry, s3: Any) -> None:
     publish(registry, b"genuine")
     manifest = registry.manifest("m", 1)
-    assert registry.read_artifact(manifest, manifest.artifact("model.onnx")) == b"genuine"
+    assert registry.read_artifact(manifest, manifest.artifact("model.onnx")) == graph(b"genuine")
 
     s3.put_object(Bucket=TEST_BUCKET, Key="models/m/versions/1/model.onnx", Body=b"evil!!!")
     with pytest.raises(IntegrityError, match="expected the sha256 and size in its manifest"):

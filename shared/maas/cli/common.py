@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 def registry() -> ModelRegistry:
     from maas import aws_clients, registry
+    from maas.registry.signing import signer_from_settings
 
     settings = Settings.from_env()
     return registry.ModelRegistry(
@@ -23,6 +24,7 @@ def registry() -> ModelRegistry:
         settings.bucket,
         prefix=settings.prefix,
         default_alias=settings.default_alias,
+        signer=signer_from_settings(settings),
     )
 
 

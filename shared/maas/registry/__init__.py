@@ -1,4 +1,4 @@
-"""The S3 model registry: layout, manifests, references, versions, aliases and integrity.
+"""The S3 model registry: layout, manifests, references, versions, aliases, integrity and signing.
 
 The write side beyond publishing (aliases, promotion, tags, archive, gc) is `maas.registry.admin`, which
 serving code never imports.
@@ -19,6 +19,7 @@ from maas.registry.manifest import (
     TokenizerPreprocessing,
 )
 from maas.registry.references import LATEST, ModelRef, parse_ref, parse_version_selector, validate_name
+from maas.registry.signing import ManifestSigner, signer_from_settings
 from maas.registry.store import ModelRegistry, ResolvedTarget, Stored, VersionConflict
 from maas.signature import Signature, TensorSpec
 
@@ -31,6 +32,7 @@ __all__ = [
     "Lineage",
     "Manifest",
     "ManifestDraft",
+    "ManifestSigner",
     "ModelRef",
     "ModelRegistry",
     "Normalization",
@@ -46,5 +48,6 @@ __all__ = [
     "VersionMeta",
     "parse_ref",
     "parse_version_selector",
+    "signer_from_settings",
     "validate_name",
 ]

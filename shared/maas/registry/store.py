@@ -2,6 +2,7 @@
 
 Layout under the configured prefix:
     models/<name>/versions/<n>/<artifact>        written create-only (If-None-Match: *)
+    models/<name>/versions/<n>/manifest.sig      the manifest's MAC, with MAAS_MANIFEST_SIGNING
     models/<name>/versions/<n>/manifest.json     written last: the commit point
     models/<name>/aliases/<alias>.json           {"version": n}, moved with If-Match
 """
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from maas.config import ENV_MANIFEST_SIGNING
 from maas.errors import IntegrityError, InvalidInput, MaasError, NotFound, Unavailable
 from maas.objects import PreconditionFailed, put_new, storage_errors
 from maas.registry.documents import AliasDocument, CanarySplit, VersionMeta
@@ -29,7 +31,9 @@ from maas.registry.manifest import (
     ManifestDraft,
     describe_artifact,
 )
+from maas.registry.onnx_graph_file import vet_graph_file
 from maas.registry.references import LATEST, ModelRef, validate_name
+from maas.registry.signing import SIGNATURE_FILE, ManifestSigner
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -61,15 +65,25 @@ class Stored(Generic[D]):
 
 
 class ModelRegistry:
-    """Reads and writes the registry layout. The S3 client is injected, so tests point it at moto."""
+    """Reads and writes the registry layout. The S3 client is injected, so tests point it at moto.
+
+    With a `signer` (MAAS_MANIFEST_SIGNING), publishing signs each manifest and every manifest read
+    verifies it: an unsigned or altered manifest is an IntegrityError."""
 
     def __init__(
-        self, s3: S3Client, bucket: str, *, prefix: str = "", default_alias: str = "production"
+        self,
+        s3: S3Client,
+        bucket: str,
+        *,
+        prefix: str = "",
+        default_alias: str = "production",
+        signer: ManifestSigner | None = None,
     ) -> None:
         self._s3 = s3
         self.bucket = bucket
         self.prefix = prefix
         self.default_alias = default_alias
+        self.signer = signer
 
     # ---- keys
 
@@ -185,6 +199,9 @@ class ModelRegistry:
         key = self.version_prefix(name, version) + MANIFEST_FILE
         with storage_errors(f"reading the manifest of model '{name}' version {version}"):
             body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        if self.signer is not None:
+            # Before parsing: nothing of an unverified manifest is believed, not even its name.
+            self._verify_signature(name, version, body, self.signer)
         try:
             manifest = Manifest.model_validate_json(body)
         except ValueError as exc:
@@ -198,6 +215,23 @@ class ModelRegistry:
                 f"version {manifest.version}"
             )
         return manifest
+
+    def signature_key(self, name: str, version: int) -> str:
+        return self.version_prefix(name, version) + SIGNATURE_FILE
+
+    def _verify_signature(self, name: str, version: int, body: bytes, signer: ManifestSigner) -> None:
+        key = self.signature_key(name, version)
+        try:
+            with storage_errors(f"reading the manifest signature of model '{name}' version {version}"):
+                signature = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except NotFound:
+            raise IntegrityError(
+                f"manifest of model '{name}' v{version} is not signed, and {ENV_MANIFEST_SIGNING} requires it"
+            ) from None
+        try:
+            signer.verify(body, signature.decode("utf-8", errors="replace"))
+        except IntegrityError as exc:
+            raise IntegrityError(f"manifest of model '{name}' v{version}: {exc}") from None
 
     def read_artifact(self, manifest: Manifest, artifact: Artifact) -> bytes:
         """Fetch one artifact, verifying its size and sha256 against the manifest as it streams."""
@@ -232,8 +266,15 @@ class ModelRegistry:
             if required not in files:
                 raise InvalidInput(f"publish: expected the graph file '{required}' among the artifacts")
         for path in files:
-            if path == MANIFEST_FILE or not ARTIFACT_PATH.match(path):
+            if path in (MANIFEST_FILE, SIGNATURE_FILE) or not ARTIFACT_PATH.match(path):
                 raise InvalidInput(f"publish: artifact path {path!r} is not a safe relative path")
+        # Refused before anything is uploaded: a pickle, or a graph reading files outside its version.
+        vet_graph_file(
+            files[draft.model_file],
+            data_files=draft.model_data_files,
+            what=f"publish: graph file '{draft.model_file}' of model '{name}'",
+            error=InvalidInput,
+        )
         ordered = [draft.model_file, *sorted(p for p in files if p != draft.model_file)]
         artifacts = [describe_artifact(path, files[path]) for path in ordered]
 
@@ -252,7 +293,12 @@ class ModelRegistry:
             if not self._put_new(prefix + path, files[path]):
                 raise VersionConflict(f"model '{name}' version {version}: artifact '{path}' already exists")
         manifest = draft.commit(name, version, artifacts)
-        if not self._put_new(prefix + MANIFEST_FILE, manifest.model_dump_json(indent=2).encode()):
+        body = manifest.model_dump_json(indent=2).encode()
+        if self.signer is not None and not self._put_new(
+            self.signature_key(name, version), self.signer.sign(body).encode()
+        ):
+            raise VersionConflict(f"model '{name}' version {version}: manifest signature already exists")
+        if not self._put_new(prefix + MANIFEST_FILE, body):
             raise VersionConflict(f"model '{name}' version {version}: manifest already exists")
         return manifest
 

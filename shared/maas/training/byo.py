@@ -19,7 +19,6 @@ import hashlib
 import importlib
 import inspect
 import json
-import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -48,6 +47,7 @@ from maas.training.export import (
     external_data_files,
     measure_parity,
     open_session,
+    read_file_inside,
     signature_of,
 )
 from maas.training.lineage import build_lineage, code_version, package_versions
@@ -605,23 +605,7 @@ def _read_beside(model_path: Path, location: str) -> bytes:
         raise refuse("a name the registry cannot store (letters, digits, '_', '-' and '.' per segment)")
     if location in RESERVED_FILES:
         raise refuse(f"a name reserved for the version's own files {sorted(RESERVED_FILES)}")
-    folder = model_path.parent
-    candidate = folder
-    for part in PurePosixPath(location).parts:
-        candidate = candidate / part
-        if candidate.is_symlink():
-            raise refuse(f"a symlink at {candidate}")
-    if not candidate.resolve().is_relative_to(folder.resolve()):
-        raise refuse("a path that resolves outside the model's folder")
-    if not candidate.is_file():
-        raise refuse(f"no file at {candidate}")
-    # O_NOFOLLOW: a symlink swapped in after the checks above is still refused.
-    try:
-        descriptor = os.open(candidate, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as exc:
-        raise refuse(f"a file that cannot be opened ({exc.strerror})") from None
-    with os.fdopen(descriptor, "rb") as stream:
-        return stream.read()
+    return read_file_inside(model_path.parent, location, refuse)
 
 
 def _verified_signature(files: Mapping[str, bytes], label: str) -> Signature:

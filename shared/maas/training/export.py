@@ -7,12 +7,13 @@ will see them, so a single-file model and one with external data are checked the
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import onnx
@@ -89,7 +90,44 @@ def export_onnx(
         raise ModelCheckFailed("ONNX export: expected an ONNX program from torch.onnx.export, got none")
     with tempfile.TemporaryDirectory(prefix="maas-export-") as tmp:
         program.save(str(Path(tmp) / MODEL_FILE), external_data=external_data)
-        return {path.name: path.read_bytes() for path in sorted(Path(tmp).iterdir()) if path.is_file()}
+        return read_folder_files(Path(tmp))
+
+
+def read_folder_files(folder: Path) -> dict[str, bytes]:
+    """Every file directly in `folder` (an exporter's or quantizer's output), keyed by name.
+
+    A symlink is refused rather than followed: what gets published must be what the tool wrote there."""
+
+    def refuse(why: str) -> ModelCheckFailed:
+        return ModelCheckFailed(f"{folder}: expected only plain files written there, got {why}")
+
+    return {
+        path.name: read_file_inside(folder, path.name, refuse)
+        for path in sorted(folder.iterdir())
+        if path.is_symlink() or path.is_file()
+    }
+
+
+def read_file_inside(folder: Path, relative: str, refuse: Callable[[str], Exception]) -> bytes:
+    """The plain file at `relative` under `folder`, or `refuse(why)` raised when any step of the way is a
+    symlink, it resolves outside the folder, or it is not a file: a model folder cannot pull in files
+    from elsewhere on the machine."""
+    candidate = folder
+    for part in PurePosixPath(relative).parts:
+        candidate = candidate / part
+        if candidate.is_symlink():
+            raise refuse(f"a symlink at {candidate}")
+    if not candidate.resolve().is_relative_to(folder.resolve()):
+        raise refuse("a path that resolves outside the model's folder")
+    if not candidate.is_file():
+        raise refuse(f"no file at {candidate}")
+    # O_NOFOLLOW: a symlink swapped in after the checks above is still refused.
+    try:
+        descriptor = os.open(candidate, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise refuse(f"a file that cannot be opened ({exc.strerror})") from None
+    with os.fdopen(descriptor, "rb") as stream:
+        return stream.read()
 
 
 def check_onnx(files: Mapping[str, bytes], model_file: str = MODEL_FILE) -> None:

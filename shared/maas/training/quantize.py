@@ -23,6 +23,7 @@ from maas.training.export import (
     materialized,
     onnx_outputs,
     open_session,
+    read_folder_files,
     signature_of,
     torch_outputs,
 )
@@ -54,7 +55,7 @@ def quantize_int8(files: dict[str, bytes], *, per_channel: bool) -> dict[str, by
         finally:
             logging.getLogger(_QUANTIZER_LOGGER).setLevel(level)
             logging.getLogger().removeFilter(_skip_preprocessing_advice)
-        return {path.name: path.read_bytes() for path in sorted(output.parent.iterdir()) if path.is_file()}
+        return read_folder_files(output.parent)
 
 
 def _skip_preprocessing_advice(record: logging.LogRecord) -> bool:
