@@ -1,5 +1,9 @@
 """The process's structured logger and EMF metrics. Log metadata (model, version, timings), never payload
-values."""
+values: not the event, not a tensor, not an exception's text (it can quote the payload; log its type).
+
+There is deliberately no Powertools Tracer: X-Ray segments come from Lambda's active tracing alone, and
+template.yaml still sets POWERTOOLS_TRACER_CAPTURE_RESPONSE/ERROR to false, so a Tracer added later cannot
+put responses (outputs) or exception texts into traces. tests/functions/test_privacy.py holds this."""
 
 from __future__ import annotations
 

@@ -67,12 +67,18 @@ def test_a_batch_with_one_poison_message_reports_only_that_message(
         record("not json", "m-poison"),
         record(request("r-3", rows_of(2)), "m-3"),
         record([1, 2, 3], "m-poison-2"),
+        # Deeper than Python's recursion limit: refused as poison, not an unexpected error.
+        record("[" * 100_000, "m-poison-3"),
     ]
 
     response = async_function.lambda_handler({"Records": records}, None)
 
     assert response == {
-        "batchItemFailures": [{"itemIdentifier": "m-poison"}, {"itemIdentifier": "m-poison-2"}]
+        "batchItemFailures": [
+            {"itemIdentifier": "m-poison"},
+            {"itemIdentifier": "m-poison-2"},
+            {"itemIdentifier": "m-poison-3"},
+        ]
     }
     assert result(s3, "r-1")["outputs"][0]["shape"] == [1, 10]
     assert result(s3, "r-3")["outputs"][0]["shape"] == [2, 10]

@@ -15,6 +15,7 @@ import copy
 import gzip
 import json
 import math
+import zlib
 from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -83,6 +84,18 @@ def v1(instances: Any, **top: Any) -> str:
     return json.dumps({"instances": instances, **top})
 
 
+def nested(levels: int) -> Any:
+    """`levels` objects, one inside the next, around the text marker."""
+    value: Any = MARKER_TEXT
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+def too_deep(where: str) -> str:
+    return f"{where}: expected JSON nested at most 32 levels deep (MAAS_MAX_JSON_DEPTH), got deeper"
+
+
 def binary(header: dict[str, Any], tail: bytes) -> tuple[dict[str, str], bytes]:
     """Triton's binary layout: a JSON header of Inference-Header-Content-Length bytes, then tensor bytes."""
     head = json.dumps(header).encode()
@@ -115,7 +128,44 @@ CASES: list[BadRequest] = [
         JSON,
         '{"inputs": ' + "[" * 5000 + "]" * 5000 + "}",
         400,
-        "recursion limit exceeded",
+        too_deep("request body") + " (recursion limit exceeded",
+    ),
+    # Within the parser's own recursion limit, past MAAS_MAX_JSON_DEPTH (32): each names its field.
+    BadRequest(
+        "request-parameters-nested-too-deep",
+        "POST",
+        INFER,
+        JSON,
+        v2(parameters=nested(32)),
+        400,
+        too_deep("parameters"),
+    ),
+    BadRequest(
+        "input-parameters-nested-too-deep",
+        "POST",
+        INFER,
+        JSON,
+        v2(tensor(parameters=nested(30))),
+        400,
+        too_deep("inputs[0].parameters"),
+    ),
+    BadRequest(
+        "output-parameters-nested-too-deep",
+        "POST",
+        INFER,
+        JSON,
+        v2(outputs=[{"name": "output", "parameters": nested(30)}]),
+        400,
+        too_deep("outputs[0].parameters"),
+    ),
+    BadRequest(
+        "3000-nested-objects",
+        "POST",
+        INFER,
+        JSON,
+        '{"a":' * 3000,
+        400,
+        too_deep("request body"),
     ),
     # ---- required fields, and the type of each
     BadRequest(
@@ -308,7 +358,6 @@ CASES: list[BadRequest] = [
         400,
         "got a ragged nested list",
     ),
-    # BUG: one element nested 70 deep is not ragged, yet the answer says "ragged nested list".
     BadRequest(
         "data-nested-deeper-than-numpy-allows",
         "POST",
@@ -316,7 +365,7 @@ CASES: list[BadRequest] = [
         JSON,
         v2(tensor(shape=[1, 1], data=json.loads("[" * 70 + str(MARKER_FLOAT) + "]" * 70))),
         400,
-        "deep",
+        too_deep("inputs[0].data"),
     ),
     # ---- values that do not fit the declared datatype
     BadRequest(
@@ -636,6 +685,24 @@ CASES: list[BadRequest] = [
         "inflated body: expected at most",
     ),
     BadRequest(
+        "deflate-bomb",
+        "POST",
+        INFER,
+        {**JSON, "content-encoding": "deflate"},
+        zlib.compress(b" " * (MAX_REQUEST_BYTES * 64) + v2().encode(), 9),
+        413,
+        f"inflated body: expected at most {MAX_REQUEST_BYTES} bytes (MAAS_MAX_REQUEST_BYTES), got more",
+    ),
+    BadRequest(
+        "v1-gzip-bomb",
+        "POST",
+        PREDICT,
+        {**JSON, "content-encoding": "gzip"},
+        gzip.compress(b" " * (MAX_REQUEST_BYTES * 8) + v1([ROW]).encode()),
+        413,
+        "inflated body: expected at most",
+    ),
+    BadRequest(
         "batch-over-max-batch",
         "POST",
         INFER,
@@ -753,6 +820,24 @@ CASES: list[BadRequest] = [
         v1([ROW], signature_name=MARKER_TEXT),
         400,
         "signature_name: unknown field",
+    ),
+    BadRequest(
+        "v1-parameters-nested-too-deep",
+        "POST",
+        PREDICT,
+        JSON,
+        v1([ROW], parameters=nested(32)),
+        400,
+        too_deep("parameters"),
+    ),
+    BadRequest(
+        "v1-instances-nested-too-deep",
+        "POST",
+        PREDICT,
+        JSON,
+        v1(json.loads("[" * 40 + str(MARKER_FLOAT) + "]" * 40)),
+        400,
+        too_deep("instances"),
     ),
     BadRequest(
         "v1-batch-over-max-batch",

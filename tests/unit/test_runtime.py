@@ -13,7 +13,14 @@ from maas.errors import IntegrityError, InvalidInput, Unavailable
 from maas.infer_types import InferenceRequest, Tensor
 from maas.registry import Manifest, ModelRef, ModelRegistry, Signature, TensorSpec
 from maas.registry.admin import RegistryAdmin
-from maas.runtime import VersionResolver, check_inputs, check_requested_outputs, select_providers
+from maas.runtime import (
+    SessionConfig,
+    VersionResolver,
+    check_inputs,
+    check_requested_outputs,
+    load_model,
+    select_providers,
+)
 from maas.service import InferenceService
 from tests.conftest import TEST_BUCKET
 
@@ -54,6 +61,19 @@ def test_cuda_setting_on_this_cpu_host_fails_the_request_with_503(
     with pytest.raises(Unavailable) as caught:
         service.infer(ModelRef("seed-mlp"), request_for(seed_model.test_inputs["input"][:2]))
     assert caught.value.status == 503
+
+
+def test_a_session_that_fell_back_from_the_required_provider_is_refused(
+    registry: ModelRegistry, published_seed: Manifest
+) -> None:
+    """onnxruntime-gpu opens a CUDA-first session on the CPU when the GPU is unusable, with only a warning;
+    MAAS_PROVIDER=cuda turns that into an error. On this CPU host a CPU-only session stands in for it."""
+    config = SessionConfig(providers=("CPUExecutionProvider",), required_provider="CUDAExecutionProvider")
+    with pytest.raises(
+        Unavailable,
+        match=r"expected a session on CUDAExecutionProvider .*got one on \['CPUExecutionProvider'\]",
+    ):
+        load_model(registry, published_seed, config)
 
 
 def test_inference_matches_torch_and_loads_lazily_once(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import zlib
@@ -8,7 +9,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from maas.api.tensor_codec import TensorLimits, array_from_binary, array_to_binary, check_shape
+from maas.api.json_depth import check_depth, check_leading_depth
+from maas.api.tensor_codec import (
+    TensorLimits,
+    array_from_binary,
+    array_from_json,
+    array_to_binary,
+    check_shape,
+    nested_shape,
+)
 from maas.api.v2_codec import decode_infer_request, encode_infer_response
 from maas.config import Settings
 from maas.datatypes import BY_V2, DATATYPES
@@ -173,3 +182,172 @@ def test_a_multi_object_delete_that_fails_per_key_is_not_silent(s3: Any) -> None
         )
         with pytest.raises(Unavailable, match="1 objects failed \\(AccessDenied\\)"):
             registry.delete_keys(["k"])
+
+
+# ---- text elements (MAAS_MAX_STRING_BYTES)
+
+BYTES = BY_V2["BYTES"]
+
+
+@pytest.mark.parametrize(
+    ("texts", "index", "size"),
+    [
+        (["ok", "x" * 11], 1, 11),
+        # Three characters, twelve bytes: the limit is on UTF-8 bytes, not characters.
+        (["\N{GRINNING FACE}" * 3], 0, 12),
+        (["ab", "", "é" * 6], 2, 12),
+    ],
+)
+def test_a_text_element_over_the_limit_is_413_naming_its_index_in_json_and_binary(
+    texts: list[str], index: int, size: int
+) -> None:
+    expected = f"x: BYTES element {index} holds {size} bytes, expected at most 10 (MAAS_MAX_STRING_BYTES)"
+    with pytest.raises(PayloadTooLarge) as caught:
+        array_from_json(texts, BYTES, [len(texts)], "x", max_string_bytes=10)
+    assert caught.value.message == expected
+
+    encoded = array_to_binary(np.array(texts, dtype=object), BYTES)
+    with pytest.raises(PayloadTooLarge) as caught:
+        array_from_binary(memoryview(encoded), BYTES, [len(texts)], "x", max_string_bytes=10)
+    assert caught.value.message == expected
+
+
+def test_text_elements_at_the_limit_decode_in_both_forms() -> None:
+    texts = ["x" * 10, "é" * 5, "\N{GRINNING FACE}" * 2, ""]
+
+    decoded = array_from_json(texts, BYTES, [2, 2], "x", max_string_bytes=10)
+    binary = array_from_binary(
+        memoryview(array_to_binary(np.array(texts, dtype=object), BYTES)),
+        BYTES,
+        [2, 2],
+        "x",
+        max_string_bytes=10,
+    )
+
+    assert decoded.tolist() == binary.tolist() == [texts[:2], texts[2:]]
+    assert decoded.dtype == object
+
+
+def test_one_long_text_among_many_short_ones_stays_python_strings() -> None:
+    # A fixed-width numpy string array would give all 100 000 elements the longest one's width (4 GB here).
+    texts = ["y" * 10_000] + [""] * 100_000
+
+    decoded = array_from_json(texts, BYTES, [len(texts)], "x", max_string_bytes=10_000)
+
+    assert decoded.dtype == object and decoded.nbytes == len(texts) * decoded.itemsize
+    assert decoded[0] == texts[0]
+
+
+@pytest.mark.parametrize(
+    ("data", "got"),
+    [
+        (["a", 1], "got integers"),
+        (["a", 1.5], "got numbers with a fraction"),
+        (["a", True], "got booleans"),
+        (["a", None], "got null"),
+        (["a", {"k": "v"}], "got objects"),
+        ([["a", "b"], ["c"]], "got a ragged nested list"),
+        # Python's json (the event path) admits a lone surrogate, which no model can take.
+        (["ünï", json.loads('"\\ud800"')], "got a lone surrogate in BYTES element 1"),
+    ],
+)
+def test_text_tensors_take_strings_only(data: list[Any], got: str) -> None:
+    # numpy would quietly turn a number into its text, and pass null through to the model.
+    with pytest.raises(InvalidInput) as caught:
+        array_from_json(data, BYTES, [2], "x")
+    assert got in caught.value.message
+
+
+def test_nested_shape_follows_first_elements() -> None:
+    assert nested_shape([[1, 2, 3], [4, 5, 6]]) == [2, 3]
+    assert nested_shape([]) == [0]
+    assert nested_shape([[], []]) == [2, 0]
+    assert nested_shape(["ab", "c"]) == [2]
+
+
+# ---- JSON depth (MAAS_MAX_JSON_DEPTH)
+
+
+@pytest.mark.parametrize(
+    ("value", "above", "limit", "deeper"),
+    [
+        ({"a": 1}, 0, 1, False),
+        ({"a": {"b": 1}}, 0, 1, True),
+        ({"a": [1, [2, [3]]]}, 0, 4, False),
+        ({"a": [1, [2, [3]]]}, 1, 4, True),
+        # The deepest path is not the first one.
+        ({"a": 1, "b": {"c": {"d": {}}}}, 0, 3, True),
+        ([[], [[[[]]]]], 0, 4, True),
+        ("text", 10, 10, False),
+        ({}, 9, 10, False),
+        ({}, 10, 10, True),
+    ],
+)
+def test_check_depth_walks_every_path(value: Any, above: int, limit: int, deeper: bool) -> None:
+    if deeper:
+        with pytest.raises(InvalidInput, match=r"^f: expected JSON nested at most \d+ levels deep"):
+            check_depth(value, "f", limit, above=above)
+    else:
+        check_depth(value, "f", limit, above=above)
+
+
+def test_check_leading_depth_follows_first_elements_only() -> None:
+    check_leading_depth([[1.0, 2.0], [3.0, 4.0]], "data", 5, above=3)
+    with pytest.raises(InvalidInput, match=r"^data: expected JSON nested at most 4 levels deep"):
+        check_leading_depth([[1.0, 2.0], [3.0, 4.0]], "data", 4, above=3)
+    # A ragged tail is the tensor codec's to refuse, not this walk's.
+    check_leading_depth([1.0, [[[[2.0]]]]], "data", 4, above=3)
+    check_leading_depth([{"a": [1]}], "data", 3, above=0)
+    with pytest.raises(InvalidInput):
+        check_leading_depth([{"a": [1]}], "data", 2, above=0)
+
+
+def test_a_pathologically_deep_document_is_a_400_naming_the_depth_setting() -> None:
+    for raw in ("[" * 100_000, '{"a":' * 100_000, '{"inputs": [{"data": ' + "[" * 100_000):
+        with pytest.raises(InvalidInput) as caught:
+            decode_infer_request(raw, LIMITS)
+        assert caught.value.message.startswith(
+            "request body: expected JSON nested at most 32 levels deep (MAAS_MAX_JSON_DEPTH), got deeper"
+        )
+
+
+# ---- compressed bodies (MAAS_COMPRESSED_BODIES)
+
+
+def _event(body: str | bytes, encoding: str) -> Any:
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+
+    return APIGatewayProxyEventV2(
+        {
+            "version": "2.0",
+            "headers": {"content-encoding": encoding, "content-type": "application/json"},
+            "body": body if isinstance(body, str) else base64.b64encode(body).decode(),
+            "isBase64Encoded": not isinstance(body, str),
+            "requestContext": {"http": {"method": "POST", "path": "/"}},
+        }
+    )
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+def test_with_compressed_bodies_off_any_content_encoding_but_identity_is_415(encoding: str) -> None:
+    from maas.api.http_body import read_body
+    from maas.errors import UnsupportedMediaType
+
+    with pytest.raises(UnsupportedMediaType) as caught:
+        read_body(_event(gzip.compress(b"{}"), encoding), 1000, compressed=False)
+
+    assert caught.value.message == (
+        "Content-Encoding: expected identity, as compressed bodies are off (MAAS_COMPRESSED_BODIES), "
+        f"got '{encoding}'"
+    )
+    assert read_body(_event("{}", "identity"), 1000, compressed=False) == "{}"
+
+
+def test_settings_carry_every_limit_into_the_codec() -> None:
+    settings = Settings.from_env(
+        {"MAAS_MAX_STRING_BYTES": "7", "MAAS_MAX_JSON_DEPTH": "9", "MAAS_MAX_BATCH": "3"}
+    )
+
+    assert TensorLimits.from_settings(settings) == TensorLimits(
+        max_batch=3, max_elements=settings.max_elements, max_string_bytes=7, max_json_depth=9
+    )

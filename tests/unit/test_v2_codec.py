@@ -9,7 +9,7 @@ import pytest
 from maas.api.tensor_codec import TensorLimits
 from maas.api.v2_codec import decode_infer_request, encode_infer_response
 from maas.datatypes import DATATYPES, from_numpy, from_onnx, from_v2
-from maas.errors import InvalidInput
+from maas.errors import InvalidInput, PayloadTooLarge
 from maas.infer_types import InferenceRequest, InferenceResponse, Tensor
 
 LIMITS = TensorLimits(max_batch=64, max_elements=1000)
@@ -127,3 +127,57 @@ def test_datatype_table_is_consistent_in_every_direction() -> None:
         if datatype.v2 != "BYTES":
             assert from_numpy(datatype.numpy) is datatype
     assert from_numpy(np.dtype("<U3")).v2 == "BYTES"  # type: ignore[union-attr]
+
+
+# ---- limits the codec enforces: JSON depth and text element size
+
+SMALL = TensorLimits(max_batch=64, max_elements=1000, max_string_bytes=8, max_json_depth=6)
+
+
+def text_body(texts: list[str], **input_fields: Any) -> str:
+    item = {"name": "t", "datatype": "BYTES", "shape": [len(texts)], "data": texts, **input_fields}
+    return json.dumps({"inputs": [item]})
+
+
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        # The root object and the request's parameters are levels 1 and 2: 4 more fit within 6.
+        (json.dumps({"parameters": {"a": {"b": {"c": {"d": {}}}}}, "inputs": []}), None),
+        ({**json.loads(text_body(["a"])), "parameters": {"a": {"b": {"c": {"d": {"e": {}}}}}}}, "parameters"),
+        # Root, inputs, the input and its parameters are levels 1 to 4.
+        (text_body(["a"], parameters={"a": {"b": {"c": []}}}), "inputs[0].parameters"),
+        (text_body(["a"], shape=[1, 1, 1, 1], data=[[[["a"]]]]), "inputs[0].data"),
+    ],
+)
+def test_fields_nested_past_the_depth_limit_are_named(raw: str | dict[str, Any], where: str | None) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        decode_infer_request(raw if isinstance(raw, str) else json.dumps(raw), SMALL)
+    if where is None:  # within the limit: refused for another reason (no inputs)
+        assert "levels deep" not in caught.value.message
+    else:
+        assert caught.value.message == (
+            f"{where}: expected JSON nested at most 6 levels deep (MAAS_MAX_JSON_DEPTH), got deeper"
+        )
+
+
+def test_requests_within_the_limits_decode() -> None:
+    raw = text_body(
+        ["12345678", "é" * 4], shape=[1, 2], data=[["12345678", "é" * 4]], parameters={"a": {"b": 1}}
+    )
+
+    (tensor,) = decode_infer_request(raw, SMALL).request.inputs
+
+    assert tensor.array.tolist() == [["12345678", "é" * 4]]
+
+
+def test_a_text_element_over_the_limit_is_413_without_its_text() -> None:
+    secret = "SSN-123-45-6789"
+
+    with pytest.raises(PayloadTooLarge) as caught:
+        decode_infer_request(text_body(["ok", secret]), SMALL)
+
+    assert caught.value.message == (
+        "inputs[0] ('t'): BYTES element 1 holds 15 bytes, expected at most 8 (MAAS_MAX_STRING_BYTES)"
+    )
+    assert secret not in caught.value.message

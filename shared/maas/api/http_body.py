@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
+from maas.config import ENV_COMPRESSED_BODIES, ENV_MAX_REQUEST_BYTES
 from maas.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 # JSON, Triton's binary format, and what curl sends without -H (treated as JSON, as Triton does).
@@ -41,8 +42,10 @@ def header(event: BaseProxyEvent, name: str) -> str | None:
     return None
 
 
-def read_body(event: BaseProxyEvent, max_bytes: int) -> str | bytes:
-    """The request body as sent by the client: str for plain JSON, bytes when it arrived base64-encoded."""
+def read_body(event: BaseProxyEvent, max_bytes: int, *, compressed: bool = True) -> str | bytes:
+    """The request body as sent by the client: str for plain JSON, bytes when it arrived base64-encoded.
+
+    `compressed=False` (MAAS_COMPRESSED_BODIES off) refuses any Content-Encoding but identity."""
     _check_media_type(header(event, "content-type"))
     raw = event.body or ""
     body: str | bytes
@@ -62,6 +65,11 @@ def read_body(event: BaseProxyEvent, max_bytes: int) -> str | bytes:
     encoding = (header(event, "content-encoding") or "identity").strip().lower()
     if encoding in ("", "identity"):
         return body
+    if not compressed:
+        raise UnsupportedMediaType(
+            f"Content-Encoding: expected identity, as compressed bodies are off ({ENV_COMPRESSED_BODIES}), "
+            f"got {encoding[:32]!r}"
+        )
     if encoding not in _ENCODINGS:
         raise UnsupportedMediaType(
             f"Content-Encoding: expected gzip, deflate or identity, got {encoding[:32]!r}"
@@ -106,5 +114,6 @@ def _inflate(data: bytes, encoding: str, max_bytes: int) -> bytes:
 def _too_large(size: int, limit: int, *, inflated: bool = False) -> PayloadTooLarge:
     what = "inflated body" if inflated else "body"
     return PayloadTooLarge(
-        f"{what}: expected at most {limit} bytes (MAAS_MAX_REQUEST_BYTES), got {'more' if inflated else size}"
+        f"{what}: expected at most {limit} bytes ({ENV_MAX_REQUEST_BYTES}), "
+        f"got {'more' if inflated else size}"
     )

@@ -28,12 +28,13 @@ _ERROR_DESCRIPTIONS = {
     400: "The request is malformed or does not fit the model's signature.",
     404: "No such model, version, alias or route.",
     405: "The path exists for another method.",
-    413: "The body, batch or element count is over its limit.",
-    415: "The Content-Type or Content-Encoding is not one maas decodes.",
+    413: "The body, batch, element count or a string element is over its limit.",
+    415: "The Content-Type or Content-Encoding is not one maas decodes (or compressed bodies are off).",
     503: "Model storage or the execution provider is unavailable.",
+    504: "The inference ran past its time budget (MAAS_REQUEST_TIMEOUT) and was cut off.",
 }
 _MODEL_ERRORS = (400, 404, 503)
-_INFER_ERRORS = (400, 404, 413, 415, 503)
+_INFER_ERRORS = (400, 404, 413, 415, 503, 504)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from maas.api.routing import RouteTable
 from maas.aws_clients import s3_client
 from maas.config import Settings
 from maas.registry.admin import RegistryAdmin
+from maas.registry.signing import signer_from_settings
 from maas.registry.store import ModelRegistry
 
 REGISTRY_ROUTE_HINT = (
@@ -23,7 +24,13 @@ class RegistryHttpApp(MultiFormatApp):
         self.admin = admin
         self.settings = settings
         routes = RouteTable()
-        register_registry_routes(routes, admin, max_request_bytes=settings.max_request_bytes)
+        register_registry_routes(
+            routes,
+            admin,
+            max_request_bytes=settings.max_request_bytes,
+            compressed_bodies=settings.compressed_bodies,
+            max_json_depth=settings.max_json_depth,
+        )
         register_error_handlers(routes, REGISTRY_ROUTE_HINT)
         super().__init__(routes)
 
@@ -38,5 +45,6 @@ def build_registry_app(
             settings.bucket,
             prefix=settings.prefix,
             default_alias=settings.default_alias,
+            signer=signer_from_settings(settings),
         )
     return RegistryHttpApp(RegistryAdmin(registry), settings)

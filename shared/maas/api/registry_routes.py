@@ -44,18 +44,27 @@ _QUERY_NUMBER = re.compile(r"[0-9]{1,18}")
 Body = TypeVar("Body", bound=BaseModel)
 
 
-def register_registry_routes(routes: RouteTable, admin: RegistryAdmin, *, max_request_bytes: int) -> None:
+def register_registry_routes(
+    routes: RouteTable,
+    admin: RegistryAdmin,
+    *,
+    max_request_bytes: int,
+    compressed_bodies: bool = True,
+    max_json_depth: int | None = None,
+) -> None:
     registry = admin.registry
     router = routes.router
 
     def body(model: type[Body], *, optional: bool = False) -> Body:
-        raw = read_body(router.current_event, max_request_bytes)
+        raw = read_body(router.current_event, max_request_bytes, compressed=compressed_bodies)
         if optional and not raw.strip():
             raw = "{}"
         try:
             return model.model_validate_json(raw)
         except ValidationError as exc:
-            raise InvalidInput(describe_validation_error(exc)) from None
+            # Registry bodies hold no free-form JSON, so their schema bounds the depth; only the parser's own
+            # recursion limit needs naming.
+            raise InvalidInput(describe_validation_error(exc, max_json_depth=max_json_depth)) from None
 
     def caller() -> str | None:
         return caller_identity(router.current_event.raw_event)

@@ -16,6 +16,12 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
+def remaining_time(router: Router) -> Callable[[], int] | None:
+    """The invocation's clock (milliseconds left), when Lambda handed over a context; tests may not."""
+    context = router.lambda_context
+    return None if context is None else context.get_remaining_time_in_millis
+
+
 def json_response(
     body: str | bytes, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response[Any]:

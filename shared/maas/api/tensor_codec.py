@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from maas.config import Settings
+from maas.config import (
+    DEFAULT_MAX_JSON_DEPTH,
+    DEFAULT_MAX_STRING_BYTES,
+    ENV_MAX_STRING_BYTES,
+    Settings,
+)
 from maas.datatypes import Datatype
 from maas.errors import InvalidInput, PayloadTooLarge
 
@@ -33,14 +39,35 @@ MAX_RANK = 32
 MAX_ECHOED_DIMS = 8
 
 
+# What a JSON BYTES element that is not a string arrived as, for the error message.
+_JSON_VALUE_NAMES: dict[type, str] = {
+    bool: "booleans",
+    int: "integers",
+    float: "numbers with a fraction",
+    dict: "objects",
+    type(None): "null",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class TensorLimits:
+    """The request limits a codec enforces while decoding, read once from Settings."""
+
     max_batch: int
     max_elements: int
+    # UTF-8 bytes of one BYTES element (MAAS_MAX_STRING_BYTES).
+    max_string_bytes: int = DEFAULT_MAX_STRING_BYTES
+    # Levels of JSON nesting, counted from the document's root (MAAS_MAX_JSON_DEPTH).
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TensorLimits:
-        return cls(max_batch=settings.max_batch, max_elements=settings.max_elements)
+        return cls(
+            max_batch=settings.max_batch,
+            max_elements=settings.max_elements,
+            max_string_bytes=settings.max_string_bytes,
+            max_json_depth=settings.max_json_depth,
+        )
 
 
 def check_shape(shape: list[int], where: str, limits: TensorLimits) -> int:
@@ -68,15 +95,36 @@ def describe_shape(shape: list[int]) -> str:
     return str(shape) if len(shape) <= MAX_ECHOED_DIMS else f"a shape of {len(shape)} dimensions"
 
 
+def nested_shape(data: list[Any]) -> list[int]:
+    """The shape nested lists claim along their first elements; decoding then checks every element."""
+    shape: list[int] = []
+    item: Any = data
+    while isinstance(item, list) and len(shape) <= MAX_RANK:
+        shape.append(len(item))
+        if not item:
+            break
+        item = item[0]
+    return shape
+
+
 def array_from_json(
-    data: list[Any], datatype: Datatype, shape: list[int], where: str, *, may_hold_booleans: bool = True
+    data: list[Any],
+    datatype: Datatype,
+    shape: list[int],
+    where: str,
+    *,
+    may_hold_booleans: bool = True,
+    max_string_bytes: int | None = None,
 ) -> npt.NDArray[Any]:
     """Nested or flat JSON data, checked for count, kind and range, in the datatype's dtype and shape.
 
     `may_hold_booleans=False` (the body has no true/false literal) skips the scan for booleans hiding
-    among numbers, which numpy would otherwise silently turn into 1 and 0."""
+    among numbers, which numpy would otherwise silently turn into 1 and 0. `max_string_bytes` bounds each
+    element of a BYTES tensor (None: unbounded)."""
     count = math.prod(shape)
     _check_depth(data, where)
+    if datatype.v2 == "BYTES":
+        return _strings_from_json(data, shape, count, where, max_string_bytes)
     if may_hold_booleans and datatype.v2 != "BOOL" and _holds_booleans(data):
         raise InvalidInput(f"{where}.data: expected {datatype.v2} values, got booleans")
     try:
@@ -114,6 +162,77 @@ def _check_depth(data: list[Any], where: str) -> None:
         item = item[0]
 
 
+def _strings_from_json(
+    data: list[Any], shape: list[int], count: int, where: str, max_string_bytes: int | None
+) -> npt.NDArray[Any]:
+    # Built as Python objects: numpy's fixed-width str dtype would give every element the width of the
+    # longest, so one long string among many short ones would cost gigabytes.
+    try:
+        raw = np.asarray(data, dtype=object)
+    except ValueError:
+        raise InvalidInput(
+            f"{where}.data: expected a flat or nested list, got a ragged nested list"
+        ) from None
+    items: list[Any] = raw.ravel().tolist()
+    for item in items:
+        if type(item) is not str:
+            if isinstance(item, list):
+                raise InvalidInput(f"{where}.data: expected a flat or nested list, got a ragged nested list")
+            got = _JSON_VALUE_NAMES.get(type(item), "other values")
+            raise InvalidInput(f"{where}.data: expected BYTES values, got {got}")
+    if raw.size != count:
+        raise InvalidInput(
+            f"{where}.data: shape {describe_shape(shape)} needs {count} elements, got {raw.size}"
+        )
+    _check_unicode(items, where)
+    if max_string_bytes is not None:
+        check_string_lengths(items, where, max_string_bytes)
+    return raw.reshape(shape)
+
+
+def _check_unicode(items: list[str], where: str) -> None:
+    # Python's json (events) admits lone surrogates ("\ud800"), which no UTF-8 encoder will take: the
+    # model would fail on them. One C-speed pass over the joined text; ASCII skips even the encode.
+    joined = "".join(items)
+    if joined.isascii():
+        return
+    try:
+        joined.encode("utf-8")
+    except UnicodeEncodeError:
+        index = next(i for i, item in enumerate(items) if not _encodes(item))
+        raise InvalidInput(
+            f"{where}.data: expected valid Unicode text, got a lone surrogate in BYTES element {index}"
+        ) from None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_string_lengths(items: Sequence[str | bytes], where: str, max_string_bytes: int) -> None:
+    """Each text element within MAAS_MAX_STRING_BYTES (as UTF-8). Names the element, never its text."""
+    # A character is at most 4 UTF-8 bytes, so only strings longer than a quarter of the limit are encoded.
+    suspect = max_string_bytes // 4
+    if not items or max(map(len, items)) <= suspect:
+        return
+    for index, item in enumerate(items):
+        if len(item) > suspect:
+            size = len(item) if isinstance(item, bytes) else len(item.encode("utf-8", "surrogatepass"))
+            if size > max_string_bytes:
+                raise string_too_large(where, index, size, max_string_bytes)
+
+
+def string_too_large(where: str, index: int, size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"{where}: BYTES element {index} holds {size} bytes, expected at most {limit} "
+        f"({ENV_MAX_STRING_BYTES})"
+    )
+
+
 def _holds_booleans(data: list[Any]) -> bool:
     pending = [data]
     while pending:
@@ -141,8 +260,6 @@ def _exact_integers(
 
 def _cast(raw: npt.NDArray[Any], datatype: Datatype, where: str) -> npt.NDArray[Any]:
     target = datatype.numpy
-    if datatype.v2 == "BYTES":
-        return raw.astype(object)
     if target.kind in "iu" and raw.dtype.kind in "iu":
         info = np.iinfo(target)  # type: ignore[type-var]  # integer kinds checked just above
         if raw.min() < info.min or raw.max() > info.max:
@@ -164,11 +281,16 @@ def _cast(raw: npt.NDArray[Any], datatype: Datatype, where: str) -> npt.NDArray[
 
 
 def array_from_binary(
-    chunk: memoryview, datatype: Datatype, shape: list[int], where: str
+    chunk: memoryview,
+    datatype: Datatype,
+    shape: list[int],
+    where: str,
+    *,
+    max_string_bytes: int | None = None,
 ) -> npt.NDArray[Any]:
     count = math.prod(shape)
     if datatype.v2 == "BYTES":
-        return _bytes_elements(chunk, count, where).reshape(shape)
+        return _bytes_elements(chunk, count, where, max_string_bytes).reshape(shape)
     expected = count * datatype.numpy.itemsize
     if len(chunk) != expected:
         raise InvalidInput(
@@ -182,7 +304,9 @@ def array_from_binary(
     return array
 
 
-def _bytes_elements(chunk: memoryview, count: int, where: str) -> npt.NDArray[Any]:
+def _bytes_elements(
+    chunk: memoryview, count: int, where: str, max_string_bytes: int | None = None
+) -> npt.NDArray[Any]:
     """Triton's BYTES layout: each element is a little-endian uint32 length, then that many bytes."""
     elements: list[str] = []
     offset = 0
@@ -196,6 +320,8 @@ def _bytes_elements(chunk: memoryview, count: int, where: str) -> npt.NDArray[An
             raise InvalidInput(
                 f"{where}: BYTES element {len(elements)} declares {length} bytes, only {size - offset} remain"
             )
+        if max_string_bytes is not None and length > max_string_bytes:
+            raise string_too_large(where, len(elements), length, max_string_bytes)
         try:
             elements.append(bytes(chunk[offset : offset + length]).decode("utf-8"))
         except UnicodeDecodeError:

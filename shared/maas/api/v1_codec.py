@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from maas.api.tensor_codec import TensorLimits, array_from_json, array_to_json, check_shape
+from maas.api.json_depth import check_depth, check_leading_depth
+from maas.api.tensor_codec import TensorLimits, array_from_json, array_to_json, check_shape, nested_shape
 from maas.api.v1_types import PredictRequest, PredictResponse
 from maas.api.validation_messages import describe_validation_error, json_type
 from maas.datatypes import BY_V2
@@ -24,9 +25,13 @@ def decode_predict_request(body: str | bytes, signature: Signature, limits: Tens
     try:
         wire = PredictRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise InvalidInput(describe_validation_error(exc)) from None
+        raise InvalidInput(describe_validation_error(exc, max_json_depth=limits.max_json_depth)) from None
+    if wire.parameters:
+        check_depth(wire.parameters, "parameters", limits.max_json_depth, above=1)
     if len(signature.inputs) == 1:
         spec = signature.inputs[0]
+        # Above the instances array: only the root object.
+        check_leading_depth(wire.instances, "instances", limits.max_json_depth, above=1)
         return InferenceRequest(inputs=[_column(spec, wire.instances, "instances", limits)])
     names = [spec.name for spec in signature.inputs]
     columns: dict[str, list[Any]] = {name: [] for name in names}
@@ -36,6 +41,10 @@ def decode_predict_request(body: str | bytes, signature: Signature, limits: Tens
             raise InvalidInput(f"instances[{index}]: expected an object with keys {names}, got {got}")
         for name in names:
             columns[name].append(instance[name])
+    for name, column in columns.items():
+        # A column stands for the instances array; the root object and each instance's object sit above
+        # its rows.
+        check_leading_depth(column, f"instances[*].{name}", limits.max_json_depth, above=2)
     return InferenceRequest(
         inputs=[
             _column(spec, columns[spec.name], f"instances[*].{spec.name}", limits)
@@ -45,12 +54,14 @@ def decode_predict_request(body: str | bytes, signature: Signature, limits: Tens
 
 
 def _column(spec: TensorSpec, rows: list[Any], where: str, limits: TensorLimits) -> Tensor:
-    try:
-        shape = list(np.shape(rows))
-    except ValueError:
-        raise InvalidInput(f"{where}: expected rows of equal shape, got a ragged nested list") from None
+    # The shape the rows claim; array_from_json then refuses rows that do not all agree with it. (np.shape
+    # would build the array twice, and for text, one as wide as the longest string per element.)
+    shape = nested_shape(rows)
     check_shape(shape, where, limits)
-    return Tensor(spec.name, spec.datatype, array_from_json(rows, BY_V2[spec.datatype], shape, where))
+    array = array_from_json(
+        rows, BY_V2[spec.datatype], shape, where, max_string_bytes=limits.max_string_bytes
+    )
+    return Tensor(spec.name, spec.datatype, array)
 
 
 def encode_predict_response(response: InferenceResponse) -> str:

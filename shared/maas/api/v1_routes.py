@@ -9,7 +9,7 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import Response
 
 from maas.api.http_body import header, read_body
-from maas.api.routing import RouteTable, json_response
+from maas.api.routing import RouteTable, json_response, remaining_time
 from maas.api.tensor_codec import TensorLimits
 from maas.api.v1_codec import decode_predict_request, encode_predict_response
 from maas.api.v1_types import V1ModelList, V1ModelStatus
@@ -38,9 +38,9 @@ def register_v1_routes(routes: RouteTable, service: InferenceService) -> None:
         # Pick the canary side first: V1 needs that version's signature to read the instances.
         pinned = ModelRef(ref.name, version=service.select_version(ref, header(event, ROUTING_KEY_HEADER)))
         _, signature = service.signature(pinned)
-        body = read_body(event, settings.max_request_bytes)
+        body = read_body(event, settings.max_request_bytes, compressed=settings.compressed_bodies)
         request = decode_predict_request(body, signature, limits)
-        response = service.infer(pinned, request)
+        response = service.infer(pinned, request, remaining_ms=remaining_time(router))
         return json_response(
             encode_predict_response(response), headers={MODEL_VERSION_HEADER: str(response.model_version)}
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from maas.api.json_depth import check_depth, check_leading_depth
 from maas.api.tensor_codec import (
     TensorLimits,
     array_from_binary,
@@ -79,7 +80,7 @@ def decode_infer_request(
             bytes(header) if isinstance(header, memoryview) else header
         )
     except ValidationError as exc:
-        raise InvalidInput(describe_validation_error(exc)) from None
+        raise InvalidInput(describe_validation_error(exc, max_json_depth=limits.max_json_depth)) from None
     return decode_wire_request(wire, limits, binary, may_hold_booleans=_has_boolean_literal(header))
 
 
@@ -92,6 +93,7 @@ def decode_wire_request(
 ) -> DecodedInferRequest:
     """The tensors of an already validated request body (HTTP, or an event that carried it as JSON)."""
     binary = binary if binary is not None else memoryview(b"")
+    check_request_depth(wire, limits.max_json_depth)
     inputs: list[Tensor] = []
     offset = 0
     for index, item in enumerate(wire.inputs):
@@ -125,6 +127,22 @@ def decode_wire_request(
     )
 
 
+def check_request_depth(wire: InferenceRequestBody, limit: int) -> None:
+    """The free-form fields within MAAS_MAX_JSON_DEPTH; the rest of the schema is shallow by construction.
+
+    Above an input's fields sit the root object, the inputs array and the input object: 3 levels."""
+    if wire.parameters:
+        check_depth(wire.parameters, "parameters", limit, above=1)
+    for index, item in enumerate(wire.inputs):
+        if item.parameters:
+            check_depth(item.parameters, f"inputs[{index}].parameters", limit, above=3)
+        if item.data is not None:
+            check_leading_depth(item.data, f"inputs[{index}].data", limit, above=3)
+    for index, output in enumerate(wire.outputs or []):
+        if output.parameters:
+            check_depth(output.parameters, f"outputs[{index}].parameters", limit, above=3)
+
+
 def _has_boolean_literal(header: str | bytes | memoryview) -> bool:
     # A substring search in C: requests without true/false anywhere skip the per-element boolean scan.
     if isinstance(header, str):
@@ -151,7 +169,14 @@ def _decode_input(
     if size is None:
         if item.data is None:
             raise InvalidInput(f"{where}.data: required unless parameters.{BINARY_DATA_SIZE} is set")
-        array = array_from_json(item.data, datatype, item.shape, where, may_hold_booleans=may_hold_booleans)
+        array = array_from_json(
+            item.data,
+            datatype,
+            item.shape,
+            where,
+            may_hold_booleans=may_hold_booleans,
+            max_string_bytes=limits.max_string_bytes,
+        )
         return Tensor(item.name, datatype.v2, array), offset
     if item.data is not None:
         raise InvalidInput(f"{where}: expected either data or parameters.{BINARY_DATA_SIZE}, got both")
@@ -163,7 +188,9 @@ def _decode_input(
             f"{where}.parameters.{BINARY_DATA_SIZE}: expected at most the {remaining} binary bytes left "
             f"after {HEADER_LENGTH} and earlier inputs, got {size}"
         )
-    array = array_from_binary(binary[offset : offset + size], datatype, item.shape, where)
+    array = array_from_binary(
+        binary[offset : offset + size], datatype, item.shape, where, max_string_bytes=limits.max_string_bytes
+    )
     return Tensor(item.name, datatype.v2, array), offset + size
 
 

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import Response
 
 from maas.api.http_body import header, header_length, read_body
-from maas.api.routing import RouteTable, json_response
+from maas.api.routing import RouteTable, json_response, remaining_time
 from maas.api.tensor_codec import TensorLimits
 from maas.api.v2_codec import (
     HEADER_LENGTH,
@@ -100,7 +100,7 @@ def register_v2_routes(routes: RouteTable, service: InferenceService) -> None:
     @routes.add("POST", f"{MODEL}/infer", f"{MODEL_VERSION}/infer")
     def infer(name: str, version: str | None = None) -> Response[Any]:
         event = router.current_event
-        body = read_body(event, settings.max_request_bytes)
+        body = read_body(event, settings.max_request_bytes, compressed=settings.compressed_bodies)
         decoded = decode_infer_request(body, limits, header_length=header_length(event, HEADER_LENGTH))
         request = decoded.request
         routing_key = header(event, ROUTING_KEY_HEADER)
@@ -108,7 +108,7 @@ def register_v2_routes(routes: RouteTable, service: InferenceService) -> None:
             request = dataclasses.replace(
                 request, parameters={**request.parameters, ROUTING_KEY: routing_key}
             )
-        response = service.infer(_ref(name, version), request)
+        response = service.infer(_ref(name, version), request, remaining_ms=remaining_time(router))
         encoded = encode_infer_response(response, decoded)
         headers = {MODEL_VERSION_HEADER: str(response.model_version)}
         if encoded.header_length is None:

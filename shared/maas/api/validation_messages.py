@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from maas.config import ENV_MAX_JSON_DEPTH
+
 MAX_REPORTED_ERRORS = 3
 _JSON_TYPE_NAMES: dict[type, str] = {
     dict: "object",
@@ -19,14 +21,23 @@ _JSON_TYPE_NAMES: dict[type, str] = {
 }
 
 
-def describe_validation_error(exc: ValidationError, subject: str = "request body") -> str:
+def describe_validation_error(
+    exc: ValidationError, subject: str = "request body", *, max_json_depth: int | None = None
+) -> str:
+    """`max_json_depth`, when given, is the limit to name if the parser stopped at its recursion limit."""
     messages = []
     for error in exc.errors(include_url=False)[:MAX_REPORTED_ERRORS]:
         where = location(error["loc"]) or subject
         kind = error["type"]
         if kind == "json_invalid":
             detail = error.get("ctx", {}).get("error", "parse error")
-            messages.append(f"{subject}: expected JSON, got invalid JSON ({detail})")
+            if max_json_depth is not None and str(detail).startswith("recursion limit exceeded"):
+                messages.append(
+                    f"{subject}: expected JSON nested at most {max_json_depth} levels deep "
+                    f"({ENV_MAX_JSON_DEPTH}), got deeper ({detail})"
+                )
+            else:
+                messages.append(f"{subject}: expected JSON, got invalid JSON ({detail})")
         elif kind == "missing":
             messages.append(f"{where}: required field is missing")
         elif kind == "extra_forbidden":

@@ -43,14 +43,15 @@ class InferFunctionApp:
         if event.get("source") == "aws.events" and event.get("detail-type") == SCHEDULED_EVENT:
             return self.warm_up()
         if "model" in event:
-            return self.invoke(event)
+            return self.invoke(event, context)
         return {"error": UNSUPPORTED_EVENT, "status": 400}
 
-    def invoke(self, event: Mapping[str, Any]) -> dict[str, Any]:
+    def invoke(self, event: Mapping[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
         logger.set_correlation_id(event.get("id") if isinstance(event.get("id"), str) else None)
         try:
             ref, request = decode_event_request(dict(event), self.limits)
-            response = self.service.infer(ref, request)
+            remaining_ms = None if context is None else context.get_remaining_time_in_millis
+            response = self.service.infer(ref, request, remaining_ms=remaining_ms)
         except Unavailable:
             raise
         except MaasError as exc:

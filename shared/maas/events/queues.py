@@ -155,8 +155,11 @@ class AsyncFunctionApp(_QueueApp):
 def _json_body(record: SQSRecord, expected: str) -> dict[str, Any]:
     try:
         body = json.loads(record.body)
-    except ValueError:
-        raise PoisonMessage(f"message: expected {expected}, got a body that is not JSON") from None
+    except (ValueError, RecursionError):
+        # RecursionError: thousands of nested brackets, which no request needs.
+        raise PoisonMessage(
+            f"message: expected {expected}, got a body that is not JSON (or nested too deep)"
+        ) from None
     if not isinstance(body, dict):
         raise PoisonMessage(f"message: expected {expected}, got JSON that is not an object")
     return body

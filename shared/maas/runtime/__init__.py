@@ -5,6 +5,7 @@ from __future__ import annotations
 from maas.runtime.cache import ModelCache, VersionResolver
 from maas.runtime.loaded_model import (
     PLATFORM,
+    Deadline,
     LoadedModel,
     SessionConfig,
     disk_bytes_needed,
@@ -13,12 +14,14 @@ from maas.runtime.loaded_model import (
     usable_cpus,
     write_model_files,
 )
-from maas.runtime.providers import select_providers
+from maas.runtime.providers import CUDA, select_providers
 from maas.runtime.text import TextTokenizer
 from maas.runtime.validation import check_inputs, check_requested_outputs
 
 __all__ = [
+    "CUDA",
     "PLATFORM",
+    "Deadline",
     "LoadedModel",
     "ModelCache",
     "SessionConfig",

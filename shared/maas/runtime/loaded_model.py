@@ -5,8 +5,12 @@ All I/O happens in `load_model`; `LoadedModel.run` only computes.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +19,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
-from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument, InvalidGraph
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidGraph
 
-from maas.config import GraphOptimization
+from maas.config import ENV_PROVIDER, GraphOptimization
 from maas.datatypes import BY_V2, from_onnx
-from maas.errors import IntegrityError, InvalidInput
+from maas.errors import DeadlineExceeded, IntegrityError, InvalidInput, Unavailable
 from maas.registry.manifest import Manifest, TokenizerPreprocessing
+from maas.registry.onnx_graph_file import vet_graph_file
 from maas.registry.store import ModelRegistry
 from maas.runtime.text import TextTokenizer
 from maas.signature import Signature, TensorSpec
@@ -45,6 +50,9 @@ class SessionConfig:
     intra_op_threads: int | None = None
     graph_optimization: GraphOptimization = "all"
     warmup: bool = True
+    # MAAS_PROVIDER=cuda: a session onnxruntime quietly opened on the CPU instead (a GPU build on a host
+    # without a usable GPU or CUDA libraries) is refused rather than served slowly.
+    required_provider: str | None = None
 
     def session_options(self) -> ort.SessionOptions:
         options = ort.SessionOptions()
@@ -60,6 +68,73 @@ def usable_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - platforms without sched_getaffinity (macOS)
         return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """When a run must have finished (on time.monotonic()), and the budget that set it, for the error."""
+
+    at: float
+    # Completes "inference exceeded ...": "the time budget of 25 s (MAAS_REQUEST_TIMEOUT)".
+    budget: str
+
+    @classmethod
+    def within(cls, seconds: float, budget: str) -> Deadline:
+        return cls(time.monotonic() + seconds, budget)
+
+    def seconds_left(self) -> float:
+        return self.at - time.monotonic()
+
+
+class _Watchdog:
+    """One daemon thread that sets `terminate` on the RunOptions of runs still going past their deadline.
+
+    onnxruntime checks the flag between nodes and fails the run. A threading.Timer per run would start a
+    thread per request (about a millisecond measured here, on the warm path); this costs a heap push."""
+
+    def __init__(self) -> None:
+        self._wakeup = threading.Condition()
+        self._heap: list[tuple[float, int, ort.RunOptions]] = []
+        self._running: set[int] = set()
+        self._tokens = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, at: float, options: ort.RunOptions) -> int:
+        with self._wakeup:
+            token = next(self._tokens)
+            heapq.heappush(self._heap, (at, token, options))
+            self._running.add(token)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="maas-run-deadlines", daemon=True)
+                self._thread.start()
+            elif self._heap[0][1] == token:
+                self._wakeup.notify()  # the thread sleeps until a later deadline
+            return token
+
+    def release(self, token: int) -> None:
+        """The run is over; its entry leaves the heap when it reaches the top."""
+        with self._wakeup:
+            self._running.discard(token)
+
+    def _loop(self) -> None:
+        with self._wakeup:
+            while True:
+                while self._heap and self._heap[0][1] not in self._running:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._wakeup.wait()
+                    continue
+                at, token, options = self._heap[0]
+                delay = at - time.monotonic()
+                if delay > 0:
+                    self._wakeup.wait(delay)
+                    continue
+                heapq.heappop(self._heap)
+                self._running.discard(token)
+                options.terminate = True
+
+
+_WATCHDOG = _Watchdog()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,17 +162,44 @@ class LoadedModel:
         """What clients send and receive, which `run` takes: text for a tokenized model, else the graph's."""
         return self.manifest.serving_signature
 
-    def run(self, inputs: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str]) -> list[npt.NDArray[Any]]:
-        """Run on the serving inputs (already checked against `signature`), returning `outputs` in order."""
+    def run(
+        self,
+        inputs: Mapping[str, npt.NDArray[Any]],
+        outputs: Sequence[str],
+        *,
+        deadline: Deadline | None = None,
+    ) -> list[npt.NDArray[Any]]:
+        """Run on the serving inputs (already checked against `signature`), returning `outputs` in order.
+
+        A run still going at `deadline` is cut off between two nodes: DeadlineExceeded (504)."""
         feeds = dict(inputs) if self.tokenizer is None else self._tokenized(inputs)
+        options: ort.RunOptions | None = None
+        token: int | None = None
+        if deadline is not None:
+            if deadline.seconds_left() <= 0:  # loading or tokenizing used it all up
+                raise self._deadline_exceeded(deadline)
+            options = ort.RunOptions()
+            token = _WATCHDOG.watch(deadline.at, options)
         try:
-            results: list[npt.NDArray[Any]] = self.session.run(list(outputs), feeds)
+            results: list[npt.NDArray[Any]] = self.session.run(list(outputs), feeds, options)
         except (InvalidArgument, InvalidGraph) as exc:
             # The signature check passed, so this is a value the graph itself rejects (e.g. a bad index).
             raise InvalidInput(
                 f"model '{self.name}' v{self.version} rejected the inputs: {_first_line(exc)}"
             ) from None
+        except Fail:
+            # A terminated run fails with a plain FAIL ("Exiting due to terminate flag being set to true",
+            # onnxruntime 1.32); the flag itself says whether the watchdog stopped it.
+            if deadline is not None and options is not None and options.terminate:
+                raise self._deadline_exceeded(deadline) from None
+            raise
+        finally:
+            if token is not None:
+                _WATCHDOG.release(token)
         return results
+
+    def _deadline_exceeded(self, deadline: Deadline) -> DeadlineExceeded:
+        return DeadlineExceeded(f"model '{self.name}' v{self.version}: inference exceeded {deadline.budget}")
 
     def _tokenized(self, inputs: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
         assert self.tokenizer is not None
@@ -131,7 +233,19 @@ def load_model(registry: ModelRegistry, manifest: Manifest, config: SessionConfi
     tokenizer = (
         None if manifest.tokenizer is None else _load_tokenizer(registry, manifest, manifest.tokenizer)
     )
-    blobs = {path: registry.read_artifact(manifest, manifest.artifact(path)) for path in manifest.graph_files}
+    # The graph first, and vetted before its (possibly large) external data is fetched: a pickle, or a graph
+    # naming files beyond the manifest's verified ones, never reaches onnxruntime.
+    graph = registry.read_artifact(manifest, manifest.artifact(manifest.model_file))
+    vet_graph_file(
+        graph,
+        data_files=manifest.model_data_files,
+        what=f"{manifest.model_file} of model '{manifest.name}' v{manifest.version}",
+        error=IntegrityError,
+    )
+    blobs = {manifest.model_file: graph}
+    del graph
+    for path in manifest.model_data_files:
+        blobs[path] = registry.read_artifact(manifest, manifest.artifact(path))
     with tempfile.TemporaryDirectory(prefix=f"maas-{manifest.name}-v{manifest.version}-") as workdir:
         write_model_files(Path(workdir), blobs)
         del blobs
@@ -140,7 +254,14 @@ def load_model(registry: ModelRegistry, manifest: Manifest, config: SessionConfi
             sess_options=config.session_options(),
             providers=list(config.providers),
         )
-    model = LoadedModel(manifest, session, tuple(session.get_providers()), tokenizer)
+    opened_on = tuple(session.get_providers())
+    if config.required_provider is not None and config.required_provider not in opened_on:
+        raise Unavailable(
+            f"model '{manifest.name}' v{manifest.version}: expected a session on {config.required_provider} "
+            f"({ENV_PROVIDER}=cuda), got one on {list(opened_on)}; onnxruntime fell back because the GPU or "
+            "its CUDA libraries are not usable here"
+        )
+    model = LoadedModel(manifest, session, opened_on, tokenizer)
     _check_signature(model)
     if config.warmup:
         _warm_up(model)
@@ -148,9 +269,18 @@ def load_model(registry: ModelRegistry, manifest: Manifest, config: SessionConfi
 
 
 def write_model_files(directory: Path, files: Mapping[str, bytes]) -> None:
-    """Lay artifacts out as onnxruntime expects: external data beside the model, at its relative path."""
+    """Lay artifacts out as onnxruntime expects: external data beside the model, at its relative path.
+
+    Manifests allow only safe relative paths; refusing any target outside `directory` here as well keeps
+    one missed check elsewhere from writing anywhere on the machine."""
+    root = directory.resolve()
     for path, data in files.items():
-        target = directory / path
+        target = (root / path).resolve()
+        if target == root or not target.is_relative_to(root):
+            raise IntegrityError(
+                f"artifact path {path[:100]!r}: expected a file inside the model's folder, got a path "
+                "that resolves outside it"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
 

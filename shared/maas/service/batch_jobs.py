@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from maas.errors import InvalidInput, MaasError, Unavailable
+from maas.errors import DeadlineExceeded, InvalidInput, MaasError, Unavailable
 from maas.events.layout import (
     INPUT_FORMATS,
     INPUT_STEM,
@@ -39,6 +39,7 @@ from maas.infer_types import InferenceRequest, Tensor
 from maas.objects import CreateOnceUpload, object_exists, put_new, storage_errors
 from maas.observability import MetricUnit, logger, metrics
 from maas.runtime import LoadedModel
+from maas.runtime.loaded_model import Deadline
 from maas.service.inference import InferenceService
 from maas.service.job_rows import (
     MalformedJobInput,
@@ -48,8 +49,8 @@ from maas.service.job_rows import (
     iter_csv_records,
     iter_lines,
     max_rows_per_run,
+    npy_chunk,
     npy_chunks,
-    npy_rows_as,
     read_npy_header,
 )
 from maas.signature import TensorSpec
@@ -62,6 +63,9 @@ TEXT_JOB_BATCH_ROWS = 32
 STATUS_LINE_ERRORS = 20
 # Stop this long before the function's deadline, so the job can still say that it ran out of time.
 DEADLINE_MARGIN_MS = 20_000
+# A run still going this close to the function's deadline is cut off, for the same reason. (Jobs have no
+# per-request budget, MAAS_REQUEST_TIMEOUT: a large batch may take as long as the function allows.)
+RUN_DEADLINE_MARGIN_MS = 10_000
 
 
 class JobOutOfTime(MaasError):
@@ -181,18 +185,30 @@ class BatchJobService:
         remaining_ms: Callable[[], int] | None,
     ) -> Iterator[bytes]:
         signature = model.signature
-        decoder = RowDecoder(model.name, signature, job.input_format)
+        decoder = RowDecoder(
+            model.name,
+            signature,
+            job.input_format,
+            max_string_bytes=self.inference.settings.max_string_bytes,
+        )
         wanted = self.inference.settings.job_batch_rows
         rows = max_rows_per_run(
             signature, wanted if model.tokenizer is None else min(wanted, TEXT_JOB_BATCH_ROWS)
         )
         for chunk in self._chunks(job, decoder, signature.inputs[0], body, rows):
-            if remaining_ms is not None and remaining_ms() < DEADLINE_MARGIN_MS:
-                raise JobOutOfTime(
-                    f"job: expected to finish within the function's timeout, got through "
-                    f"{progress.counts.lines} lines; split the input into smaller jobs"
+            deadline = None
+            if remaining_ms is not None:
+                left_ms = remaining_ms()
+                if left_ms < DEADLINE_MARGIN_MS:
+                    raise _out_of_time(progress)
+                deadline = Deadline.within(
+                    (left_ms - RUN_DEADLINE_MARGIN_MS) / 1000, "the function's remaining time"
                 )
-            yield self._run_chunk(model, chunk, progress)
+            try:
+                lines = self._run_chunk(model, chunk, progress, deadline)
+            except DeadlineExceeded:
+                raise _out_of_time(progress) from None
+            yield lines
 
     def _chunks(
         self, job: JobLocation, decoder: RowDecoder, first_input: TensorSpec, body: Any, rows: int
@@ -218,27 +234,28 @@ class BatchJobService:
                 raise MalformedJobInput(f"input.npy: expected numbers or strings, got dtype {header.dtype}")
             spec.check(header.row_shape, "input.npy rows")
             for first_row, array in npy_chunks(body, header, rows):
-                count = len(array)
-                yield RowChunk(
-                    lines=list(range(first_row, first_row + count)),
-                    batches=[RowBatch(list(range(count)), {spec.name: npy_rows_as(array, first_input)})],
-                )
+                yield npy_chunk(first_row, array, first_input, max_string_bytes=decoder.max_string_bytes)
 
-    def _run_chunk(self, model: LoadedModel, chunk: RowChunk, progress: _Progress) -> bytes:
+    def _run_chunk(
+        self, model: LoadedModel, chunk: RowChunk, progress: _Progress, deadline: Deadline | None = None
+    ) -> bytes:
         lines: list[bytes | None] = [None] * len(chunk)
         errors = dict(chunk.errors)
         for batch in chunk.batches:
             try:
-                outputs = self._run(model, batch.inputs)
+                outputs = self._run(model, batch.inputs, deadline)
             except InvalidInput:
                 # One row the graph rejects (an index out of range) must not fail its neighbours.
                 outputs = None
-            if outputs is not None:
+            if outputs is not None and all(
+                array.shape[:1] == (len(batch.positions),) for array in outputs.values()
+            ):
                 encode_rows(outputs, batch.positions, lines)
                 continue
+            # Row by row also when some output does not come one per row (a count over the whole batch).
             for position, row in _single_rows(batch):
                 try:
-                    encode_rows(self._run(model, row), [position], lines)
+                    encode_rows(_one_row(self._run(model, row, deadline)), [position], lines)
                 except InvalidInput as exc:
                     errors[position] = f"line {chunk.lines[position]}: {exc.message}"
         for position, message in sorted(errors.items()):
@@ -250,12 +267,14 @@ class BatchJobService:
         progress.counts.succeeded += len(chunk) - len(errors)
         return b"\n".join(line or b"" for line in lines) + b"\n"
 
-    def _run(self, model: LoadedModel, inputs: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+    def _run(
+        self, model: LoadedModel, inputs: dict[str, npt.NDArray[Any]], deadline: Deadline | None = None
+    ) -> dict[str, npt.NDArray[Any]]:
         datatypes = {spec.name: spec.datatype for spec in model.signature.inputs}
         request = InferenceRequest(
             inputs=[Tensor(name, datatypes[name], array) for name, array in inputs.items()]
         )
-        response = self.inference.infer_loaded(model, request)
+        response = self.inference.infer_loaded(model, request, deadline=deadline)
         return {tensor.name: tensor.array for tensor in response.outputs}
 
     def _record_status(self, job: str, status: JobStatus) -> None:
@@ -274,6 +293,18 @@ class BatchJobService:
                 "error": status.error,
             },
         )
+
+
+def _out_of_time(progress: _Progress) -> JobOutOfTime:
+    return JobOutOfTime(
+        f"job: expected to finish within the function's timeout, got through {progress.counts.lines} lines; "
+        "split the input into smaller jobs"
+    )
+
+
+def _one_row(outputs: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+    """A one-row run's outputs, each as a batch of one; an output without that leading 1 is all the row's."""
+    return {name: array if array.shape[:1] == (1,) else array[np.newaxis] for name, array in outputs.items()}
 
 
 def _single_rows(batch: RowBatch) -> Iterator[tuple[int, dict[str, npt.NDArray[Any]]]]:

@@ -11,19 +11,23 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from maas import __version__
 from maas.aws_clients import s3_client
-from maas.config import Settings
+from maas.config import ENV_REQUEST_TIMEOUT, Settings
 from maas.errors import Unavailable
 from maas.infer_types import InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata, Tensor
 from maas.observability import MetricUnit, logger, metrics
 from maas.registry.manifest import Manifest
 from maas.registry.references import ModelRef
+from maas.registry.signing import signer_from_settings
 from maas.registry.store import ModelRegistry, ResolvedTarget
 from maas.runtime import (
+    CUDA,
     PLATFORM,
+    Deadline,
     LoadedModel,
     ModelCache,
     SessionConfig,
@@ -44,6 +48,9 @@ MANIFEST_CACHE_ENTRIES = 256
 EXTENSIONS = ("binary_tensor_data",)
 # A request parameter (or the x-maas-routing-key header) that pins a caller to one side of a canary split.
 ROUTING_KEY = "routing_key"
+# Left of the function's own time when it caps a request's budget: enough to answer 504 before Lambda
+# stops the invocation (which would also throw the warm container, and its loaded models, away).
+FUNCTION_TIMEOUT_MARGIN_SECONDS = 1.0
 
 
 def choose_version(target: ResolvedTarget, routing_key: object = None) -> int:
@@ -80,24 +87,56 @@ class InferenceService:
         settings = settings or Settings.from_env()
         client = s3 or s3_client(settings.endpoint_url)
         registry = ModelRegistry(
-            client, settings.bucket, prefix=settings.prefix, default_alias=settings.default_alias
+            client,
+            settings.bucket,
+            prefix=settings.prefix,
+            default_alias=settings.default_alias,
+            signer=signer_from_settings(settings),
         )
         return cls(registry, settings)
 
     # ---- data plane
 
-    def infer(self, ref: ModelRef, request: InferenceRequest) -> InferenceResponse:
+    def infer(
+        self,
+        ref: ModelRef,
+        request: InferenceRequest,
+        *,
+        remaining_ms: Callable[[], int] | None = None,
+    ) -> InferenceResponse:
+        """One request within its time budget; `remaining_ms` (the Lambda context's clock) caps it."""
+        # The clock starts before the model is fetched: the client's, and API Gateway's, already runs.
+        deadline = self.request_deadline(remaining_ms)
         model = self.cache.get(ref.name, self.select_version(ref, request.parameters.get(ROUTING_KEY)))
-        return self.infer_loaded(model, request)
+        return self.infer_loaded(model, request, deadline=deadline)
 
-    def infer_loaded(self, model: LoadedModel, request: InferenceRequest) -> InferenceResponse:
-        """Run a request on a model already in hand: a batch job pins one version for all its rows."""
+    def request_deadline(self, remaining_ms: Callable[[], int] | None = None) -> Deadline | None:
+        """MAAS_REQUEST_TIMEOUT from now (0: no budget), or the function's remaining time less a margin
+        when that is sooner. None: the run may take as long as it takes."""
+        seconds = self.settings.request_timeout_seconds
+        deadline = None
+        if seconds > 0:
+            deadline = Deadline.within(seconds, f"the time budget of {seconds:g} s ({ENV_REQUEST_TIMEOUT})")
+        if remaining_ms is not None:
+            left = remaining_ms() / 1000 - FUNCTION_TIMEOUT_MARGIN_SECONDS
+            if deadline is None or left < seconds:
+                deadline = Deadline.within(
+                    left, f"the {round(max(left, 0), 2):g} s the function had left before its own timeout"
+                )
+        return deadline
+
+    def infer_loaded(
+        self, model: LoadedModel, request: InferenceRequest, *, deadline: Deadline | None = None
+    ) -> InferenceResponse:
+        """Run a request on a model already in hand: a batch job pins one version for all its rows.
+
+        No deadline unless given: a batch job keeps its own, against the function's timeout."""
         # The serving signature: a text model is asked for text, never for the token ids its graph takes.
         signature = model.signature
         check_inputs(model.name, signature, request.inputs)
         output_names = check_requested_outputs(model.name, signature, request.outputs)
         started = time.perf_counter()
-        arrays = model.run({t.name: t.array for t in request.inputs}, output_names)
+        arrays = model.run({t.name: t.array for t in request.inputs}, output_names, deadline=deadline)
         metrics.add_metric(
             name="InferenceMs", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
         )
@@ -180,6 +219,7 @@ class InferenceService:
             intra_op_threads=self.settings.intra_op_threads,
             graph_optimization=self.settings.graph_optimization,
             warmup=self.settings.warmup,
+            required_provider=CUDA if self.settings.provider == "cuda" else None,
         )
         # Cached models hold no disk: /tmp is only needed while a session opens.
         needed = disk_bytes_needed(manifest) + DISK_HEADROOM_BYTES

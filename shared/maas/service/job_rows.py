@@ -23,15 +23,17 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from maas.api.tensor_codec import array_from_json
+from maas.api.tensor_codec import array_from_json, check_string_lengths
 from maas.datatypes import BY_V2, Datatype
-from maas.errors import InvalidInput
+from maas.errors import InvalidInput, PayloadTooLarge
 from maas.signature import Signature, TensorSpec
 
 # What one read from the object store asks for; lines longer than a chunk are joined across reads.
 READ_CHUNK_BYTES = 1024 * 1024
 MAX_ECHOED_KEYS = 8
 UTF8_BOM = codecs.BOM_UTF8
+# What makes one row (not the whole file) unusable: a bad value, or a text element over MAAS_MAX_STRING_BYTES.
+ROW_ERRORS = (InvalidInput, PayloadTooLarge)
 
 
 class MalformedJobInput(InvalidInput):
@@ -101,10 +103,14 @@ def max_rows_per_run(signature: Signature, wanted: int) -> int:
 class RowDecoder:
     """Decodes chunks of one format for one model's inputs."""
 
-    def __init__(self, model: str, signature: Signature, input_format: str) -> None:
+    def __init__(
+        self, model: str, signature: Signature, input_format: str, *, max_string_bytes: int | None = None
+    ) -> None:
         self.model = model
         self.specs = row_specs(model, signature)
         self.input_format = input_format
+        # Each text element's UTF-8 bytes (MAAS_MAX_STRING_BYTES); None: unbounded.
+        self.max_string_bytes = max_string_bytes
         if input_format in ("csv", "npy") and len(self.specs) != 1:
             raise MalformedJobInput(
                 f"input.{input_format}: model '{model}' has {len(self.specs)} inputs "
@@ -140,7 +146,7 @@ class RowDecoder:
                 spec.name: self._column_array(spec, column, may_hold_booleans)
                 for spec, column in zip(self.specs, columns, strict=True)
             }
-        except InvalidInput:
+        except ROW_ERRORS:
             self._stack_row_by_row(chunk, positions, values)
             return
         chunk.batches.append(RowBatch(positions, inputs))
@@ -162,7 +168,12 @@ class RowDecoder:
         shape = [len(column), *_nested_shape(column[0])]
         spec.check(shape[1:], f"input '{spec.name}'")
         return array_from_json(
-            column, spec.datatype, shape, f"input '{spec.name}'", may_hold_booleans=may_hold_booleans
+            column,
+            spec.datatype,
+            shape,
+            f"input '{spec.name}'",
+            may_hold_booleans=may_hold_booleans,
+            max_string_bytes=self.max_string_bytes,
         )
 
     def _stack_row_by_row(self, chunk: RowChunk, positions: list[int], values: list[Any]) -> None:
@@ -170,7 +181,7 @@ class RowDecoder:
         for position, value in zip(positions, values, strict=True):
             try:
                 row = self.jsonl_row(value)
-            except InvalidInput as exc:
+            except ROW_ERRORS as exc:
                 chunk.errors[position] = f"line {chunk.lines[position]}: {exc.message}"
                 continue
             key = tuple(array.shape for array in row.values())
@@ -201,7 +212,7 @@ class RowDecoder:
         shape = _nested_shape(value)
         spec.check(shape, where)
         data = value if isinstance(value, list) else [value]
-        return array_from_json(data, spec.datatype, shape, where)
+        return array_from_json(data, spec.datatype, shape, where, max_string_bytes=self.max_string_bytes)
 
     # ---- csv
 
@@ -224,7 +235,7 @@ class RowDecoder:
         for position, record in enumerate(cells):
             try:
                 row = self.csv_row(record)
-            except InvalidInput as exc:
+            except ROW_ERRORS as exc:
                 chunk.errors[position] = f"line {chunk.lines[position]}: {exc.message}"
                 continue
             group = groups.setdefault(row.shape, ([], []))
@@ -239,6 +250,8 @@ class RowDecoder:
         where = f"input '{spec.name}'"
         shape = _csv_row_shape(spec, len(record))
         if spec.datatype.v2 == "BYTES":
+            if self.max_string_bytes is not None:
+                check_string_lengths(record, where, self.max_string_bytes)
             return np.array(record, dtype=object).reshape(shape)
         if spec.datatype.v2 == "BOOL":
             return np.array([_csv_bool(cell, where) for cell in record], dtype=bool).reshape(shape)
@@ -445,6 +458,37 @@ def npy_chunks(
         done += count
     if reader.read(1):
         raise MalformedJobInput(f"input.npy: expected {header.rows} rows as the header says, got more bytes")
+
+
+def npy_chunk(
+    first_row: int, rows: npt.NDArray[Any], spec: TensorSpec, *, max_string_bytes: int | None = None
+) -> RowChunk:
+    """Rows of an npy input as one batch in the input's datatype; a row holding a text element over
+    `max_string_bytes` is that row's error."""
+    count = len(rows)
+    chunk = RowChunk(lines=list(range(first_row, first_row + count)))
+    array = npy_rows_as(rows, spec)
+    positions = list(range(count))
+    # A fixed-width string dtype bounds every element: a U character is 4 bytes, at least its UTF-8 size.
+    if (
+        count
+        and max_string_bytes is not None
+        and rows.dtype.kind in "US"
+        and rows.dtype.itemsize > max_string_bytes
+    ):
+        where = f"input '{spec.name}'"
+        per_row = array.reshape(count, -1)
+        for position in range(count):
+            try:
+                check_string_lengths(per_row[position].tolist(), where, max_string_bytes)
+            except PayloadTooLarge as exc:
+                chunk.errors[position] = f"line {chunk.lines[position]}: {exc.message}"
+        if chunk.errors:
+            positions = [position for position in positions if position not in chunk.errors]
+            array = array[positions]
+    if positions:
+        chunk.batches.append(RowBatch(positions, {spec.name: array}))
+    return chunk
 
 
 def npy_rows_as(rows: npt.NDArray[Any], spec: TensorSpec) -> npt.NDArray[Any]:

@@ -1,0 +1,498 @@
+"""Limits through the real handlers: compressed bodies, JSON depth, string element size and the time budget.
+
+Given a text model (BYTES `text` [-1] lower-cased by onnxruntime) and a deliberately slow model (a chain
+of 1024 x 1024 MatMuls) published to moto, each function is imported fresh with the limit under test set in
+its environment, as Lambda would start it. Every refusal is a 4xx or 504 whose one-line error names the
+field, the limit and its environment variable, and never quotes the payload.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import gzip
+import io
+import json
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from maas.api.openapi import openapi_document
+from maas.registry import ModelRegistry
+from tests.conftest import TEST_BUCKET, load_event, load_function_module
+from tests.functions.test_async_function import record, result
+from tests.functions.test_batch_function import Context, job_event, read_lines, read_status, submit
+from tests.onnx_models import text_normalizer_model
+from tests.unit.test_time_budget import SLOW_MODEL, SLOW_WIDTH, slow_chain_model
+
+TEXT_MODEL = "lowercase"
+TEXT_INFER = f"/v2/models/{TEXT_MODEL}/infer"
+TEXT_PREDICT = f"/v1/models/{TEXT_MODEL}:predict"
+SLOW_INFER = f"/v2/models/{SLOW_MODEL}/infer"
+JSON = {"content-type": "application/json"}
+HEADER_LENGTH = "inference-header-content-length"
+SECRET = "SSN-123-45-6789"
+MAX_STRING_BYTES = 16
+
+Loader = Callable[..., ModuleType]
+
+
+@pytest.fixture
+def models(registry: ModelRegistry) -> ModelRegistry:
+    registry.publish(TEXT_MODEL, *text_normalizer_model())
+    registry.publish(SLOW_MODEL, *slow_chain_model())
+    return registry
+
+
+@pytest.fixture
+def load(monkeypatch: pytest.MonkeyPatch, s3: Any, models: ModelRegistry) -> Loader:
+    """Import functions/<function>/app.py with these extra environment variables, as a new container."""
+    for name, value in {
+        "MAAS_BUCKET": TEST_BUCKET,
+        "MAAS_PROVIDER": "cpu",
+        "MAAS_WARMUP": "0",
+        "MAAS_INTRA_OP_THREADS": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    def loader(function: str = "infer", **env: str) -> ModuleType:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return load_function_module(function)
+
+    return loader
+
+
+def http_event(
+    path: str, body: str | bytes, *, method: str = "POST", headers: Mapping[str, str] = JSON
+) -> dict[str, Any]:
+    """An HTTP API (payload 2.0) event; bytes travel base64-encoded, as API Gateway hands them over."""
+    event = copy.deepcopy(load_event("http_v2_health_live.json"))
+    event["routeKey"] = event["requestContext"]["routeKey"] = "$default"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = method
+    event["headers"].update(headers)
+    if isinstance(body, bytes):
+        event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
+    else:
+        event["body"], event["isBase64Encoded"] = body, False
+    return event
+
+
+def answer(function: ModuleType, event: dict[str, Any], context: Any = None) -> tuple[int, dict[str, Any]]:
+    response = function.lambda_handler(event, context)
+    body = response["body"]
+    if response.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    return response["statusCode"], json.loads(body)
+
+
+def text_request(items: Sequence[str], **input_fields: Any) -> dict[str, Any]:
+    item = {"name": "text", "datatype": "BYTES", "shape": [len(items)], "data": list(items), **input_fields}
+    return {"inputs": [item]}
+
+
+def binary_text_body(items: Sequence[bytes]) -> tuple[dict[str, str], bytes]:
+    chunk = b"".join(struct.pack("<I", len(item)) + item for item in items)
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "text",
+                    "datatype": "BYTES",
+                    "shape": [len(items)],
+                    "parameters": {"binary_data_size": len(chunk)},
+                }
+            ]
+        }
+    ).encode()
+    return {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(header))}, header + chunk
+
+
+def nested(levels: int, leaf: Any = 1) -> Any:
+    """`levels` objects, one inside the next, around `leaf`."""
+    value = leaf
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+def slow_request() -> dict[str, Any]:
+    return {
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, SLOW_WIDTH], "data": [0.5] * SLOW_WIDTH}]
+    }
+
+
+class RemainingTime:
+    """The one method of Lambda's context the budget reads."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+# ---- compressed bodies (MAAS_COMPRESSED_BODIES)
+
+
+@pytest.mark.parametrize("path", [TEXT_INFER, TEXT_PREDICT])
+def test_given_compressed_bodies_off_then_a_gzip_body_is_415_naming_the_setting(
+    load: Loader, path: str
+) -> None:
+    infer = load(MAAS_COMPRESSED_BODIES="0")
+    document = text_request(["Hello"]) if path == TEXT_INFER else {"instances": ["Hello"]}
+    body = gzip.compress(json.dumps(document).encode())
+
+    status, error = answer(infer, http_event(path, body, headers={**JSON, "content-encoding": "gzip"}))
+
+    assert (status, error) == (
+        415,
+        {
+            "error": "Content-Encoding: expected identity, as compressed bodies are off "
+            "(MAAS_COMPRESSED_BODIES), got 'gzip'"
+        },
+    )
+
+
+def test_given_compressed_bodies_off_then_a_plain_body_is_still_served(load: Loader) -> None:
+    infer = load(MAAS_COMPRESSED_BODIES="off")
+    event = http_event(
+        TEXT_INFER, json.dumps(text_request(["Hello"])), headers={**JSON, "content-encoding": "identity"}
+    )
+
+    status, body = answer(infer, event)
+
+    assert status == 200, body
+    assert body["outputs"][0]["data"] == ["hello"]
+
+
+def test_given_compressed_bodies_on_then_the_same_gzip_body_is_served(load: Loader) -> None:
+    infer = load()
+    body = gzip.compress(json.dumps(text_request(["Hello"])).encode())
+
+    status, answered = answer(
+        infer, http_event(TEXT_INFER, body, headers={**JSON, "content-encoding": "gzip"})
+    )
+
+    assert status == 200, answered
+    assert answered["outputs"][0]["data"] == ["hello"]
+
+
+# ---- JSON depth (MAAS_MAX_JSON_DEPTH)
+
+PATHOLOGICAL_BODIES = {
+    "100000-open-brackets": "[" * 100_000,
+    "100000-nested-objects": '{"a":' * 100_000,
+    "100000-deep-data": '{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": '
+    + "[" * 100_000,
+    "100000-deep-parameters": '{"parameters": ' + '{"a":' * 100_000,
+}
+
+
+DEEP_DATA = json.loads("[" * 30 + '"a"' + "]" * 30)
+# 33 levels each: the root object, then 32 more.
+TOO_DEEP_V2 = {
+    "parameters": {**text_request(["Hello"]), "parameters": nested(32)},
+    "inputs[0].parameters": text_request(["Hello"], parameters=nested(30)),
+    "outputs[0].parameters": {
+        **text_request(["Hello"]),
+        "outputs": [{"name": "lowered", "parameters": nested(30)}],
+    },
+    "inputs[0].data": {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1, 1], "data": DEEP_DATA}]},
+}
+
+
+def too_deep(where: str, limit: int = 32) -> dict[str, str]:
+    expected = f"expected JSON nested at most {limit} levels deep (MAAS_MAX_JSON_DEPTH), got deeper"
+    return {"error": f"{where}: {expected}"}
+
+
+@pytest.mark.parametrize("body", PATHOLOGICAL_BODIES.values(), ids=PATHOLOGICAL_BODIES.keys())
+@pytest.mark.parametrize("path", [TEXT_INFER, TEXT_PREDICT])
+def test_a_pathologically_nested_body_is_a_400_naming_the_depth_limit(
+    load: Loader, path: str, body: str
+) -> None:
+    status, error = answer(load(), http_event(path, body))
+
+    assert status == 400, error
+    assert error["error"].startswith(
+        "request body: expected JSON nested at most 32 levels deep (MAAS_MAX_JSON_DEPTH), got deeper"
+    ), error
+
+
+@pytest.mark.parametrize("body", PATHOLOGICAL_BODIES.values(), ids=PATHOLOGICAL_BODIES.keys())
+def test_a_pathologically_nested_registry_body_is_a_400(load: Loader, body: str) -> None:
+    registry = load("registry")
+
+    status, error = answer(
+        registry, http_event(f"/registry/models/{TEXT_MODEL}/aliases/staging", body, method="PUT")
+    )
+
+    assert status == 400, error
+    assert "(MAAS_MAX_JSON_DEPTH)" in error["error"]
+
+
+def test_given_a_depth_limit_then_requests_within_it_are_served_and_deeper_ones_named(load: Loader) -> None:
+    infer = load(MAAS_MAX_JSON_DEPTH="7")
+    # Root, inputs and the input object, then parameters and the 3 levels of the note: 7.
+    within = text_request(["Hello"], parameters={"note": nested(3)})
+    deeper = text_request(["Hello"], parameters={"note": nested(4)})
+
+    status, body = answer(infer, http_event(TEXT_INFER, json.dumps(within)))
+    assert status == 200, body
+
+    status, body = answer(infer, http_event(TEXT_INFER, json.dumps(deeper)))
+    assert (status, body) == (400, too_deep("inputs[0].parameters", 7))
+
+
+@pytest.mark.parametrize("where", TOO_DEEP_V2)
+def test_a_v2_request_nested_past_the_default_limit_names_the_field(load: Loader, where: str) -> None:
+    status, body = answer(load(), http_event(TEXT_INFER, json.dumps(TOO_DEEP_V2[where])))
+
+    assert (status, body) == (400, too_deep(where))
+
+
+@pytest.mark.parametrize(
+    ("document", "where"),
+    [
+        ({"instances": ["Hello"], "parameters": nested(32)}, "parameters"),
+        ({"instances": json.loads("[" * 32 + '"a"' + "]" * 32)}, "instances"),
+    ],
+    ids=["parameters", "instances"],
+)
+def test_a_v1_request_nested_past_the_limit_names_the_field(
+    load: Loader, document: dict[str, Any], where: str
+) -> None:
+    status, body = answer(load(), http_event(TEXT_PREDICT, json.dumps(document)))
+
+    assert (status, body) == (400, too_deep(where))
+
+
+def test_a_direct_invoke_nested_past_the_limit_is_an_error_result(load: Loader) -> None:
+    infer = load()
+    event = {"model": TEXT_MODEL, **text_request(["Hello"], parameters=nested(40))}
+
+    assert infer.lambda_handler(event, None) == {**too_deep("inputs[0].parameters"), "status": 400}
+
+
+def test_an_async_request_nested_past_the_limit_is_answered_with_an_error_result(
+    load: Loader, s3: Any
+) -> None:
+    function = load("async")
+    body = {"model": TEXT_MODEL, "id": "deep-1", **text_request(["Hello"]), "parameters": nested(40)}
+
+    response = function.lambda_handler({"Records": [record(body, "m-deep")]}, None)
+
+    assert response == {"batchItemFailures": []}
+    document = result(s3, "deep-1")
+    assert (document["status"], {"error": document["error"]}) == (400, too_deep("parameters"))
+
+
+# ---- string elements (MAAS_MAX_STRING_BYTES)
+
+OVER_LIMIT = [
+    # (texts, the index of the first one over 16 bytes, its UTF-8 size)
+    (["short", SECRET + "-and-more"], 1, 24),
+    # 5 characters, but 20 bytes of UTF-8: the limit counts bytes.
+    (["\N{GRINNING FACE}" * 5], 0, 20),
+]
+
+
+def string_too_large(where: str, index: int, size: int) -> str:
+    return (
+        f"{where}: BYTES element {index} holds {size} bytes, "
+        f"expected at most {MAX_STRING_BYTES} (MAAS_MAX_STRING_BYTES)"
+    )
+
+
+@pytest.mark.parametrize(("texts", "index", "size"), OVER_LIMIT, ids=["ascii", "four-byte-characters"])
+def test_a_json_string_element_over_the_limit_is_413_naming_input_and_index(
+    load: Loader, texts: list[str], index: int, size: int
+) -> None:
+    infer = load(MAAS_MAX_STRING_BYTES=str(MAX_STRING_BYTES))
+
+    status, body = answer(infer, http_event(TEXT_INFER, json.dumps(text_request(texts))))
+
+    assert (status, body) == (413, {"error": string_too_large("inputs[0] ('text')", index, size)})
+
+
+def test_a_binary_string_element_over_the_limit_is_413_naming_input_and_index(load: Loader) -> None:
+    infer = load(MAAS_MAX_STRING_BYTES=str(MAX_STRING_BYTES))
+    headers, body = binary_text_body([b"ok", b"fine", (SECRET + "-and-more").encode()])
+
+    status, answered = answer(infer, http_event(TEXT_INFER, body, headers=headers))
+
+    assert (status, answered) == (413, {"error": string_too_large("inputs[0] ('text')", 2, 24)})
+
+
+def test_a_v1_string_over_the_limit_is_413(load: Loader) -> None:
+    infer = load(MAAS_MAX_STRING_BYTES=str(MAX_STRING_BYTES))
+
+    status, body = answer(
+        infer, http_event(TEXT_PREDICT, json.dumps({"instances": ["a", SECRET + "-and-more"]}))
+    )
+
+    assert (status, body) == (413, {"error": string_too_large("instances", 1, 24)})
+
+
+def test_strings_at_the_limit_are_served(load: Loader) -> None:
+    infer = load(MAAS_MAX_STRING_BYTES=str(MAX_STRING_BYTES))
+    texts = ["A" * MAX_STRING_BYTES, "\N{GRINNING FACE}" * 4]
+
+    status, body = answer(infer, http_event(TEXT_INFER, json.dumps(text_request(texts))))
+    assert status == 200, body
+    assert body["outputs"][0]["data"] == ["a" * MAX_STRING_BYTES, "\N{GRINNING FACE}" * 4]
+
+    headers, binary = binary_text_body([text.encode() for text in texts])
+    status, body = answer(infer, http_event(TEXT_INFER, binary, headers=headers))
+    assert status == 200, body
+
+
+def test_a_direct_invoke_with_a_string_over_the_limit_is_a_413_result(load: Loader) -> None:
+    infer = load(MAAS_MAX_STRING_BYTES=str(MAX_STRING_BYTES))
+
+    result_document = infer.lambda_handler(
+        {"model": TEXT_MODEL, **text_request([SECRET + "-and-more"])}, None
+    )
+
+    assert result_document["status"] == 413
+    assert SECRET not in result_document["error"]
+
+
+def _npy(texts: list[str]) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.array(texts))
+    return buffer.getvalue()
+
+
+JOB_INPUTS: dict[str, Callable[[list[str]], bytes]] = {
+    "jsonl": lambda texts: "\n".join(json.dumps(text) for text in texts).encode(),
+    "csv": lambda texts: "\n".join(texts).encode(),
+    "npy": _npy,
+}
+
+
+@pytest.mark.parametrize("input_format", JOB_INPUTS)
+def test_a_batch_job_row_with_a_string_over_the_limit_gets_its_own_error(
+    load: Loader, s3: Any, input_format: str
+) -> None:
+    function = load("batch", MAAS_MAX_STRING_BYTES=str(MAX_STRING_BYTES))
+    texts = ["Hello", SECRET + "-and-more", "World"]
+    folder = f"jobs/{TEXT_MODEL}/strings-{input_format}/"
+    submit(s3, f"{folder}input.{input_format}", JOB_INPUTS[input_format](texts))
+
+    response = function.lambda_handler(job_event(f"{folder}input.{input_format}"), Context())
+
+    assert response == {"batchItemFailures": []}
+    lines = read_lines(s3, folder + "output.jsonl")
+    assert lines[0]["outputs"]["lowered"] == "hello" and lines[2]["outputs"]["lowered"] == "world"
+    assert lines[1] == {"error": "line 2: " + string_too_large("input 'text'", 0, 24)}
+    status = read_status(s3, folder)
+    assert (status.state, status.counts.succeeded, status.counts.failed) == ("succeeded", 2, 1)
+
+
+# ---- the time budget (MAAS_REQUEST_TIMEOUT)
+
+BUDGET_ERROR = f"model '{SLOW_MODEL}' v1: inference exceeded the time budget of 0.02 s (MAAS_REQUEST_TIMEOUT)"
+
+
+def _loaded(function: ModuleType) -> ModuleType:
+    # Readiness loads the model, so the budget meets the run rather than the load.
+    status, body = answer(function, http_event(f"/v2/models/{SLOW_MODEL}/ready", "", method="GET"))
+    assert status == 200, body
+    return function
+
+
+def test_given_an_inference_longer_than_the_budget_then_504_names_model_and_budget(load: Loader) -> None:
+    infer = _loaded(load(MAAS_REQUEST_TIMEOUT="0.02"))
+
+    status, body = answer(infer, http_event(SLOW_INFER, json.dumps(slow_request())))
+
+    assert (status, body) == (504, {"error": BUDGET_ERROR})
+
+
+def test_given_the_budget_on_a_v1_predict_then_504_too(load: Loader) -> None:
+    infer = _loaded(load(MAAS_REQUEST_TIMEOUT="0.02"))
+    event = http_event(f"/v1/models/{SLOW_MODEL}:predict", json.dumps({"instances": [[0.5] * SLOW_WIDTH]}))
+
+    assert answer(infer, event) == (504, {"error": BUDGET_ERROR})
+
+
+def test_given_the_budget_off_then_the_same_model_answers(load: Loader) -> None:
+    infer = _loaded(load(MAAS_REQUEST_TIMEOUT="0"))
+
+    status, body = answer(infer, http_event(SLOW_INFER, json.dumps(slow_request())))
+
+    assert status == 200, body
+    np.testing.assert_allclose(body["outputs"][0]["data"], [0.5 * SLOW_WIDTH * SLOW_WIDTH], rtol=1e-3)
+
+
+def test_given_the_function_has_less_time_left_than_the_budget_then_it_caps_the_budget(load: Loader) -> None:
+    infer = _loaded(load())  # the default budget, 25 s
+
+    # 1.02 s left, less the 1 s kept for answering.
+    status, body = answer(infer, http_event(SLOW_INFER, json.dumps(slow_request())), RemainingTime(1020))
+
+    assert status == 504
+    assert body["error"].startswith(
+        f"model '{SLOW_MODEL}' v1: inference exceeded the 0.02 s the function had left"
+    )
+
+
+def test_a_direct_invoke_over_the_budget_is_a_504_result(load: Loader) -> None:
+    infer = _loaded(load(MAAS_REQUEST_TIMEOUT="0.02"))
+
+    assert infer.lambda_handler({"model": SLOW_MODEL, **slow_request()}, None) == {
+        "error": BUDGET_ERROR,
+        "status": 504,
+    }
+
+
+def test_a_batch_job_keeps_its_own_deadline_and_a_run_past_it_fails_the_job_with_its_reason(
+    load: Loader, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maas.service import batch_jobs
+
+    # A 20 ms per-request budget must not touch a job; the function's own clock does. With 20 s left the
+    # job may start a chunk, and a margin 20 ms short of that leaves the run 20 ms.
+    function = load("batch", MAAS_REQUEST_TIMEOUT="0.02")
+    monkeypatch.setattr(batch_jobs, "RUN_DEADLINE_MARGIN_MS", batch_jobs.DEADLINE_MARGIN_MS - 20)
+    folder = f"jobs/{SLOW_MODEL}/budget-1/"
+    submit(s3, folder + "input.jsonl", json.dumps([0.5] * SLOW_WIDTH).encode())
+
+    response = function.lambda_handler(
+        job_event(folder + "input.jsonl"), Context(batch_jobs.DEADLINE_MARGIN_MS)
+    )
+
+    assert response == {"batchItemFailures": []}
+    status = read_status(s3, folder)
+    assert (status.state, status.error) == (
+        "failed",
+        "job: expected to finish within the function's timeout, got through 0 lines; "
+        "split the input into smaller jobs",
+    )
+
+
+def test_a_batch_job_is_not_held_to_the_per_request_budget(load: Loader, s3: Any) -> None:
+    function = load("batch", MAAS_REQUEST_TIMEOUT="0.02")
+    folder = f"jobs/{SLOW_MODEL}/budget-2/"
+    submit(s3, folder + "input.jsonl", json.dumps([0.5] * SLOW_WIDTH).encode())
+
+    function.lambda_handler(job_event(folder + "input.jsonl"), Context())
+
+    assert read_status(s3, folder).state == "succeeded"
+    (line,) = read_lines(s3, folder + "output.jsonl")
+    np.testing.assert_allclose(line["outputs"]["y"], [0.5 * SLOW_WIDTH * SLOW_WIDTH], rtol=1e-3)
+
+
+def test_the_openapi_document_lists_504_for_inference() -> None:
+    paths = openapi_document()["paths"]
+
+    for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
+        assert "504" in paths[path]["post"]["responses"]
+    assert "504" in paths["/v1/models/{name}:predict"]["post"]["responses"]

@@ -1,0 +1,182 @@
+"""The per-request time budget (MAAS_REQUEST_TIMEOUT): a run still going at its deadline is cut off.
+
+Given a real graph that takes far longer than the budgets used here (a chain of 1024 x 1024 MatMuls, a few
+hundred milliseconds on one core), published to moto and served by the real service, a run with a budget of
+20 ms is stopped by onnxruntime's terminate flag and answered DeadlineExceeded (504), and the same model
+answers normally with the budget off. Only outcomes are asserted, never wall time.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from maas.config import Settings
+from maas.errors import DeadlineExceeded
+from maas.infer_types import InferenceRequest, Tensor
+from maas.registry import ManifestDraft, ModelRef, ModelRegistry
+from maas.registry.manifest import MODEL_FILE
+from maas.runtime import signature_of
+from maas.runtime.loaded_model import Deadline
+from maas.service import InferenceService
+from tests.conftest import TEST_BUCKET
+
+SLOW_MODEL = "slow-chain"
+SLOW_WIDTH = 1024
+SLOW_LAYERS = 10
+BUDGET_SECONDS = 0.02
+
+
+def slow_chain_model(
+    width: int = SLOW_WIDTH, layers: int = SLOW_LAYERS
+) -> tuple[dict[str, bytes], ManifestDraft]:
+    """FP32 `x` [-1, width] -> Expand to [width, width] -> `layers` MatMuls by one shared weight -> ReduceSum
+    -> `y` [1, 1].
+
+    Each MatMul is 2 * width^3 flops, so the run takes hundreds of milliseconds while the request and
+    answer stay tiny. The weight averages each row, so every layer keeps the values (and y = width^2 * x)."""
+    weight = numpy_helper.from_array(np.full((width, width), 1.0 / width, dtype=np.float32), "w")
+    square = numpy_helper.from_array(np.array([width, width], dtype=np.int64), "square")
+    nodes = [helper.make_node("Expand", ["x", "square"], ["h0"], name="expand")]
+    nodes += [
+        helper.make_node("MatMul", [f"h{i}", "w"], [f"h{i + 1}"], name=f"matmul{i}") for i in range(layers)
+    ]
+    nodes.append(helper.make_node("ReduceSum", [f"h{layers}"], ["y"], name="sum", keepdims=1))
+    graph = helper.make_graph(
+        nodes,
+        "slow_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+        initializer=[weight, square],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    content = model.SerializeToString()
+    session = ort.InferenceSession(content, providers=["CPUExecutionProvider"])
+    draft = ManifestDraft(
+        task="benchmark",
+        description="A chain of large MatMuls: slow on purpose, for time budget tests.",
+        model_file=MODEL_FILE,
+        signature=signature_of(session),
+    )
+    return {MODEL_FILE: content}, draft
+
+
+def slow_request(value: float = 1.0) -> InferenceRequest:
+    return InferenceRequest(inputs=[Tensor("x", "FP32", np.full((1, SLOW_WIDTH), value, dtype=np.float32))])
+
+
+@pytest.fixture
+def slow_registry(registry: ModelRegistry) -> ModelRegistry:
+    registry.publish(SLOW_MODEL, *slow_chain_model())
+    return registry
+
+
+def service_with(registry: ModelRegistry, timeout: float) -> InferenceService:
+    # One thread and no warm-up: the test pays for as few full runs as it can.
+    settings = Settings(
+        bucket=TEST_BUCKET, provider="cpu", warmup=False, intra_op_threads=1, request_timeout_seconds=timeout
+    )
+    return InferenceService(registry, settings)
+
+
+def test_given_a_budget_shorter_than_the_run_then_it_is_cut_off_with_deadline_exceeded(
+    slow_registry: ModelRegistry,
+) -> None:
+    service = service_with(slow_registry, BUDGET_SECONDS)
+    service.cache.get(SLOW_MODEL, 1)  # loaded already, so the budget meets the run itself
+
+    with pytest.raises(DeadlineExceeded) as raised:
+        service.infer(ModelRef(SLOW_MODEL), slow_request())
+
+    assert raised.value.status == 504
+    assert raised.value.message == (
+        f"model '{SLOW_MODEL}' v1: inference exceeded the time budget of {BUDGET_SECONDS:g} s "
+        "(MAAS_REQUEST_TIMEOUT)"
+    )
+
+
+def test_given_the_budget_off_then_the_same_model_answers(slow_registry: ModelRegistry) -> None:
+    service = service_with(slow_registry, 0)
+
+    response = service.infer(ModelRef(SLOW_MODEL), slow_request(0.5))
+
+    assert response.outputs[0].array.shape == (1, 1)
+    np.testing.assert_allclose(response.outputs[0].array, [[0.5 * SLOW_WIDTH * SLOW_WIDTH]], rtol=1e-3)
+
+
+def test_given_a_cut_off_run_then_the_next_run_of_the_session_is_unaffected(
+    slow_registry: ModelRegistry,
+) -> None:
+    service = service_with(slow_registry, BUDGET_SECONDS)
+    with pytest.raises(DeadlineExceeded):
+        service.infer(ModelRef(SLOW_MODEL), slow_request())
+    model = service.cache.get(SLOW_MODEL, 1)
+
+    (answer,) = model.run({"x": slow_request(2.0).inputs[0].array}, ["y"])
+
+    np.testing.assert_allclose(answer, [[2.0 * SLOW_WIDTH * SLOW_WIDTH]], rtol=1e-3)
+
+
+def test_given_the_function_has_less_time_left_than_the_budget_then_that_is_the_deadline(
+    slow_registry: ModelRegistry,
+) -> None:
+    service = service_with(slow_registry, 25)
+
+    # 1.02 s left, less the 1 s margin kept for answering: about 20 ms for the run.
+    with pytest.raises(DeadlineExceeded) as raised:
+        service.infer(ModelRef(SLOW_MODEL), slow_request(), remaining_ms=lambda: 1020)
+
+    assert raised.value.message.startswith(f"model '{SLOW_MODEL}' v1: inference exceeded the ")
+    assert raised.value.message.endswith(" s the function had left before its own timeout")
+
+
+def test_given_a_deadline_already_past_then_the_run_does_not_start(slow_registry: ModelRegistry) -> None:
+    model = service_with(slow_registry, 0).cache.get(SLOW_MODEL, 1)
+    spent = Deadline(at=time.monotonic() - 1, budget="the time budget of 1 s (MAAS_REQUEST_TIMEOUT)")
+
+    with pytest.raises(DeadlineExceeded, match="exceeded the time budget of 1 s"):
+        model.run({"x": slow_request().inputs[0].array}, ["y"], deadline=spent)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "remaining_ms", "expected"),
+    [
+        (0, None, None),
+        (25, None, "the time budget of 25 s (MAAS_REQUEST_TIMEOUT)"),
+        (0.5, None, "the time budget of 0.5 s (MAAS_REQUEST_TIMEOUT)"),
+        (25, 900_000, "the time budget of 25 s (MAAS_REQUEST_TIMEOUT)"),
+        (25, 10_000, "the 9 s the function had left before its own timeout"),
+        (0, 10_000, "the 9 s the function had left before its own timeout"),
+        (25, 1_250, "the 0.25 s the function had left before its own timeout"),
+        (25, 500, "the 0 s the function had left before its own timeout"),
+    ],
+)
+def test_the_deadline_is_the_budget_or_the_functions_remaining_time_whichever_is_sooner(
+    registry: ModelRegistry, timeout: float, remaining_ms: int | None, expected: str | None
+) -> None:
+    service = service_with(registry, timeout)
+
+    deadline = service.request_deadline(None if remaining_ms is None else lambda: remaining_ms)
+
+    assert (deadline.budget if deadline is not None else None) == expected
+
+
+def test_runs_that_finish_in_time_are_never_terminated(slow_registry: ModelRegistry) -> None:
+    # Small and fast: many runs, each under a generous deadline, all answered; the watchdog forgets them.
+    files, draft = slow_chain_model(width=8, layers=2)
+    slow_registry.publish("quick-chain", files, draft)
+    service = service_with(slow_registry, 60)
+
+    for value in range(20):
+        response = service.infer(ModelRef("quick-chain"), _quick_request(float(value)))
+        np.testing.assert_allclose(response.outputs[0].array, [[value * 64.0]], rtol=1e-5)
+
+
+def _quick_request(value: float) -> InferenceRequest:
+    return InferenceRequest(inputs=[Tensor("x", "FP32", np.full((1, 8), value, dtype=np.float32))])
