@@ -20,11 +20,14 @@ VISIBILITY_FACTOR = 6
 
 
 def _sqs_events() -> list[tuple[str, dict[str, Any]]]:
+    """(function, mapping properties) of each SQS event source mapping, with the queue as `Queue`."""
     found = []
-    for rid, resource in RESOURCES.items():
-        for event in (resource.get("Properties", {}).get("Events") or {}).values():
-            if event["Type"] == "SQS":
-                found.append((rid, event["Properties"]))
+    for resource in RESOURCES.values():
+        if resource["Type"] == "AWS::Lambda::EventSourceMapping":
+            properties = resource["Properties"]
+            found.append(
+                (properties["FunctionName"]["Ref"], {**properties, "Queue": properties["EventSourceArn"]})
+            )
     return found
 
 
@@ -83,7 +86,7 @@ def test_s3_may_send_to_the_jobs_queue_only_from_the_model_bucket() -> None:
 def test_one_job_per_batch_invocation_and_the_longest_timeout_lambda_allows() -> None:
     batch = RESOURCES["BatchFunction"]["Properties"]
     assert batch["Timeout"] == 900
-    assert batch["Events"]["JobUploads"]["Properties"]["BatchSize"] == 1
+    assert RESOURCES["BatchJobNotifications"]["Properties"]["BatchSize"] == 1
 
 
 def test_the_warm_up_schedule_targets_the_infer_function_and_is_off_without_models() -> None:

@@ -46,14 +46,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the local API Gateway emulator over an embedded S3/SQS")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument(
+        "--parameter-overrides",
+        metavar="NAME=VALUE ...",
+        help="template parameters, as `sam deploy` takes them (default: $MAAS_LOCAL_PARAMETERS), "
+        "e.g. 'DataPlaneAuth=AWS_IAM'",
+    )
     serve.set_defaults(command=serve_command)
     return parser
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from maas.local.stack import serve
+    from maas.local.stack import parse_parameter_overrides, serve
 
-    serve(host=args.host, port=args.port)
+    overrides = args.parameter_overrides
+    serve(
+        host=args.host,
+        port=args.port,
+        parameters=None if overrides is None else parse_parameter_overrides(overrides),
+    )
     return 0
 
 

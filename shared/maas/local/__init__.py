@@ -13,11 +13,21 @@ from maas.local.gateway import (
     http_response_from_lambda,
 )
 from maas.local.queues import LocalQueue, SqsPoller
-from maas.local.stack import LocalStack, StoreChoice, choose_store, seed_registry, serve
+from maas.local.sigv4 import LocalCredentials
+from maas.local.stack import (
+    LocalStack,
+    StoreChoice,
+    choose_store,
+    parse_parameter_overrides,
+    seed_registry,
+    serve,
+)
 from maas.local.template import (
     FunctionSpec,
     IntrinsicResolver,
+    JwtConfiguration,
     Route,
+    RouteAuthorization,
     SamTemplate,
     TemplateError,
     load_template,
@@ -27,11 +37,14 @@ from maas.local.template import (
 __all__ = [
     "FunctionSpec",
     "IntrinsicResolver",
+    "JwtConfiguration",
+    "LocalCredentials",
     "LocalFunctions",
     "LocalGateway",
     "LocalQueue",
     "LocalStack",
     "Route",
+    "RouteAuthorization",
     "RouteTable",
     "SamTemplate",
     "SqsPoller",
@@ -41,6 +54,7 @@ __all__ = [
     "http_api_event",
     "http_response_from_lambda",
     "load_template",
+    "parse_parameter_overrides",
     "parse_template",
     "seed_registry",
     "serve",

@@ -16,6 +16,10 @@ sees the same dicts in AWS. Decisions worth knowing:
 - Handlers are imported from their file (CodeUri + Handler) under a unique module name, once, on
   the first request, with the code folder on sys.path while the module initialises; modules from
   that folder are private to the function, as they would be in its own container.
+- Each route's authorization (from template.yaml) is enforced before its function is invoked, with
+  API Gateway's answers: AWS_IAM needs a SigV4 signature by a key the local process holds (403
+  otherwise, see maas.local.sigv4), JWT a valid bearer token of the configured issuer (401, see
+  maas.local.jwt_authorizer). The event then carries requestContext.authorizer.iam or .jwt.
 """
 
 from __future__ import annotations
@@ -30,30 +34,42 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from maas.local.sigv4 import (
+    LOCAL_ACCOUNT_ID,
+    SERVICE,
+    LocalCredentials,
+    SignatureRejectedError,
+    credentials_from_environment,
+    verify_sigv4,
+)
 from maas.local.template import (
     ANY_METHOD,
     DEFAULT_MEMORY_MB,
+    DEFAULT_REGION,
     DEFAULT_ROUTE,
     DEFAULT_TIMEOUT_SECONDS,
     FunctionSpec,
     IntrinsicResolver,
     Route,
+    RouteAuthorization,
 )
+
+if TYPE_CHECKING:
+    from maas.local.jwt_authorizer import JwtAuthorizer
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 LOCAL_API_ID = "local"
-LOCAL_ACCOUNT_ID = "123456789012"
 SHUTDOWN_POLL_SECONDS = 0.05
 
 _TEXT_MEDIA_TYPES = frozenset(
@@ -185,9 +201,16 @@ class ApiContext:
 
 
 def http_api_event(
-    request: IncomingRequest, match: RouteMatch, api: ApiContext, *, request_id: str, now: datetime
+    request: IncomingRequest,
+    match: RouteMatch,
+    api: ApiContext,
+    *,
+    request_id: str,
+    now: datetime,
+    authorizer: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The payload-format-2.0 event HTTP API sends to a Lambda proxy integration."""
+    """The payload-format-2.0 event HTTP API sends to a Lambda proxy integration; `authorizer` is what the
+    route's authorizer established ({"iam": ...} or {"jwt": ...}), absent on routes without one."""
     split = urlsplit(request.target)
     raw_path = split.path or "/"
     headers: dict[str, str] = {}
@@ -236,6 +259,8 @@ def http_api_event(
         "time": _clf_time(now),
         "timeEpoch": int(now.timestamp() * 1000),
     }
+    if authorizer is not None:
+        event["requestContext"]["authorizer"] = dict(authorizer)
     if match.path_parameters:
         event["pathParameters"] = dict(match.path_parameters)
     if request.body:
@@ -415,8 +440,12 @@ class LocalFunctions:
         root: Path,
         resolver: IntrinsicResolver,
         account_id: str = LOCAL_ACCOUNT_ID,
+        environment_overrides: Mapping[str, str] | None = None,
     ) -> None:
+        """`environment_overrides`: local values that beat every function's template value (the local
+        store's bucket, whatever name the template gives the deployed one)."""
         self._resolver = resolver
+        self._environment_overrides = dict(environment_overrides or {})
         self._functions: dict[str, LocalFunction] = {}
         for spec in specs:
             if spec.logical_id not in self._functions:
@@ -457,6 +486,8 @@ class LocalFunctions:
                     )
                     continue
                 merged[name] = (function.spec.logical_id, value)
+        for name, value in self._environment_overrides.items():
+            merged[name] = ("the local stack", value)
         for name, (_, value) in merged.items():
             self._saved_environ.setdefault(name, os.environ.get(name))
             os.environ[name] = value
@@ -536,15 +567,32 @@ class LocalGateway:
         api: ApiContext | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         functions: LocalFunctions | None = None,
+        region: str | None = None,
+        iam_credentials: Sequence[LocalCredentials] | None = None,
+        jwt_authorizer: JwtAuthorizer | None = None,
     ) -> None:
         """`functions`: execution environments shared with other invokers (the caller then owns their
         environment); without it the gateway builds its routes' functions and applies their environment
-        itself while it is bound."""
+        itself while it is bound.
+
+        `iam_credentials`: the keys AWS_IAM routes accept; by default the ones botocore resolves in this
+        process when the gateway is bound. `region`: the one signatures must be scoped to (the resolver's
+        by default)."""
         self.host = host
         self.port = port
         self.api = api or ApiContext()
         self.max_body_bytes = max_body_bytes
+        self.region = region or (resolver.region if resolver is not None else DEFAULT_REGION)
+        self.routes = tuple(routes)
         self._table = RouteTable(routes)
+        self._iam_credentials: dict[str, LocalCredentials] | None = (
+            None if iam_credentials is None else {c.access_key: c for c in iam_credentials}
+        )
+        if jwt_authorizer is None and any(r.authorization.type == "JWT" for r in self.routes):
+            from maas.local.jwt_authorizer import JwtAuthorizer  # PyJWT only for stacks with JWT routes
+
+            jwt_authorizer = JwtAuthorizer()
+        self._jwt_authorizer = jwt_authorizer
         self._owns_functions = functions is None
         if functions is None:
             functions = LocalFunctions(
@@ -567,12 +615,23 @@ class LocalGateway:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    @property
+    def iam_access_keys(self) -> tuple[str, ...]:
+        """The access keys AWS_IAM routes accept (known once the gateway is bound)."""
+        return tuple(self._iam_credentials or {})
+
     def bind(self) -> str:
         """Take the port and apply the functions' environment; returns the base URL.
 
         Connections made before `start()` wait in the listen backlog, so a caller can reserve the port
         first and finish slow setup (seeding a model) before any request is answered.
         """
+        if self._iam_credentials is None and any(r.authorization.type == "AWS_IAM" for r in self.routes):
+            # Now, not at construction: the local stack sets the embedded store's keys just before.
+            found = credentials_from_environment(self.api.account_id)
+            self._iam_credentials = {found.access_key: found} if found is not None else {}
+            if found is None:
+                logger.warning("no AWS credentials in this process: every AWS_IAM route will answer 403")
         if self._server is None:
             if self._owns_functions:
                 self._functions.apply_environment()
@@ -638,13 +697,103 @@ class LocalGateway:
         match = self._table.match(request.method, urlsplit(request.target).path or "/")
         if match is None:
             return gateway_message(404, "Not Found")
-        event = http_api_event(request, match, self.api, request_id=request_id, now=datetime.now(UTC))
+        now = datetime.now(UTC)
+        try:
+            authorizer = self._authorize(request, match.route, now)
+        except _AccessDeniedError as denied:
+            logger.info(
+                "%s %s refused (%s): %s", request.method, request.target, match.route.route_key, denied.reason
+            )
+            return denied.response
+        event = http_api_event(
+            request, match, self.api, request_id=request_id, now=now, authorizer=authorizer
+        )
         function = self._functions[match.route.function_id]
         try:
             return http_response_from_lambda(function.invoke(event))
         except Exception:
             logger.exception("%s failed on %s %s", match.route.function_id, request.method, request.target)
             return gateway_message(500, "Internal Server Error")
+
+    def _authorize(self, request: IncomingRequest, route: Route, now: datetime) -> dict[str, Any] | None:
+        """The event's requestContext.authorizer for an allowed request; _AccessDeniedError otherwise."""
+        authorization = route.authorization
+        if authorization.type == "NONE":
+            return None
+        if authorization.type == "AWS_IAM":
+            return {"iam": self._verified_caller(request, now).authorizer_context()}
+        if authorization.type == "JWT":
+            return {"jwt": self._verified_token(request, authorization)}
+        raise _AccessDeniedError(
+            gateway_message(500, "Internal Server Error"),
+            f"{authorization.authorizer} is a Lambda authorizer, which the local gateway does not run",
+        )
+
+    def _verified_caller(self, request: IncomingRequest, now: datetime) -> LocalCredentials:
+        headers = {name.lower(): value for name, value in request.headers}
+        # The client signed the URL it addressed: its scheme and Host, then the raw target.
+        scheme = headers.get("x-forwarded-proto", "http")
+        url = f"{scheme}://{headers.get('host', f'{self.host}:{self.port}')}{request.target}"
+        try:
+            return verify_sigv4(
+                method=request.method,
+                url=url,
+                headers=request.headers,
+                body=request.body,
+                credentials=self._iam_credentials or {},
+                region=self.region,
+                now=now,
+            )
+        except SignatureRejectedError as exc:
+            raise _AccessDeniedError(gateway_message(403, exc.message), exc.reason) from None
+
+    def _verified_token(self, request: IncomingRequest, authorization: RouteAuthorization) -> dict[str, Any]:
+        from maas.local.jwt_authorizer import JwtRejectedError, bearer_token
+
+        assert authorization.jwt is not None and self._jwt_authorizer is not None
+        token = bearer_token(_identity_source_value(request, authorization.jwt.identity_sources[0]))
+        try:
+            if token is None:
+                raise JwtRejectedError(401, "no token in " + authorization.jwt.identity_sources[0])
+            verified = self._jwt_authorizer.verify(token, authorization.jwt, authorization.scopes)
+        except JwtRejectedError as exc:
+            response = gateway_message(exc.status, exc.message)
+            if exc.status == 401:
+                challenge = f'Bearer error="invalid_token", error_description="{exc.reason}"'
+                response.headers.append(("WWW-Authenticate", challenge if token else "Bearer"))
+            raise _AccessDeniedError(response, exc.reason) from None
+        return verified.authorizer_context()
+
+    def signing_example(self, path: str = "/") -> str:
+        """A curl command that signs a call to an AWS_IAM route with the first key the gateway accepts."""
+        embedded = (self._iam_credentials or {}).get("testing")
+        # The embedded store's dummy pair is no secret; real keys stay in the developer's environment.
+        if embedded is not None and embedded.secret_key == "testing":
+            user = "testing:testing"
+        else:
+            user = '"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"'
+        url = self.url.replace("://0.0.0.0:", "://127.0.0.1:")
+        return f'curl -s --aws-sigv4 "aws:amz:{self.region}:{SERVICE}" --user {user} {url}{path}'
+
+
+def _identity_source_value(request: IncomingRequest, source: str) -> str | None:
+    """The value an identity source selects: $request.header.<name> or $request.querystring.<name>."""
+    kind, _, name = source.removeprefix("$request.").partition(".")
+    if kind == "header":
+        values = [value for key, value in request.headers if key.lower() == name.lower()]
+        return ",".join(values) if values else None
+    if kind == "querystring":
+        return dict(parse_qsl(urlsplit(request.target).query, keep_blank_values=True)).get(name)
+    return None
+
+
+class _AccessDeniedError(Exception):
+    """The route's authorizer refused the request: `response` is API Gateway's answer."""
+
+    def __init__(self, response: GatewayResponse, reason: str) -> None:
+        super().__init__(reason)
+        self.response = response
+        self.reason = reason
 
 
 class _GatewayServer(ThreadingHTTPServer):

@@ -12,6 +12,12 @@ Events run only against the embedded store: there the stack creates template.yam
 the model bucket its notifications and polls each function's SQS events (see maas.local.queues).
 Another store's queues and notifications belong to whoever deployed it, so the stack leaves them
 alone and serves HTTP only. Schedules are not emulated.
+
+Template parameters take their defaults unless overridden (`parameters=`, or for `make serve` the
+MAAS_LOCAL_PARAMETERS variable, e.g. "DataPlaneAuth=AWS_IAM"): they decide Conditions, and so which
+resources exist and what each route's authorization is. The gateway enforces it as API Gateway
+would; AWS_IAM routes accept SigV4 signatures by the keys of this process (testing/testing with the
+embedded store).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import dataclasses
 import json
 import logging
 import os
+import posixpath
+import re
 import shlex
 import signal
 import sys
@@ -37,7 +45,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from maas.aws_clients import s3_client
 from maas.config import DEFAULT_BUCKET, ENV_BUCKET, ENV_ENDPOINT_URL, Settings
 from maas.errors import ConfigurationError
-from maas.local.gateway import LocalFunctions, LocalGateway
+from maas.local.gateway import LocalFunctions, LocalGateway, RouteTable
 from maas.local.queues import (
     LocalQueue,
     SqsPoller,
@@ -50,10 +58,13 @@ from maas.local.template import (
     BUCKET_TYPE,
     DEFAULT_SQS_BATCH_SIZE,
     IntrinsicResolver,
+    Route,
     SamTemplate,
+    TemplateError,
     load_template,
 )
 from maas.registry import Manifest, ModelRegistry
+from maas.registry.signing import signer_from_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -61,6 +72,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TEMPLATE_FILE = "template.yaml"
+# `make serve`'s template parameter overrides, as `sam deploy --parameter-overrides` takes them.
+ENV_LOCAL_PARAMETERS = "MAAS_LOCAL_PARAMETERS"
 MODEL_BUCKET_RESOURCE = "ModelBucket"
 ASYNC_QUEUE_RESOURCE = "AsyncQueue"
 SEED_MODELS: tuple[str, ...] = ("seed-mlp",)
@@ -135,6 +148,18 @@ def seed_registry(
     return published
 
 
+def parse_parameter_overrides(text: str) -> dict[str, str]:
+    """Overrides written as `sam deploy` takes them, Name=Value separated by spaces (shell quoting
+    allowed), as a mapping; a list parameter's value keeps its commas (JwtAudience=a,b)."""
+    overrides: dict[str, str] = {}
+    for item in shlex.split(text):
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            raise TemplateError(f"{ENV_LOCAL_PARAMETERS}: expected Name=Value items, got {item!r}")
+        overrides[name] = value
+    return overrides
+
+
 def example_infer_body(rows: int = 3, features: int = 10) -> dict[str, Any]:
     """A V2 request for seed-mlp: FP32 [rows, features], row-major, deterministic values."""
     data = [round(((i * 7) % 23) / 10 - 1.0, 1) for i in range(rows * features)]
@@ -173,6 +198,10 @@ class LocalStack:
     to whole seconds). The template's values (minutes, six times the function's Timeout, as Lambda
     advises) are right in AWS but make a local retry or a redrive to the dead-letter queue take that
     long; tests use 1 second. Only the embedded store has queues, so it changes nothing elsewhere.
+
+    `parameters` overrides template.yaml's parameter defaults, as `sam deploy --parameter-overrides`
+    does (e.g. {"DataPlaneAuth": "AWS_IAM"}); a name the template does not declare, or a value its
+    AllowedValues or AllowedPattern refuses, fails here.
     """
 
     def __init__(
@@ -208,7 +237,7 @@ class LocalStack:
         self._store: StoreChoice | None = None
         self._settings: Settings | None = None
         self._registry: ModelRegistry | None = None
-        self.template: SamTemplate = load_template(self.root / TEMPLATE_FILE)
+        self.template: SamTemplate = load_template(self.root / TEMPLATE_FILE, self.parameters)
         self.seeded: list[Manifest] = []
 
     def start(self) -> LocalStack:
@@ -223,7 +252,11 @@ class LocalStack:
                 for name in bucket_names.values():
                     _ensure_bucket(s3, name)
             registry = ModelRegistry(
-                s3, settings.bucket, prefix=settings.prefix, default_alias=settings.default_alias
+                s3,
+                settings.bucket,
+                prefix=settings.prefix,
+                default_alias=settings.default_alias,
+                signer=signer_from_settings(settings),
             )
             self._store, self._settings, self._registry = store, settings, registry
             region = _region()
@@ -238,11 +271,23 @@ class LocalStack:
                 attributes=self._attributes(bucket_names),
                 region=region,
             )
-            functions = LocalFunctions(self.template.functions.values(), root=self.root, resolver=resolver)
+            functions = LocalFunctions(
+                self.template.functions.values(),
+                root=self.root,
+                resolver=resolver,
+                # The template names the deployed bucket (maas-<stage>-<account>-<region>, or an existing
+                # one); locally every function reads the store's.
+                environment_overrides={ENV_BUCKET: store.bucket},
+            )
             functions.apply_environment()  # before any handler is imported, routed or not
             self._functions = functions
             self._gateway = LocalGateway(
-                self.template.routes, root=self.root, host=self.host, port=self.port, functions=functions
+                self.template.routes,
+                root=self.root,
+                host=self.host,
+                port=self.port,
+                functions=functions,
+                region=region,
             )
             self._gateway.bind()  # a busy port fails now, not after training; requests wait for start()
             self.seeded = seed_registry(registry, self.seed_models, self.seed_overrides)
@@ -324,13 +369,22 @@ class LocalStack:
             raise KeyError(f"queue {logical_id!r}: expected one of the template's queues ({known})") from None
 
     def curl_example(self, model: str = SEED_MODELS[0]) -> str:
+        """An infer call as curl, signed or with a bearer token when the route requires one."""
         url = self.url.replace("://0.0.0.0:", "://127.0.0.1:")
         body = json.dumps(example_infer_body(), separators=(",", ":"))
-        return (
-            f"curl -s -X POST {url}/v2/models/{model}/infer \\\n"
-            f"  -H 'Content-Type: application/json' \\\n"
-            f"  -d {shlex.quote(body)}"
-        )
+        path = f"/v2/models/{model}/infer"
+        route = self._route_for("POST", path)
+        authorization = route.authorization.type if route is not None else "NONE"
+        command = f"curl -s -X POST {url}{path}"
+        if authorization == "AWS_IAM" and self._gateway is not None:
+            command = self._gateway.signing_example(path).replace("curl -s ", "curl -s -X POST ", 1)
+        elif authorization == "JWT":
+            command += ' \\\n  -H "Authorization: Bearer $TOKEN"'
+        return f"{command} \\\n  -H 'Content-Type: application/json' \\\n  -d {shlex.quote(body)}"
+
+    def _route_for(self, method: str, path: str) -> Route | None:
+        match = RouteTable(self.template.routes).match(method, path)
+        return match.route if match is not None else None
 
     def banner(self) -> str:
         store = self.store
@@ -349,10 +403,34 @@ class LocalStack:
                 f"{ENV_BUCKET}={store.bucket}"
             )
             lines.append("  then `maas ...` publishes into it")
+        lines += self._auth_lines()
         lines += ["try:", self.curl_example()]
         lines += self._event_lines()
         lines.append("Ctrl-C stops.")
         return "\n".join(lines)
+
+    def _auth_lines(self) -> list[str]:
+        """Which routes need what, and how to call the protected ones."""
+        by_authorization: dict[str, list[Route]] = {}
+        for route in self.template.routes:
+            by_authorization.setdefault(route.authorization.describe(), []).append(route)
+        overrides = " ".join(f"{name}={value}" for name, value in self.parameters.items())
+        lines = [f"auth, as {TEMPLATE_FILE} declares it" + (f" with {overrides}:" if overrides else ":")]
+        lines += [f"  {kind}: {_route_summary(routes)}" for kind, routes in by_authorization.items()]
+        iam_routes = [r for r in self.template.routes if r.authorization.type == "AWS_IAM"]
+        if iam_routes and self._gateway is not None:
+            lines.append("  sign calls to AWS_IAM routes with SigV4 (service execute-api), e.g.:")
+            lines.append(f"    {self._gateway.signing_example(_example_path(iam_routes))}")
+        for route in self.template.routes:
+            jwt = route.authorization.jwt
+            if jwt is not None:
+                audience = ", ".join(jwt.audience) or "none set: every token is refused"
+                lines.append(
+                    f"  JWT routes take '{jwt.identity_sources[0]}: Bearer <token>' from "
+                    f"{jwt.issuer or 'an issuer with no local value'} (aud: {audience})"
+                )
+                break
+        return lines
 
     def _event_lines(self) -> list[str]:
         store = self.store
@@ -447,6 +525,25 @@ class LocalStack:
         } or {MODEL_BUCKET_RESOURCE: model_bucket}
 
 
+def _route_summary(routes: Sequence[Route]) -> str:
+    """A few routes by name, more as a count under their common path."""
+    if len(routes) <= 3:
+        return ", ".join(route.route_key for route in routes)
+    paths = [route.path for route in routes if route.path.startswith("/")]
+    common = posixpath.commonpath(paths) if len(paths) == len(routes) else "/"
+    prefix = common.split("/{", 1)[0]
+    return f"{len(routes)} routes" + (f" under {prefix}" if prefix.strip("/") else "")
+
+
+def _example_path(routes: Sequence[Route]) -> str:
+    """A path that reaches one of `routes`: a GET without variables if there is one."""
+    plain = [r for r in routes if r.method in ("GET", "ANY") and "{" not in r.path and r.path.startswith("/")]
+    route = plain[0] if plain else routes[0]
+    if not route.path.startswith("/"):
+        return "/"
+    return re.sub(r"\{([^}+]+)\+?\}", lambda m: SEED_MODELS[0] if m.group(1) == "name" else "1", route.path)
+
+
 def _ensure_bucket(s3: S3Client, bucket: str) -> None:
     try:
         s3.head_bucket(Bucket=bucket)
@@ -475,15 +572,20 @@ def _region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or EMBEDDED_REGION
 
 
-def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
-    """Run the local stack until Ctrl-C (what `make serve` does)."""
+def serve(
+    host: str = "127.0.0.1", port: int = DEFAULT_PORT, parameters: Mapping[str, str] | None = None
+) -> None:
+    """Run the local stack until Ctrl-C (what `make serve` does). Template parameter overrides come from
+    `parameters`, else from MAAS_LOCAL_PARAMETERS."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("maas.local").setLevel(logging.INFO)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with LocalStack(host=host, port=port) as stack:
+        if parameters is None:
+            parameters = parse_parameter_overrides(os.environ.get(ENV_LOCAL_PARAMETERS, ""))
+        with LocalStack(host=host, port=port, parameters=parameters) as stack:
             print(stack.banner(), flush=True)
             threading.Event().wait()
     except KeyboardInterrupt:
