@@ -8,9 +8,10 @@ will check it on load.
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from maas.datatypes import DATATYPES, Datatype
 from maas.registry import ManifestDraft
@@ -35,6 +36,11 @@ WORDPIECE_VOCAB = (
 )  # fmt: skip
 
 ModelFiles = dict[str, bytes]
+
+
+# The time budget tests' model: a run takes a few hundred milliseconds on one core.
+SLOW_WIDTH = 1024
+SLOW_LAYERS = 10
 
 
 def echo_input_name(datatype: str) -> str:
@@ -142,6 +148,29 @@ def token_stats_model(
         {**draft.model_dump(), "preprocessing": Preprocessing(tokenizer=tokenizer).model_dump()}
     )
     return {**files, TOKENIZER_FILE: wordpiece_tokenizer_json()}, draft
+
+
+def slow_chain_model(width: int = SLOW_WIDTH, layers: int = SLOW_LAYERS) -> tuple[ModelFiles, ManifestDraft]:
+    """FP32 `x` [-1, width] -> Expand to [width, width] -> `layers` MatMuls by one shared weight -> ReduceSum
+    -> `y` [1, 1], for time budget tests.
+
+    Each MatMul is 2 * width^3 flops, so the run takes hundreds of milliseconds while the request and
+    answer stay tiny. The weight averages each row, so every layer keeps the values (and y = width^2 * x)."""
+    weight = numpy_helper.from_array(np.full((width, width), 1.0 / width, dtype=np.float32), "w")
+    square = numpy_helper.from_array(np.array([width, width], dtype=np.int64), "square")
+    nodes = [helper.make_node("Expand", ["x", "square"], ["h0"], name="expand")]
+    nodes += [
+        helper.make_node("MatMul", [f"h{i}", "w"], [f"h{i + 1}"], name=f"matmul{i}") for i in range(layers)
+    ]
+    nodes.append(helper.make_node("ReduceSum", [f"h{layers}"], ["y"], name="sum", keepdims=1))
+    graph = helper.make_graph(
+        nodes,
+        "slow_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+        initializer=[weight, square],
+    )
+    return _packaged(graph, task="benchmark", description="A chain of large MatMuls: slow on purpose.")
 
 
 def _onnx_element_type(datatype: Datatype) -> int:

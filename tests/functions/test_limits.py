@@ -26,8 +26,8 @@ from maas.registry import ModelRegistry
 from tests.conftest import TEST_BUCKET, load_event, load_function_module
 from tests.functions.test_async_function import record, result
 from tests.functions.test_batch_function import Context, job_event, read_lines, read_status, submit
-from tests.onnx_models import text_normalizer_model
-from tests.unit.test_time_budget import SLOW_MODEL, SLOW_WIDTH, slow_chain_model
+from tests.onnx_models import SLOW_WIDTH, slow_chain_model, text_normalizer_model
+from tests.unit.test_time_budget import SLOW_MODEL
 
 TEXT_MODEL = "lowercase"
 TEXT_INFER = f"/v2/models/{TEXT_MODEL}/infer"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -235,10 +236,10 @@ def sign(
     return dict(request.headers.items())
 
 
-def presign(url: str, *, expires: int = 60) -> str:
+def presign(url: str, *, expires: int = 60, secret_key: str = SECRET_KEY) -> str:
     request = AWSRequest(method="GET", url=url)
     SigV4QueryAuth(
-        Credentials(ACCESS_KEY, SECRET_KEY, SESSION_TOKEN), "execute-api", REGION, expires
+        Credentials(ACCESS_KEY, secret_key, SESSION_TOKEN), "execute-api", REGION, expires
     ).add_auth(request)
     assert request.url is not None
     return request.url
@@ -313,6 +314,22 @@ def test_a_presigned_url_is_accepted_until_it_expires(start_gateway: GatewayFact
     assert fresh.status == 200, fresh.body
     assert expired.status == 403
     assert expired.json()["message"].startswith("Signature expired")
+
+
+def test_the_gateway_log_never_holds_a_presigned_urls_credentials(
+    start_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway = start_gateway()
+    caplog.set_level(logging.INFO, logger="maas.local")
+    accepted = send(gateway, "GET", target_of(presign(f"{gateway.url}/admin/items")))
+    refused = send(
+        gateway, "GET", target_of(presign(f"{gateway.url}/admin/items", secret_key="not-the-secret"))
+    )
+
+    assert (accepted.status, refused.status) == (200, 403)
+    assert "/admin/items" in caplog.text
+    for secret_part in ("X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token"):
+        assert secret_part not in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -399,6 +416,24 @@ def test_a_signature_that_does_not_hold_is_forbidden_with_api_gateways_message(
 
     assert response.status == 403
     assert response.json()["message"].startswith(message)
+    assert project.invocations() == []
+
+
+@pytest.mark.parametrize(
+    ("signed_path", "target"), [("/admin", "/admin/items/.."), ("/admin/items", "/admin/items/.")]
+)
+def test_a_signature_does_not_cover_a_path_it_only_matches_once_normalised(
+    start_gateway: GatewayFactory, project: Project, signed_path: str, target: str
+) -> None:
+    """SigV4 signs the path with '.', '..' and empty segments resolved, while routes match the raw path: a
+    signature for /admin would otherwise also open /admin/items/{id} with id '..'."""
+    gateway = start_gateway()
+    headers = sign("PUT", f"{gateway.url}{signed_path}", b"")
+
+    response = send(gateway, "PUT", target, b"", headers)
+
+    assert response.status == 403
+    assert response.json()["message"].startswith(SIGNATURE_MISMATCH)
     assert project.invocations() == []
 
 

@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 
 from maas.config import Settings
@@ -221,6 +222,44 @@ def test_publish_refuses_a_graph_naming_data_outside_its_version_before_uploadin
         registry.publish(NAME, files, draft)
 
     assert s3.list_objects_v2(Bucket=TEST_BUCKET).get("KeyCount") == 0
+
+
+def _initializer_behind_an_overlong_tag(location: str) -> bytes:
+    """add_weights_graph with its initializer moved behind a 5-byte tag whose bit 32 is set. protobuf keeps
+    the low 32 bits and reads graph field 5 (an initializer); a reader keeping all bits would see an
+    unknown field 2^29 + 5 and skip the tensor, with its external-data location."""
+    model = onnx.load_from_string(add_weights_graph(location))
+    (initializer,) = model.graph.initializer
+    tensor = initializer.SerializeToString()
+    model.graph.ClearField("initializer")
+    graph = (
+        model.graph.SerializeToString()
+        + bytes([0xAA, 0x80, 0x80, 0x80, 0x10])
+        + _varint(len(tensor))
+        + tensor
+    )
+    model.ClearField("graph")
+    return model.SerializeToString() + bytes([0x3A]) + _varint(len(graph)) + graph
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes([*out, value])
+
+
+def test_an_initializer_hidden_behind_an_overlong_field_tag_is_refused(
+    s3: Any, service: InferenceService, registry: ModelRegistry
+) -> None:
+    files, draft = add_weights_files()
+    files[MODEL_FILE] = _initializer_behind_an_overlong_tag("../outside.bin")
+
+    with pytest.raises(InvalidInput, match=r"field tag at byte .* field number below 2\^29"):
+        registry.publish(NAME, files, draft)
+    plant_version(s3, TEST_BUCKET, NAME, 1, files, draft)
+    assert_refused_and_nothing_loaded(service, 1, IntegrityError, "expected an ONNX ModelProto")
 
 
 def test_a_location_not_listed_in_the_manifest_is_refused_even_when_the_file_was_published(
@@ -431,3 +470,19 @@ def test_a_graph_swapped_for_another_valid_graph_fails_its_checksum(
     )
 
     assert_refused_and_nothing_loaded(service, 1, IntegrityError, r"artifact 'model\.onnx' .* sha256")
+
+
+@pytest.mark.parametrize("path", ["aliases/production.json", "meta/3.json", "docs/meta/notes.txt"])
+def test_no_artifact_may_sit_where_the_registry_role_may_write(
+    registry: ModelRegistry, s3: Any, path: str
+) -> None:
+    """The registry function may write models/*/aliases/* and models/*/meta/*; in IAM a '*' spans '/', so an
+    artifact under such a folder would be writable by it, inside a version that must never change."""
+    files, draft = add_weights_files()
+
+    with pytest.raises(
+        InvalidInput, match=f"artifact path '{path}': expected no folder named aliases or meta"
+    ):
+        registry.publish(NAME, {**files, path: b"{}"}, draft)
+
+    assert s3.list_objects_v2(Bucket=TEST_BUCKET).get("KeyCount") == 0

@@ -11,60 +11,19 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from maas.config import Settings
 from maas.errors import DeadlineExceeded
 from maas.infer_types import InferenceRequest, Tensor
-from maas.registry import ManifestDraft, ModelRef, ModelRegistry
-from maas.registry.manifest import MODEL_FILE
-from maas.runtime import signature_of
+from maas.registry import ModelRef, ModelRegistry
 from maas.runtime.loaded_model import Deadline
 from maas.service import InferenceService
 from tests.conftest import TEST_BUCKET
+from tests.onnx_models import SLOW_WIDTH, slow_chain_model
 
 SLOW_MODEL = "slow-chain"
-SLOW_WIDTH = 1024
-SLOW_LAYERS = 10
 BUDGET_SECONDS = 0.02
-
-
-def slow_chain_model(
-    width: int = SLOW_WIDTH, layers: int = SLOW_LAYERS
-) -> tuple[dict[str, bytes], ManifestDraft]:
-    """FP32 `x` [-1, width] -> Expand to [width, width] -> `layers` MatMuls by one shared weight -> ReduceSum
-    -> `y` [1, 1].
-
-    Each MatMul is 2 * width^3 flops, so the run takes hundreds of milliseconds while the request and
-    answer stay tiny. The weight averages each row, so every layer keeps the values (and y = width^2 * x)."""
-    weight = numpy_helper.from_array(np.full((width, width), 1.0 / width, dtype=np.float32), "w")
-    square = numpy_helper.from_array(np.array([width, width], dtype=np.int64), "square")
-    nodes = [helper.make_node("Expand", ["x", "square"], ["h0"], name="expand")]
-    nodes += [
-        helper.make_node("MatMul", [f"h{i}", "w"], [f"h{i + 1}"], name=f"matmul{i}") for i in range(layers)
-    ]
-    nodes.append(helper.make_node("ReduceSum", [f"h{layers}"], ["y"], name="sum", keepdims=1))
-    graph = helper.make_graph(
-        nodes,
-        "slow_chain",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
-        initializer=[weight, square],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    onnx.checker.check_model(model, full_check=True)
-    content = model.SerializeToString()
-    session = ort.InferenceSession(content, providers=["CPUExecutionProvider"])
-    draft = ManifestDraft(
-        task="benchmark",
-        description="A chain of large MatMuls: slow on purpose, for time budget tests.",
-        model_file=MODEL_FILE,
-        signature=signature_of(session),
-    )
-    return {MODEL_FILE: content}, draft
 
 
 def slow_request(value: float = 1.0) -> InferenceRequest:

@@ -702,7 +702,11 @@ class LocalGateway:
             authorizer = self._authorize(request, match.route, now)
         except _AccessDeniedError as denied:
             logger.info(
-                "%s %s refused (%s): %s", request.method, request.target, match.route.route_key, denied.reason
+                "%s %s refused (%s): %s",
+                request.method,
+                urlsplit(request.target).path,
+                match.route.route_key,
+                denied.reason,
             )
             return denied.response
         event = http_api_event(
@@ -712,7 +716,9 @@ class LocalGateway:
         try:
             return http_response_from_lambda(function.invoke(event))
         except Exception:
-            logger.exception("%s failed on %s %s", match.route.function_id, request.method, request.target)
+            logger.exception(
+                "%s failed on %s %s", match.route.function_id, request.method, urlsplit(request.target).path
+            )
             return gateway_message(500, "Internal Server Error")
 
     def _authorize(self, request: IncomingRequest, route: Route, now: datetime) -> dict[str, Any] | None:
@@ -894,6 +900,11 @@ class _GatewayRequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # The path only: a presigned URL's query carries its credential, signature and session token.
+        path = urlsplit(self.path).path
+        logger.info('%s "%s %s" %s %s', self.address_string(), self.command, path, code, size)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.info("%s %s", self.address_string(), format % args)

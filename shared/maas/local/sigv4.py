@@ -162,6 +162,11 @@ def verify_sigv4(
     if declared_hash is not None and declared_hash != hashlib.sha256(body).hexdigest():
         raise SignatureRejectedError(SIGNATURE_MISMATCH, f"{CONTENT_SHA256_HEADER} is not the body's hash")
 
+    # SigV4 signs the path with '.', '..' and empty segments removed, while the gateway routes the path as
+    # sent: a signature for /a/b would otherwise also cover /a/x/../b and /a//b.
+    segments = urlsplit(url).path.split("/")[1:]
+    if any(segment in ("", ".", "..") for segment in segments[:-1]) or segments[-1:] in ([".."], ["."]):
+        raise SignatureRejectedError(SIGNATURE_MISMATCH, "the path has empty, '.' or '..' segments")
     expected = _expected_signature(
         method, url, headers, body, signature=signature, known=known, region=region
     )

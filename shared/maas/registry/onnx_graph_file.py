@@ -35,6 +35,9 @@ from maas.registry.manifest import SAFE_RELATIVE_PATH
 LOCATION_KEY = "location"
 # protobuf's own default recursion limit: a graph nested deeper would not parse in onnxruntime either.
 MAX_NESTING = 100
+# A protobuf tag is a 32-bit varint (at most 5 bytes) whose field number has 29 bits.
+MAX_TAG_BYTES = 5
+MAX_FIELD_NUMBER = (1 << 29) - 1
 # A location is the graph's text, not a client's payload, but it can be any length.
 SHOWN_LOCATION_CHARS = 100
 
@@ -216,7 +219,15 @@ def _walk(
         if key < 0x80:
             position += 1
         else:
+            tag_start = position
             key, position = _varint(buffer, position, end)
+            # protobuf reads a tag into 32 bits and drops the rest, so an overlong tag would be one field
+            # to onnxruntime and another (unknown, skipped) here: refuse any tag not read the same way.
+            if position - tag_start > MAX_TAG_BYTES or key >> 3 > MAX_FIELD_NUMBER:
+                raise NotAModelProto(
+                    f"field tag at byte {tag_start}: expected at most {MAX_TAG_BYTES} bytes "
+                    f"and a field number below 2^29, got {position - tag_start} bytes"
+                )
         field, wire = key >> 3, key & 7
         if field == 0:
             raise NotAModelProto(f"field number 0 at byte {position}")

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 ARTIFACT_PATH = re.compile(SAFE_RELATIVE_PATH)
+# The registry function may write models/*/aliases/* and models/*/meta/*, and an IAM '*' also matches '/':
+# no artifact may sit under a folder of those names, or that role could rewrite an immutable version.
+RESERVED_ARTIFACT_FOLDERS = frozenset({"aliases", "meta"})
 MAX_VERSION_CLAIM_ATTEMPTS = 20
 D = TypeVar("D", bound=BaseModel)
 
@@ -268,6 +271,11 @@ class ModelRegistry:
         for path in files:
             if path in (MANIFEST_FILE, SIGNATURE_FILE) or not ARTIFACT_PATH.match(path):
                 raise InvalidInput(f"publish: artifact path {path!r} is not a safe relative path")
+            if RESERVED_ARTIFACT_FOLDERS.intersection(path.split("/")[:-1]):
+                raise InvalidInput(
+                    f"publish: artifact path {path!r}: expected no folder named "
+                    f"{' or '.join(sorted(RESERVED_ARTIFACT_FOLDERS))}, reserved for the registry's documents"
+                )
         # Refused before anything is uploaded: a pickle, or a graph reading files outside its version.
         vet_graph_file(
             files[draft.model_file],
