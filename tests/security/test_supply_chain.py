@@ -239,7 +239,8 @@ def _initializer_behind_an_overlong_tag(location: str) -> bytes:
         + tensor
     )
     model.ClearField("graph")
-    return model.SerializeToString() + bytes([0x3A]) + _varint(len(graph)) + graph
+    without_graph: bytes = model.SerializeToString()
+    return without_graph + bytes([0x3A]) + _varint(len(graph)) + graph
 
 
 def _varint(value: int) -> bytes:
