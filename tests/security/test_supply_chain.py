@@ -230,9 +230,9 @@ def _initializer_behind_an_overlong_tag(location: str) -> bytes:
     unknown field 2^29 + 5 and skip the tensor, with its external-data location."""
     model = onnx.load_from_string(add_weights_graph(location))
     (initializer,) = model.graph.initializer
-    tensor = initializer.SerializeToString()
+    tensor: bytes = initializer.SerializeToString()
     model.graph.ClearField("initializer")
-    graph = (
+    graph: bytes = (
         model.graph.SerializeToString()
         + bytes([0xAA, 0x80, 0x80, 0x80, 0x10])
         + _varint(len(tensor))
