@@ -86,6 +86,21 @@ def test_the_data_plane_uses_the_chosen_auth_and_the_registry_always_needs_iam(
         assert "DataPlaneJwt" not in schemes
 
 
+def test_jwt_mode_cannot_be_deployed_without_an_issuer_and_an_audience(translated: dict[str, Any]) -> None:
+    (rule,) = translated["Rules"].values()
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "DataPlaneAuth"}, "JWT"]}
+    asserted = [a["Assert"] for a in rule["Assertions"]]
+    assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "JwtIssuer"}, ""]}]} in asserted
+    assert {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "JwtAudience"}]}, ""]}]} in asserted
+
+
+def test_the_longest_stage_still_names_a_valid_bucket_in_every_region(translated: dict[str, Any]) -> None:
+    stage = translated["Parameters"]["Stage"]
+    longest_region = "ap-southeast-5"  # among the longest region names; GovCloud's are shorter
+    name = f"maas-{'s' * stage['MaxLength']}-{ACCOUNT}-{longest_region}"
+    assert len(name) <= 63, name
+
+
 def test_cors_headers_only_for_the_origins_given(translated: dict[str, Any]) -> None:
     assert "x-amazon-apigateway-cors" not in _body(deploy(translated))
     origins = "https://app.example.com,https://admin.example.com"
@@ -127,6 +142,10 @@ def test_the_bucket_is_encrypted_with_the_stack_key_private_versioned_and_tls_on
     assert statements["DenyOutdatedTls"]["Condition"] == {"NumericLessThan": {"s3:TlsVersion": "1.2"}}
     assert statements["DenyPutsNotEncryptedWithTheBucketKey"]["Condition"] == {
         "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}
+    }
+    assert statements["DenyKmsPutsWithoutTheKeyId"]["Condition"] == {
+        "StringEquals": {"s3:x-amz-server-side-encryption": "aws:kms"},
+        "Null": {"s3:x-amz-server-side-encryption-aws-kms-key-id": "true"},
     }
     assert statements["DenyPutsWithAnotherKmsKey"]["Condition"] == {
         "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": "<ModelKey.Arn>"}
