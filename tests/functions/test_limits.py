@@ -42,14 +42,20 @@ Loader = Callable[..., ModuleType]
 
 
 @pytest.fixture
-def models(registry: ModelRegistry) -> ModelRegistry:
+def text_model(registry: ModelRegistry) -> ModelRegistry:
     registry.publish(TEXT_MODEL, *text_normalizer_model())
+    return registry
+
+
+@pytest.fixture
+def slow_model(registry: ModelRegistry) -> ModelRegistry:
+    """Published only for the time budget tests: building and storing its 4 MB weight is not free."""
     registry.publish(SLOW_MODEL, *slow_chain_model())
     return registry
 
 
 @pytest.fixture
-def load(monkeypatch: pytest.MonkeyPatch, s3: Any, models: ModelRegistry) -> Loader:
+def load(monkeypatch: pytest.MonkeyPatch, s3: Any, text_model: ModelRegistry) -> Loader:
     """Import functions/<function>/app.py with these extra environment variables, as a new container."""
     for name, value in {
         "MAAS_BUCKET": TEST_BUCKET,
@@ -140,35 +146,36 @@ class RemainingTime:
 # ---- compressed bodies (MAAS_COMPRESSED_BODIES)
 
 
-@pytest.mark.parametrize("path", [TEXT_INFER, TEXT_PREDICT])
-def test_given_compressed_bodies_off_then_a_gzip_body_is_415_naming_the_setting(
-    load: Loader, path: str
+def test_given_compressed_bodies_off_then_a_gzip_body_is_415_naming_the_setting_and_a_plain_one_is_served(
+    load: Loader,
 ) -> None:
-    infer = load(MAAS_COMPRESSED_BODIES="0")
-    document = text_request(["Hello"]) if path == TEXT_INFER else {"instances": ["Hello"]}
-    body = gzip.compress(json.dumps(document).encode())
+    documents = {TEXT_INFER: text_request(["Hello"]), TEXT_PREDICT: {"instances": ["Hello"]}}
+    plain = http_event(
+        TEXT_INFER, json.dumps(text_request(["Hello"])), headers={**JSON, "content-encoding": "identity"}
+    )
 
-    status, error = answer(infer, http_event(path, body, headers={**JSON, "content-encoding": "gzip"}))
+    # Both ways of turning them off, each in a function of its own.
+    settings = ("0", "off")
+    gzip_answers: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+    plain_answers: dict[str, tuple[int, Any]] = {}
+    for setting in settings:
+        infer = load(MAAS_COMPRESSED_BODIES=setting)
+        for path, document in documents.items():
+            body = gzip.compress(json.dumps(document).encode())
+            event = http_event(path, body, headers={**JSON, "content-encoding": "gzip"})
+            gzip_answers[setting, path] = answer(infer, event)
+        status, served = answer(infer, copy.deepcopy(plain))
+        plain_answers[setting] = (status, served["outputs"][0]["data"] if status == 200 else served)
 
-    assert (status, error) == (
+    refused = (
         415,
         {
             "error": "Content-Encoding: expected identity, as compressed bodies are off "
             "(MAAS_COMPRESSED_BODIES), got 'gzip'"
         },
     )
-
-
-def test_given_compressed_bodies_off_then_a_plain_body_is_still_served(load: Loader) -> None:
-    infer = load(MAAS_COMPRESSED_BODIES="off")
-    event = http_event(
-        TEXT_INFER, json.dumps(text_request(["Hello"])), headers={**JSON, "content-encoding": "identity"}
-    )
-
-    status, body = answer(infer, event)
-
-    assert status == 200, body
-    assert body["outputs"][0]["data"] == ["hello"]
+    assert gzip_answers == {(setting, path): refused for setting in settings for path in documents}
+    assert plain_answers == dict.fromkeys(settings, (200, ["hello"]))
 
 
 def test_given_compressed_bodies_on_then_the_same_gzip_body_is_served(load: Loader) -> None:
@@ -212,29 +219,39 @@ def too_deep(where: str, limit: int = 32) -> dict[str, str]:
     return {"error": f"{where}: {expected}"}
 
 
-@pytest.mark.parametrize("body", PATHOLOGICAL_BODIES.values(), ids=PATHOLOGICAL_BODIES.keys())
-@pytest.mark.parametrize("path", [TEXT_INFER, TEXT_PREDICT])
-def test_a_pathologically_nested_body_is_a_400_naming_the_depth_limit(
-    load: Loader, path: str, body: str
-) -> None:
-    status, error = answer(load(), http_event(path, body))
+def test_a_pathologically_nested_body_is_a_400_naming_the_depth_limit(load: Loader) -> None:
+    infer = load()
+    expected = "request body: expected JSON nested at most 32 levels deep (MAAS_MAX_JSON_DEPTH), got deeper"
 
-    assert status == 400, error
-    assert error["error"].startswith(
-        "request body: expected JSON nested at most 32 levels deep (MAAS_MAX_JSON_DEPTH), got deeper"
-    ), error
+    answers = {
+        (path, kind): answer(infer, http_event(path, body))
+        for path in (TEXT_INFER, TEXT_PREDICT)
+        for kind, body in PATHOLOGICAL_BODIES.items()
+    }
+
+    wrong = {
+        case: (status, error)
+        for case, (status, error) in answers.items()
+        if not (status == 400 and error["error"].startswith(expected))
+    }
+    assert wrong == {}
 
 
-@pytest.mark.parametrize("body", PATHOLOGICAL_BODIES.values(), ids=PATHOLOGICAL_BODIES.keys())
-def test_a_pathologically_nested_registry_body_is_a_400(load: Loader, body: str) -> None:
+def test_a_pathologically_nested_registry_body_is_a_400(load: Loader) -> None:
     registry = load("registry")
+    path = f"/registry/models/{TEXT_MODEL}/aliases/staging"
 
-    status, error = answer(
-        registry, http_event(f"/registry/models/{TEXT_MODEL}/aliases/staging", body, method="PUT")
-    )
+    answers = {
+        kind: answer(registry, http_event(path, body, method="PUT"))
+        for kind, body in PATHOLOGICAL_BODIES.items()
+    }
 
-    assert status == 400, error
-    assert "(MAAS_MAX_JSON_DEPTH)" in error["error"]
+    wrong = {
+        kind: (status, error)
+        for kind, (status, error) in answers.items()
+        if not (status == 400 and "(MAAS_MAX_JSON_DEPTH)" in error["error"])
+    }
+    assert wrong == {}
 
 
 def test_given_a_depth_limit_then_requests_within_it_are_served_and_deeper_ones_named(load: Loader) -> None:
@@ -250,34 +267,31 @@ def test_given_a_depth_limit_then_requests_within_it_are_served_and_deeper_ones_
     assert (status, body) == (400, too_deep("inputs[0].parameters", 7))
 
 
-@pytest.mark.parametrize("where", TOO_DEEP_V2)
-def test_a_v2_request_nested_past_the_default_limit_names_the_field(load: Loader, where: str) -> None:
-    status, body = answer(load(), http_event(TEXT_INFER, json.dumps(TOO_DEEP_V2[where])))
+TOO_DEEP_V1 = {
+    "parameters": {"instances": ["Hello"], "parameters": nested(32)},
+    "instances": {"instances": json.loads("[" * 32 + '"a"' + "]" * 32)},
+}
 
-    assert (status, body) == (400, too_deep(where))
 
-
-@pytest.mark.parametrize(
-    ("document", "where"),
-    [
-        ({"instances": ["Hello"], "parameters": nested(32)}, "parameters"),
-        ({"instances": json.loads("[" * 32 + '"a"' + "]" * 32)}, "instances"),
-    ],
-    ids=["parameters", "instances"],
-)
-def test_a_v1_request_nested_past_the_limit_names_the_field(
-    load: Loader, document: dict[str, Any], where: str
+def test_a_request_nested_past_the_default_limit_names_the_field_on_v2_v1_and_direct_invoke(
+    load: Loader,
 ) -> None:
-    status, body = answer(load(), http_event(TEXT_PREDICT, json.dumps(document)))
-
-    assert (status, body) == (400, too_deep(where))
-
-
-def test_a_direct_invoke_nested_past_the_limit_is_an_error_result(load: Loader) -> None:
     infer = load()
-    event = {"model": TEXT_MODEL, **text_request(["Hello"], parameters=nested(40))}
+    direct_event = {"model": TEXT_MODEL, **text_request(["Hello"], parameters=nested(40))}
 
-    assert infer.lambda_handler(event, None) == {**too_deep("inputs[0].parameters"), "status": 400}
+    v2_answers = {
+        where: answer(infer, http_event(TEXT_INFER, json.dumps(document)))
+        for where, document in TOO_DEEP_V2.items()
+    }
+    v1_answers = {
+        where: answer(infer, http_event(TEXT_PREDICT, json.dumps(document)))
+        for where, document in TOO_DEEP_V1.items()
+    }
+    direct_answer = infer.lambda_handler(direct_event, None)
+
+    assert v2_answers == {where: (400, too_deep(where)) for where in TOO_DEEP_V2}
+    assert v1_answers == {where: (400, too_deep(where)) for where in TOO_DEEP_V1}
+    assert direct_answer == {**too_deep("inputs[0].parameters"), "status": 400}
 
 
 def test_an_async_request_nested_past_the_limit_is_answered_with_an_error_result(
@@ -295,12 +309,12 @@ def test_an_async_request_nested_past_the_limit_is_answered_with_an_error_result
 
 # ---- string elements (MAAS_MAX_STRING_BYTES)
 
-OVER_LIMIT = [
-    # (texts, the index of the first one over 16 bytes, its UTF-8 size)
-    (["short", SECRET + "-and-more"], 1, 24),
+OVER_LIMIT = {
+    # case: (texts, the index of the first one over 16 bytes, its UTF-8 size)
+    "ascii": (["short", SECRET + "-and-more"], 1, 24),
     # 5 characters, but 20 bytes of UTF-8: the limit counts bytes.
-    (["\N{GRINNING FACE}" * 5], 0, 20),
-]
+    "four-byte-characters": (["\N{GRINNING FACE}" * 5], 0, 20),
+}
 
 
 def string_too_large(where: str, index: int, size: int) -> str:
@@ -310,58 +324,43 @@ def string_too_large(where: str, index: int, size: int) -> str:
     )
 
 
-@pytest.mark.parametrize(("texts", "index", "size"), OVER_LIMIT, ids=["ascii", "four-byte-characters"])
-def test_a_json_string_element_over_the_limit_is_413_naming_input_and_index(
-    load: Loader, texts: list[str], index: int, size: int
+def test_given_a_string_limit_then_strings_at_it_are_served_and_longer_ones_are_413_naming_input_and_index(
+    load: Loader,
 ) -> None:
     infer = load(MAAS_MAX_STRING_BYTES=str(MAX_STRING_BYTES))
+    # At the limit by bytes: 16 ASCII characters, and 4 characters of 4 bytes each.
+    at_limit = ["A" * MAX_STRING_BYTES, "\N{GRINNING FACE}" * 4]
+    at_limit_headers, at_limit_binary = binary_text_body([text.encode() for text in at_limit])
+    over_headers, over_binary = binary_text_body([b"ok", b"fine", (SECRET + "-and-more").encode()])
 
-    status, body = answer(infer, http_event(TEXT_INFER, json.dumps(text_request(texts))))
+    served = {
+        "v2 json": answer(infer, http_event(TEXT_INFER, json.dumps(text_request(at_limit)))),
+        "v2 binary": answer(infer, http_event(TEXT_INFER, at_limit_binary, headers=at_limit_headers)),
+    }
+    refused = {
+        **{
+            f"v2 json, {case}": answer(infer, http_event(TEXT_INFER, json.dumps(text_request(texts))))
+            for case, (texts, _, _) in OVER_LIMIT.items()
+        },
+        "v2 binary": answer(infer, http_event(TEXT_INFER, over_binary, headers=over_headers)),
+        "v1 predict": answer(
+            infer, http_event(TEXT_PREDICT, json.dumps({"instances": ["a", SECRET + "-and-more"]}))
+        ),
+    }
+    direct_invoke = infer.lambda_handler({"model": TEXT_MODEL, **text_request([SECRET + "-and-more"])}, None)
 
-    assert (status, body) == (413, {"error": string_too_large("inputs[0] ('text')", index, size)})
-
-
-def test_a_binary_string_element_over_the_limit_is_413_naming_input_and_index(load: Loader) -> None:
-    infer = load(MAAS_MAX_STRING_BYTES=str(MAX_STRING_BYTES))
-    headers, body = binary_text_body([b"ok", b"fine", (SECRET + "-and-more").encode()])
-
-    status, answered = answer(infer, http_event(TEXT_INFER, body, headers=headers))
-
-    assert (status, answered) == (413, {"error": string_too_large("inputs[0] ('text')", 2, 24)})
-
-
-def test_a_v1_string_over_the_limit_is_413(load: Loader) -> None:
-    infer = load(MAAS_MAX_STRING_BYTES=str(MAX_STRING_BYTES))
-
-    status, body = answer(
-        infer, http_event(TEXT_PREDICT, json.dumps({"instances": ["a", SECRET + "-and-more"]}))
-    )
-
-    assert (status, body) == (413, {"error": string_too_large("instances", 1, 24)})
-
-
-def test_strings_at_the_limit_are_served(load: Loader) -> None:
-    infer = load(MAAS_MAX_STRING_BYTES=str(MAX_STRING_BYTES))
-    texts = ["A" * MAX_STRING_BYTES, "\N{GRINNING FACE}" * 4]
-
-    status, body = answer(infer, http_event(TEXT_INFER, json.dumps(text_request(texts))))
-    assert status == 200, body
-    assert body["outputs"][0]["data"] == ["a" * MAX_STRING_BYTES, "\N{GRINNING FACE}" * 4]
-
-    headers, binary = binary_text_body([text.encode() for text in texts])
-    status, body = answer(infer, http_event(TEXT_INFER, binary, headers=headers))
-    assert status == 200, body
-
-
-def test_a_direct_invoke_with_a_string_over_the_limit_is_a_413_result(load: Loader) -> None:
-    infer = load(MAAS_MAX_STRING_BYTES=str(MAX_STRING_BYTES))
-
-    result_document = infer.lambda_handler(
-        {"model": TEXT_MODEL, **text_request([SECRET + "-and-more"])}, None
-    )
-
-    assert result_document["status"] == 413
-    assert SECRET not in result_document["error"]
+    assert [status for status, _ in served.values()] == [200, 200], served
+    assert served["v2 json"][1]["outputs"][0]["data"] == ["a" * MAX_STRING_BYTES, "\N{GRINNING FACE}" * 4]
+    assert refused == {
+        **{
+            f"v2 json, {case}": (413, {"error": string_too_large("inputs[0] ('text')", index, size)})
+            for case, (_, index, size) in OVER_LIMIT.items()
+        },
+        "v2 binary": (413, {"error": string_too_large("inputs[0] ('text')", 2, 24)}),
+        "v1 predict": (413, {"error": string_too_large("instances", 1, 24)}),
+    }
+    assert direct_invoke["status"] == 413
+    assert SECRET not in direct_invoke["error"]
 
 
 def _npy(texts: list[str]) -> bytes:
@@ -377,23 +376,33 @@ JOB_INPUTS: dict[str, Callable[[list[str]], bytes]] = {
 }
 
 
-@pytest.mark.parametrize("input_format", JOB_INPUTS)
-def test_a_batch_job_row_with_a_string_over_the_limit_gets_its_own_error(
-    load: Loader, s3: Any, input_format: str
-) -> None:
+def test_a_batch_job_row_with_a_string_over_the_limit_gets_its_own_error(load: Loader, s3: Any) -> None:
     function = load("batch", MAAS_MAX_STRING_BYTES=str(MAX_STRING_BYTES))
     texts = ["Hello", SECRET + "-and-more", "World"]
-    folder = f"jobs/{TEXT_MODEL}/strings-{input_format}/"
-    submit(s3, f"{folder}input.{input_format}", JOB_INPUTS[input_format](texts))
+    # One job per input format, each in its own folder.
+    outcomes: dict[str, dict[str, Any]] = {}
+    for input_format, encode in JOB_INPUTS.items():
+        folder = f"jobs/{TEXT_MODEL}/strings-{input_format}/"
+        submit(s3, f"{folder}input.{input_format}", encode(texts))
 
-    response = function.lambda_handler(job_event(f"{folder}input.{input_format}"), Context())
+        response = function.lambda_handler(job_event(f"{folder}input.{input_format}"), Context())
 
-    assert response == {"batchItemFailures": []}
-    lines = read_lines(s3, folder + "output.jsonl")
-    assert lines[0]["outputs"]["lowered"] == "hello" and lines[2]["outputs"]["lowered"] == "world"
-    assert lines[1] == {"error": "line 2: " + string_too_large("input 'text'", 0, 24)}
-    status = read_status(s3, folder)
-    assert (status.state, status.counts.succeeded, status.counts.failed) == ("succeeded", 2, 1)
+        lines = read_lines(s3, folder + "output.jsonl")
+        status = read_status(s3, folder)
+        outcomes[input_format] = {
+            "response": response,
+            "lowered": [line.get("outputs", {}).get("lowered") for line in (lines[0], lines[2])],
+            "line 2": lines[1],
+            "status": (status.state, status.counts.succeeded, status.counts.failed),
+        }
+
+    expected = {
+        "response": {"batchItemFailures": []},
+        "lowered": ["hello", "world"],
+        "line 2": {"error": "line 2: " + string_too_large("input 'text'", 0, 24)},
+        "status": ("succeeded", 2, 1),
+    }
+    assert outcomes == dict.fromkeys(JOB_INPUTS, expected)
 
 
 # ---- the time budget (MAAS_REQUEST_TIMEOUT)
@@ -408,22 +417,26 @@ def _loaded(function: ModuleType) -> ModuleType:
     return function
 
 
-def test_given_an_inference_longer_than_the_budget_then_504_names_model_and_budget(load: Loader) -> None:
+def test_given_an_inference_longer_than_the_budget_then_v2_v1_and_direct_invoke_answer_504_naming_it(
+    load: Loader, slow_model: ModelRegistry
+) -> None:
     infer = _loaded(load(MAAS_REQUEST_TIMEOUT="0.02"))
+    v1_event = http_event(f"/v1/models/{SLOW_MODEL}:predict", json.dumps({"instances": [[0.5] * SLOW_WIDTH]}))
 
-    status, body = answer(infer, http_event(SLOW_INFER, json.dumps(slow_request())))
+    answers = {
+        "v2 infer": answer(infer, http_event(SLOW_INFER, json.dumps(slow_request()))),
+        "v1 predict": answer(infer, v1_event),
+        "direct invoke": infer.lambda_handler({"model": SLOW_MODEL, **slow_request()}, None),
+    }
 
-    assert (status, body) == (504, {"error": BUDGET_ERROR})
+    assert answers == {
+        "v2 infer": (504, {"error": BUDGET_ERROR}),
+        "v1 predict": (504, {"error": BUDGET_ERROR}),
+        "direct invoke": {"error": BUDGET_ERROR, "status": 504},
+    }
 
 
-def test_given_the_budget_on_a_v1_predict_then_504_too(load: Loader) -> None:
-    infer = _loaded(load(MAAS_REQUEST_TIMEOUT="0.02"))
-    event = http_event(f"/v1/models/{SLOW_MODEL}:predict", json.dumps({"instances": [[0.5] * SLOW_WIDTH]}))
-
-    assert answer(infer, event) == (504, {"error": BUDGET_ERROR})
-
-
-def test_given_the_budget_off_then_the_same_model_answers(load: Loader) -> None:
+def test_given_the_budget_off_then_the_same_model_answers(load: Loader, slow_model: ModelRegistry) -> None:
     infer = _loaded(load(MAAS_REQUEST_TIMEOUT="0"))
 
     status, body = answer(infer, http_event(SLOW_INFER, json.dumps(slow_request())))
@@ -432,7 +445,9 @@ def test_given_the_budget_off_then_the_same_model_answers(load: Loader) -> None:
     np.testing.assert_allclose(body["outputs"][0]["data"], [0.5 * SLOW_WIDTH * SLOW_WIDTH], rtol=1e-3)
 
 
-def test_given_the_function_has_less_time_left_than_the_budget_then_it_caps_the_budget(load: Loader) -> None:
+def test_given_the_function_has_less_time_left_than_the_budget_then_it_caps_the_budget(
+    load: Loader, slow_model: ModelRegistry
+) -> None:
     infer = _loaded(load())  # the default budget, 25 s
 
     # 1.02 s left, less the 1 s kept for answering.
@@ -444,50 +459,39 @@ def test_given_the_function_has_less_time_left_than_the_budget_then_it_caps_the_
     )
 
 
-def test_a_direct_invoke_over_the_budget_is_a_504_result(load: Loader) -> None:
-    infer = _loaded(load(MAAS_REQUEST_TIMEOUT="0.02"))
-
-    assert infer.lambda_handler({"model": SLOW_MODEL, **slow_request()}, None) == {
-        "error": BUDGET_ERROR,
-        "status": 504,
-    }
-
-
-def test_a_batch_job_keeps_its_own_deadline_and_a_run_past_it_fails_the_job_with_its_reason(
-    load: Loader, s3: Any, monkeypatch: pytest.MonkeyPatch
+def test_a_batch_job_is_held_to_the_functions_deadline_not_the_per_request_budget(
+    load: Loader, s3: Any, slow_model: ModelRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from maas.service import batch_jobs
 
-    # A 20 ms per-request budget must not touch a job; the function's own clock does. With 20 s left the
-    # job may start a chunk, and a margin 20 ms short of that leaves the run 20 ms.
+    # A 20 ms per-request budget must not touch a job; the function's own clock does.
     function = load("batch", MAAS_REQUEST_TIMEOUT="0.02")
+    within = f"jobs/{SLOW_MODEL}/budget-2/"
+    submit(s3, within + "input.jsonl", json.dumps([0.5] * SLOW_WIDTH).encode())
+
+    function.lambda_handler(job_event(within + "input.jsonl"), Context())
+
+    assert read_status(s3, within).state == "succeeded"
+    (line,) = read_lines(s3, within + "output.jsonl")
+    np.testing.assert_allclose(line["outputs"]["y"], [0.5 * SLOW_WIDTH * SLOW_WIDTH], rtol=1e-3)
+
+    # With 20 s left the job may start a chunk, and a margin 20 ms short of that leaves the run 20 ms: the
+    # run past the function's deadline fails the job, with its reason.
     monkeypatch.setattr(batch_jobs, "RUN_DEADLINE_MARGIN_MS", batch_jobs.DEADLINE_MARGIN_MS - 20)
-    folder = f"jobs/{SLOW_MODEL}/budget-1/"
-    submit(s3, folder + "input.jsonl", json.dumps([0.5] * SLOW_WIDTH).encode())
+    past = f"jobs/{SLOW_MODEL}/budget-1/"
+    submit(s3, past + "input.jsonl", json.dumps([0.5] * SLOW_WIDTH).encode())
 
     response = function.lambda_handler(
-        job_event(folder + "input.jsonl"), Context(batch_jobs.DEADLINE_MARGIN_MS)
+        job_event(past + "input.jsonl"), Context(batch_jobs.DEADLINE_MARGIN_MS)
     )
 
     assert response == {"batchItemFailures": []}
-    status = read_status(s3, folder)
+    status = read_status(s3, past)
     assert (status.state, status.error) == (
         "failed",
         "job: expected to finish within the function's timeout, got through 0 lines; "
         "split the input into smaller jobs",
     )
-
-
-def test_a_batch_job_is_not_held_to_the_per_request_budget(load: Loader, s3: Any) -> None:
-    function = load("batch", MAAS_REQUEST_TIMEOUT="0.02")
-    folder = f"jobs/{SLOW_MODEL}/budget-2/"
-    submit(s3, folder + "input.jsonl", json.dumps([0.5] * SLOW_WIDTH).encode())
-
-    function.lambda_handler(job_event(folder + "input.jsonl"), Context())
-
-    assert read_status(s3, folder).state == "succeeded"
-    (line,) = read_lines(s3, folder + "output.jsonl")
-    np.testing.assert_allclose(line["outputs"]["y"], [0.5 * SLOW_WIDTH * SLOW_WIDTH], rtol=1e-3)
 
 
 def test_the_openapi_document_lists_504_for_inference() -> None:

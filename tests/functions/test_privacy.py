@@ -50,11 +50,22 @@ class Logs:
     ):
         self._capsys, self._caplog, self._json_logs = capsys, caplog, json_logs
         self._printed = ""
+        self._seen = (0, 0, 0)
 
-    def text(self) -> str:
+    def _sources(self) -> tuple[str, str, str]:
         captured = self._capsys.readouterr()  # consumed by each read, so kept
         self._printed += captured.out + captured.err
-        return "\n".join([self._printed, self._caplog.text, self._json_logs.text])
+        return self._printed, self._caplog.text, self._json_logs.text
+
+    def text(self) -> str:
+        return "\n".join(self._sources())
+
+    def text_since_last_look(self) -> str:
+        """What was logged or printed since the previous call (or since the test began)."""
+        sources = self._sources()
+        new = [source[seen:] for source, seen in zip(sources, self._seen, strict=True)]
+        self._seen = (len(sources[0]), len(sources[1]), len(sources[2]))
+        return "\n".join(new)
 
 
 @pytest.fixture
@@ -94,6 +105,13 @@ def number_forms(values: np.ndarray) -> set[str]:
 
 def input_forms() -> set[str]:
     return {"31337.42", str(MARKER_INT), SECRET, SECRET.lower(), REQUEST_ID} | number_forms(ROWS)
+
+
+def private_check(text: str, forbidden: set[str]) -> list[str]:
+    """What is wrong with `text` as logs: nothing captured, or each payload value it quotes."""
+    if not text.strip():
+        return ["nothing was captured: the check would prove nothing"]
+    return [f"the logs quote {form!r}" for form in sorted(forbidden) if form in text]
 
 
 def assert_private(logs: Logs, forbidden: set[str]) -> None:
@@ -163,55 +181,84 @@ def test_v2_json_binary_and_v1_requests_log_no_values(
     assert_private(logs, input_forms() | number_forms(outputs) | {binary["body"][-40:]})
 
 
-def test_a_text_request_logs_neither_the_text_nor_its_answer(
+def binary_text_event(text: str) -> dict[str, Any]:
+    item = text.encode()
+    chunk = struct.pack("<I", len(item)) + item
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "text",
+                    "datatype": "BYTES",
+                    "shape": [1],
+                    "parameters": {"binary_data_size": len(chunk)},
+                }
+            ]
+        }
+    ).encode()
+    return http_event(
+        f"/v2/models/{TEXT_MODEL}/infer",
+        header + chunk,
+        {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(header))},
+    )
+
+
+def test_a_text_request_json_or_binary_logs_neither_the_text_nor_its_answer(
     infer_function: ModuleType, text_model: None, logs: Logs
 ) -> None:
     document = {
         "id": REQUEST_ID,
         "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [SECRET]}],
     }
+    logs.text_since_last_look()
 
     response = infer_function.lambda_handler(
         http_event(f"/v2/models/{TEXT_MODEL}/infer", json.dumps(document)), None
     )
+    json_logged = logs.text_since_last_look()
+    binary_response = infer_function.lambda_handler(binary_text_event(SECRET), None)
+    binary_logged = logs.text_since_last_look()
 
     assert response["statusCode"] == 200, response["body"]
     assert json.loads(response["body"])["outputs"][0]["data"] == [SECRET.lower()]
+    assert binary_response["statusCode"] == 200, binary_response["body"]
+    assert {
+        "json": private_check(json_logged, input_forms()),
+        "binary": private_check(binary_logged, input_forms()),
+    } == {"json": [], "binary": []}
     assert_private(logs, input_forms())
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        seed_request(datatype="INT64", data=[[MARKER_INT] * 10] * 2),
-        seed_request(shape=[2, 5]),
-        seed_request(data=[[SECRET] * 10] * 2),
-        json.dumps(
-            {"id": REQUEST_ID, "inputs": [{"name": "input", "shape": [1, 10], "data": [MARKER] * 10}]}
-        ),
-        json.dumps(
-            {
-                "id": REQUEST_ID,
-                "inputs": [{"name": SECRET, "datatype": "FP32", "shape": [1], "data": [MARKER]}],
-            }
-        ),
-        '{"id": "' + REQUEST_ID + '", "inputs": [{"data": [' + str(MARKER) + ", broken",
-    ],
-    ids=[
-        "wrong-datatype",
-        "wrong-shape",
-        "strings-for-fp32",
-        "missing-datatype",
-        "unknown-input",
-        "broken-json",
-    ],
-)
-def test_a_client_error_carrying_values_logs_none_of_them(
-    infer_function: ModuleType, logs: Logs, body: str
-) -> None:
-    response = infer_function.lambda_handler(http_event(SEED_INFER, body), None)
+CLIENT_ERRORS = {
+    "wrong-datatype": seed_request(datatype="INT64", data=[[MARKER_INT] * 10] * 2),
+    "wrong-shape": seed_request(shape=[2, 5]),
+    "strings-for-fp32": seed_request(data=[[SECRET] * 10] * 2),
+    "missing-datatype": json.dumps(
+        {"id": REQUEST_ID, "inputs": [{"name": "input", "shape": [1, 10], "data": [MARKER] * 10}]}
+    ),
+    "unknown-input": json.dumps(
+        {
+            "id": REQUEST_ID,
+            "inputs": [{"name": SECRET, "datatype": "FP32", "shape": [1], "data": [MARKER]}],
+        }
+    ),
+    "broken-json": '{"id": "' + REQUEST_ID + '", "inputs": [{"data": [' + str(MARKER) + ", broken",
+}
 
-    assert 400 <= response["statusCode"] < 500
+
+def test_a_client_error_carrying_values_logs_none_of_them(infer_function: ModuleType, logs: Logs) -> None:
+    # One after another through one function: what each request logged is the text it added.
+    statuses: dict[str, int] = {}
+    leaks: dict[str, list[str]] = {}
+    logs.text_since_last_look()
+    for case, body in CLIENT_ERRORS.items():
+        response = infer_function.lambda_handler(http_event(SEED_INFER, body), None)
+
+        statuses[case] = response["statusCode"]
+        leaks[case] = private_check(logs.text_since_last_look(), input_forms())
+
+    assert {case: status for case, status in statuses.items() if not 400 <= status < 500} == {}
+    assert leaks == {case: [] for case in CLIENT_ERRORS}
     assert_private(logs, input_forms())
 
 
@@ -275,32 +322,3 @@ def test_a_batch_job_with_good_and_bad_lines_logs_no_values(
     out = read_lines(s3, folder + "output.jsonl")
     assert [("error" in line) for line in out] == [False, False, True, True]
     assert_private(logs, (input_forms() - {REQUEST_ID}) | number_forms(seed_outputs(seed_model, ROWS)))
-
-
-def test_binary_text_values_are_not_logged_either(
-    infer_function: ModuleType, text_model: None, logs: Logs
-) -> None:
-    item = SECRET.encode()
-    chunk = struct.pack("<I", len(item)) + item
-    header = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "text",
-                    "datatype": "BYTES",
-                    "shape": [1],
-                    "parameters": {"binary_data_size": len(chunk)},
-                }
-            ]
-        }
-    ).encode()
-    event = http_event(
-        f"/v2/models/{TEXT_MODEL}/infer",
-        header + chunk,
-        {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(header))},
-    )
-
-    response = infer_function.lambda_handler(event, None)
-
-    assert response["statusCode"] == 200, response["body"]
-    assert_private(logs, input_forms())

@@ -34,6 +34,7 @@ from maas.registry.signing import (
 from maas.service import InferenceService
 from tests.conftest import TEST_BUCKET, JsonLogs
 from tests.security.hostile_models import WEIGHTS, WIDTH, add_weights_files
+from tests.security.rows import Rows
 
 NAME = "adder"
 SECRET_NAME = "maas/manifest-signing"
@@ -90,127 +91,157 @@ def read(s3: Any, key: str) -> bytes:
     return body
 
 
-def manifest_key(version: int) -> str:
-    return f"models/{NAME}/versions/{version}/{MANIFEST_FILE}"
+def manifest_key(version: int, name: str = NAME) -> str:
+    return f"models/{name}/versions/{version}/{MANIFEST_FILE}"
 
 
-def signature_key(version: int) -> str:
-    return f"models/{NAME}/versions/{version}/{SIGNATURE_FILE}"
+def signature_key(version: int, name: str = NAME) -> str:
+    return f"models/{name}/versions/{version}/{SIGNATURE_FILE}"
 
 
-def assert_refused_and_nothing_loaded(registry: ModelRegistry, match: str) -> IntegrityError:
+def model_of(kind: str) -> str:
+    """Each kind of key signs a model of its own, so the kinds can share one bucket."""
+    return f"{NAME}-{kind}"
+
+
+def assert_refused_and_nothing_loaded(
+    registry: ModelRegistry, match: str, name: str = NAME, version: int = 1
+) -> IntegrityError:
     service = service_for(registry)
     with pytest.raises(IntegrityError, match=match) as refused:
-        service.infer(ModelRef(NAME, version=1), request())
+        service.infer(ModelRef(name, version=version), request())
     assert service.cache.loaded_keys() == []
     assert SECRET_VALUE not in refused.value.message
     return refused.value
 
 
-@pytest.mark.parametrize("kind", SIGNING_KINDS)
-def test_a_signed_manifest_loads_and_answers(s3: Any, signing_keys: dict[str, str], kind: str) -> None:
-    registry = signed_registry(s3, signing_keys[kind])
-    files, draft = add_weights_files()
+def test_a_signed_manifest_loads_and_answers(s3: Any, signing_keys: dict[str, str]) -> None:
+    rows = Rows()
+    for kind in SIGNING_KINDS:
+        with rows.case(kind):
+            name = model_of(kind)
+            registry = signed_registry(s3, signing_keys[kind])
+            files, draft = add_weights_files()
 
-    registry.publish(NAME, files, draft)
-    service = service_for(registry)
-    response = service.infer(ModelRef(NAME), request())
+            registry.publish(name, files, draft)
+            service = service_for(registry)
+            response = service.infer(ModelRef(name), request())
 
-    np.testing.assert_array_equal(response.outputs[0].array, 1.0 + WEIGHTS[None, :])
-    assert service.cache.loaded_keys() == [(NAME, 1)]
-    signature = json.loads(read(s3, signature_key(1)))
-    assert signature["algorithm"] == ALGORITHM == "HMAC_SHA_256"
-    assert signature["key"] == signing_keys[kind]
-    assert len(base64.b64decode(signature["mac"], validate=True)) == 32
-
-
-@pytest.mark.parametrize("kind", SIGNING_KINDS)
-def test_a_manifest_changed_after_signing_is_refused(
-    s3: Any, signing_keys: dict[str, str], kind: str
-) -> None:
-    registry = signed_registry(s3, signing_keys[kind])
-    files, draft = add_weights_files()
-    registry.publish(NAME, files, draft)
-    # The attacker keeps every checksum and only makes the version look better.
-    document = json.loads(read(s3, manifest_key(1)))
-    document["metrics"] = {"accuracy": 0.999}
-    s3.put_object(Bucket=TEST_BUCKET, Key=manifest_key(1), Body=json.dumps(document, indent=2).encode())
-
-    error = assert_refused_and_nothing_loaded(
-        registry,
-        f"manifest of model '{NAME}' v1: signature does not match: the manifest was changed after signing",
-    )
-    assert "it names key" not in error.message
+            np.testing.assert_array_equal(response.outputs[0].array, 1.0 + WEIGHTS[None, :])
+            assert service.cache.loaded_keys() == [(name, 1)]
+            signature = json.loads(read(s3, signature_key(1, name)))
+            assert signature["algorithm"] == ALGORITHM == "HMAC_SHA_256"
+            assert signature["key"] == signing_keys[kind]
+            assert len(base64.b64decode(signature["mac"], validate=True)) == 32
+    rows.assert_all_passed()
 
 
-@pytest.mark.parametrize("kind", SIGNING_KINDS)
+def test_a_manifest_changed_after_signing_is_refused(s3: Any, signing_keys: dict[str, str]) -> None:
+    rows = Rows()
+    for kind in SIGNING_KINDS:
+        with rows.case(kind):
+            name = model_of(kind)
+            registry = signed_registry(s3, signing_keys[kind])
+            files, draft = add_weights_files()
+            registry.publish(name, files, draft)
+            # The attacker keeps every checksum and only makes the version look better.
+            document = json.loads(read(s3, manifest_key(1, name)))
+            document["metrics"] = {"accuracy": 0.999}
+            s3.put_object(
+                Bucket=TEST_BUCKET, Key=manifest_key(1, name), Body=json.dumps(document, indent=2).encode()
+            )
+
+            error = assert_refused_and_nothing_loaded(
+                registry,
+                f"manifest of model '{name}' v1: signature does not match: "
+                "the manifest was changed after signing",
+                name,
+            )
+            assert "it names key" not in error.message
+    rows.assert_all_passed()
+
+
 def test_the_signature_is_checked_before_the_manifest_is_parsed(
-    s3: Any, signing_keys: dict[str, str], kind: str
+    s3: Any, signing_keys: dict[str, str]
 ) -> None:
-    registry = signed_registry(s3, signing_keys[kind])
-    files, draft = add_weights_files()
-    registry.publish(NAME, files, draft)
-    s3.put_object(Bucket=TEST_BUCKET, Key=manifest_key(1), Body=b"{not json")
+    rows = Rows()
+    for kind in SIGNING_KINDS:
+        with rows.case(kind):
+            name = model_of(kind)
+            registry = signed_registry(s3, signing_keys[kind])
+            files, draft = add_weights_files()
+            registry.publish(name, files, draft)
+            s3.put_object(Bucket=TEST_BUCKET, Key=manifest_key(1, name), Body=b"{not json")
 
-    assert_refused_and_nothing_loaded(registry, "signature does not match")
+            assert_refused_and_nothing_loaded(registry, "signature does not match", name)
+    rows.assert_all_passed()
 
 
-@pytest.mark.parametrize("kind", SIGNING_KINDS)
 def test_an_unsigned_manifest_is_refused_when_signing_is_required(
-    s3: Any, signing_keys: dict[str, str], kind: str
+    s3: Any, signing_keys: dict[str, str]
 ) -> None:
-    files, draft = add_weights_files()
-    ModelRegistry(s3, TEST_BUCKET).publish(NAME, files, draft)
+    rows = Rows()
+    for kind in SIGNING_KINDS:
+        with rows.case(kind):
+            name = model_of(kind)
+            files, draft = add_weights_files()
+            ModelRegistry(s3, TEST_BUCKET).publish(name, files, draft)
 
-    assert_refused_and_nothing_loaded(
-        signed_registry(s3, signing_keys[kind]),
-        f"manifest of model '{NAME}' v1 is not signed, and MAAS_MANIFEST_SIGNING requires it",
-    )
-
-
-@pytest.mark.parametrize("kind", SIGNING_KINDS)
-def test_a_signature_moved_from_another_version_does_not_match(
-    s3: Any, signing_keys: dict[str, str], kind: str
-) -> None:
-    registry = signed_registry(s3, signing_keys[kind])
-    files, draft = add_weights_files()
-    registry.publish(NAME, files, draft)
-    s3.delete_object(Bucket=TEST_BUCKET, Key=signature_key(1))
-    ModelRegistry(s3, TEST_BUCKET, signer=registry.signer).publish("other", files, draft)
-    s3.put_object(
-        Bucket=TEST_BUCKET, Key=signature_key(1), Body=read(s3, f"models/other/versions/1/{SIGNATURE_FILE}")
-    )
-
-    assert_refused_and_nothing_loaded(registry, "signature does not match")
+            assert_refused_and_nothing_loaded(
+                signed_registry(s3, signing_keys[kind]),
+                f"manifest of model '{name}' v1 is not signed, and MAAS_MANIFEST_SIGNING requires it",
+                name,
+            )
+    rows.assert_all_passed()
 
 
-@pytest.mark.parametrize("kind", SIGNING_KINDS)
-def test_a_manifest_signed_with_another_key_is_refused(
-    s3: Any, signing_keys: dict[str, str], kind: str
-) -> None:
-    files, draft = add_weights_files()
-    signed_registry(s3, signing_keys[f"{kind}-other"]).publish(NAME, files, draft)
+def test_a_signature_moved_from_another_version_does_not_match(s3: Any, signing_keys: dict[str, str]) -> None:
+    rows = Rows()
+    for kind in SIGNING_KINDS:
+        with rows.case(kind):
+            name, other = model_of(kind), f"other-{kind}"
+            registry = signed_registry(s3, signing_keys[kind])
+            files, draft = add_weights_files()
+            registry.publish(name, files, draft)
+            s3.delete_object(Bucket=TEST_BUCKET, Key=signature_key(1, name))
+            ModelRegistry(s3, TEST_BUCKET, signer=registry.signer).publish(other, files, draft)
+            moved = read(s3, signature_key(1, other))
+            s3.put_object(Bucket=TEST_BUCKET, Key=signature_key(1, name), Body=moved)
 
-    error = assert_refused_and_nothing_loaded(
-        signed_registry(s3, signing_keys[kind]), "signature does not match"
-    )
-    assert f"it names key '{signing_keys[f'{kind}-other']}'" in error.message
+            assert_refused_and_nothing_loaded(registry, "signature does not match", name)
+    rows.assert_all_passed()
 
 
-@pytest.mark.parametrize(
-    "garbage", [b"", b"{}", b"not json", b'{"algorithm": "HMAC_SHA_256", "key": "k", "mac": "%%%"}']
-)
-def test_a_signature_file_that_is_not_one_is_refused(
-    s3: Any, signing_keys: dict[str, str], garbage: bytes
-) -> None:
+def test_a_manifest_signed_with_another_key_is_refused(s3: Any, signing_keys: dict[str, str]) -> None:
+    rows = Rows()
+    for kind in SIGNING_KINDS:
+        with rows.case(kind):
+            name = model_of(kind)
+            files, draft = add_weights_files()
+            signed_registry(s3, signing_keys[f"{kind}-other"]).publish(name, files, draft)
+
+            error = assert_refused_and_nothing_loaded(
+                signed_registry(s3, signing_keys[kind]), "signature does not match", name
+            )
+            assert f"it names key '{signing_keys[f'{kind}-other']}'" in error.message
+    rows.assert_all_passed()
+
+
+def test_a_signature_file_that_is_not_one_is_refused(s3: Any, signing_keys: dict[str, str]) -> None:
     registry = signed_registry(s3, signing_keys["secret"])
     files, draft = add_weights_files()
-    registry.publish(NAME, files, draft)
-    s3.put_object(Bucket=TEST_BUCKET, Key=signature_key(1), Body=garbage)
+    # Each garbage signature replaces the signature of a version of its own.
+    rows = Rows()
+    garbage_signatures = [b"", b"{}", b"not json", b'{"algorithm": "HMAC_SHA_256", "key": "k", "mac": "%%%"}']
+    for version, garbage in enumerate(garbage_signatures, start=1):
+        with rows.case(garbage):
+            registry.publish(NAME, files, draft)
+            s3.put_object(Bucket=TEST_BUCKET, Key=signature_key(version), Body=garbage)
 
-    assert_refused_and_nothing_loaded(
-        registry, f"{SIGNATURE_FILE}: expected JSON with algorithm HMAC_SHA_256"
-    )
+            assert_refused_and_nothing_loaded(
+                registry, f"{SIGNATURE_FILE}: expected JSON with algorithm HMAC_SHA_256", NAME, version
+            )
+    rows.assert_all_passed()
 
 
 def test_an_artifact_may_not_pose_as_the_signature(s3: Any, signing_keys: dict[str, str]) -> None:
@@ -277,24 +308,22 @@ def test_settings_read_the_signing_key_from_the_environment() -> None:
     assert signer is not None and signer.key == "kms:alias/maas-manifests"
 
 
-@pytest.mark.parametrize(
-    ("spec", "code"),
-    [
+def test_a_missing_key_is_a_configuration_error_naming_it(s3: Any, signing_keys: dict[str, str]) -> None:
+    files, draft = add_weights_files()
+    rows = Rows()
+    for spec, code in [
         ("secret:maas/no-such-secret", "ResourceNotFoundException"),
         ("kms:alias/no-such-key", "NotFoundException"),
-    ],
-)
-def test_a_missing_key_is_a_configuration_error_naming_it(
-    s3: Any, signing_keys: dict[str, str], spec: str, code: str
-) -> None:
-    files, draft = add_weights_files()
-    registry = signed_registry(s3, spec)
-    with pytest.raises(
-        ConfigurationError, match=rf"MAAS_MANIFEST_SIGNING: .*'{spec.partition(':')[2]}'.*: {code}"
-    ):
-        registry.publish(NAME, files, draft)
-    # Nothing was committed: the signature goes before the manifest.
-    assert registry.versions(NAME) == []
+    ]:
+        with rows.case(spec):
+            registry = signed_registry(s3, spec)
+            with pytest.raises(
+                ConfigurationError, match=rf"MAAS_MANIFEST_SIGNING: .*'{spec.partition(':')[2]}'.*: {code}"
+            ):
+                registry.publish(NAME, files, draft)
+            # Nothing was committed: the signature goes before the manifest.
+            assert registry.versions(NAME) == []
+    rows.assert_all_passed()
 
 
 def test_a_kms_key_that_cannot_make_macs_is_a_configuration_error(s3: Any) -> None:

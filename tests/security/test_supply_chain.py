@@ -38,6 +38,7 @@ from tests.security.hostile_models import (
     add_weights_graph,
     plant_version,
 )
+from tests.security.rows import Rows
 
 NAME = "adder"
 # onnxruntime reads an external tensor at this "location" from a raw memory address.
@@ -111,19 +112,25 @@ def test_a_reference_that_climbs_out_of_the_registry_is_a_400(text: str) -> None
     assert refused.value.status == 400
 
 
-@pytest.mark.parametrize("name", ["..", "../x", "a/../../b", "%2e%2e", "x/../../other"])
-def test_the_registry_refuses_a_hostile_name_before_any_storage_call(
-    registry: ModelRegistry, service: InferenceService, name: str
+HOSTILE_NAMES = ["..", "../x", "a/../../b", "%2e%2e", "x/../../other"]
+
+
+def test_the_registry_refuses_each_hostile_name_before_any_storage_call(
+    registry: ModelRegistry, service: InferenceService
 ) -> None:
     files, draft = add_weights_files()
-    with pytest.raises(InvalidInput, match="model name"):
-        registry.publish(name, files, draft)
-    with pytest.raises(InvalidInput, match="model name"):
-        registry.versions(name)
-    with pytest.raises(InvalidInput, match="model name"):
-        service.infer(ModelRef(name), request())
-    assert registry.list_models() == []
-    assert service.cache.loaded_keys() == []
+    rows = Rows()
+    for name in HOSTILE_NAMES:
+        with rows.case(name):
+            with pytest.raises(InvalidInput, match="model name"):
+                registry.publish(name, files, draft)
+            with pytest.raises(InvalidInput, match="model name"):
+                registry.versions(name)
+            with pytest.raises(InvalidInput, match="model name"):
+                service.infer(ModelRef(name), request())
+            assert registry.list_models() == []
+            assert service.cache.loaded_keys() == []
+    rows.assert_all_passed()
 
 
 @pytest.fixture
@@ -147,30 +154,32 @@ def http_infer(function: ModuleType, path: str) -> dict[str, Any]:
     return response
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/v2/models/%2e%2e/infer",
-        "/v2/models/..%2Fadder/infer",
-        "/v2/models/a%2F..%2F..%2Fb/infer",
-        "/v2/models/%2E%2E%2F%2E%2E%2Fetc/infer",
-        "/v2/models/adder/versions/..%2F..%2Fother/infer",
-        "/v2/models/adder/versions/%2e%2e/infer",
-        "/v2/models/..%5Cadder/infer",
-        "/v1/models/..%2Fadder:predict",
-    ],
-)
-def test_the_infer_handler_answers_a_traversal_in_the_path_with_a_400(
-    infer_function: ModuleType, path: str
+TRAVERSAL_PATHS = [
+    "/v2/models/%2e%2e/infer",
+    "/v2/models/..%2Fadder/infer",
+    "/v2/models/a%2F..%2F..%2Fb/infer",
+    "/v2/models/%2E%2E%2F%2E%2E%2Fetc/infer",
+    "/v2/models/adder/versions/..%2F..%2Fother/infer",
+    "/v2/models/adder/versions/%2e%2e/infer",
+    "/v2/models/..%5Cadder/infer",
+    "/v1/models/..%2Fadder:predict",
+]
+
+
+def test_the_infer_handler_answers_each_traversal_in_the_path_with_a_400_and_loads_nothing(
+    infer_function: ModuleType,
 ) -> None:
-    response = http_infer(infer_function, path)
+    rows = Rows()
+    for path in TRAVERSAL_PATHS:
+        with rows.case(path):
+            response = http_infer(infer_function, path)
 
-    assert response["statusCode"] == 400, response["body"]
-    assert "expected" in json.loads(response["body"])["error"]
-    assert infer_function.app.service.cache.loaded_keys() == []
+            assert response["statusCode"] == 400, response["body"]
+            assert "expected" in json.loads(response["body"])["error"]
+            assert infer_function.app.service.cache.loaded_keys() == []
+    rows.assert_all_passed()
 
-
-def test_the_infer_handler_still_serves_the_real_model(infer_function: ModuleType) -> None:
+    # The same function still serves the real model: the refusals were for the paths, not the model.
     response = http_infer(infer_function, f"/v2/models/{NAME}/infer")
     assert response["statusCode"] == 200, response["body"]
     assert json.loads(response["body"])["outputs"][0]["data"] == (1.0 + WEIGHTS).tolist()
@@ -193,35 +202,42 @@ HOSTILE_LOCATIONS = [
 ]
 
 
-@pytest.mark.parametrize(("location", "category"), HOSTILE_LOCATIONS, ids=lambda v: str(v)[:30])
 def test_a_graph_naming_data_outside_its_version_is_refused_at_load(
-    s3: Any, service: InferenceService, location: str, category: str
+    s3: Any, service: InferenceService
 ) -> None:
-    files, draft = add_weights_files()
-    # The manifest is honest about weights.bin, the graph points elsewhere.
-    files[MODEL_FILE] = add_weights_graph(location)
-    plant_version(s3, TEST_BUCKET, NAME, 1, files, draft)
+    # Each location is planted as a version of its own, so every row loads a version no other row touched.
+    rows = Rows()
+    for version, (location, category) in enumerate(HOSTILE_LOCATIONS, start=1):
+        with rows.case(location):
+            files, draft = add_weights_files()
+            # The manifest is honest about weights.bin, the graph points elsewhere.
+            files[MODEL_FILE] = add_weights_graph(location)
+            plant_version(s3, TEST_BUCKET, NAME, version, files, draft)
 
-    with pytest.raises(IntegrityError, match=f"external data location .* is {category}") as refused:
-        service.infer(ModelRef(NAME, version=1), request())
+            with pytest.raises(IntegrityError, match=f"external data location .* is {category}") as refused:
+                service.infer(ModelRef(NAME, version=version), request())
 
-    assert service.cache.loaded_keys() == []
-    assert refused.value.message.startswith(f"model.onnx of model '{NAME}' v1: ")
-    # A location is the graph's text, not ours to repeat in full.
-    assert len(refused.value.message) < 400
+            assert service.cache.loaded_keys() == []
+            assert refused.value.message.startswith(f"model.onnx of model '{NAME}' v{version}: ")
+            # A location is the graph's text, not ours to repeat in full.
+            assert len(refused.value.message) < 400
+    rows.assert_all_passed()
 
 
-@pytest.mark.parametrize(("location", "category"), HOSTILE_LOCATIONS, ids=lambda v: str(v)[:30])
 def test_publish_refuses_a_graph_naming_data_outside_its_version_before_uploading(
-    registry: ModelRegistry, s3: Any, location: str, category: str
+    registry: ModelRegistry, s3: Any
 ) -> None:
-    files, draft = add_weights_files()
-    files[MODEL_FILE] = add_weights_graph(location)
+    rows = Rows()
+    for location, category in HOSTILE_LOCATIONS:
+        with rows.case(location):
+            files, draft = add_weights_files()
+            files[MODEL_FILE] = add_weights_graph(location)
 
-    with pytest.raises(InvalidInput, match=f"external data location .* is {category}"):
-        registry.publish(NAME, files, draft)
+            with pytest.raises(InvalidInput, match=f"external data location .* is {category}"):
+                registry.publish(NAME, files, draft)
 
-    assert s3.list_objects_v2(Bucket=TEST_BUCKET).get("KeyCount") == 0
+            assert s3.list_objects_v2(Bucket=TEST_BUCKET).get("KeyCount") == 0
+    rows.assert_all_passed()
 
 
 def _initializer_behind_an_overlong_tag(location: str) -> bytes:
@@ -375,38 +391,43 @@ def _npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("kind", list(NOT_ONNX))
 def test_bytes_that_are_not_an_onnx_model_are_refused_with_a_correct_checksum(
-    s3: Any, service: InferenceService, kind: str
+    s3: Any, service: InferenceService
 ) -> None:
-    UNPICKLED.clear()
-    files, draft = add_weights_files(location=None)
-    files[MODEL_FILE] = NOT_ONNX[kind]()
-    plant_version(s3, TEST_BUCKET, NAME, 1, files, draft)
+    # Each kind is planted as a version of its own, so every row loads a version no other row touched.
+    rows = Rows()
+    for version, kind in enumerate(NOT_ONNX, start=1):
+        with rows.case(kind):
+            UNPICKLED.clear()
+            files, draft = add_weights_files(location=None)
+            files[MODEL_FILE] = NOT_ONNX[kind]()
+            plant_version(s3, TEST_BUCKET, NAME, version, files, draft)
 
-    assert_refused_and_nothing_loaded(
-        service,
-        1,
-        IntegrityError,
-        rf"model\.onnx of model '{NAME}' v1: expected an ONNX ModelProto, got bytes that do not parse as one "
-        r"\(a pickle or another format\?\)",
-    )
-    assert UNPICKLED == []
+            assert_refused_and_nothing_loaded(
+                service,
+                version,
+                IntegrityError,
+                rf"model\.onnx of model '{NAME}' v{version}: expected an ONNX ModelProto, "
+                r"got bytes that do not parse as one \(a pickle or another format\?\)",
+            )
+            assert UNPICKLED == []
+    rows.assert_all_passed()
 
 
-@pytest.mark.parametrize("kind", list(NOT_ONNX))
-def test_publish_refuses_bytes_that_are_not_an_onnx_model(
-    registry: ModelRegistry, s3: Any, kind: str
-) -> None:
-    UNPICKLED.clear()
-    files, draft = add_weights_files(location=None)
-    files[MODEL_FILE] = NOT_ONNX[kind]()
+def test_publish_refuses_bytes_that_are_not_an_onnx_model(registry: ModelRegistry, s3: Any) -> None:
+    rows = Rows()
+    for kind, not_onnx in NOT_ONNX.items():
+        with rows.case(kind):
+            UNPICKLED.clear()
+            files, draft = add_weights_files(location=None)
+            files[MODEL_FILE] = not_onnx()
 
-    with pytest.raises(InvalidInput, match="expected an ONNX ModelProto"):
-        registry.publish(NAME, files, draft)
+            with pytest.raises(InvalidInput, match="expected an ONNX ModelProto"):
+                registry.publish(NAME, files, draft)
 
-    assert s3.list_objects_v2(Bucket=TEST_BUCKET).get("KeyCount") == 0
-    assert UNPICKLED == []
+            assert s3.list_objects_v2(Bucket=TEST_BUCKET).get("KeyCount") == 0
+            assert UNPICKLED == []
+    rows.assert_all_passed()
 
 
 @pytest.mark.parametrize(
@@ -473,17 +494,17 @@ def test_a_graph_swapped_for_another_valid_graph_fails_its_checksum(
     assert_refused_and_nothing_loaded(service, 1, IntegrityError, r"artifact 'model\.onnx' .* sha256")
 
 
-@pytest.mark.parametrize("path", ["aliases/production.json", "meta/3.json", "docs/meta/notes.txt"])
-def test_no_artifact_may_sit_where_the_registry_role_may_write(
-    registry: ModelRegistry, s3: Any, path: str
-) -> None:
+def test_no_artifact_may_sit_where_the_registry_role_may_write(registry: ModelRegistry, s3: Any) -> None:
     """The registry function may write models/*/aliases/* and models/*/meta/*; in IAM a '*' spans '/', so an
     artifact under such a folder would be writable by it, inside a version that must never change."""
     files, draft = add_weights_files()
+    rows = Rows()
+    for path in ["aliases/production.json", "meta/3.json", "docs/meta/notes.txt"]:
+        with rows.case(path):
+            with pytest.raises(
+                InvalidInput, match=f"artifact path '{path}': expected no folder named aliases or meta"
+            ):
+                registry.publish(NAME, {**files, path: b"{}"}, draft)
 
-    with pytest.raises(
-        InvalidInput, match=f"artifact path '{path}': expected no folder named aliases or meta"
-    ):
-        registry.publish(NAME, {**files, path: b"{}"}, draft)
-
-    assert s3.list_objects_v2(Bucket=TEST_BUCKET).get("KeyCount") == 0
+            assert s3.list_objects_v2(Bucket=TEST_BUCKET).get("KeyCount") == 0
+    rows.assert_all_passed()
