@@ -13,7 +13,6 @@ import copy
 import gzip
 import io
 import json
-import struct
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -24,6 +23,7 @@ import pytest
 from maas.api.openapi import openapi_document
 from maas.registry import ModelRegistry
 from tests.conftest import TEST_BUCKET, load_event, load_function_module
+from tests.functions.binary_text import binary_text_body
 from tests.functions.test_async_function import record, result
 from tests.functions.test_batch_function import Context, job_event, read_lines, read_status, submit
 from tests.onnx_models import SLOW_WIDTH, slow_chain_model, text_normalizer_model
@@ -34,7 +34,6 @@ TEXT_INFER = f"/v2/models/{TEXT_MODEL}/infer"
 TEXT_PREDICT = f"/v1/models/{TEXT_MODEL}:predict"
 SLOW_INFER = f"/v2/models/{SLOW_MODEL}/infer"
 JSON = {"content-type": "application/json"}
-HEADER_LENGTH = "inference-header-content-length"
 SECRET = "SSN-123-45-6789"
 MAX_STRING_BYTES = 16
 
@@ -100,23 +99,6 @@ def answer(function: ModuleType, event: dict[str, Any], context: Any = None) -> 
 def text_request(items: Sequence[str], **input_fields: Any) -> dict[str, Any]:
     item = {"name": "text", "datatype": "BYTES", "shape": [len(items)], "data": list(items), **input_fields}
     return {"inputs": [item]}
-
-
-def binary_text_body(items: Sequence[bytes]) -> tuple[dict[str, str], bytes]:
-    chunk = b"".join(struct.pack("<I", len(item)) + item for item in items)
-    header = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "text",
-                    "datatype": "BYTES",
-                    "shape": [len(items)],
-                    "parameters": {"binary_data_size": len(chunk)},
-                }
-            ]
-        }
-    ).encode()
-    return {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(header))}, header + chunk
 
 
 def nested(levels: int, leaf: Any = 1) -> Any:

@@ -14,7 +14,6 @@ import base64
 import copy
 import json
 import logging
-import struct
 from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ import pytest
 
 from maas.registry import ModelRegistry
 from tests.conftest import JsonLogs, load_event
+from tests.functions.binary_text import binary_text_body
 from tests.functions.test_async_function import record, result
 from tests.functions.test_batch_function import Context, job_event, read_lines, submit
 from tests.onnx_models import text_normalizer_model
@@ -182,25 +182,8 @@ def test_v2_json_binary_and_v1_requests_log_no_values(
 
 
 def binary_text_event(text: str) -> dict[str, Any]:
-    item = text.encode()
-    chunk = struct.pack("<I", len(item)) + item
-    header = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "text",
-                    "datatype": "BYTES",
-                    "shape": [1],
-                    "parameters": {"binary_data_size": len(chunk)},
-                }
-            ]
-        }
-    ).encode()
-    return http_event(
-        f"/v2/models/{TEXT_MODEL}/infer",
-        header + chunk,
-        {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(header))},
-    )
+    headers, body = binary_text_body([text.encode()])
+    return http_event(f"/v2/models/{TEXT_MODEL}/infer", body, headers)
 
 
 def test_a_text_request_json_or_binary_logs_neither_the_text_nor_its_answer(

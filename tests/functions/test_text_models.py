@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import struct
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -27,11 +26,11 @@ from maas.registry import Manifest, ModelRef, ModelRegistry
 from maas.registry.manifest import MODEL_FILE
 from maas.service import InferenceService
 from tests.conftest import TEST_BUCKET, load_event, load_function_module
+from tests.functions.binary_text import binary_text_body
 from tests.onnx_models import TOKEN_STATS_MAX_LENGTH, TOKENIZER_FILE, ModelFiles, token_stats_model
 
 MODEL = "token-stats"
 INFER_PATH = f"/v2/models/{MODEL}/infer"
-HEADER_LENGTH = "inference-header-content-length"
 TEXTS = ["The cat sat on the mat.", "", "Hello, Straße! ÄÖÜ"]
 LONG_TEXT = "the dog sat on the mat " * 20
 
@@ -64,26 +63,10 @@ def json_event(path: str, document: Mapping[str, Any]) -> dict[str, Any]:
 
 def binary_text_event(path: str, items: Sequence[bytes]) -> dict[str, Any]:
     """Triton's binary tensor extension: the only way to send BYTES that are not UTF-8 (JSON carries text)."""
-    chunk = b"".join(struct.pack("<I", len(item)) + item for item in items)
-    header = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "text",
-                    "datatype": "BYTES",
-                    "shape": [len(items)],
-                    "parameters": {"binary_data_size": len(chunk)},
-                }
-            ]
-        }
-    ).encode()
+    headers, body = binary_text_body(items)
     event = json_event(path, {})
-    event["headers"] = {
-        **event["headers"],
-        "content-type": "application/octet-stream",
-        HEADER_LENGTH: str(len(header)),
-    }
-    event["body"] = base64.b64encode(header + chunk).decode()
+    event["headers"] = {**event["headers"], **headers}
+    event["body"] = base64.b64encode(body).decode()
     event["isBase64Encoded"] = True
     return event
 
