@@ -1,16 +1,16 @@
 """What CloudFormation would create from template.yaml for one set of parameter values, offline.
 
-SAM's own translator expands the serverless resources; this module then does CloudFormation's part:
-evaluates Conditions, drops resources whose condition is false, and resolves Fn::If (with AWS::NoValue),
-Ref, Fn::Sub, Fn::GetAtt and Fn::Join into plain values. Resources that only exist once deployed resolve to
-stable placeholders ("<ModelKey.Arn>"), so tests can assert on exact ARNs.
+SAM's own translator expands the serverless resources; this module then does CloudFormation's part with
+the local stack's own resolver: evaluates Conditions, drops resources whose condition is false, and
+resolves Fn::If (with AWS::NoValue), Ref, Fn::Sub, Fn::GetAtt and Fn::Join into plain values. Resources
+that only exist once deployed resolve to stable placeholders ("<ModelKey.Arn>"), so tests can assert on
+exact ARNs.
 """
 
 from __future__ import annotations
 
 import copy
-import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,20 +19,11 @@ import pytest
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
-from maas.local.template import parse_cloudformation_yaml
+from maas.local.template import IntrinsicResolver, parse_cloudformation_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 PARTITION, REGION, ACCOUNT = "aws", "us-east-1", "123456789012"
-PSEUDO = {
-    "AWS::Partition": PARTITION,
-    "AWS::Region": REGION,
-    "AWS::AccountId": ACCOUNT,
-    "AWS::URLSuffix": "amazonaws.com",
-    "AWS::StackName": "maas-test",
-}
-_NO_VALUE = object()
-_SUB_VARIABLE = re.compile(r"\$\{([^}]+)\}")
 
 
 def translate(template_path: Path = TEMPLATE) -> dict[str, Any]:
@@ -82,101 +73,57 @@ class Deployment:
 
 
 def deploy(translated: Mapping[str, Any], overrides: Mapping[str, str] | None = None) -> Deployment:
-    parameters: dict[str, Any] = {}
-    for name, spec in translated.get("Parameters", {}).items():
-        raw = (overrides or {}).get(name, spec.get("Default", ""))
-        if spec["Type"] == "CommaDelimitedList":
-            parameters[name] = [part for part in str(raw).split(",")] if raw != "" else [""]
-        else:
-            parameters[name] = str(raw)
-    unknown = set(overrides or {}) - set(parameters)
+    declared = translated.get("Parameters", {})
+    unknown = set(overrides or {}) - set(declared)
     assert not unknown, f"no such parameters: {unknown}"
-    resolver = _Resolver(parameters, dict(translated.get("Conditions", {})))
-    resources = {
-        rid: resolver.resolve(resource)
-        for rid, resource in translated["Resources"].items()
+    parameters = {name: str(spec.get("Default", "")) for name, spec in declared.items()}
+    parameters.update(overrides or {})
+    resources = translated["Resources"]
+    # The local stack's resolver, with a placeholder for whatever only a deployment knows.
+    resolver = IntrinsicResolver(
+        parameters=parameters,
+        resources={rid: f"<{rid}>" for rid in resources},
+        attributes=_PlaceholderAttributes(),
+        region=REGION,
+        account_id=ACCOUNT,
+        partition=PARTITION,
+        conditions=translated.get("Conditions", {}),
+        list_parameters=frozenset(n for n, spec in declared.items() if spec["Type"] == "CommaDelimitedList"),
+    )
+    deployed = {
+        rid: resolver.resolve_value(resource)
+        for rid, resource in resources.items()
         if "Condition" not in resource or resolver.condition(resource["Condition"])
     }
     conditions = {name: resolver.condition(name) for name in translated.get("Conditions", {})}
-    return Deployment(parameters, conditions, resources)
+    return Deployment(parameters, conditions, deployed)
 
 
-class _Resolver:
-    def __init__(self, parameters: Mapping[str, Any], conditions: Mapping[str, Any]) -> None:
-        self.parameters = parameters
-        self.conditions = conditions
-        self._evaluated: dict[str, bool] = {}
+class _PlaceholderAttributes(Mapping[str, Mapping[str, str]]):
+    """Fn::GetAtt of any resource: "<Resource.Attribute>"."""
 
-    def condition(self, name: str) -> bool:
-        if name not in self._evaluated:
-            self._evaluated[name] = self._truth(self.conditions[name])
-        return self._evaluated[name]
+    def __getitem__(self, resource: str) -> Mapping[str, str]:
+        return _Attributes(resource)
 
-    def _truth(self, expression: Any) -> bool:
-        (function, argument), *_ = expression.items()
-        if function == "Condition":
-            return self.condition(argument)
-        if function == "Fn::Equals":
-            left, right = (self._scalar(side) for side in argument)
-            return left == right
-        if function == "Fn::Not":
-            return not self._truth(argument[0])
-        if function == "Fn::And":
-            return all(self._truth(item) for item in argument)
-        if function == "Fn::Or":
-            return any(self._truth(item) for item in argument)
-        raise AssertionError(f"unsupported condition function {function}")
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
 
-    def _scalar(self, value: Any) -> str:
-        resolved = self.resolve(value)
-        return ",".join(resolved) if isinstance(resolved, list) else str(resolved)
+    def __len__(self) -> int:
+        return 0
 
-    def resolve(self, value: Any) -> Any:
-        if isinstance(value, list):
-            items = [self.resolve(item) for item in value]
-            return [item for item in items if item is not _NO_VALUE]
-        if not isinstance(value, dict):
-            return value
-        if len(value) == 1:
-            (function, argument), *_ = value.items()
-            if function == "Ref":
-                return self._ref(argument)
-            if function == "Fn::If":
-                name, when_true, when_false = argument
-                return self.resolve(when_true if self.condition(name) else when_false)
-            if function == "Fn::Sub":
-                return self._sub(argument)
-            if function == "Fn::GetAtt":
-                resource, attribute = argument.split(".", 1) if isinstance(argument, str) else argument
-                return f"<{resource}.{attribute}>"
-            if function == "Fn::Join":
-                separator, items = argument
-                return separator.join(str(item) for item in self.resolve(items))
-        resolved = {key: self.resolve(item) for key, item in value.items()}
-        return {key: item for key, item in resolved.items() if item is not _NO_VALUE}
 
-    def _ref(self, name: str) -> Any:
-        if name == "AWS::NoValue":
-            return _NO_VALUE
-        if name in PSEUDO:
-            return PSEUDO[name]
-        if name in self.parameters:
-            return self.parameters[name]
-        return f"<{name}>"
+class _Attributes(Mapping[str, str]):
+    def __init__(self, resource: str) -> None:
+        self.resource = resource
 
-    def _sub(self, argument: Any) -> str:
-        text, variables = (argument, {}) if isinstance(argument, str) else argument
-        values = {key: self.resolve(item) for key, item in variables.items()}
+    def __getitem__(self, attribute: str) -> str:
+        return f"<{self.resource}.{attribute}>"
 
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name in values:
-                return str(values[name])
-            if "." in name:
-                return f"<{name}>"
-            return str(self._ref(name))
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
 
-        return _SUB_VARIABLE.sub(substitute, text)
+    def __len__(self) -> int:
+        return 0
 
 
 def _placeholder_id(value: Any) -> str:
