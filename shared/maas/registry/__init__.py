@@ -9,6 +9,8 @@ from __future__ import annotations
 from maas.registry.documents import AliasDocument, AliasMove, CanarySplit, VersionMeta
 from maas.registry.manifest import (
     Artifact,
+    FeatureImportance,
+    GlobalImportance,
     Lineage,
     Manifest,
     ManifestDraft,
@@ -29,6 +31,8 @@ __all__ = [
     "AliasMove",
     "Artifact",
     "CanarySplit",
+    "FeatureImportance",
+    "GlobalImportance",
     "Lineage",
     "Manifest",
     "ManifestDraft",

@@ -102,6 +102,30 @@ class Quantization(_Frozen):
     base_version: int | None = None
 
 
+class FeatureImportance(_Frozen):
+    """One feature's permutation importance: how much the primary metric worsens when it is shuffled."""
+
+    feature: str
+    # Mean and standard deviation over the repeats, in the metric's units; positive means it matters.
+    importance: float
+    std: float
+
+
+class GlobalImportance(_Frozen):
+    """Permutation feature importance on the test set, measured through onnxruntime when publishing."""
+
+    method: Literal["permutation"] = "permutation"
+    metric: str
+    goal: Literal["minimize", "maximize"]
+    # The metric on the unshuffled test set, which every importance is relative to.
+    baseline_value: float
+    repeats: int
+    seed: int
+    samples: int
+    # Most important first.
+    features: list[FeatureImportance]
+
+
 class Manifest(_Frozen):
     schema_version: int = MANIFEST_SCHEMA_VERSION
     name: str
@@ -127,6 +151,10 @@ class Manifest(_Frozen):
     evaluation: dict[str, Any] = Field(default_factory=dict)
     preprocessing: Preprocessing | None = None
     quantization: Quantization | None = None
+    # Per input, the training split's mean of each element of one row (flattened in C order), or one value
+    # for the whole input: what an explanation's "mean" baseline replaces features with.
+    input_means: dict[str, list[float]] = Field(default_factory=dict)
+    feature_importance: GlobalImportance | None = None
 
     @model_validator(mode="after")
     def _graph_files_are_artifacts(self) -> Manifest:
@@ -196,6 +224,10 @@ class ManifestDraft(_Frozen):
     evaluation: dict[str, Any] = Field(default_factory=dict)
     preprocessing: Preprocessing | None = None
     quantization: Quantization | None = None
+    # Per input, the training split's mean of each element of one row (flattened in C order), or one value
+    # for the whole input: what an explanation's "mean" baseline replaces features with.
+    input_means: dict[str, list[float]] = Field(default_factory=dict)
+    feature_importance: GlobalImportance | None = None
 
     def commit(self, name: str, version: int, artifacts: list[Artifact]) -> Manifest:
         return Manifest(
