@@ -30,6 +30,8 @@ ENV_MAX_STRING_BYTES = "MAAS_MAX_STRING_BYTES"
 ENV_COMPRESSED_BODIES = "MAAS_COMPRESSED_BODIES"
 ENV_REQUEST_TIMEOUT = "MAAS_REQUEST_TIMEOUT"
 ENV_MANIFEST_SIGNING = "MAAS_MANIFEST_SIGNING"
+ENV_EXPLAIN_MAX_EVALS = "MAAS_EXPLAIN_MAX_EVALS"
+ENV_EXPLAIN_BATCH_ROWS = "MAAS_EXPLAIN_BATCH_ROWS"
 ENV_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 ENV_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 ENV_LAMBDA_MEMORY_MB = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
@@ -63,6 +65,12 @@ DEFAULT_MAX_STRING_BYTES = 256 * 1024
 # Seconds one request may spend in the model: below API Gateway's 30 s integration timeout, so the client
 # hears a clear 504 from us rather than a bare one from the gateway.
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 25.0
+# Model rows one explanation may evaluate: Shapley sampling with 200 permutations over the 64 pixels of a
+# digits image is 12,800; this allows a handful of such images per request within the time budget.
+DEFAULT_EXPLAIN_MAX_EVALS = 100_000
+# Perturbed rows per session.run: few large runs instead of one per perturbation, each small enough that a
+# CNN's activations stay well inside a Lambda function's memory.
+DEFAULT_EXPLAIN_BATCH_ROWS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +102,8 @@ class Settings:
     request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
     # "" (off), "kms:<key id or ARN>" (an HMAC KMS key) or "secret:<name or ARN>" (Secrets Manager).
     manifest_signing: str = ""
+    explain_max_evaluations: int = DEFAULT_EXPLAIN_MAX_EVALS
+    explain_batch_rows: int = DEFAULT_EXPLAIN_BATCH_ROWS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -127,6 +137,8 @@ class Settings:
             compressed_bodies=_flag(env, ENV_COMPRESSED_BODIES, default=True),
             request_timeout_seconds=_number(env, ENV_REQUEST_TIMEOUT, DEFAULT_REQUEST_TIMEOUT_SECONDS),
             manifest_signing=env.get(ENV_MANIFEST_SIGNING, "").strip(),
+            explain_max_evaluations=int(_number(env, ENV_EXPLAIN_MAX_EVALS, DEFAULT_EXPLAIN_MAX_EVALS)),
+            explain_batch_rows=max(1, int(_number(env, ENV_EXPLAIN_BATCH_ROWS, DEFAULT_EXPLAIN_BATCH_ROWS))),
         )
 
 

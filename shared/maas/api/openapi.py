@@ -9,9 +9,17 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from maas import __version__
-from maas.api.v1_types import PredictRequest, PredictResponse, V1ModelList, V1ModelStatus
+from maas.api.v1_types import (
+    ExplainRequest,
+    PredictRequest,
+    PredictResponse,
+    V1ExplainResponse,
+    V1ModelList,
+    V1ModelStatus,
+)
 from maas.api.v2_types import (
     ErrorResponse,
+    ExplainRequestBody,
     InferenceRequestBody,
     InferenceResponseBody,
     LiveResponse,
@@ -94,6 +102,16 @@ OPERATIONS: tuple[Operation, ...] = (
                 errors=_INFER_ERRORS,
                 binary=True,
             ),
+            Operation(
+                "post",
+                f"{base}/explain",
+                "Explanation: predictions with per-input attributions (maas's explain extension)",
+                "V2 inference",
+                InferenceResponseBody,
+                request=ExplainRequestBody,
+                errors=_INFER_ERRORS,
+                binary=True,
+            ),
         )
     ),
     Operation("get", "/v1/models", "List models (KServe V1)", "V1", V1ModelList, errors=(503,)),
@@ -107,6 +125,15 @@ OPERATIONS: tuple[Operation, ...] = (
         "V1",
         PredictResponse,
         request=PredictRequest,
+        errors=_INFER_ERRORS,
+    ),
+    Operation(
+        "post",
+        "/v1/models/{name}:explain",
+        "Explain (KServe V1): predictions with per-instance attributions",
+        "V1",
+        V1ExplainResponse,
+        request=ExplainRequest,
         errors=_INFER_ERRORS,
     ),
 )

@@ -6,6 +6,7 @@ a multi-input model takes one {input_name: row} object per row.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,9 @@ def decode_predict_request(body: str | bytes, signature: Signature, limits: Tens
         spec = signature.inputs[0]
         # Above the instances array: only the root object.
         check_leading_depth(wire.instances, "instances", limits.max_json_depth, above=1)
-        return InferenceRequest(inputs=[_column(spec, wire.instances, "instances", limits)])
+        return InferenceRequest(
+            inputs=[_column(spec, wire.instances, "instances", limits)], parameters=wire.parameters or {}
+        )
     names = [spec.name for spec in signature.inputs]
     columns: dict[str, list[Any]] = {name: [] for name in names}
     for index, instance in enumerate(wire.instances):
@@ -49,7 +52,8 @@ def decode_predict_request(body: str | bytes, signature: Signature, limits: Tens
         inputs=[
             _column(spec, columns[spec.name], f"instances[*].{spec.name}", limits)
             for spec in signature.inputs
-        ]
+        ],
+        parameters=wire.parameters or {},
     )
 
 
@@ -65,14 +69,16 @@ def _column(spec: TensorSpec, rows: list[Any], where: str, limits: TensorLimits)
 
 
 def encode_predict_response(response: InferenceResponse) -> str:
-    if len(response.outputs) == 1:
-        predictions: list[Any] = response.outputs[0].array.tolist()
-    else:
-        rows = len(response.outputs[0].array) if response.outputs[0].array.ndim else 1
-        predictions = [
-            {tensor.name: _row(tensor.array, index) for tensor in response.outputs} for index in range(rows)
-        ]
-    return PredictResponse(predictions=predictions).model_dump_json()
+    return PredictResponse(predictions=predictions(response.outputs)).model_dump_json()
+
+
+def predictions(outputs: Sequence[Tensor]) -> list[Any]:
+    """V1's predictions: the rows of a single output, or one {output: row} object per row."""
+    if len(outputs) == 1:
+        rows: list[Any] = outputs[0].array.tolist()
+        return rows
+    count = len(outputs[0].array) if outputs[0].array.ndim else 1
+    return [{tensor.name: _row(tensor.array, index) for tensor in outputs} for index in range(count)]
 
 
 def _row(array: np.ndarray[Any, Any], index: int) -> Any:

@@ -8,6 +8,7 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response
 
+from maas.api.explain_codec import decode_explain_parameters, encode_v1_explain_response
 from maas.api.http_body import header, read_body
 from maas.api.routing import RouteTable, json_response, remaining_time
 from maas.api.tensor_codec import TensorLimits
@@ -15,10 +16,12 @@ from maas.api.v1_codec import decode_predict_request, encode_predict_response
 from maas.api.v1_types import V1ModelList, V1ModelStatus
 from maas.api.v2_routes import MODEL_VERSION_HEADER, ROUTING_KEY_HEADER
 from maas.errors import MethodNotAllowed
+from maas.infer_types import InferenceRequest
 from maas.registry.references import ModelRef, parse_ref
 from maas.service.inference import InferenceService
 
 PREDICT_VERB = "predict"
+EXPLAIN_VERB = "explain"
 MAX_ECHOED_NAME = 80
 
 
@@ -31,24 +34,37 @@ def register_v1_routes(routes: RouteTable, service: InferenceService) -> None:
     def list_models() -> Response[Any]:
         return json_response(V1ModelList(models=list(service.model_index())).model_dump_json())
 
-    @routes.add("POST", f"/v1/models/<name>:{PREDICT_VERB}")
-    def predict(name: str) -> Response[Any]:
+    def decode(name: str) -> tuple[ModelRef, InferenceRequest]:
         ref = _ref(name)
         event = router.current_event
         # Pick the canary side first: V1 needs that version's signature to read the instances.
         pinned = ModelRef(ref.name, version=service.select_version(ref, header(event, ROUTING_KEY_HEADER)))
         _, signature = service.signature(pinned)
         body = read_body(event, settings.max_request_bytes, compressed=settings.compressed_bodies)
-        request = decode_predict_request(body, signature, limits)
+        return pinned, decode_predict_request(body, signature, limits)
+
+    @routes.add("POST", f"/v1/models/<name>:{PREDICT_VERB}")
+    def predict(name: str) -> Response[Any]:
+        pinned, request = decode(name)
         response = service.infer(pinned, request, remaining_ms=remaining_time(router))
         return json_response(
             encode_predict_response(response), headers={MODEL_VERSION_HEADER: str(response.model_version)}
         )
 
+    @routes.add("POST", f"/v1/models/<name>:{EXPLAIN_VERB}")
+    def explain(name: str) -> Response[Any]:
+        pinned, request = decode(name)
+        parameters = decode_explain_parameters(request.parameters)
+        response = service.explain(pinned, request, parameters, remaining_ms=remaining_time(router))
+        return json_response(
+            encode_v1_explain_response(response),
+            headers={MODEL_VERSION_HEADER: str(response.model_version)},
+        )
+
     @routes.add("GET", "/v1/models/<name>")
     def model_status(name: str) -> Response[Any]:
         # The GET rule's <name> also matches "m:predict"; that path exists, for POST only.
-        if unquote(name).endswith(f":{PREDICT_VERB}"):
+        if unquote(name).endswith((f":{PREDICT_VERB}", f":{EXPLAIN_VERB}")):
             raise MethodNotAllowed(
                 f"method: expected POST for /v1/models/{name[:MAX_ECHOED_NAME]}, got GET", allowed=["POST"]
             )

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from maas.explain.parameters import ExplainParameters
+
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -21,6 +23,19 @@ class PredictRequest(_Wire):
 
 class PredictResponse(_Wire):
     predictions: list[Any]
+
+
+class ExplainRequest(PredictRequest):
+    parameters: ExplainParameters | None = None  # type: ignore[assignment]
+
+
+class V1ExplainResponse(_Wire):
+    predictions: list[Any]
+    explanations: list[Any] = Field(
+        description="One per instance: its attribution shaped like it (an object per input for several "
+        "inputs); for text, {tokens, attributions} over the text's own tokens."
+    )
+    parameters: dict[str, Any] = Field(description="The method, target and settings the attributions used.")
 
 
 class V1ModelList(_Wire):

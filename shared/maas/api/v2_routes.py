@@ -12,11 +12,13 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response
 
+from maas.api.explain_codec import decode_explain_parameters
 from maas.api.http_body import header, header_length, read_body
 from maas.api.routing import RouteTable, json_response, remaining_time
 from maas.api.tensor_codec import TensorLimits
 from maas.api.v2_codec import (
     HEADER_LENGTH,
+    DecodedInferRequest,
     decode_infer_request,
     encode_infer_response,
     encode_model_metadata,
@@ -31,6 +33,7 @@ from maas.api.v2_types import (
     ServerMetadataResponse,
 )
 from maas.errors import PayloadTooLarge
+from maas.infer_types import InferenceResponse
 from maas.registry.references import ModelRef, parse_ref, parse_version_selector
 from maas.service.inference import ROUTING_KEY, InferenceService
 
@@ -97,28 +100,46 @@ def register_v2_routes(routes: RouteTable, service: InferenceService) -> None:
             ModelReadyResponse(name=ref.name, version=str(loaded_version), ready=True).model_dump_json()
         )
 
-    @routes.add("POST", f"{MODEL}/infer", f"{MODEL_VERSION}/infer")
-    def infer(name: str, version: str | None = None) -> Response[Any]:
+    def decode() -> DecodedInferRequest:
         event = router.current_event
         body = read_body(event, settings.max_request_bytes, compressed=settings.compressed_bodies)
         decoded = decode_infer_request(body, limits, header_length=header_length(event, HEADER_LENGTH))
-        request = decoded.request
         routing_key = header(event, ROUTING_KEY_HEADER)
-        if routing_key is not None:
-            request = dataclasses.replace(
-                request, parameters={**request.parameters, ROUTING_KEY: routing_key}
-            )
-        response = service.infer(_ref(name, version), request, remaining_ms=remaining_time(router))
-        encoded = encode_infer_response(response, decoded)
-        headers = {MODEL_VERSION_HEADER: str(response.model_version)}
-        if encoded.header_length is None:
-            _check_response_size(len(encoded.content), settings.max_response_bytes)
-            return json_response(encoded.content, headers=headers)
-        _check_response_size(int(len(encoded.content) * BASE64_GROWTH), settings.max_response_bytes)
-        headers[HEADER_LENGTH] = str(encoded.header_length)
-        return Response(
-            status_code=200, content_type=BINARY_CONTENT_TYPE, body=encoded.content, headers=headers
+        if routing_key is None:
+            return decoded
+        request = decoded.request
+        return dataclasses.replace(
+            decoded,
+            request=dataclasses.replace(request, parameters={**request.parameters, ROUTING_KEY: routing_key}),
         )
+
+    @routes.add("POST", f"{MODEL}/infer", f"{MODEL_VERSION}/infer")
+    def infer(name: str, version: str | None = None) -> Response[Any]:
+        decoded = decode()
+        response = service.infer(_ref(name, version), decoded.request, remaining_ms=remaining_time(router))
+        return _inference_response(response, decoded, settings.max_response_bytes)
+
+    @routes.add("POST", f"{MODEL}/explain", f"{MODEL_VERSION}/explain")
+    def explain(name: str, version: str | None = None) -> Response[Any]:
+        decoded = decode()
+        parameters = decode_explain_parameters(decoded.request.parameters)
+        response = service.explain(
+            _ref(name, version), decoded.request, parameters, remaining_ms=remaining_time(router)
+        )
+        return _inference_response(response, decoded, settings.max_response_bytes)
+
+
+def _inference_response(
+    response: InferenceResponse, decoded: DecodedInferRequest, max_response_bytes: int
+) -> Response[Any]:
+    encoded = encode_infer_response(response, decoded)
+    headers = {MODEL_VERSION_HEADER: str(response.model_version)}
+    if encoded.header_length is None:
+        _check_response_size(len(encoded.content), max_response_bytes)
+        return json_response(encoded.content, headers=headers)
+    _check_response_size(int(len(encoded.content) * BASE64_GROWTH), max_response_bytes)
+    headers[HEADER_LENGTH] = str(encoded.header_length)
+    return Response(status_code=200, content_type=BINARY_CONTENT_TYPE, body=encoded.content, headers=headers)
 
 
 def _ref(name: str, version: str | None) -> ModelRef:

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from maas.explain.parameters import ExplainParameters
+
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -35,6 +37,10 @@ class InferenceRequestBody(_Wire):
     )
     inputs: list[RequestInput] = Field(min_length=1)
     outputs: list[RequestOutput] | None = Field(default=None, min_length=1)
+
+
+class ExplainRequestBody(InferenceRequestBody):
+    parameters: ExplainParameters | None = None  # type: ignore[assignment]
 
 
 class ResponseOutput(_Wire):

@@ -49,9 +49,8 @@ class InferFunctionApp:
     def invoke(self, event: Mapping[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
         logger.set_correlation_id(event.get("id") if isinstance(event.get("id"), str) else None)
         try:
-            ref, request = decode_event_request(dict(event), self.limits)
             remaining_ms = None if context is None else context.get_remaining_time_in_millis
-            response = self.service.infer(ref, request, remaining_ms=remaining_ms)
+            response = decode_event_request(dict(event), self.limits).answer(self.service, remaining_ms)
         except Unavailable:
             raise
         except MaasError as exc:

@@ -136,8 +136,8 @@ class AsyncFunctionApp(_QueueApp):
         try:
             if id_error is not None:
                 raise InvalidInput(id_error)
-            ref, request = decode_event_request(body, self.limits)
-            document = encode_infer_response(self.inference.infer(ref, request)).content
+            answer = decode_event_request(body, self.limits).answer(self.inference)
+            document = encode_infer_response(answer).content
             metrics.add_metric(name="AsyncAnswered", unit=MetricUnit.Count, value=1)
         except Unavailable:
             raise

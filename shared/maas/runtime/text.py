@@ -7,6 +7,7 @@ take no text don't pay for it at cold start.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +22,15 @@ if TYPE_CHECKING:
 # BERT's convention, for a tokenizer.json that carries no padding settings of its own.
 DEFAULT_PAD_TOKEN = "[PAD]"
 DEFAULT_PAD_ID = 0
+MASK_TOKEN = "[MASK]"
+
+
+@dataclass(frozen=True, eq=False)
+class TokenizedTexts:
+    feeds: dict[str, npt.NDArray[np.int64]]
+    # Per text: every token string (padding included) and the positions of the text's own tokens.
+    tokens: list[list[str]]
+    content: list[list[int]]
 
 
 class TextTokenizer:
@@ -44,8 +54,39 @@ class TextTokenizer:
 
     def encode(self, texts: npt.NDArray[Any]) -> dict[str, npt.NDArray[np.int64]]:
         """`texts` is a [N] array of str or UTF-8 bytes; returns each graph input as an int64 [N, L] array."""
-        strings = self._strings(texts)
-        encodings = self._encode_batch(strings)
+        return self._feeds(self._encode_batch(self._strings(texts)))
+
+    def encode_tokens(self, texts: npt.NDArray[Any]) -> TokenizedTexts:
+        """The graph's id tensors, with each text's tokens and which of them are the text's own."""
+        encodings = self._encode_batch(self._strings(texts))
+        return TokenizedTexts(
+            feeds=self._feeds(encodings),
+            tokens=[list(e.tokens) for e in encodings],
+            # Not a special token ([CLS], [SEP]) and not padding: what an explanation attributes to.
+            content=[
+                [
+                    position
+                    for position, (special, attended) in enumerate(
+                        zip(e.special_tokens_mask, e.attention_mask, strict=True)
+                    )
+                    if not special and attended
+                ]
+                for e in encodings
+            ],
+        )
+
+    @property
+    def pad_id(self) -> int:
+        padding = self._tokenizer.padding or {}
+        return int(padding.get("pad_id", DEFAULT_PAD_ID))
+
+    @property
+    def mask_id(self) -> int | None:
+        """The id of the tokenizer's mask token ([MASK] in BERT's vocabulary), if it has one."""
+        found = self._tokenizer.token_to_id(MASK_TOKEN)
+        return None if found is None else int(found)
+
+    def _feeds(self, encodings: list[Encoding]) -> dict[str, npt.NDArray[np.int64]]:
         width = len(encodings[0].ids) if encodings else 0
         pre = self.preprocessing
         feeds = {

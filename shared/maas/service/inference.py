@@ -18,6 +18,8 @@ from maas import __version__
 from maas.aws_clients import s3_client
 from maas.config import ENV_REQUEST_TIMEOUT, Settings
 from maas.errors import Unavailable
+from maas.explain.explainer import ExplainLimits, explain_loaded
+from maas.explain.parameters import ExplainParameters
 from maas.infer_types import InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata, Tensor
 from maas.observability import MetricUnit, logger, metrics
 from maas.registry.manifest import Manifest
@@ -45,7 +47,8 @@ if TYPE_CHECKING:
 
 SERVER_NAME = "maas"
 MANIFEST_CACHE_ENTRIES = 256
-EXTENSIONS = ("binary_tensor_data",)
+# "explain": POST /v2/models/{name}[/versions/{version}]/explain, this server's own extension.
+EXTENSIONS = ("binary_tensor_data", "explain")
 # A request parameter (or the x-maas-routing-key header) that pins a caller to one side of a canary split.
 ROUTING_KEY = "routing_key"
 # Left of the function's own time when it caps a request's budget: enough to answer 504 before Lambda
@@ -109,6 +112,26 @@ class InferenceService:
         deadline = self.request_deadline(remaining_ms)
         model = self.cache.get(ref.name, self.select_version(ref, request.parameters.get(ROUTING_KEY)))
         return self.infer_loaded(model, request, deadline=deadline)
+
+    def explain(
+        self,
+        ref: ModelRef,
+        request: InferenceRequest,
+        parameters: ExplainParameters,
+        *,
+        remaining_ms: Callable[[], int] | None = None,
+    ) -> InferenceResponse:
+        """Predictions with attributions, computed by perturbing the inputs, within the request's budget."""
+        deadline = self.request_deadline(remaining_ms)
+        model = self.cache.get(ref.name, self.select_version(ref, request.parameters.get(ROUTING_KEY)))
+        started = time.perf_counter()
+        response = explain_loaded(
+            model, request, parameters, ExplainLimits.from_settings(self.settings), deadline=deadline
+        )
+        metrics.add_metric(
+            name="ExplainMs", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
+        )
+        return response
 
     def request_deadline(self, remaining_ms: Callable[[], int] | None = None) -> Deadline | None:
         """MAAS_REQUEST_TIMEOUT from now (0: no budget), or the function's remaining time less a margin

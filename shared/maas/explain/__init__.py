@@ -1,0 +1,1 @@
+"""Explanations served next to predictions: perturbation attributions computed through onnxruntime."""
