@@ -9,6 +9,7 @@ will check it on load.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
@@ -146,6 +147,43 @@ def token_stats_model(
     tokenizer = TokenizerPreprocessing(tokenizer_file=TOKENIZER_FILE, max_length=max_length)
     draft = ManifestDraft.model_validate(
         {**draft.model_dump(), "preprocessing": Preprocessing(tokenizer=tokenizer).model_dump()}
+    )
+    return {**files, TOKENIZER_FILE: wordpiece_tokenizer_json()}, draft
+
+
+def bag_of_words_model(weights: npt.NDArray[np.float32]) -> tuple[ModelFiles, ManifestDraft]:
+    """Text in, two class logits out: each attended token adds its row of `weights` [vocab, 2].
+
+    Linear in the tokens, so ablating one token changes a logit by exactly its weight less the weight of
+    the token replacing it: explanations have a known answer."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["weights", "input_ids"], ["per_token"], name="lookup", axis=0),
+            helper.make_node("Cast", ["attention_mask"], ["mask"], name="mask", to=TensorProto.FLOAT),
+            helper.make_node("Unsqueeze", ["mask", "last_axis"], ["mask3"], name="expand"),
+            helper.make_node("Mul", ["per_token", "mask3"], ["attended"], name="attend"),
+            helper.make_node("ReduceSum", ["attended", "tokens_axis"], ["logits"], name="sum", keepdims=0),
+        ],
+        "bag_of_words",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, [BATCH, "tokens"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [BATCH, "tokens"]),
+        ],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [BATCH, 2])],
+        initializer=[
+            numpy_helper.from_array(weights.astype(np.float32), "weights"),
+            helper.make_tensor("last_axis", TensorProto.INT64, [1], [2]),
+            helper.make_tensor("tokens_axis", TensorProto.INT64, [1], [1]),
+        ],
+    )
+    files, draft = _packaged(graph, task="classification", description="Summed token weights.")
+    tokenizer = TokenizerPreprocessing(tokenizer_file=TOKENIZER_FILE, max_length=32)
+    draft = ManifestDraft.model_validate(
+        {
+            **draft.model_dump(),
+            "labels": ["negative", "positive"],
+            "preprocessing": Preprocessing(tokenizer=tokenizer).model_dump(),
+        }
     )
     return {**files, TOKENIZER_FILE: wordpiece_tokenizer_json()}, draft
 

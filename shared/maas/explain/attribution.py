@@ -1,20 +1,21 @@
-"""Perturbation attributions in numpy alone: which features each evaluation replaces with the baseline,
-and how the scores of those evaluations combine into one attribution per feature.
+"""Perturbation attributions in numpy alone: which elements each evaluation replaces with the baseline,
+and how the scores of those evaluations combine into one attribution per element.
 
 The methods are Captum's gradient-free ones, computed the same way, so their values agree with Captum's on
 the torch model: FeatureAblation, Occlusion, ShapleyValueSampling and ShapleyValues (all permutations).
 
-A plan lists its evaluations as boolean masks over a row's elements (True: take the baseline there). Masks
-repeat across permutations, so a plan evaluates each distinct mask once: exact Shapley values over 6
-feature groups walk 720 permutations yet need only the 64 coalitions.
+A plan numbers its evaluations 0..U-1 (0 is always the unperturbed input) and builds the masks of any
+slice of them on demand: a row can have many elements, and all U masks at once could outgrow the function's
+memory. Shapley permutations repeat coalitions, so a plan evaluates each distinct coalition once: exact
+Shapley values over 6 feature groups walk 720 permutations yet need only the 64 coalitions.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -27,112 +28,124 @@ FloatArray = npt.NDArray[np.float64]
 MAX_EXACT_GROUPS = 6
 
 
-@dataclass(frozen=True, eq=False)
-class Plan:
-    """The distinct masks a method evaluates, and how to fold their scores into attributions.
+class Plan(ABC):
+    """The evaluations a method needs for one row, and how their scores fold into attributions."""
 
-    `masks` is [U, E]: U distinct evaluations over a row's E elements, True where the baseline replaces the
-    input. Row 0 is always the unperturbed input."""
+    evaluations_per_row: int
 
-    masks: BoolArray
-    combine: _Combiner
+    @abstractmethod
+    def masks(self, evaluations: IntArray) -> BoolArray:
+        """[n, E]: True where evaluation i puts the baseline in place of the input."""
 
-    @property
-    def evaluations_per_row(self) -> int:
-        return len(self.masks)
+    @abstractmethod
+    def attributions(self, scores: FloatArray) -> FloatArray:
+        """[N, U] scores (each row's target output under each evaluation) -> [N, E] attributions."""
+
+
+class AblationPlan(Plan):
+    """Captum's FeatureAblation: the score lost when a group takes the baseline, on every element of it."""
+
+    def __init__(self, element_group: IntArray) -> None:
+        self.element_group = element_group
+        self.evaluations_per_row = group_count(element_group) + 1
+
+    def masks(self, evaluations: IntArray) -> BoolArray:
+        # Evaluation g + 1 ablates group g; evaluation 0 matches no group.
+        masks: BoolArray = self.element_group[None, :] == (evaluations - 1)[:, None]
+        return masks
 
     def attributions(self, scores: FloatArray) -> FloatArray:
-        """[N, U] scores (the target output of each row under each mask) -> [N, E] attributions."""
-        return self.combine(scores)
-
-
-class _Combiner:
-    def __call__(self, scores: FloatArray) -> FloatArray:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-@dataclass(frozen=True, eq=False)
-class _Ablation(_Combiner):
-    # element -> group, and the mask row that ablates each group.
-    element_group: IntArray
-    group_row: IntArray
-
-    def __call__(self, scores: FloatArray) -> FloatArray:
-        # Captum's FeatureAblation: the score lost when a group takes the baseline, on every element of it.
-        per_group: FloatArray = scores[:, :1] - scores[:, self.group_row]
+        per_group: FloatArray = scores[:, :1] - scores[:, 1:]
         return per_group[:, self.element_group]
 
 
-@dataclass(frozen=True, eq=False)
-class _Windows(_Combiner):
-    # [W, E]: which elements each window covers; window w is mask row w + 1.
-    windows: BoolArray
-
-    def __call__(self, scores: FloatArray) -> FloatArray:
-        # Captum's Occlusion: each element gets the mean score lost over the windows that cover it.
-        lost = scores[:, :1] - scores[:, 1:]
-        covered = self.windows.sum(axis=0)
-        total: FloatArray = lost @ self.windows.astype(np.float64)
-        # An element no window covers (the stride skipped it) was never perturbed: 0, not 0/0.
-        np.divide(total, covered, out=total, where=covered > 0)
-        return total
-
-
-@dataclass(frozen=True, eq=False)
-class _Permutations(_Combiner):
-    element_group: IntArray
-    # [P, G]: the order groups join the coalition in each permutation.
-    permutations: IntArray
-    # [P, G + 1]: the mask row of the coalition after k groups have joined (k = 0: all baseline).
-    coalition_row: IntArray
-
-    def __call__(self, scores: FloatArray) -> FloatArray:
-        rows, groups = len(scores), self.permutations.shape[1]
-        along = scores[:, self.coalition_row]  # [N, P, G + 1]
-        # The marginal contribution of the k-th group to join, in each permutation.
-        gained = along[:, :, 1:] - along[:, :, :-1]
-        per_group = np.zeros((rows, groups))
-        for step in range(groups):
-            np.add.at(per_group.T, self.permutations[:, step], gained[:, :, step].T)
-        per_group /= len(self.permutations)
-        return per_group[:, self.element_group]
-
-
-def group_ids(element_group: IntArray) -> int:
-    return int(element_group.max()) + 1 if element_group.size else 0
-
-
-def ablation_plan(element_group: IntArray) -> Plan:
-    """One evaluation per feature group with that group at the baseline, plus the unperturbed input."""
-    groups = group_ids(element_group)
-    masks = np.zeros((groups + 1, element_group.size), dtype=bool)
-    masks[1:] = element_group[None, :] == np.arange(groups)[:, None]
-    return Plan(masks, _Ablation(element_group, np.arange(1, groups + 1)))
-
-
-def shapley_plan(element_group: IntArray, permutations: IntArray) -> Plan:
+class ShapleyPlan(Plan):
     """Shapley value sampling over the given permutations of the feature groups (Captum's algorithm):
     start from the baseline, add the groups in each permutation's order, and credit each group with the
     score it adds. Every permutation of at most MAX_EXACT_GROUPS groups gives the exact Shapley values."""
-    count, groups = permutations.shape
-    # rank[p, g]: the step at which group g joins in permutation p.
-    rank = np.empty_like(permutations)
-    rank[np.arange(count)[:, None], permutations] = np.arange(groups)[None, :]
-    # present[p, k, g]: after k steps, group g has joined.
-    present = rank[:, None, :] < np.arange(groups + 1)[None, :, None]
-    candidates = np.concatenate([np.ones((1, groups), dtype=bool), present.reshape(-1, groups)])
-    _, first, inverse = np.unique(
-        np.packbits(candidates, axis=1), axis=0, return_index=True, return_inverse=True
-    )
-    # Distinct coalitions in the order they first appear, so row 0 is the unperturbed input.
-    order = np.argsort(first)
-    row_of_distinct = np.empty_like(order)
-    row_of_distinct[order] = np.arange(len(order))
-    row_of_candidate = row_of_distinct[inverse.reshape(-1)]
-    masks = ~candidates[first[order]][:, element_group]
-    return Plan(
-        masks, _Permutations(element_group, permutations, row_of_candidate[1:].reshape(count, groups + 1))
-    )
+
+    def __init__(self, element_group: IntArray, permutations: IntArray) -> None:
+        count, groups = permutations.shape
+        self.element_group = element_group
+        self.permutations = permutations
+        # rank[p, g]: the step at which group g joins in permutation p.
+        rank = np.empty_like(permutations)
+        rank[np.arange(count)[:, None], permutations] = np.arange(groups)[None, :]
+        # After k steps of permutation p, the groups of rank < k are present.
+        present = rank[:, None, :] < np.arange(groups + 1)[None, :, None]
+        candidates = np.concatenate([np.ones((1, groups), dtype=bool), present.reshape(-1, groups)])
+        _, first, inverse = np.unique(
+            np.packbits(candidates, axis=1), axis=0, return_index=True, return_inverse=True
+        )
+        # Distinct coalitions in the order they first appear, so evaluation 0 is the unperturbed input.
+        order = np.argsort(first)
+        evaluation_of_distinct = np.empty_like(order)
+        evaluation_of_distinct[order] = np.arange(len(order))
+        evaluation_of_candidate = evaluation_of_distinct[inverse.reshape(-1)]
+        self.coalitions: BoolArray = candidates[first[order]]
+        # [P, G + 1]: the evaluation of permutation p's coalition after k steps (k = 0: all baseline).
+        self.coalition_evaluation = evaluation_of_candidate[1:].reshape(count, groups + 1)
+        self.evaluations_per_row = len(self.coalitions)
+
+    def masks(self, evaluations: IntArray) -> BoolArray:
+        masks: BoolArray = ~self.coalitions[evaluations][:, self.element_group]
+        return masks
+
+    def attributions(self, scores: FloatArray) -> FloatArray:
+        rows, groups = len(scores), self.permutations.shape[1]
+        along = scores[:, self.coalition_evaluation]  # [N, P, G + 1]
+        # The marginal contribution of the k-th group to join, in each permutation.
+        gained = along[:, :, 1:] - along[:, :, :-1]
+        per_group = np.zeros((groups, rows))
+        for step in range(groups):
+            np.add.at(per_group, self.permutations[:, step], gained[:, :, step].T)
+        per_group /= len(self.permutations)
+        attributions: FloatArray = per_group.T[:, self.element_group]
+        return attributions
+
+
+class OcclusionPlan(Plan):
+    """Captum's Occlusion: slide a window over the row with the given strides (positions start at 0 and
+    step while the window fits); each element gets the mean score lost over the windows covering it."""
+
+    def __init__(self, row_shape: Sequence[int], window: Sequence[int], stride: Sequence[int]) -> None:
+        self.row_shape = tuple(row_shape)
+        self.window = tuple(window)
+        starts = [
+            range(0, size - span + 1, step)
+            for size, span, step in zip(row_shape, window, stride, strict=True)
+        ]
+        self.corners = np.array(list(itertools.product(*starts)), dtype=np.int64).reshape(-1, len(row_shape))
+        self.evaluations_per_row = len(self.corners) + 1
+
+    def _region(self, window: int) -> tuple[slice, ...]:
+        corner = self.corners[window]
+        return tuple(slice(int(at), int(at) + span) for at, span in zip(corner, self.window, strict=True))
+
+    def masks(self, evaluations: IntArray) -> BoolArray:
+        masks = np.zeros((len(evaluations), *self.row_shape), dtype=bool)
+        for index, evaluation in enumerate(evaluations.tolist()):
+            if evaluation > 0:
+                masks[index][self._region(evaluation - 1)] = True
+        return masks.reshape(len(evaluations), -1)
+
+    def attributions(self, scores: FloatArray) -> FloatArray:
+        rows = len(scores)
+        lost = scores[:, :1] - scores[:, 1:]
+        total = np.zeros((rows, *self.row_shape))
+        covered = np.zeros(self.row_shape)
+        for window in range(len(self.corners)):
+            region = self._region(window)
+            total[(slice(None), *region)] += lost[:, window].reshape(rows, *([1] * len(self.row_shape)))
+            covered[region] += 1
+        # An element no window covers (the stride skipped it) was never perturbed: 0, not 0/0.
+        np.divide(total, covered, out=total, where=covered > 0)
+        flat: FloatArray = total.reshape(rows, -1)
+        return flat
+
+
+def group_count(element_group: IntArray) -> int:
+    return int(element_group.max()) + 1 if element_group.size else 0
 
 
 def all_permutations(groups: int) -> IntArray:
@@ -141,34 +154,17 @@ def all_permutations(groups: int) -> IntArray:
 
 def sampled_permutations(groups: int, samples: int, seed: int) -> IntArray:
     rng = np.random.default_rng(seed)
-    return np.stack([rng.permutation(groups) for _ in range(samples)]).astype(np.int64).reshape(-1, groups)
+    return np.argsort(rng.random((samples, groups)), axis=1).astype(np.int64)
 
 
-def occlusion_plan(row_shape: Sequence[int], window: Sequence[int], stride: Sequence[int]) -> Plan:
-    """Slide a window over a row (Captum's Occlusion) with the given strides; positions start at 0 and
-    step by the stride while the window fits."""
-    starts = [
-        range(0, size - span + 1, step) for size, span, step in zip(row_shape, window, stride, strict=True)
-    ]
-    elements = math.prod(row_shape)
-    positions = list(itertools.product(*starts))
-    windows = np.zeros((len(positions), *row_shape), dtype=bool)
-    for index, corner in enumerate(positions):
-        covered = tuple(slice(at, at + span) for at, span in zip(corner, window, strict=True))
-        windows[index][covered] = True
-    flat = windows.reshape(len(positions), elements)
-    masks = np.concatenate([np.zeros((1, elements), dtype=bool), flat])
-    return Plan(masks, _Windows(flat))
+def shapley_evaluations_bound(groups: int, samples: int) -> int:
+    """At most this many distinct coalitions: the unperturbed input, the baseline and each permutation's
+    G - 1 steps between them, and never more than the 2**G coalitions there are."""
+    walked = samples * max(groups - 1, 0) + 2
+    return walked if groups >= 63 else min(walked, 2**groups)
 
 
-def window_count(row_shape: Sequence[int], window: Sequence[int], stride: Sequence[int]) -> int:
+def occlusion_windows(row_shape: Sequence[int], window: Sequence[int], stride: Sequence[int]) -> int:
     return math.prod(
         (size - span) // step + 1 for size, span, step in zip(row_shape, window, stride, strict=True)
     )
-
-
-def token_masks(content_positions: Sequence[int], width: int) -> BoolArray:
-    """Token ablation for one text: the unperturbed ids, then one evaluation per content token."""
-    masks = np.zeros((len(content_positions) + 1, width), dtype=bool)
-    masks[np.arange(1, len(content_positions) + 1), list(content_positions)] = True
-    return masks

@@ -20,18 +20,17 @@ from maas.datatypes import BY_V2
 from maas.errors import InvalidInput
 from maas.explain.attribution import (
     MAX_EXACT_GROUPS,
+    AblationPlan,
     BoolArray,
     FloatArray,
     IntArray,
+    OcclusionPlan,
     Plan,
-    ablation_plan,
+    ShapleyPlan,
     all_permutations,
-    group_ids,
-    occlusion_plan,
+    group_count,
+    occlusion_windows,
     sampled_permutations,
-    shapley_plan,
-    token_masks,
-    window_count,
 )
 from maas.explain.parameters import ExplainParameters
 from maas.infer_types import InferenceRequest, InferenceResponse, Tensor
@@ -43,6 +42,11 @@ from maas.signature import TensorSpec
 EXPLANATION = "explanation"
 ATTRIBUTION_SUFFIX = "_attribution"
 TOKENS_SUFFIX = "_tokens"
+# Permutation steps a Shapley plan may lay out (samples x (groups + 1) x groups booleans) before the
+# distinct coalitions among them are counted against MAAS_EXPLAIN_MAX_EVALS.
+MAX_PLAN_CELLS = 1 << 24
+# Elements one run's perturbed rows may hold: a large row (an image) gets fewer rows per run.
+MAX_RUN_ELEMENTS = 1 << 24
 # Labels listed in an error about an unknown target; a model with more gets the first ones and a count.
 MAX_LISTED_LABELS = 20
 
@@ -139,20 +143,18 @@ def _explain_tensors(
         name: _baseline(parameters.baseline, name, inputs[name], context.model.manifest)
         for name in row_shapes
     }
-    plan, settings = _tensor_plan(parameters, row_shapes)
-    _check_budget(context, rows * plan.evaluations_per_row, _cost(rows, plan.evaluations_per_row, settings))
+    plan, settings = _tensor_plan(context, parameters, row_shapes)
+    per_row = plan.evaluations_per_row
     perturbed = [
         _Perturbed(name, flat[name], baselines[name], row_shapes[name], spec.shape[0])
         for name, spec in zip(row_shapes, specs, strict=True)
     ]
-    masks = plan.masks
-    per_row = len(masks)
     scores, runs = _evaluate(
         context,
         perturbed,
         {},
         row_of_job=np.repeat(np.arange(rows), per_row),
-        masks_of_jobs=lambda jobs: masks[jobs % per_row],
+        masks_of_jobs=lambda jobs: plan.masks(jobs % per_row),
     )
     attributions = plan.attributions(scores.reshape(rows, per_row))
     tensors: list[Tensor] = []
@@ -171,8 +173,10 @@ def _explain_tensors(
 
 
 def _tensor_plan(
-    parameters: ExplainParameters, row_shapes: dict[str, tuple[int, ...]]
+    context: _Context, parameters: ExplainParameters, row_shapes: dict[str, tuple[int, ...]]
 ) -> tuple[Plan, dict[str, Any]]:
+    """The method's plan, once its evaluations are known to fit MAAS_EXPLAIN_MAX_EVALS."""
+    rows = len(context.targets)
     method = parameters.method
     if method == "occlusion":
         if parameters.feature_mask is not None:
@@ -187,20 +191,24 @@ def _tensor_plan(
             )
         (row_shape,) = row_shapes.values()
         window, stride = _window(parameters, row_shape)
-        plan = occlusion_plan(row_shape, window, stride)
-        return plan, {
+        windows = occlusion_windows(row_shape, window, stride)
+        _check_budget(context, rows * (windows + 1), f"{rows:,} rows x ({windows:,} windows + 1 unperturbed)")
+        return OcclusionPlan(row_shape, window, stride), {
             "method": method,
-            "window": list(window),
-            "stride": list(stride),
-            "windows": window_count(row_shape, window, stride),
+            "window": window,
+            "stride": stride,
+            "windows": windows,
         }
     for name in ("window", "stride"):
         if getattr(parameters, name) is not None:
             raise InvalidInput(f"parameters.{name}: used by occlusion only, got it with method '{method}'")
     element_group = _feature_groups(parameters.feature_mask, row_shapes)
-    groups = group_ids(element_group)
+    groups = group_count(element_group)
     if method == "ablation":
-        return ablation_plan(element_group), {"method": method, "feature_groups": groups}
+        _check_budget(
+            context, rows * (groups + 1), f"{rows:,} rows x ({groups:,} feature groups + 1 unperturbed)"
+        )
+        return AblationPlan(element_group), {"method": method, "feature_groups": groups}
     if parameters.exact:
         if groups > MAX_EXACT_GROUPS:
             raise InvalidInput(
@@ -209,20 +217,26 @@ def _tensor_plan(
                 "feature_mask, or sample with n_samples"
             )
         permutations = all_permutations(groups)
-        return shapley_plan(element_group, permutations), {
-            "method": method,
-            "exact": True,
-            "permutations": len(permutations),
-            "feature_groups": groups,
-        }
-    permutations = sampled_permutations(groups, parameters.n_samples, parameters.seed)
-    return shapley_plan(element_group, permutations), {
-        "method": method,
-        "exact": False,
-        "n_samples": parameters.n_samples,
-        "seed": parameters.seed,
-        "feature_groups": groups,
-    }
+        settings: dict[str, Any] = {"method": method, "exact": True, "permutations": len(permutations)}
+    else:
+        samples = parameters.n_samples
+        most = MAX_PLAN_CELLS // max((groups + 1) * groups, 1)
+        if samples > most:
+            raise InvalidInput(
+                f"parameters.n_samples: expected at most {most:,} permutations of {groups:,} feature groups, "
+                f"got {samples:,}"
+            )
+        permutations = sampled_permutations(groups, samples, parameters.seed)
+        settings = {"method": method, "exact": False, "n_samples": samples, "seed": parameters.seed}
+    plan = ShapleyPlan(element_group, permutations)
+    per_row = plan.evaluations_per_row
+    _check_budget(
+        context,
+        rows * per_row,
+        f"{rows:,} rows x {per_row:,}: the distinct coalitions of {len(permutations):,} permutations of "
+        f"{groups:,} feature groups",
+    )
+    return plan, {**settings, "feature_groups": groups}
 
 
 def _window(parameters: ExplainParameters, row_shape: tuple[int, ...]) -> tuple[list[int], list[int]]:
@@ -418,11 +432,16 @@ def _explain_text(
     ids_name = tokenizer.preprocessing.input_ids
     ids = encoded.feeds[ids_name]
     rows, width = ids.shape
-    per_text = [token_masks(content, width) for content in encoded.content]
-    counts = [len(masks) for masks in per_text]
-    total = sum(counts)
-    _check_budget(context, total, f"{rows} texts, their {total - rows} tokens + 1 unperturbed run each")
-    masks = np.concatenate(per_text) if per_text else np.zeros((0, width), dtype=bool)
+    # Each text's jobs: the unperturbed ids (position -1), then one job per token of its own.
+    position_of_job = (
+        np.concatenate([np.array([-1, *content], dtype=np.int64) for content in encoded.content])
+        if rows
+        else np.zeros(0, dtype=np.int64)
+    )
+    counts = [len(content) + 1 for content in encoded.content]
+    total = len(position_of_job)
+    _check_budget(context, total, f"{rows:,} texts: their {total - rows:,} tokens + 1 unperturbed run each")
+    columns = np.arange(width)
     graph_specs = {spec.name: spec for spec in context.model.manifest.signature.inputs}
     perturbed = [
         _Perturbed(
@@ -439,7 +458,7 @@ def _explain_text(
         perturbed,
         fixed,
         row_of_job=np.repeat(np.arange(rows), counts),
-        masks_of_jobs=lambda jobs: masks[jobs],
+        masks_of_jobs=lambda jobs: columns[None, :] == position_of_job[jobs][:, None],
     )
     longest = max((len(content) for content in encoded.content), default=0)
     tokens = np.full((rows, longest), "", dtype=object)
@@ -505,7 +524,12 @@ def _evaluate(
     model = context.model
     total = len(row_of_job)
     graph_batch = perturbed[0].graph_batch
-    chunk = graph_batch if graph_batch > 0 else context.limits.batch_rows
+    row_elements = max(sum(item.values.shape[1] for item in perturbed), 1)
+    chunk = (
+        graph_batch
+        if graph_batch > 0
+        else min(context.limits.batch_rows, max(1, MAX_RUN_ELEMENTS // row_elements))
+    )
     scores = np.empty(total, dtype=np.float64)
     runs = 0
     for start in range(0, total, chunk):
@@ -542,24 +566,8 @@ def _check_budget(context: _Context, needed: int, breakdown: str) -> None:
         raise InvalidInput(
             f"parameters: this explanation needs {needed:,} model evaluations ({breakdown}), expected at "
             f"most {limit:,} ({ENV_EXPLAIN_MAX_EVALS}), {needed - limit:,} over; send fewer rows, group "
-            "features with feature_mask, lower n_samples or use a larger window stride"
+            "features with feature_mask, lower n_samples or use a larger window or stride"
         )
-
-
-def _cost(rows: int, per_row: int, settings: dict[str, Any]) -> str:
-    method = settings["method"]
-    if method == "occlusion":
-        detail = f"{settings['windows']:,} windows + 1 unperturbed"
-    elif method == "ablation":
-        detail = f"{settings['feature_groups']:,} feature groups + 1 unperturbed"
-    elif settings.get("exact"):
-        detail = f"the distinct coalitions of {settings['feature_groups']} feature groups"
-    else:
-        detail = (
-            f"the distinct coalitions of {settings['n_samples']:,} permutations of "
-            f"{settings['feature_groups']:,} feature groups"
-        )
-    return f"{rows:,} rows x {per_row:,}: {detail}"
 
 
 # ---- outputs and targets
