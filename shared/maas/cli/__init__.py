@@ -1,4 +1,4 @@
-"""The `maas` command: train and publish recipes, inspect the registry, run the local stack.
+"""The `maas` command: train and publish recipes, inspect the registry, explain answers, run the local stack.
 
 Each command imports what it needs (torch, boto3, pydantic, the local stack), so `maas --help` stays
 instant and `maas models` never loads torch.
@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from maas.cli.common import default_user
+from maas.cli.explain import add_explain_command
 from maas.cli.jobs import add_jobs_commands
 from maas.cli.models import add_models_commands, add_registry_commands
 from maas.cli.training import add_training_commands
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_commands(commands, output, author)
     add_registry_commands(commands, output)
     add_jobs_commands(commands, output)
+    add_explain_command(commands, output)
 
     serve = commands.add_parser("serve", help="run the local API Gateway emulator over an embedded S3/SQS")
     serve.add_argument("--host", default="127.0.0.1")
