@@ -43,6 +43,7 @@ def test_train_without_publishing_writes_files_and_draft(
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "card.md",
         "draft.json",
+        "feature_importance.png",
         "loss.png",
         "metric.png",
         "model.onnx",

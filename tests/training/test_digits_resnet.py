@@ -11,7 +11,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from maas.errors import InvalidInput
-from maas.registry import ModelRegistry
+from maas.registry import Manifest, ModelRegistry
 from maas.training import publish_trained, train_recipe
 from maas.training.digits_resnet import (
     DIGITS_RESNET,
@@ -157,4 +157,32 @@ def test_default_config_reaches_97_percent_through_onnxruntime_and_the_manifest_
     confusion = manifest.evaluation["confusion_matrix"]
     assert len(confusion) == 10 and sum(map(sum, confusion)) == manifest.params["n_test"]
     assert manifest.preprocessing is not None and manifest.preprocessing.normalization[0].input == "input"
-    assert {"card.md", "loss.png", "metric.png", "confusion_matrix.png"} <= set(manifest.report_files)
+    assert {"card.md", "loss.png", "metric.png", "confusion_matrix.png", "feature_importance.png"} <= set(
+        manifest.report_files
+    )
+    _assert_importance_covers_every_pixel_and_means_are_the_average_digit(manifest, registry)
+
+
+def _assert_importance_covers_every_pixel_and_means_are_the_average_digit(
+    manifest: Manifest, registry: ModelRegistry
+) -> None:
+    """Checked on the default model above rather than in a test of its own, which would train it again."""
+    importance = manifest.feature_importance
+    splits = make_dataset(DigitsResnetConfig())
+    assert importance is not None
+
+    assert (importance.metric, importance.goal) == ("accuracy", "maximize")
+    assert importance.baseline_value == manifest.metrics["accuracy"]
+    names = [item.feature for item in importance.features]
+    assert sorted(names) == sorted(f"input[0,{row},{column}]" for row in range(8) for column in range(8))
+    # A pixel that is the same in every test image cannot be shuffled into anything else.
+    constant = np.all(splits.x_test == splits.x_test[:1], axis=0).reshape(-1)
+    assert constant.any()  # the corners are blank in every image
+    found = {item.feature: item for item in importance.features}
+    for index in np.flatnonzero(constant):
+        assert found[f"input[0,{index // 8},{index % 8}]"].importance == 0.0
+    # The digit strokes matter: the top pixel costs at least two test images when shuffled.
+    assert importance.features[0].importance >= 2 / 270
+    assert manifest.input_means[INPUT_NAME] == pytest.approx(splits.x_train.mean(axis=0).reshape(-1).tolist())
+    png = registry.read_artifact(manifest, manifest.artifact("feature_importance.png"))
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")

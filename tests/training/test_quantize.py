@@ -55,6 +55,21 @@ def test_int8_version_is_published_after_fp32_and_names_its_base(
     assert len(int8_seed.files["model.onnx"]) < len(seed_model.files["model.onnx"])
 
 
+def test_int8_importance_is_measured_on_the_int8_graph_and_the_training_means_carry_over(
+    seed_model: TrainedModel, int8_seed: TrainedModel
+) -> None:
+    fp32, int8 = seed_model.draft, int8_seed.draft
+    assert fp32.feature_importance is not None and int8.feature_importance is not None
+
+    assert int8.feature_importance.baseline_value == int8.metrics["mse"] != fp32.metrics["mse"]
+    assert int8.feature_importance != fp32.feature_importance
+    assert {item.feature for item in int8.feature_importance.features} == {
+        item.feature for item in fp32.feature_importance.features
+    }
+    assert int8.input_means == fp32.input_means and len(int8.input_means["input"]) == 10
+    assert "feature_importance.png" in int8_seed.files
+
+
 @pytest.mark.parametrize(
     ("fp32", "int8", "goal", "allowed"),
     [

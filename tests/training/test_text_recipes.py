@@ -86,6 +86,8 @@ def test_text_bert_exports_text_in_logits_out_with_its_tokenizer(tiny_text_bert:
     assert set(draft.evaluation["per_class"]) == {"negative", "positive"}
     assert np.asarray(draft.evaluation["confusion_matrix"]).sum() == draft.params["n_test"]
     assert {"card.md", "loss.png", "metric.png", "confusion_matrix.png"} <= set(tiny_text_bert.files)
+    # Token ids are not shuffled one position at a time: a tokenized model has no feature importance.
+    assert draft.feature_importance is None and "feature_importance.png" not in tiny_text_bert.files
 
 
 def test_text_bert_served_from_text_matches_torch_on_the_same_tokens(

@@ -29,7 +29,13 @@ def test_parity_passes_and_records_the_measured_difference(seed_model: TrainedMo
 
 
 def test_exported_model_passes_the_onnx_checker(seed_model: TrainedModel) -> None:
-    assert set(seed_model.files) == {"model.onnx", "card.md", "loss.png", "metric.png"}
+    assert set(seed_model.files) == {
+        "model.onnx",
+        "card.md",
+        "loss.png",
+        "metric.png",
+        "feature_importance.png",
+    }
 
     onnx.checker.check_model(onnx.load_from_string(seed_model.files["model.onnx"]))
     check_onnx(seed_model.files)

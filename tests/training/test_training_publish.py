@@ -58,8 +58,9 @@ def test_published_manifest_round_trips(seed_model: TrainedModel, registry: Mode
     [spec_in], [spec_out] = manifest.signature.inputs, manifest.signature.outputs
     assert (spec_in.name, spec_in.datatype, spec_in.shape) == ("input", "FP32", [-1, 10])
     assert (spec_out.name, spec_out.datatype, spec_out.shape) == ("output", "FP32", [-1, 10])
-    assert [a.path for a in manifest.artifacts] == ["model.onnx", "card.md", "loss.png", "metric.png"]
-    assert manifest.report_files == ["card.md", "loss.png", "metric.png"]
+    report_files = ["card.md", "feature_importance.png", "loss.png", "metric.png"]
+    assert [a.path for a in manifest.artifacts] == ["model.onnx", *report_files]
+    assert manifest.report_files == report_files
     for artifact in manifest.artifacts:
         data = seed_model.files[artifact.path]
         assert artifact.sha256 == hashlib.sha256(data).hexdigest()

@@ -21,7 +21,7 @@ from maas.registry import Normalization, Preprocessing
 from maas.training.export import INPUT_NAME, GraphSpec
 from maas.training.lineage import dataset_hash
 from maas.training.loop import Objective, Split, train_loop
-from maas.training.recipe import FitResult, Recipe, TrainingConfig, check_field
+from maas.training.recipe import FitResult, Recipe, TrainingConfig, check_field, row_means
 
 RECIPE_NAME = "digits-resnet"
 N_CLASSES = 10
@@ -238,6 +238,8 @@ def fit_digits_resnet(config: DigitsResnetConfig) -> FitResult:
             ),
             normalization=[Normalization(input=INPUT_NAME, mean=[mean], std=[std])],
         ),
+        # Per pixel, unlike the global normalization: a baseline image is the average digit.
+        input_means={INPUT_NAME: row_means(splits.x_train)},
     )
 
 

@@ -27,6 +27,7 @@ from maas.training.export import (
     torch_outputs,
 )
 from maas.training.history import SearchSummary
+from maas.training.importance import measure_feature_importance
 from maas.training.lineage import build_lineage
 from maas.training.metrics import degradation, evaluate
 from maas.training.minilm_embed import MINILM_EMBED
@@ -99,7 +100,8 @@ def export_trained(
 ) -> TrainedModel:
     """Export, check and evaluate a fitted module through onnxruntime, and write its model card.
 
-    The test metrics come from the exported graph, so they describe what will actually be served."""
+    The test metrics and the permutation feature importance come from the exported graph, so they
+    describe what will actually be served."""
     example = {name: array[:EXAMPLE_BATCH] for name, array in fitted.test_inputs.items()}
     graph_files = export_onnx(fitted.module, example, fitted.graph, external_data=config.external_data)
     check_onnx(graph_files)
@@ -134,6 +136,14 @@ def export_trained(
         parity=parity,
         labels=fitted.labels,
         preprocessing=fitted.preprocessing,
+        input_means=fitted.input_means,
+        feature_importance=measure_feature_importance(
+            session,
+            fitted,
+            task=chosen.task,
+            metric=chosen.primary_metric,
+            goal=chosen.primary_metric_goal,
+        ),
     )
     files = {**graph_files, **fitted.extra_files}
     files.update(render_report(report_for(chosen.name, draft, fitted, search)))
@@ -170,6 +180,7 @@ def report_for(
         parity=draft.parity,
         lineage=draft.lineage,
         limitations=fitted.limitations,
+        feature_importance=draft.feature_importance,
     )
 
 

@@ -107,11 +107,19 @@ class FitResult:
     preprocessing: Preprocessing | None = None
     # Files published beside the graph, e.g. {"tokenizer.json": ...}.
     extra_files: dict[str, bytes] = field(default_factory=dict)
+    # Per graph input, the training split's mean of each element of one row (see `row_means`): what an
+    # explanation's "mean" baseline replaces a feature with. Empty where the recipe records none.
+    input_means: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def validation_score(self) -> float:
         """The best validation metric: what a hyperparameter search compares (never the test set)."""
         return self.history.best_val_metric if self.history is not None else float("nan")
+
+
+def row_means(rows: np.ndarray) -> list[float]:
+    """The mean of each element of one row over all rows (axis 0), flattened in C order, in float64."""
+    return [float(value) for value in rows.astype(np.float64).mean(axis=0).reshape(-1)]
 
 
 @dataclass(frozen=True)

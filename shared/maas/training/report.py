@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from maas.registry import Lineage, Parity, Preprocessing, Quantization
+from maas.registry import GlobalImportance, Lineage, Parity, Preprocessing, Quantization
 from maas.signature import Signature
 from maas.training.history import History, SearchSummary
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CARD_FILE",
     "CONFUSION_PLOT",
+    "IMPORTANCE_PLOT",
     "LOSS_PLOT",
     "METRIC_PLOT",
     "ModelReport",
@@ -35,6 +36,7 @@ CARD_FILE = "card.md"
 LOSS_PLOT = "loss.png"
 METRIC_PLOT = "metric.png"
 CONFUSION_PLOT = "confusion_matrix.png"
+IMPORTANCE_PLOT = "feature_importance.png"
 
 # Recipes record their split sizes among the params under these names.
 SPLIT_PARAMS = (("train", "n_train"), ("validation", "n_val"), ("test", "n_test"))
@@ -50,6 +52,8 @@ MAX_ANNOTATED_CLASSES = 30
 SLANT_TICK_CHARS = 24
 # A loss that falls by more than this factor is unreadable on a linear axis.
 LOG_SCALE_RATIO = 50.0
+# Features in the card's importance table and plot: the rest of a 64-pixel image is a long tail of zeros.
+TOP_FEATURES = 15
 MISSING = "—"
 FACT_HEADER = ("Property", "Value")
 
@@ -79,6 +83,8 @@ class ModelReport:
     parity: Parity | None
     lineage: Lineage
     limitations: str = ""
+    # Permutation importance on the test set, most important first; None where it was not measured.
+    feature_importance: GlobalImportance | None = None
 
 
 def render_report(report: ModelReport) -> dict[str, bytes]:
@@ -94,6 +100,9 @@ def render_report(report: ModelReport) -> dict[str, bytes]:
         plots[METRIC_PLOT] = _metric_png(history)
     if confusion is not None:
         plots[CONFUSION_PLOT] = _confusion_png(*confusion)
+    importance = report.feature_importance
+    if importance is not None and importance.features:
+        plots[IMPORTANCE_PLOT] = _importance_png(importance)
     card = _card(report, confusion, list(plots))
     return {CARD_FILE: card.encode("utf-8"), **plots}
 
@@ -109,6 +118,7 @@ def _card(report: ModelReport, confusion: tuple[list[str], list[list[int]]] | No
         _inputs_outputs(report),
         _training(report),
         _evaluation(report, confusion),
+        _feature_importance(report.feature_importance),
         _search(report.search),
         _quantization(report),
         _parity(report.parity),
@@ -271,6 +281,25 @@ def _confusion_table(labels: list[str], matrix: list[list[int]]) -> str:
         for i, (label, row) in enumerate(zip(labels, matrix, strict=True))
     ]
     return _table(["true \\ predicted", *columns], rows)
+
+
+def _feature_importance(importance: GlobalImportance | None) -> str:
+    if importance is None or not importance.features:
+        return ""
+    shown = importance.features[:TOP_FEATURES]
+    explanation = (
+        f"Permutation importance on the held-out test set ({importance.samples} samples), through "
+        f"onnxruntime: each feature is shuffled across the test rows {importance.repeats} times "
+        f"(seed {importance.seed}) and the model scored again. The importance is how much "
+        f"{importance.metric} ({_goal_phrase(importance.goal)}; {_number(importance.baseline_value)} "
+        "unshuffled) worsens, as the mean ± standard deviation over the shuffles: well above 0, the model "
+        "relies on the feature; near 0, it does not use it, or another feature carries the same "
+        "information."
+    )
+    count = len(importance.features)
+    scope = f"All {count} features." if len(shown) == count else f"The top {len(shown)} of {count} features."
+    rows = [[_code(item.feature), f"{_number(item.importance)} ± {_number(item.std)}"] for item in shown]
+    return "\n\n".join(["## Feature importance", explanation, scope, _table(["Feature", "Importance"], rows)])
 
 
 def _search(search: SearchSummary | None) -> str:
@@ -515,6 +544,32 @@ def _metric_png(history: History) -> bytes:
     axes.set_title(f"Validation {history.metric_name} ({_goal_phrase(history.metric_goal)})")
     axes.grid(alpha=0.3)
     axes.legend()
+    return _png(figure)
+
+
+def _importance_png(importance: GlobalImportance) -> bytes:
+    shown = importance.features[:TOP_FEATURES]
+    figure = _new_figure((PLOT_SIZE_IN[0], max(2.5, 0.28 * len(shown) + 1.3)))
+    axes = figure.add_subplot()
+    positions = range(len(shown))
+    axes.barh(
+        positions,
+        [item.importance for item in shown],
+        xerr=[item.std for item in shown],
+        color="tab:blue",
+        ecolor="black",
+        capsize=2,
+    )
+    axes.set_yticks(positions, [item.feature for item in shown])
+    # Most important at the top, as the card's table reads.
+    axes.invert_yaxis()
+    axes.axvline(0.0, color="grey", linewidth=0.8)
+    worse = "increase" if importance.goal == "minimize" else "decrease"
+    axes.set_xlabel(f"{worse} in test {importance.metric} when shuffled (± std)")
+    count = len(importance.features)
+    scope = f"top {len(shown)} of {count}" if len(shown) < count else "test set"
+    axes.set_title(f"Permutation importance ({scope})")
+    axes.grid(axis="x", alpha=0.3)
     return _png(figure)
 
 

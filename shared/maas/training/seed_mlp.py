@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from maas.training.export import INPUT_NAME, GraphSpec
 from maas.training.lineage import dataset_hash
 from maas.training.loop import Objective, Split, train_loop
-from maas.training.recipe import FitResult, Recipe, TrainingConfig, check_field
+from maas.training.recipe import FitResult, Recipe, TrainingConfig, check_field, row_means
 
 RECIPE_NAME = "seed-mlp"
 N_FEATURES = 10
@@ -154,6 +154,7 @@ def fit_seed_mlp(config: SeedMlpConfig) -> FitResult:
             f"validation ({config.val_fraction:g}) and test ({config.test_fraction:g})."
         ),
         limitations="Learns one synthetic linear map; it says nothing about any real data.",
+        input_means={INPUT_NAME: row_means(splits.x_train)},
     )
 
 
