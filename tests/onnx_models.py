@@ -188,6 +188,17 @@ def bag_of_words_model(weights: npt.NDArray[np.float32]) -> tuple[ModelFiles, Ma
     return {**files, TOKENIZER_FILE: wordpiece_tokenizer_json()}, draft
 
 
+def batch_sum_model() -> tuple[ModelFiles, ManifestDraft]:
+    """FP32 `input` [-1, 10] -> `total` [1, 1], the sum over the whole batch: no output row per input row."""
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["input"], ["total"], name="sum", keepdims=1)],
+        "batch_sum",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [BATCH, 10])],
+        [helper.make_tensor_value_info("total", TensorProto.FLOAT, [1, 1])],
+    )
+    return _packaged(graph, task="regression", description="The sum of every element of the batch.")
+
+
 def slow_chain_model(width: int = SLOW_WIDTH, layers: int = SLOW_LAYERS) -> tuple[ModelFiles, ManifestDraft]:
     """FP32 `x` [-1, width] -> Expand to [width, width] -> `layers` MatMuls by one shared weight -> ReduceSum
     -> `y` [1, 1], for time budget tests.

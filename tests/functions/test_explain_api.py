@@ -19,7 +19,7 @@ import pytest
 
 from maas.registry import Manifest, ModelRegistry
 from tests.conftest import TEST_BUCKET, load_event, load_function_module
-from tests.onnx_models import TOKENIZER_FILE, WORDPIECE_VOCAB, bag_of_words_model
+from tests.onnx_models import TOKENIZER_FILE, WORDPIECE_VOCAB, bag_of_words_model, batch_sum_model
 from tests.security.rows import Rows
 
 if TYPE_CHECKING:
@@ -150,10 +150,14 @@ def test_every_bad_parameter_is_a_400_that_names_it(infer_function: ModuleType) 
         ({"target": 0, "baseline": "pad"}, ["parameters.baseline", "'zeros', 'mean'"]),
         ({"target": 0, "output": "logits"}, ["parameters.output", "['output']"]),
         ({"target": 0, "methd": "shapley"}, ["parameters.methd: unknown field"]),
+        ({"target": 0, "method": "shapley", "n_samples": 20_000}, ["parameters.n_samples", "10000"]),
+        ({"target": 0, "method": "occlusion", "window": 2, "stride": 3}, ["parameters.stride", "window [2]"]),
+        ({"target": 0, "baseline": [None] * 10}, ["parameters.baseline", "finite numbers"]),
         (
-            {"target": 0, "method": "shapley", "n_samples": 20_000_000},
-            ["parameters.n_samples: expected at most 152,520 permutations of 10 feature groups"],
+            {"target": 0, "baseline": {"input": 0, "other": 1}},
+            ["parameters.baseline", "unknown input(s) ['other']"],
         ),
+        ({"target": 0, "feature_mask": []}, ["parameters.feature_mask", "one row [10]", "got [0]"]),
     ]
     rows = Rows()
     for parameters, expected in cases:
@@ -163,6 +167,41 @@ def test_every_bad_parameter_is_a_400_that_names_it(infer_function: ModuleType) 
             for part in expected:
                 assert part in answer["error"], answer["error"]
     rows.assert_all_passed()
+
+
+def test_named_baselines_per_input_and_occlusion_windows_cropped_at_the_edge_as_in_captum(
+    infer_function: ModuleType, seed_model: TrainedModel
+) -> None:
+    from captum.attr import Occlusion
+
+    document = v2_request(method="occlusion", window=3, stride=2, target=4, baseline={"input": "zeros"})
+    status, answer = invoke(infer_function, http_event(EXPLAIN_PATH, document))
+
+    assert status == 200, answer
+    # 10 features, window 3, stride 2: Captum places 5 windows, the last one cropped to features 8-9.
+    assert answer["parameters"]["explanation"]["windows"] == 5
+    torch = pytest.importorskip("torch")
+    expected = Occlusion(seed_model.module).attribute(
+        torch.from_numpy(ROWS), sliding_window_shapes=(3,), strides=(2,), target=4, baselines=0.0
+    )
+    np.testing.assert_allclose(tensors(answer)["input_attribution"], expected.detach().numpy(), atol=1e-5)
+
+
+def test_an_empty_batch_and_an_output_without_a_row_per_input_are_400s(
+    infer_function: ModuleType, registry: ModelRegistry
+) -> None:
+    status, answer = invoke(
+        infer_function, http_event(EXPLAIN_PATH, v2_request(np.zeros((0, 10), np.float32)))
+    )
+    assert status == 400 and "inputs: expected at least one row to explain" in answer["error"]
+
+    files, draft = batch_sum_model()
+    registry.publish("batch-sum", files, draft)
+    status, answer = invoke(
+        infer_function, http_event("/v2/models/batch-sum/explain", v2_request(ROWS[:1], target=0))
+    )
+    assert status == 400, answer
+    assert "parameters.output: 'total' answered [1, 1] for 11 rows" in answer["error"]
 
 
 def test_the_evaluation_bound_is_a_setting_and_the_refusal_says_by_how_much(

@@ -83,37 +83,37 @@ class ShapleyPlan(Plan):
         evaluation_of_distinct[order] = np.arange(len(order))
         evaluation_of_candidate = evaluation_of_distinct[inverse.reshape(-1)]
         self.coalitions: BoolArray = candidates[first[order]]
-        # [P, G + 1]: the evaluation of permutation p's coalition after k steps (k = 0: all baseline).
-        self.coalition_evaluation = evaluation_of_candidate[1:].reshape(count, groups + 1)
         self.evaluations_per_row = len(self.coalitions)
+        # [P, G + 1]: the evaluation of permutation p's coalition after k steps (k = 0: all baseline).
+        steps = evaluation_of_candidate[1:].reshape(count, groups + 1)
+        # Each step credits the group that joins with (score after) - (score before). Summed over every
+        # permutation that is one fixed [U, G] weight matrix, so attributions are scores @ weights / P,
+        # whatever the number of rows or permutations.
+        weights = np.zeros((self.evaluations_per_row, groups))
+        np.add.at(weights, (steps[:, 1:], permutations), 1.0)
+        np.add.at(weights, (steps[:, :-1], permutations), -1.0)
+        self.weights: FloatArray = weights / count
 
     def masks(self, evaluations: IntArray) -> BoolArray:
         masks: BoolArray = ~self.coalitions[evaluations][:, self.element_group]
         return masks
 
     def attributions(self, scores: FloatArray) -> FloatArray:
-        rows, groups = len(scores), self.permutations.shape[1]
-        along = scores[:, self.coalition_evaluation]  # [N, P, G + 1]
-        # The marginal contribution of the k-th group to join, in each permutation.
-        gained = along[:, :, 1:] - along[:, :, :-1]
-        per_group = np.zeros((groups, rows))
-        for step in range(groups):
-            np.add.at(per_group, self.permutations[:, step], gained[:, :, step].T)
-        per_group /= len(self.permutations)
-        attributions: FloatArray = per_group.T[:, self.element_group]
-        return attributions
+        per_group: FloatArray = scores @ self.weights
+        return per_group[:, self.element_group]
 
 
 class OcclusionPlan(Plan):
-    """Captum's Occlusion: slide a window over the row with the given strides (positions start at 0 and
-    step while the window fits); each element gets the mean score lost over the windows covering it."""
+    """Captum's Occlusion: a window starts at every multiple of the stride until one reaches the row's end
+    (that last one cropped at the edge); each element gets the mean score lost over the windows covering
+    it."""
 
     def __init__(self, row_shape: Sequence[int], window: Sequence[int], stride: Sequence[int]) -> None:
         self.row_shape = tuple(row_shape)
         self.window = tuple(window)
         starts = [
-            range(0, size - span + 1, step)
-            for size, span, step in zip(row_shape, window, stride, strict=True)
+            range(0, step * positions, step)
+            for positions, step in zip(window_positions(row_shape, window, stride), stride, strict=True)
         ]
         self.corners = np.array(list(itertools.product(*starts)), dtype=np.int64).reshape(-1, len(row_shape))
         self.evaluations_per_row = len(self.corners) + 1
@@ -138,7 +138,7 @@ class OcclusionPlan(Plan):
             region = self._region(window)
             total[(slice(None), *region)] += lost[:, window].reshape(rows, *([1] * len(self.row_shape)))
             covered[region] += 1
-        # An element no window covers (the stride skipped it) was never perturbed: 0, not 0/0.
+        # Every element is covered when the stride is at most the window, which the explainer requires.
         np.divide(total, covered, out=total, where=covered > 0)
         flat: FloatArray = total.reshape(rows, -1)
         return flat
@@ -164,7 +164,10 @@ def shapley_evaluations_bound(groups: int, samples: int) -> int:
     return walked if groups >= 63 else min(walked, 2**groups)
 
 
+def window_positions(row_shape: Sequence[int], window: Sequence[int], stride: Sequence[int]) -> list[int]:
+    """Window positions along each dimension, as Captum counts them: ceil((size - window) / stride) + 1."""
+    return [-(-(size - span) // step) + 1 for size, span, step in zip(row_shape, window, stride, strict=True)]
+
+
 def occlusion_windows(row_shape: Sequence[int], window: Sequence[int], stride: Sequence[int]) -> int:
-    return math.prod(
-        (size - span) // step + 1 for size, span, step in zip(row_shape, window, stride, strict=True)
-    )
+    return math.prod(window_positions(row_shape, window, stride))

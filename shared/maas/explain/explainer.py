@@ -31,6 +31,7 @@ from maas.explain.attribution import (
     group_count,
     occlusion_windows,
     sampled_permutations,
+    shapley_evaluations_bound,
 )
 from maas.explain.parameters import ExplainParameters
 from maas.infer_types import InferenceRequest, InferenceResponse, Tensor
@@ -45,6 +46,9 @@ TOKENS_SUFFIX = "_tokens"
 # Permutation steps a Shapley plan may lay out (samples x (groups + 1) x groups booleans) before the
 # distinct coalitions among them are counted against MAAS_EXPLAIN_MAX_EVALS.
 MAX_PLAN_CELLS = 1 << 24
+# A Shapley plan is laid out (then its distinct coalitions counted exactly) only when the upper bound of
+# its evaluations is within this multiple of MAAS_EXPLAIN_MAX_EVALS; past it, the bound alone refuses it.
+PLANNING_SLACK = 4
 # Elements one run's perturbed rows may hold: a large row (an image) gets fewer rows per run.
 MAX_RUN_ELEMENTS = 1 << 24
 # Labels listed in an error about an unknown target; a model with more gets the first ones and a count.
@@ -78,7 +82,7 @@ def explain_loaded(
     names = list(dict.fromkeys([*requested, explained.name]))
     arrays = dict(zip(names, model.run(inputs, names, deadline=deadline), strict=True))
     predicted = arrays[explained.name]
-    rows = predicted.shape[0] if predicted.ndim else 1
+    rows = _row_count(request.inputs[0].array, predicted, explained.name)
     targets = _targets(parameters.target, predicted.reshape(rows, -1), model.manifest, explained.name)
     context = _Context(model, explained.name, targets, limits, deadline)
     if model.tokenizer is not None:
@@ -139,6 +143,13 @@ def _explain_tensors(
                 f"got {inputs[spec.name].shape[0]}"
             )
     flat = {name: inputs[name].reshape(rows, -1) for name in row_shapes}
+    if isinstance(parameters.baseline, dict):
+        unknown = sorted(set(parameters.baseline) - set(row_shapes))
+        if unknown:
+            raise InvalidInput(
+                f"parameters.baseline: expected values for inputs among {list(row_shapes)}, got unknown "
+                f"input(s) {[key[:64] for key in unknown[:5]]}"
+            )
     baselines = {
         name: _baseline(parameters.baseline, name, inputs[name], context.model.manifest)
         for name in row_shapes
@@ -161,9 +172,11 @@ def _explain_tensors(
     offset = 0
     for name, shape in row_shapes.items():
         width = math.prod(shape)
-        part = attributions[:, offset : offset + width].reshape(rows, *shape).astype(np.float32)
+        # Attributions are FP32 like most models' inputs; an FP64 input keeps its precision.
+        datatype = "FP64" if inputs[name].dtype == np.float64 else "FP32"
+        part = attributions[:, offset : offset + width].reshape(rows, *shape).astype(BY_V2[datatype].numpy)
         offset += width
-        tensors.append(Tensor(name + ATTRIBUTION_SUFFIX, "FP32", part))
+        tensors.append(Tensor(name + ATTRIBUTION_SUFFIX, datatype, part))
     settings.update(
         baseline=_describe_baseline(parameters.baseline),
         evaluations=rows * per_row,
@@ -220,6 +233,15 @@ def _tensor_plan(
         settings: dict[str, Any] = {"method": method, "exact": True, "permutations": len(permutations)}
     else:
         samples = parameters.n_samples
+        bound = shapley_evaluations_bound(groups, samples)
+        if rows * bound > PLANNING_SLACK * context.limits.max_evaluations:
+            # Far over: refused from the count's upper bound, before any permutation is laid out.
+            _check_budget(
+                context,
+                rows * bound,
+                f"{rows:,} rows x up to {bound:,}: the coalitions of {samples:,} permutations of "
+                f"{groups:,} feature groups",
+            )
         most = MAX_PLAN_CELLS // max((groups + 1) * groups, 1)
         if samples > most:
             raise InvalidInput(
@@ -263,6 +285,11 @@ def _window(parameters: ExplainParameters, row_shape: tuple[int, ...]) -> tuple[
             )
         if step < 1:
             raise InvalidInput(f"parameters.stride: expected positive steps, got {stride}")
+        # Captum's rule: a step longer than the window would skip elements that no window ever covers.
+        if step > span and span < size:
+            raise InvalidInput(
+                f"parameters.stride: expected steps no longer than the window {window}, got {stride}"
+            )
     return full_window, full_stride
 
 
@@ -327,17 +354,23 @@ def _mask_ids(given: list[Any], name: str, shape: tuple[int, ...]) -> IntArray:
         array = np.asarray(given)
     except ValueError:
         raise InvalidInput(f"{where}: expected a rectangular array of integer group ids") from None
-    if array.dtype.kind not in "iu":
-        raise InvalidInput(f"{where}: expected integer group ids, got {array.dtype.kind!r}-kind values")
     if tuple(array.shape) == (1, *shape):
         array = array[0]
     if tuple(array.shape) != shape:
         raise InvalidInput(
             f"{where}: expected the shape of one row {list(shape)} (or [1, ...]), got {list(array.shape)}"
         )
+    if array.dtype.kind not in "iu":
+        raise InvalidInput(f"{where}: expected integer group ids, got {_kind_name(array)}")
     if array.size and int(array.min()) < 0:
         raise InvalidInput(f"{where}: expected group ids >= 0, got a negative one")
     return array.reshape(-1).astype(np.int64)
+
+
+def _kind_name(array: npt.NDArray[Any]) -> str:
+    return {"b": "booleans", "f": "fractional numbers", "U": "strings", "O": "mixed values"}.get(
+        array.dtype.kind, f"{array.dtype.kind!r}-kind values"
+    )
 
 
 def _baseline(
@@ -361,14 +394,14 @@ def _baseline(
     elif baseline == "mean":
         replacement = _training_mean(manifest, name, row_shape)
     elif isinstance(baseline, str):
-        raise InvalidInput(f"{where}: expected 'zeros', 'mean', a number or an array, got '{baseline}'")
+        raise InvalidInput(f"{where}: expected 'zeros', 'mean', a number or an array, got '{baseline[:16]}'")
     else:
         try:
             given = np.asarray(baseline, dtype=np.float64)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):
             raise InvalidInput(f"{where}: expected a number or a rectangular array of numbers") from None
         if given.shape == values.shape:
-            return given.astype(values.dtype).reshape(rows, -1)
+            return _in_dtype(given, values.dtype, where).reshape(rows, -1)
         try:
             replacement = np.broadcast_to(given, row_shape)
         except ValueError:
@@ -376,8 +409,29 @@ def _baseline(
                 f"{where}: expected a number, one row's shape {list(row_shape)} or the input's "
                 f"{list(values.shape)}, got shape {list(given.shape)}"
             ) from None
-    row = np.asarray(replacement).astype(values.dtype).reshape(1, -1)
+    row = _in_dtype(np.asarray(replacement, dtype=np.float64), values.dtype, where).reshape(1, -1)
     return np.broadcast_to(row, (rows, row.shape[1]))
+
+
+def _in_dtype(given: FloatArray, dtype: np.dtype[Any], where: str) -> npt.NDArray[Any]:
+    """The baseline in the input's dtype, refusing values it cannot hold rather than wrapping them."""
+    if not np.isfinite(given).all():
+        raise InvalidInput(f"{where}: expected finite numbers, got null, NaN or infinity")
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if not (
+            np.all(given == np.round(given))
+            and given.min(initial=0) >= info.min
+            and given.max(initial=0) <= info.max
+        ):
+            raise InvalidInput(
+                f"{where}: expected whole numbers in [{info.min}, {info.max}] for a {dtype.name} input"
+            )
+    elif dtype.kind == "b" and not np.isin(given, (0, 1)).all():
+        raise InvalidInput(f"{where}: expected 0 or 1 for a boolean input")
+    elif dtype.kind == "f" and np.abs(given).max(initial=0) > np.finfo(dtype).max:
+        raise InvalidInput(f"{where}: expected numbers within the range of a {dtype.name} input")
+    return given.astype(dtype)
 
 
 def _training_mean(manifest: Manifest, name: str, row_shape: tuple[int, ...]) -> npt.NDArray[Any]:
@@ -551,6 +605,11 @@ def _evaluate(
             feeds = {name: _pad_rows(array, graph_batch) for name, array in feeds.items()}
         (output,) = model.run_graph(feeds, [context.output], deadline=context.deadline)
         runs += 1
+        if output.ndim == 0 or output.shape[0] != max(len(jobs), graph_batch):
+            raise InvalidInput(
+                f"parameters.output: '{context.output[:64]}' answered {list(output.shape)} for "
+                f"{max(len(jobs), graph_batch)} rows; explanations need one output row per input row"
+            )
         flat = output.reshape(output.shape[0], -1)[: len(jobs)].astype(np.float64)
         scores[jobs] = flat[np.arange(len(jobs)), context.targets[rows]]
     return scores, runs
@@ -571,6 +630,19 @@ def _check_budget(context: _Context, needed: int, breakdown: str) -> None:
 
 
 # ---- outputs and targets
+
+
+def _row_count(first_input: npt.NDArray[Any], predicted: npt.NDArray[Any], output: str) -> int:
+    """Rows to explain: the request's, which the explained output must answer one for one."""
+    rows = first_input.shape[0] if first_input.ndim else 0
+    if rows == 0:
+        raise InvalidInput("inputs: expected at least one row to explain, got none")
+    if predicted.ndim == 0 or predicted.shape[0] != rows:
+        raise InvalidInput(
+            f"parameters.output: '{output[:64]}' has shape {list(predicted.shape)} for {rows} rows; "
+            "explanations need an output with one row per input row"
+        )
+    return rows
 
 
 def _explained_output(model: LoadedModel, name: str | None) -> TensorSpec:

@@ -12,8 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 Method = Literal["ablation", "occlusion", "shapley"]
 NamedBaseline = Literal["zeros", "mean", "mask", "pad"]
 Number = StrictInt | StrictFloat
+Baseline = NamedBaseline | Number | list[Any] | dict[str, NamedBaseline | Number | list[Any]] | None
 # Captum's default for Shapley value sampling.
 DEFAULT_SAMPLES = 25
+# Sampling error falls as 1/sqrt(samples): 10,000 permutations is already within 1% of exact.
+MAX_SAMPLES = 10_000
 
 
 class ExplainParameters(BaseModel):
@@ -31,18 +34,21 @@ class ExplainParameters(BaseModel):
         "the predicted class for a classifier, index 0 for a one-value output; required otherwise.",
     )
     output: StrictStr | None = Field(default=None, description="The output explained; default the first.")
-    baseline: NamedBaseline | Number | list[Any] | dict[str, Number | list[Any]] | None = Field(
+    baseline: Baseline = Field(
         default=None,
-        description="What an absent feature becomes: 'zeros' (default), 'mean' (the training split's mean "
-        "from the manifest), a number, an array shaped like one row (or the whole input), or an object of "
-        "those per input. Text: 'mask' (the [MASK] token, the default when the vocabulary has one) or 'pad'.",
+        description="What an absent feature becomes: 'zeros' (default), 'mean' (the training split's "
+        "mean from the manifest), a number, an array shaped like one row (or the whole input), or an "
+        "object of those per input. Text: 'mask' (the [MASK] token, the default when the vocabulary has "
+        "one) or 'pad'.",
     )
     feature_mask: list[Any] | dict[str, list[Any]] | None = Field(
         default=None,
         description="Integer group ids shaped like one row (or [1, ...row]), per input as an object for "
         "several inputs; elements with the same id are ablated together. Default: every element alone.",
     )
-    n_samples: StrictInt = Field(default=DEFAULT_SAMPLES, ge=1, description="shapley: permutations sampled.")
+    n_samples: StrictInt = Field(
+        default=DEFAULT_SAMPLES, ge=1, le=MAX_SAMPLES, description="shapley: permutations sampled."
+    )
     seed: StrictInt = Field(default=0, ge=0, description="shapley: seeds the permutations.")
     exact: StrictBool = Field(
         default=False, description="shapley: every permutation (at most 6 feature groups) instead of samples."
