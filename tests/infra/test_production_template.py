@@ -20,6 +20,8 @@ DATA_PLANE_ROUTES = {
     ("get", "/v2/models/{name}/versions/{version}/ready"),
     ("post", "/v2/models/{name}/infer"),
     ("post", "/v2/models/{name}/versions/{version}/infer"),
+    ("post", "/v2/models/{name}/explain"),
+    ("post", "/v2/models/{name}/versions/{version}/explain"),
     ("get", "/v2/models"),
     ("post", "/v2/repository/index"),
     ("get", "/v1/models"),
