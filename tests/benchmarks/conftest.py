@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import redirect_stdout
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import boto3
 import pytest
 
+from maas.config import ENV_INTRA_OP_THREADS
 from maas.registry import Manifest, ModelRegistry
+from maas.runtime import usable_cpus
 from tests.benchmarks.harness import BenchResults
-from tests.conftest import TEST_BUCKET
+from tests.conftest import TEST_BUCKET, load_function_module
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -143,6 +147,22 @@ class ModelZoo:
 @pytest.fixture(scope="session")
 def bench_models() -> ModelZoo:
     return ModelZoo()
+
+
+@pytest.fixture
+def stdout_to_devnull() -> Iterator[None]:
+    with open(os.devnull, "w") as sink, redirect_stdout(sink):
+        yield
+
+
+@pytest.fixture
+def infer_function(bench_store: BenchStore, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """A fresh infer function in this process, pointed at the bench store, with one intra-op thread per
+    usable CPU (the runtime's default, set explicitly so the details can state it)."""
+    env = bench_store.function_env(**{ENV_INTRA_OP_THREADS: str(usable_cpus())})
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_function_module("infer")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

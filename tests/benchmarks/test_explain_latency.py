@@ -17,11 +17,9 @@ sizes, which is what the default batch size rests on.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import redirect_stdout
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from types import ModuleType
@@ -31,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from maas.config import ENV_EXPLAIN_BATCH_ROWS, ENV_INTRA_OP_THREADS
+from maas.config import ENV_EXPLAIN_BATCH_ROWS
 from maas.events.infer_function import InferFunctionApp
 from maas.explain.explainer import EXPLANATION, ExplainLimits, explain_loaded
 from maas.explain.parameters import ExplainParameters
@@ -44,7 +42,6 @@ from tests.benchmarks.conftest import BenchStore, ModelZoo
 from tests.benchmarks.harness import BenchError, BenchResults
 from tests.benchmarks.timing import interleaved
 from tests.benchmarks.workloads import json_document, json_infer_event, repeats_within, workload
-from tests.conftest import load_function_module
 
 CASE = "explain latency"
 RECIPES = ("seed-mlp", "digits-resnet")
@@ -73,21 +70,8 @@ Array = npt.NDArray[Any]
 SessionRun = Callable[[list[str], dict[str, Array]], list[Array]]
 
 
-@pytest.fixture(autouse=True)
-def _stdout_to_devnull() -> Iterator[None]:
-    # The service adds an EMF metric per explanation and the handler prints them, as on Lambda's log pipe.
-    with open(os.devnull, "w") as sink, redirect_stdout(sink):
-        yield
-
-
-@pytest.fixture
-def infer_function(bench_store: BenchStore, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """A fresh infer function in this process, pointed at the bench store, with one intra-op thread per
-    usable CPU (the runtime's default, set explicitly so the details can state it)."""
-    env = bench_store.function_env(**{ENV_INTRA_OP_THREADS: str(usable_cpus())})
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return load_function_module("infer")
+# The handler prints an EMF metric line per call, as on Lambda's log pipe.
+pytestmark = pytest.mark.usefixtures("stdout_to_devnull")
 
 
 def explain_parameters() -> ExplainParameters:

@@ -20,11 +20,9 @@ Targets from the issue: MiniLM's handler/session.run ratio <= 1.05; for the MLP 
 from __future__ import annotations
 
 import gc
-import os
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import redirect_stdout
+from collections.abc import Callable, Mapping
 from functools import partial
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
@@ -44,7 +42,6 @@ from maas.api.v2_codec import (
     encode_infer_response,
 )
 from maas.api.v2_routes import BINARY_CONTENT_TYPE, MODEL_VERSION_HEADER
-from maas.config import ENV_INTRA_OP_THREADS
 from maas.events.infer_function import InferFunctionApp
 from maas.observability import MetricUnit, metrics
 from maas.registry import Manifest
@@ -68,7 +65,7 @@ from tests.benchmarks.workloads import (
     repeats_within,
     workload,
 )
-from tests.conftest import load_event, load_function_module
+from tests.conftest import load_event
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -113,20 +110,8 @@ Call = Callable[[], object]
 NO_CONTEXT = cast("LambdaContext", None)
 
 
-@pytest.fixture(autouse=True)
-def _stdout_to_devnull() -> Iterator[None]:
-    with open(os.devnull, "w") as sink, redirect_stdout(sink):
-        yield
-
-
-@pytest.fixture
-def infer_function(bench_store: BenchStore, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """A fresh infer function in this process, pointed at the bench store, with one intra-op thread per
-    usable CPU (the runtime's default, set explicitly so the details can state it)."""
-    env = bench_store.function_env(**{ENV_INTRA_OP_THREADS: str(usable_cpus())})
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return load_function_module("infer")
+# The handler prints an EMF metric line per call, as on Lambda's log pipe.
+pytestmark = pytest.mark.usefixtures("stdout_to_devnull")
 
 
 def invoke(function: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
