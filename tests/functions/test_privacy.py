@@ -143,7 +143,7 @@ def seed_request(rows: np.ndarray = ROWS, **input_fields: Any) -> str:
     return json.dumps({"id": REQUEST_ID, "inputs": [item]})
 
 
-def test_v2_json_binary_and_v1_requests_log_no_values(
+def test_v2_json_binary_v1_and_explain_requests_log_no_values(
     infer_function: ModuleType, seed_model: TrainedModel, logs: Logs
 ) -> None:
     outputs = seed_outputs(seed_model, ROWS)
@@ -178,7 +178,19 @@ def test_v2_json_binary_and_v1_requests_log_no_values(
     assert response["statusCode"] == 200, response["body"]
     np.testing.assert_allclose(json.loads(response["body"])["predictions"], outputs, rtol=1e-5, atol=1e-6)
 
-    assert_private(logs, input_forms() | number_forms(outputs) | {binary["body"][-40:]})
+    explain_body = json.dumps(
+        {**json.loads(seed_request()), "parameters": {"method": "shapley", "n_samples": 5, "target": 1}}
+    )
+    response = infer_function.lambda_handler(http_event("/v2/models/seed-mlp/explain", explain_body), None)
+    assert response["statusCode"] == 200, response["body"]
+    attributions = next(
+        o for o in json.loads(response["body"])["outputs"] if o["name"] == "input_attribution"
+    )
+    explained = np.asarray(attributions["data"], dtype=np.float32).reshape(attributions["shape"])
+
+    assert_private(
+        logs, input_forms() | number_forms(outputs) | number_forms(explained) | {binary["body"][-40:]}
+    )
 
 
 def binary_text_event(text: str) -> dict[str, Any]:
