@@ -20,9 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 import torch
-
-# captum ships no type information (unused-ignore: pyproject may come to ignore it for every module).
-from captum.attr import FeatureAblation, Occlusion, ShapleyValues  # type: ignore[import-untyped, unused-ignore]
+from captum.attr import FeatureAblation, Occlusion, ShapleyValues
 
 from maas.explain.parameters import ExplainParameters
 from maas.infer_types import InferenceRequest, Tensor
@@ -30,6 +28,10 @@ from maas.registry import Manifest
 from maas.registry.references import ModelRef
 from maas.service import InferenceService
 from tests.conftest import load_event
+
+# One worker runs this module (make test uses --dist loadgroup), so the digits CNN is trained once, not once
+# per worker: its export and model card cost about 15 s of CPU.
+pytestmark = pytest.mark.xdist_group("digits-cnn")
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
