@@ -29,10 +29,6 @@ from maas.registry.references import ModelRef
 from maas.service import InferenceService
 from tests.conftest import load_event
 
-# One worker runs this module (make test uses --dist loadgroup), so the digits CNN is trained once, not once
-# per worker: its export and model card cost about 15 s of CPU.
-pytestmark = pytest.mark.xdist_group("digits-cnn")
-
 if TYPE_CHECKING:
     from maas.training import TrainedModel
 
