@@ -151,7 +151,9 @@ def token_stats_model(
     return {**files, TOKENIZER_FILE: wordpiece_tokenizer_json()}, draft
 
 
-def bag_of_words_model(weights: npt.NDArray[np.float32]) -> tuple[ModelFiles, ManifestDraft]:
+def bag_of_words_model(
+    weights: npt.NDArray[np.float32], *, id_type: int = TensorProto.INT64
+) -> tuple[ModelFiles, ManifestDraft]:
     """Text in, two class logits out: each attended token adds its row of `weights` [vocab, 2].
 
     Linear in the tokens, so ablating one token changes a logit by exactly its weight less the weight of
@@ -166,8 +168,8 @@ def bag_of_words_model(weights: npt.NDArray[np.float32]) -> tuple[ModelFiles, Ma
         ],
         "bag_of_words",
         [
-            helper.make_tensor_value_info("input_ids", TensorProto.INT64, [BATCH, "tokens"]),
-            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [BATCH, "tokens"]),
+            helper.make_tensor_value_info("input_ids", id_type, [BATCH, "tokens"]),
+            helper.make_tensor_value_info("attention_mask", id_type, [BATCH, "tokens"]),
         ],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [BATCH, 2])],
         initializer=[

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+from onnx import TensorProto
 
 from maas.registry import Manifest, ModelRegistry
 from tests.conftest import TEST_BUCKET, load_event, load_function_module
@@ -340,6 +341,26 @@ def test_text_is_explained_token_by_token_with_the_tokens_and_their_scores(
         [TEXT_WEIGHTS[vocab[w], 0] - pad_weight for w in ["hello", "world", "!"]],
         atol=1e-5,
     )
+
+
+def test_a_graph_taking_int32_ids_is_explained_like_one_taking_int64(
+    text_function: tuple[ModuleType, Manifest], registry: ModelRegistry
+) -> None:
+    function, _ = text_function
+    files, draft = bag_of_words_model(TEXT_WEIGHTS, id_type=TensorProto.INT32)
+    registry.publish("bag-of-words-int32", files, draft)
+    document = {
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["the cat sat", "hello"]}],
+        "parameters": {"target": 1},
+    }
+
+    answers = [
+        invoke(function, http_event(f"/v2/models/{name}/explain", document))
+        for name in ("bag-of-words", "bag-of-words-int32")
+    ]
+
+    assert [status for status, _ in answers] == [200, 200], answers
+    assert answers[0][1]["outputs"] == answers[1][1]["outputs"]
 
 
 def test_text_refuses_the_methods_and_parameters_of_tensors(

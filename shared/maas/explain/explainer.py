@@ -37,6 +37,7 @@ from maas.explain.parameters import ExplainParameters
 from maas.infer_types import InferenceRequest, InferenceResponse, Tensor
 from maas.registry.manifest import Manifest
 from maas.runtime import Deadline, LoadedModel, check_inputs, check_requested_outputs
+from maas.runtime.text import TokenizedTexts
 from maas.signature import TensorSpec
 
 # The response parameter holding the method's settings, and the suffixes of the tensors it adds.
@@ -78,24 +79,27 @@ def explain_loaded(
     check_inputs(model.name, signature, request.inputs)
     requested = check_requested_outputs(model.name, signature, request.outputs)
     explained = _explained_output(model, parameters.output)
+    datatypes = {spec.name: spec.datatype for spec in signature.outputs}
+    _check_names_are_free(model, datatypes)
     inputs = {tensor.name: tensor.array for tensor in request.inputs}
     names = list(dict.fromkeys([*requested, explained.name]))
-    arrays = dict(zip(names, model.run(inputs, names, deadline=deadline), strict=True))
+    # A text model is tokenized once: its predictions and its perturbations start from the same ids.
+    tokenized = (
+        None if model.tokenizer is None else model.tokenize_with_tokens(inputs[model.tokenizer.input_name])
+    )
+    if tokenized is None:
+        predictions = model.run(inputs, names, deadline=deadline)
+    else:
+        predictions = model.run_graph(tokenized.feeds, names, deadline=deadline)
+    arrays = dict(zip(names, predictions, strict=True))
     predicted = arrays[explained.name]
     rows = _row_count(request.inputs[0].array, predicted, explained.name)
     targets = _targets(parameters.target, predicted.reshape(rows, -1), model.manifest, explained.name)
     context = _Context(model, explained.name, targets, limits, deadline)
-    if model.tokenizer is not None:
-        attributions, settings = _explain_text(context, inputs, parameters)
-    else:
+    if tokenized is None:
         attributions, settings = _explain_tensors(context, inputs, parameters)
-    datatypes = {spec.name: spec.datatype for spec in signature.outputs}
-    clashes = [tensor.name for tensor in attributions if tensor.name in datatypes]
-    if clashes:
-        raise InvalidInput(
-            f"model '{model.name}': its outputs {clashes} have the names explanations use; "
-            "explanations cannot be served for it"
-        )
+    else:
+        attributions, settings = _explain_text(context, tokenized, parameters)
     return InferenceResponse(
         model_name=model.name,
         model_version=model.version,
@@ -110,6 +114,21 @@ def explain_loaded(
             }
         },
     )
+
+
+def _check_names_are_free(model: LoadedModel, outputs: dict[str, str]) -> None:
+    """Attribution tensors sit beside the model's outputs, so none may share an output's name."""
+    if model.tokenizer is not None:
+        text = model.tokenizer.input_name
+        added = [text + TOKENS_SUFFIX, text + ATTRIBUTION_SUFFIX]
+    else:
+        added = [spec.name + ATTRIBUTION_SUFFIX for spec in model.signature.inputs]
+    clashes = [name for name in added if name in outputs]
+    if clashes:
+        raise InvalidInput(
+            f"model '{model.name}': its outputs {clashes} have the names explanations use; "
+            "explanations cannot be served for it"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +346,6 @@ def _feature_groups(
             f"input(s) {[name[:64] for name in unknown[:5]]}"
         )
     parts: list[IntArray] = []
-    next_free = 0
     for name, shape in row_shapes.items():
         given = mask.get(name)
         if given is None:
@@ -337,8 +355,7 @@ def _feature_groups(
         parts.append(_mask_ids(given, name, shape))
     ids = np.concatenate(parts)
     used = ids >= 0
-    if used.any():
-        next_free = int(ids[used].max()) + 1
+    next_free = int(ids[used].max()) + 1 if used.any() else 0
     unmasked = ~used
     ids[unmasked] = next_free + np.arange(int(unmasked.sum()))
     _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
@@ -468,7 +485,7 @@ def _describe_baseline(baseline: object) -> object:
 
 
 def _explain_text(
-    context: _Context, inputs: dict[str, npt.NDArray[Any]], parameters: ExplainParameters
+    context: _Context, encoded: TokenizedTexts, parameters: ExplainParameters
 ) -> tuple[list[Tensor], dict[str, Any]]:
     tokenizer = context.model.tokenizer
     assert tokenizer is not None
@@ -482,7 +499,6 @@ def _explain_text(
         if getattr(parameters, field) is not None:
             raise InvalidInput(f"parameters.{field}: not used for text, which is explained token by token")
     replacement = _replacement_token(parameters.baseline, tokenizer.mask_id, tokenizer.pad_id)
-    encoded = tokenizer.encode_tokens(inputs[name])
     ids_name = tokenizer.preprocessing.input_ids
     ids = encoded.feeds[ids_name]
     rows, width = ids.shape

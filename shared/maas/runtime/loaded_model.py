@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from maas.errors import DeadlineExceeded, IntegrityError, InvalidInput, Unavaila
 from maas.registry.manifest import Manifest, TokenizerPreprocessing
 from maas.registry.onnx_graph_file import vet_graph_file
 from maas.registry.store import ModelRegistry
-from maas.runtime.text import TextTokenizer
+from maas.runtime.text import TextTokenizer, TokenizedTexts
 from maas.signature import Signature, TensorSpec
 
 PLATFORM = "onnxruntime_onnx"
@@ -219,7 +219,15 @@ class LoadedModel:
             raise InvalidInput(
                 f"inputs: model '{self.name}' expects the text input '{name}', got {len(inputs)} other inputs"
             )
-        feeds = self.tokenizer.encode(texts)
+        return self._as_graph_ids(self.tokenizer.encode(texts))
+
+    def tokenize_with_tokens(self, texts: npt.NDArray[Any]) -> TokenizedTexts:
+        """The graph's id tensors for `texts` (as `run` would feed them), with each text's tokens."""
+        assert self.tokenizer is not None
+        tokenized = self.tokenizer.encode_tokens(texts)
+        return replace(tokenized, feeds=self._as_graph_ids(tokenized.feeds))
+
+    def _as_graph_ids(self, feeds: Mapping[str, npt.NDArray[np.int64]]) -> dict[str, npt.NDArray[Any]]:
         # A graph exported with int32 ids gets int32; int64 (what tokenizers gives) passes as it is.
         datatypes = {spec.name: spec.datatype for spec in self.manifest.signature.inputs}
         return {name: ids.astype(BY_V2[datatypes[name]].numpy, copy=False) for name, ids in feeds.items()}

@@ -27,7 +27,7 @@ MASK_TOKEN = "[MASK]"
 
 @dataclass(frozen=True, eq=False)
 class TokenizedTexts:
-    feeds: dict[str, npt.NDArray[np.int64]]
+    feeds: dict[str, npt.NDArray[Any]]
     # Per text: every token string (padding included) and the positions of the text's own tokens.
     tokens: list[list[str]]
     content: list[list[int]]
