@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import botocore.session
 import jwt
@@ -448,6 +448,100 @@ def test_a_bearer_token_on_an_iam_route_is_refused_without_echoing_it(start_gate
     assert "secret-token-value" not in message
 
 
+def unverifiable_authorization(scope_date: str) -> str:
+    """A well-formed SigV4 Authorization header for `scope_date` whose signature is never right."""
+    return (
+        f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope_date}/{REGION}/execute-api/aws4_request, "
+        f"SignedHeaders=host;x-amz-date, Signature={'0' * 64}"
+    )
+
+
+DATE_UNREADABLE = "Date header: expected an HTTP date between years 1 and 9999 in UTC"
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        pytest.param(
+            {"Date": "Fri, 31 Dec 9999 23:59:59 -2359"}, "Forbidden", id="unsigned, a Date past 9999 in UTC"
+        ),
+        pytest.param(
+            {
+                "Authorization": unverifiable_authorization("99991231"),
+                "Date": "Fri, 31 Dec 9999 23:59:59 -2359",
+            },
+            DATE_UNREADABLE,
+            id="a Date past 9999 in UTC",
+        ),
+        pytest.param(
+            {
+                "Authorization": unverifiable_authorization("20240101"),
+                "Date": "Mon, 01 Jan 99999999999999999999 00:00:00 GMT",
+            },
+            DATE_UNREADABLE,
+            id="a Date with a 20-digit year",
+        ),
+        pytest.param(
+            {"Authorization": unverifiable_authorization("20240101"), "Date": "yesterday"},
+            DATE_UNREADABLE,
+            id="a Date that is no date",
+        ),
+        pytest.param(
+            {
+                "Authorization": unverifiable_authorization("00991231"),
+                "Date": "Sat, 01 Jan 100 00:00:00 +2359",
+            },
+            "Signature expired: 00991231T000100Z",
+            id="a Date before year 100 in UTC",
+        ),
+        pytest.param(
+            {"Authorization": unverifiable_authorization("99991231"), "X-Amz-Date": "99991231T235959Z"},
+            "Signature not yet current: 99991231T235959Z",
+            id="an X-Amz-Date at the end of 9999",
+        ),
+        pytest.param(
+            {"Authorization": unverifiable_authorization("00010101"), "X-Amz-Date": "00010101T000000Z"},
+            "Signature expired: 00010101T000000Z",
+            id="an X-Amz-Date in year 1",
+        ),
+        *(
+            pytest.param(
+                {"Authorization": unverifiable_authorization("20240101"), "X-Amz-Date": stamp},
+                "X-Amz-Date must be in the ISO 8601 basic format",
+                id=f"an X-Amz-Date of {stamp!r}",
+            )
+            for stamp in ("2024111T1111Z", "20240101T000000", "2024-01-01T00:00:00Z", "+20240101T00000Z")
+        ),
+    ],
+)
+def test_a_date_that_cannot_be_read_or_is_out_of_range_is_forbidden_not_a_dropped_connection(
+    start_gateway: GatewayFactory, project: Project, headers: dict[str, str], message: str
+) -> None:
+    gateway = start_gateway()
+
+    response = send(gateway, "GET", "/admin/items", headers=headers)
+
+    assert response.status == 403
+    assert response.json()["message"].startswith(message)
+    assert project.invocations() == []
+
+
+@pytest.mark.parametrize(
+    "expires", ["+60", "6_0", " 60", "\uff16\uff10", "9" * 5000, "-1", "0", "604801", "60.0", "0x3c", ""]
+)
+def test_a_presigned_expiry_that_is_not_1_to_604800_plain_seconds_is_forbidden(
+    start_gateway: GatewayFactory, project: Project, expires: str
+) -> None:
+    gateway = start_gateway()
+    url = presign(f"{gateway.url}/admin/items").replace("X-Amz-Expires=60", f"X-Amz-Expires={quote(expires)}")
+
+    response = send(gateway, "GET", target_of(url))
+
+    assert response.status == 403
+    assert response.json()["message"] == "X-Amz-Expires must be a number of seconds from 1 to 604800."
+    assert project.invocations() == []
+
+
 # ---- the data plane, chosen by a parameter
 
 
@@ -611,6 +705,14 @@ OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
             lambda i: i.token(nbf=datetime.now(UTC) + timedelta(minutes=5)), "not valid yet", id="nbf"
         ),
         pytest.param(lambda i: "not-a-jwt", "not a JWT", id="garbage"),
+        pytest.param(lambda i: i.token(exp=float("inf")), "invalid", id="exp infinite"),
+        pytest.param(lambda i: i.token(exp=float("nan")), "invalid", id="exp not a number"),
+        pytest.param(lambda i: i.token(exp="tomorrow"), "invalid", id="exp a word"),
+        pytest.param(lambda i: i.token(exp=-(10**30)), "expired", id="exp hugely negative"),
+        pytest.param(lambda i: i.token(nbf=float("inf")), "invalid", id="nbf infinite"),
+        pytest.param(lambda i: i.token(nbf=10**30), "not valid yet", id="nbf 10^30"),
+        pytest.param(lambda i: i.token(iat=10**30), "not valid yet", id="iat 10^30"),
+        pytest.param(lambda i: i.token(iat=float("-inf")), "invalid", id="iat minus infinity"),
     ],
 )
 def test_a_token_api_gateway_would_refuse_is_unauthorized(
@@ -629,6 +731,18 @@ def test_a_token_api_gateway_would_refuse_is_unauthorized(
     assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
     assert reason in response.headers["WWW-Authenticate"]
     assert project.invocations() == []
+
+
+def test_a_token_valid_until_far_beyond_year_9999_is_accepted(
+    jwt_gateway: LocalGateway, issuer: Issuer
+) -> None:
+    """API Gateway only compares exp with now: a huge one is a long-lived token, not an error."""
+    response = send(
+        jwt_gateway, "GET", "/anything", headers={"Authorization": f"Bearer {issuer.token(exp=10**30)}"}
+    )
+
+    assert response.status == 200, response.body
+    assert response.json()["requestContext"]["authorizer"]["jwt"]["claims"]["exp"] == str(10**30)
 
 
 def test_no_token_is_unauthorized(jwt_gateway: LocalGateway, project: Project) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,9 @@ LOCAL_USER_NAME = "maas-local"
 CONTENT_SHA256_HEADER = "x-amz-content-sha256"
 SECURITY_TOKEN_HEADER = "x-amz-security-token"
 SIGNATURE_QUERY_PARAMETER = "X-Amz-Signature"
+# Strict shapes: strptime and int() also take single-digit fields, signs, underscores and non-ASCII digits.
+_BASIC_TIMESTAMP = re.compile(r"[0-9]{8}T[0-9]{6}Z")
+_EXPIRY_SECONDS = re.compile(r"[0-9]{1,7}")
 
 # API Gateway's messages for refused SigV4 requests (HTTP 403, {"message": ...}).
 MISSING_AUTHENTICATION = "Forbidden"
@@ -238,7 +242,12 @@ def _header_signature(authorization: str, headers: Sequence[tuple[str, str]]) ->
         for key in ("Credential", "Signature", "SignedHeaders")
         if not fields.get(key)
     ]
-    if timestamp is None:
+    if timestamp is None and _header(headers, "date") is not None:
+        missing.append(
+            "Date header: expected an HTTP date between years 1 and 9999 in UTC "
+            "(e.g. 'Fri, 31 Dec 2027 23:59:59 GMT'), got one that is not."
+        )
+    elif timestamp is None:
         missing.append("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
     if algorithm != ALGORITHM or missing:
         # The header is never echoed: it may be a bearer token meant for another route.
@@ -265,10 +274,8 @@ def _query_signature(query: Mapping[str, str]) -> _Signature:
             " ".join(missing) or f"X-Amz-Algorithm: expected {ALGORITHM}",
             "the presigned query is incomplete",
         )
-    try:
-        expires = int(query.get("X-Amz-Expires", "900"))
-    except ValueError:
-        expires = -1
+    expires_text = query.get("X-Amz-Expires", "900")
+    expires = int(expires_text) if _EXPIRY_SECONDS.fullmatch(expires_text) else -1
     if not 0 < expires <= MAX_PRESIGNED_EXPIRY_SECONDS:
         raise SignatureRejectedError(
             f"X-Amz-Expires must be a number of seconds from 1 to {MAX_PRESIGNED_EXPIRY_SECONDS}."
@@ -314,8 +321,10 @@ def _parsed_signature(
 
 def _timestamp(text: str) -> datetime:
     try:
+        if not _BASIC_TIMESTAMP.fullmatch(text):
+            raise ValueError(text)
         return datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise SignatureRejectedError(
             "X-Amz-Date must be in the ISO 8601 basic format yyyyMMdd'T'HHmmss'Z'.",
             "the request's timestamp is malformed",
@@ -332,7 +341,10 @@ def _check_time(signature: _Signature, signed_at: datetime, now: datetime) -> No
             f"({stamp} + 15 min.)"
         )
     if signature.expires_seconds is not None:  # presigned
-        expires_at = signed_at + timedelta(seconds=signature.expires_seconds)
+        try:
+            expires_at = signed_at + timedelta(seconds=signature.expires_seconds)
+        except OverflowError:  # past year 9999: later than any now
+            expires_at = datetime.max.replace(tzinfo=UTC)
         if now > expires_at:
             raise SignatureRejectedError(
                 f"Signature expired: {expires_at.strftime(TIMESTAMP_FORMAT)} is now earlier than {stamp}."
@@ -345,13 +357,16 @@ def _check_time(signature: _Signature, signed_at: datetime, now: datetime) -> No
 
 
 def _date_header_timestamp(value: str | None) -> str | None:
-    """SigV4 allows an HTTP Date header in place of X-Amz-Date."""
+    """SigV4 allows an HTTP Date header in place of X-Amz-Date; None when it is no date this side of year
+    10000 (a far offset such as -2359 on 31 Dec 9999 overflows when taken to UTC)."""
     if value is None:
         return None
     try:
-        return parsedate_to_datetime(value).astimezone(UTC).strftime(TIMESTAMP_FORMAT)
-    except (TypeError, ValueError):
+        utc = parsedate_to_datetime(value).astimezone(UTC)
+    except (TypeError, ValueError, OverflowError):
         return None
+    # Not strftime: its %Y does not pad years before 1000 to four digits on every platform.
+    return f"{utc.year:04d}{utc.month:02d}{utc.day:02d}T{utc.hour:02d}{utc.minute:02d}{utc.second:02d}Z"
 
 
 def _without_signature_parameter(url: str) -> str:
