@@ -435,7 +435,10 @@ def test_a_body_over_the_limit_is_a_413(gateway: LocalGateway) -> None:
     status, _, body = request(gateway, "POST", "/upload", body=b"x" * 5000)
 
     assert status == 413
-    assert json.loads(body) == {"message": "Request Entity Too Large"}
+    assert json.loads(body) == {
+        "message": "Request Entity Too Large",
+        "error": "body: expected at most 4096 bytes, got a Content-Length of 5000",
+    }
 
 
 def test_the_default_limit_is_api_gateways_10_mb() -> None:

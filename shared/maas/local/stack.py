@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import posixpath
 import re
@@ -45,7 +46,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from maas.aws_clients import s3_client
 from maas.config import DEFAULT_BUCKET, ENV_BUCKET, ENV_ENDPOINT_URL, Settings
 from maas.errors import ConfigurationError
-from maas.local.gateway import LocalFunctions, LocalGateway, RouteTable
+from maas.local.gateway import READ_TIMEOUT_SECONDS, LocalFunctions, LocalGateway, RouteTable
 from maas.local.queues import (
     LocalQueue,
     SqsPoller,
@@ -74,6 +75,8 @@ logger = logging.getLogger(__name__)
 TEMPLATE_FILE = "template.yaml"
 # `make serve`'s template parameter overrides, as `sam deploy --parameter-overrides` takes them.
 ENV_LOCAL_PARAMETERS = "MAAS_LOCAL_PARAMETERS"
+# `make serve`'s read timeout: seconds a whole request may take to arrive (maas.local.gateway).
+ENV_LOCAL_READ_TIMEOUT = "MAAS_LOCAL_READ_TIMEOUT_SECONDS"
 MODEL_BUCKET_RESOURCE = "ModelBucket"
 ASYNC_QUEUE_RESOURCE = "AsyncQueue"
 SEED_MODELS: tuple[str, ...] = ("seed-mlp",)
@@ -199,6 +202,9 @@ class LocalStack:
     advises) are right in AWS but make a local retry or a redrive to the dead-letter queue take that
     long; tests use 1 second. Only the embedded store has queues, so it changes nothing elsewhere.
 
+    `read_timeout_seconds`: how long the gateway waits for a whole request (maas.local.gateway's
+    READ_TIMEOUT_SECONDS by default; `make serve` reads MAAS_LOCAL_READ_TIMEOUT_SECONDS).
+
     `parameters` overrides template.yaml's parameter defaults, as `sam deploy --parameter-overrides`
     does (e.g. {"DataPlaneAuth": "AWS_IAM"}); a name the template does not declare, or a value its
     AllowedValues or AllowedPattern refuses, fails here.
@@ -216,8 +222,10 @@ class LocalStack:
         seed_overrides: Mapping[str, Any] | None = None,
         parameters: Mapping[str, str] | None = None,
         queue_visibility_seconds: float | None = None,
+        read_timeout_seconds: float = READ_TIMEOUT_SECONDS,
     ) -> None:
         self.host = host
+        self.read_timeout_seconds = read_timeout_seconds
         self.port = port
         self.root = root or find_project_root()
         self.seed_models = tuple(seed_models)
@@ -288,6 +296,7 @@ class LocalStack:
                 port=self.port,
                 functions=functions,
                 region=region,
+                read_timeout_seconds=self.read_timeout_seconds,
             )
             self._gateway.bind()  # a busy port fails now, not after training; requests wait for start()
             self.seeded = seed_registry(registry, self.seed_models, self.seed_overrides)
@@ -568,6 +577,22 @@ def _require_bucket(s3: S3Client, bucket: str) -> None:
         ) from None
 
 
+def read_timeout_from_environment(environ: Mapping[str, str]) -> float:
+    """MAAS_LOCAL_READ_TIMEOUT_SECONDS, or the gateway's default when it is unset or empty."""
+    text = environ.get(ENV_LOCAL_READ_TIMEOUT, "").strip()
+    if not text:
+        return READ_TIMEOUT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigurationError(
+            f"{ENV_LOCAL_READ_TIMEOUT}: expected a positive number of seconds, got {text!r}"
+        )
+    return seconds
+
+
 def _region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or EMBEDDED_REGION
 
@@ -585,7 +610,10 @@ def serve(
     try:
         if parameters is None:
             parameters = parse_parameter_overrides(os.environ.get(ENV_LOCAL_PARAMETERS, ""))
-        with LocalStack(host=host, port=port, parameters=parameters) as stack:
+        read_timeout = read_timeout_from_environment(os.environ)
+        with LocalStack(
+            host=host, port=port, parameters=parameters, read_timeout_seconds=read_timeout
+        ) as stack:
             print(stack.banner(), flush=True)
             threading.Event().wait()
     except KeyboardInterrupt:
