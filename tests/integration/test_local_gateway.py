@@ -260,6 +260,10 @@ def test_the_resolver_fills_in_what_a_local_run_knows(
         ("GET", "/items/42/extra", DEFAULT_ROUTE, {}),
         ("GET", "/items/", DEFAULT_ROUTE, {}),
         ("GET", "/", DEFAULT_ROUTE, {}),
+        ("HEAD", "/items/42", "ANY /items/{id}", {"id": "42"}),
+        ("HEAD", "/items/special", "ANY /items/{id}", {"id": "special"}),
+        ("HEAD", "/other", DEFAULT_ROUTE, {}),
+        ("HEAD", "/files/a.txt", DEFAULT_ROUTE, {}),
     ],
 )
 def test_the_most_specific_route_wins_and_default_is_last(

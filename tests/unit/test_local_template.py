@@ -4,14 +4,17 @@ as API Gateway enforces it. Pure parsing: no server, no AWS."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from maas.local.gateway import RouteTable
 from maas.local.stack import parse_parameter_overrides
 from maas.local.template import (
+    ANY_METHOD,
     NO_AUTHORIZATION,
     IntrinsicResolver,
     JwtConfiguration,
@@ -430,6 +433,20 @@ def test_the_project_template_puts_the_data_plane_behind_iam_when_asked() -> Non
     template = load_template(ROOT / "template.yaml", {"DataPlaneAuth": "AWS_IAM"})
 
     assert {route.authorization.type for route in template.routes} == {"AWS_IAM"}
+
+
+def test_head_on_the_project_templates_get_paths_never_selects_a_get_route() -> None:
+    """HTTP API matches HEAD to HEAD and ANY routes (then $default) only: a GET path's HEAD finds the HEAD
+    route declared beside it, or else no route of its own, never the GET."""
+    template = load_template(ROOT / "template.yaml")
+    table = RouteTable(template.routes)
+
+    for get in (route for route in template.routes if route.method == "GET"):
+        match = table.match("HEAD", re.sub(r"\{[^}]+\}", "x", get.path))
+
+        assert match is None or match.route.method in ("HEAD", ANY_METHOD) or match.route.path == "$default"
+        if any(route.method == "HEAD" and route.path == get.path for route in template.routes):
+            assert match is not None and (match.route.method, match.route.path) == ("HEAD", get.path)
 
 
 @pytest.mark.parametrize(

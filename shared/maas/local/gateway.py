@@ -20,6 +20,17 @@ sees the same dicts in AWS. Decisions worth knowing:
   API Gateway's answers: AWS_IAM needs a SigV4 signature by a key the local process holds (403
   otherwise, see maas.local.sigv4), JWT a valid bearer token of the configured issuer (401, see
   maas.local.jwt_authorizer). The event then carries requestContext.authorizer.iam or .jwt.
+- HTTP framing is strict, as a server behind no proxy must be (RFC 9112): a body is framed by one
+  Content-Length (repeats must agree) or by `Transfer-Encoding: chunked` alone, never both; chunk sizes
+  are plain hex digits; a body over the cap (10 MB, API Gateway's) is refused with 413 before it is
+  read. Anything else is a 4xx whose JSON carries API Gateway's `message` and an `error` naming what
+  was expected and what arrived, and the connection closes.
+- A whole request must arrive within READ_TIMEOUT_SECONDS of the gateway starting to wait for it (408
+  otherwise; an idle connection just closes), and at most MAX_CONNECTIONS are served at once (429
+  past that), so stalled clients cannot hold every thread.
+- HEAD routes like HTTP API does: to HEAD and ANY routes (then `$default`), never to a GET route. No
+  HEAD answer, nor any 1xx, 204 or 304, carries a body, whatever the function returned; a HEAD answer
+  keeps the Content-Length the function declared for its empty body.
 """
 
 from __future__ import annotations
