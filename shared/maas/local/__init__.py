@@ -6,12 +6,12 @@ Offline only: nothing online imports this package.
 from __future__ import annotations
 
 from maas.local.gateway import (
-    LocalFunctions,
     LocalGateway,
     RouteTable,
     http_api_event,
     http_response_from_lambda,
 )
+from maas.local.lambda_runtime import LocalFunctions
 from maas.local.queues import LocalQueue, SqsPoller
 from maas.local.sigv4 import LocalCredentials
 from maas.local.stack import (

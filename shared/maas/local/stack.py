@@ -46,7 +46,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from maas.aws_clients import s3_client
 from maas.config import DEFAULT_BUCKET, ENV_BUCKET, ENV_ENDPOINT_URL, Settings
 from maas.errors import ConfigurationError
-from maas.local.gateway import READ_TIMEOUT_SECONDS, LocalFunctions, LocalGateway, RouteTable
+from maas.local.gateway import LocalGateway, RouteTable
+from maas.local.http_server import READ_TIMEOUT_SECONDS
+from maas.local.lambda_runtime import LocalFunctions
 from maas.local.queues import (
     LocalQueue,
     SqsPoller,
@@ -75,7 +77,7 @@ logger = logging.getLogger(__name__)
 TEMPLATE_FILE = "template.yaml"
 # `make serve`'s template parameter overrides, as `sam deploy --parameter-overrides` takes them.
 ENV_LOCAL_PARAMETERS = "MAAS_LOCAL_PARAMETERS"
-# `make serve`'s read timeout: seconds a whole request may take to arrive (maas.local.gateway).
+# `make serve`'s read timeout: seconds a whole request may take to arrive (maas.local.http_server).
 ENV_LOCAL_READ_TIMEOUT = "MAAS_LOCAL_READ_TIMEOUT_SECONDS"
 MODEL_BUCKET_RESOURCE = "ModelBucket"
 ASYNC_QUEUE_RESOURCE = "AsyncQueue"
@@ -202,7 +204,7 @@ class LocalStack:
     advises) are right in AWS but make a local retry or a redrive to the dead-letter queue take that
     long; tests use 1 second. Only the embedded store has queues, so it changes nothing elsewhere.
 
-    `read_timeout_seconds`: how long the gateway waits for a whole request (maas.local.gateway's
+    `read_timeout_seconds`: how long the gateway waits for a whole request (maas.local.http_server's
     READ_TIMEOUT_SECONDS by default; `make serve` reads MAAS_LOCAL_READ_TIMEOUT_SECONDS).
 
     `parameters` overrides template.yaml's parameter defaults, as `sam deploy --parameter-overrides`

@@ -1,0 +1,231 @@
+"""The emulated Lambda runtime: one execution environment per function, handlers imported from their files.
+
+Decisions worth knowing:
+
+- One execution environment per function (`LocalFunction`): invocations of one function are
+  serialized, as in a single warm Lambda container (Powertools resolvers keep the current event on
+  the app object). The local stack shares one `LocalFunctions` between the gateway and its SQS
+  pollers, so a function invoked by HTTP and by a queue is one environment with one model cache.
+- Each function's template environment (resolved by an `IntrinsicResolver`) is applied to
+  `os.environ` before any handler is imported, and restored afterwards, by whoever owns the
+  `LocalFunctions` (the gateway, when it builds its own). The process has one environment, so
+  functions that disagree on a variable get the first function's value and a warning.
+- Handlers are imported from their file (CodeUri + Handler) under a unique module name, once, on
+  the first invocation, with the code folder on sys.path while the module initialises; modules from
+  that folder are private to the function, as they would be in its own container.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from maas.local.sigv4 import LOCAL_ACCOUNT_ID
+from maas.local.template import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS, FunctionSpec, IntrinsicResolver
+
+logger = logging.getLogger(__name__)
+
+LambdaHandler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass(slots=True)
+class LocalLambdaContext:
+    """The attributes of the Lambda runtime's context object that handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    invoked_function_arn: str
+    aws_request_id: str
+    deadline_ms: int
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+    identity: Any = None
+    client_context: Any = None
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self.deadline_ms - int(time.time() * 1000))
+
+
+@dataclass
+class LocalFunction:
+    """One function's execution environment: its handler, imported on first use, one invoke at a time."""
+
+    spec: FunctionSpec
+    root: Path
+    memory_mb: int
+    timeout_seconds: float
+    region: str = "us-east-1"
+    account_id: str = LOCAL_ACCOUNT_ID
+    _handler: LambdaHandler | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        with self._lock:
+            handler = self._load()
+            started = time.monotonic()
+            context = LocalLambdaContext(
+                function_name=self.spec.logical_id,
+                memory_limit_in_mb=self.memory_mb,
+                invoked_function_arn=(
+                    f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.spec.logical_id}"
+                ),
+                aws_request_id=str(uuid.uuid4()),
+                deadline_ms=int((time.time() + self.timeout_seconds) * 1000),
+                log_group_name=f"/aws/lambda/{self.spec.logical_id}",
+            )
+            try:
+                return handler(event, context)
+            finally:
+                elapsed = time.monotonic() - started
+                if elapsed > self.timeout_seconds:
+                    logger.warning(
+                        "%s took %.1fs, over its %ss Timeout: Lambda would have stopped it",
+                        self.spec.logical_id,
+                        elapsed,
+                        self.timeout_seconds,
+                    )
+
+    def _load(self) -> LambdaHandler:
+        if self._handler is None:
+            module = _import_file(self.spec.handler_file(self.root), self.spec.logical_id)
+            handler = getattr(module, self.spec.handler_function, None)
+            if not callable(handler):
+                raise ImportError(f"{self.spec.logical_id}: handler '{self.spec.handler}' is not a function")
+            self._handler = handler
+        return self._handler
+
+
+class LocalFunctions:
+    """The execution environments of a set of functions, one per function, built once and shared.
+
+    It also owns the process environment the functions need: `apply_environment()` merges every
+    function's resolved Environment.Variables into `os.environ` (functions with no HTTP route too)
+    and `restore_environment()` puts each variable back as it was.
+    """
+
+    def __init__(
+        self,
+        specs: Iterable[FunctionSpec],
+        *,
+        root: Path,
+        resolver: IntrinsicResolver,
+        account_id: str = LOCAL_ACCOUNT_ID,
+        environment_overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        """`environment_overrides`: local values that beat every function's template value (the local
+        store's bucket, whatever name the template gives the deployed one)."""
+        self._resolver = resolver
+        self._environment_overrides = dict(environment_overrides or {})
+        self._functions: dict[str, LocalFunction] = {}
+        for spec in specs:
+            if spec.logical_id not in self._functions:
+                self._functions[spec.logical_id] = LocalFunction(
+                    spec=spec,
+                    root=root,
+                    memory_mb=int(resolver.resolve_number(spec.memory_size, DEFAULT_MEMORY_MB)),
+                    timeout_seconds=resolver.resolve_number(spec.timeout, DEFAULT_TIMEOUT_SECONDS),
+                    region=resolver.region,
+                    account_id=account_id,
+                )
+        self._saved_environ: dict[str, str | None] = {}
+
+    def __getitem__(self, logical_id: str) -> LocalFunction:
+        return self._functions[logical_id]
+
+    def __contains__(self, logical_id: object) -> bool:
+        return logical_id in self._functions
+
+    def __iter__(self) -> Iterator[LocalFunction]:
+        return iter(self._functions.values())
+
+    def __len__(self) -> int:
+        return len(self._functions)
+
+    def apply_environment(self) -> None:
+        merged: dict[str, tuple[str, str]] = {}
+        for function in self._functions.values():
+            for name, value in self._resolver.resolve_environment(function.spec).items():
+                if name in merged and merged[name][1] != value:
+                    logger.warning(
+                        "%s=%r from %s kept; %s wants %r (one process, one environment)",
+                        name,
+                        merged[name][1],
+                        merged[name][0],
+                        function.spec.logical_id,
+                        value,
+                    )
+                    continue
+                merged[name] = (function.spec.logical_id, value)
+        for name, value in self._environment_overrides.items():
+            merged[name] = ("the local stack", value)
+        for name, (_, value) in merged.items():
+            self._saved_environ.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+    def restore_environment(self) -> None:
+        for name, value in self._saved_environ.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_environ.clear()
+
+
+# sys.path and sys.modules are process-wide: two functions initialising at once (an HTTP request and
+# an SQS poller) would each see the other's folder and could drop the other's sibling modules.
+_HANDLER_IMPORT_LOCK = threading.Lock()
+
+
+def _import_file(path: Path, logical_id: str) -> ModuleType:
+    """Import a handler file as Lambda does, with its folder importable while it initialises.
+
+    Sibling modules it imported are then dropped from sys.modules (the handler keeps its references),
+    so two functions that each ship a `helpers.py` never share one.
+    """
+    with _HANDLER_IMPORT_LOCK:
+        return _import_file_unlocked(path, logical_id)
+
+
+def _import_file_unlocked(path: Path, logical_id: str) -> ModuleType:
+    name = f"maas_local_function_{logical_id.lower()}_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{logical_id}: cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    code_dir = path.parent.resolve()
+    before = set(sys.modules)
+    sys.modules[name] = module
+    sys.path.insert(0, str(code_dir))
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    finally:
+        sys.path.remove(str(code_dir))
+        for added in set(sys.modules) - before - {name}:
+            if _is_sibling(sys.modules.get(added), code_dir):
+                sys.modules.pop(added, None)
+    return module
+
+
+def _is_sibling(module: object, code_dir: Path) -> bool:
+    """A module found through the function's folder: <folder>/<top>.py or inside <folder>/<top>/."""
+    origin = getattr(module, "__file__", None)
+    if not isinstance(module, ModuleType) or origin is None:
+        return False
+    top = module.__name__.partition(".")[0]
+    return Path(origin).resolve().is_relative_to(code_dir) and (
+        (code_dir / f"{top}.py").is_file() or (code_dir / top / "__init__.py").is_file()
+    )
