@@ -164,7 +164,9 @@ def test_archive_and_delete_are_refused_while_aliased(
     assert run(capsys, "models", "delete", NAME, "1") == {"name": NAME, "version": 1, "deleted": True}
     assert cli_registry.versions(NAME) == [2, 3]
     # Only the claim stays, so the number 1 is never given again.
-    assert [key for key, _ in cli_registry.version_folders(NAME)[1]] == [f"models/{NAME}/versions/1/claim.json"]
+    assert [key for key, _ in cli_registry.version_folders(NAME)[1]] == [
+        f"models/{NAME}/versions/1/claim.json"
+    ]
 
 
 def test_diff_shows_metric_param_and_data_differences(

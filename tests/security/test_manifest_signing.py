@@ -189,7 +189,8 @@ def test_an_unsigned_manifest_is_refused_when_signing_is_required(
 
             assert_refused_and_nothing_loaded(
                 signed_registry(s3, signing_keys[kind]),
-                f"model '{name}' version 1: manifest.json is not signed, and MAAS_MANIFEST_SIGNING requires it",
+                f"model '{name}' version 1: manifest.json is not signed, "
+                "and MAAS_MANIFEST_SIGNING requires it",
                 name,
             )
     rows.assert_all_passed()
