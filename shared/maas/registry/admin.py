@@ -189,6 +189,9 @@ class RegistryAdmin:
         return self._update(key, lambda: self.registry.version_meta(name, version), change)
 
     def archive(self, name: str, version: int, *, by: str | None = None) -> VersionMeta:
+        """Retire a version from implicit use: `latest` and the default skip it, and no alias or canary may
+        move onto it. Pinned by number it is still served, so reproductions and pinned clients keep working.
+        Refused while an alias points at it."""
         self._require_version(name, version)
         self._refuse_if_aliased(name, version, "archive")
 
