@@ -62,12 +62,19 @@ class Unavailable(MaasError):
 
 
 class IntegrityError(MaasError):
-    """A stored artifact does not match its manifest (checksum, size or signature). HTTP 500.
+    """A stored document or artifact is not what the registry wrote (checksum, size, signature, schema).
+    HTTP 500: never the client's fault.
 
-    This is never the client's fault, so it is deliberately a server error.
+    Callers, unauthenticated ones included, see `message`: it names what failed (model, version, which
+    document) and never quotes stored content or a library's text. That goes in `detail`, for the logs
+    only (maas.registry.integrity.integrity_failure logs it).
     """
 
     status = 500
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class ConfigurationError(MaasError):

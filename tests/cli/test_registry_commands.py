@@ -163,7 +163,10 @@ def test_archive_and_delete_are_refused_while_aliased(
 
     assert run(capsys, "models", "delete", NAME, "1") == {"name": NAME, "version": 1, "deleted": True}
     assert cli_registry.versions(NAME) == [2, 3]
-    assert not cli_registry.version_folders(NAME).get(1)
+    # Only the claim stays, so the number 1 is never given again.
+    assert [key for key, _ in cli_registry.version_folders(NAME)[1]] == [
+        f"models/{NAME}/versions/1/claim.json"
+    ]
 
 
 def test_diff_shows_metric_param_and_data_differences(
@@ -181,7 +184,11 @@ def test_diff_shows_metric_param_and_data_differences(
 
 
 def test_gc_lists_an_abandoned_folder_and_deletes_it_only_with_apply(
-    demo: list[Manifest], cli_registry: ModelRegistry, s3: Any, capsys: pytest.CaptureFixture[str]
+    demo: list[Manifest],
+    cli_registry: ModelRegistry,
+    s3: Any,
+    seed_model: TrainedModel,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     key = "models/x/versions/9/model.onnx"
     s3.put_object(Bucket=TEST_BUCKET, Key=key, Body=b"half an upload")
@@ -191,10 +198,14 @@ def test_gc_lists_an_abandoned_folder_and_deletes_it_only_with_apply(
     assert dry == {"older_than_hours": 0.0, "applied": False, "abandoned": {"x": [9]}}
     assert s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix="models/x/")["KeyCount"] == 1
     assert main(["registry", "gc", "x", "--older-than", "0"]) == 0
-    assert "would delete models/x/versions/9/" in capsys.readouterr().out
+    assert "would delete models/x/versions/9/ (all but claim.json)" in capsys.readouterr().out
 
     applied = run(capsys, "registry", "gc", "x", NAME, "--older-than", "0", "--apply")
     assert applied["abandoned"] == {"x": [9]}
-    assert s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix="models/x/")["KeyCount"] == 0
+    # The upload's files are gone; a claim stays (written now: this upload predates claims), so the next
+    # publish of x is version 10.
+    left = s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix="models/x/")["Contents"]
+    assert [item["Key"] for item in left] == ["models/x/versions/9/claim.json"]
     assert cli_registry.versions(NAME) == [1, 2, 3]
     assert run(capsys, "registry", "gc", "--older-than", "0", "--apply")["abandoned"] == {}
+    assert cli_registry.publish("x", seed_model.files, seed_model.draft).version == 10

@@ -130,6 +130,53 @@ def test_sixteen_concurrent_publishes_get_sixteen_consecutive_versions(registry:
         assert stored == payloads[index]
 
 
+def test_publishers_racing_a_delete_of_the_highest_version_never_take_its_number(
+    registry: ModelRegistry,
+) -> None:
+    for i in range(4):
+        registry.publish("m", {"model.onnx": graph(f"before-{i}")}, DRAFT)
+    admin = RegistryAdmin(registry)
+
+    def work(index: int) -> Any:
+        if index == 0:
+            return admin.delete_version("m", 4)
+        return registry.publish("m", {"model.onnx": graph(f"after-{index}")}, DRAFT)
+
+    outcomes = run_together(THREADS, work)
+
+    assert not [o for o in outcomes if isinstance(o, Exception)]
+    published = sorted(m.version for m in outcomes[1:])
+    assert published == list(range(5, 5 + THREADS - 1))
+    assert registry.versions("m") == [1, 2, 3, *published]
+
+
+def test_a_warm_server_stops_serving_a_deleted_version_within_the_ttl_and_never_sees_its_number_again(
+    registry: ModelRegistry, seed_model: TrainedModel
+) -> None:
+    from maas.training import publish_trained
+
+    for _ in range(5):
+        publish_trained(seed_model, registry)
+    ttl = 0.3
+    service = InferenceService(
+        registry, Settings(bucket=registry.bucket, provider="cpu", alias_ttl_seconds=ttl)
+    )
+    request = InferenceRequest(inputs=[Tensor("input", "FP32", seed_model.test_inputs["input"][:1])])
+    fifth = ModelRef("seed-mlp", version=5)
+    assert service.infer(fifth, request).model_version == 5
+
+    RegistryAdmin(registry).delete_version("seed-mlp", 5)
+    sixth = publish_trained(seed_model, registry)
+    time.sleep(ttl * 1.5)
+
+    assert sixth.version == 6
+    with pytest.raises(MaasError) as gone:
+        service.infer(fifth, request)
+    assert gone.value.status == 404
+    assert ("seed-mlp", 5) not in service.cache.loaded_keys()
+    assert service.infer(ModelRef("seed-mlp"), request).model_version == 6
+
+
 def test_racing_alias_moves_have_one_winner_per_round_and_a_consistent_history(
     registry: ModelRegistry,
 ) -> None:

@@ -153,7 +153,7 @@ def test_a_manifest_changed_after_signing_is_refused(s3: Any, signing_keys: dict
 
             error = assert_refused_and_nothing_loaded(
                 registry,
-                f"manifest of model '{name}' v1: signature does not match: "
+                f"model '{name}' version 1: manifest.sig: signature does not match: "
                 "the manifest was changed after signing",
                 name,
             )
@@ -189,7 +189,8 @@ def test_an_unsigned_manifest_is_refused_when_signing_is_required(
 
             assert_refused_and_nothing_loaded(
                 signed_registry(s3, signing_keys[kind]),
-                f"manifest of model '{name}' v1 is not signed, and MAAS_MANIFEST_SIGNING requires it",
+                f"model '{name}' version 1: manifest.json is not signed, "
+                "and MAAS_MANIFEST_SIGNING requires it",
                 name,
             )
     rows.assert_all_passed()
@@ -223,7 +224,9 @@ def test_a_manifest_signed_with_another_key_is_refused(s3: Any, signing_keys: di
             error = assert_refused_and_nothing_loaded(
                 signed_registry(s3, signing_keys[kind]), "signature does not match", name
             )
-            assert f"it names key '{signing_keys[f'{kind}-other']}'" in error.message
+            # The key a stored signature names is stored content: the logs get it, callers do not.
+            assert f"it names key '{signing_keys[f'{kind}-other']}'" in error.detail
+            assert "names key" not in error.message
     rows.assert_all_passed()
 
 

@@ -288,8 +288,9 @@ def test_a_location_not_listed_in_the_manifest_is_refused_even_when_the_file_was
     files["other.bin"] = WEIGHTS.tobytes()
     plant_version(s3, TEST_BUCKET, NAME, 1, files, draft)
 
+    # The location is the stored graph's text: named in the logs, not to callers.
     assert_refused_and_nothing_loaded(
-        service, 1, IntegrityError, r"'other\.bin' is not one of the manifest's model_data_files"
+        service, 1, IntegrityError, r"location in the graph is not one of the manifest's model_data_files"
     )
     with pytest.raises(InvalidInput, match="not one of the manifest's model_data_files"):
         registry.publish("another", files, draft)

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from maas.config import Settings
-from maas.errors import IntegrityError, InvalidInput, Unavailable
+from maas.errors import IntegrityError, InvalidInput, NotFound, Unavailable
 from maas.infer_types import InferenceRequest, Tensor
 from maas.registry import Manifest, ModelRef, ModelRegistry, Signature, TensorSpec
 from maas.registry.admin import RegistryAdmin
@@ -23,6 +24,7 @@ from maas.runtime import (
 )
 from maas.service import InferenceService
 from tests.conftest import TEST_BUCKET
+from tests.unit.test_registry import publish
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
@@ -145,6 +147,123 @@ def test_aliases_are_re_resolved_only_after_their_ttl(
     assert resolver.resolve(ModelRef("seed-mlp")).version == 1
     now[0] = 31.0
     assert resolver.resolve(ModelRef("seed-mlp")).version == 2
+
+
+class StorageCalls:
+    """The S3 operations a client makes, as botocore announces them (and, when told, a network failure)."""
+
+    def __init__(self, s3: Any) -> None:
+        self.names: list[str] = []
+        self.unreachable = False
+        s3.meta.events.register("before-call.s3", self._record)
+
+    def _record(self, model: Any, **_: Any) -> None:
+        self.names.append(model.name)
+        if self.unreachable:
+            raise EndpointConnectionError(endpoint_url="https://s3.us-east-1.amazonaws.com")
+
+    def take(self) -> list[str]:
+        names, self.names = self.names, []
+        return names
+
+
+def test_a_pinned_version_is_re_checked_after_the_ttl_and_forgotten_once_deleted(
+    registry: ModelRegistry, s3: Any
+) -> None:
+    for _ in range(2):
+        publish(registry)
+    now = [0.0]
+    forgotten: list[tuple[str, int]] = []
+    resolver = VersionResolver(
+        registry.resolve_target,
+        ttl_seconds=30,
+        clock=lambda: now[0],
+        forget=lambda name, version: forgotten.append((name, version)),
+    )
+    calls = StorageCalls(s3)
+    pinned = ModelRef("m", version=2)
+
+    assert resolver.resolve(pinned).version == 2
+    assert calls.take() == ["HeadObject"]
+    # The warm path: within the TTL, no request reaches storage, even once the version is deleted.
+    RegistryAdmin(registry).delete_version("m", 2)
+    calls.take()
+    for now[0] in (1.0, 15.0, 29.9):
+        assert resolver.resolve(pinned).version == 2
+    assert calls.take() == []
+    assert forgotten == []
+
+    now[0] = 30.1
+    with pytest.raises(NotFound, match="model 'm' version 2: not found"):
+        resolver.resolve(pinned)
+    assert calls.take() == ["HeadObject"]
+    assert forgotten == [("m", 2)]
+    # The miss is remembered for the negative TTL, then asked again.
+    now[0] = 34.0
+    with pytest.raises(NotFound):
+        resolver.resolve(pinned)
+    assert calls.take() == []
+    now[0] = 35.2
+    with pytest.raises(NotFound):
+        resolver.resolve(pinned)
+    assert calls.take() == ["HeadObject"]
+
+
+def test_a_pinned_version_still_serves_when_storage_fails_its_re_check(
+    registry: ModelRegistry, s3: Any
+) -> None:
+    publish(registry)
+    now = [0.0]
+    resolver = VersionResolver(registry.resolve_target, ttl_seconds=30, clock=lambda: now[0])
+    calls = StorageCalls(s3)
+    pinned, latest = ModelRef("m", version=1), ModelRef("m", alias="latest")
+    assert resolver.resolve(pinned).version == 1
+    assert resolver.resolve(latest).version == 1
+
+    calls.unreachable = True
+    now[0] = 31.0
+    # Only a delete could change a pinned answer, and nobody deletes through an outage; a movable
+    # reference has no such guarantee, so it fails as before.
+    assert resolver.resolve(pinned).version == 1
+    with pytest.raises(Unavailable, match="storage unreachable"):
+        resolver.resolve(latest)
+    calls.take()
+    # Retried after the negative TTL, not on every request.
+    now[0] = 35.0
+    assert resolver.resolve(pinned).version == 1
+    assert calls.take() == []
+    now[0] = 36.5
+    assert resolver.resolve(pinned).version == 1
+    assert calls.take() != []
+
+
+def test_a_warm_service_answers_404_for_a_deleted_version_and_drops_it(
+    registry: ModelRegistry, seed_model: TrainedModel
+) -> None:
+    from maas.training import publish_trained
+
+    for _ in range(2):
+        publish_trained(seed_model, registry)
+    # A TTL of 0: every request re-checks, so this test needs no clock.
+    service = InferenceService(registry, Settings(bucket=TEST_BUCKET, provider="cpu", alias_ttl_seconds=0))
+    rows = request_for(seed_model.test_inputs["input"][:1])
+    assert service.infer(ModelRef("seed-mlp", version=2), rows).model_version == 2
+    assert service.cache.loaded_keys() == [("seed-mlp", 2)]
+
+    RegistryAdmin(registry).delete_version("seed-mlp", 2)
+
+    for ask in (
+        lambda: service.infer(ModelRef("seed-mlp", version=2), rows),
+        lambda: service.model_metadata(ModelRef("seed-mlp", version=2)),
+        lambda: service.model_ready(ModelRef("seed-mlp", version=2)),
+    ):
+        with pytest.raises(NotFound, match="model 'seed-mlp' version 2: not found"):
+            ask()
+    assert service.cache.loaded_keys() == []
+    # The next publish is version 3, never a second version 2.
+    assert publish_trained(seed_model, registry).version == 3
+    assert service.infer(ModelRef("seed-mlp", version=3), rows).model_version == 3
+    assert service.infer(ModelRef("seed-mlp"), rows).model_version == 3
 
 
 def test_a_tampered_model_is_refused_before_onnxruntime_opens_it(

@@ -83,14 +83,19 @@ def add_models_commands(
     tag.set_defaults(command=models_tag_command)
 
     archive = models_commands.add_parser(
-        "archive", parents=[output, author], help="mark a version archived (no alias may point at it)"
+        "archive",
+        parents=[output, author],
+        help="mark a version archived: no alias may point at it, 'latest' skips it, and it is served "
+        "only when pinned by number",
     )
     archive.add_argument("name", metavar="NAME")
     archive.add_argument("version", metavar="VERSION", type=common.version)
     archive.set_defaults(command=models_archive_command)
 
     delete = models_commands.add_parser(
-        "delete", parents=[output], help="delete a version (no alias may point at it)"
+        "delete",
+        parents=[output],
+        help="delete a version (no alias may point at it); its number is never given again",
     )
     delete.add_argument("name", metavar="NAME")
     delete.add_argument("version", metavar="VERSION", type=common.version)
@@ -111,7 +116,10 @@ def add_registry_commands(
     registry = commands.add_parser("registry", help="maintain the registry bucket")
     registry_commands = registry.add_subparsers(dest="registry_command", required=True, metavar="COMMAND")
     gc = registry_commands.add_parser(
-        "gc", parents=[output], help="find (and with --apply delete) version folders without a manifest"
+        "gc",
+        parents=[output],
+        help="find (and with --apply delete the files of) version folders without a manifest; each keeps its "
+        "claim, so its number is never given again",
     )
     gc.add_argument("names", metavar="NAME", nargs="*", help="models to collect (default: all)")
     gc.add_argument(
@@ -316,6 +324,7 @@ def registry_gc_command(args: argparse.Namespace) -> int:
 
     from maas.registry import validate_name
     from maas.registry.admin import RegistryAdmin
+    from maas.registry.store import CLAIM_FILE
 
     registry = common.registry()
     admin = RegistryAdmin(registry)
@@ -333,7 +342,7 @@ def registry_gc_command(args: argparse.Namespace) -> int:
     verb = "deleted" if args.apply else "would delete"
     for name, versions in abandoned.items():
         for version in versions:
-            print(f"{verb} {registry.version_prefix(name, version)}")
+            print(f"{verb} {registry.version_prefix(name, version)} (all but {CLAIM_FILE})")
     if not args.apply:
         print("dry run: pass --apply to delete them")
     return 0

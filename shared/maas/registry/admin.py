@@ -25,7 +25,7 @@ from maas.registry.documents import (
 )
 from maas.registry.manifest import MANIFEST_FILE, Manifest
 from maas.registry.references import ALIAS_PATTERN, LATEST, validate_name
-from maas.registry.store import ModelRegistry, Stored, VersionConflict
+from maas.registry.store import CLAIM_FILE, ModelRegistry, Stored, VersionConflict
 
 D = TypeVar("D", bound=BaseModel)
 # How often a write that lost a race is retried against the fresh document before giving up.
@@ -189,6 +189,9 @@ class RegistryAdmin:
         return self._update(key, lambda: self.registry.version_meta(name, version), change)
 
     def archive(self, name: str, version: int, *, by: str | None = None) -> VersionMeta:
+        """Retire a version from implicit use: `latest` and the default skip it, and no alias or canary may
+        move onto it. Pinned by number it is still served, so reproductions and pinned clients keep working.
+        Refused while an alias points at it."""
         self._require_version(name, version)
         self._refuse_if_aliased(name, version, "archive")
 
@@ -200,15 +203,13 @@ class RegistryAdmin:
         return self._update(key, lambda: self.registry.version_meta(name, version), change)
 
     def delete_version(self, name: str, version: int) -> None:
-        """Remove a version: the manifest first, so readers stop seeing it before its files go."""
+        """Remove a version: the manifest first, so readers stop seeing it before its files go. Its claim
+        stays, so its number is never given to another version (warm servers still holding it answer 404
+        once MAAS_ALIAS_TTL passes)."""
         self._require_version(name, version)
         self._refuse_if_aliased(name, version, "delete")
-        objects = [key for key, _ in self.registry.version_folders(name).get(version, [])]
-        manifest_key = self.registry.version_prefix(name, version) + MANIFEST_FILE
-        self.registry.delete_keys([manifest_key])
-        self.registry.delete_keys(
-            [k for k in objects if k != manifest_key] + [self.registry.meta_key(name, version)]
-        )
+        self.registry.retire_version_folder(name, version)
+        self.registry.delete_keys([self.registry.meta_key(name, version)])
 
     def diff(self, name: str, a: int, b: int) -> list[Difference]:
         first, second = self.registry.manifest(name, a), self.registry.manifest(name, b)
@@ -236,17 +237,20 @@ class RegistryAdmin:
     def collect_garbage(self, name: str, *, older_than: timedelta, apply: bool = False) -> list[int]:
         """Version folders that never got a manifest (a publisher died) and are older than `older_than`.
 
-        Listed only, unless `apply`; the age threshold keeps a publish that is still uploading safe."""
+        Listed only, unless `apply`; the age threshold keeps a publish that is still uploading safe. Their
+        files go but their claims stay, as for a deleted version, so the numbers are never given again; a
+        folder holding its claim alone is already collected."""
         cutoff = datetime.now(UTC) - older_than
         abandoned = []
         for version, objects in sorted(self.registry.version_folders(name).items()):
-            keys = [key for key, _ in objects]
-            if any(key.endswith("/" + MANIFEST_FILE) for key in keys):
+            prefix = self.registry.version_prefix(name, version)
+            files = {key.removeprefix(prefix) for key, _ in objects}
+            if MANIFEST_FILE in files or files <= {CLAIM_FILE}:
                 continue
             if max(modified for _, modified in objects) < cutoff:
                 abandoned.append(version)
                 if apply:
-                    self.registry.delete_keys(keys)
+                    self.registry.retire_version_folder(name, version)
         return abandoned
 
     # ---- helpers
@@ -330,8 +334,7 @@ class RegistryAdmin:
             raise VersionInUse(f"{action} '{name}' v{version}: expected no alias on it, got {holders}")
 
     def _status(self, name: str, version: int) -> str:
-        stored = self.registry.version_meta(name, version)
-        return stored.document.status if stored else "ready"
+        return self.registry.version_status(name, version)
 
 
 def _regression(current: Manifest, candidate: Manifest) -> str | None:

@@ -1,5 +1,6 @@
 """The registry's mutable documents: alias pointers (with their history and canary split) and per-version
-metadata (status and tags). Both are moved by compare-and-swap; version folders themselves never change."""
+metadata (status and tags). Both are moved by compare-and-swap; version folders themselves never change,
+except that deleting a version leaves its claim behind."""
 
 from __future__ import annotations
 
@@ -46,6 +47,13 @@ class AliasDocument(_Document):
 
     def points_at(self, version: int) -> bool:
         return self.version == version or (self.canary is not None and self.canary.version == version)
+
+
+class VersionClaim(_Document):
+    """`versions/<n>/claim.json`: written create-only before anything else of a version, and never deleted,
+    so the number n is never given again (not even after the version is deleted)."""
+
+    claimed_at: str
 
 
 class VersionMeta(_Document):

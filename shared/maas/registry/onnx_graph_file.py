@@ -28,7 +28,8 @@ from collections.abc import Collection
 from enum import IntEnum
 from typing import TypeAlias
 
-from maas.errors import MaasError
+from maas.errors import IntegrityError, MaasError
+from maas.registry.integrity import integrity_failure
 from maas.registry.manifest import SAFE_RELATIVE_PATH
 
 # The key of a TensorProto.external_data entry that names the file.
@@ -157,24 +158,35 @@ def vet_graph_file(
     (the version's own checksummed files); returns the locations it names.
 
     `what` names the file in messages ("model.onnx of model 'x' v3"); `error` is the caller's to choose,
-    since a bad graph is a client's mistake at publish and an integrity failure at load."""
+    since a bad graph is a client's mistake at publish and an integrity failure at load. At publish the
+    message shows the publisher what its file holds; at load that is stored content, kept for the logs."""
     try:
         locations = external_data_locations(data)
     except NotAModelProto as exc:
-        raise error(
-            f"{what}: expected an ONNX ModelProto, got bytes that do not parse as one "
-            f"(a pickle or another format?): {exc}"
+        raise _refusal(
+            error,
+            f"{what}: expected an ONNX ModelProto, got bytes that do not parse as one (a pickle or another "
+            "format?)",
+            str(exc),
         ) from None
     for location in locations:
         problem = unsafe_location(location)
         if problem is None and location not in data_files:
             problem = "not one of the manifest's model_data_files"
         if problem is not None:
-            raise error(
-                f"{what}: external data location {_shown(location)} is {problem}; expected a relative path "
-                f"inside the version folder, one of model_data_files {sorted(data_files)}"
+            raise _refusal(
+                error,
+                f"{what}: an external data location in the graph is {problem}; expected a relative path "
+                "inside the version folder, one of the manifest's model_data_files",
+                f"location {_shown(location)}, model_data_files {sorted(data_files)}",
             )
     return locations
+
+
+def _refusal(error: type[MaasError], message: str, detail: str) -> MaasError:
+    if issubclass(error, IntegrityError):
+        return integrity_failure(message, detail)
+    return error(f"{message} ({detail})")
 
 
 def unsafe_location(location: str) -> str | None:

@@ -103,19 +103,23 @@ class _HmacSigner:
         return document.model_dump_json(indent=2)
 
     def verify(self, manifest: bytes, signature: str) -> None:
+        # The messages name the file and what is wrong with it; the key names (the setting's and the one the
+        # stored file claims) go in `detail`, for the logs: callers may be anonymous.
         try:
             document = SignatureDocument.model_validate_json(signature)
             mac = base64.b64decode(document.mac, validate=True)
-        except (ValueError, binascii.Error):
+        except (ValueError, binascii.Error) as exc:
             raise IntegrityError(
                 f"{SIGNATURE_FILE}: expected JSON with algorithm {ALGORITHM}, key and a base64 mac, "
-                "got something else"
+                "got something else",
+                detail=f"{type(exc).__name__}: {exc}",
             ) from None
         if not self._matches(hashlib.sha256(manifest).digest(), mac):
-            other = "" if document.key == self._key else f" (it names key {_shown(document.key)})"
+            other = "" if document.key == self._key else f"; it names key {_shown(document.key)}"
             raise IntegrityError(
-                f"signature does not match: the manifest was changed after signing, or signed with "
-                f"another key than {ENV_MANIFEST_SIGNING}={_shown(self._key)}{other}"
+                f"{SIGNATURE_FILE}: signature does not match: the manifest was changed after signing, or "
+                "signed with another key",
+                detail=f"verified with {ENV_MANIFEST_SIGNING}={_shown(self._key)}{other}",
             )
 
     def _mac(self, digest: bytes) -> bytes:

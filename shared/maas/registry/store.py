@@ -1,10 +1,17 @@
 """The model registry: versions, aliases and artifacts in S3, with no database.
 
 Layout under the configured prefix:
+    models/<name>/versions/<n>/claim.json        written first, create-only: takes the number n for good
     models/<name>/versions/<n>/<artifact>        written create-only (If-None-Match: *)
     models/<name>/versions/<n>/manifest.sig      the manifest's MAC, with MAAS_MANIFEST_SIGNING
     models/<name>/versions/<n>/manifest.json     written last: the commit point
     models/<name>/aliases/<alias>.json           {"version": n}, moved with If-Match
+    models/<name>/meta/<n>.json                  status (ready or archived) and tags, moved with If-Match
+
+A version number is never given twice. The next number is one above the highest folder, and a folder is
+never emptied: deleting a version, or collecting an abandoned upload, removes every file but `claim.json`
+(writing it first for a folder from before claims). So a deleted version's number stays taken, and a
+publisher that read the folder list before the delete still loses the create-only claim.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from pydantic import BaseModel
 from maas.config import ENV_MANIFEST_SIGNING
 from maas.errors import IntegrityError, InvalidInput, MaasError, NotFound, Unavailable
 from maas.objects import PreconditionFailed, put_new, storage_errors
-from maas.registry.documents import AliasDocument, CanarySplit, VersionMeta
+from maas.registry.documents import AliasDocument, CanarySplit, VersionClaim, VersionMeta, utc_now
+from maas.registry.integrity import integrity_failure
 from maas.registry.manifest import (
     HASH_CHUNK_BYTES,
     MANIFEST_FILE,
@@ -44,6 +52,10 @@ ARTIFACT_PATH = re.compile(SAFE_RELATIVE_PATH)
 # no artifact may sit under a folder of those names, or that role could rewrite an immutable version.
 RESERVED_ARTIFACT_FOLDERS = frozenset({"aliases", "meta"})
 MAX_VERSION_CLAIM_ATTEMPTS = 20
+CLAIM_FILE = "claim.json"
+# Files the registry writes into a version folder itself; no artifact may take their names.
+REGISTRY_FILES = frozenset({CLAIM_FILE, MANIFEST_FILE, SIGNATURE_FILE})
+ARCHIVED = "archived"
 D = TypeVar("D", bound=BaseModel)
 
 
@@ -137,10 +149,22 @@ class ModelRegistry:
         return sorted(found)
 
     def latest_version(self, name: str) -> int:
+        """The newest version that is not archived: an archived version is served only when pinned."""
         versions = self.versions(name)
         if not versions:
             raise NotFound(f"model '{name}': not found (no published version)")
-        return versions[-1]
+        for version in reversed(versions):
+            if self.version_status(name, version) != ARCHIVED:
+                return version
+        raise NotFound(
+            f"model '{name}': expected a version that is not archived, got {len(versions)} archived ones; "
+            "an archived version is served only when pinned by number"
+        )
+
+    def version_status(self, name: str, version: int) -> str:
+        """'ready' or 'archived', from the version's metadata document (absent: ready)."""
+        stored = self.version_meta(name, version)
+        return stored.document.status if stored else "ready"
 
     def meta_key(self, name: str, version: int) -> str:
         return f"{self.model_prefix(name)}meta/{version}.json"
@@ -208,14 +232,17 @@ class ModelRegistry:
         try:
             manifest = Manifest.model_validate_json(body)
         except ValueError as exc:
-            raise IntegrityError(
-                f"manifest of model '{name}' version {version} is not valid: {exc}"
+            raise integrity_failure(
+                f"model '{name}' version {version}: {MANIFEST_FILE}: expected a valid manifest, got one "
+                "that does not parse or validate",
+                detail=f"{key}: {exc}",
             ) from None
         if (manifest.name, manifest.version) != (name, version):
             # A manifest copied between folders must not pass for another version.
-            raise IntegrityError(
-                f"manifest at model '{name}' version {version} describes model '{manifest.name}' "
-                f"version {manifest.version}"
+            raise integrity_failure(
+                f"model '{name}' version {version}: {MANIFEST_FILE}: expected the manifest of this version, "
+                "got one describing another model or version",
+                detail=f"{key} describes model {manifest.name!r} version {manifest.version}",
             )
         return manifest
 
@@ -229,12 +256,15 @@ class ModelRegistry:
                 signature = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except NotFound:
             raise IntegrityError(
-                f"manifest of model '{name}' v{version} is not signed, and {ENV_MANIFEST_SIGNING} requires it"
+                f"model '{name}' version {version}: {MANIFEST_FILE} is not signed, and "
+                f"{ENV_MANIFEST_SIGNING} requires it"
             ) from None
         try:
             signer.verify(body, signature.decode("utf-8", errors="replace"))
         except IntegrityError as exc:
-            raise IntegrityError(f"manifest of model '{name}' v{version}: {exc}") from None
+            raise integrity_failure(
+                f"model '{name}' version {version}: {exc.message}", detail=f"{key}: {exc.detail}"
+            ) from None
 
     def read_artifact(self, manifest: Manifest, artifact: Artifact) -> bytes:
         """Fetch one artifact, verifying its size and sha256 against the manifest as it streams."""
@@ -269,7 +299,7 @@ class ModelRegistry:
             if required not in files:
                 raise InvalidInput(f"publish: expected the graph file '{required}' among the artifacts")
         for path in files:
-            if path in (MANIFEST_FILE, SIGNATURE_FILE) or not ARTIFACT_PATH.match(path):
+            if path in REGISTRY_FILES or not ARTIFACT_PATH.match(path):
                 raise InvalidInput(f"publish: artifact path {path!r} is not a safe relative path")
             if RESERVED_ARTIFACT_FOLDERS.intersection(path.split("/")[:-1]):
                 raise InvalidInput(
@@ -288,7 +318,11 @@ class ModelRegistry:
 
         version = self._next_version_number(name)
         for _ in range(MAX_VERSION_CLAIM_ATTEMPTS):
-            if self._put_new(self.version_prefix(name, version) + ordered[0], files[ordered[0]]):
+            # The claim takes the number; the first artifact's create-only write also has to succeed, since a
+            # publisher from before claims takes a number with its first artifact alone.
+            if self._claim(name, version) and self._put_new(
+                self.version_prefix(name, version) + ordered[0], files[ordered[0]]
+            ):
                 break
             version += 1
         else:
@@ -349,8 +383,26 @@ class ModelRegistry:
                         f"({failed[0].get('Code', 'unknown error')})"
                     )
 
+    def retire_version_folder(self, name: str, version: int) -> None:
+        """Delete everything in a version folder but its claim, so the number stays taken.
+
+        The claim is written first where it is missing (a folder from before claims): a folder with no object
+        left would stop counting when the next number is chosen. The manifest goes next, so readers stop
+        seeing the version before its files go."""
+        prefix = self.version_prefix(name, version)
+        keys = [key for key, _ in self.version_folders(name).get(version, [])]
+        claim, manifest = prefix + CLAIM_FILE, prefix + MANIFEST_FILE
+        if claim not in keys:
+            self._claim(name, version)
+        if manifest in keys:
+            self.delete_keys([manifest])
+        rest = [key for key in keys if key not in (claim, manifest)]
+        if rest:
+            self.delete_keys(rest)
+
     def version_folders(self, name: str) -> dict[int, list[tuple[str, datetime]]]:
-        """Every claimed version folder, committed or not, with its objects' keys and modification times."""
+        """Every claimed version folder, committed, abandoned or retired (its claim alone), with its objects'
+        keys and modification times."""
         prefix = f"{self.model_prefix(name)}versions/"
         folders: dict[int, list[tuple[str, datetime]]] = {}
         with storage_errors(f"listing version folders of model '{name}'"):
@@ -382,12 +434,16 @@ class ModelRegistry:
         try:
             return Stored(model.model_validate_json(body), response["ETag"])
         except ValueError as exc:
-            raise IntegrityError(f"{what}: stored document is not valid: {exc}") from None
+            raise integrity_failure(
+                f"{what}: expected a valid stored document, got one that does not parse or validate",
+                detail=f"{key}: {exc}",
+            ) from None
 
     # ---- helpers
 
     def _next_version_number(self, name: str) -> int:
-        # Every claimed folder counts, committed or not, so an abandoned upload's number is never reused.
+        # Every folder counts, committed, abandoned or retired, so no number is given twice. Folders written
+        # before claims existed count the same way.
         prefix = f"{self.model_prefix(name)}versions/"
         highest = 0
         with storage_errors(f"listing version folders of model '{name}'"):
@@ -398,6 +454,11 @@ class ModelRegistry:
                     if folder.isdigit():
                         highest = max(highest, int(folder))
         return highest + 1
+
+    def _claim(self, name: str, version: int) -> bool:
+        """Take `version` for good with a create-only write. False when it was already taken."""
+        document = VersionClaim(claimed_at=utc_now()).model_dump_json().encode()
+        return put_new(self._s3, self.bucket, self.version_prefix(name, version) + CLAIM_FILE, document)
 
     def _put_new(self, key: str, data: bytes) -> bool:
         """Create-only write. False when the key already exists."""

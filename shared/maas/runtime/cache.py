@@ -1,7 +1,10 @@
-"""The process-wide model cache: LRU by bytes, one lock per key, and alias resolution with a TTL.
+"""The process-wide model cache: LRU by bytes, one lock per key, and reference resolution with a TTL.
 
-Versions are immutable, so a loaded (name, version) stays valid until evicted. References that can move
-(aliases, `latest`, the default) are re-resolved after `alias_ttl_seconds`.
+Versions are immutable and their numbers are never given twice, so a loaded (name, version) holds the right
+weights for as long as the version exists. References that can move (aliases, `latest`, the default) are
+re-resolved after `alias_ttl_seconds`; a pinned version is re-checked then too (one HEAD of its manifest),
+so a deleted version answers 404, and leaves the cache, within one TTL. Within the TTL no request touches
+storage.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from maas.errors import NotFound
+from maas.errors import NotFound, Unavailable
 from maas.registry.references import ModelRef
 from maas.registry.store import ResolvedTarget
 from maas.runtime.loaded_model import LoadedModel
@@ -55,6 +58,11 @@ class ModelCache:
                 self._evict_over_capacity(keep=key)
             return model
 
+    def discard(self, name: str, version: int) -> None:
+        """Forget a model (its version was deleted); requests already holding it finish with it."""
+        with self._lock:
+            self._models.pop((name, version), None)
+
     def peek(self, name: str, version: int) -> LoadedModel | None:
         with self._lock:
             return self._models.get((name, version))
@@ -83,9 +91,12 @@ class _Resolution:
 
 
 class VersionResolver:
-    """Caches reference -> target (version and any canary split).
+    """Caches reference -> target (version and any canary split) for `ttl` seconds.
 
-    Pinned references never expire; movable ones live `ttl` seconds.
+    A movable reference is resolved again when its entry expires. A pinned one is checked again: its target
+    cannot change, but the version can be deleted, and then `forget` drops it from the model cache. A pinned
+    check that fails for a storage error keeps serving the version checked before, since only a delete could
+    change the answer; it is retried after `negative_ttl_seconds`.
 
     Misses are cached briefly too, so a client hammering an unknown name costs storage one lookup per
     `negative_ttl_seconds`, not one per request. Entries are bounded, since clients choose the keys.
@@ -99,12 +110,14 @@ class VersionResolver:
         *,
         negative_ttl_seconds: float = 5.0,
         max_entries: int = 4096,
+        forget: Callable[[str, int], None] | None = None,
     ) -> None:
         self._resolve = resolve
         self._ttl = ttl_seconds
         self._negative_ttl = min(negative_ttl_seconds, ttl_seconds)
         self._clock = clock
         self._max_entries = max_entries
+        self._forget = forget
         self._entries: OrderedDict[ModelRef, _Resolution] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -121,8 +134,15 @@ class VersionResolver:
             target = self._resolve(ref)
         except NotFound as missing:
             self._remember(ref, _Resolution(None, now + self._negative_ttl, missing))
+            if ref.version is not None and self._forget is not None:
+                self._forget(ref.name, ref.version)
             raise
-        self._remember(ref, _Resolution(target, now + (float("inf") if ref.is_pinned else self._ttl)))
+        except Unavailable:
+            if entry is None or entry.target is None or not ref.is_pinned:
+                raise
+            self._remember(ref, _Resolution(entry.target, now + self._negative_ttl))
+            return entry.target
+        self._remember(ref, _Resolution(target, now + self._ttl))
         return target
 
     def _remember(self, ref: ModelRef, resolution: _Resolution) -> None:

@@ -81,7 +81,9 @@ class InferenceService:
         self.registry = registry
         self.settings = settings
         self.cache = ModelCache(self._load, settings.cache_bytes)
-        self._resolver = VersionResolver(registry.resolve_target, settings.alias_ttl_seconds)
+        self._resolver = VersionResolver(
+            registry.resolve_target, settings.alias_ttl_seconds, forget=self.cache.discard
+        )
         self._manifests: dict[tuple[str, int], Manifest] = {}
         self._manifests_lock = threading.Lock()
 
