@@ -763,7 +763,6 @@ CASES: list[BadRequest] = [
     ),
     BadRequest("put-on-infer", "PUT", INFER, JSON, v2(), 405, "method: expected POST"),
     BadRequest("unknown-route", "GET", "/v3/models", NO_HEADERS, "", 404, "route: expected a V2 or V1 route"),
-    # BUG: 400 today; GET /v1/models/{name} takes "seed-mlp:predict" for a model name.
     BadRequest("get-on-v1-predict", "GET", PREDICT, NO_HEADERS, "", 405, "method: expected POST"),
     # ---- KServe V1 predict
     BadRequest(

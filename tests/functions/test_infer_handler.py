@@ -117,6 +117,104 @@ def test_client_mistakes_get_a_4xx_naming_expected_and_got(
     assert expected in answer["error"] and got in answer["error"], answer["error"]
 
 
+def named_body(**fields: Any) -> str:
+    """seed-mlp's request body with more top-level fields beside the inputs, as KServe's SDK sends."""
+    return json.dumps({**json.loads(infer_body()), **fields})
+
+
+LONG_NAME = "m" * 500
+
+
+@pytest.mark.parametrize(
+    ("path", "names"),
+    [
+        ("/v2/models/seed-mlp/infer", {"model_name": "seed-mlp"}),
+        ("/v2/models/seed-mlp/infer", {"model_name": None, "model_version": None}),
+        # An alias in the path: the body may name the model, or the reference as the path writes it.
+        ("/v2/models/seed-mlp@latest/infer", {"model_name": "seed-mlp"}),
+        ("/v2/models/seed-mlp%40latest/infer", {"model_name": "seed-mlp@latest"}),
+        ("/v2/models/seed-mlp/versions/1/infer", {"model_name": "seed-mlp", "model_version": "1"}),
+        ("/v2/models/seed-mlp/versions/latest/infer", {"model_version": "latest"}),
+        (
+            "/v2/models/seed-mlp/versions/1/explain",
+            {"model_name": "seed-mlp", "model_version": "1", "parameters": {"target": 0}},
+        ),
+    ],
+)
+def test_a_body_may_name_the_model_the_path_names(
+    infer_function: ModuleType, path: str, names: dict[str, Any]
+) -> None:
+    event = with_body(load_event("http_v2_infer.json"), named_body(**names))
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    status, body = invoke(infer_function, event)
+    assert status == 200, body
+    assert (body["model_name"], body["model_version"]) == ("seed-mlp", "1")
+
+
+@pytest.mark.parametrize(
+    ("path", "names", "message"),
+    [
+        (
+            "/v2/models/seed-mlp/infer",
+            {"model_name": "other-model"},
+            "model_name: expected 'seed-mlp' (the model the path names) or no model_name, got 'other-model'",
+        ),
+        (
+            "/v2/models/seed-mlp/explain",
+            {"model_name": "other-model"},
+            "model_name: expected 'seed-mlp' (the model the path names)",
+        ),
+        (
+            "/v2/models/seed-mlp@latest/infer",
+            {"model_name": "seed-mlp@staging"},
+            "model_name: expected 'seed-mlp' or 'seed-mlp@latest' (the model the path names) or no "
+            "model_name, got 'seed-mlp@staging'",
+        ),
+        (
+            "/v2/models/seed-mlp/infer",
+            {"model_name": LONG_NAME},
+            "model_name: expected 'seed-mlp' (the model the path names) or no model_name, got a string "
+            "of 500 characters",
+        ),
+        (
+            "/v2/models/seed-mlp/infer",
+            {"model_version": "1"},
+            "model_version: expected none, as the path names no version (pin one with "
+            "/v2/models/seed-mlp/versions/{version}/...), got '1'",
+        ),
+        (
+            "/v2/models/seed-mlp@latest/infer",
+            {"model_version": "1"},
+            "model_version: expected none, as the path names no version",
+        ),
+        (
+            "/v2/models/seed-mlp/versions/1/infer",
+            {"model_version": "2"},
+            "model_version: expected '1' (the path's version) or no model_version, got '2'",
+        ),
+        (
+            "/v2/models/seed-mlp/versions/latest/infer",
+            {"model_version": "1"},
+            "model_version: expected 'latest' (the path's version) or no model_version, got '1'",
+        ),
+        ("/v2/models/seed-mlp/versions/1/infer", {"model_version": 1}, "model_version: "),
+        ("/v2/models/seed-mlp/infer", {"model_name": ["seed-mlp"]}, "model_name: "),
+        # Only the fields clients send are accepted: anything else is still refused by name.
+        ("/v2/models/seed-mlp/infer", {"model": "seed-mlp"}, "model: unknown field"),
+    ],
+)
+def test_a_body_that_names_another_model_or_version_is_refused(
+    infer_function: ModuleType, path: str, names: dict[str, Any], message: str
+) -> None:
+    event = with_body(load_event("http_v2_infer.json"), named_body(**names))
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    status, body = invoke(infer_function, event)
+    assert status == 400
+    assert set(body) == {"error"}
+    assert body["error"].startswith(message), body["error"]
+    assert LONG_NAME not in body["error"]
+
+
 def test_a_known_path_with_the_wrong_method_is_405_with_allow(infer_function: ModuleType) -> None:
     event = load_event("http_v2_model_metadata.json")
     path = "/v2/models/seed-mlp/infer"

@@ -10,25 +10,35 @@ import pytest
 
 from tests.infra.deployed import ACCOUNT, REGION, Deployment, deploy, translate
 
+DATA_PLANE_GETS = {
+    "/",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/v2",
+    "/v2/models/{name}",
+    "/v2/models/{name}/ready",
+    "/v2/models/{name}/versions/{version}",
+    "/v2/models/{name}/versions/{version}/ready",
+    "/v2/models",
+    "/v1/models",
+    "/openapi.json",
+    "/docs",
+}
+# HTTP API sends HEAD to no GET route: each GET route has a HEAD twin, secured alike.
 DATA_PLANE_ROUTES = {
-    ("get", "/v2/health/live"),
-    ("get", "/v2/health/ready"),
-    ("get", "/v2"),
-    ("get", "/v2/models/{name}"),
-    ("get", "/v2/models/{name}/ready"),
-    ("get", "/v2/models/{name}/versions/{version}"),
-    ("get", "/v2/models/{name}/versions/{version}/ready"),
+    *((method, path) for method in ("get", "head") for path in DATA_PLANE_GETS),
     ("post", "/v2/models/{name}/infer"),
     ("post", "/v2/models/{name}/versions/{version}/infer"),
     ("post", "/v2/models/{name}/explain"),
     ("post", "/v2/models/{name}/versions/{version}/explain"),
-    ("get", "/v2/models"),
     ("post", "/v2/repository/index"),
-    ("get", "/v1/models"),
     ("x-amazon-apigateway-any-method", "/v1/models/{proxy+}"),
-    ("get", "/openapi.json"),
-    ("get", "/docs"),
     ("x-amazon-apigateway-any-method", "$default"),
+}
+REGISTRY_GETS = {
+    "/registry/models",
+    "/registry/models/{name}",
+    "/registry/models/{name}/versions/{version}",
 }
 SECURITY_BY_MODE: dict[str, list[dict[str, list[str]]]] = {
     "NONE": [],
@@ -76,9 +86,14 @@ def test_the_data_plane_uses_the_chosen_auth_and_the_registry_always_needs_iam(
     registry_routes = [
         route for route, operation in operations.items() if _target(operation) == "RegistryFunction"
     ]
-    assert len(registry_routes) == 9
+    assert len(registry_routes) == 12
+    assert {("head", path) for path in REGISTRY_GETS} <= set(registry_routes)
     for route in registry_routes:
         assert operations[route]["security"] == [{"AWS_IAM": []}], route
+    # Whatever guards a GET guards its HEAD, in every mode.
+    for (method, path), operation in operations.items():
+        if method == "get":
+            assert operations[("head", path)]["security"] == operation["security"], path
     schemes = body["components"]["securitySchemes"]
     if mode == "JWT":
         authorizer = schemes["DataPlaneJwt"]["x-amazon-apigateway-authorizer"]

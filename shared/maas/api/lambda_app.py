@@ -21,6 +21,7 @@ from aws_lambda_powertools.event_handler import (
 )
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from maas.api.routing import RouteTable, json_response
@@ -119,12 +120,13 @@ def register_error_handlers(routes: RouteTable, route_hint: str = INFERENCE_ROUT
     def unknown_route(_: NotFoundError) -> Response[Any]:
         event = router.current_event
         path = event.path if len(event.path) <= MAX_ECHOED_PATH else event.path[:MAX_ECHOED_PATH] + "..."
-        allowed = routes.methods_for(event.path)
-        # The path looked right but a parameter held characters no route accepts: that is a plain 404.
-        if allowed and event.http_method not in allowed:
-            response: Response[Any] = domain_error(method_not_allowed(path, event.http_method, allowed))
+        method = event.http_method.upper()
+        # The REST API resolver ignores trailing slashes; the table must match the way it does.
+        allowed = routes.methods_for(event.path, trailing_slashes=isinstance(event, APIGatewayProxyEvent))
+        if allowed and method not in allowed:
+            response: Response[Any] = domain_error(method_not_allowed(path, method, allowed))
             return response
-        return error_response(404, f"route: expected {route_hint}, got {event.http_method} {path}")
+        return error_response(404, f"route: expected {route_hint}, got {method} {path}")
 
     @router.exception_handler(Exception)
     def unexpected_error(exc: Exception) -> Response[Any]:

@@ -16,11 +16,12 @@ from maas.api.v1_types import (
     V1ExplainResponse,
     V1ModelList,
     V1ModelStatus,
+    V1ServerLive,
 )
 from maas.api.v2_types import (
     ErrorResponse,
     ExplainRequestBody,
-    InferenceRequestBody,
+    HttpInferenceRequestBody,
     InferenceResponseBody,
     LiveResponse,
     ModelListResponse,
@@ -98,7 +99,7 @@ OPERATIONS: tuple[Operation, ...] = (
                 "Inference",
                 "V2 inference",
                 InferenceResponseBody,
-                request=InferenceRequestBody,
+                request=HttpInferenceRequestBody,
                 errors=_INFER_ERRORS,
                 binary=True,
             ),
@@ -114,6 +115,7 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
         )
     ),
+    Operation("get", "/", "Server liveness (KServe V1)", "V1", V1ServerLive),
     Operation("get", "/v1/models", "List models (KServe V1)", "V1", V1ModelList, errors=(503,)),
     Operation(
         "get", "/v1/models/{name}", "Model status (KServe V1)", "V1", V1ModelStatus, errors=_MODEL_ERRORS
@@ -150,6 +152,8 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method] = _operation(op)
+        if op.method == "get":
+            paths[op.path]["head"] = _head_operation(op)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -192,6 +196,17 @@ def _operation(op: Operation) -> dict[str, Any]:
     return operation
 
 
+def _head_operation(op: Operation) -> dict[str, Any]:
+    """Every GET answers HEAD too: the same status and headers, no body."""
+    get = _operation(op)
+    return {
+        **get,
+        "summary": f"{op.summary}: status and headers only",
+        "operationId": _operation_id(op).replace("get_", "head_", 1),
+        "responses": {status: {"description": r["description"]} for status, r in get["responses"].items()},
+    }
+
+
 def _ok(op: Operation) -> dict[str, Any]:
     if op.response is None:
         return {"description": "OK"}
@@ -226,4 +241,4 @@ def _path_parameter(name: str) -> dict[str, Any]:
 
 def _operation_id(op: Operation) -> str:
     cleaned = op.path.strip("/").replace("{", "").replace("}", "").replace(":", "_").replace("/", "_")
-    return f"{op.method}_{cleaned}"
+    return f"{op.method}_{cleaned or 'root'}"

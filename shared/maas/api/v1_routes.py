@@ -13,22 +13,27 @@ from maas.api.http_body import header, read_body
 from maas.api.routing import RouteTable, json_response, remaining_time
 from maas.api.tensor_codec import TensorLimits
 from maas.api.v1_codec import decode_predict_request, encode_predict_response
-from maas.api.v1_types import V1ModelList, V1ModelStatus
+from maas.api.v1_types import V1ModelList, V1ModelStatus, V1ServerLive
 from maas.api.v2_routes import MODEL_VERSION_HEADER, ROUTING_KEY_HEADER
-from maas.errors import MethodNotAllowed
 from maas.infer_types import InferenceRequest
 from maas.registry.references import ModelRef, parse_ref
 from maas.service.inference import InferenceService
 
 PREDICT_VERB = "predict"
 EXPLAIN_VERB = "explain"
-MAX_ECHOED_NAME = 80
+# The literal verb the POST rules match; a percent-encoded ':' is part of a name, as for the POST rules.
+VERB_PATHS = rf"/v1/models/[^/]*:({PREDICT_VERB}|{EXPLAIN_VERB})/*"
 
 
 def register_v1_routes(routes: RouteTable, service: InferenceService) -> None:
     settings = service.settings
     limits = TensorLimits.from_settings(settings)
     router = routes.router
+
+    # KServe V1 servers answer liveness at the root (kserve's InferenceRESTClient.is_server_live).
+    @routes.add("GET", "/")
+    def server_live() -> Response[Any]:
+        return json_response(V1ServerLive(status="alive").model_dump_json())
 
     @routes.add("GET", "/v1/models")
     def list_models() -> Response[Any]:
@@ -61,13 +66,10 @@ def register_v1_routes(routes: RouteTable, service: InferenceService) -> None:
             headers={MODEL_VERSION_HEADER: str(response.model_version)},
         )
 
-    @routes.add("GET", "/v1/models/<name>")
+    # The <name> of this rule would also match "m:predict"; that path is the POST routes', whatever the
+    # name before the verb (an empty one included), so every method gets the same 405 or 404 for it.
+    @routes.add("GET", "/v1/models/<name>", unless=VERB_PATHS)
     def model_status(name: str) -> Response[Any]:
-        # The GET rule's <name> also matches "m:predict"; that path exists, for POST only.
-        if unquote(name).endswith((f":{PREDICT_VERB}", f":{EXPLAIN_VERB}")):
-            raise MethodNotAllowed(
-                f"method: expected POST for /v1/models/{name[:MAX_ECHOED_NAME]}, got GET", allowed=["POST"]
-            )
         ref = _ref(name)
         service.model_ready(ref)
         return json_response(V1ModelStatus(name=ref.name, ready=True).model_dump_json())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,6 +36,12 @@ class V1ExplainResponse(_Wire):
         "inputs); for text, {tokens, attributions} over the text's own tokens."
     )
     parameters: dict[str, Any] = Field(description="The method, target and settings the attributions used.")
+
+
+class V1ServerLive(_Wire):
+    """KServe V1's liveness answer at the server root."""
+
+    status: Literal["alive"]
 
 
 class V1ModelList(_Wire):

@@ -8,7 +8,7 @@ bytes in input order; a binary response is laid out the same way.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,6 +23,7 @@ from maas.api.tensor_codec import (
     check_shape,
 )
 from maas.api.v2_types import (
+    HttpInferenceRequestBody,
     InferenceRequestBody,
     InferenceResponseBody,
     MetadataTensor,
@@ -49,6 +50,9 @@ class DecodedInferRequest:
     # An output's own `binary_data` wins; otherwise the request's `binary_data_output` decides.
     binary_by_output: Mapping[str, bool] = field(default_factory=dict)
     binary_by_default: bool = False
+    # The body's own naming of the model, which the route checks against its path.
+    model_name: str | None = None
+    model_version: str | None = None
 
     def wants_binary(self, output: str) -> bool:
         return self.binary_by_output.get(output, self.binary_by_default)
@@ -76,12 +80,13 @@ def decode_infer_request(
         view = memoryview(raw)
         header, binary = view[:header_length], view[header_length:]
     try:
-        wire = InferenceRequestBody.model_validate_json(
+        wire = HttpInferenceRequestBody.model_validate_json(
             bytes(header) if isinstance(header, memoryview) else header
         )
     except ValidationError as exc:
         raise InvalidInput(describe_validation_error(exc, max_json_depth=limits.max_json_depth)) from None
-    return decode_wire_request(wire, limits, binary, may_hold_booleans=_has_boolean_literal(header))
+    decoded = decode_wire_request(wire, limits, binary, may_hold_booleans=_has_boolean_literal(header))
+    return replace(decoded, model_name=wire.model_name, model_version=wire.model_version)
 
 
 def decode_wire_request(

@@ -32,7 +32,7 @@ from maas.api.v2_types import (
     RepositoryIndexEntry,
     ServerMetadataResponse,
 )
-from maas.errors import PayloadTooLarge
+from maas.errors import InvalidInput, PayloadTooLarge
 from maas.infer_types import InferenceResponse
 from maas.registry.references import ModelRef, parse_ref, parse_version_selector
 from maas.service.inference import ROUTING_KEY, InferenceService
@@ -44,6 +44,7 @@ ROUTING_KEY_HEADER = "x-maas-routing-key"
 BINARY_CONTENT_TYPE = "application/octet-stream"
 # Lambda returns binary bodies base64-encoded, which grows them by a third.
 BASE64_GROWTH = 4 / 3
+MAX_ECHOED_NAME = 80
 
 
 def register_v2_routes(routes: RouteTable, service: InferenceService) -> None:
@@ -116,16 +117,18 @@ def register_v2_routes(routes: RouteTable, service: InferenceService) -> None:
     @routes.add("POST", f"{MODEL}/infer", f"{MODEL_VERSION}/infer")
     def infer(name: str, version: str | None = None) -> Response[Any]:
         decoded = decode()
-        response = service.infer(_ref(name, version), decoded.request, remaining_ms=remaining_time(router))
+        ref = _ref(name, version)
+        _check_body_names(decoded, ref, name, version)
+        response = service.infer(ref, decoded.request, remaining_ms=remaining_time(router))
         return _inference_response(response, decoded, settings.max_response_bytes)
 
     @routes.add("POST", f"{MODEL}/explain", f"{MODEL_VERSION}/explain")
     def explain(name: str, version: str | None = None) -> Response[Any]:
         decoded = decode()
+        ref = _ref(name, version)
+        _check_body_names(decoded, ref, name, version)
         parameters = decode_explain_parameters(decoded.request.parameters)
-        response = service.explain(
-            _ref(name, version), decoded.request, parameters, remaining_ms=remaining_time(router)
-        )
+        response = service.explain(ref, decoded.request, parameters, remaining_ms=remaining_time(router))
         return _inference_response(response, decoded, settings.max_response_bytes)
 
 
@@ -148,6 +151,36 @@ def _ref(name: str, version: str | None) -> ModelRef:
     if version is None:
         return parse_ref(unquote(name))
     return parse_version_selector(unquote(name), unquote(version))
+
+
+def _check_body_names(decoded: DecodedInferRequest, ref: ModelRef, name: str, version: str | None) -> None:
+    """A body may name the model as well (KServe's SDK sends model_name): the path decides, so a body
+    that names another model or version is refused rather than silently overruled."""
+    path_name = unquote(name)
+    if decoded.model_name is not None and decoded.model_name not in (ref.name, path_name):
+        expected = repr(ref.name) if path_name == ref.name else f"{ref.name!r} or {path_name!r}"
+        raise InvalidInput(
+            f"model_name: expected {expected} (the model the path names) or no model_name, "
+            f"got {_describe(decoded.model_name)}"
+        )
+    if decoded.model_version is None:
+        return
+    if version is None:
+        raise InvalidInput(
+            "model_version: expected none, as the path names no version (pin one with "
+            f"/v2/models/{ref.name}/versions/{{version}}/...), got {_describe(decoded.model_version)}"
+        )
+    path_version = unquote(version)
+    if decoded.model_version != path_version:
+        raise InvalidInput(
+            f"model_version: expected {path_version!r} (the path's version) or no model_version, "
+            f"got {_describe(decoded.model_version)}"
+        )
+
+
+def _describe(value: str) -> str:
+    # The body's names are identifiers, but cap them so a hostile body cannot flood the answer.
+    return repr(value) if len(value) <= MAX_ECHOED_NAME else f"a string of {len(value)} characters"
 
 
 def _check_response_size(size: int, limit: int) -> None:

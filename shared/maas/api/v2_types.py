@@ -39,7 +39,21 @@ class InferenceRequestBody(_Wire):
     outputs: list[RequestOutput] | None = Field(default=None, min_length=1)
 
 
-class ExplainRequestBody(InferenceRequestBody):
+class HttpInferenceRequestBody(InferenceRequestBody):
+    """The body of POST .../infer and .../explain. The path selects the model; clients such as KServe's
+    SDK also name it in the body, which must then agree with the path."""
+
+    model_name: StrictStr | None = Field(
+        default=None,
+        description="Checked, not used: the path's model name (or the path's `name@alias` as written).",
+    )
+    model_version: StrictStr | None = Field(
+        default=None,
+        description="Checked, not used: only with a `/versions/{version}` path, and then equal to it.",
+    )
+
+
+class ExplainRequestBody(HttpInferenceRequestBody):
     parameters: ExplainParameters | None = None  # type: ignore[assignment]
 
 
