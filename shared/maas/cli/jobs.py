@@ -251,6 +251,10 @@ def jobs_status_command(args: argparse.Namespace) -> int:
     rows += [
         ("version", str(status.model_version) if status.model_version is not None else "-"),
         ("lines", f"{counts.lines} ({counts.succeeded} succeeded, {counts.failed} failed)"),
+    ]
+    if status.csv_header is not None:
+        rows.append(("header", "line 1 (no output line)" if status.csv_header else "none"))
+    rows += [
         ("seconds", f"{status.seconds:.1f}"),
         ("finished", status.finished_at.isoformat()),
         ("output", f"s3://{bucket}/{status.output_key}" if status.output_key else "-"),
@@ -527,8 +531,6 @@ def _progress(desc: str, total: float | None, **options: Any) -> _Progress:
 def _summary(status: JobStatus) -> str:
     version = f" v{status.model_version}" if status.model_version is not None else ""
     text = f"{status.state}: {status.model_name}{version}, {status.counts.lines} lines"
-    if status.csv_header:
-        text += " after the header (line 1)"
     if status.counts.failed:
         text += f", {status.counts.failed} failed"
     return f"{text}, {status.seconds:.1f} s"

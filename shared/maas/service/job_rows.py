@@ -678,7 +678,7 @@ def _npy_shape(value: Any) -> tuple[int, ...]:
     if len(value) > MAX_RANK:
         raise _npy_error(f"expected at most {MAX_RANK} dimensions, got {len(value)}")
     if any(dim < 0 for dim in value):
-        raise _npy_error("expected a shape of non-negative dimensions, got a negative one")
+        raise _npy_error(f"expected a shape of non-negative dimensions, got {list(value)}")
     return value
 
 
