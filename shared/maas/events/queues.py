@@ -159,7 +159,9 @@ class AsyncFunctionApp(_QueueApp):
                 .encode()
             )
             metrics.add_metric(name="AsyncErrors", unit=MetricUnit.Count, value=1)
-            logger.info(
+            # A body that is no request at all may be a producer sending to the wrong queue: worth a look.
+            log = logger.warning if body_error is not None else logger.info
+            log(
                 "async request answered with an error",
                 extra={"key": key, "status": exc.status, "error": exc.message},
             )
