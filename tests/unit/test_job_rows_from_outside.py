@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import math
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -344,3 +345,55 @@ def test_a_record_the_csv_reader_refuses_or_that_is_not_utf8_is_its_own_line_err
         3: "line 4: expected UTF-8 text, got other bytes",
         4: "line 5: expected UTF-8 text, got other bytes",
     }
+
+
+# ---- fuzz: whatever the bytes, a line error or a failed job, never another exception
+
+
+@pytest.mark.usefixtures("csv_field_limit")
+@pytest.mark.parametrize("datatype", ["FP32", "INT8", "UINT64", "BOOL", "BYTES"])
+def test_fuzzed_csv_and_jsonl_lines_only_ever_become_line_errors(datatype: str) -> None:
+    rng = random.Random(f"events-{datatype}")
+    pieces = [
+        b"1",
+        b"-2.5",
+        b"nan",
+        b"inf",
+        b"1e400",
+        b"NA",
+        b"true",
+        b'"',
+        b",",
+        b"\r",
+        b"\0",
+        b"\xff",
+        b"\xc3\xa9",
+        b"[",
+        b"]",
+        b"{",
+        b"}",
+        b":",
+        b'"input"',
+        b"NaN",
+        b"Infinity",
+        b" ",
+        b"9" * 30,
+        b"\\ud800",
+    ]
+    model = signature(datatype, [-1, 2])
+    decoders = {
+        "csv": RowDecoder("m", model, "csv", max_string_bytes=64),
+        "jsonl": RowDecoder("m", model, "jsonl"),
+    }
+    for _ in range(200):
+        raw = [
+            b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 12))) for _ in range(rng.randint(1, 8))
+        ]
+        try:
+            records = list(iter_csv_records(raw, max_record_bytes=4096))
+        except MalformedJobInput:
+            continue  # a quote left open past the record limit
+        chunk = decoders["csv"].csv_chunk(records)
+        assert len(chunk.errors) + sum(len(b.positions) for b in chunk.batches) == len(records)
+        chunk = decoders["jsonl"].jsonl_chunk(1, raw)
+        assert len(chunk.errors) + sum(len(b.positions) for b in chunk.batches) == len(raw)

@@ -25,7 +25,7 @@ import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -328,8 +328,9 @@ class RowDecoder:
             if parsed.ndim != 2:
                 return None
             shape = _csv_row_shape(spec, parsed.shape[1])
+            # The parsed array goes in as it is (array_from_json starts with np.asarray): no Python floats.
             return array_from_json(
-                parsed.tolist(),
+                cast(list[Any], parsed),
                 spec.datatype,
                 [len(cells), *shape],
                 f"input '{spec.name}'",
