@@ -297,6 +297,32 @@ def test_submit_refuses_an_unknown_extension(
 
 
 @pytest.mark.parametrize(
+    ("flag", "metadata"),
+    [(["--csv-header"], {"csv-header": "true"}), (["--no-csv-header"], {"csv-header": "false"}), ([], {})],
+)
+def test_submit_declares_a_csv_header_or_its_absence_in_the_input_objects_metadata(
+    bucket: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: list[str], metadata: dict[str, str]
+) -> None:
+    source = tmp_path / "rows.csv"
+    source.write_text("a,b\n1,2\n")
+
+    assert main(["jobs", "submit", str(source), "--model", "demo", "--job-id", "c", "--no-wait", *flag]) == 0
+
+    assert capsys.readouterr().out == "demo/c\n"
+    assert bucket.head_object(Bucket=TEST_BUCKET, Key="jobs/demo/c/input.csv")["Metadata"] == metadata
+
+
+@pytest.mark.parametrize("flag", ["--csv-header", "--no-csv-header"])
+def test_submit_refuses_a_csv_header_flag_for_other_formats(
+    bucket: Any, data: Path, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    message = fail(capsys, "jobs", "submit", str(data), "--model", "demo", flag, "--no-wait")
+
+    assert f"{flag}: expected only with a .csv FILE, got a .jsonl one" in message
+    assert keys(bucket) == []
+
+
+@pytest.mark.parametrize(
     ("argv", "expected"),
     [
         (["--model", "Bad Name"], "model name: expected"),
@@ -573,6 +599,19 @@ def test_status_of_a_finished_job_shows_counts_errors_and_output(
     assert rows["lines"] == "2 (1 succeeded, 1 failed)"
     assert rows["output"] == f"s3://{TEST_BUCKET}/jobs/demo/versions/3/done/output.jsonl"
     assert "  line 2: input 'input': expected shape [-1, 10]" in text.splitlines()
+
+
+@pytest.mark.parametrize(("csv_header", "shown"), [(True, "line 1 (no output line)"), (False, "none")])
+def test_status_of_a_csv_job_says_whether_line_1_was_a_header(
+    bucket: Any, capsys: pytest.CaptureFixture[str], csv_header: bool, shown: str
+) -> None:
+    job = JobLocation.from_path("demo/csv-job", input_format="csv")
+    store_job(bucket, job, succeeded(job).model_copy(update={"csv_header": csv_header}), OUTPUT)
+
+    assert main(["jobs", "status", "demo/csv-job"]) == 0
+    text = capsys.readouterr().out
+    rows = {line.split()[0]: line.split(None, 1)[1] for line in text.splitlines() if not line.startswith(" ")}
+    assert rows["header"] == shown
 
 
 def test_status_of_a_failed_job_exits_0_and_shows_why(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -59,29 +60,162 @@ def test_the_recorded_event_is_answered_with_the_v2_response(
     np.testing.assert_allclose(np.asarray(answer["outputs"][0]["data"]).reshape(1, 10), expected, atol=1e-5)
 
 
-def test_a_batch_with_one_poison_message_reports_only_that_message(
+def test_a_batch_with_unreadable_bodies_answers_each_under_its_message_id_and_retries_none(
     async_function: ModuleType, s3: Any
 ) -> None:
     records = [
         record(request("r-1", rows_of(1)), "m-1"),
-        record("not json", "m-poison"),
+        record("not json", "m-not-json"),
         record(request("r-3", rows_of(2)), "m-3"),
-        record([1, 2, 3], "m-poison-2"),
-        # Deeper than Python's recursion limit: refused as poison, not an unexpected error.
-        record("[" * 100_000, "m-poison-3"),
     ]
 
     response = async_function.lambda_handler({"Records": records}, None)
 
-    assert response == {
-        "batchItemFailures": [
-            {"itemIdentifier": "m-poison"},
-            {"itemIdentifier": "m-poison-2"},
-            {"itemIdentifier": "m-poison-3"},
-        ]
-    }
+    assert response == {"batchItemFailures": []}
     assert result(s3, "r-1")["outputs"][0]["shape"] == [1, 10]
     assert result(s3, "r-3")["outputs"][0]["shape"] == [2, 10]
+    assert result(s3, "m-not-json") == {
+        "id": "m-not-json",
+        "status": 400,
+        "error": "message: expected a JSON object with 'model', 'id' and 'inputs', got text that is not "
+        "JSON; the answer is filed under the message id m-not-json",
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "got"),
+    [
+        ("not json", "got text that is not JSON"),
+        ('{"id": "r-x", "model": "seed-mlp", "inputs": [', "got text that is not JSON"),
+        ("", "got nothing"),
+        ("  \n\t", "got nothing"),
+        ("[1, 2, 3]", "got a JSON array"),
+        ('"a string"', "got a JSON string"),
+        ("42", "got a JSON number"),
+        ("1e400", "got a JSON number"),
+        ("NaN", "got a JSON number"),
+        ("null", "got JSON null"),
+        ("true", "got a JSON boolean"),
+        # Deeper than any parser goes: the body's own id cannot be read, so the message id names the answer.
+        ("[" * 100_000, "got JSON nested too deep to read"),
+        ('{"id": "deep-id", "inputs": ' + "[" * 100_000, "got JSON nested too deep to read"),
+        ("{'model': 'seed-mlp'}", "got text that is not JSON"),
+        ("\ufeff\ufeff{}", "got text that is not JSON"),  # one BOM is skipped, not two
+    ],
+)
+def test_a_body_that_is_not_a_json_object_is_a_client_mistake_answered_under_the_message_id(
+    async_function: ModuleType, s3: Any, body: str, got: str
+) -> None:
+    response = async_function.lambda_handler({"Records": [record(body, "m-unreadable")]}, None)
+
+    assert response == {"batchItemFailures": []}
+    answer = result(s3, "m-unreadable")
+    assert answer["status"] == 400 and answer["id"] == "m-unreadable"
+    assert answer["error"].startswith(
+        f"message: expected a JSON object with 'model', 'id' and 'inputs', {got}"
+    )
+
+
+def test_a_message_id_that_cannot_name_a_result_is_the_only_poison(
+    async_function: ModuleType, s3: Any
+) -> None:
+    response = async_function.lambda_handler(
+        {"Records": [record("not json", "../escape"), record(request("fine", rows_of(1)), "m-fine")]}, None
+    )
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "../escape"}]}
+    assert result(s3, "fine")["outputs"][0]["shape"] == [1, 10]
+    assert "Contents" not in s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix="escape")
+
+
+HUGE_INTEGER = "1" + "0" * 5000  # past Python's 4,300-digit int() limit
+
+
+def fp32_body(request_id: str, data: str, shape: str = "[1, 10]") -> str:
+    """A request spelled as text, so it can hold what json.dumps never writes."""
+    return (
+        f'{{"id": "{request_id}", "model": "seed-mlp", '
+        f'"inputs": [{{"name": "input", "datatype": "FP32", "shape": {shape}, "data": {data}}}]}}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "expected_input"),
+    [
+        (f"[{HUGE_INTEGER}" + ", 0" * 9 + "]", [math.inf] + [0.0] * 9),
+        (
+            "[NaN, Infinity, -Infinity, 1e400, -1e400, 1e-400, 0, 0, 0, 0]",
+            [math.nan, math.inf, -math.inf, math.inf, -math.inf] + [0.0] * 5,
+        ),
+    ],
+)
+def test_fp_inputs_take_nan_infinity_and_numbers_past_float64_and_are_answered(
+    async_function: ModuleType, s3: Any, seed_model: TrainedModel, data: str, expected_input: list[float]
+) -> None:
+    response = async_function.lambda_handler(
+        {"Records": [record(fp32_body("special", data), "m-special")]}, None
+    )
+
+    assert response == {"batchItemFailures": []}
+    data = result(s3, "special")["outputs"][0]["data"]
+    expected = seed_model.predict(np.asarray([expected_input], dtype=np.float32)).ravel()
+    # JSON has no NaN or Infinity to answer with: those outputs are null, the others onnxruntime's values.
+    assert [value is None for value in data] == [not np.isfinite(value) for value in expected]
+    served = np.asarray([value for value in data if value is not None], dtype=np.float32)
+    np.testing.assert_allclose(served, expected[np.isfinite(expected)], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (fp32_body("huge-shape", "[0]", shape=f"[{HUGE_INTEGER}, 10]"), "shape"),
+        (fp32_body("huge-shape-2", "[0]", shape="[1e400, 10]"), "shape"),
+        (fp32_body("nan-shape", "[0]", shape="[NaN, 10]"), "shape"),
+        (fp32_body("deep", "[" * 500 + "]" * 500), "expected JSON nested at most 32 levels deep"),
+        (fp32_body("id-then", "[0]").replace('"seed-mlp"', '"seed-mlp", "model": 7'), "model"),
+    ],
+)
+def test_a_readable_body_with_a_bad_value_gets_an_error_result_under_its_own_id(
+    async_function: ModuleType, s3: Any, body: str, message: str
+) -> None:
+    request_id = json.loads(body, parse_int=str, parse_float=str)["id"]
+
+    response = async_function.lambda_handler({"Records": [record(body, "m-bad-value")]}, None)
+
+    assert response == {"batchItemFailures": []}
+    answer = result(s3, request_id)
+    assert answer["status"] == 400 and message in answer["error"]
+
+
+def test_duplicate_keys_keep_the_last_value_as_http_does(async_function: ModuleType, s3: Any) -> None:
+    body = fp32_body("second", json.dumps([0.5] * 10)).replace(
+        '{"id": "second"', '{"id": "first", "id": "second"'
+    )
+
+    async_function.lambda_handler({"Records": [record(body, "m-dup-keys")]}, None)
+
+    assert result(s3, "second")["outputs"][0]["shape"] == [1, 10]
+    assert "Contents" not in s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix="results/first")
+
+
+def test_a_byte_order_mark_before_the_json_is_skipped(async_function: ModuleType, s3: Any) -> None:
+    body = "\ufeff" + json.dumps(request("bom", rows_of(1)))
+
+    async_function.lambda_handler({"Records": [record(body, "m-bom")]}, None)
+
+    assert result(s3, "bom")["outputs"][0]["shape"] == [1, 10]
+
+
+def test_an_unreadable_body_delivered_twice_leaves_one_result(async_function: ModuleType, s3: Any) -> None:
+    event = {"Records": [record("not json", "m-twice")]}
+
+    async_function.lambda_handler(event, None)
+    first = s3.head_object(Bucket=TEST_BUCKET, Key="results/m-twice.json")
+    async_function.lambda_handler(copy.deepcopy(event), None)
+
+    versions = s3.list_object_versions(Bucket=TEST_BUCKET, Prefix="results/").get("Versions", [])
+    assert [v["Key"] for v in versions] == ["results/m-twice.json"]
+    assert s3.head_object(Bucket=TEST_BUCKET, Key="results/m-twice.json")["ETag"] == first["ETag"]
 
 
 @pytest.mark.parametrize(
@@ -169,5 +303,5 @@ def test_payload_values_never_reach_the_logs(
     )
 
     captured = capsys.readouterr()
-    assert "message not processed" in json_logs.text
+    assert "async request answered with an error" in json_logs.text
     assert "123.456" not in captured.out + captured.err + json_logs.text

@@ -166,8 +166,8 @@ def test_the_same_notification_twice_leaves_one_output_and_one_status(
     [
         ("jobs/no-such-model/j1/input.jsonl", b"[1]\n", "no-such-model"),
         ("jobs/Bad_Name!/j2/input.jsonl", b"[1]\n", "model name: expected"),
-        ("jobs/seed-mlp/j3/input.npy", b"\x93NUMPY garbage", "input.npy: expected a NumPy .npy file"),
-        ("jobs/seed-mlp/j4/input.csv", b"1,2,3\n" + b"\xff\xfe\n", "not valid UTF-8"),
+        ("jobs/seed-mlp/j3/input.npy", b"\x93NUMPY garbage", "input.npy: expected format version"),
+        ("jobs/seed-mlp/j4/input.npy", b"PK\x03\x04", "input.npy: expected a NumPy .npy file"),
     ],
 )
 def test_an_unknown_model_or_a_malformed_file_ends_in_a_failed_status_that_says_why(
@@ -268,3 +268,208 @@ def test_payload_values_never_reach_the_logs(
     captured = capsys.readouterr()
     assert "job finished" in json_logs.text
     assert "123.456" not in captured.out + captured.err + json_logs.text
+
+
+# ---- malformed inputs from outside: each one ends in a status.json that says why, never in the DLQ
+
+
+def npy_file(
+    header: str, data: bytes = b"", *, version: int = 1, declared_length: int | None = None
+) -> bytes:
+    raw = header.encode("latin1")
+    length = len(raw) if declared_length is None else declared_length
+    length_field = length.to_bytes(2 if version == 1 else 4, "little")
+    return b"\x93NUMPY" + bytes([version, 0]) + length_field + raw + data
+
+
+def npy_header(descr: str, shape: tuple[int, ...]) -> str:
+    return f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': {shape!r}, }}"
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "reason"),
+    [
+        (
+            "unbalanced",  # np.lib.format let tokenize.TokenError escape here
+            npy_file("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 10"),
+            "input.npy: expected a header that is a Python dict literal",
+        ),
+        (
+            "u0",
+            npy_file(npy_header("<U0", (3, 10))),
+            "input.npy: expected strings of at least one character, got the zero-width dtype <U0",
+        ),
+        (
+            "huge-header",
+            npy_file("{" * 64, version=2, declared_length=800_000_000),
+            "input.npy: expected a header of at most 10000 bytes (numpy's limit), "
+            "got one declaring 800000000",
+        ),
+        (
+            "empty-rows",  # 128 bytes that once claimed a million output lines
+            npy_file(npy_header("<f4", (1_000_000, 0)).ljust(118) + "\n"),
+            "input.npy: expected rows of at least one element, got shape [1000000, 0]",
+        ),
+        (
+            "negative-rows",
+            npy_file(npy_header("<f4", (-5, 10))),
+            "input.npy: expected a shape of non-negative dimensions, got [-5, 10]",
+        ),
+        (
+            "rows-past-the-file",
+            npy_file(npy_header("<f4", (1_000_000, 10)), bytes(40)),
+            "input.npy: the header promises 1000000 rows of 40 bytes, the file holds 40 bytes of data",
+        ),
+        (
+            "object",
+            npy_file(npy_header("|O", (2, 10)), bytes(160)),
+            "input.npy: expected numbers or fixed-width strings, got an object array (a pickle)",
+        ),
+        (
+            "structured",
+            npy_file("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2, 10), }", bytes(80)),
+            "input.npy: expected numbers or fixed-width strings, got a structured dtype",
+        ),
+        (
+            "wrong-row",
+            npy_file(npy_header("<f4", (2, 3)), bytes(24)),
+            "input.npy rows: expected a row of shape [10] (-1 = any size), got [3]",
+        ),
+    ],
+)
+def test_a_malformed_npy_ends_in_a_failed_status_not_in_the_dead_letter_queue(
+    batch_function: ModuleType, s3: Any, name: str, body: bytes, reason: str
+) -> None:
+    folder = f"jobs/seed-mlp/npy-{name}/"
+    submit(s3, folder + "input.npy", body)
+
+    response = batch_function.lambda_handler(job_event(folder + "input.npy"), Context())
+
+    assert response == {"batchItemFailures": []}
+    status = read_status(s3, folder)
+    assert (status.state, status.output_key) == ("failed", None)
+    assert status.error is not None and status.error.startswith(reason)
+    assert "Contents" not in s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix=folder + "output")
+
+
+def csv_rows(rows: np.ndarray) -> list[str]:
+    return [",".join(repr(float(v)) for v in row) for row in rows]
+
+
+@pytest.mark.parametrize(
+    ("first_line", "error"),
+    [
+        (
+            "NA," + ",".join(["1.0"] * 9),
+            "line 1: input 'input': expected FP32 values, got a cell that is not a number",
+        ),
+        ("\0" + ",1.0" * 9, "line 1: input 'input': expected FP32 values, got a cell that is not a number"),
+        (
+            "NA,NA,NA,NA,NA,NA,NA,NA,NA,NA",
+            "line 1: input 'input': expected FP32 values, got a cell that is not a number",
+        ),
+        (",,,,,,,,,", "line 1: input 'input': expected FP32 values, got an empty cell"),
+        ("", "line 1: input 'input': expected 10 values per record (shape [10]), got 0"),
+    ],
+)
+def test_a_bad_first_csv_line_is_a_line_error_and_every_output_line_stays_in_place(
+    batch_function: ModuleType, s3: Any, seed_model: TrainedModel, first_line: str, error: str
+) -> None:
+    rows = rows_of(4, seed=5)
+    folder = "jobs/seed-mlp/csv-first/"
+    submit(s3, folder + "input.csv", "\n".join([first_line, *csv_rows(rows)]).encode())
+
+    batch_function.lambda_handler(job_event(folder + "input.csv"), Context())
+
+    out = read_lines(s3, folder + "output.jsonl")
+    assert len(out) == 5 and out[0] == {"error": error}
+    served = np.asarray([line["outputs"]["output"] for line in out[1:]], dtype=np.float32)
+    np.testing.assert_allclose(served, onnxruntime_answer(seed_model, rows), rtol=1e-5, atol=1e-6)
+    status = read_status(s3, folder)
+    assert (status.csv_header, status.counts.lines, status.counts.failed) == (False, 5, 1)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "first_line", "outputs", "csv_header"),
+    [
+        ({"csv-header": "true"}, ",".join(["1.0"] * 10), 3, True),  # declared: skipped though it is data
+        ({"csv-header": "TRUE"}, "whatever", 3, True),
+        ({"csv-header": "false"}, ",".join(f"f{i}" for i in range(10)), 4, False),  # declared data: an error
+        ({}, ",".join(f"f{i}" for i in range(10)), 3, True),  # unambiguous names
+        ({}, ",".join(["1.0"] * 10), 4, False),
+    ],
+)
+def test_the_job_can_declare_whether_line_1_is_a_header_in_the_input_objects_metadata(
+    batch_function: ModuleType,
+    s3: Any,
+    metadata: dict[str, str],
+    first_line: str,
+    outputs: int,
+    csv_header: bool,
+) -> None:
+    folder = "jobs/seed-mlp/csv-declared/"
+    text = "\n".join([first_line, *csv_rows(rows_of(3, seed=6))])
+    s3.put_object(Bucket=TEST_BUCKET, Key=folder + "input.csv", Body=text.encode(), Metadata=metadata)
+
+    batch_function.lambda_handler(job_event(folder + "input.csv"), Context())
+
+    out = read_lines(s3, folder + "output.jsonl")
+    assert len(out) == outputs
+    assert all("outputs" in line for line in out[-3:])
+    assert read_status(s3, folder).csv_header is csv_header
+
+
+def test_a_csv_header_setting_that_is_not_true_or_false_fails_the_job(
+    batch_function: ModuleType, s3: Any
+) -> None:
+    folder = "jobs/seed-mlp/csv-bad-setting/"
+    s3.put_object(Bucket=TEST_BUCKET, Key=folder + "input.csv", Body=b"1", Metadata={"csv-header": "yes"})
+
+    batch_function.lambda_handler(job_event(folder + "input.csv"), Context())
+
+    status = read_status(s3, folder)
+    assert (status.state, status.error) == (
+        "failed",
+        "input.csv metadata csv-header: expected true or false, got 'yes'",
+    )
+
+
+def test_csv_cells_past_the_csv_modules_limit_and_bad_bytes_are_line_errors_not_a_failed_job(
+    batch_function: ModuleType, s3: Any
+) -> None:
+    good = csv_rows(rows_of(2, seed=7))
+    long_cell = "9" * 200_000 + ",1" * 9  # a cell past Python's 131,072-character csv field limit
+    folder = "jobs/seed-mlp/csv-long/"
+    body = "\n".join([good[0], long_cell, good[1]]).encode() + b"\n\xff\xfe\n" + good[0].encode()
+    submit(s3, folder + "input.csv", body)
+
+    response = batch_function.lambda_handler(job_event(folder + "input.csv"), Context())
+
+    assert response == {"batchItemFailures": []}
+    out = read_lines(s3, folder + "output.jsonl")
+    assert [sorted(line) for line in out] == [["outputs"], ["outputs"], ["outputs"], ["error"], ["outputs"]]
+    assert out[3] == {"error": "line 4: expected UTF-8 text, got other bytes"}
+    assert read_status(s3, folder).state == "succeeded"
+
+
+def test_jsonl_nan_and_infinity_are_fp_values_and_every_line_keeps_its_place(
+    batch_function: ModuleType, s3: Any, seed_model: TrainedModel
+) -> None:
+    rows = rows_of(3, seed=8)
+    special = "[NaN, Infinity, -Infinity, 1e400, " + "1" + "0" * 5000 + ", 0, 0, 0, 0, 0]"
+    folder = "jobs/seed-mlp/jsonl-special/"
+    submit(
+        s3,
+        folder + "input.jsonl",
+        "\n".join(
+            [json.dumps(rows[0].tolist()), special, *(json.dumps(r) for r in rows[1:].tolist())]
+        ).encode(),
+    )
+
+    batch_function.lambda_handler(job_event(folder + "input.jsonl"), Context())
+
+    out = read_lines(s3, folder + "output.jsonl")
+    assert [sorted(line) for line in out] == [["outputs"]] * 4
+    served = np.asarray([out[i]["outputs"]["output"] for i in (0, 2, 3)], dtype=np.float32)
+    np.testing.assert_allclose(served, onnxruntime_answer(seed_model, rows), rtol=1e-5, atol=1e-6)
+    assert read_status(s3, folder).counts.failed == 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+import math
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -79,3 +80,33 @@ def test_warm_up_with_nothing_configured_returns_at_once(infer_function: ModuleT
     response = infer_function.lambda_handler(load_event("eventbridge_scheduled_warmup.json"), None)
 
     assert response == {"loaded": [], "already_warm": [], "failed": {}}
+
+
+def event_with(data: list[float], shape: list[float] | None = None) -> dict[str, Any]:
+    """The recorded event with other data: what Lambda's runtime hands over after reading NaN with json."""
+    event = copy.deepcopy(load_event("direct_invoke_infer.json"))
+    event["inputs"][0]["data"] = data
+    if shape is not None:
+        event["inputs"][0]["shape"] = shape
+    return event
+
+
+def test_a_direct_invoke_takes_nan_and_infinity_for_fp_inputs_and_answers_them_as_null(
+    infer_function: ModuleType, seed_model: TrainedModel
+) -> None:
+    special = [math.nan, math.inf, -math.inf, float("1e400"), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+
+    response = infer_function.lambda_handler(event_with(special), None)
+
+    [output] = response["outputs"]
+    expected = seed_model.predict(np.asarray([special], dtype=np.float32)).ravel()
+    assert [value is None for value in output["data"]] == [not np.isfinite(value) for value in expected]
+
+
+@pytest.mark.parametrize("first_dimension", [math.nan, math.inf, 1.5])
+def test_a_direct_invoke_with_a_non_integer_dimension_is_a_client_mistake(
+    infer_function: ModuleType, first_dimension: float
+) -> None:
+    response = infer_function.lambda_handler(event_with([0.0] * 10, [first_dimension, 10]), None)
+
+    assert response["status"] == 400 and "shape" in response["error"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -107,24 +108,46 @@ def test_an_async_request_is_answered_in_results_with_a_v2_response(
     eventually(lambda: messages_left(sqs, url) == 0, "the answered request to be deleted")
 
 
-def test_a_poison_request_reaches_the_dead_letter_queue_after_max_receives_and_the_rest_are_answered(
+def test_an_unreadable_async_body_is_answered_under_its_message_id_and_the_rest_are_answered(
     stack: LocalStack, sqs: Any, s3: Any
 ) -> None:
     url = stack.queue_url("AsyncQueue")
-    dead_letter_url = stack.queue_url("AsyncDeadLetterQueue")
     ids = [f"good-{uuid.uuid4().hex[:12]}" for _ in range(2)]
-    poison = f"not json {uuid.uuid4().hex[:8]}"
     bodies = [
         json.dumps({"model": "seed-mlp", "id": i, "inputs": v2_inputs(rows(1, seed=n))})
         for n, i in enumerate(ids)
     ]
 
-    sqs.send_message_batch(
+    sent = sqs.send_message_batch(
         QueueUrl=url,
         Entries=[
-            {"Id": str(n), "MessageBody": body} for n, body in enumerate([bodies[0], poison, bodies[1]])
+            {"Id": str(n), "MessageBody": body}
+            for n, body in enumerate([bodies[0], f"not json {uuid.uuid4().hex[:8]}", bodies[1]])
         ],
     )
+
+    # SendMessage told the sender the message id, which names the answer to a body without a readable id.
+    message_id = next(entry["MessageId"] for entry in sent["Successful"] if entry["Id"] == "1")
+    key = f"results/{message_id}.json"
+    error = json.loads(eventually(lambda: read_object(s3, stack.store.bucket, key), key))
+    assert error["status"] == 400 and "got text that is not JSON" in error["error"]
+    for request_id in ids:
+        answer = eventually(
+            partial(read_object, s3, stack.store.bucket, f"results/{request_id}.json"), request_id
+        )
+        assert json.loads(answer)["model_name"] == "seed-mlp"
+    eventually(lambda: messages_left(sqs, url) == 0, "AsyncQueue to be empty")
+    assert messages_left(sqs, stack.queue_url("AsyncDeadLetterQueue")) == 0
+
+
+def test_a_job_notification_that_is_not_an_s3_event_reaches_the_dead_letter_queue_after_max_receives(
+    stack: LocalStack, sqs: Any
+) -> None:
+    url = stack.queue_url("JobsQueue")
+    dead_letter_url = stack.queue_url("JobsDeadLetterQueue")
+    poison = f"not json {uuid.uuid4().hex[:8]}"
+
+    sqs.send_message(QueueUrl=url, MessageBody=poison)
 
     def dead_letter_copy() -> dict[str, Any] | None:
         response = sqs.receive_message(
@@ -136,14 +159,10 @@ def test_a_poison_request_reaches_the_dead_letter_queue_after_max_receives_and_t
         matching = [m for m in response.get("Messages", []) if m["Body"] == poison]
         return matching[0] if matching else None
 
-    dead: dict[str, Any] = eventually(dead_letter_copy, "the poison message in AsyncDeadLetterQueue")
+    dead: dict[str, Any] = eventually(dead_letter_copy, "the poison message in JobsDeadLetterQueue")
     # The function received it maxReceiveCount times; this test's receive from the DLQ is one more.
     assert int(dead["Attributes"]["ApproximateReceiveCount"]) == MAX_RECEIVES + 1
-    for request_id in ids:
-        answer = read_object(s3, stack.store.bucket, f"results/{request_id}.json")
-        assert answer is not None, request_id
-        assert json.loads(answer)["model_name"] == "seed-mlp"
-    eventually(lambda: messages_left(sqs, url) == 0, "AsyncQueue to be empty")
+    eventually(lambda: messages_left(sqs, url) == 0, "JobsQueue to be empty")
 
 
 # ---- batch jobs from S3 uploads

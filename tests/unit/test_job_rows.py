@@ -10,6 +10,7 @@ import pytest
 
 from maas.errors import InvalidInput
 from maas.service.job_rows import (
+    CsvRecord,
     MalformedJobInput,
     RowDecoder,
     iter_csv_records,
@@ -106,7 +107,7 @@ def test_csv_and_npy_need_a_single_input_model() -> None:
 def test_csv_records_batch_in_numpy_and_bad_records_are_named() -> None:
     decoder = RowDecoder("m", SINGLE, "csv")
     records = list(iter_csv_records(lines("a,b,c", "1,2,3", "4,,6", "7,8", "9,10,11")))
-    assert decoder.is_csv_header(records[0][1]) and not decoder.is_csv_header(records[1][1])
+    assert decoder.is_csv_header(records[0]) and not decoder.is_csv_header(records[1])
 
     chunk = decoder.csv_chunk(records[1:])
 
@@ -121,7 +122,7 @@ def test_csv_records_batch_in_numpy_and_bad_records_are_named() -> None:
 def test_csv_quoted_cells_may_span_lines_and_keep_their_first_line_number() -> None:
     records = list(iter_csv_records(lines('"first', 'second",x', "a,b")))
 
-    assert records == [(1, ["first\nsecond", "x"]), (3, ["a", "b"])]
+    assert records == [CsvRecord(1, ["first\nsecond", "x"]), CsvRecord(3, ["a", "b"])]
 
 
 def test_lines_split_on_lf_and_crlf_without_a_final_newline_and_drop_a_bom() -> None:

@@ -55,6 +55,13 @@ def add_jobs_commands(
     )
     submit.add_argument("--job-id", metavar="ID", help="a new, unused id (default: a random one)")
     submit.add_argument(
+        "--csv-header",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a .csv FILE's line 1 is (or with --no-csv-header, is not) a header; by default it is one "
+        "only when every cell is a column name (never a number, an empty cell or NA), for numeric models",
+    )
+    submit.add_argument(
         "--no-wait", action="store_true", help="print the job and return once the input is uploaded"
     )
     submit.add_argument(
@@ -90,11 +97,15 @@ def jobs_submit_command(args: argparse.Namespace) -> int:
     from uuid import uuid4
 
     from maas.errors import InvalidInput, NotFound
-    from maas.events.layout import JobLocation, validate_id
+    from maas.events.layout import CSV_HEADER_METADATA, JobLocation, validate_id
     from maas.registry.references import parse_ref
 
     source: Path = args.file
     input_format = _input_format(source)
+    csv_header: bool | None = args.csv_header
+    if csv_header is not None and input_format != "csv":
+        flag = "--csv-header" if csv_header else "--no-csv-header"
+        raise InvalidInput(f"{flag}: expected only with a .csv FILE, got a .{input_format} one")
     model = parse_ref(args.model)
     job_id = validate_id(args.job_id, field="--job-id") if args.job_id is not None else uuid4().hex
     if not source.is_file():
@@ -114,7 +125,8 @@ def jobs_submit_command(args: argparse.Namespace) -> int:
             f"(s3://{bucket}/{location.folder} holds {', '.join(sorted(used))}); job ids are single-use",
             status=409,
         )
-    _upload(s3, source, bucket, location.input_key)
+    metadata = {} if csv_header is None else {CSV_HEADER_METADATA: "true" if csv_header else "false"}
+    _upload(s3, source, bucket, location.input_key, metadata)
     if args.json:
         print(f"# submitted {location.path}", file=sys.stderr, flush=True)
     else:
@@ -239,6 +251,10 @@ def jobs_status_command(args: argparse.Namespace) -> int:
     rows += [
         ("version", str(status.model_version) if status.model_version is not None else "-"),
         ("lines", f"{counts.lines} ({counts.succeeded} succeeded, {counts.failed} failed)"),
+    ]
+    if status.csv_header is not None:
+        rows.append(("header", "line 1 (no output line)" if status.csv_header else "none"))
+    rows += [
         ("seconds", f"{status.seconds:.1f}"),
         ("finished", status.finished_at.isoformat()),
         ("output", f"s3://{bucket}/{status.output_key}" if status.output_key else "-"),
@@ -430,13 +446,20 @@ def _wait_for_status(
         spinner.close()
 
 
-def _upload(s3: S3Client, source: Path, bucket: str, key: str) -> None:
+def _upload(s3: S3Client, source: Path, bucket: str, key: str, metadata: dict[str, str]) -> None:
     from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError
 
     bar = _progress(f"upload {source.name}", source.stat().st_size)
     try:
-        s3.upload_file(str(source), bucket, key, Config=_transfer_config(), Callback=bar.update)
+        s3.upload_file(
+            str(source),
+            bucket,
+            key,
+            ExtraArgs={"Metadata": metadata} if metadata else None,
+            Config=_transfer_config(),
+            Callback=bar.update,
+        )
     except (Boto3Error, BotoCoreError, ClientError) as exc:
         raise _storage_error(f"uploading {source} to s3://{bucket}/{key}", exc) from None
     finally:

@@ -5,6 +5,9 @@
     <prefix>jobs/<model-ref>/<job-id>/status.json              written last: the job is finished
     <prefix>results/<request-id>.json                          an async request's response or error
 
+A csv input's object metadata `csv-header: true|false` says whether its line 1 is a header; without it,
+line 1 is a header only when it cannot be data (see maas.service.job_rows).
+
 `<model-ref>` is any reference form (`name`, `name@alias`, `name/versions/<n>`), so a job key is parsed
 from its right end. Job and request ids are single-use: the first result written wins.
 """
@@ -29,6 +32,8 @@ OUTPUT_NAME = "output.jsonl"
 STATUS_NAME = "status.json"
 InputFormat = Literal["jsonl", "csv", "npy"]
 INPUT_FORMATS: tuple[InputFormat, ...] = ("jsonl", "csv", "npy")
+# The input object's metadata key (x-amz-meta-csv-header) that says whether a csv file's line 1 is a header.
+CSV_HEADER_METADATA = "csv-header"
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_ECHOED_KEY = 200
 
@@ -162,6 +167,10 @@ class JobStatus(_Document):
     input_key: str
     input_format: InputFormat
     input_bytes: int | None = None
+    csv_header: bool | None = Field(
+        None,
+        description="csv: whether line 1 was read as a header (and so has no output line); null otherwise.",
+    )
     output_key: str | None = Field(None, description="Null when the job failed before any output.")
     counts: JobCounts = Field(default_factory=JobCounts)
     errors: list[LineError] = Field(

@@ -4,9 +4,12 @@ Each record ends one of three ways, the way Lambda's SQS semantics reward:
 - answered: a result (or an error result for a bad request) is written, and the message is deleted;
 - transient failure (storage, a model that cannot load now): reported in `batchItemFailures`, so SQS
   delivers it again and, after `maxReceiveCount`, moves it to the dead-letter queue;
-- poison (a body that cannot be understood at all, so there is nowhere to write an answer): reported as
-  a failure every time, and so it ends in the dead-letter queue for a person to look at.
-Results are create-only, so a message delivered twice is answered once.
+- poison (a job notification that cannot be understood at all, so there is no job to write a status
+  for): reported as a failure every time, and so it ends in the dead-letter queue for a person to look at.
+An async request always has somewhere to go: its "id", or else the SQS message id, names its result, so
+every body that is not a request (not JSON, not an object, nested too deep) is a client mistake and gets
+an error result like any other bad request. Results are create-only, so a message delivered twice is
+answered once.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from maas.objects import object_exists, put_new
 from maas.observability import MetricUnit, logger, metrics
 from maas.service.batch_jobs import BatchJobService
 from maas.service.inference import InferenceService
+from maas.service.job_rows import NotJson, loads_json
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -120,22 +124,29 @@ class AsyncFunctionApp(_QueueApp):
         self.limits = TensorLimits.from_settings(inference.settings)
 
     def handle(self, record: SQSRecord) -> None:
-        body = _json_body(record, "a JSON object with 'model', 'id' and 'inputs'")
-        request_id, id_error = record.message_id, None
+        body, body_error = _request_body(record.body)
+        request_id, id_error = record.message_id, body_error
         given = body.get("id")
         if given is not None:
             try:
                 request_id = validate_id(given if isinstance(given, str) else "", field="id")
             except InvalidInput as exc:
-                id_error = exc.message + f"; the answer is filed under the message id {record.message_id}"
-        key = result_key(request_id, self.prefix)
+                id_error = exc.message
+        try:
+            key = result_key(request_id, self.prefix)
+        except InvalidInput:
+            raise PoisonMessage(
+                "message: expected a message id that can name a result key, got one that cannot"
+            ) from None
         if object_exists(self.s3, self.bucket, key):
             logger.info("async request already answered; duplicate delivery ignored", extra={"key": key})
             return
         model = body.get("model") if isinstance(body.get("model"), str) else None
         try:
             if id_error is not None:
-                raise InvalidInput(id_error)
+                raise InvalidInput(
+                    f"{id_error}; the answer is filed under the message id {record.message_id}"
+                )
             answer = decode_event_request(body, self.limits).answer(self.inference)
             document = encode_infer_response(answer).content
             metrics.add_metric(name="AsyncAnswered", unit=MetricUnit.Count, value=1)
@@ -143,13 +154,51 @@ class AsyncFunctionApp(_QueueApp):
             raise
         except MaasError as exc:
             document = (
-                AsyncError(id=request_id, model=model, status=exc.status, error=exc.message)
+                AsyncError(id=request_id, model=_printable(model), status=exc.status, error=exc.message)
                 .model_dump_json(exclude_none=True)
                 .encode()
             )
             metrics.add_metric(name="AsyncErrors", unit=MetricUnit.Count, value=1)
+            # A body that is no request at all may be a producer sending to the wrong queue: worth a look.
+            log = logger.warning if body_error is not None else logger.info
+            log(
+                "async request answered with an error",
+                extra={"key": key, "status": exc.status, "error": exc.message},
+            )
         if not put_new(self.s3, self.bucket, key, document):
             logger.info("async request answered by another delivery meanwhile", extra={"key": key})
+
+
+def _request_body(text: str) -> tuple[dict[str, Any], str | None]:
+    """An async body as a JSON object, read as a jsonl line is (loads_json); else {} and why not.
+
+    Whatever the body, the sender gets an answer: one that cannot be read as an object is a client
+    mistake answered under the message id, which SendMessage returned to the sender."""
+    expected = "message: expected a JSON object with 'model', 'id' and 'inputs'"
+    try:
+        # SQS bodies are text; a byte-order mark from a Windows tool is not part of the JSON.
+        body = loads_json(text.removeprefix("\ufeff"))
+    except NotJson as exc:
+        return {}, f"{expected}, got {exc.got}"
+    if not isinstance(body, dict):
+        return {}, f"{expected}, got {_json_kind(body)}"
+    return body, None
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "a JSON array", str: "a JSON string", bool: "a JSON boolean", type(None): "JSON null"}
+    return kinds.get(type(value), "a JSON number")
+
+
+def _printable(text: str | None) -> str | None:
+    """A model reference as given, unless it cannot be written as UTF-8 (a lone surrogate from an escape)."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return text
 
 
 def _json_body(record: SQSRecord, expected: str) -> dict[str, Any]:

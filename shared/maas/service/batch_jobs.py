@@ -14,7 +14,8 @@ Failures split three ways:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+import traceback
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -26,6 +27,7 @@ import orjson
 
 from maas.errors import DeadlineExceeded, InvalidInput, MaasError, Unavailable
 from maas.events.layout import (
+    CSV_HEADER_METADATA,
     INPUT_FORMATS,
     INPUT_STEM,
     JOBS_FOLDER,
@@ -42,6 +44,7 @@ from maas.runtime import LoadedModel
 from maas.runtime.loaded_model import Deadline
 from maas.service.inference import InferenceService
 from maas.service.job_rows import (
+    ByteStream,
     MalformedJobInput,
     RowBatch,
     RowChunk,
@@ -78,6 +81,46 @@ class JobOutOfTime(MaasError):
 class _Progress:
     counts: JobCounts
     errors: list[LineError]
+    # csv: whether line 1 was read as a header; None until known (and for other formats).
+    csv_header: bool | None = None
+
+
+class _StorageStream:
+    """The input's body: a read that fails in transit is a storage failure (transient, retried), never
+    mistaken for a malformed file."""
+
+    def __init__(self, body: ByteStream, action: str) -> None:
+        self._body = body
+        self._action = action
+
+    def read(self, amt: int | None = None, /) -> bytes:
+        try:
+            with storage_errors(self._action):
+                return self._body.read(amt)
+        except OSError as exc:  # a connection reset that botocore did not wrap
+            raise Unavailable(f"{self._action}: storage unreachable ({type(exc).__name__})") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _JobInput:
+    body: ByteStream
+    size: int
+    # The job's own say on a csv header (object metadata csv-header); None: only an unambiguous one.
+    csv_header: bool | None = None
+
+
+def csv_header_setting(metadata: Mapping[str, str]) -> bool | None:
+    """The input object's `csv-header` metadata (x-amz-meta-csv-header: true or false), if set."""
+    value = metadata.get(CSV_HEADER_METADATA)
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text not in ("true", "false"):
+        shown = repr(value) if len(value) <= 16 else f"a value of {len(value)} characters"
+        raise MalformedJobInput(
+            f"input.csv metadata {CSV_HEADER_METADATA}: expected true or false, got {shown}"
+        )
+    return text == "true"
 
 
 class BatchJobService:
@@ -105,10 +148,19 @@ class BatchJobService:
             with storage_errors(f"reading the job input s3://{self.bucket}/{job.input_key}"):
                 response = self.s3.get_object(Bucket=self.bucket, Key=job.input_key)
             input_bytes = response["ContentLength"]
+            job_input = _JobInput(
+                body=_StorageStream(
+                    response["Body"], f"reading the job input s3://{self.bucket}/{job.input_key}"
+                ),
+                size=input_bytes,
+                csv_header=csv_header_setting(response.get("Metadata", {}))
+                if job.input_format == "csv"
+                else None,
+            )
             with CreateOnceUpload(
                 self.s3, self.bucket, job.output_key, content_type="application/x-ndjson"
             ) as output:
-                for chunk_lines in self._answer(job, model, response["Body"], progress, remaining_ms):
+                for chunk_lines in self._answer(job, model, job_input, progress, remaining_ms):
                     output.write(chunk_lines)
                 if not output.commit():
                     logger.info("job output already written by another delivery", extra={"job": job.path})
@@ -132,6 +184,7 @@ class BatchJobService:
             input_key=job.input_key,
             input_format=job.input_format,
             input_bytes=input_bytes,
+            csv_header=progress.csv_header,
             output_key=None if failure else job.output_key,
             counts=progress.counts,
             errors=progress.errors,
@@ -180,7 +233,7 @@ class BatchJobService:
         self,
         job: JobLocation,
         model: LoadedModel,
-        body: Any,
+        job_input: _JobInput,
         progress: _Progress,
         remaining_ms: Callable[[], int] | None,
     ) -> Iterator[bytes]:
@@ -190,12 +243,14 @@ class BatchJobService:
             signature,
             job.input_format,
             max_string_bytes=self.inference.settings.max_string_bytes,
+            csv_header=job_input.csv_header,
         )
         wanted = self.inference.settings.job_batch_rows
         rows = max_rows_per_run(
             signature, wanted if model.tokenizer is None else min(wanted, TEXT_JOB_BATCH_ROWS)
         )
-        for chunk in self._chunks(job, decoder, signature.inputs[0], body, rows):
+        chunks = self._chunks(job, decoder, signature.inputs[0], job_input, rows, progress=progress)
+        for chunk in _decoding_guarded(job, chunks):
             deadline = None
             if remaining_ms is not None:
                 left_ms = remaining_ms()
@@ -211,9 +266,17 @@ class BatchJobService:
             yield lines
 
     def _chunks(
-        self, job: JobLocation, decoder: RowDecoder, first_input: TensorSpec, body: Any, rows: int
+        self,
+        job: JobLocation,
+        decoder: RowDecoder,
+        first_input: TensorSpec,
+        job_input: _JobInput,
+        rows: int,
+        *,
+        progress: _Progress,
     ) -> Iterator[RowChunk]:
         max_line = self.inference.settings.max_request_bytes
+        body = job_input.body
         if job.input_format == "jsonl":
             lines = iter_lines(body, max_line)
             first = 1
@@ -221,17 +284,17 @@ class BatchJobService:
                 yield decoder.jsonl_chunk(first, batch)
                 first += len(batch)
         elif job.input_format == "csv":
-            records = iter_csv_records(iter_lines(body, max_line))
+            records = iter_csv_records(iter_lines(body, max_line), max_record_bytes=max_line)
             first_record = next(records, None)
-            if first_record is not None and not decoder.is_csv_header(first_record[1]):
-                yield decoder.csv_chunk([first_record])
+            if first_record is not None:
+                progress.csv_header = decoder.is_csv_header(first_record)
+                if not progress.csv_header:
+                    yield decoder.csv_chunk([first_record])
             while batch_records := list(islice(records, rows)):
                 yield decoder.csv_chunk(batch_records)
         else:
             (spec,) = decoder.specs
-            header = read_npy_header(body)
-            if header.dtype.kind not in "biufUS":
-                raise MalformedJobInput(f"input.npy: expected numbers or strings, got dtype {header.dtype}")
+            header = read_npy_header(body, file_bytes=job_input.size)
             spec.check(header.row_shape, "input.npy rows")
             for first_row, array in npy_chunks(body, header, rows):
                 yield npy_chunk(first_row, array, first_input, max_string_bytes=decoder.max_string_bytes)
@@ -293,6 +356,29 @@ class BatchJobService:
                 "error": status.error,
             },
         )
+
+
+def _decoding_guarded(job: JobLocation, chunks: Iterator[RowChunk]) -> Iterator[RowChunk]:
+    """The decoders answer every malformed input with a MaasError; should one slip through as another
+    exception, the job still fails with a status rather than going back to the queue until the
+    dead-letter queue takes it (reading is guarded apart: a storage failure stays transient)."""
+    try:
+        yield from chunks
+    except MaasError:
+        raise
+    except Exception as exc:  # only the decoding of the user's own bytes runs in here
+        logger.error(
+            "job input could not be decoded",
+            extra={
+                "job": job.path,
+                "error_type": type(exc).__name__,
+                "traceback": "".join(traceback.format_tb(exc.__traceback__)),
+            },
+        )
+        raise MalformedJobInput(
+            f"input.{job.input_format}: expected a readable {job.input_format} file, got one that could "
+            f"not be decoded ({type(exc).__name__})"
+        ) from None
 
 
 def _out_of_time(progress: _Progress) -> JobOutOfTime:
