@@ -246,8 +246,7 @@ def full_text_reference(tokenizer_json: bytes, items: list[str], max_length: int
 def assert_same_encodings(got: TokenizedTexts, expected: list[Any]) -> None:
     assert got.feeds["input_ids"].tolist() == [e.ids for e in expected]
     assert got.feeds["attention_mask"].tolist() == [e.attention_mask for e in expected]
-    assert got.tokens == [e.tokens for e in expected]
-    assert got.content == [
+    content = [
         [
             i
             for i, (s, a) in enumerate(zip(e.special_tokens_mask, e.attention_mask, strict=True))
@@ -255,6 +254,8 @@ def assert_same_encodings(got: TokenizedTexts, expected: list[Any]) -> None:
         ]
         for e in expected
     ]
+    assert got.content == content
+    assert got.tokens == [[e.tokens[i] for i in own] for e, own in zip(expected, content, strict=True)]
 
 
 @pytest.mark.parametrize("max_length", [8, 32, 256])
@@ -334,3 +335,46 @@ def test_a_text_no_prefix_settles_is_tokenized_whole_in_a_few_tries(served_token
     assert seen[-1] == len(text) and len(seen) <= 6
     assert seen == sorted(seen)
     assert_same_encodings(got, full_text_reference(served_tokenizer_json, [text], 32))
+
+
+@pytest.mark.parametrize("direction", ["Left", "Right"])
+def test_a_batch_of_long_texts_is_padded_in_the_tokenizers_own_direction(
+    served_tokenizer_json: bytes, direction: str
+) -> None:
+    document = json.loads(served_tokenizer_json)
+    document["padding"] = {
+        "strategy": "BatchLongest",
+        "direction": direction,
+        "pad_to_multiple_of": None,
+        "pad_id": 0,
+        "pad_type_id": 0,
+        "pad_token": "[PAD]",
+    }
+    tokenizer_json = json.dumps(document).encode()
+    tokenizer = TextTokenizer(tokenizer_json, preprocessing(max_length=16))
+    items = [TRICKY_TEXTS["german"], "a cat", "", TRICKY_TEXTS["added-tokens-in-text"]]
+
+    got = tokenizer.encode_tokens(texts(*items))
+
+    from tokenizers import Tokenizer
+
+    reference = Tokenizer.from_str(tokenizer_json.decode())
+    reference.enable_truncation(max_length=16)
+    reference.enable_padding(pad_id=0, pad_token="[PAD]", direction=direction.lower())
+    assert_same_encodings(got, list(reference.encode_batch(items)))
+
+
+def test_long_texts_for_a_graph_of_fixed_length_get_the_ids_of_their_whole_texts(
+    served_tokenizer_json: bytes,
+) -> None:
+    tokenizer = TextTokenizer(served_tokenizer_json, preprocessing(max_length=64), sequence_length=12)
+    items = [TRICKY_TEXTS["repeated-words"], "a", TRICKY_TEXTS["cjk-without-spaces"]]
+
+    got = tokenizer.encode_tokens(texts(*items))
+
+    from tokenizers import Tokenizer
+
+    reference = Tokenizer.from_str(served_tokenizer_json.decode())
+    reference.enable_truncation(max_length=12)
+    reference.enable_padding(pad_id=0, pad_token="[PAD]", length=12)
+    assert_same_encodings(got, list(reference.encode_batch(items)))

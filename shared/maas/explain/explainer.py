@@ -36,7 +36,13 @@ from maas.explain.attribution import (
 from maas.explain.parameters import ExplainParameters
 from maas.infer_types import InferenceRequest, InferenceResponse, Tensor
 from maas.registry.manifest import Manifest
-from maas.runtime import Deadline, LoadedModel, check_inputs, check_requested_outputs
+from maas.runtime import (
+    Deadline,
+    LoadedModel,
+    check_inputs,
+    check_requested_outputs,
+    token_rows_per_run,
+)
 from maas.runtime.text import TokenizedTexts
 from maas.signature import TensorSpec
 
@@ -90,7 +96,7 @@ def explain_loaded(
     if tokenized is None:
         predictions = model.run(inputs, names, deadline=deadline)
     else:
-        predictions = model.run_graph(tokenized.feeds, names, deadline=deadline)
+        predictions = model.run_token_ids(tokenized.feeds, names, deadline=deadline)
     arrays = dict(zip(names, predictions, strict=True))
     predicted = arrays[explained.name]
     rows = _row_count(request.inputs[0].array, predicted, explained.name)
@@ -529,6 +535,7 @@ def _explain_text(
         fixed,
         row_of_job=np.repeat(np.arange(rows), counts),
         masks_of_jobs=lambda jobs: columns[None, :] == position_of_job[jobs][:, None],
+        max_rows=token_rows_per_run(width),
     )
     longest = max((len(content) for content in encoded.content), default=0)
     tokens = np.full((rows, longest), "", dtype=object)
@@ -537,7 +544,7 @@ def _explain_text(
     for row, content in enumerate(encoded.content):
         own = scores[start : start + len(content) + 1]
         start += len(content) + 1
-        tokens[row, : len(content)] = [encoded.tokens[row][position] for position in content]
+        tokens[row, : len(content)] = encoded.tokens[row]
         attribution[row, : len(content)] = own[0] - own[1:]
     return [
         Tensor(name + TOKENS_SUFFIX, "BYTES", tokens),
@@ -589,8 +596,11 @@ def _evaluate(
     *,
     row_of_job: IntArray,
     masks_of_jobs: Callable[[IntArray], BoolArray],
+    max_rows: int | None = None,
 ) -> tuple[FloatArray, int]:
-    """The target score of every job (a request row under one mask), and the number of runs it took."""
+    """The target score of every job (a request row under one mask), and the number of runs it took.
+
+    `max_rows` caps the rows of one run further (a text model's, by the tokens one run may take)."""
     model = context.model
     total = len(row_of_job)
     graph_batch = perturbed[0].graph_batch
@@ -598,7 +608,11 @@ def _evaluate(
     chunk = (
         graph_batch
         if graph_batch > 0
-        else min(context.limits.batch_rows, max(1, MAX_RUN_ELEMENTS // row_elements))
+        else min(
+            context.limits.batch_rows,
+            max(1, MAX_RUN_ELEMENTS // row_elements),
+            max_rows if max_rows is not None else context.limits.batch_rows,
+        )
     )
     scores = np.empty(total, dtype=np.float64)
     runs = 0

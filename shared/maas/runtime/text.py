@@ -33,21 +33,22 @@ PREFIX_CHARS_PER_TOKEN = 8
 # A prefix that turns out too short is tried again this many times longer, up to the whole text: a text
 # needs at most log4(256 KiB / prefix) tries, and the tries together cost under 4/3 of the last one.
 PREFIX_GROWTH = 4
+# Texts handed to `tokenizers` at once: their encodings are held only until their ids are copied out.
+TEXTS_PER_ENCODE = 256
 
 
 @dataclass(frozen=True, eq=False)
 class TokenizedTexts:
     feeds: dict[str, npt.NDArray[Any]]
-    # Per text: every token string (padding included) and the positions of the text's own tokens.
-    tokens: list[list[str]]
+    # Per text: the positions of its own tokens (not special, not padding), and those tokens.
     content: list[list[int]]
+    tokens: list[list[str]]
 
 
 @dataclass(frozen=True, slots=True)
 class _Padding:
     pad_id: int
     pad_type_id: int
-    pad_token: str
     direction: str
     # The graph's fixed sequence length; None pads to the longest text of the batch.
     length: int | None
@@ -84,26 +85,11 @@ class TextTokenizer:
 
     def encode(self, texts: npt.NDArray[Any]) -> dict[str, npt.NDArray[np.int64]]:
         """`texts` is a [N] array of str or UTF-8 bytes; returns each graph input as an int64 [N, L] array."""
-        return self._feeds(self._encode_batch(self._strings(texts)))
+        return self._tokenize(self._strings(texts), with_tokens=False).feeds
 
     def encode_tokens(self, texts: npt.NDArray[Any]) -> TokenizedTexts:
-        """The graph's id tensors, with each text's tokens and which of them are the text's own."""
-        encodings = self._encode_batch(self._strings(texts))
-        return TokenizedTexts(
-            feeds=self._feeds(encodings),
-            tokens=[list(e.tokens) for e in encodings],
-            # Not a special token ([CLS], [SEP]) and not padding: what an explanation attributes to.
-            content=[
-                [
-                    position
-                    for position, (special, attended) in enumerate(
-                        zip(e.special_tokens_mask, e.attention_mask, strict=True)
-                    )
-                    if not special and attended
-                ]
-                for e in encodings
-            ],
-        )
+        """The graph's id tensors, with each text's own tokens and their positions."""
+        return self._tokenize(self._strings(texts), with_tokens=True)
 
     @property
     def pad_id(self) -> int:
@@ -114,19 +100,6 @@ class TextTokenizer:
         """The id of the tokenizer's mask token ([MASK] in BERT's vocabulary), if it has one."""
         found = self._tokenizer.token_to_id(MASK_TOKEN)
         return None if found is None else int(found)
-
-    def _feeds(self, encodings: list[Encoding]) -> dict[str, npt.NDArray[np.int64]]:
-        width = len(encodings[0].ids) if encodings else 0
-        pre = self.preprocessing
-        feeds = {
-            pre.input_ids: _matrix([e.ids for e in encodings], width),
-            pre.attention_mask: _matrix([e.attention_mask for e in encodings], width),
-        }
-        if pre.token_type_ids is not None:
-            # The tokenizer's own type ids: zeros for one sequence under BERT's template, and whatever a
-            # different template assigns otherwise, exactly as at training time.
-            feeds[pre.token_type_ids] = _matrix([e.type_ids for e in encodings], width)
-        return feeds
 
     def _strings(self, texts: npt.NDArray[Any]) -> list[str]:
         if texts.ndim != 1:
@@ -152,21 +125,58 @@ class TextTokenizer:
                 )
         return strings
 
-    def _encode_batch(self, strings: list[str]) -> list[Encoding]:
-        """Each text's encoding, truncated, then all padded as `tokenizers` pads a batch."""
+    def _tokenize(self, strings: list[str], *, with_tokens: bool) -> TokenizedTexts:
+        """Each text truncated, then the batch padded as `tokenizers` pads one (to its longest text, or to
+        the graph's length), straight into the id matrices.
+
+        Texts are encoded TEXTS_PER_ENCODE at a time and only their ids kept: an encoding of `tokenizers`
+        holds every token's string, offsets and word, and its truncated remainder, about 200 bytes a token,
+        so 4,096 encodings at once would hold over a hundred megabytes to yield a few."""
         self._check_encodable(strings)
-        encodings = self._bounded(strings)
-        padding = self._padding
-        width = padding.length if padding.length is not None else max((len(e) for e in encodings), default=0)
-        for encoding in encodings:
-            encoding.pad(
-                width,
-                direction=padding.direction,
-                pad_id=padding.pad_id,
-                pad_type_id=padding.pad_type_id,
-                pad_token=padding.pad_token,
-            )
-        return encodings
+        count, padding = len(strings), self._padding
+        capacity = padding.length if padding.length is not None else self.max_length
+        ids = np.full((count, capacity), padding.pad_id, dtype=np.int64)
+        attention = np.zeros((count, capacity), dtype=np.int64)
+        type_ids = np.full((count, capacity), padding.pad_type_id, dtype=np.int64)
+        lengths = np.zeros(count, dtype=np.int64)
+        content: list[list[int]] = []
+        tokens: list[list[str]] = []
+        for start in range(0, count, TEXTS_PER_ENCODE):
+            for row, encoding in enumerate(self._bounded(strings[start : start + TEXTS_PER_ENCODE]), start):
+                length = len(encoding.ids)
+                lengths[row] = length
+                ids[row, :length] = encoding.ids
+                attention[row, :length] = encoding.attention_mask
+                type_ids[row, :length] = encoding.type_ids
+                if with_tokens:
+                    # Not a special token ([CLS], [SEP]) and not padding: what an explanation attributes to.
+                    own = [
+                        position
+                        for position, (special, attended) in enumerate(
+                            zip(encoding.special_tokens_mask, encoding.attention_mask, strict=True)
+                        )
+                        if not special and attended
+                    ]
+                    every = encoding.tokens
+                    content.append(own)
+                    tokens.append([every[position] for position in own])
+        width = padding.length if padding.length is not None else int(lengths.max(initial=0))
+        matrices = [np.ascontiguousarray(matrix[:, :width]) for matrix in (ids, attention, type_ids)]
+        if padding.direction == "left":
+            for row, length in enumerate(lengths.tolist()):
+                shift = width - length
+                if shift:
+                    for matrix in matrices:
+                        matrix[row] = np.roll(matrix[row], shift)
+                    if with_tokens:
+                        content[row] = [position + shift for position in content[row]]
+        pre = self.preprocessing
+        feeds = {pre.input_ids: matrices[0], pre.attention_mask: matrices[1]}
+        if pre.token_type_ids is not None:
+            # The tokenizer's own type ids: zeros for one sequence under BERT's template, and whatever a
+            # different template assigns otherwise, exactly as at training time.
+            feeds[pre.token_type_ids] = matrices[2]
+        return TokenizedTexts(feeds=feeds, content=content, tokens=tokens)
 
     def _bounded(self, strings: list[str]) -> list[Encoding]:
         """What encoding each whole text would give, from the shortest prefix of it that settles it.
@@ -264,11 +274,6 @@ def _configured(
     return tokenizer, _Padding(
         pad_id=int(pad_id),
         pad_type_id=int(padding.get("pad_type_id", 0)),
-        pad_token=str(pad_token),
         direction=str(padding.get("direction", "right")),
         length=sequence_length,
     )
-
-
-def _matrix(rows: list[list[int]], width: int) -> npt.NDArray[np.int64]:
-    return np.array(rows, dtype=np.int64).reshape(len(rows), width)
