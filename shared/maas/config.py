@@ -71,6 +71,11 @@ DEFAULT_EXPLAIN_MAX_EVALS = 100_000
 # Perturbed rows per session.run: few large runs instead of one per perturbation, each small enough that a
 # CNN's activations stay well inside a Lambda function's memory.
 DEFAULT_EXPLAIN_BATCH_ROWS = 1024
+# Tokens (texts x their padded length) a text model's session.run takes at once, for inference and
+# explanations alike. A transformer's activations grow with them (attention with length squared), so a
+# request of 4,096 long texts runs a few at a time: 8 texts of MiniLM's 256 tokens (about 100 MB of
+# activations, measured), 64 of text-bert's 32. A batch of typical short texts is still one run.
+TEXT_RUN_TOKENS = 2048
 
 
 @dataclass(frozen=True, slots=True)

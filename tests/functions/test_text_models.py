@@ -24,6 +24,7 @@ from maas.errors import IntegrityError
 from maas.infer_types import InferenceRequest, Tensor
 from maas.registry import Manifest, ModelRef, ModelRegistry
 from maas.registry.manifest import MODEL_FILE
+from maas.runtime import token_rows_per_run
 from maas.service import InferenceService
 from tests.conftest import TEST_BUCKET, load_event, load_function_module
 from tests.functions.binary_text import binary_text_body
@@ -142,6 +143,23 @@ def test_a_text_longer_than_max_length_is_truncated(
     np.testing.assert_array_equal(
         got["token_ids"], reference(text_model[0], [LONG_TEXT, "a cat"])["token_ids"]
     )
+
+
+def test_a_batch_of_more_tokens_than_one_run_takes_is_answered_as_one_run_would(
+    infer_function: ModuleType, text_model: tuple[ModelFiles, Manifest]
+) -> None:
+    # 8 tokens a text: TEXT_RUN_TOKENS // 8 texts a run, so this batch takes several runs, the last short.
+    per_run = token_rows_per_run(TOKEN_STATS_MAX_LENGTH)
+    items = [" ".join(["the cat"] * (index % 5)) for index in range(2 * per_run + 3)]
+    assert len(items) > 2 * per_run and len(items) % per_run
+
+    status, answer = invoke(infer_function, json_event(INFER_PATH, text_request(items)))
+
+    assert status == 200, answer
+    files, _ = text_model
+    got, expected = outputs_of(answer), reference(files, items)
+    np.testing.assert_array_equal(got["token_ids"], expected["token_ids"])
+    np.testing.assert_array_equal(got["lengths"], expected["lengths"])
 
 
 def test_utf8_text_sent_as_binary_bytes_gets_the_same_answer_as_json(

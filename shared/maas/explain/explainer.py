@@ -36,7 +36,13 @@ from maas.explain.attribution import (
 from maas.explain.parameters import ExplainParameters
 from maas.infer_types import InferenceRequest, InferenceResponse, Tensor
 from maas.registry.manifest import Manifest
-from maas.runtime import Deadline, LoadedModel, check_inputs, check_requested_outputs
+from maas.runtime import (
+    Deadline,
+    LoadedModel,
+    check_inputs,
+    check_requested_outputs,
+    token_rows_per_run,
+)
 from maas.runtime.text import TokenizedTexts
 from maas.signature import TensorSpec
 
@@ -52,6 +58,10 @@ MAX_PLAN_CELLS = 1 << 24
 PLANNING_SLACK = 4
 # Elements one run's perturbed rows may hold: a large row (an image) gets fewer rows per run.
 MAX_RUN_ELEMENTS = 1 << 24
+# An out-of-range target is named up to this size; a longer number is not echoed.
+MAX_ECHOED_INDEX = 10**12
+# Feature group ids are labels, any int64 that is not negative.
+MAX_GROUP_ID = 2**63 - 1
 # Labels listed in an error about an unknown target; a model with more gets the first ones and a count.
 MAX_LISTED_LABELS = 20
 
@@ -90,7 +100,7 @@ def explain_loaded(
     if tokenized is None:
         predictions = model.run(inputs, names, deadline=deadline)
     else:
-        predictions = model.run_graph(tokenized.feeds, names, deadline=deadline)
+        predictions = model.run_token_ids(tokenized.feeds, names, deadline=deadline)
     arrays = dict(zip(names, predictions, strict=True))
     predicted = arrays[explained.name]
     rows = _row_count(request.inputs[0].array, predicted, explained.name)
@@ -300,16 +310,23 @@ def _window(parameters: ExplainParameters, row_shape: tuple[int, ...]) -> tuple[
         if not 1 <= span <= size:
             raise InvalidInput(
                 f"parameters.window: expected sizes between 1 and the row's dimensions {list(row_shape)}, "
-                f"got {window}"
+                f"got {_sizes(window)}"
             )
         if step < 1:
-            raise InvalidInput(f"parameters.stride: expected positive steps, got {stride}")
+            raise InvalidInput(f"parameters.stride: expected positive steps, got {_sizes(stride)}")
         # Captum's rule: a step longer than the window would skip elements that no window ever covers.
         if step > span and span < size:
             raise InvalidInput(
-                f"parameters.stride: expected steps no longer than the window {window}, got {stride}"
+                f"parameters.stride: expected steps no longer than the window {window}, got {_sizes(stride)}"
             )
     return full_window, full_stride
+
+
+def _sizes(values: list[int]) -> str:
+    """Window or stride sizes for a message; a number too long to be a size is not echoed."""
+    if all(abs(value) <= MAX_ECHOED_INDEX for value in values):
+        return str(values)
+    return "a size far beyond any row"
 
 
 def _per_dimension(
@@ -346,18 +363,18 @@ def _feature_groups(
             f"input(s) {[name[:64] for name in unknown[:5]]}"
         )
     parts: list[IntArray] = []
+    unmasked = 0
     for name, shape in row_shapes.items():
         given = mask.get(name)
         if given is None:
-            # An input without a mask keeps one group per element, after every id the masks use.
-            parts.append(np.full(math.prod(shape), -1, dtype=np.int64))
+            # An input without a mask keeps one group per element. Negative ids, which no mask may use,
+            # keep them apart from every given id without arithmetic on the given ones (2**63 - 1 is one).
+            size = math.prod(shape)
+            parts.append(-1 - np.arange(unmasked, unmasked + size, dtype=np.int64))
+            unmasked += size
             continue
         parts.append(_mask_ids(given, name, shape))
     ids = np.concatenate(parts)
-    used = ids >= 0
-    next_free = int(ids[used].max()) + 1 if used.any() else 0
-    unmasked = ~used
-    ids[unmasked] = next_free + np.arange(int(unmasked.sum()))
     _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
     order = np.argsort(first)
     renumbered = np.empty_like(order)
@@ -377,10 +394,12 @@ def _mask_ids(given: list[Any], name: str, shape: tuple[int, ...]) -> IntArray:
         raise InvalidInput(
             f"{where}: expected the shape of one row {list(shape)} (or [1, ...]), got {list(array.shape)}"
         )
+    if array.dtype.kind == "O" and all(type(item) is int for item in array.reshape(-1).tolist()):
+        raise InvalidInput(f"{where}: expected group ids in [0, {MAX_GROUP_ID}], got one beyond 64 bits")
     if array.dtype.kind not in "iu":
         raise InvalidInput(f"{where}: expected integer group ids, got {_kind_name(array)}")
-    if array.size and int(array.min()) < 0:
-        raise InvalidInput(f"{where}: expected group ids >= 0, got a negative one")
+    if array.size and (int(array.min()) < 0 or int(array.max()) > MAX_GROUP_ID):
+        raise InvalidInput(f"{where}: expected group ids in [0, {MAX_GROUP_ID}], got one outside")
     return array.reshape(-1).astype(np.int64)
 
 
@@ -529,6 +548,7 @@ def _explain_text(
         fixed,
         row_of_job=np.repeat(np.arange(rows), counts),
         masks_of_jobs=lambda jobs: columns[None, :] == position_of_job[jobs][:, None],
+        max_rows=token_rows_per_run(width),
     )
     longest = max((len(content) for content in encoded.content), default=0)
     tokens = np.full((rows, longest), "", dtype=object)
@@ -537,7 +557,7 @@ def _explain_text(
     for row, content in enumerate(encoded.content):
         own = scores[start : start + len(content) + 1]
         start += len(content) + 1
-        tokens[row, : len(content)] = [encoded.tokens[row][position] for position in content]
+        tokens[row, : len(content)] = encoded.tokens[row]
         attribution[row, : len(content)] = own[0] - own[1:]
     return [
         Tensor(name + TOKENS_SUFFIX, "BYTES", tokens),
@@ -589,8 +609,11 @@ def _evaluate(
     *,
     row_of_job: IntArray,
     masks_of_jobs: Callable[[IntArray], BoolArray],
+    max_rows: int | None = None,
 ) -> tuple[FloatArray, int]:
-    """The target score of every job (a request row under one mask), and the number of runs it took."""
+    """The target score of every job (a request row under one mask), and the number of runs it took.
+
+    `max_rows` caps the rows of one run further (a text model's, by the tokens one run may take)."""
     model = context.model
     total = len(row_of_job)
     graph_batch = perturbed[0].graph_batch
@@ -598,7 +621,11 @@ def _evaluate(
     chunk = (
         graph_batch
         if graph_batch > 0
-        else min(context.limits.batch_rows, max(1, MAX_RUN_ELEMENTS // row_elements))
+        else min(
+            context.limits.batch_rows,
+            max(1, MAX_RUN_ELEMENTS // row_elements),
+            max_rows if max_rows is not None else context.limits.batch_rows,
+        )
     )
     scores = np.empty(total, dtype=np.float64)
     runs = 0
@@ -714,8 +741,9 @@ def _targets(
             index = labels.index(item)
         assert isinstance(index, int)
         if not 0 <= index < width:
+            got = index if abs(index) <= MAX_ECHOED_INDEX else "one far outside"
             raise InvalidInput(
-                f"parameters.target: expected an output index in [0, {width - 1}] for {where}, got {index}"
+                f"parameters.target: expected an output index in [0, {width - 1}] for {where}, got {got}"
             )
         resolved.append(index)
     return np.asarray(resolved, dtype=np.int64)

@@ -17,6 +17,8 @@ Baseline = NamedBaseline | Number | list[Any] | dict[str, NamedBaseline | Number
 DEFAULT_SAMPLES = 25
 # Sampling error falls as 1/sqrt(samples): 10,000 permutations is already within 1% of exact.
 MAX_SAMPLES = 10_000
+# numpy's generators take any non-negative seed; 64 bits is what a client needs and what echoes back short.
+MAX_SEED = 2**64 - 1
 
 
 class ExplainParameters(BaseModel):
@@ -49,7 +51,12 @@ class ExplainParameters(BaseModel):
     n_samples: StrictInt = Field(
         default=DEFAULT_SAMPLES, ge=1, le=MAX_SAMPLES, description="shapley: permutations sampled."
     )
-    seed: StrictInt = Field(default=0, ge=0, description="shapley: seeds the permutations.")
+    seed: StrictInt = Field(
+        default=0,
+        ge=0,
+        le=MAX_SEED,
+        description="shapley: seeds the permutations (a 64-bit unsigned integer).",
+    )
     exact: StrictBool = Field(
         default=False, description="shapley: every permutation (at most 6 feature groups) instead of samples."
     )

@@ -11,6 +11,7 @@ from maas.runtime.loaded_model import (
     disk_bytes_needed,
     load_model,
     signature_of,
+    token_rows_per_run,
     usable_cpus,
     write_model_files,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "load_model",
     "select_providers",
     "signature_of",
+    "token_rows_per_run",
     "usable_cpus",
     "write_model_files",
 ]

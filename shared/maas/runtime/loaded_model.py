@@ -21,16 +21,19 @@ import numpy.typing as npt
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidGraph
 
-from maas.config import ENV_PROVIDER, GraphOptimization
+from maas.config import ENV_PROVIDER, TEXT_RUN_TOKENS, GraphOptimization
 from maas.datatypes import BY_V2, from_onnx
 from maas.errors import DeadlineExceeded, IntegrityError, InvalidInput, Unavailable
 from maas.registry.manifest import Manifest, TokenizerPreprocessing
 from maas.registry.onnx_graph_file import vet_graph_file
 from maas.registry.store import ModelRegistry
+from maas.runtime.memory import release_freed_memory
 from maas.runtime.text import TextTokenizer, TokenizedTexts
 from maas.signature import Signature, TensorSpec
 
 PLATFORM = "onnxruntime_onnx"
+# A run option: the arena frees, at the end of the run, the memory the run made it take.
+ARENA_SHRINKAGE = "memory.enable_memory_arena_shrinkage"
 # The element types a tokenizer's ids can be handed to the graph in.
 TOKEN_ID_DATATYPES = ("INT64", "INT32")
 
@@ -172,8 +175,59 @@ class LoadedModel:
         """Run on the serving inputs (already checked against `signature`), returning `outputs` in order.
 
         A run still going at `deadline` is cut off between two nodes: DeadlineExceeded (504)."""
-        feeds = dict(inputs) if self.tokenizer is None else self._tokenized(inputs)
-        return self.run_graph(feeds, outputs, deadline=deadline)
+        if self.tokenizer is None:
+            return self.run_graph(dict(inputs), outputs, deadline=deadline)
+        feeds = self._tokenized(inputs)
+        rows, width = next(iter(feeds.values())).shape
+        try:
+            return self.run_token_ids(feeds, outputs, deadline=deadline)
+        finally:
+            del feeds
+            if rows * width > TEXT_RUN_TOKENS:
+                # Tokens and activations of more than one run's worth: freed now, given back now.
+                release_freed_memory()
+
+    def run_token_ids(
+        self,
+        feeds: Mapping[str, npt.NDArray[Any]],
+        outputs: Sequence[str],
+        *,
+        deadline: Deadline | None = None,
+    ) -> list[npt.NDArray[Any]]:
+        """A text model's id tensors through the graph, in runs of at most TEXT_RUN_TOKENS tokens.
+
+        A transformer's activations grow with rows x tokens (its attention with tokens squared), so 4,096
+        texts of 256 tokens in one run would need gigabytes; runs of a few rows keep the peak to what one
+        run needs, and onnxruntime's arena to what the largest run needed. Rows are answered alone, as the
+        explainer already assumes of any model, and are split only when the graph's batch dimension and
+        every requested output's first dimension are free."""
+        rows, width = next(iter(feeds.values())).shape
+        per_run = token_rows_per_run(width)
+        if rows <= per_run or not self._rows_split(outputs):
+            return self.run_graph(feeds, outputs, deadline=deadline)
+        parts: list[list[npt.NDArray[Any]]] = []
+        for start in range(0, rows, per_run):
+            stop = min(start + per_run, rows)
+            part = self.run_graph(
+                {name: ids[start:stop] for name, ids in feeds.items()},
+                outputs,
+                deadline=deadline,
+                release_arena=True,
+            )
+            if any(array.ndim == 0 or array.shape[0] != stop - start for array in part):
+                # Not one output row per text after all: the whole batch in one run, as the graph expects.
+                return self.run_graph(feeds, outputs, deadline=deadline)
+            parts.append(part)
+        return [np.concatenate([part[index] for part in parts]) for index in range(len(outputs))]
+
+    def _rows_split(self, outputs: Sequence[str]) -> bool:
+        assert self.tokenizer is not None
+        graph_inputs = set(self.tokenizer.preprocessing.graph_inputs())
+        inputs_free = all(
+            spec.shape[0] < 0 for spec in self.manifest.signature.inputs if spec.name in graph_inputs
+        )
+        shapes = {spec.name: spec.shape for spec in self.manifest.signature.outputs}
+        return inputs_free and all(shapes[name] and shapes[name][0] < 0 for name in outputs)
 
     def run_graph(
         self,
@@ -181,14 +235,23 @@ class LoadedModel:
         outputs: Sequence[str],
         *,
         deadline: Deadline | None = None,
+        release_arena: bool = False,
     ) -> list[npt.NDArray[Any]]:
-        """Run on the graph's own inputs: for a text model, token ids rather than text."""
+        """Run on the graph's own inputs: for a text model, token ids rather than text.
+
+        `release_arena`: onnxruntime's CPU arena gives back what this run grew it by, instead of keeping
+        it for the next run."""
         options: ort.RunOptions | None = None
         token: int | None = None
-        if deadline is not None:
-            if deadline.seconds_left() <= 0:  # loading or tokenizing used it all up
-                raise self._deadline_exceeded(deadline)
+        if deadline is not None and deadline.seconds_left() <= 0:  # loading or tokenizing used it all up
+            raise self._deadline_exceeded(deadline)
+        if deadline is not None or release_arena:
             options = ort.RunOptions()
+        if release_arena:
+            assert options is not None
+            options.add_run_config_entry(ARENA_SHRINKAGE, "cpu:0")
+        if deadline is not None:
+            assert options is not None
             token = _WATCHDOG.watch(deadline.at, options)
         try:
             results: list[npt.NDArray[Any]] = self.session.run(list(outputs), dict(feeds), options)
@@ -231,6 +294,11 @@ class LoadedModel:
         # A graph exported with int32 ids gets int32; int64 (what tokenizers gives) passes as it is.
         datatypes = {spec.name: spec.datatype for spec in self.manifest.signature.inputs}
         return {name: ids.astype(BY_V2[datatypes[name]].numpy, copy=False) for name, ids in feeds.items()}
+
+
+def token_rows_per_run(width: int) -> int:
+    """Texts of `width` tokens one run takes: TEXT_RUN_TOKENS tokens, and at least one text."""
+    return max(1, TEXT_RUN_TOKENS // max(width, 1))
 
 
 def disk_bytes_needed(manifest: Manifest) -> int:

@@ -55,6 +55,13 @@ def _check_tensor(spec: TensorSpec, tensor: Tensor) -> None:
         want >= 0 and want != got for want, got in zip(spec.shape, shape, strict=True)
     ):
         raise InvalidInput(f"input '{spec.name}': expected shape {spec.shape} (-1 = any size), got {shape}")
+    if 0 in shape and 0 not in spec.shape:
+        # A batch of no rows, or rows of no values: nothing to run the model on. Refused on every path
+        # alike, as V1's empty instances and an explanation of no rows are; onnxruntime would fail on
+        # some graphs and answer others.
+        raise InvalidInput(
+            f"input '{spec.name}': expected at least one row and no empty dimension, got shape {shape}"
+        )
 
 
 def _name(name: str) -> str:
