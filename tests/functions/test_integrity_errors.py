@@ -25,7 +25,8 @@ from maas.registry import Manifest, ModelRegistry
 from maas.registry.manifest import MANIFEST_FILE, MODEL_FILE
 from maas.registry.signing import SIGNATURE_FILE, signer_from_settings
 from tests.conftest import TEST_BUCKET, JsonLogs, load_event, load_function_module
-from tests.security.hostile_models import add_weights_files, add_weights_graph, plant_version
+from tests.onnx_models import TOKENIZER_FILE, token_stats_model
+from tests.security.hostile_models import SIGNATURE, add_weights_files, add_weights_graph, plant_version
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
@@ -95,6 +96,20 @@ def _graph_reading_outside(s3: Any, registry: ModelRegistry, seed: TrainedModel)
     plant_version(s3, TEST_BUCKET, "adder", 1, files, draft)
 
 
+def _tokenizer_unreadable(s3: Any, registry: ModelRegistry, seed: TrainedModel) -> None:
+    files, draft = token_stats_model()
+    files[TOKENIZER_FILE] = b'{"' + MARKER.encode()
+    plant_version(s3, TEST_BUCKET, "texts", 1, files, draft)
+
+
+def _signature_not_the_graphs(s3: Any, registry: ModelRegistry, seed: TrainedModel) -> None:
+    files, draft = add_weights_files(location=None)
+    renamed = SIGNATURE.model_copy(
+        update={"inputs": [SIGNATURE.inputs[0].model_copy(update={"name": MARKER})]}
+    )
+    plant_version(s3, TEST_BUCKET, "adder", 1, files, draft.model_copy(update={"signature": renamed}))
+
+
 V2 = f"/v2/models/{MODEL}"
 INFER_CORRUPTIONS = {
     "manifest that is not JSON": Corruption(
@@ -124,6 +139,19 @@ INFER_CORRUPTIONS = {
         f"{V2}/versions/2/infer",
         (f"{MODEL_FILE} of model '{MODEL}' v2",),
         detail_quotes_it=False,
+    ),
+    "tokenizer.json the tokenizers library cannot read": Corruption(
+        _tokenizer_unreadable,
+        "POST",
+        "/v2/models/texts/versions/1/infer",
+        (f"tokenizer file '{TOKENIZER_FILE}'",),
+        detail_quotes_it=False,
+    ),
+    "manifest signature naming tensors the graph does not have": Corruption(
+        _signature_not_the_graphs,
+        "POST",
+        "/v2/models/adder/versions/1/infer",
+        ("model 'adder' v1", MANIFEST_FILE),
     ),
     "graph file reading data outside its version": Corruption(
         _graph_reading_outside,

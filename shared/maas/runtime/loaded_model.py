@@ -24,6 +24,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, I
 from maas.config import ENV_PROVIDER, TEXT_RUN_TOKENS, GraphOptimization
 from maas.datatypes import BY_V2, from_onnx
 from maas.errors import DeadlineExceeded, IntegrityError, InvalidInput, Unavailable
+from maas.registry.integrity import integrity_failure
 from maas.registry.manifest import Manifest, TokenizerPreprocessing
 from maas.registry.onnx_graph_file import vet_graph_file
 from maas.registry.store import ModelRegistry
@@ -390,10 +391,10 @@ def _check_signature(model: LoadedModel) -> None:
         if [(s.name, s.datatype, len(s.shape)) for s in declared] != [
             (s.name, s.datatype, len(s.shape)) for s in graph
         ]:
-            raise IntegrityError(
-                f"model '{model.name}' v{model.version}: manifest {kind} "
-                f"{[s.model_dump() for s in declared]} do not match the graph's "
-                f"{[s.model_dump() for s in graph]}"
+            raise integrity_failure(
+                f"model '{model.name}' v{model.version}: manifest.json {kind}: expected the graph's names, "
+                "datatypes and ranks, got others",
+                f"manifest {[s.model_dump() for s in declared]}, graph {[s.model_dump() for s in graph]}",
             )
 
 
@@ -427,7 +428,10 @@ def _load_tokenizer(
 def _spec(arg: Any) -> TensorSpec:
     datatype = from_onnx(arg.type)
     if datatype is None:
-        raise IntegrityError(f"graph tensor '{arg.name}': expected a V2-compatible type, got {arg.type}")
+        raise integrity_failure(
+            "graph tensor: expected a V2-compatible type, got one V2 cannot carry",
+            f"tensor {arg.name!r} of type {arg.type}",
+        )
     shape = [dim if isinstance(dim, int) else -1 for dim in arg.shape]
     return TensorSpec(name=arg.name, datatype=datatype.v2, shape=shape)
 

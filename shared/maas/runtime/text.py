@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from maas.errors import IntegrityError, InvalidInput
+from maas.errors import InvalidInput
+from maas.registry.integrity import integrity_failure
 from maas.registry.manifest import TokenizerPreprocessing
 
 if TYPE_CHECKING:
@@ -254,8 +255,9 @@ def _configured(
     try:
         tokenizer = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
     except Exception as exc:  # tokenizers raises a bare Exception for malformed JSON
-        raise IntegrityError(
-            f"{where}: expected a Hugging Face tokenizer.json, got one it cannot read: {exc}"
+        # The parser's text can quote the stored file: it goes to the log, not to the caller.
+        raise integrity_failure(
+            f"{where}: expected a Hugging Face tokenizer.json, got one it cannot read", str(exc)
         ) from None
     max_length = preprocessing.max_length
     if sequence_length is not None:
