@@ -218,6 +218,25 @@ CASES: list[Case] = [
             ("1e400", OUT_OF_RANGE, 200, ""),
         ]
     ],
+    # Integers past 64 bits are numbers to a float input, on every path: their nearest float, infinity
+    # past float64, and an overflow of the narrower type refused as a float's would be.
+    *[
+        Case(
+            f"{datatype.lower()}-integer-{name}",
+            ECHO,
+            {"inputs": echo_inputs(datatype, [value, 1, 1])},
+            status,
+            fragment,
+        )
+        for datatype, name, value, status, fragment in [
+            ("FP64", "2^70", 2**70, 200, ""),
+            ("FP64", "10^400", 10**400, 200, ""),
+            ("FP64", "minus-10^400", -(10**400), 200, ""),
+            ("FP32", "2^70", 2**70, 200, ""),
+            ("FP32", "10^39", 10**39, 400, "expected values within FP32 range"),
+            ("FP16", "2^70", 2**70, 400, "expected values within FP16 range"),
+        ]
+    ],
     *[
         Case(
             f"{datatype.lower()}-{name}",

@@ -143,6 +143,8 @@ def array_from_json(
         # numpy reads [1, 2**63] as float64 (or object past 64 bits); checked as Python ints instead, so
         # UINT64 values above 2**63 keep their low bits.
         raw = _exact_integers(data, raw, datatype, where)
+    elif datatype.numpy.kind == "f" and raw.dtype.kind == "O":
+        raw = _floats_from_wide_integers(raw)
     if raw.dtype.kind not in datatype.json_kinds:
         got = _KIND_NAMES.get(raw.dtype.kind, raw.dtype.kind)
         if raw.dtype.kind == "f" and not np.isfinite(raw).all():
@@ -151,6 +153,24 @@ def array_from_json(
             got = "integers beyond 64 bits or mixed types"
         raise InvalidInput(f"{where}.data: expected {datatype.v2} values, got {got}")
     return _cast(raw, datatype, where).reshape(shape)
+
+
+def _floats_from_wide_integers(raw: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """An integer past 64 bits is a number like any other to a float input: its nearest float, and
+    ±Infinity beyond float64, which is how the event paths' parser reads the same numeral.
+
+    Anything else that left numpy with an object array (strings, null, mixed kinds) stays as it is, to be
+    refused by the kind check with its own message."""
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in raw.flat):
+        return raw
+    return np.array([_nearest_float(v) for v in raw.flat], dtype=np.float64).reshape(raw.shape)
+
+
+def _nearest_float(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _check_depth(data: list[Any], where: str) -> None:
