@@ -194,7 +194,7 @@ def test_an_empty_batch_and_an_output_without_a_row_per_input_are_400s(
     status, answer = invoke(
         infer_function, http_event(EXPLAIN_PATH, v2_request(np.zeros((0, 10), np.float32)))
     )
-    assert status == 400 and "inputs: expected at least one row to explain" in answer["error"]
+    assert status == 400 and "expected at least one row and no empty dimension" in answer["error"]
 
     files, draft = batch_sum_model()
     registry.publish("batch-sum", files, draft)
