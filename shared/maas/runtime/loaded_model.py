@@ -219,6 +219,10 @@ class LoadedModel:
                 # Not one output row per text after all: the whole batch in one run, as the graph expects.
                 return self.run_graph(feeds, outputs, deadline=deadline)
             parts.append(part)
+            # Each run's activations, freed to glibc's heaps, would otherwise pile up there as fragments:
+            # trimmed per run, MiniLM's worst request peaked at +125 MB instead of +390 MB, for no
+            # measurable time (make bench, text request memory).
+            release_freed_memory()
         return [np.concatenate([part[index] for part in parts]) for index in range(len(outputs))]
 
     def _rows_split(self, outputs: Sequence[str]) -> bool:
