@@ -201,6 +201,21 @@ def batch_sum_model() -> tuple[ModelFiles, ManifestDraft]:
     return _packaged(graph, task="regression", description="The sum of every element of the batch.")
 
 
+def pair_sum_model() -> tuple[ModelFiles, ManifestDraft]:
+    """FP32 `a` [-1, 2] + `b` [-1, 2] -> `sum` [-1, 2]: two free batch dimensions the graph needs equal,
+    which a signature's -1 cannot say, so only onnxruntime finds a mismatch."""
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["sum"], name="add")],
+        "pair_sum",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["rows_a", 2]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, ["rows_b", 2]),
+        ],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["rows", 2])],
+    )
+    return _packaged(graph, task="regression", description="Two inputs added row by row.")
+
+
 def slow_chain_model(width: int = SLOW_WIDTH, layers: int = SLOW_LAYERS) -> tuple[ModelFiles, ManifestDraft]:
     """FP32 `x` [-1, width] -> Expand to [width, width] -> `layers` MatMuls by one shared weight -> ReduceSum
     -> `y` [1, 1], for time budget tests.

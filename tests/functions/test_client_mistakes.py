@@ -26,9 +26,9 @@ import pytest
 from maas.datatypes import DATATYPES
 from maas.registry import Manifest, ModelRegistry
 from tests.conftest import TEST_BUCKET, load_event, load_function_module
-from tests.onnx_models import dtype_echo_model, echo_input_name, token_stats_model
+from tests.onnx_models import dtype_echo_model, echo_input_name, pair_sum_model, token_stats_model
 
-SEED, TEXT, ECHO = "seed-mlp", "token-stats", "dtype-echo"
+SEED, TEXT, ECHO, PAIR = "seed-mlp", "token-stats", "dtype-echo", "pair-sum"
 BIG = 2**63
 # Written into a JSON body in place of this float, as numerals no float64 holds.
 OUT_OF_RANGE = 7.0e77
@@ -88,6 +88,13 @@ class Case(NamedTuple):
     # Where an SQS body's parser (orjson, which reads integers past 64 bits as floats) makes another, still
     # client-side, answer of the same mistake: its status and fragment.
     async_answer: tuple[int, str] | None = None
+
+
+def pair_inputs(rows_a: int, rows_b: int) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "datatype": "FP32", "shape": [rows, 2], "data": [0.5] * (rows * 2)}
+        for name, rows in (("a", rows_a), ("b", rows_b))
+    ]
 
 
 def explain(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -156,6 +163,22 @@ CASES: list[Case] = [
         400,
         "expected at least one row",
     ),
+    # ---- what a signature's -1 cannot rule out: only the graph finds it (onnxruntime's plain FAIL)
+    *[
+        Case(
+            f"pair-{name}-{operation}",
+            PAIR,
+            {"inputs": pair},
+            400,
+            "model 'pair-sum' v1 rejected the inputs",
+            operation,
+        )
+        for name, pair in [
+            ("batches-3-and-2", pair_inputs(3, 2)),
+            ("batches-2-and-4", pair_inputs(2, 4)),
+        ]
+        for operation in ("infer", "explain")
+    ],
     Case("no-inputs", SEED, {"inputs": []}, 400, "inputs"),
     Case("no-outputs", SEED, {"inputs": [seed_input()], "outputs": []}, 400, "outputs"),
     # ---- integer extremes in shapes
@@ -282,7 +305,11 @@ def event_document(document: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def published(registry: ModelRegistry, published_seed: Manifest) -> None:
-    for name, (files, draft) in ((TEXT, token_stats_model()), (ECHO, dtype_echo_model())):
+    for name, (files, draft) in (
+        (TEXT, token_stats_model()),
+        (ECHO, dtype_echo_model()),
+        (PAIR, pair_sum_model()),
+    ):
         registry.publish(name, files, draft)
 
 

@@ -265,12 +265,17 @@ class LoadedModel:
             raise InvalidInput(
                 f"model '{self.name}' v{self.version} rejected the inputs: {_first_line(exc)}"
             ) from None
-        except Fail:
+        except Fail as exc:
             # A terminated run fails with a plain FAIL ("Exiting due to terminate flag being set to true",
             # onnxruntime 1.32); the flag itself says whether the watchdog stopped it.
             if deadline is not None and options is not None and options.terminate:
                 raise self._deadline_exceeded(deadline) from None
-            raise
+            # Otherwise the graph failed on inputs the signature let through, which its -1s cannot rule
+            # out (two free batch dimensions the graph needs equal, a broadcast that does not fit): the
+            # request's mistake, answered once, not a server fault a caller or a queue would retry.
+            raise InvalidInput(
+                f"model '{self.name}' v{self.version} rejected the inputs: {_first_line(exc)}"
+            ) from None
         finally:
             if token is not None:
                 _WATCHDOG.release(token)
