@@ -331,6 +331,11 @@ def npy_header(descr: str, shape: tuple[int, ...]) -> str:
             "input.npy: expected numbers or fixed-width strings, got a structured dtype",
         ),
         (
+            "row-past-the-request-limit",  # read whole, so refused from the header, before any read
+            npy_file(npy_header("<f4", (1, 2_000_000)), bytes(8_000_000)),
+            "input.npy rows: expected at most 6291456 bytes a row (MAAS_MAX_REQUEST_BYTES), got 8000000",
+        ),
+        (
             "wrong-row",
             npy_file(npy_header("<f4", (2, 3)), bytes(24)),
             "input.npy rows: expected a row of shape [10] (-1 = any size), got [3]",

@@ -187,6 +187,19 @@ def test_jsonl_text_with_a_lone_surrogate_is_refused_by_the_text_check() -> None
         ("x,1,2", False),
         ("1e5,b,c", False),
         ('"f0\tf1",b,c', False),
+        # missing-value markers as other tools spell them, or damaged (an outside review's cases)
+        ("N.A.,N.A.", False),
+        ("N.A.,x", False),
+        ("undefined,undefined", False),
+        ("undefined,x", False),
+        ("NaT,NaT", False),
+        ("NaT,x", False),
+        ("NaN%,x", False),
+        ("nan(0x1),a", False),
+        ("#N/A,x", False),
+        ("<NA>,x", False),
+        ("x,x", False),  # a repeated name: data, not a header
+        ("na_count,nan_rate,infected", True),  # names that merely start like a marker
     ],
 )
 def test_a_csv_first_line_is_a_header_only_when_every_cell_is_a_name(

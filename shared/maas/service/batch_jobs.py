@@ -295,6 +295,12 @@ class BatchJobService:
         else:
             (spec,) = decoder.specs
             header = read_npy_header(body, file_bytes=job_input.size)
+            if header.row_bytes > max_line:
+                # A row is read whole, so it is bounded as a jsonl line or a csv record is, before any read.
+                raise MalformedJobInput(
+                    f"input.npy rows: expected at most {max_line} bytes a row (MAAS_MAX_REQUEST_BYTES), "
+                    f"got {header.row_bytes}"
+                )
             spec.check(header.row_shape, "input.npy rows")
             for first_row, array in npy_chunks(body, header, rows):
                 yield npy_chunk(first_row, array, first_input, max_string_bytes=decoder.max_string_bytes)

@@ -23,6 +23,7 @@ import codecs
 import csv
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, cast
@@ -51,9 +52,13 @@ NPY_CHUNK_BYTES = 16 * 1024 * 1024
 _JSON_INT_RANGE = range(-(2**63), 2**64)
 _JSON_INT_DIGITS = 20
 # Cells that mean "no value" in the tools that write csv files (pandas' defaults): data, never a header.
+# Missing-value words as spreadsheets, R, pandas and JavaScript write them, compared with their
+# punctuation taken out ("N.A.", "#N/A" and "<NA>" are all "na").
 _MISSING_MARKERS = frozenset(
-    ("na", "n/a", "nan", "-nan", "null", "none", "nil", "#n/a", "#na", "<na>", "missing", "true", "false")
+    ("na", "nan", "null", "none", "nil", "nat", "missing", "undefined", "true", "false", "inf", "infinity")
 )
+# A marker run into punctuation ("NaN%", "nan(0x1)", "null;") is a damaged value, not a column's name.
+_DAMAGED_MARKER = re.compile(r"(?:n/?a|nan|null|none|nil|nat|inf|infinity|undefined|missing)[^a-z0-9_ ]")
 
 
 class MalformedJobInput(InvalidInput):
@@ -363,22 +368,25 @@ class RowDecoder:
     def is_csv_header(self, record: CsvRecord) -> bool:
         """Whether the first record names the columns: as the job says, else only when it cannot be data.
 
-        Unambiguous means a numeric input and every cell a name (a letter or _ first, printable, neither a
-        number nor a missing-value marker such as NA). Text and BOOL inputs have no unambiguous header:
-        their headers must be declared."""
+        Unambiguous means a numeric input and every cell a distinct name (a letter or _ first, printable,
+        neither a number nor a missing-value marker such as NA, N.A. or NaT, whole or run into punctuation).
+        Text and BOOL inputs have no unambiguous header: their headers must be declared."""
         if self.csv_header is not None:
             return self.csv_header
         (spec,) = self.specs
         if spec.datatype.v2 in ("BYTES", "BOOL") or record.error is not None or not record.cells:
             return False
-        return all(_is_column_name(cell) for cell in record.cells)
+        # Column names are distinct; a row of one repeated word ("NaT,NaT") is data gone wrong.
+        distinct = len({cell.strip().lower() for cell in record.cells}) == len(record.cells)
+        return distinct and all(_is_column_name(cell) for cell in record.cells)
 
 
 def _is_column_name(cell: str) -> bool:
     name = cell.strip()
     if not name or not name.isprintable() or not (name[0].isalpha() or name[0] == "_"):
         return False
-    if name.lower() in _MISSING_MARKERS:
+    lowered = name.lower()
+    if re.sub(r"[^a-z0-9]", "", lowered) in _MISSING_MARKERS or _DAMAGED_MARKER.match(lowered):
         return False
     try:
         float(name)  # "inf", "nan" and "Infinity" start with a letter and are numbers
