@@ -108,6 +108,9 @@ EXPLAIN_ROWS: list[tuple[str, dict[str, Any], int, str]] = [
     ("feature-mask-2^63", {"feature_mask": [BIG] * 10}, 400, "parameters.feature_mask"),
     ("feature-mask-2^64", {"feature_mask": [2**64] * 10}, 400, "parameters.feature_mask"),
     ("feature-mask-minus-2^63", {"feature_mask": [-BIG] * 10}, 400, "parameters.feature_mask"),
+    # numpy reads 2**63 beside -1 as floats: still an id out of range, not "fractional numbers"
+    ("feature-mask-2^63-beside-minus-1", {"feature_mask": [BIG, -1] + [0] * 8}, 400, "got one outside"),
+    ("feature-mask-2^64-beside-0", {"feature_mask": [2**64, 0] + [0] * 8}, 400, "got one outside"),
     ("feature-mask-mixed-extremes", {"feature_mask": [BIG - 1, 0] * 5}, 200, ""),
     ("feature-mask-huge", {"feature_mask": [10**4000] * 10}, 400, "parameters.feature_mask"),
     ("feature-mask-empty", {"feature_mask": []}, 400, "parameters.feature_mask"),

@@ -394,13 +394,26 @@ def _mask_ids(given: list[Any], name: str, shape: tuple[int, ...]) -> IntArray:
         raise InvalidInput(
             f"{where}: expected the shape of one row {list(shape)} (or [1, ...]), got {list(array.shape)}"
         )
-    if array.dtype.kind == "O" and all(type(item) is int for item in array.reshape(-1).tolist()):
-        raise InvalidInput(f"{where}: expected group ids in [0, {MAX_GROUP_ID}], got one beyond 64 bits")
+    if _integers_beyond_int64(given, array):
+        raise InvalidInput(f"{where}: expected group ids in [0, {MAX_GROUP_ID}], got one outside")
     if array.dtype.kind not in "iu":
         raise InvalidInput(f"{where}: expected integer group ids, got {_kind_name(array)}")
     if array.size and (int(array.min()) < 0 or int(array.max()) > MAX_GROUP_ID):
         raise InvalidInput(f"{where}: expected group ids in [0, {MAX_GROUP_ID}], got one outside")
     return array.reshape(-1).astype(np.int64)
+
+
+def _integers_beyond_int64(given: list[Any], array: npt.NDArray[Any]) -> bool:
+    """Whether numpy made objects or floats of integers no integer dtype holds together (past 64 bits,
+    2**63 beside -1), or of whole numbers a JSON reader gave as floats past int64 (orjson reads 2**64 so):
+    an id out of range either way, not a fractional one."""
+    if array.dtype.kind == "O":
+        return all(type(item) is int for item in np.asarray(given, dtype=object).reshape(-1).tolist())
+    if array.dtype.kind != "f" or not np.isfinite(array).all() or not np.all(array == np.round(array)):
+        return False
+    if all(type(item) is int for item in np.asarray(given, dtype=object).reshape(-1).tolist()):
+        return True
+    return bool(array.size) and (float(array.max()) >= 2.0**63 or float(array.min()) < -(2.0**63))
 
 
 def _kind_name(array: npt.NDArray[Any]) -> str:
@@ -455,10 +468,12 @@ def _in_dtype(given: FloatArray, dtype: np.dtype[Any], where: str) -> npt.NDArra
         raise InvalidInput(f"{where}: expected finite numbers, got null, NaN or infinity")
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
+        # Compared with powers of two, which float64 holds exactly: int64's max is not one of its values
+        # (2**63 - 1 reads as 2**63), so `<= info.max` would let 2**63 through to wrap to -2**63.
+        bits = dtype.itemsize * 8
+        low, high = (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1)) if dtype.kind == "i" else (0.0, 2.0**bits)
         if not (
-            np.all(given == np.round(given))
-            and given.min(initial=0) >= info.min
-            and given.max(initial=0) <= info.max
+            np.all(given == np.round(given)) and given.min(initial=0) >= low and given.max(initial=0) < high
         ):
             raise InvalidInput(
                 f"{where}: expected whole numbers in [{info.min}, {info.max}] for a {dtype.name} input"
