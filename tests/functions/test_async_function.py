@@ -94,7 +94,7 @@ def test_a_batch_with_unreadable_bodies_answers_each_under_its_message_id_and_re
         ("42", "got a JSON number"),
         ("1e400", "got a JSON number"),
         ("NaN", "got a JSON number"),
-        ("null", "got JSON null"),
+        ("null", "got a JSON null"),
         ("true", "got a JSON boolean"),
         # Deeper than any parser goes: the body's own id cannot be read, so the message id names the answer.
         ("[" * 100_000, "got JSON nested too deep to read"),

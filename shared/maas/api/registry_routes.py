@@ -32,7 +32,7 @@ from maas.api.validation_messages import describe_validation_error
 from maas.errors import InvalidInput, NotFound
 from maas.registry.admin import RegistryAdmin
 from maas.registry.documents import VersionMeta
-from maas.registry.references import ALIAS_PATTERN, LATEST, VERSION_PATTERN, validate_name
+from maas.registry.references import ALIAS_PATTERN, LATEST, VERSION_PATTERN, describe_name, validate_name
 from maas.registry.store import ModelRegistry
 
 MODELS = "/registry/models"
@@ -204,7 +204,7 @@ def _version(text: str) -> int:
     value = unquote(text)
     if not VERSION_PATTERN.fullmatch(value):
         raise InvalidInput(
-            f"model version: expected an integer from 1 (at most 18 digits), got {_describe(value)}"
+            f"model version: expected an integer from 1 (at most 18 digits), got {describe_name(value)}"
         )
     return int(value)
 
@@ -213,7 +213,8 @@ def _alias(text: str, *, field: str = "alias") -> str:
     value = unquote(text)
     if not ALIAS_PATTERN.fullmatch(value) or value[:1].isdigit():
         raise InvalidInput(
-            f"{field}: expected 1-64 characters of [a-z0-9._-] starting with a letter, got {_describe(value)}"
+            f"{field}: expected 1-64 characters of [a-z0-9._-] starting with a letter, "
+            f"got {describe_name(value)}"
         )
     if value == LATEST:
         raise InvalidInput(
@@ -228,17 +229,13 @@ def _query_number(value: str | None) -> int | None:
     if not _QUERY_NUMBER.fullmatch(value):
         raise InvalidInput(
             f"{EXPECTED_VERSION_QUERY}: expected a non-negative integer of at most 18 digits, "
-            f"got {_describe(value)}"
+            f"got {describe_name(value)}"
         )
     return int(value)
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
-
-
-def _describe(value: str) -> str:
-    return repr(value) if len(value) <= 80 else f"a string of {len(value)} characters"
 
 
 def _ok(document: BaseModel) -> Response[Any]:

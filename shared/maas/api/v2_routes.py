@@ -34,7 +34,7 @@ from maas.api.v2_types import (
 )
 from maas.errors import InvalidInput, PayloadTooLarge
 from maas.infer_types import InferenceResponse
-from maas.registry.references import ModelRef, parse_ref, parse_version_selector
+from maas.registry.references import ModelRef, describe_name, parse_ref, parse_version_selector
 from maas.service.inference import ROUTING_KEY, InferenceService
 
 MODEL = "/v2/models/<name>"
@@ -44,7 +44,6 @@ ROUTING_KEY_HEADER = "x-maas-routing-key"
 BINARY_CONTENT_TYPE = "application/octet-stream"
 # Lambda returns binary bodies base64-encoded, which grows them by a third.
 BASE64_GROWTH = 4 / 3
-MAX_ECHOED_NAME = 80
 
 
 def register_v2_routes(routes: RouteTable, service: InferenceService) -> None:
@@ -161,26 +160,21 @@ def _check_body_names(decoded: DecodedInferRequest, ref: ModelRef, name: str, ve
         expected = repr(ref.name) if path_name == ref.name else f"{ref.name!r} or {path_name!r}"
         raise InvalidInput(
             f"model_name: expected {expected} (the model the path names) or no model_name, "
-            f"got {_describe(decoded.model_name)}"
+            f"got {describe_name(decoded.model_name)}"
         )
     if decoded.model_version is None:
         return
     if version is None:
         raise InvalidInput(
             "model_version: expected none, as the path names no version (pin one with "
-            f"/v2/models/{ref.name}/versions/{{version}}/...), got {_describe(decoded.model_version)}"
+            f"/v2/models/{ref.name}/versions/{{version}}/...), got {describe_name(decoded.model_version)}"
         )
     path_version = unquote(version)
     if decoded.model_version != path_version:
         raise InvalidInput(
             f"model_version: expected {path_version!r} (the path's version) or no model_version, "
-            f"got {_describe(decoded.model_version)}"
+            f"got {describe_name(decoded.model_version)}"
         )
-
-
-def _describe(value: str) -> str:
-    # The body's names are identifiers, but cap them so a hostile body cannot flood the answer.
-    return repr(value) if len(value) <= MAX_ECHOED_NAME else f"a string of {len(value)} characters"
 
 
 def _check_response_size(size: int, limit: int) -> None:

@@ -35,7 +35,7 @@ from maas.objects import object_exists, put_new
 from maas.observability import MetricUnit, logger, metrics
 from maas.service.batch_jobs import BatchJobService
 from maas.service.inference import InferenceService
-from maas.service.job_rows import NotJson, loads_json
+from maas.service.job_rows import NotJson, json_kind, loads_json
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -181,13 +181,8 @@ def _request_body(text: str) -> tuple[dict[str, Any], str | None]:
     except NotJson as exc:
         return {}, f"{expected}, got {exc.got}"
     if not isinstance(body, dict):
-        return {}, f"{expected}, got {_json_kind(body)}"
+        return {}, f"{expected}, got a JSON {json_kind(body)}"
     return body, None
-
-
-def _json_kind(value: Any) -> str:
-    kinds = {list: "a JSON array", str: "a JSON string", bool: "a JSON boolean", type(None): "JSON null"}
-    return kinds.get(type(value), "a JSON number")
 
 
 def _printable(text: str | None) -> str | None:

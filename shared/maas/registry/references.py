@@ -45,7 +45,7 @@ def validate_name(name: str, *, field: str = "model name") -> str:
     if not NAME_PATTERN.fullmatch(name):
         raise InvalidInput(
             f"{field}: expected 1-64 characters of [a-z0-9._-] starting with a letter or digit, "
-            f"got {_describe(name)}"
+            f"got {describe_name(name)}"
         )
     return name
 
@@ -60,7 +60,7 @@ def parse_version_selector(name: str, selector: str | None) -> ModelRef:
     if selector[:1].isdigit() or not ALIAS_PATTERN.fullmatch(selector):
         raise InvalidInput(
             "model version: expected an integer from 1 (at most 18 digits) or an alias of [a-z0-9._-] "
-            f"starting with a letter, got {_describe(selector)}"
+            f"starting with a letter, got {describe_name(selector)}"
         )
     return ModelRef(name, alias=selector)
 
@@ -82,12 +82,13 @@ def parse_ref(text: str) -> ModelRef:
         if not sep or not selector or "/" in selector:
             raise InvalidInput(
                 "model reference: expected name, name@alias or name/versions/<n|alias>, "
-                f"got {_describe(text)}"
+                f"got {describe_name(text)}"
             )
         return parse_version_selector(name, selector)
     return parse_version_selector(text, None)
 
 
-def _describe(value: str) -> str:
+def describe_name(value: str) -> str:
+    """A name or reference as an error message shows it: quoted, or only its length when it is long."""
     # Names are identifiers, not payload values, but cap them so a hostile path cannot flood the logs.
     return repr(value) if len(value) <= 80 else f"a string of {len(value)} characters"

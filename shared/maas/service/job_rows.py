@@ -285,13 +285,13 @@ class RowDecoder:
                 )
             return {spec.name: self._row_array(spec, value[spec.name]) for spec in self.specs}
         if len(self.specs) != 1:
-            raise InvalidInput(f"expected an object with the keys {names}, got a JSON {_json_kind(value)}")
+            raise InvalidInput(f"expected an object with the keys {names}, got a JSON {json_kind(value)}")
         return {self.specs[0].name: self._row_array(self.specs[0], value)}
 
     def _row_array(self, spec: _RowSpec, value: Any) -> npt.NDArray[Any]:
         where = f"input '{spec.name}'"
         if isinstance(value, dict) or value is None:
-            raise InvalidInput(f"{where}: expected a {spec.datatype.v2} row, got a JSON {_json_kind(value)}")
+            raise InvalidInput(f"{where}: expected a {spec.datatype.v2} row, got a JSON {json_kind(value)}")
         shape = _nested_shape(value)
         spec.check(shape, where)
         data = value if isinstance(value, list) else [value]
@@ -453,7 +453,7 @@ def _not_json(exc: NotJson) -> str:
     return f"expected one JSON value per line, got {exc.got}"
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     if value is None:
         return "null"
     return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(type(value), "number")
