@@ -32,12 +32,13 @@ bench: $(INSTALLED)
 
 # The full training configs, a search and int8 versions, published to the local stack; see demo-results/.
 demo: $(INSTALLED)
-	$(PY) -m maas.training.demo
+	$(PY) -m maas.cli.demo
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check shared functions tests infra
 	$(VENV)/bin/ruff format --check shared functions tests infra
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-logo
 
 fmt: $(INSTALLED)
 	$(VENV)/bin/ruff check --fix shared functions tests infra

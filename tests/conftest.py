@@ -20,7 +20,7 @@ from moto import mock_aws
 from maas.aws_clients import s3_client, s3_transfer_client
 from maas.config import Settings
 from maas.registry import Manifest, ModelRegistry
-from maas.service import InferenceService
+from maas.service.inference import InferenceService
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel

@@ -17,7 +17,7 @@ from urllib.parse import quote_plus
 
 import numpy as np
 
-from maas.events.layout import JobStatus
+from maas.service.job_layout import JobStatus
 from tests.benchmarks.harness import MIB, BenchError, BenchResults, isolated_env, run_isolated
 from tests.conftest import ROOT, load_event
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from maas.events.layout import JobStatus
+from maas.service.job_layout import JobStatus
 from tests.benchmarks.harness import BenchError, BenchResults, isolated_env, run_isolated
 from tests.benchmarks.test_batch_memory import ROW_FORMAT, job_event
 from tests.conftest import ROOT, load_event

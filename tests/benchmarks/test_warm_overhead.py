@@ -34,16 +34,16 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from maas.api import v2_routes
 from maas.api.http_body import header_length, read_body
 from maas.api.routing import json_response
-from maas.api.tensor_codec import TensorLimits
-from maas.api.v2_codec import (
+from maas.api.v2_routes import BINARY_CONTENT_TYPE, MODEL_VERSION_HEADER
+from maas.events.infer_function import InferFunctionApp
+from maas.observability import MetricUnit, metrics
+from maas.protocol.tensor_codec import TensorLimits
+from maas.protocol.v2_codec import (
     HEADER_LENGTH,
     DecodedInferRequest,
     decode_infer_request,
     encode_infer_response,
 )
-from maas.api.v2_routes import BINARY_CONTENT_TYPE, MODEL_VERSION_HEADER
-from maas.events.infer_function import InferFunctionApp
-from maas.observability import MetricUnit, metrics
 from maas.registry import Manifest
 from maas.registry.references import parse_ref
 from maas.runtime import (

@@ -18,15 +18,15 @@ from onnx import TensorProto, helper, numpy_helper
 from sklearn.datasets import load_digits
 
 from maas import aws_clients
-from maas.api.explain_codec import decode_explain_parameters
 from maas.cli import main
 from maas.cli.explain import METHODS, NAMED_BASELINES
 from maas.explain.parameters import Method, NamedBaseline
 from maas.infer_types import InferenceRequest, Tensor
+from maas.protocol.explain_codec import decode_explain_parameters
 from maas.registry import ManifestDraft, ModelRegistry, parse_ref
 from maas.registry.manifest import MODEL_FILE
 from maas.runtime import signature_of
-from maas.service import InferenceService
+from maas.service.inference import InferenceService
 from tests.cli.helpers import fail
 from tests.conftest import TEST_BUCKET
 

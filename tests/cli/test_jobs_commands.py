@@ -19,9 +19,9 @@ import pytest
 from maas import aws_clients
 from maas.cli import main
 from maas.config import Settings
-from maas.events.layout import JobCounts, JobLocation, JobStatus, LineError
 from maas.registry import Manifest
 from maas.registry.references import parse_ref
+from maas.service.job_layout import JobCounts, JobLocation, JobStatus, LineError
 from tests.cli.helpers import fail
 from tests.conftest import TEST_BUCKET
 

@@ -26,7 +26,7 @@ from maas.explain.parameters import ExplainParameters
 from maas.infer_types import InferenceRequest, Tensor
 from maas.registry import Manifest
 from maas.registry.references import ModelRef
-from maas.service import InferenceService
+from maas.service.inference import InferenceService
 from tests.conftest import load_event
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from maas.events.layout import JobStatus
 from maas.registry import Manifest
+from maas.service.job_layout import JobStatus
 from tests.conftest import TEST_BUCKET, JsonLogs, load_event
 
 if TYPE_CHECKING:

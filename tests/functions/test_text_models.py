@@ -25,7 +25,7 @@ from maas.infer_types import InferenceRequest, Tensor
 from maas.registry import Manifest, ModelRef, ModelRegistry
 from maas.registry.manifest import MODEL_FILE
 from maas.runtime import token_rows_per_run
-from maas.service import InferenceService
+from maas.service.inference import InferenceService
 from tests.conftest import TEST_BUCKET, load_event, load_function_module
 from tests.functions.binary_text import binary_text_body
 from tests.onnx_models import TOKEN_STATS_MAX_LENGTH, TOKENIZER_FILE, ModelFiles, token_stats_model

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from maas.events.layout import INPUT_FORMATS, INPUT_STEM, JOBS_FOLDER, OUTPUT_NAME, STATUS_NAME
 from maas.local.template import parse_cloudformation_yaml
+from maas.service.job_layout import INPUT_FORMATS, INPUT_STEM, JOBS_FOLDER, OUTPUT_NAME, STATUS_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = parse_cloudformation_yaml((ROOT / "template.yaml").read_text(encoding="utf-8"))

@@ -48,7 +48,7 @@ class Reply:
 
 @pytest.fixture(scope="module")
 def stack(isolated_module_env: pytest.MonkeyPatch, seed_model: TrainedModel) -> Iterator[LocalStack]:
-    with LocalStack(port=0, embedded=True, seed_models=()) as running:
+    with LocalStack(port=0, embedded=True) as running:
         publish_trained(seed_model, running.registry)
         yield running
 

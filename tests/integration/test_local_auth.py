@@ -787,7 +787,7 @@ class Stacks:
     def get(self, **parameters: str) -> LocalStack:
         if self._running is None or parameters != self._parameters:
             self.close()
-            self._running = LocalStack(port=0, embedded=True, seed_models=(), parameters=parameters).start()
+            self._running = LocalStack(port=0, embedded=True, parameters=parameters).start()
             self._parameters = parameters
         return self._running
 

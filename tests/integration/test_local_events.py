@@ -31,7 +31,7 @@ MAX_RECEIVES = 3
 @pytest.fixture(scope="module")
 def stack(isolated_module_env: pytest.MonkeyPatch, seed_model: TrainedModel) -> Iterator[LocalStack]:
     """The stack with the root conftest's tiny seed-mlp (trained once per session) as version 1."""
-    with LocalStack(port=0, embedded=True, seed_models=(), queue_visibility_seconds=1) as running:
+    with LocalStack(port=0, embedded=True, queue_visibility_seconds=1) as running:
         manifest = publish_trained(seed_model, running.registry)
         assert (manifest.name, manifest.version) == ("seed-mlp", 1)
         yield running

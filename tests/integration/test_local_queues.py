@@ -175,7 +175,6 @@ def stack(isolated_env: pytest.MonkeyPatch, project: Path, recording: Recording)
         port=0,
         root=project,
         embedded=True,
-        seed_models=(),
         parameters={"RecordFile": str(recording.path)},
         queue_visibility_seconds=1,
     ) as running:
@@ -401,9 +400,7 @@ def test_uploads_matching_the_template_filter_are_delivered_as_s3_events(
 def test_closing_stops_every_poller_without_logging_errors(
     isolated_env: pytest.MonkeyPatch, project: Path, recording: Recording, caplog: pytest.LogCaptureFixture
 ) -> None:
-    stack = LocalStack(
-        port=0, root=project, embedded=True, seed_models=(), parameters={"RecordFile": str(recording.path)}
-    )
+    stack = LocalStack(port=0, root=project, embedded=True, parameters={"RecordFile": str(recording.path)})
     with caplog.at_level(logging.INFO, logger="maas.local"):
         stack.start()
         pollers = [t for t in threading.enumerate() if t.name.startswith("maas-sqs-")]
@@ -421,7 +418,7 @@ def test_without_the_override_queues_keep_the_template_visibility(
     isolated_env: pytest.MonkeyPatch, project: Path, recording: Recording
 ) -> None:
     parameters = {"RecordFile": str(recording.path), "MaxReceives": "5"}
-    with LocalStack(port=0, root=project, embedded=True, seed_models=(), parameters=parameters) as stack:
+    with LocalStack(port=0, root=project, embedded=True, parameters=parameters) as stack:
         sqs = boto3.client("sqs", endpoint_url=stack.store.endpoint_url, region_name="us-east-1")
         work = queue_attributes(sqs, stack.queue_url("WorkQueue"))
         uploads = queue_attributes(sqs, stack.queue_url("UploadsQueue"))
@@ -434,7 +431,7 @@ def test_without_the_override_queues_keep_the_template_visibility(
 @pytest.mark.parametrize("seconds", [-1, 12 * 60 * 60 + 1])
 def test_a_visibility_override_outside_sqs_range_is_refused_up_front(project: Path, seconds: float) -> None:
     with pytest.raises(ValueError, match="queue visibility"):
-        LocalStack(port=0, root=project, embedded=True, seed_models=(), queue_visibility_seconds=seconds)
+        LocalStack(port=0, root=project, embedded=True, queue_visibility_seconds=seconds)
 
 
 def test_an_endpoint_store_gets_no_queues_and_the_banner_says_so(
@@ -454,7 +451,7 @@ def test_an_endpoint_store_gets_no_queues_and_the_banner_says_so(
         isolated_env.setenv("AWS_DEFAULT_REGION", "us-east-1")
         parameters = {"RecordFile": str(recording.path)}
 
-        with LocalStack(port=0, root=project, seed_models=(), parameters=parameters) as stack:
+        with LocalStack(port=0, root=project, parameters=parameters) as stack:
             sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
             s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
             assert stack.store.kind == "endpoint"

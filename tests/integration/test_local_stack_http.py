@@ -20,7 +20,7 @@ from maas.training import TrainedModel, publish_trained
 
 @pytest.fixture(scope="module")
 def stack(isolated_module_env: pytest.MonkeyPatch) -> Iterator[LocalStack]:
-    with LocalStack(port=0, embedded=True, seed_models=()) as running:
+    with LocalStack(port=0, embedded=True) as running:
         yield running
 
 

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from moto.server import ThreadedMotoServer
 
-from maas.local import LocalStack, StoreChoice, choose_store, seed_registry
+from maas.cli.serve import example_seeder, seed_registry
+from maas.local import LocalStack, StoreChoice, choose_store
 
 
 def test_an_empty_store_is_seeded_once_and_the_environment_is_restored(
@@ -19,7 +20,9 @@ def test_an_empty_store_is_seeded_once_and_the_environment_is_restored(
 ) -> None:
     before = dict(os.environ)
 
-    with LocalStack(port=0, embedded=True, bucket="seeding-check", seed_overrides={"epochs": 2}) as stack:
+    with LocalStack(
+        port=0, embedded=True, bucket="seeding-check", seeder=example_seeder(overrides={"epochs": 2})
+    ) as stack:
         assert [(m.name, m.version) for m in stack.seeded] == [("seed-mlp", 1)]
         assert seed_registry(stack.registry, overrides={"epochs": 2}) == []
         assert stack.store.kind == "embedded"
@@ -80,7 +83,7 @@ def test_an_endpoint_store_gets_its_bucket_created(isolated_env: pytest.MonkeyPa
             isolated_env.setenv(name, "testing")
         isolated_env.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
-        with LocalStack(port=0, bucket="endpoint-check", seed_models=()) as stack:
+        with LocalStack(port=0, bucket="endpoint-check") as stack:
             assert stack.store == StoreChoice("endpoint", "endpoint-check", f"http://{host}:{port}")
             assert stack.registry.versions("seed-mlp") == []
             assert http("GET", f"{stack.url}/v2/health/live").status == 200

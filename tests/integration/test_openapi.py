@@ -121,7 +121,7 @@ NEAR_VALID_V1_BODIES: st.SearchStrategy[dict[str, Any]] = st.fixed_dictionaries(
 @pytest.fixture(scope="module")
 def stack(isolated_module_env: pytest.MonkeyPatch, seed_model: TrainedModel) -> Iterator[LocalStack]:
     # Embedded moto keeps its buckets for the whole process: a bucket of its own keeps seed-mlp at version 1.
-    with LocalStack(port=0, embedded=True, bucket="maas-openapi-check", seed_models=()) as running:
+    with LocalStack(port=0, embedded=True, bucket="maas-openapi-check") as running:
         manifest = publish_trained(seed_model, running.registry)
         assert (manifest.name, manifest.version) == ("seed-mlp", 1)
         yield running

@@ -23,8 +23,7 @@ from maas.infer_types import InferenceRequest, Tensor
 from maas.registry import CanarySplit, ManifestDraft, ModelRef, ModelRegistry, Signature, TensorSpec
 from maas.registry.admin import RegistryAdmin
 from maas.registry.store import VersionConflict
-from maas.service import InferenceService
-from maas.service.inference import choose_version
+from maas.service.inference import InferenceService, choose_version
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel

@@ -59,7 +59,7 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(isolated_module_env: pytest.MonkeyPatch, seed_model: TrainedModel) -> Iterator[Served]:
-    with LocalStack(port=0, embedded=True, seed_models=()) as stack:
+    with LocalStack(port=0, embedded=True) as stack:
         registry = stack.registry
         manifests = {SEED: publish_trained(seed_model, registry)}
         for name, (files, draft) in ((ECHO, dtype_echo_model()), (TEXT, text_normalizer_model())):

@@ -31,7 +31,7 @@ from maas.registry.signing import (
     SecretManifestSigner,
     signer_from_settings,
 )
-from maas.service import InferenceService
+from maas.service.inference import InferenceService
 from tests.conftest import TEST_BUCKET, JsonLogs
 from tests.security.hostile_models import WEIGHTS, WIDTH, add_weights_files
 from tests.security.rows import Rows

@@ -18,7 +18,7 @@ from maas.api.registry_app import build_registry_app
 from maas.cli import common
 from maas.config import Settings
 from maas.registry.signing import SIGNATURE_FILE
-from maas.service import InferenceService
+from maas.service.inference import InferenceService
 from tests.conftest import TEST_BUCKET, load_event, load_function_module
 from tests.security.hostile_models import WEIGHTS, WIDTH, add_weights_files
 

@@ -28,7 +28,7 @@ from maas.registry import ModelRef, ModelRegistry, parse_ref
 from maas.registry.manifest import MODEL_FILE
 from maas.registry.onnx_graph_file import NotAModelProto, external_data_locations
 from maas.runtime import write_model_files
-from maas.service import InferenceService
+from maas.service.inference import InferenceService
 from tests.conftest import TEST_BUCKET, load_event, load_function_module
 from tests.security.hostile_models import (
     DATA_FILE,

@@ -19,7 +19,7 @@ from maas.errors import InvalidInput
 from maas.infer_types import InferenceRequest, Tensor
 from maas.registry import ModelRegistry, parse_ref
 from maas.registry.manifest import MODEL_FILE
-from maas.service import InferenceService
+from maas.service.inference import InferenceService
 from maas.signature import TensorSpec
 from maas.training import ModelCheckFailed, ParityCheckFailed, publish_trained
 from maas.training.byo import (

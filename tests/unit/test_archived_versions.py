@@ -20,7 +20,7 @@ from maas.infer_types import InferenceRequest, Tensor
 from maas.registry import ModelRef, ModelRegistry
 from maas.registry.admin import PromotionRefused, RegistryAdmin, VersionInUse
 from maas.registry.documents import CanarySplit
-from maas.service import InferenceService
+from maas.service.inference import InferenceService
 from tests.conftest import TEST_BUCKET
 from tests.unit.test_registry import publish
 

@@ -10,8 +10,8 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 
 from maas.errors import Unavailable
-from maas.events.layout import JobLocation
 from maas.service.batch_jobs import _decoding_guarded, _StorageStream, csv_header_setting
+from maas.service.job_layout import JobLocation
 from maas.service.job_rows import MalformedJobInput, RowChunk
 
 JOB = JobLocation.from_path("seed-mlp/job-1", input_format="npy")

@@ -15,7 +15,7 @@ import pytest
 from maas.config import Settings
 from maas.infer_types import InferenceRequest, Tensor
 from maas.registry import Manifest, ModelRef, ModelRegistry
-from maas.service import InferenceService
+from maas.service.inference import InferenceService
 from tests.conftest import TEST_BUCKET
 
 if TYPE_CHECKING:

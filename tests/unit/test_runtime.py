@@ -22,7 +22,7 @@ from maas.runtime import (
     load_model,
     select_providers,
 )
-from maas.service import InferenceService
+from maas.service.inference import InferenceService
 from tests.conftest import TEST_BUCKET
 from tests.unit.test_registry import publish
 

@@ -9,8 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from maas.api.json_depth import check_depth, check_leading_depth
-from maas.api.tensor_codec import (
+from maas.config import Settings
+from maas.datatypes import BY_V2, DATATYPES
+from maas.errors import InvalidInput, PayloadTooLarge
+from maas.infer_types import InferenceResponse, Tensor
+from maas.protocol.json_depth import check_depth, check_leading_depth
+from maas.protocol.tensor_codec import (
     TensorLimits,
     array_from_binary,
     array_from_json,
@@ -18,11 +22,7 @@ from maas.api.tensor_codec import (
     check_shape,
     nested_shape,
 )
-from maas.api.v2_codec import decode_infer_request, encode_infer_response
-from maas.config import Settings
-from maas.datatypes import BY_V2, DATATYPES
-from maas.errors import InvalidInput, PayloadTooLarge
-from maas.infer_types import InferenceResponse, Tensor
+from maas.protocol.v2_codec import decode_infer_request, encode_infer_response
 
 LIMITS = TensorLimits(max_batch=8, max_elements=64)
 SAMPLES: dict[str, Any] = {

@@ -19,7 +19,7 @@ from maas.errors import DeadlineExceeded
 from maas.infer_types import InferenceRequest, Tensor
 from maas.registry import ModelRef, ModelRegistry
 from maas.runtime.loaded_model import Deadline
-from maas.service import InferenceService
+from maas.service.inference import InferenceService
 from tests.conftest import TEST_BUCKET
 from tests.onnx_models import SLOW_WIDTH, slow_chain_model
 

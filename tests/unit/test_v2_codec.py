@@ -6,11 +6,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from maas.api.tensor_codec import TensorLimits
-from maas.api.v2_codec import decode_infer_request, encode_infer_response
 from maas.datatypes import DATATYPES, from_numpy, from_onnx, from_v2
 from maas.errors import InvalidInput, PayloadTooLarge
 from maas.infer_types import InferenceRequest, InferenceResponse, Tensor
+from maas.protocol.tensor_codec import TensorLimits
+from maas.protocol.v2_codec import decode_infer_request, encode_infer_response
 
 LIMITS = TensorLimits(max_batch=64, max_elements=1000)
 

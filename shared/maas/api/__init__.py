@@ -1,2 +1,5 @@
-"""The HTTP edge: wire types, codecs, routes, and the Lambda apps (`http_app` for inference, `registry_app`
-for the registry). Import the app you need directly, so a function loads only what it serves."""
+"""The HTTP transport: routes over Powertools' resolver, request bodies, the OpenAPI document and docs.
+
+The wire types and codecs the routes speak live in `maas.protocol`. Import the module you need directly,
+so a function loads only what it serves.
+"""

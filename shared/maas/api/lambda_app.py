@@ -25,9 +25,9 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from maas.api.routing import RouteTable, json_response
-from maas.api.v2_types import ErrorResponse
 from maas.errors import MaasError, MethodNotAllowed
 from maas.observability import MetricUnit, logger, metrics
+from maas.protocol.v2_types import ErrorResponse
 
 MAX_ECHOED_PATH = 200
 UNSUPPORTED_EVENT = "event: expected an API Gateway REST (v1), HTTP API (v2) or Function URL event"

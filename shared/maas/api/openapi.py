@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from maas import __version__
-from maas.api.v1_types import (
+from maas.protocol.v1_types import (
     ExplainRequest,
     PredictRequest,
     PredictResponse,
@@ -18,7 +18,7 @@ from maas.api.v1_types import (
     V1ModelStatus,
     V1ServerLive,
 )
-from maas.api.v2_types import (
+from maas.protocol.v2_types import (
     ErrorResponse,
     ExplainRequestBody,
     HttpInferenceRequestBody,

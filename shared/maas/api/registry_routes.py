@@ -15,7 +15,9 @@ from aws_lambda_powertools.event_handler import Response
 from pydantic import BaseModel, ValidationError
 
 from maas.api.http_body import read_body
-from maas.api.registry_types import (
+from maas.api.routing import RouteTable, json_response
+from maas.errors import InvalidInput, NotFound
+from maas.protocol.registry_types import (
     AliasDeleted,
     ModelDetail,
     ModelSummary,
@@ -27,9 +29,7 @@ from maas.api.registry_types import (
     VersionDetail,
     VersionSummary,
 )
-from maas.api.routing import RouteTable, json_response
-from maas.api.validation_messages import describe_validation_error
-from maas.errors import InvalidInput, NotFound
+from maas.protocol.validation_messages import describe_validation_error
 from maas.registry.admin import RegistryAdmin
 from maas.registry.documents import VersionMeta
 from maas.registry.references import ALIAS_PATTERN, LATEST, VERSION_PATTERN, describe_name, validate_name

@@ -8,14 +8,14 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response
 
-from maas.api.explain_codec import decode_explain_parameters, encode_v1_explain_response
 from maas.api.http_body import header, read_body
 from maas.api.routing import RouteTable, json_response, remaining_time
-from maas.api.tensor_codec import TensorLimits
-from maas.api.v1_codec import decode_predict_request, encode_predict_response
-from maas.api.v1_types import V1ModelList, V1ModelStatus, V1ServerLive
 from maas.api.v2_routes import MODEL_VERSION_HEADER, ROUTING_KEY_HEADER
 from maas.infer_types import InferenceRequest
+from maas.protocol.explain_codec import decode_explain_parameters, encode_v1_explain_response
+from maas.protocol.tensor_codec import TensorLimits
+from maas.protocol.v1_codec import decode_predict_request, encode_predict_response
+from maas.protocol.v1_types import V1ModelList, V1ModelStatus, V1ServerLive
 from maas.registry.references import ModelRef, parse_ref
 from maas.service.inference import InferenceService
 

@@ -12,18 +12,20 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response
 
-from maas.api.explain_codec import decode_explain_parameters
 from maas.api.http_body import header, header_length, read_body
 from maas.api.routing import RouteTable, json_response, remaining_time
-from maas.api.tensor_codec import TensorLimits
-from maas.api.v2_codec import (
+from maas.errors import InvalidInput, PayloadTooLarge
+from maas.infer_types import InferenceResponse
+from maas.protocol.explain_codec import decode_explain_parameters
+from maas.protocol.tensor_codec import TensorLimits
+from maas.protocol.v2_codec import (
     HEADER_LENGTH,
     DecodedInferRequest,
     decode_infer_request,
     encode_infer_response,
     encode_model_metadata,
 )
-from maas.api.v2_types import (
+from maas.protocol.v2_types import (
     LiveResponse,
     ModelIndexEntry,
     ModelListResponse,
@@ -32,8 +34,6 @@ from maas.api.v2_types import (
     RepositoryIndexEntry,
     ServerMetadataResponse,
 )
-from maas.errors import InvalidInput, PayloadTooLarge
-from maas.infer_types import InferenceResponse
 from maas.registry.references import ModelRef, describe_name, parse_ref, parse_version_selector
 from maas.service.inference import ROUTING_KEY, InferenceService
 

@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from maas.local.stack import parse_parameter_overrides, serve
+    from maas.cli.serve import serve
+    from maas.local.stack import parse_parameter_overrides
 
     overrides = args.parameter_overrides
     serve(

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from maas.infer_types import InferenceResponse, Tensor
     from maas.registry import Manifest
-    from maas.service import InferenceService
+    from maas.service.inference import InferenceService
 
 # maas.explain.parameters.Method and NamedBaseline, spelled out so building the parser imports no pydantic;
 # tests/cli/test_explain_command.py keeps them equal.
@@ -128,13 +128,13 @@ def add_explain_command(
 
 
 def explain_command(args: argparse.Namespace) -> int:
-    from maas.api.explain_codec import decode_explain_parameters
-    from maas.api.tensor_codec import TensorLimits
-    from maas.api.v2_codec import decode_infer_request, encode_infer_response
     from maas.config import Settings
     from maas.errors import InvalidInput
+    from maas.protocol.explain_codec import decode_explain_parameters
+    from maas.protocol.tensor_codec import TensorLimits
+    from maas.protocol.v2_codec import decode_infer_request, encode_infer_response
     from maas.registry.references import parse_ref
-    from maas.service import InferenceService
+    from maas.service.inference import InferenceService
 
     ref = parse_ref(args.ref)
     body = _read_input(args.input)

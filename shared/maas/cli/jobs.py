@@ -1,6 +1,6 @@
 """`maas jobs ...`: submit batch jobs and follow them to their output. Never imports torch.
 
-A job lives entirely in the bucket (see maas.events.layout): uploading its input starts it and its
+A job lives entirely in the bucket (see maas.service.job_layout): uploading its input starts it and its
 status.json ends it, so these commands need only S3 access, not the API.
 """
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from boto3.s3.transfer import TransferConfig
     from mypy_boto3_s3 import S3Client
 
-    from maas.events.layout import InputFormat, JobLocation, JobStatus
+    from maas.service.job_layout import InputFormat, JobLocation, JobStatus
 
 # Lambda's 15-minute ceiling, plus a minute for the S3 notification to reach the function through SQS.
 DEFAULT_TIMEOUT_SECONDS = 15 * 60 + 60
@@ -97,8 +97,8 @@ def jobs_submit_command(args: argparse.Namespace) -> int:
     from uuid import uuid4
 
     from maas.errors import InvalidInput, NotFound
-    from maas.events.layout import CSV_HEADER_METADATA, JobLocation, validate_id
     from maas.registry.references import parse_ref
+    from maas.service.job_layout import CSV_HEADER_METADATA, JobLocation, validate_id
 
     source: Path = args.file
     input_format = _input_format(source)
@@ -213,7 +213,7 @@ def _print_finished(
 
 
 def jobs_status_command(args: argparse.Namespace) -> int:
-    from maas.events.layout import STATUS_NAME, JobLocation
+    from maas.service.job_layout import STATUS_NAME, JobLocation
 
     settings = Settings.from_env()
     s3 = _s3(settings)
@@ -289,7 +289,7 @@ def _positive_seconds(text: str) -> float:
 
 def _input_format(source: Path) -> InputFormat:
     from maas.errors import InvalidInput
-    from maas.events.layout import INPUT_FORMATS
+    from maas.service.job_layout import INPUT_FORMATS
 
     extension = source.suffix.lower().removeprefix(".")
     for input_format in INPUT_FORMATS:
@@ -351,8 +351,8 @@ def _subfolders(s3: S3Client, bucket: str, folder: str) -> list[str]:
 def _find_job(s3: S3Client, bucket: str, prefix: str, job_id: str) -> tuple[JobLocation, set[str]]:
     """Resolve a bare job id by probing every model-ref folder under jobs/ for it."""
     from maas.errors import InvalidInput, MaasError, NotFound
-    from maas.events.layout import JOBS_FOLDER, JobLocation, validate_id
     from maas.registry.references import parse_ref
+    from maas.service.job_layout import JOBS_FOLDER, JobLocation, validate_id
 
     validate_id(job_id, field="job id")
     root = f"{prefix}{JOBS_FOLDER}/"
@@ -388,7 +388,7 @@ def _with_stored_format(location: JobLocation, names: set[str]) -> JobLocation:
     """The location with the format of the input actually stored, so input_key names a real object."""
     from dataclasses import replace
 
-    from maas.events.layout import INPUT_FORMATS, INPUT_STEM
+    from maas.service.job_layout import INPUT_FORMATS, INPUT_STEM
 
     for input_format in INPUT_FORMATS:
         if f"{INPUT_STEM}.{input_format}" in names:
@@ -402,7 +402,7 @@ def _read_status(s3: S3Client, bucket: str, key: str) -> JobStatus | None:
     from pydantic import ValidationError
 
     from maas.errors import MaasError
-    from maas.events.layout import JobStatus
+    from maas.service.job_layout import JobStatus
 
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()

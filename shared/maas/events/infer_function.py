@@ -17,11 +17,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from maas.api.http_app import HttpApp, build_http_app
-from maas.api.tensor_codec import TensorLimits
-from maas.api.v2_codec import response_body
 from maas.errors import MaasError, Unavailable
 from maas.events.requests import decode_event_request
 from maas.observability import MetricUnit, logger, metrics
+from maas.protocol.tensor_codec import TensorLimits
+from maas.protocol.v2_codec import response_body
 from maas.registry.references import parse_ref
 
 UNSUPPORTED_EVENT = (

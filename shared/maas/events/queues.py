@@ -24,17 +24,17 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from maas.api.tensor_codec import TensorLimits
-from maas.api.v2_codec import encode_infer_response
 from maas.aws_clients import s3_client
 from maas.config import Settings
 from maas.errors import InvalidInput, MaasError, Unavailable
-from maas.events.layout import AsyncError, JobLocation, job_key_from_event, result_key, validate_id
 from maas.events.requests import decode_event_request
 from maas.objects import object_exists, put_new
 from maas.observability import MetricUnit, logger, metrics
+from maas.protocol.tensor_codec import TensorLimits
+from maas.protocol.v2_codec import encode_infer_response
 from maas.service.batch_jobs import BatchJobService
 from maas.service.inference import InferenceService
+from maas.service.job_layout import AsyncError, JobLocation, job_key_from_event, result_key, validate_id
 from maas.service.job_rows import NotJson, json_kind, loads_json
 
 if TYPE_CHECKING:

@@ -17,14 +17,14 @@ from typing import Any, Literal
 
 from pydantic import Field, StrictStr, ValidationError
 
-from maas.api.explain_codec import decode_explain_parameters
-from maas.api.tensor_codec import TensorLimits
-from maas.api.v2_codec import decode_wire_request
-from maas.api.v2_types import InferenceRequestBody
-from maas.api.validation_messages import describe_validation_error
 from maas.errors import InvalidInput
 from maas.explain.parameters import ExplainParameters
 from maas.infer_types import InferenceRequest, InferenceResponse
+from maas.protocol.explain_codec import decode_explain_parameters
+from maas.protocol.tensor_codec import TensorLimits
+from maas.protocol.v2_codec import decode_wire_request
+from maas.protocol.v2_types import InferenceRequestBody
+from maas.protocol.validation_messages import describe_validation_error
 from maas.registry.references import ModelRef, parse_ref
 from maas.service.inference import InferenceService
 

@@ -19,8 +19,6 @@ from maas.local.stack import (
     StoreChoice,
     choose_store,
     parse_parameter_overrides,
-    seed_registry,
-    serve,
 )
 from maas.local.template import (
     FunctionSpec,
@@ -56,6 +54,4 @@ __all__ = [
     "load_template",
     "parse_parameter_overrides",
     "parse_template",
-    "seed_registry",
-    "serve",
 ]

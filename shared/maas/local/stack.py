@@ -1,6 +1,7 @@
-"""The whole system on a laptop: an object store, queues, the seed model, and template.yaml's functions.
+"""The whole system on a laptop: an object store, queues, a registry, and template.yaml's functions.
 
-`make serve` runs `serve()`. Tests use `LocalStack` directly on an ephemeral port. The store is
+`make serve` runs `maas.cli.serve`, which hands the stack a seeder that trains the example models (the
+stack itself never imports training code). Tests use `LocalStack` directly on an ephemeral port. The store is
 chosen once, before any Settings or boto3 client exists, because botocore and maas.aws_clients
 cache endpoints:
 
@@ -30,14 +31,11 @@ import os
 import posixpath
 import re
 import shlex
-import signal
-import sys
-import threading
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
@@ -82,6 +80,9 @@ ENV_LOCAL_READ_TIMEOUT = "MAAS_LOCAL_READ_TIMEOUT_SECONDS"
 MODEL_BUCKET_RESOURCE = "ModelBucket"
 ASYNC_QUEUE_RESOURCE = "AsyncQueue"
 SEED_MODELS: tuple[str, ...] = ("seed-mlp",)
+# Publishes what the stack should start with into its registry (after the gateway binds, before it
+# serves), returning what it published: the CLI passes one that trains the example models.
+Seeder = Callable[[ModelRegistry], Sequence[Manifest]]
 DEFAULT_PORT = 3000
 EMBEDDED_REGION = "us-east-1"
 EMBEDDED_CREDENTIALS = {
@@ -135,22 +136,6 @@ def find_project_root(start: Path | None = None) -> Path:
     raise ConfigurationError(
         f"{TEMPLATE_FILE}: expected it in {here} or a parent folder; run from the project"
     )
-
-
-def seed_registry(
-    registry: ModelRegistry, models: Sequence[str] = SEED_MODELS, overrides: Mapping[str, Any] | None = None
-) -> list[Manifest]:
-    """Train and publish each recipe that has no version yet; returns what was published."""
-    missing = [name for name in models if not registry.versions(name)]
-    if not missing:
-        return []
-    from maas.training import train_and_publish  # torch stays out of import time
-
-    published = []
-    for name in missing:
-        logger.info("publishing %s: no version in s3://%s yet (first run only)", name, registry.bucket)
-        published.append(train_and_publish(name, registry, overrides=overrides))
-    return published
 
 
 def parse_parameter_overrides(text: str) -> dict[str, str]:
@@ -220,8 +205,7 @@ class LocalStack:
         root: Path | None = None,
         bucket: str | None = None,
         embedded: bool = False,
-        seed_models: Sequence[str] = SEED_MODELS,
-        seed_overrides: Mapping[str, Any] | None = None,
+        seeder: Seeder | None = None,
         parameters: Mapping[str, str] | None = None,
         queue_visibility_seconds: float | None = None,
         read_timeout_seconds: float = READ_TIMEOUT_SECONDS,
@@ -230,8 +214,7 @@ class LocalStack:
         self.read_timeout_seconds = read_timeout_seconds
         self.port = port
         self.root = root or find_project_root()
-        self.seed_models = tuple(seed_models)
-        self.seed_overrides = dict(seed_overrides) if seed_overrides else None
+        self.seeder = seeder
         self.parameters = dict(parameters or {})
         if queue_visibility_seconds is not None:
             visibility_seconds(queue_visibility_seconds)  # out of SQS's range fails here, not at start()
@@ -301,7 +284,7 @@ class LocalStack:
                 read_timeout_seconds=self.read_timeout_seconds,
             )
             self._gateway.bind()  # a busy port fails now, not after training; requests wait for start()
-            self.seeded = seed_registry(registry, self.seed_models, self.seed_overrides)
+            self.seeded = list(self.seeder(registry)) if self.seeder else []
             self._gateway.start()
             if sqs is not None:
                 self._start_pollers(sqs, functions, resolver)
@@ -597,31 +580,3 @@ def read_timeout_from_environment(environ: Mapping[str, str]) -> float:
 
 def _region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or EMBEDDED_REGION
-
-
-def serve(
-    host: str = "127.0.0.1", port: int = DEFAULT_PORT, parameters: Mapping[str, str] | None = None
-) -> None:
-    """Run the local stack until Ctrl-C (what `make serve` does). Template parameter overrides come from
-    `parameters`, else from MAAS_LOCAL_PARAMETERS."""
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("maas.local").setLevel(logging.INFO)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        if parameters is None:
-            parameters = parse_parameter_overrides(os.environ.get(ENV_LOCAL_PARAMETERS, ""))
-        read_timeout = read_timeout_from_environment(os.environ)
-        with LocalStack(
-            host=host, port=port, parameters=parameters, read_timeout_seconds=read_timeout
-        ) as stack:
-            print(stack.banner(), flush=True)
-            threading.Event().wait()
-    except KeyboardInterrupt:
-        print("\nstopped", flush=True)
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM (docker stop, systemd) shuts down as cleanly as Ctrl-C."""
-    raise KeyboardInterrupt

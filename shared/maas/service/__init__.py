@@ -1,7 +1,5 @@
-"""The protocol-neutral data plane: inference, metadata and health over the registry and runtime."""
+"""The protocol-neutral data plane: inference, metadata, health and batch jobs over the registry and runtime.
 
-from __future__ import annotations
-
-from maas.service.inference import InferenceService
-
-__all__ = ["InferenceService"]
+Nothing is imported here, so `maas.service.job_layout` (key names and the job documents) stays free of
+onnxruntime for the CLI.
+"""

@@ -26,7 +26,13 @@ import numpy.typing as npt
 import orjson
 
 from maas.errors import DeadlineExceeded, InvalidInput, MaasError, Unavailable
-from maas.events.layout import (
+from maas.infer_types import InferenceRequest, Tensor
+from maas.objects import CreateOnceUpload, object_exists, put_new, storage_errors
+from maas.observability import MetricUnit, logger, metrics
+from maas.runtime import LoadedModel
+from maas.runtime.loaded_model import Deadline
+from maas.service.inference import InferenceService
+from maas.service.job_layout import (
     CSV_HEADER_METADATA,
     INPUT_FORMATS,
     INPUT_STEM,
@@ -37,12 +43,6 @@ from maas.events.layout import (
     JobStatus,
     LineError,
 )
-from maas.infer_types import InferenceRequest, Tensor
-from maas.objects import CreateOnceUpload, object_exists, put_new, storage_errors
-from maas.observability import MetricUnit, logger, metrics
-from maas.runtime import LoadedModel
-from maas.runtime.loaded_model import Deadline
-from maas.service.inference import InferenceService
 from maas.service.job_rows import (
     ByteStream,
     MalformedJobInput,

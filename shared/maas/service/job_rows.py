@@ -32,9 +32,9 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from maas.api.tensor_codec import MAX_RANK, array_from_json, check_string_lengths
 from maas.datatypes import BY_V2, Datatype
 from maas.errors import InvalidInput, PayloadTooLarge
+from maas.protocol.tensor_codec import MAX_RANK, array_from_json, check_string_lengths
 from maas.signature import Signature, TensorSpec
 
 # What one read from the object store asks for; lines longer than a chunk are joined across reads.

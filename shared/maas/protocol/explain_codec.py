@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from maas.api.v1_codec import predictions
-from maas.api.v1_types import V1ExplainResponse
-from maas.api.validation_messages import describe_validation_error
 from maas.errors import InvalidInput
 from maas.explain.explainer import ATTRIBUTION_SUFFIX, EXPLANATION, TOKENS_SUFFIX
 from maas.explain.parameters import ExplainParameters
 from maas.infer_types import InferenceResponse
+from maas.protocol.v1_codec import predictions
+from maas.protocol.v1_types import V1ExplainResponse
+from maas.protocol.validation_messages import describe_validation_error
 
 
 class _Envelope(BaseModel):

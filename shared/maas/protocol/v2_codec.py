@@ -13,8 +13,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from maas.api.json_depth import check_depth, check_leading_depth
-from maas.api.tensor_codec import (
+from maas.datatypes import BY_V2, V2_NAMES
+from maas.errors import InvalidInput
+from maas.infer_types import InferenceRequest, InferenceResponse, ModelMetadata, Tensor
+from maas.protocol.json_depth import check_depth, check_leading_depth
+from maas.protocol.tensor_codec import (
     TensorLimits,
     array_from_binary,
     array_from_json,
@@ -22,7 +25,7 @@ from maas.api.tensor_codec import (
     array_to_json,
     check_shape,
 )
-from maas.api.v2_types import (
+from maas.protocol.v2_types import (
     HttpInferenceRequestBody,
     InferenceRequestBody,
     InferenceResponseBody,
@@ -31,10 +34,7 @@ from maas.api.v2_types import (
     RequestInput,
     ResponseOutput,
 )
-from maas.api.validation_messages import describe_validation_error
-from maas.datatypes import BY_V2, V2_NAMES
-from maas.errors import InvalidInput
-from maas.infer_types import InferenceRequest, InferenceResponse, ModelMetadata, Tensor
+from maas.protocol.validation_messages import describe_validation_error
 from maas.signature import TensorSpec
 
 BINARY_DATA_SIZE = "binary_data_size"

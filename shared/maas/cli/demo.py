@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=8, help="TPE trials for the digits-resnet search")
     args = parser.parse_args(argv)
     run = DemoRun()
-    with LocalStack(port=0, embedded=True, bucket="maas-demo", seed_models=()) as stack:
+    with LocalStack(port=0, embedded=True, bucket="maas-demo") as stack:
         registry = stack.registry
         for recipe in ("seed-mlp", "digits-resnet", "text-bert", "minilm-embed"):
             trained, seconds = _timed(partial(train_recipe, recipe))

@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from maas.api.json_depth import check_depth, check_leading_depth
-from maas.api.tensor_codec import TensorLimits, array_from_json, array_to_json, check_shape, nested_shape
-from maas.api.v1_types import PredictRequest, PredictResponse
-from maas.api.validation_messages import describe_validation_error, json_type
 from maas.datatypes import BY_V2
 from maas.errors import InvalidInput
 from maas.infer_types import InferenceRequest, InferenceResponse, Tensor
+from maas.protocol.json_depth import check_depth, check_leading_depth
+from maas.protocol.tensor_codec import TensorLimits, array_from_json, array_to_json, check_shape, nested_shape
+from maas.protocol.v1_types import PredictRequest, PredictResponse
+from maas.protocol.validation_messages import describe_validation_error, json_type
 from maas.signature import Signature, TensorSpec
 
 

@@ -1,0 +1,88 @@
+"""`maas serve` (what `make serve` runs): the local stack, seeded with the example models, until Ctrl-C.
+
+The seeding lives here rather than in `maas.local` because it trains models: the CLI is the one layer
+that may compose the local emulator with the training code, so neither of those imports the other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from types import FrameType
+from typing import Any
+
+from maas.local.stack import (
+    DEFAULT_PORT,
+    ENV_LOCAL_PARAMETERS,
+    SEED_MODELS,
+    LocalStack,
+    Seeder,
+    parse_parameter_overrides,
+    read_timeout_from_environment,
+)
+from maas.registry import Manifest, ModelRegistry
+
+logger = logging.getLogger(__name__)
+
+
+def seed_registry(
+    registry: ModelRegistry, models: Sequence[str] = SEED_MODELS, overrides: Mapping[str, Any] | None = None
+) -> list[Manifest]:
+    """Train and publish each recipe that has no version yet; returns what was published."""
+    missing = [name for name in models if not registry.versions(name)]
+    if not missing:
+        return []
+    from maas.training import train_and_publish  # torch stays out of the CLI's import time
+
+    published = []
+    for name in missing:
+        logger.info("publishing %s: no version in s3://%s yet (first run only)", name, registry.bucket)
+        published.append(train_and_publish(name, registry, overrides=overrides))
+    return published
+
+
+def example_seeder(models: Sequence[str] = SEED_MODELS, overrides: Mapping[str, Any] | None = None) -> Seeder:
+    """A LocalStack seeder that trains and publishes each of `models` that has no version yet."""
+    chosen, config = tuple(models), dict(overrides) if overrides else None
+
+    def seed(registry: ModelRegistry) -> list[Manifest]:
+        return seed_registry(registry, chosen, config)
+
+    return seed
+
+
+def serve(
+    host: str = "127.0.0.1", port: int = DEFAULT_PORT, parameters: Mapping[str, str] | None = None
+) -> None:
+    """Run the local stack until Ctrl-C. Template parameter overrides come from `parameters`, else from
+    MAAS_LOCAL_PARAMETERS."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("maas.local").setLevel(logging.INFO)
+    logging.getLogger(__name__).setLevel(logging.INFO)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if parameters is None:
+            parameters = parse_parameter_overrides(os.environ.get(ENV_LOCAL_PARAMETERS, ""))
+        read_timeout = read_timeout_from_environment(os.environ)
+        with LocalStack(
+            host=host,
+            port=port,
+            parameters=parameters,
+            read_timeout_seconds=read_timeout,
+            seeder=example_seeder(),
+        ) as stack:
+            print(stack.banner(), flush=True)
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        print("\nstopped", flush=True)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (docker stop, systemd) shuts down as cleanly as Ctrl-C."""
+    raise KeyboardInterrupt
