@@ -12,6 +12,7 @@ import ast
 import importlib
 import inspect
 import sys
+import textwrap
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -40,7 +41,9 @@ def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
 
 def configuration_table() -> str:
     config = _load_config()
-    names = [value for attr, value in vars(config).items() if attr.startswith("ENV_") and isinstance(value, str)]
+    names = [
+        value for attr, value in vars(config).items() if attr.startswith("ENV_") and isinstance(value, str)
+    ]
     undescribed = [name for name in names if name not in config.ENV_DESCRIPTIONS]
     if undescribed:
         raise PluginError(f"maas.config: expected a line in ENV_DESCRIPTIONS for {undescribed}, found none")
@@ -49,7 +52,9 @@ def configuration_table() -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name in names:
         field = fields.get(name)
-        default = _describe_default(getattr(defaults, field), in_bytes=field.endswith("bytes")) if field else "—"
+        default = "—"
+        if field:
+            default = _describe_default(getattr(defaults, field), in_bytes=field.endswith("bytes"))
         rows.append(f"| `{name}` | {default} | {config.ENV_DESCRIPTIONS[name]} |")
     return "\n".join(rows) + "\n"
 
@@ -73,7 +78,7 @@ def _settings_field_by_variable(config: ModuleType) -> dict[str, str]:
 
     Every keyword of its `cls(...)` call names a field; the ENV_ constants its value mentions, directly or
     through a local variable assigned in from_env, are the variables that set it."""
-    function = ast.parse(inspect.getsource(config.Settings.from_env).strip())
+    function = ast.parse(textwrap.dedent(inspect.getsource(config.Settings.from_env)))
     mentions: dict[str, set[str]] = {}
     fields: dict[str, str] = {}
     for node in ast.walk(function):
