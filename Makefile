@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 # the install; Python compiles the modules it actually imports on first use instead.
 PIP_FLAGS := --quiet --disable-pip-version-check --no-compile
 
-.PHONY: serve test bench demo lint fmt clean container-template validate-template
+.PHONY: serve test bench demo lint fmt docs clean container-template validate-template
 
 # One venv for everything: the runtime package, the torch extra (training) and the dev tools.
 $(INSTALLED): pyproject.toml
@@ -43,6 +43,11 @@ lint: $(INSTALLED)
 fmt: $(INSTALLED)
 	$(VENV)/bin/ruff check --fix shared functions tests infra
 	$(VENV)/bin/ruff format shared functions tests infra
+
+# The docs site (mkdocs, Material theme) into site/; the configuration and performance pages are generated
+# from shared/maas/config.py and bench-results/results.md as it builds. `make test` builds it with --strict.
+docs: $(INSTALLED)
+	$(PY) -m mkdocs build --strict
 
 # The container-image variant of template.yaml (infra/README.md, "Container images"): generated, not
 # committed, so it can never drift from template.yaml.

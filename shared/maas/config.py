@@ -77,6 +77,46 @@ DEFAULT_EXPLAIN_BATCH_ROWS = 1024
 # activations, measured), 64 of text-bert's 32. A batch of typical short texts is still one run.
 TEXT_RUN_TOKENS = 2048
 
+# What each variable does, one line each: docs/configuration.md is generated from these and the defaults
+# above (docs/hooks/generate.py), and the docs build fails for a variable that has no line here.
+ENV_DESCRIPTIONS: Mapping[str, str] = {
+    ENV_BUCKET: "the registry bucket",
+    ENV_PREFIX: "key prefix inside the bucket, for several registries in one bucket",
+    ENV_PROVIDER: "`auto` (CUDA when onnxruntime offers it), `cpu`, or `cuda` (an error, not a fallback, "
+    "when CUDA is absent)",
+    ENV_DEFAULT_ALIAS: "the alias a bare model name resolves to",
+    ENV_ALIAS_TTL: "seconds before a warm function re-resolves an alias or re-checks a pinned version",
+    ENV_CACHE_BYTES: "model cache budget in artifact bytes; least recently used versions are evicted past "
+    f"it. On Lambda the default is {LAMBDA_CACHE_SHARE:.0%} of `{ENV_LAMBDA_MEMORY_MB}`",
+    ENV_WARMUP: "run one zero-filled inference when a model loads, so the first request doesn't pay for it",
+    ENV_MAX_REQUEST_BYTES: "largest request body (after base64 decoding and inflating); Lambda's "
+    "synchronous limit",
+    ENV_MAX_RESPONSE_BYTES: "largest response body; binary responses count their base64 size",
+    ENV_MAX_BATCH: "largest first dimension of any input",
+    ENV_MAX_ELEMENTS: "largest element count of any input",
+    ENV_INTRA_OP_THREADS: "onnxruntime intra-op threads; unset, one per CPU this process may run on",
+    ENV_GRAPH_OPTIMIZATION: "onnxruntime graph optimization: `disable`, `basic`, `extended` or `all`",
+    ENV_DOCS: "`0` switches Swagger UI at `/docs` off (`/openapi.json` stays)",
+    ENV_WARM_MODELS: "comma-separated model references the scheduled warm-up keeps loaded (template "
+    "parameter `WarmModels`)",
+    ENV_JOB_BATCH_ROWS: "rows a batch job runs per onnxruntime call (text models: at most 32)",
+    ENV_MAX_JSON_DEPTH: "deepest JSON nesting of a request",
+    ENV_MAX_STRING_BYTES: "largest element of a BYTES tensor, in UTF-8 bytes",
+    ENV_COMPRESSED_BODIES: "`0` refuses gzip/deflate request bodies with 415",
+    ENV_REQUEST_TIMEOUT: "seconds one inference may take before it is stopped with 504; `0` switches the "
+    "budget off",
+    ENV_MANIFEST_SIGNING: "`kms:<key>` or `secret:<name or ARN>`: publish signed manifests and refuse "
+    "unsigned or changed ones",
+    ENV_EXPLAIN_MAX_EVALS: "most model rows one explanation may run; more is a 400 saying by how much",
+    ENV_EXPLAIN_BATCH_ROWS: "perturbed rows per onnxruntime run of an explanation (fewer for rows of over "
+    "16,384 elements)",
+    ENV_ENDPOINT_URL: "any S3-compatible endpoint (moto server, LocalStack, MinIO): the same code path as "
+    "AWS",
+    ENV_SERVICE_NAME: "the `service` field of the structured logs; `maas` when unset",
+    ENV_LAMBDA_MEMORY_MB: "set by Lambda, not by you: the function's memory in MB, which sizes the "
+    "default model cache",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
