@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from maas.service.batch_jobs import encode_rows
+from maas.service.job_output import encode_rows
 
 
 def encoded(outputs: dict[str, np.ndarray]) -> list[dict[str, object]]:

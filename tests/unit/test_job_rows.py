@@ -9,17 +9,11 @@ import numpy as np
 import pytest
 
 from maas.errors import InvalidInput
-from maas.service.job_rows import (
-    CsvRecord,
-    MalformedJobInput,
-    RowDecoder,
-    iter_csv_records,
-    iter_lines,
-    max_rows_per_run,
-    npy_chunks,
-    npy_rows_as,
-    read_npy_header,
-)
+from maas.service.job_csv import CsvDecoder, CsvRecord, iter_csv_records
+from maas.service.job_jsonl import JsonlDecoder
+from maas.service.job_npy import npy_chunks, npy_rows_as, read_npy_header
+from maas.service.job_rows import MalformedJobInput, max_rows_per_run, single_row_spec
+from maas.service.job_streams import iter_lines
 from maas.signature import Signature, TensorSpec
 
 SINGLE = Signature(
@@ -44,9 +38,7 @@ def lines(*texts: str) -> list[bytes]:
 
 
 def test_agreeing_rows_become_one_batch() -> None:
-    chunk = RowDecoder("m", SINGLE, "jsonl").jsonl_chunk(
-        1, lines("[1, 2, 3]", "[4, 5, 6]", '{"input": [7, 8, 9]}')
-    )
+    chunk = JsonlDecoder("m", SINGLE).chunk(1, lines("[1, 2, 3]", "[4, 5, 6]", '{"input": [7, 8, 9]}'))
 
     assert chunk.errors == {}
     (batch,) = chunk.batches
@@ -56,7 +48,7 @@ def test_agreeing_rows_become_one_batch() -> None:
 
 
 def test_each_bad_line_gets_its_own_message_and_the_rest_still_batch() -> None:
-    chunk = RowDecoder("m", SINGLE, "jsonl").jsonl_chunk(
+    chunk = JsonlDecoder("m", SINGLE).chunk(
         10, lines("[1, 2, 3]", "[1, 2]", "[true, 1, 2]", '"text"', '{"other": [1, 2, 3]}', "[4, 5, 6]", "nul")
     )
 
@@ -72,9 +64,9 @@ def test_each_bad_line_gets_its_own_message_and_the_rest_still_batch() -> None:
 
 
 def test_multi_input_rows_are_objects_and_rows_of_different_lengths_run_in_separate_batches() -> None:
-    decoder = RowDecoder("m", TWO_INPUTS, "jsonl")
+    decoder = JsonlDecoder("m", TWO_INPUTS)
 
-    chunk = decoder.jsonl_chunk(
+    chunk = decoder.chunk(
         1,
         lines(
             '{"ids": [1, 2], "scale": 0.5}',
@@ -93,7 +85,7 @@ def test_multi_input_rows_are_objects_and_rows_of_different_lengths_run_in_separ
 
 
 def test_text_rows_are_strings() -> None:
-    chunk = RowDecoder("m", TEXT, "jsonl").jsonl_chunk(1, lines('"hello"', '"wörld"', "3"))
+    chunk = JsonlDecoder("m", TEXT).chunk(1, lines('"hello"', '"wörld"', "3"))
 
     assert list(chunk.batches[0].inputs["text"]) == ["hello", "wörld"]
     assert chunk.errors == {2: "line 3: input 'text'.data: expected BYTES values, got integers"}
@@ -101,15 +93,17 @@ def test_text_rows_are_strings() -> None:
 
 def test_csv_and_npy_need_a_single_input_model() -> None:
     with pytest.raises(MalformedJobInput, match="csv jobs need a single-input model, use jsonl"):
-        RowDecoder("m", TWO_INPUTS, "csv")
+        CsvDecoder("m", TWO_INPUTS)
+    with pytest.raises(MalformedJobInput, match="npy jobs need a single-input model, use jsonl"):
+        single_row_spec("m", TWO_INPUTS, "npy")
 
 
 def test_csv_records_batch_in_numpy_and_bad_records_are_named() -> None:
-    decoder = RowDecoder("m", SINGLE, "csv")
+    decoder = CsvDecoder("m", SINGLE)
     records = list(iter_csv_records(lines("a,b,c", "1,2,3", "4,,6", "7,8", "9,10,11")))
-    assert decoder.is_csv_header(records[0]) and not decoder.is_csv_header(records[1])
+    assert decoder.is_header(records[0]) and not decoder.is_header(records[1])
 
-    chunk = decoder.csv_chunk(records[1:])
+    chunk = decoder.chunk(records[1:])
 
     assert chunk.errors == {
         1: "line 3: input 'input': expected FP32 values, got an empty cell",
@@ -187,6 +181,6 @@ def test_a_model_without_a_batch_dimension_cannot_run_jobs_and_a_fixed_batch_of_
     one = Signature(inputs=[TensorSpec(name="x", datatype="FP32", shape=[1, 3])], outputs=SINGLE.outputs)
 
     with pytest.raises(InvalidInput, match="batch jobs need a leading batch dimension of -1"):
-        RowDecoder("m", scalar, "jsonl")
+        JsonlDecoder("m", scalar)
     assert max_rows_per_run(one, 512) == 1
     assert max_rows_per_run(SINGLE, 512) == 512

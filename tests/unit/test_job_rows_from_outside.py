@@ -13,15 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from maas.service.job_rows import (
-    CsvRecord,
-    MalformedJobInput,
-    NotJson,
-    RowChunk,
-    RowDecoder,
-    iter_csv_records,
-    loads_json,
-)
+from maas.service.job_csv import CsvDecoder, CsvRecord, iter_csv_records
+from maas.service.job_jsonl import JsonlDecoder
+from maas.service.job_rows import MalformedJobInput, RowChunk
+from maas.service.json_values import NotJson, loads_json
 from maas.signature import Signature, TensorSpec
 
 HUGE_INTEGER = "1" + "0" * 5000  # past Python's 4,300-digit int() limit
@@ -126,9 +121,9 @@ def test_jsonl_fp_inputs_take_nan_and_infinity_and_others_refuse_them_as_a_line_
     datatype: str, line: str, outcome: list[float] | str
 ) -> None:
     good = "[true, false]" if datatype == "BOOL" else "[1, 2]"
-    decoder = RowDecoder("m", signature(datatype, [-1, 2]), "jsonl")
+    decoder = JsonlDecoder("m", signature(datatype, [-1, 2]))
 
-    chunk = decoder.jsonl_chunk(1, lines(good, line, good))
+    chunk = decoder.chunk(1, lines(good, line, good))
 
     rows = rows_by_position(chunk)
     assert sorted(rows) == ([0, 1, 2] if isinstance(outcome, list) else [0, 2])
@@ -140,9 +135,9 @@ def test_jsonl_fp_inputs_take_nan_and_infinity_and_others_refuse_them_as_a_line_
 
 
 def test_jsonl_lines_orjson_refuses_and_no_parser_reads_stay_line_errors_in_place() -> None:
-    decoder = RowDecoder("m", FP32_ROW, "jsonl")
+    decoder = JsonlDecoder("m", FP32_ROW)
 
-    chunk = decoder.jsonl_chunk(
+    chunk = decoder.chunk(
         1, [b"[1, 2, 3]", b"[NaN, 2, 3]", b"[" * 100_000, b"\xff", b"[1, 2, 3", b"[4, 5, 6]"]
     )
 
@@ -155,7 +150,7 @@ def test_jsonl_lines_orjson_refuses_and_no_parser_reads_stay_line_errors_in_plac
 
 
 def test_jsonl_text_with_a_lone_surrogate_is_refused_by_the_text_check() -> None:
-    chunk = RowDecoder("m", TEXT, "jsonl").jsonl_chunk(1, lines('"fine"', '"\\ud800"'))
+    chunk = JsonlDecoder("m", TEXT).chunk(1, lines('"fine"', '"\\ud800"'))
 
     assert chunk.errors == {
         1: "line 2: input 'input'.data: expected valid Unicode text, got a lone surrogate in BYTES element 0"
@@ -207,7 +202,7 @@ def test_a_csv_first_line_is_a_header_only_when_every_cell_is_a_name(
 ) -> None:
     (record,) = iter_csv_records(lines(first_line))
 
-    assert RowDecoder("m", FP32_ROW, "csv").is_csv_header(record) is is_header
+    assert CsvDecoder("m", FP32_ROW).is_header(record) is is_header
 
 
 @pytest.mark.parametrize("datatype", ["BYTES", "BOOL"])
@@ -215,22 +210,22 @@ def test_text_and_bool_inputs_have_no_guessed_header_only_a_declared_one(datatyp
     (record,) = iter_csv_records(lines("text"))
     model = signature(datatype, [-1])
 
-    assert not RowDecoder("m", model, "csv").is_csv_header(record)
-    assert RowDecoder("m", model, "csv", csv_header=True).is_csv_header(record)
+    assert not CsvDecoder("m", model).is_header(record)
+    assert CsvDecoder("m", model, csv_header=True).is_header(record)
 
 
 @pytest.mark.parametrize(("declared", "line"), [(True, "1,2,3"), (True, "NA,1,2"), (False, "f0,f1,f2")])
 def test_a_declared_header_setting_wins_over_the_guess(declared: bool, line: str) -> None:
     (record,) = iter_csv_records(lines(line))
 
-    assert RowDecoder("m", FP32_ROW, "csv", csv_header=declared).is_csv_header(record) is declared
+    assert CsvDecoder("m", FP32_ROW, csv_header=declared).is_header(record) is declared
 
 
 # ---- csv: values
 
 
 def csv_chunk(model: Signature, *texts: str) -> RowChunk:
-    return RowDecoder("m", model, "csv").csv_chunk(list(iter_csv_records(lines(*texts))))
+    return CsvDecoder("m", model).chunk(list(iter_csv_records(lines(*texts))))
 
 
 def test_csv_fp_cells_take_nan_and_infinity_as_float_reads_them_on_the_fast_and_the_slow_path() -> None:
@@ -300,10 +295,10 @@ def csv_field_limit() -> Iterator[None]:
 @pytest.mark.usefixtures("csv_field_limit")
 def test_a_cell_past_the_csv_default_limit_is_read_and_one_past_the_string_limit_is_a_line_error() -> None:
     csv.field_size_limit(131_072)  # Python's default
-    decoder = RowDecoder("m", TEXT, "csv", max_string_bytes=262_144)
+    decoder = CsvDecoder("m", TEXT, max_string_bytes=262_144)
     texts = ["short", "a" * 200_000, "b" * 262_145, "é" * 140_000, '"quoted, ' + "c" * 200_000 + '"', "last"]
 
-    chunk = decoder.csv_chunk(list(iter_csv_records(lines(*texts), max_record_bytes=6 * 1024 * 1024)))
+    chunk = decoder.chunk(list(iter_csv_records(lines(*texts), max_record_bytes=6 * 1024 * 1024)))
 
     too_long = (
         "input 'input': BYTES element 0 holds {} bytes, expected at most 262144 (MAAS_MAX_STRING_BYTES)"
@@ -351,7 +346,7 @@ def test_a_record_the_csv_reader_refuses_or_that_is_not_utf8_is_its_own_line_err
         CsvRecord(5, [], "expected UTF-8 text, got other bytes"),
         CsvRecord(7, ["10", "11", "12"]),
     ]
-    chunk = RowDecoder("m", FP32_ROW, "csv").csv_chunk(records)
+    chunk = CsvDecoder("m", FP32_ROW).chunk(records)
     assert chunk.lines == [1, 2, 3, 4, 5, 7]
     assert chunk.errors == {
         1: "line 2: expected a csv record, got a carriage return inside an unquoted cell (quote the cell)",
@@ -394,10 +389,8 @@ def test_fuzzed_csv_and_jsonl_lines_only_ever_become_line_errors(datatype: str) 
         b"\\ud800",
     ]
     model = signature(datatype, [-1, 2])
-    decoders = {
-        "csv": RowDecoder("m", model, "csv", max_string_bytes=64),
-        "jsonl": RowDecoder("m", model, "jsonl"),
-    }
+    csv_decoder = CsvDecoder("m", model, max_string_bytes=64)
+    jsonl_decoder = JsonlDecoder("m", model)
     for _ in range(200):
         raw = [
             b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 12))) for _ in range(rng.randint(1, 8))
@@ -406,7 +399,7 @@ def test_fuzzed_csv_and_jsonl_lines_only_ever_become_line_errors(datatype: str) 
             records = list(iter_csv_records(raw, max_record_bytes=4096))
         except MalformedJobInput:
             continue  # a quote left open past the record limit
-        chunk = decoders["csv"].csv_chunk(records)
+        chunk = csv_decoder.chunk(records)
         assert len(chunk.errors) + sum(len(b.positions) for b in chunk.batches) == len(records)
-        chunk = decoders["jsonl"].jsonl_chunk(1, raw)
+        chunk = jsonl_decoder.chunk(1, raw)
         assert len(chunk.errors) + sum(len(b.positions) for b in chunk.batches) == len(raw)

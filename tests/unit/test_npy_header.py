@@ -11,14 +11,8 @@ import numpy as np
 import pytest
 
 from maas.errors import MaasError
-from maas.service.job_rows import (
-    MAX_NPY_HEADER_BYTES,
-    NPY_CHUNK_BYTES,
-    MalformedJobInput,
-    NpyHeader,
-    npy_chunks,
-    read_npy_header,
-)
+from maas.service.job_npy import MAX_NPY_HEADER_BYTES, NPY_CHUNK_BYTES, NpyHeader, npy_chunks, read_npy_header
+from maas.service.job_rows import MalformedJobInput
 
 GOOD_HEADER = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"
 

@@ -35,7 +35,7 @@ from maas.protocol.v2_codec import encode_infer_response
 from maas.service.batch_jobs import BatchJobService
 from maas.service.inference import InferenceService
 from maas.service.job_layout import AsyncError, JobLocation, job_key_from_event, result_key, validate_id
-from maas.service.job_rows import NotJson, json_kind, loads_json
+from maas.service.json_values import NotJson, json_kind, loads_json
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from maas.errors import DeadlineExceeded, InvalidInput, MaasError, Unavailable
 from maas.infer_types import InferenceRequest, Tensor
@@ -32,6 +31,8 @@ from maas.observability import MetricUnit, logger, metrics
 from maas.runtime import LoadedModel
 from maas.runtime.loaded_model import Deadline
 from maas.service.inference import InferenceService
+from maas.service.job_csv import CsvDecoder, iter_csv_records
+from maas.service.job_jsonl import JsonlDecoder
 from maas.service.job_layout import (
     CSV_HEADER_METADATA,
     INPUT_FORMATS,
@@ -43,20 +44,10 @@ from maas.service.job_layout import (
     JobStatus,
     LineError,
 )
-from maas.service.job_rows import (
-    ByteStream,
-    MalformedJobInput,
-    RowBatch,
-    RowChunk,
-    RowDecoder,
-    iter_csv_records,
-    iter_lines,
-    max_rows_per_run,
-    npy_chunk,
-    npy_chunks,
-    read_npy_header,
-)
-from maas.signature import TensorSpec
+from maas.service.job_npy import npy_chunk, npy_chunks, read_npy_header
+from maas.service.job_output import encode_rows, error_line
+from maas.service.job_rows import MalformedJobInput, RowBatch, RowChunk, max_rows_per_run, single_row_spec
+from maas.service.job_streams import ByteStream, iter_lines
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -237,19 +228,11 @@ class BatchJobService:
         progress: _Progress,
         remaining_ms: Callable[[], int] | None,
     ) -> Iterator[bytes]:
-        signature = model.signature
-        decoder = RowDecoder(
-            model.name,
-            signature,
-            job.input_format,
-            max_string_bytes=self.inference.settings.max_string_bytes,
-            csv_header=job_input.csv_header,
-        )
         wanted = self.inference.settings.job_batch_rows
         rows = max_rows_per_run(
-            signature, wanted if model.tokenizer is None else min(wanted, TEXT_JOB_BATCH_ROWS)
+            model.signature, wanted if model.tokenizer is None else min(wanted, TEXT_JOB_BATCH_ROWS)
         )
-        chunks = self._chunks(job, decoder, signature.inputs[0], job_input, rows, progress=progress)
+        chunks = self._chunks(job, model, job_input, rows, progress=progress)
         for chunk in _decoding_guarded(job, chunks):
             deadline = None
             if remaining_ms is not None:
@@ -266,34 +249,33 @@ class BatchJobService:
             yield lines
 
     def _chunks(
-        self,
-        job: JobLocation,
-        decoder: RowDecoder,
-        first_input: TensorSpec,
-        job_input: _JobInput,
-        rows: int,
-        *,
-        progress: _Progress,
+        self, job: JobLocation, model: LoadedModel, job_input: _JobInput, rows: int, *, progress: _Progress
     ) -> Iterator[RowChunk]:
+        signature = model.signature
         max_line = self.inference.settings.max_request_bytes
+        max_string_bytes = self.inference.settings.max_string_bytes
         body = job_input.body
         if job.input_format == "jsonl":
+            jsonl_decoder = JsonlDecoder(model.name, signature, max_string_bytes=max_string_bytes)
             lines = iter_lines(body, max_line)
             first = 1
             while batch := list(islice(lines, rows)):
-                yield decoder.jsonl_chunk(first, batch)
+                yield jsonl_decoder.chunk(first, batch)
                 first += len(batch)
         elif job.input_format == "csv":
+            csv_decoder = CsvDecoder(
+                model.name, signature, max_string_bytes=max_string_bytes, csv_header=job_input.csv_header
+            )
             records = iter_csv_records(iter_lines(body, max_line), max_record_bytes=max_line)
             first_record = next(records, None)
             if first_record is not None:
-                progress.csv_header = decoder.is_csv_header(first_record)
+                progress.csv_header = csv_decoder.is_header(first_record)
                 if not progress.csv_header:
-                    yield decoder.csv_chunk([first_record])
+                    yield csv_decoder.chunk([first_record])
             while batch_records := list(islice(records, rows)):
-                yield decoder.csv_chunk(batch_records)
+                yield csv_decoder.chunk(batch_records)
         else:
-            (spec,) = decoder.specs
+            spec = single_row_spec(model.name, signature, "npy")
             header = read_npy_header(body, file_bytes=job_input.size)
             if header.row_bytes > max_line:
                 # A row is read whole, so it is bounded as a jsonl line or a csv record is, before any read.
@@ -303,13 +285,12 @@ class BatchJobService:
                 )
             spec.check(header.row_shape, "input.npy rows")
             for first_row, array in npy_chunks(body, header, rows):
-                yield npy_chunk(first_row, array, first_input, max_string_bytes=decoder.max_string_bytes)
+                yield npy_chunk(first_row, array, signature.inputs[0], max_string_bytes=max_string_bytes)
 
     def _run_chunk(
         self, model: LoadedModel, chunk: RowChunk, progress: _Progress, deadline: Deadline | None = None
     ) -> bytes:
         lines: list[bytes | None] = [None] * len(chunk)
-        errors = dict(chunk.errors)
         for batch in chunk.batches:
             try:
                 outputs = self._run(model, batch.inputs, deadline)
@@ -326,9 +307,10 @@ class BatchJobService:
                 try:
                     encode_rows(_one_row(self._run(model, row, deadline)), [position], lines)
                 except InvalidInput as exc:
-                    errors[position] = f"line {chunk.lines[position]}: {exc.message}"
+                    chunk.fail(position, exc.message)
+        errors = chunk.errors
         for position, message in sorted(errors.items()):
-            lines[position] = orjson.dumps({"error": message})
+            lines[position] = error_line(message)
             if len(progress.errors) < STATUS_LINE_ERRORS:
                 progress.errors.append(LineError(line=chunk.lines[position], error=message))
         progress.counts.lines += len(chunk)
@@ -402,39 +384,3 @@ def _one_row(outputs: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]
 def _single_rows(batch: RowBatch) -> Iterator[tuple[int, dict[str, npt.NDArray[Any]]]]:
     for index, position in enumerate(batch.positions):
         yield position, {name: array[index : index + 1] for name, array in batch.inputs.items()}
-
-
-def encode_rows(
-    outputs: dict[str, npt.NDArray[Any]], positions: list[int], lines: list[bytes | None]
-) -> None:
-    """One `{"outputs": {...}}` line per row, written into `lines` at the row's position."""
-    columns = [_json_rows(array) for array in outputs.values()]
-    heads = [orjson.dumps(name) + b":" for name in outputs]
-    if len(columns) == 1:  # the common case, without a join per row
-        opening = b'{"outputs":{' + heads[0]
-        for position, row in zip(positions, columns[0], strict=True):
-            lines[position] = opening + row + b"}}"
-        return
-    for index, position in enumerate(positions):
-        fields = b",".join(head + column[index] for head, column in zip(heads, columns, strict=True))
-        lines[position] = b'{"outputs":{' + fields + b"}}"
-
-
-def _json_rows(array: npt.NDArray[Any]) -> list[bytes]:
-    """Each row as JSON. Numbers go straight from numpy (NaN and Infinity, which JSON lacks, as null);
-    text comes back as str."""
-    if array.dtype.kind in "biuf":
-        # orjson knows numpy's canonical scalar types in native byte order; onnxruntime may hand back an
-        # equal but differently named one (longlong for int64), which a view renames without copying.
-        canonical = np.dtype(f"{array.dtype.kind}{array.dtype.itemsize}")
-        rows = np.ascontiguousarray(array.astype(canonical, copy=False)).view(canonical)
-        return [orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY) for row in rows]
-    return [orjson.dumps(_text(row)) for row in array.tolist()]
-
-
-def _text(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, list):
-        return [_text(item) for item in value]
-    return value

@@ -6,7 +6,7 @@
     <prefix>results/<request-id>.json                          an async request's response or error
 
 A csv input's object metadata `csv-header: true|false` says whether its line 1 is a header; without it,
-line 1 is a header only when it cannot be data (see maas.service.job_rows).
+line 1 is a header only when it cannot be data (see maas.service.job_csv).
 
 `<model-ref>` is any reference form (`name`, `name@alias`, `name/versions/<n>`), so a job key is parsed
 from its right end. Job and request ids are single-use: the first result written wins.

@@ -1,0 +1,73 @@
+"""A job input's bytes as they come from the object store: cut into lines, or read in exact amounts.
+
+Both read a chunk at a time, so a file of any size streams through a bounded amount of memory.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterator
+from typing import Protocol
+
+from maas.service.job_rows import MalformedJobInput
+
+# What one read from the object store asks for; lines longer than a chunk are joined across reads.
+READ_CHUNK_BYTES = 1024 * 1024
+UTF8_BOM = codecs.BOM_UTF8
+
+
+class ByteStream(Protocol):
+    """What a botocore StreamingBody offers, and a file opened in binary mode too."""
+
+    def read(self, amt: int | None = ..., /) -> bytes: ...
+
+
+def iter_lines(
+    stream: ByteStream, max_line_bytes: int, chunk_bytes: int = READ_CHUNK_BYTES
+) -> Iterator[bytes]:
+    """Lines without their endings (\\n or \\r\\n), read chunk by chunk; a final line needs no newline.
+
+    A line longer than `max_line_bytes` fails the job: holding it would break the streaming promise."""
+    pending = b""
+    bom_checked = False
+    line_number = 0
+    while True:
+        chunk = stream.read(chunk_bytes)
+        if not chunk:
+            break
+        pending += chunk
+        if not bom_checked and len(pending) >= len(UTF8_BOM):
+            pending = pending.removeprefix(UTF8_BOM)
+            bom_checked = True
+        lines = pending.split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            line_number += 1
+            yield line.removesuffix(b"\r")
+        if len(pending) > max_line_bytes:
+            raise MalformedJobInput(
+                f"input: line {line_number + 1} is longer than {max_line_bytes} bytes "
+                "(MAAS_MAX_REQUEST_BYTES)"
+            )
+    if pending:
+        yield pending.removesuffix(b"\r")
+
+
+class ExactReader:
+    """read(n) that returns n bytes unless the stream ends: a network body may return fewer per call."""
+
+    def __init__(self, stream: ByteStream) -> None:
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            return self._stream.read()
+        parts: list[bytes] = []
+        remaining = size
+        while remaining > 0:
+            part = self._stream.read(remaining)
+            if not part:
+                break
+            parts.append(part)
+            remaining -= len(part)
+        return b"".join(parts)
