@@ -112,7 +112,7 @@ class InferenceService:
         """One request within its time budget; `remaining_ms` (the Lambda context's clock) caps it."""
         # The clock starts before the model is fetched: the client's, and API Gateway's, already runs.
         deadline = self.request_deadline(remaining_ms)
-        model = self.cache.get(ref.name, self.select_version(ref, request.parameters.get(ROUTING_KEY)))
+        model = self._routed_model(ref, request)
         return self.infer_loaded(model, request, deadline=deadline)
 
     def explain(
@@ -125,7 +125,7 @@ class InferenceService:
     ) -> InferenceResponse:
         """Predictions with attributions, computed by perturbing the inputs, within the request's budget."""
         deadline = self.request_deadline(remaining_ms)
-        model = self.cache.get(ref.name, self.select_version(ref, request.parameters.get(ROUTING_KEY)))
+        model = self._routed_model(ref, request)
         started = time.perf_counter()
         response = explain_loaded(
             model, request, parameters, ExplainLimits.from_settings(self.settings), deadline=deadline
@@ -215,6 +215,10 @@ class InferenceService:
         return ServerMetadata(name=SERVER_NAME, version=__version__, extensions=list(EXTENSIONS))
 
     # ---- internals
+
+    def _routed_model(self, ref: ModelRef, request: InferenceRequest) -> LoadedModel:
+        """The version that serves `request`, loaded: an alias's canary split goes by its routing key."""
+        return self.cache.get(ref.name, self.select_version(ref, request.parameters.get(ROUTING_KEY)))
 
     def _model(self, ref: ModelRef) -> LoadedModel:
         version = self._resolver.resolve(ref).version

@@ -97,15 +97,7 @@ class JobLocation:
         stem, _, extension = file_name.partition(".")
         if stem != INPUT_STEM or extension not in INPUT_FORMATS:
             raise InvalidInput(f"job key: expected {expected}, got {shown!r}")
-        validate_id(job_id, field="job id")
-        model_path = "/".join(model_parts)
-        return cls(
-            model=parse_ref(model_path),
-            job_id=job_id,
-            input_format=extension,
-            prefix=prefix,
-            model_path=model_path,
-        )
+        return cls._parsed("/".join(model_parts), job_id, extension, prefix)
 
     @classmethod
     def from_path(cls, path: str, input_format: InputFormat = "jsonl", prefix: str = "") -> JobLocation:
@@ -113,13 +105,18 @@ class JobLocation:
         model_text, _, job_id = path.rpartition("/")
         if not model_text:
             raise InvalidInput(f"job: expected <model-ref>/<job-id>, got {path!r}")
+        return cls._parsed(model_text, job_id, input_format, prefix)
+
+    @classmethod
+    def _parsed(cls, model_path: str, job_id: str, input_format: InputFormat, prefix: str) -> JobLocation:
+        """A location from the parts of a key or path: the id checked, the reference kept as spelled."""
         validate_id(job_id, field="job id")
         return cls(
-            model=parse_ref(model_text),
+            model=parse_ref(model_path),
             job_id=job_id,
             input_format=input_format,
             prefix=prefix,
-            model_path=model_text,
+            model_path=model_path,
         )
 
 
