@@ -31,7 +31,8 @@ import pytest
 
 from maas.config import ENV_EXPLAIN_BATCH_ROWS
 from maas.events.infer_function import InferFunctionApp
-from maas.explain.explainer import EXPLANATION, ExplainLimits, explain_loaded
+from maas.explain.batching import ExplainLimits
+from maas.explain.explainer import EXPLANATION, explain_loaded
 from maas.explain.parameters import ExplainParameters
 from maas.infer_types import InferenceRequest, InferenceResponse, Tensor
 from maas.registry import Manifest

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from maas.errors import InvalidInput
-from maas.explain.explainer import _in_dtype
+from maas.explain.baselines import in_dtype
 
 WHERE = "parameters.baseline for input 'x'"
 
@@ -38,7 +38,7 @@ def test_an_integer_baseline_is_taken_only_within_its_dtype(
     given = np.asarray([value], dtype=np.float64)
 
     if accepted:
-        assert _in_dtype(given, np.dtype(dtype), WHERE).tolist() == [int(value)]
+        assert in_dtype(given, np.dtype(dtype), WHERE).tolist() == [int(value)]
     else:
         with pytest.raises(InvalidInput, match="expected whole numbers in"):
-            _in_dtype(given, np.dtype(dtype), WHERE)
+            in_dtype(given, np.dtype(dtype), WHERE)

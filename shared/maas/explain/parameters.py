@@ -19,6 +19,8 @@ DEFAULT_SAMPLES = 25
 MAX_SAMPLES = 10_000
 # numpy's generators take any non-negative seed; 64 bits is what a client needs and what echoes back short.
 MAX_SEED = 2**64 - 1
+# A target index or window size beyond this is not echoed in an error message: no row is that long.
+MAX_ECHOED_INDEX = 10**12
 
 
 class ExplainParameters(BaseModel):

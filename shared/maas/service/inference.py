@@ -18,7 +18,8 @@ from maas import __version__
 from maas.aws_clients import s3_client
 from maas.config import ENV_REQUEST_TIMEOUT, Settings
 from maas.errors import Unavailable
-from maas.explain.explainer import ExplainLimits, explain_loaded
+from maas.explain.batching import ExplainLimits
+from maas.explain.explainer import explain_loaded
 from maas.explain.parameters import ExplainParameters
 from maas.infer_types import InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata, Tensor
 from maas.observability import MetricUnit, logger, metrics
