@@ -14,19 +14,8 @@ import numpy as np
 import numpy.typing as npt
 
 from maas.errors import InvalidInput
-from maas.explain.attribution import (
-    MAX_EXACT_GROUPS,
-    AblationPlan,
-    IntArray,
-    OcclusionPlan,
-    Plan,
-    ShapleyPlan,
-    all_permutations,
-    group_count,
-    occlusion_windows,
-    sampled_permutations,
-    shapley_evaluations_bound,
-)
+from maas.explain import attribution
+from maas.explain.attribution import MAX_EXACT_GROUPS, IntArray, Plan
 from maas.explain.batching import Evaluations
 from maas.explain.parameters import MAX_ECHOED_INDEX, ExplainParameters
 
@@ -59,11 +48,11 @@ def tensor_plan(
             )
         (row_shape,) = row_shapes.values()
         window, stride = occlusion_window(parameters, row_shape)
-        windows = occlusion_windows(row_shape, window, stride)
+        windows = attribution.occlusion_windows(row_shape, window, stride)
         evaluations.check_budget(
             rows * (windows + 1), f"{rows:,} rows x ({windows:,} windows + 1 unperturbed)"
         )
-        return OcclusionPlan(row_shape, window, stride), {
+        return attribution.OcclusionPlan(row_shape, window, stride), {
             "method": method,
             "window": window,
             "stride": stride,
@@ -73,12 +62,12 @@ def tensor_plan(
         if getattr(parameters, name) is not None:
             raise InvalidInput(f"parameters.{name}: used by occlusion only, got it with method '{method}'")
     element_group = feature_groups(parameters.feature_mask, row_shapes)
-    groups = group_count(element_group)
+    groups = attribution.group_count(element_group)
     if method == "ablation":
         evaluations.check_budget(
             rows * (groups + 1), f"{rows:,} rows x ({groups:,} feature groups + 1 unperturbed)"
         )
-        return AblationPlan(element_group), {"method": method, "feature_groups": groups}
+        return attribution.AblationPlan(element_group), {"method": method, "feature_groups": groups}
     return _shapley_plan(evaluations, parameters, element_group)
 
 
@@ -86,7 +75,7 @@ def _shapley_plan(
     evaluations: Evaluations, parameters: ExplainParameters, element_group: IntArray
 ) -> tuple[Plan, dict[str, Any]]:
     rows = len(evaluations.targets)
-    groups = group_count(element_group)
+    groups = attribution.group_count(element_group)
     if parameters.exact:
         if groups > MAX_EXACT_GROUPS:
             raise InvalidInput(
@@ -94,11 +83,11 @@ def _shapley_plan(
                 f"values ({MAX_EXACT_GROUPS}! permutations), got {groups}; group features with "
                 "feature_mask, or sample with n_samples"
             )
-        permutations = all_permutations(groups)
+        permutations = attribution.all_permutations(groups)
         settings: dict[str, Any] = {"method": "shapley", "exact": True, "permutations": len(permutations)}
     else:
         samples = parameters.n_samples
-        bound = shapley_evaluations_bound(groups, samples)
+        bound = attribution.shapley_evaluations_bound(groups, samples)
         if rows * bound > PLANNING_SLACK * evaluations.limits.max_evaluations:
             # Far over: refused from the count's upper bound, before any permutation is laid out.
             evaluations.check_budget(
@@ -112,9 +101,9 @@ def _shapley_plan(
                 f"parameters.n_samples: expected at most {most:,} permutations of {groups:,} feature groups, "
                 f"got {samples:,}"
             )
-        permutations = sampled_permutations(groups, samples, parameters.seed)
+        permutations = attribution.sampled_permutations(groups, samples, parameters.seed)
         settings = {"method": "shapley", "exact": False, "n_samples": samples, "seed": parameters.seed}
-    plan = ShapleyPlan(element_group, permutations)
+    plan = attribution.ShapleyPlan(element_group, permutations)
     per_row = plan.evaluations_per_row
     evaluations.check_budget(
         rows * per_row,

@@ -11,7 +11,7 @@ sampled permutations as well as for all of them, since each permutation's credit
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +42,11 @@ def linear(weights: list[float], bias: float = 0.0) -> Model:
     return lambda rows: rows @ w + bias
 
 
+def ascending(elements: int) -> Model:
+    """sum(w * x) with w = 1, 2, ..., elements."""
+    return linear(list(range(1, elements + 1)))
+
+
 def product(rows: FloatArray) -> FloatArray:
     return rows[:, 0] * rows[:, 1]
 
@@ -67,8 +72,22 @@ def identity_groups(elements: int) -> IntArray:
     return np.arange(elements, dtype=np.int64)
 
 
-def exact_shapley(element_group: IntArray) -> ShapleyPlan:
+def groups_of(groups: int | list[int]) -> IntArray:
+    """Each element's group: a count of elements each alone, or the groups listed."""
+    return identity_groups(groups) if isinstance(groups, int) else np.asarray(groups, dtype=np.int64)
+
+
+def ablation(groups: int | list[int]) -> AblationPlan:
+    return AblationPlan(groups_of(groups))
+
+
+def exact_shapley(groups: int | list[int]) -> ShapleyPlan:
+    element_group = groups_of(groups)
     return ShapleyPlan(element_group, all_permutations(group_count(element_group)))
+
+
+def sampled_shapley(groups: int, samples: int, seed: int) -> ShapleyPlan:
+    return ShapleyPlan(identity_groups(groups), sampled_permutations(groups, samples, seed))
 
 
 def attributions_of(plan: Plan, model: Model, inputs: FloatArray, baseline: FloatArray) -> FloatArray:
@@ -93,116 +112,42 @@ class Known:
     name: str
     plan: Plan
     model: Model
-    inputs: list[list[float]]
-    baseline: list[float]
-    expected: list[list[float]]
+    inputs: Sequence[Sequence[float]]
+    expected: Sequence[Sequence[float]]
+    # None: zeros.
+    baseline: Sequence[float] | None = None
 
 
+NOT_ZERO = [1, 0.5, -1]
+# ascending(3) on two rows against NOT_ZERO, w * (x - baseline) by hand.
+TWO_ROWS, TWO_ROWS_EXPECTED = [[1, 1, 1], [5, -1, 0]], [[0, 1, 6], [4, -3, 3]]
 KNOWN = [
     # A linear model: every method credits each feature with w * (x - baseline).
-    Known(
-        "ablation-linear",
-        AblationPlan(identity_groups(4)),
-        linear([2.0, -1.0, 0.5, 3.0], bias=1.0),
-        [[1.0, 2.0, 3.0, 4.0]],
-        [0.0, 0.0, 0.0, 0.0],
-        [[2.0, -2.0, 1.5, 12.0]],
-    ),
-    Known(
-        "ablation-linear-nonzero-baseline-two-rows",
-        AblationPlan(identity_groups(3)),
-        linear([1.0, 2.0, 3.0]),
-        [[1.0, 1.0, 1.0], [5.0, -1.0, 0.0]],
-        [1.0, 0.5, -1.0],
-        [[0.0, 1.0, 6.0], [4.0, -3.0, 3.0]],
-    ),
-    Known(
-        "exact-shapley-linear",
-        exact_shapley(identity_groups(4)),
-        linear([2.0, -1.0, 0.5, 3.0], bias=1.0),
-        [[1.0, 2.0, 3.0, 4.0]],
-        [0.0, 0.0, 0.0, 0.0],
-        [[2.0, -2.0, 1.5, 12.0]],
-    ),
-    Known(
-        "one-sampled-permutation-is-exact-for-a-linear-model",
-        ShapleyPlan(identity_groups(3), sampled_permutations(3, 1, seed=7)),
-        linear([1.0, 2.0, 3.0]),
-        [[1.0, 1.0, 1.0], [5.0, -1.0, 0.0]],
-        [1.0, 0.5, -1.0],
-        [[0.0, 1.0, 6.0], [4.0, -3.0, 3.0]],
-    ),
+    Known("ablation-linear", ablation(4), linear([2, -1, 0.5, 3], 1), [[1, 2, 3, 4]], [[2, -2, 1.5, 12]]),
+    Known("shapley-linear", exact_shapley(4), linear([2, -1, 0.5, 3], 1), [[1, 2, 3, 4]], [[2, -2, 1.5, 12]]),
+    Known("ablation-baseline", ablation(3), ascending(3), TWO_ROWS, TWO_ROWS_EXPECTED, NOT_ZERO),
+    # One sampled permutation is already exact for a linear model.
+    Known("sampled-1", sampled_shapley(3, 1, 7), ascending(3), TWO_ROWS, TWO_ROWS_EXPECTED, NOT_ZERO),
     # x0 * x1 at (3, 4): either factor at 0 loses all 12; Shapley splits the 12 evenly.
-    Known(
-        "ablation-product",
-        AblationPlan(identity_groups(2)),
-        product,
-        [[3.0, 4.0]],
-        [0.0, 0.0],
-        [[12.0, 12.0]],
-    ),
-    Known(
-        "shapley-product", exact_shapley(identity_groups(2)), product, [[3.0, 4.0]], [0.0, 0.0], [[6.0, 6.0]]
-    ),
+    Known("ablation-product", ablation(2), product, [[3, 4]], [[12, 12]]),
+    Known("shapley-product", exact_shapley(2), product, [[3, 4]], [[6, 6]]),
     # max(x0, x1) at (1, 3): dropping x0 changes nothing, dropping x1 falls to 1. Shapley averages the two
     # orders: x0 adds 1 - 0 or 3 - 3 (0.5); x1 adds 3 - 0 or 3 - 1 (2.5).
-    Known("ablation-max", AblationPlan(identity_groups(2)), larger, [[1.0, 3.0]], [0.0, 0.0], [[0.0, 2.0]]),
-    Known("shapley-max", exact_shapley(identity_groups(2)), larger, [[1.0, 3.0]], [0.0, 0.0], [[0.5, 2.5]]),
+    Known("ablation-max", ablation(2), larger, [[1, 3]], [[0, 2]]),
+    Known("shapley-max", exact_shapley(2), larger, [[1, 3]], [[0.5, 2.5]]),
     # x0 * x1 + x2 at (2, 3, 5): the product's 6 split 3 and 3, x2 alone adds its 5.
-    Known(
-        "shapley-three-players",
-        exact_shapley(identity_groups(3)),
-        product_plus_third,
-        [[2.0, 3.0, 5.0]],
-        [0.0, 0.0, 0.0],
-        [[3.0, 3.0, 5.0]],
-    ),
-    # Groups: (x0 + x1) * x2 at (1, 2, 3) with x0 and x1 one group: two players whose product is 9. Every
-    # element of a group gets the group's attribution.
-    Known(
-        "ablation-groups",
-        AblationPlan(np.array([0, 0, 1], dtype=np.int64)),
-        sum_of_first_two_times_third,
-        [[1.0, 2.0, 3.0]],
-        [0.0, 0.0, 0.0],
-        [[9.0, 9.0, 9.0]],
-    ),
-    Known(
-        "shapley-groups",
-        exact_shapley(np.array([0, 0, 1], dtype=np.int64)),
-        sum_of_first_two_times_third,
-        [[1.0, 2.0, 3.0]],
-        [0.0, 0.0, 0.0],
-        [[4.5, 4.5, 4.5]],
-    ),
+    Known("shapley-three-players", exact_shapley(3), product_plus_third, [[2, 3, 5]], [[3, 3, 5]]),
+    # (x0 + x1) * x2 at (1, 2, 3) with x0 and x1 one group: two players whose product is 9. Every element
+    # of a group gets the group's attribution.
+    Known("ablation-groups", ablation([0, 0, 1]), sum_of_first_two_times_third, [[1, 2, 3]], [[9, 9, 9]]),
+    Known("shapley-groups", exact_shapley([0, 0, 1]), sum_of_first_two_times_third, [[1, 2, 3]], [[4.5] * 3]),
     # Occlusion over a row of 4 with window 2, stride 1, on sum(w * x) with w = 1..4 and x = 1: windows at
     # 0, 1, 2 lose 3, 5, 7; each element gets the mean loss of the windows covering it.
-    Known(
-        "occlusion-1d",
-        OcclusionPlan((4,), (2,), (1,)),
-        linear([1.0, 2.0, 3.0, 4.0]),
-        [[1.0, 1.0, 1.0, 1.0]],
-        [0.0, 0.0, 0.0, 0.0],
-        [[3.0, 4.0, 6.0, 7.0]],
-    ),
+    Known("occlusion-1d", OcclusionPlan((4,), (2,), (1,)), ascending(4), [[1] * 4], [[3, 4, 6, 7]]),
     # Window 2, stride 2 over 5: windows at 0, 2 and 4, the last cropped to one element.
-    Known(
-        "occlusion-cropped-at-the-edge",
-        OcclusionPlan((5,), (2,), (2,)),
-        linear([1.0, 2.0, 3.0, 4.0, 5.0]),
-        [[1.0, 1.0, 1.0, 1.0, 1.0]],
-        [0.0, 0.0, 0.0, 0.0, 0.0],
-        [[3.0, 3.0, 7.0, 7.0, 5.0]],
-    ),
+    Known("occlusion-cropped", OcclusionPlan((5,), (2,), (2,)), ascending(5), [[1] * 5], [[3, 3, 7, 7, 5]]),
     # A 2x3 row, a 2x2 window: columns 0-1 lose 1 + 2 + 4 + 5 = 12, columns 1-2 lose 16; column 1 gets 14.
-    Known(
-        "occlusion-2d",
-        OcclusionPlan((2, 3), (2, 2), (1, 1)),
-        linear([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
-        [[1.0, 1.0, 1.0, 1.0, 1.0, 1.0]],
-        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
-        [[12.0, 14.0, 16.0, 12.0, 14.0, 16.0]],
-    ),
+    Known("occlusion-2d", OcclusionPlan((2, 3), (2, 2), (1, 1)), ascending(6), [[1] * 6], [[12, 14, 16] * 2]),
 ]
 
 
@@ -210,7 +155,7 @@ KNOWN = [
 def test_attributions_match_the_values_worked_out_by_hand(case: Known) -> None:
     # given a plan, a tiny model and its inputs and baseline
     inputs = np.asarray(case.inputs, dtype=np.float64)
-    baseline = np.asarray(case.baseline, dtype=np.float64)
+    baseline = np.zeros(inputs.shape[1]) if case.baseline is None else np.asarray(case.baseline, dtype=float)
 
     # when every evaluation is scored and folded
     attributions = attributions_of(case.plan, case.model, inputs, baseline)
@@ -220,9 +165,9 @@ def test_attributions_match_the_values_worked_out_by_hand(case: Known) -> None:
 
 
 SHAPLEY_PLANS = [
-    ("exact", exact_shapley(identity_groups(5))),
-    ("sampled-1", ShapleyPlan(identity_groups(5), sampled_permutations(5, 1, seed=0))),
-    ("sampled-25", ShapleyPlan(identity_groups(5), sampled_permutations(5, 25, seed=3))),
+    ("exact", exact_shapley(5)),
+    ("sampled-1", sampled_shapley(5, 1, seed=0)),
+    ("sampled-25", sampled_shapley(5, 25, seed=3)),
 ]
 
 
@@ -242,8 +187,8 @@ def test_shapley_values_add_up_to_the_change_from_baseline_to_input(name: str, p
 
 def test_grouped_shapley_values_add_up_per_group() -> None:
     # given five features in three groups, numbered out of order
-    element_group = np.array([2, 0, 1, 0, 2], dtype=np.int64)
-    plan = exact_shapley(element_group)
+    element_group = groups_of([2, 0, 1, 0, 2])
+    plan = exact_shapley(element_group.tolist())
     inputs = np.array([[0.3, -1.2, 2.0, 0.7, 1.5]])
     baseline = zeros(5)
 
@@ -267,7 +212,7 @@ def test_exact_shapley_values_treat_symmetric_features_alike_and_ignore_unused_o
     inputs = np.array([[2.0, 2.0, 9.0]])
 
     # when exact Shapley values are computed
-    attributions = attributions_of(exact_shapley(identity_groups(3)), symmetric, inputs, zeros(3))
+    attributions = attributions_of(exact_shapley(3), symmetric, inputs, zeros(3))
 
     # then x0 and x1 share the change evenly (symmetry) and x2 gets nothing (null player)
     np.testing.assert_allclose(attributions, [[4.0, 4.0, 0.0]], rtol=0, atol=1e-12)
@@ -290,9 +235,9 @@ def test_sampled_shapley_values_from_every_permutation_are_the_exact_ones() -> N
 def test_the_first_evaluation_of_every_plan_is_the_unperturbed_input() -> None:
     # given one plan of each method over a row of six elements
     plans: list[Plan] = [
-        AblationPlan(identity_groups(6)),
-        exact_shapley(np.array([0, 0, 1, 1, 2, 2], dtype=np.int64)),
-        ShapleyPlan(identity_groups(6), sampled_permutations(6, 3, seed=1)),
+        ablation(6),
+        exact_shapley([0, 0, 1, 1, 2, 2]),
+        sampled_shapley(6, 3, seed=1),
         OcclusionPlan((2, 3), (1, 2), (1, 1)),
     ]
 
@@ -325,7 +270,7 @@ def test_ablation_evaluation_g_plus_one_replaces_exactly_group_g() -> None:
 @pytest.mark.parametrize("groups", range(1, MAX_EXACT_GROUPS + 1))
 def test_exact_shapley_evaluates_each_of_the_2_to_the_g_coalitions_once(groups: int) -> None:
     # given every permutation of `groups` feature groups (720 for six)
-    plan = exact_shapley(identity_groups(groups))
+    plan = exact_shapley(groups)
 
     # when its evaluations' masks are built
     masks = plan.masks(np.arange(plan.evaluations_per_row, dtype=np.int64))
@@ -373,7 +318,7 @@ def test_the_shapley_evaluations_bound(groups: int, samples: int, bound: int) ->
 
 @pytest.mark.parametrize(("groups", "samples", "seed"), [(1, 3, 0), (3, 2, 4), (5, 25, 9), (8, 40, 2)])
 def test_sampled_plans_never_exceed_the_evaluations_bound(groups: int, samples: int, seed: int) -> None:
-    plan = ShapleyPlan(identity_groups(groups), sampled_permutations(groups, samples, seed))
+    plan = sampled_shapley(groups, samples, seed)
 
     assert plan.evaluations_per_row <= shapley_evaluations_bound(groups, samples)
 
