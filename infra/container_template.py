@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from maas.local.template import parse_cloudformation_yaml
+from maas.local.cloudformation_yaml import parse_cloudformation_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_TEMPLATE = ROOT / "template.yaml"

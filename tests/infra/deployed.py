@@ -19,7 +19,8 @@ import pytest
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
-from maas.local.template import IntrinsicResolver, parse_cloudformation_yaml
+from maas.local.cloudformation import IntrinsicResolver
+from maas.local.cloudformation_yaml import parse_cloudformation_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"

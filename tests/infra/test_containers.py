@@ -40,7 +40,7 @@ from packaging.version import Version
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
-from maas.local.template import parse_cloudformation_yaml
+from maas.local.cloudformation_yaml import parse_cloudformation_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINERS = ROOT / "infra" / "containers"

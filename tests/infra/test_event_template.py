@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from maas.local.template import parse_cloudformation_yaml
+from maas.local.cloudformation_yaml import parse_cloudformation_yaml
 from maas.service.job_layout import INPUT_FORMATS, INPUT_STEM, JOBS_FOLDER, OUTPUT_NAME, STATUS_NAME
 
 ROOT = Path(__file__).resolve().parents[2]

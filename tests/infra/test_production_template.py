@@ -248,7 +248,7 @@ def test_functions_and_layer_follow_the_architecture_and_python_312(
 
 
 def test_the_layer_is_built_by_sam_for_python_312() -> None:
-    from maas.local.template import parse_cloudformation_yaml
+    from maas.local.cloudformation_yaml import parse_cloudformation_yaml
     from tests.infra.deployed import TEMPLATE
 
     layer = parse_cloudformation_yaml(TEMPLATE.read_text(encoding="utf-8"))["Resources"]["MaasLayer"]

@@ -11,7 +11,8 @@ from cfnlint.api import lint_file
 
 from maas.config import Settings
 from maas.local.gateway import RouteTable
-from maas.local.template import DEFAULT_ROUTE, load_template
+from maas.local.sam import DEFAULT_ROUTE
+from maas.local.template_reader import load_template
 from maas.registry.store import ModelRegistry
 from tests.infra.deployed import TEMPLATE, translate
 

@@ -25,10 +25,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from maas.errors import ConfigurationError
+from maas.local.cloudformation import IntrinsicResolver
 from maas.local.gateway import LocalGateway
 from maas.local.http_server import READ_TIMEOUT_SECONDS, IncomingRequest
+from maas.local.sam import DEFAULT_ROUTE, SamTemplate
 from maas.local.stack import ENV_LOCAL_READ_TIMEOUT, read_timeout_from_environment
-from maas.local.template import DEFAULT_ROUTE, IntrinsicResolver, SamTemplate, load_template
+from maas.local.template_reader import load_template
 from tests.integration.waiting import eventually
 
 LIMIT = 4096

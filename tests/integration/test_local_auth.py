@@ -31,10 +31,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from jwt.algorithms import RSAAlgorithm
 
+from maas.local.cloudformation import IntrinsicResolver
 from maas.local.gateway import LocalGateway
+from maas.local.sam import RouteAuthorization
 from maas.local.sigv4 import SIGNATURE_MISMATCH, LocalCredentials
 from maas.local.stack import LocalStack
-from maas.local.template import IntrinsicResolver, RouteAuthorization, load_template
+from maas.local.template_reader import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCESS_KEY = "AKIDLOCALTEST"

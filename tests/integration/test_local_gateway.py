@@ -19,8 +19,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from maas.local.cloudformation import IntrinsicResolver
 from maas.local.gateway import MAX_BODY_BYTES, LocalGateway, RouteTable
-from maas.local.template import DEFAULT_ROUTE, IntrinsicResolver, SamTemplate, load_template
+from maas.local.sam import DEFAULT_ROUTE, SamTemplate
+from maas.local.template_reader import load_template
 
 TEMPLATE = """\
 AWSTemplateFormatVersion: "2010-09-09"
@@ -231,7 +233,8 @@ def test_function_environment_merges_over_globals_with_intrinsics_kept(template:
 def test_the_resolver_fills_in_what_a_local_run_knows(
     template: SamTemplate, resolver: IntrinsicResolver
 ) -> None:
-    resolved = resolver.resolve_environment(template.functions["EchoFunction"])
+    echo = template.functions["EchoFunction"]
+    resolved = resolver.resolve_environment(echo.environment, owner=echo.logical_id)
 
     assert resolved == {
         "GW_GLOBAL_ONLY": "from-globals",

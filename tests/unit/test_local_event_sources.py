@@ -9,16 +9,10 @@ from typing import Any
 
 import pytest
 
+from maas.local.cloudformation import IntrinsicResolver, TemplateError, UnresolvedIntrinsicError
 from maas.local.queues import LocalQueue, failed_message_ids, sqs_event
-from maas.local.template import (
-    IntrinsicResolver,
-    QueueNotification,
-    RedrivePolicy,
-    TemplateError,
-    UnresolvedIntrinsicError,
-    load_template,
-    parse_template,
-)
+from maas.local.sam import QueueNotification, RedrivePolicy
+from maas.local.template_reader import load_template, parse_template
 
 ROOT = Path(__file__).resolve().parents[2]
 

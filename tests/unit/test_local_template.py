@@ -11,21 +11,18 @@ from typing import Any
 
 import pytest
 
+from maas.local.cloudformation import IntrinsicResolver, TemplateError, UnresolvedIntrinsicError
 from maas.local.gateway import RouteTable
-from maas.local.stack import parse_parameter_overrides
-from maas.local.template import (
+from maas.local.sam import (
     ANY_METHOD,
     NO_AUTHORIZATION,
-    IntrinsicResolver,
     JwtConfiguration,
     Route,
     RouteAuthorization,
     SamTemplate,
-    TemplateError,
-    UnresolvedIntrinsicError,
-    load_template,
-    parse_template,
 )
+from maas.local.stack import parse_parameter_overrides
+from maas.local.template_reader import load_template, parse_template
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -267,12 +264,13 @@ def test_environment_variables_resolve_through_fn_if_and_sub_maps_and_no_value_i
     existing = parse_template(TEMPLATE, {"ExistingBucketName": "mine"})
     resolver = IntrinsicResolver.for_template(created, attributes={"Key": {"Arn": "arn:local:key"}})
 
-    assert resolver.resolve_environment(created.functions["Infer"]) == {
+    assert resolver.resolve_environment(created.functions["Infer"].environment, owner="Infer") == {
         "BUCKET": "maas-dev-123456789012",
         "KEY": "arn:local:key",
         "ARN": "arn:aws:s3:::maas-dev/models/*",
     }
-    assert IntrinsicResolver.for_template(existing).resolve_environment(existing.functions["Infer"]) == {
+    existing_resolver = IntrinsicResolver.for_template(existing)
+    assert existing_resolver.resolve_environment(existing.functions["Infer"].environment, owner="Infer") == {
         "BUCKET": "mine",
         "ARN": "arn:aws:s3:::mine/models/*",
     }

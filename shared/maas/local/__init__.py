@@ -5,6 +5,7 @@ Offline only: nothing online imports this package.
 
 from __future__ import annotations
 
+from maas.local.cloudformation import IntrinsicResolver, TemplateError
 from maas.local.gateway import (
     LocalGateway,
     RouteTable,
@@ -13,6 +14,7 @@ from maas.local.gateway import (
 )
 from maas.local.lambda_runtime import LocalFunctions
 from maas.local.queues import LocalQueue, SqsPoller
+from maas.local.sam import FunctionSpec, JwtConfiguration, Route, RouteAuthorization, SamTemplate
 from maas.local.sigv4 import LocalCredentials
 from maas.local.stack import (
     LocalStack,
@@ -20,17 +22,7 @@ from maas.local.stack import (
     choose_store,
     parse_parameter_overrides,
 )
-from maas.local.template import (
-    FunctionSpec,
-    IntrinsicResolver,
-    JwtConfiguration,
-    Route,
-    RouteAuthorization,
-    SamTemplate,
-    TemplateError,
-    load_template,
-    parse_template,
-)
+from maas.local.template_reader import load_template, parse_template
 
 __all__ = [
     "FunctionSpec",

@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from maas.local.cloudformation import DEFAULT_REGION, IntrinsicResolver
 from maas.local.http_server import (
     MAX_CONNECTIONS,
     READ_TIMEOUT_SECONDS,
@@ -45,6 +46,7 @@ from maas.local.http_server import (
     loggable_path,
 )
 from maas.local.lambda_runtime import LocalFunctions
+from maas.local.sam import ANY_METHOD, DEFAULT_ROUTE, Route, RouteAuthorization
 from maas.local.sigv4 import (
     LOCAL_ACCOUNT_ID,
     SERVICE,
@@ -52,14 +54,6 @@ from maas.local.sigv4 import (
     SignatureRejectedError,
     credentials_from_environment,
     verify_sigv4,
-)
-from maas.local.template import (
-    ANY_METHOD,
-    DEFAULT_REGION,
-    DEFAULT_ROUTE,
-    IntrinsicResolver,
-    Route,
-    RouteAuthorization,
 )
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from typing import Any
 
 import jwt
 
-from maas.local.template import JwtConfiguration
+from maas.local.sam import JwtConfiguration
 
 logger = logging.getLogger(__name__)
 

@@ -30,8 +30,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from maas.local.cloudformation import IntrinsicResolver
+from maas.local.sam import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS, FunctionSpec
 from maas.local.sigv4 import LOCAL_ACCOUNT_ID
-from maas.local.template import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS, FunctionSpec, IntrinsicResolver
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,9 @@ class LocalFunctions:
     def apply_environment(self) -> None:
         merged: dict[str, tuple[str, str]] = {}
         for function in self._functions.values():
-            for name, value in self._resolver.resolve_environment(function.spec).items():
+            for name, value in self._resolver.resolve_environment(
+                function.spec.environment, owner=function.spec.logical_id
+            ).items():
                 if name in merged and merged[name][1] != value:
                     logger.warning(
                         "%s=%r from %s kept; %s wants %r (one process, one environment)",

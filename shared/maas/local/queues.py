@@ -31,13 +31,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from maas.local.template import (
-    DEFAULT_SQS_BATCH_SIZE,
-    IntrinsicResolver,
-    QueueNotification,
-    QueueSpec,
-    SqsEventSource,
-)
+from maas.local.cloudformation import IntrinsicResolver
+from maas.local.sam import DEFAULT_SQS_BATCH_SIZE, QueueNotification, QueueSpec, SqsEventSource
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

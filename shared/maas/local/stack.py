@@ -44,6 +44,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from maas.aws_clients import s3_client
 from maas.config import DEFAULT_BUCKET, ENV_BUCKET, ENV_ENDPOINT_URL, Settings
 from maas.errors import ConfigurationError
+from maas.local.cloudformation import IntrinsicResolver, TemplateError
 from maas.local.gateway import LocalGateway, RouteTable
 from maas.local.http_server import READ_TIMEOUT_SECONDS
 from maas.local.lambda_runtime import LocalFunctions
@@ -55,15 +56,8 @@ from maas.local.queues import (
     local_sqs_client,
     visibility_seconds,
 )
-from maas.local.template import (
-    BUCKET_TYPE,
-    DEFAULT_SQS_BATCH_SIZE,
-    IntrinsicResolver,
-    Route,
-    SamTemplate,
-    TemplateError,
-    load_template,
-)
+from maas.local.sam import BUCKET_TYPE, DEFAULT_SQS_BATCH_SIZE, Route, SamTemplate
+from maas.local.template_reader import load_template
 from maas.registry import Manifest, ModelRegistry
 from maas.registry.signing import signer_from_settings
 
