@@ -12,7 +12,7 @@ from maas.local.gateway import (
     http_api_event,
     http_response_from_lambda,
 )
-from maas.local.lambda_runtime import LocalFunctions
+from maas.local.lambdas import LocalFunctions
 from maas.local.queues import LocalQueue, SqsPoller
 from maas.local.sam import FunctionSpec, JwtConfiguration, Route, RouteAuthorization, SamTemplate
 from maas.local.sigv4 import LocalCredentials

@@ -2,7 +2,7 @@
 
 It routes, builds events and maps responses the way HTTP API does, so a function that works here
 sees the same dicts in AWS. The parts it stands on: maas.local.http_server reads and frames the
-requests (strict HTTP/1.1, a read deadline, a connection limit) and maas.local.lambda_runtime hosts
+requests (strict HTTP/1.1, a read deadline, a connection limit) and maas.local.lambdas hosts
 the functions (one execution environment each, their template environment applied). Decisions worth
 knowing:
 
@@ -45,7 +45,7 @@ from maas.local.http_server import (
     gateway_message,
     loggable_path,
 )
-from maas.local.lambda_runtime import LocalFunctions
+from maas.local.lambdas import LocalFunctions
 from maas.local.sam import ANY_METHOD, DEFAULT_ROUTE, Route, RouteAuthorization
 from maas.local.sigv4 import (
     LOCAL_ACCOUNT_ID,

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.literals import QueueAttributeNameType
     from mypy_boto3_sqs.type_defs import DeleteMessageBatchRequestEntryTypeDef
 
-    from maas.local.lambda_runtime import LocalFunction
+    from maas.local.lambdas import LocalFunction
 
 logger = logging.getLogger(__name__)
 

@@ -47,7 +47,8 @@ from maas.errors import ConfigurationError
 from maas.local.cloudformation import IntrinsicResolver, TemplateError
 from maas.local.gateway import LocalGateway, RouteTable
 from maas.local.http_server import READ_TIMEOUT_SECONDS
-from maas.local.lambda_runtime import LocalFunctions
+from maas.local.lambdas import LocalFunctions
+from maas.local.process_environment import EnvironmentPatch
 from maas.local.queues import (
     LocalQueue,
     SqsPoller,
@@ -150,28 +151,6 @@ def example_infer_body(rows: int = 3, features: int = 10) -> dict[str, Any]:
     return {"inputs": [{"name": "input", "datatype": "FP32", "shape": [rows, features], "data": data}]}
 
 
-class _EnvironmentPatch:
-    """Sets process variables and puts every one back exactly as it was."""
-
-    def __init__(self) -> None:
-        self._saved: dict[str, str | None] = {}
-
-    def set(self, name: str, value: str | None) -> None:
-        self._saved.setdefault(name, os.environ.get(name))
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-
-    def restore(self) -> None:
-        for name, value in self._saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved.clear()
-
-
 class LocalStack:
     """Store, queues, seed models, gateway and SQS pollers, started together and stopped in reverse.
 
@@ -215,7 +194,7 @@ class LocalStack:
         self.queue_visibility_seconds = queue_visibility_seconds
         self._bucket = bucket
         self._embedded = embedded
-        self._env = _EnvironmentPatch()
+        self._env = EnvironmentPatch()
         self._moto: Any = None
         self._gateway: LocalGateway | None = None
         self._functions: LocalFunctions | None = None

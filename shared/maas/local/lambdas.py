@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import sys
 import threading
 import time
@@ -31,6 +30,7 @@ from types import ModuleType
 from typing import Any
 
 from maas.local.cloudformation import IntrinsicResolver
+from maas.local.process_environment import EnvironmentPatch
 from maas.local.sam import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS, FunctionSpec
 from maas.local.sigv4 import LOCAL_ACCOUNT_ID
 
@@ -139,7 +139,7 @@ class LocalFunctions:
                     region=resolver.region,
                     account_id=account_id,
                 )
-        self._saved_environ: dict[str, str | None] = {}
+        self._environment = EnvironmentPatch()
 
     def __getitem__(self, logical_id: str) -> LocalFunction:
         return self._functions[logical_id]
@@ -173,16 +173,10 @@ class LocalFunctions:
         for name, value in self._environment_overrides.items():
             merged[name] = ("the local stack", value)
         for name, (_, value) in merged.items():
-            self._saved_environ.setdefault(name, os.environ.get(name))
-            os.environ[name] = value
+            self._environment.set(name, value)
 
     def restore_environment(self) -> None:
-        for name, value in self._saved_environ.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved_environ.clear()
+        self._environment.restore()
 
 
 # sys.path and sys.modules are process-wide: two functions initialising at once (an HTTP request and
