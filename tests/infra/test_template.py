@@ -10,9 +10,9 @@ import pytest
 from cfnlint.api import lint_file
 
 from maas.config import Settings
-from maas.local.gateway import RouteTable
 from maas.local.sam import DEFAULT_ROUTE
 from maas.local.template_reader import load_template
+from maas.local.template_routes import TemplateRoutes
 from maas.registry.store import ModelRegistry
 from tests.infra.deployed import TEMPLATE, translate
 
@@ -140,7 +140,7 @@ def test_the_api_serves_no_route_the_template_lacks(
     not only through the $default catch-all (which a stricter deployment might drop)."""
     served = served_rules()
     assert served, "the API declares no routes; has its registration changed?"
-    table = RouteTable(load_template(TEMPLATE).routes)
+    table = TemplateRoutes(load_template(TEMPLATE).routes)
     unrouted = []
     for method, rule in served:
         concrete = re.sub(r"<\w+>", "m", rule)

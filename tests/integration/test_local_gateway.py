@@ -20,9 +20,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from maas.local.cloudformation import IntrinsicResolver
-from maas.local.gateway import MAX_BODY_BYTES, LocalGateway, RouteTable
+from maas.local.gateway import MAX_BODY_BYTES, LocalGateway
 from maas.local.sam import DEFAULT_ROUTE, SamTemplate
 from maas.local.template_reader import load_template
+from maas.local.template_routes import TemplateRoutes
 
 TEMPLATE = """\
 AWSTemplateFormatVersion: "2010-09-09"
@@ -272,14 +273,14 @@ def test_the_resolver_fills_in_what_a_local_run_knows(
 def test_the_most_specific_route_wins_and_default_is_last(
     template: SamTemplate, method: str, path: str, route_key: str, parameters: dict[str, str]
 ) -> None:
-    match = RouteTable(template.routes).match(method, path)
+    match = TemplateRoutes(template.routes).match(method, path)
 
     assert match is not None
     assert (match.route.route_key, match.path_parameters) == (route_key, parameters)
 
 
 def test_without_a_default_route_an_unmatched_path_has_no_route(template: SamTemplate) -> None:
-    table = RouteTable(r for r in template.routes if r.path != DEFAULT_ROUTE)
+    table = TemplateRoutes(r for r in template.routes if r.path != DEFAULT_ROUTE)
 
     assert table.match("GET", "/nowhere") is None
 

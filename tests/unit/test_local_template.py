@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from maas.local.cloudformation import IntrinsicResolver, TemplateError, UnresolvedIntrinsicError
-from maas.local.gateway import RouteTable
 from maas.local.sam import (
     ANY_METHOD,
     NO_AUTHORIZATION,
@@ -23,6 +22,7 @@ from maas.local.sam import (
 )
 from maas.local.stack import parse_parameter_overrides
 from maas.local.template_reader import load_template, parse_template
+from maas.local.template_routes import TemplateRoutes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -437,7 +437,7 @@ def test_head_on_the_project_templates_get_paths_never_selects_a_get_route() -> 
     """HTTP API matches HEAD to HEAD and ANY routes (then $default) only: a GET path's HEAD finds the HEAD
     route declared beside it, or else no route of its own, never the GET."""
     template = load_template(ROOT / "template.yaml")
-    table = RouteTable(template.routes)
+    table = TemplateRoutes(template.routes)
 
     for get in (route for route in template.routes if route.method == "GET"):
         match = table.match("HEAD", re.sub(r"\{[^}]+\}", "x", get.path))

@@ -6,12 +6,8 @@ Offline only: nothing online imports this package.
 from __future__ import annotations
 
 from maas.local.cloudformation import IntrinsicResolver, TemplateError
-from maas.local.gateway import (
-    LocalGateway,
-    RouteTable,
-    http_api_event,
-    http_response_from_lambda,
-)
+from maas.local.gateway import LocalGateway
+from maas.local.http_events import http_api_event, http_response_from_lambda
 from maas.local.lambdas import LocalFunctions
 from maas.local.queues import LocalQueue, SqsPoller
 from maas.local.sam import FunctionSpec, JwtConfiguration, Route, RouteAuthorization, SamTemplate
@@ -23,6 +19,7 @@ from maas.local.stack import (
     parse_parameter_overrides,
 )
 from maas.local.template_reader import load_template, parse_template
+from maas.local.template_routes import TemplateRoutes
 
 __all__ = [
     "FunctionSpec",
@@ -35,11 +32,11 @@ __all__ = [
     "LocalStack",
     "Route",
     "RouteAuthorization",
-    "RouteTable",
     "SamTemplate",
     "SqsPoller",
     "StoreChoice",
     "TemplateError",
+    "TemplateRoutes",
     "choose_store",
     "http_api_event",
     "http_response_from_lambda",

@@ -45,7 +45,7 @@ from maas.aws_clients import s3_client
 from maas.config import DEFAULT_BUCKET, ENV_BUCKET, ENV_ENDPOINT_URL, Settings
 from maas.errors import ConfigurationError
 from maas.local.cloudformation import IntrinsicResolver, TemplateError
-from maas.local.gateway import LocalGateway, RouteTable
+from maas.local.gateway import LocalGateway
 from maas.local.http_server import READ_TIMEOUT_SECONDS
 from maas.local.lambdas import LocalFunctions
 from maas.local.process_environment import EnvironmentPatch
@@ -59,6 +59,7 @@ from maas.local.queues import (
 )
 from maas.local.sam import BUCKET_TYPE, DEFAULT_SQS_BATCH_SIZE, Route, SamTemplate
 from maas.local.template_reader import load_template
+from maas.local.template_routes import TemplateRoutes
 from maas.registry import Manifest, ModelRegistry
 from maas.registry.signing import signer_from_settings
 
@@ -350,7 +351,7 @@ class LocalStack:
         return f"{command} \\\n  -H 'Content-Type: application/json' \\\n  -d {shlex.quote(body)}"
 
     def _route_for(self, method: str, path: str) -> Route | None:
-        match = RouteTable(self.template.routes).match(method, path)
+        match = TemplateRoutes(self.template.routes).match(method, path)
         return match.route if match is not None else None
 
     def banner(self) -> str:
