@@ -4,11 +4,9 @@ It reads requests off the socket and writes answers; what a request means (route
 functions) is the caller's, given as a callable from `IncomingRequest` to `GatewayResponse`.
 Decisions worth knowing:
 
-- HTTP framing is strict, as a server behind no proxy must be (RFC 9112): a body is framed by one
-  Content-Length (repeats must agree) or by `Transfer-Encoding: chunked` alone, never both; chunk sizes
-  are plain hex digits; a body over the cap (`max_body_bytes`) is refused with 413 before it is read.
-  Anything else is a 4xx whose JSON carries API Gateway's `message` and an `error` naming what was
-  expected and what arrived, and the connection closes.
+- HTTP framing is strict (see maas.local.http_framing); a body over the cap (`max_body_bytes`) is
+  refused with 413 before it is read. A refusal is a 4xx whose JSON carries API Gateway's `message`
+  and an `error` naming what was expected and what arrived, and the connection closes.
 - A whole request must arrive within READ_TIMEOUT_SECONDS of the server starting to wait for it (408
   otherwise; an idle connection just closes), and at most MAX_CONNECTIONS are served at once (429
   past that), so stalled clients cannot hold every thread.
@@ -21,8 +19,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
-import re
 import socket
 import sys
 import threading
@@ -31,7 +27,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+
+from maas.local.http_framing import (
+    DECIMAL,
+    ClientGoneError,
+    DeadlineReader,
+    FramingError,
+    check_header_lines,
+    declared_content_length,
+    origin_form,
+    read_body,
+    shown,
+    too_large,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +51,6 @@ READ_TIMEOUT_SECONDS = 30.0
 # Each connection holds a thread; past this many open at once, a new one is answered 429 and closed.
 MAX_CONNECTIONS = 64
 MAX_REQUEST_LINE_BYTES = 65536  # http.server's own bound, kept
-MAX_CHUNK_LINE_BYTES = 4096
-MAX_TRAILER_LINES = 100
-MAX_TRAILER_LINE_BYTES = 8192
 REFUSAL_SEND_SECONDS = 1.0
 # After refusing a request whose body was left unread, the gateway reads on (and drops) at most this
 # much for at most this long before it closes, so that the close does not reset the connection and
@@ -161,76 +166,9 @@ class StrictHttpServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class _DeadlineReader(io.RawIOBase):
-    """The connection's bytes, each read waiting no later than the current request's deadline.
-
-    A socket timeout alone bounds each read, so a client sending a byte just within it (slowloris)
-    would hold the connection for ever; here the whole request shares one deadline."""
-
-    def __init__(self, connection: socket.socket, timeout_seconds: float) -> None:
-        super().__init__()
-        self._connection = connection
-        self._timeout_seconds = timeout_seconds
-        self._deadline = math.inf
-        self.received = 0
-
-    def begin_request(self) -> None:
-        self._deadline = time.monotonic() + self._timeout_seconds
-        self.received = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("the request's read deadline has passed")
-        self._connection.settimeout(remaining)
-        count = self._connection.recv_into(buffer)
-        self.received += count
-        return count
-
-
-class _FramingError(Exception):
-    """The request's framing is refused: answered `status` with `detail`, then the connection closes,
-    since where the next request would start is unknown."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
-class _ClientGoneError(Exception):
-    """The connection ended in the middle of a request: nobody is left to answer."""
-
-
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_QUOTED = rb'"(?:[^"\\\r\n]|\\[^\r\n])*"'
-# chunk-size [ chunk-ext ] CRLF (RFC 9112 7.1): hex digits only, no sign, prefix, space or underscore.
-_CHUNK_LINE = re.compile(
-    rb"([0-9A-Fa-f]+)((?:[ \t]*;[ \t]*"
-    + _TOKEN
-    + rb"(?:[ \t]*=[ \t]*(?:"
-    + _TOKEN
-    + rb"|"
-    + _QUOTED
-    + rb"))?)*)\r\n"
-)
-_FIELD_NAME = re.compile(_TOKEN.decode("ascii"))
-_TRAILER_LINE = re.compile(_TOKEN + rb":[^\r\n]*\r\n")
-_DECIMAL = re.compile(r"[0-9]+")
-# Beyond this many significant digits a length is past any limit the gateway could have.
-_MAX_LENGTH_DIGITS = 18
+# The methods an HTTP API routes; http.server answers any other 501.
+HTTP_API_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _BODYLESS_STATUSES = frozenset({204, 304})
-
-
-def _shown(text: str | bytes) -> str:
-    """A framing token as it arrived, quoted and cut short; never body bytes."""
-    if isinstance(text, bytes):
-        text = text.decode("latin-1")
-    text = text.removesuffix("\n").removesuffix("\r")
-    return repr(text if len(text) <= 24 else text[:24] + "...")
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -243,7 +181,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.rfile.close()  # the socket stays open until the server closes it; this file would hold it
-        self._reader = _DeadlineReader(self.connection, self.server.read_timeout_seconds)
+        self._reader = DeadlineReader(self.connection, self.server.read_timeout_seconds)
         self.rfile = io.BufferedReader(self._reader)
         self._response_started = False
         self._linger = False
@@ -287,12 +225,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 )
             else:
                 logger.debug("%s idle for the read timeout, closed", self.address_string())
-        except _FramingError as refused:
+        except FramingError as refused:
             self.close_connection = True
             self._linger = True
             logger.info("%s %s refused: %s", self.address_string(), self.command, refused.detail)
             self._answer_quietly(gateway_message(refused.status, _reason(refused.status), refused.detail))
-        except (_ClientGoneError, ConnectionError) as gone:
+        except (ClientGoneError, ConnectionError) as gone:
             self.close_connection = True
             logger.info("%s hung up mid-request (%s)", self.address_string(), type(gone).__name__)
         except Exception:
@@ -305,7 +243,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         """http.server's handle_one_request, with the request line bounded as it bounds it."""
         self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE_BYTES + 1)
         if len(self.raw_requestline) > MAX_REQUEST_LINE_BYTES:
-            raise _FramingError(
+            raise FramingError(
                 414, f"request line: expected at most {MAX_REQUEST_LINE_BYTES} bytes, got more"
             )
         if not self.raw_requestline:
@@ -314,48 +252,28 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if not self.parse_request():
             return  # parse_request has answered through send_error
         if self.request_version not in ("HTTP/1.0", "HTTP/1.1"):
-            raise _FramingError(
-                505, f"HTTP version: expected HTTP/1.0 or HTTP/1.1, got {_shown(self.request_version)}"
+            raise FramingError(
+                505, f"HTTP version: expected HTTP/1.0 or HTTP/1.1, got {shown(self.request_version)}"
             )
-        handler = getattr(self, f"do_{self.command}", None)
-        if handler is None:
-            self.send_error(501, f"method: expected one of HTTP API's, got {_shown(self.command)}")
+        if self.command not in HTTP_API_METHODS:
+            self.send_error(501, f"method: expected one of HTTP API's, got {shown(self.command)}")
             return
-        handler()
+        self._serve()
         self.wfile.flush()
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_HEAD(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def do_OPTIONS(self) -> None:
-        self._serve()
 
     def handle_expect_100(self) -> bool:
         """Refuse a body before the client sends it, rather than invite it with 100 Continue."""
-        self._check_header_lines()
-        content_length = self._content_length()
+        check_header_lines(self.headers)
+        content_length = declared_content_length(self.headers)
         if content_length is not None and content_length > self.server.max_body_bytes:
-            raise self._too_large(content_length)
+            raise too_large(content_length, self.server.max_body_bytes)
         return super().handle_expect_100()
 
     def _serve(self) -> None:
-        target = _origin_form(self.path)
-        body = self._read_body(self.server.max_body_bytes)
+        target = origin_form(self.path)
+        body = read_body(
+            self.headers, self.rfile, http_version=self.request_version, limit=self.server.max_body_bytes
+        )
         request = IncomingRequest(
             method=self.command,
             target=target,
@@ -365,120 +283,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
             protocol=self.request_version,
         )
         self._send(self.server.respond(request))
-
-    # ---- the body, as RFC 9112 section 6 frames it
-
-    def _read_body(self, limit: int) -> bytes:
-        self._check_header_lines()
-        transfer_encodings = self.headers.get_all("Transfer-Encoding") or []
-        content_length = self._content_length()
-        if transfer_encodings:
-            if content_length is not None:
-                # A front end and this server could each take a different one: request smuggling.
-                raise _FramingError(
-                    400, "Content-Length and Transfer-Encoding: expected at most one of them, got both"
-                )
-            if self.request_version == "HTTP/1.0":
-                raise _FramingError(400, "Transfer-Encoding: expected none in an HTTP/1.0 request, got one")
-            codings = [coding.strip() for value in transfer_encodings for coding in value.split(",")]
-            if [coding.lower() for coding in codings] != ["chunked"]:
-                raise _FramingError(
-                    400, f"Transfer-Encoding: expected chunked alone, got {_shown(', '.join(codings))}"
-                )
-            return self._read_chunked(limit)
-        if content_length is None:
-            return b""
-        if content_length > limit:
-            raise self._too_large(content_length)
-        return self._read_exactly(content_length)
-
-    def _check_header_lines(self) -> None:
-        """Header lines http.client's parser would drop or join quietly are refused, since a framing header
-        hidden that way ("Content-Length : 5") would leave its body to be read as the next request."""
-        if self.headers.defects or self.headers.get_payload():
-            raise _FramingError(400, "headers: expected 'name: value' lines, got a line that is not one")
-        for name, value in self.headers.items():
-            if not _FIELD_NAME.fullmatch(name):
-                raise _FramingError(400, f"header name: expected a token, got {_shown(name)}")
-            if "\r" in value or "\n" in value:
-                raise _FramingError(400, f"header {name}: expected one line, got a folded value")
-
-    def _content_length(self) -> int | None:
-        """The declared length; repeated headers or list members must all agree (RFC 9110 8.6)."""
-        values = self.headers.get_all("Content-Length")
-        if values is None:
-            return None
-        members = [member.strip() for value in values for member in value.split(",")]
-        for member in members:
-            if not _DECIMAL.fullmatch(member):
-                raise _FramingError(
-                    400, f"Content-Length: expected a decimal number of bytes, got {_shown(member)}"
-                )
-        if len({member.lstrip("0") for member in members}) > 1:
-            raise _FramingError(
-                400, f"Content-Length: expected one length, got {len(set(members))} different ones"
-            )
-        digits = members[0].lstrip("0") or "0"
-        return int(digits) if len(digits) <= _MAX_LENGTH_DIGITS else 10**_MAX_LENGTH_DIGITS
-
-    def _too_large(self, declared: int) -> _FramingError:
-        limit = self.server.max_body_bytes
-        shown = str(declared) if declared < 10**_MAX_LENGTH_DIGITS else f"over 10^{_MAX_LENGTH_DIGITS}"
-        return _FramingError(413, f"body: expected at most {limit} bytes, got a Content-Length of {shown}")
-
-    def _read_exactly(self, count: int) -> bytes:
-        data = self.rfile.read(count)
-        if len(data) < count:
-            raise _ClientGoneError
-        return data
-
-    def _read_line(self, limit: int, what: str) -> bytes:
-        line = self.rfile.readline(limit + 1)
-        if len(line) > limit:
-            raise _FramingError(400, f"{what}: expected at most {limit} bytes ending in CRLF, got more")
-        if not line.endswith(b"\n"):
-            raise _ClientGoneError
-        if not line.endswith(b"\r\n"):
-            raise _FramingError(400, f"{what}: expected it to end in CRLF, got a bare LF")
-        return line
-
-    def _read_chunked(self, limit: int) -> bytes:
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            line = self._read_line(MAX_CHUNK_LINE_BYTES, "chunk size line")
-            match = _CHUNK_LINE.fullmatch(line)
-            if match is None:
-                size_field = line.partition(b";")[0]
-                raise _FramingError(
-                    400,
-                    "chunk size: expected hexadecimal digits, then optional ;extensions and CRLF, "
-                    f"got {_shown(size_field)}",
-                )
-            digits = match.group(1).lstrip(b"0")
-            if not digits:
-                self._read_trailers()
-                return b"".join(chunks)
-            # Refused before the chunk is read: the sum, or a size past any limit, says enough.
-            if len(digits) > _MAX_LENGTH_DIGITS or total + int(digits, 16) > limit:
-                raise _FramingError(
-                    413, f"body: expected at most {limit} bytes, got chunks adding up to more"
-                )
-            size = int(digits, 16)
-            chunks.append(self._read_exactly(size))
-            total += size
-            if self._read_exactly(2) != b"\r\n":
-                raise _FramingError(400, f"chunk: expected CRLF after its {size} bytes, got other bytes")
-
-    def _read_trailers(self) -> None:
-        """Trailer fields are read and dropped: API Gateway hands a function no trailers."""
-        for _ in range(MAX_TRAILER_LINES + 1):
-            line = self._read_line(MAX_TRAILER_LINE_BYTES, "trailer line")
-            if line == b"\r\n":
-                return
-            if not _TRAILER_LINE.fullmatch(line):
-                raise _FramingError(400, "trailer: expected a 'name: value' line, got a line that is not one")
-        raise _FramingError(400, f"trailers: expected at most {MAX_TRAILER_LINES} lines, got more")
 
     # ---- answers
 
@@ -519,7 +323,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
         bodyless = self.command == "HEAD" or status < 200 or status in _BODYLESS_STATUSES
         if status >= 200 and status != 204:
-            if bodyless and not response.body and declared_length and _DECIMAL.fullmatch(declared_length):
+            if bodyless and not response.body and declared_length and DECIMAL.fullmatch(declared_length):
                 # A HEAD answer keeps the length the GET would have had, as the function declared it.
                 self.send_header("Content-Length", declared_length)
             elif status != 304 or response.body:
@@ -537,20 +341,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.info("%s %s", self.address_string(), format % args)
-
-
-def _origin_form(target: str) -> str:
-    """The request target as /path?query: an absolute URL (which HTTP/1.1 servers must take) is reduced
-    to its path and query; anything else ("*", "foo", a URL that does not parse) is refused."""
-    if target.startswith("/"):
-        return target
-    try:
-        parts = urlsplit(target)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise _FramingError(400, f"request target: expected /path or an http(s) URL, got {_shown(target)}")
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def loggable_path(target: str) -> str:
