@@ -21,7 +21,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from maas.cli import main
-from maas.local.stack import LocalStack, example_infer_body
+from maas.local.stack import LocalStack
+from maas.local.stack_banner import example_infer_body
 from maas.training import TrainedModel, publish_trained
 from tests.integration.waiting import eventually
 

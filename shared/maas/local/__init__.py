@@ -9,15 +9,11 @@ from maas.local.cloudformation import IntrinsicResolver, TemplateError
 from maas.local.gateway import LocalGateway
 from maas.local.http_events import http_api_event, http_response_from_lambda
 from maas.local.lambdas import LocalFunctions
+from maas.local.object_store import StoreChoice, choose_store
 from maas.local.queues import LocalQueue, SqsPoller
 from maas.local.sam import FunctionSpec, JwtConfiguration, Route, RouteAuthorization, SamTemplate
 from maas.local.sigv4 import LocalCredentials
-from maas.local.stack import (
-    LocalStack,
-    StoreChoice,
-    choose_store,
-    parse_parameter_overrides,
-)
+from maas.local.stack import LocalStack, parse_parameter_overrides
 from maas.local.template_reader import load_template, parse_template
 from maas.local.template_routes import TemplateRoutes
 

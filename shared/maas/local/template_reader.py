@@ -45,6 +45,7 @@ from maas.local.sam_authorization import route_authorization
 
 logger = logging.getLogger(__name__)
 
+TEMPLATE_FILE = "template.yaml"
 FUNCTION_TYPE = "AWS::Serverless::Function"
 QUEUE_TYPE = "AWS::SQS::Queue"
 EVENT_SOURCE_MAPPING_TYPE = "AWS::Lambda::EventSourceMapping"

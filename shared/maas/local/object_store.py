@@ -1,0 +1,129 @@
+"""Which object store the local stack uses, and readying it: chosen once, before any Settings or boto3
+client exists, because botocore and maas.aws_clients cache endpoints.
+
+- `AWS_ENDPOINT_URL` set (LocalStack, MinIO): use it, creating the bucket if it is missing.
+- `MAAS_BUCKET` set and AWS credentials found: use that real bucket, which must already exist.
+- otherwise: an embedded moto server on 127.0.0.1 with dummy credentials (`EmbeddedStore`).
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from maas.config import DEFAULT_BUCKET, ENV_BUCKET, ENV_ENDPOINT_URL
+from maas.errors import ConfigurationError
+from maas.local.process_environment import EnvironmentPatch
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+EMBEDDED_REGION = "us-east-1"
+EMBEDDED_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+StoreKind = Literal["embedded", "endpoint", "aws"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreChoice:
+    kind: StoreKind
+    bucket: str
+    endpoint_url: str | None = None
+
+
+def choose_store(
+    environ: Mapping[str, str], *, bucket: str | None = None, embedded: bool = False
+) -> StoreChoice:
+    """Pick the object store from the environment; `embedded=True` forces moto whatever it says (tests)."""
+    chosen_bucket = bucket or environ.get(ENV_BUCKET) or DEFAULT_BUCKET
+    if embedded:
+        return StoreChoice("embedded", chosen_bucket)
+    endpoint = environ.get(ENV_ENDPOINT_URL)
+    if endpoint:
+        return StoreChoice("endpoint", chosen_bucket, endpoint)
+    if (bucket or environ.get(ENV_BUCKET)) and _aws_credentials_found():
+        return StoreChoice("aws", chosen_bucket)
+    return StoreChoice("embedded", chosen_bucket)
+
+
+def _aws_credentials_found() -> bool:
+    try:
+        return boto3.session.Session().get_credentials() is not None
+    except BotoCoreError:
+        return False
+
+
+class EmbeddedStore:
+    """moto's S3 and SQS on 127.0.0.1, started empty, with this process's AWS settings (endpoint, dummy
+    credentials, region) pointed at it through `environment`, whose owner restores them."""
+
+    def __init__(self, environment: EnvironmentPatch) -> None:
+        self._environment = environment
+        self._server: Any = None
+
+    def start(self) -> str:
+        """Start the server and point the process at it; returns its endpoint URL."""
+        from moto.server import ThreadedMotoServer  # dev-only and slow to import
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        # moto keeps its state per process, not per server: an embedded store starts empty, as promised.
+        urllib.request.urlopen(
+            urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10
+        )
+        self._environment.set(ENV_ENDPOINT_URL, endpoint)
+        for name, value in EMBEDDED_CREDENTIALS.items():
+            self._environment.set(name, value)
+        self._environment.set("AWS_DEFAULT_REGION", EMBEDDED_REGION)
+        self._environment.set("AWS_REGION", EMBEDDED_REGION)
+        self._environment.set("AWS_PROFILE", None)
+        return endpoint
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+
+
+def ensure_bucket(s3: S3Client, bucket: str) -> None:
+    """Create `bucket` unless it exists (an endpoint's or the embedded store's)."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchBucket", "NotFound"):
+            raise ConfigurationError(f"bucket {bucket}: cannot check it ({exc})") from None
+    region = s3.meta.region_name
+    if region and region != EMBEDDED_REGION:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})  # type: ignore[typeddict-item]
+    else:
+        s3.create_bucket(Bucket=bucket)
+
+
+def require_bucket(s3: S3Client, bucket: str) -> None:
+    """A real AWS bucket must exist already: the local stack never creates one in an account."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except (ClientError, BotoCoreError) as exc:
+        raise ConfigurationError(
+            f"{ENV_BUCKET}={bucket}: expected an existing bucket you can read, got {exc}. Deploy the stack "
+            f"(its ModelBucketName output), or unset {ENV_BUCKET} to use the embedded store."
+        ) from None
+
+
+def process_region() -> str:
+    """The region this process's AWS clients use (the embedded store's when none is set)."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or EMBEDDED_REGION
