@@ -11,25 +11,19 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import botocore.session
-import jwt
 import pytest
 from botocore.auth import SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
-from jwt.algorithms import RSAAlgorithm
 
 from maas.local.cloudformation import IntrinsicResolver
 from maas.local.gateway import LocalGateway
@@ -37,6 +31,7 @@ from maas.local.sam import RouteAuthorization
 from maas.local.sigv4 import SIGNATURE_MISMATCH, LocalCredentials
 from maas.local.stack import LocalStack
 from maas.local.template_reader import load_template
+from tests.oidc_issuer import Issuer, new_rsa_key, running_issuer
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCESS_KEY = "AKIDLOCALTEST"
@@ -577,75 +572,10 @@ def test_with_data_plane_auth_aws_iam_only_signed_calls_reach_the_data_plane(
 # ---- JWT
 
 
-@dataclass
-class Issuer:
-    """An OIDC issuer on 127.0.0.1: discovery document, key set, and tokens signed by its key."""
-
-    url: str
-    key: RSAPrivateKey
-    requests: list[str] = field(default_factory=list)
-
-    def token(
-        self,
-        *,
-        key: RSAPrivateKey | None = None,
-        kid: str = "k1",
-        algorithm: str = "RS256",
-        lifetime: timedelta = timedelta(minutes=5),
-        **claims: Any,
-    ) -> str:
-        now = datetime.now(UTC)
-        payload = {
-            "iss": self.url,
-            "aud": AUDIENCE,
-            "sub": "user-1",
-            "iat": now,
-            "exp": now + lifetime,
-            **claims,
-        }
-        signing_key: Any = key or self.key
-        if algorithm.startswith("HS"):
-            signing_key = "a-shared-secret-of-at-least-32-bytes!"
-        return jwt.encode(
-            {k: v for k, v in payload.items() if v is not None}, signing_key, algorithm, headers={"kid": kid}
-        )
-
-
 @pytest.fixture(scope="module")
 def issuer() -> Iterator[Issuer]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public_jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
-    public_jwk.update(kid="k1", use="sig", alg="RS256")
-    state = Issuer(url="", key=key)
-
-    class OidcHandler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.requests.append(self.path)
-            documents = {
-                "/.well-known/openid-configuration": {"issuer": state.url, "jwks_uri": f"{state.url}/jwks"},
-                "/jwks": {"keys": [public_jwk]},
-            }
-            document = documents.get(self.path)
-            body = json.dumps(document).encode()
-            self.send_response(200 if document is not None else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), OidcHandler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with running_issuer(AUDIENCE) as started:
+        yield started
 
 
 @pytest.fixture
@@ -691,7 +621,7 @@ def test_a_token_for_a_client_id_in_the_audience_is_accepted(
     assert response.status == 200, response.body
 
 
-OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+OTHER_KEY = new_rsa_key()
 
 
 @pytest.mark.parametrize(
