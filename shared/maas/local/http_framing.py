@@ -15,7 +15,7 @@ import re
 import socket
 import time
 from email.message import Message
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import urlsplit
 
 MAX_CHUNK_LINE_BYTES = 4096
@@ -110,7 +110,7 @@ def origin_form(target: str) -> str:
 # ---- the body, as RFC 9112 section 6 frames it
 
 
-def read_body(headers: Message, rfile: BinaryIO, *, http_version: str, limit: int) -> bytes:
+def read_body(headers: Message, rfile: io.BufferedIOBase, *, http_version: str, limit: int) -> bytes:
     """The request's body, read off `rfile` as its headers frame it; FramingError past `limit` bytes."""
     check_header_lines(headers)
     transfer_encodings = headers.get_all("Transfer-Encoding") or []
@@ -172,14 +172,14 @@ def too_large(declared: int, limit: int) -> FramingError:
     return FramingError(413, f"body: expected at most {limit} bytes, got a Content-Length of {shown_length}")
 
 
-def _read_exactly(rfile: BinaryIO, count: int) -> bytes:
+def _read_exactly(rfile: io.BufferedIOBase, count: int) -> bytes:
     data = rfile.read(count)
     if len(data) < count:
         raise ClientGoneError
     return data
 
 
-def _read_line(rfile: BinaryIO, limit: int, what: str) -> bytes:
+def _read_line(rfile: io.BufferedIOBase, limit: int, what: str) -> bytes:
     line = rfile.readline(limit + 1)
     if len(line) > limit:
         raise FramingError(400, f"{what}: expected at most {limit} bytes ending in CRLF, got more")
@@ -190,7 +190,7 @@ def _read_line(rfile: BinaryIO, limit: int, what: str) -> bytes:
     return line
 
 
-def _read_chunked(rfile: BinaryIO, limit: int) -> bytes:
+def _read_chunked(rfile: io.BufferedIOBase, limit: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
     while True:
@@ -217,7 +217,7 @@ def _read_chunked(rfile: BinaryIO, limit: int) -> bytes:
             raise FramingError(400, f"chunk: expected CRLF after its {size} bytes, got other bytes")
 
 
-def _read_trailers(rfile: BinaryIO) -> None:
+def _read_trailers(rfile: io.BufferedIOBase) -> None:
     """Trailer fields are read and dropped: API Gateway hands a function no trailers."""
     for _ in range(MAX_TRAILER_LINES + 1):
         line = _read_line(rfile, MAX_TRAILER_LINE_BYTES, "trailer line")
