@@ -14,7 +14,6 @@ from moto.server import ThreadedMotoServer
 from maas.cli.serve import example_seeder, seed_registry
 from maas.local import LocalStack, StoreChoice, choose_store
 
-
 # Torch sets these once per process when the seeder trains (KMP_* on import, TORCHINDUCTOR_CACHE_DIR on
 # export): its doing, not the stack's, and whether they exist already depends on which test ran first.
 TORCH_PROCESS_VARIABLES = ("KMP_", "TORCHINDUCTOR_")
