@@ -31,8 +31,8 @@ from maas.training.byo import (
     parse_tensor_spec,
     publish_imported,
 )
+from maas.training.card import CARD_FILE
 from maas.training.export import GraphSpec, export_onnx
-from maas.training.report import CARD_FILE
 from tests.training.byo_fixtures import FEATURES, TARGETS, VOCAB, FeaturesAndIds, Regressor
 
 FIXTURES = "tests.training.byo_fixtures"

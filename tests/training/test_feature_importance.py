@@ -20,6 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from maas.registry import FeatureImportance, GlobalImportance, Lineage, Manifest, ModelRegistry
 from maas.signature import Signature, TensorSpec
 from maas.training import TrainedModel, open_session
+from maas.training.card import CARD_FILE, IMPORTANCE_PLOT, render_report
 from maas.training.export import INPUT_NAME
 from maas.training.importance import (
     DEFAULT_REPEATS,
@@ -30,7 +31,7 @@ from maas.training.importance import (
 )
 from maas.training.metrics import MetricGoal, Task, evaluate
 from maas.training.recipe import apply_overrides
-from maas.training.report import CARD_FILE, IMPORTANCE_PLOT, ModelReport, render_report
+from maas.training.report import ModelReport
 from maas.training.seed_mlp import N_FEATURES, SeedMlpConfig, make_dataset
 from tests.conftest import TINY_SEED_OVERRIDES
 from tests.onnx_models import IR_VERSION, OPSET

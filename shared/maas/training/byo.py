@@ -39,6 +39,7 @@ from maas.registry import Lineage, Manifest, ManifestDraft, ModelRegistry, Signa
 from maas.registry.manifest import MANIFEST_FILE, MODEL_FILE, SAFE_RELATIVE_PATH, sha256_hex
 from maas.runtime.loaded_model import zeros_like_spec
 from maas.signature import TensorSpec
+from maas.training.card import CARD_FILE, render_report
 from maas.training.errors import ModelCheckFailed
 from maas.training.export import (
     GraphSpec,
@@ -54,7 +55,7 @@ from maas.training.lineage import build_lineage, code_version, package_versions
 from maas.training.loop import load_checkpoint, load_state_dict_strictly
 from maas.training.pipeline import TrainedModel
 from maas.training.recipe import DEFAULT_PARITY_TOLERANCE, FitResult
-from maas.training.report import CARD_FILE, ModelReport, render_report
+from maas.training.report import ModelReport
 
 __all__ = [
     "SOURCE_MODULE",

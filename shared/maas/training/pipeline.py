@@ -13,6 +13,7 @@ import torch
 from maas.errors import InvalidInput
 from maas.registry import Manifest, ManifestDraft, ModelRegistry
 from maas.registry.manifest import serving_signature
+from maas.training.card import render_report
 from maas.training.digits_resnet import DIGITS_RESNET
 from maas.training.errors import ModelCheckFailed, ParityCheckFailed, QuantizationRefused
 from maas.training.export import (
@@ -32,7 +33,7 @@ from maas.training.lineage import build_lineage
 from maas.training.metrics import degradation, evaluate
 from maas.training.minilm_embed import MINILM_EMBED
 from maas.training.recipe import FitResult, Recipe, RecipeConfig, apply_overrides
-from maas.training.report import ModelReport, render_report
+from maas.training.report import ModelReport
 from maas.training.search import SearchPlan, run_search
 from maas.training.seed_mlp import SEED_MLP
 from maas.training.text_bert import TEXT_BERT
