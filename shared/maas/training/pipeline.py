@@ -12,7 +12,6 @@ import torch
 
 from maas.errors import InvalidInput
 from maas.registry import Manifest, ManifestDraft, ModelRegistry
-from maas.registry.manifest import serving_signature
 from maas.training.card import render_report
 from maas.training.digits_resnet import DIGITS_RESNET
 from maas.training.errors import ModelCheckFailed, ParityCheckFailed, QuantizationRefused
@@ -162,26 +161,14 @@ def export_trained(
 def report_for(
     name: str, draft: ManifestDraft, fitted: FitResult, search: SearchSummary | None
 ) -> ModelReport:
-    return ModelReport(
-        name=name,
-        task=draft.task or "",
-        description=draft.description,
+    return ModelReport.of_draft(
+        name,
+        draft,
         intended_use=fitted.intended_use,
         data_description=fitted.data_description,
-        signature=serving_signature(draft.signature, draft.preprocessing),
-        preprocessing=draft.preprocessing,
-        metrics=draft.metrics,
-        evaluation=draft.evaluation,
-        params=draft.params,
-        primary_metric=draft.primary_metric,
-        primary_metric_goal=draft.primary_metric_goal,
+        limitations=fitted.limitations,
         history=fitted.history,
         search=search,
-        quantization=draft.quantization,
-        parity=draft.parity,
-        lineage=draft.lineage,
-        limitations=fitted.limitations,
-        feature_importance=draft.feature_importance,
     )
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from maas.registry import GlobalImportance, Lineage, Parity, Preprocessing, Quantization
+from maas.registry import GlobalImportance, Lineage, ManifestDraft, Parity, Preprocessing, Quantization
+from maas.registry.manifest import serving_signature
 from maas.signature import Signature
 from maas.training.history import History, SearchSummary
 
@@ -44,6 +45,44 @@ class ModelReport:
     limitations: str = ""
     # Permutation importance on the test set, most important first; None where it was not measured.
     feature_importance: GlobalImportance | None = None
+
+    @classmethod
+    def of_draft(
+        cls,
+        name: str,
+        draft: ManifestDraft,
+        *,
+        data_description: str,
+        limitations: str,
+        task: str | None = None,
+        intended_use: str = "",
+        history: History | None = None,
+        search: SearchSummary | None = None,
+    ) -> ModelReport:
+        """The report of a model about to be published as `draft`, plus what only its maker knows.
+
+        `task` defaults to the draft's."""
+        return cls(
+            name=name,
+            task=task if task is not None else draft.task or "",
+            description=draft.description,
+            intended_use=intended_use,
+            data_description=data_description,
+            signature=serving_signature(draft.signature, draft.preprocessing),
+            preprocessing=draft.preprocessing,
+            metrics=draft.metrics,
+            evaluation=draft.evaluation,
+            params=draft.params,
+            primary_metric=draft.primary_metric,
+            primary_metric_goal=draft.primary_metric_goal,
+            history=history,
+            search=search,
+            quantization=draft.quantization,
+            parity=draft.parity,
+            lineage=draft.lineage,
+            limitations=limitations,
+            feature_importance=draft.feature_importance,
+        )
 
     def confusion(self) -> tuple[list[str], list[list[int]]] | None:
         """The labels and confusion matrix in `evaluation`, if it holds one.
