@@ -110,7 +110,11 @@ def export_trained(
     served = onnx_outputs(session, fitted.test_inputs)
     parity = compare_outputs(reference, served, fitted.graph.outputs, tolerance=config.parity_tolerance)
     metrics, evaluation = evaluate(
-        chosen.task, served[0], targets=fitted.test_targets, reference=reference[0], labels=fitted.labels
+        chosen.task,
+        served[0],
+        targets=fitted.test_targets,
+        reference=reference[0],
+        labels=fitted.details.labels,
     )
     if fitted.history is not None:
         metrics[f"val_{fitted.history.metric_name}"] = fitted.history.best_val_metric
@@ -126,7 +130,7 @@ def export_trained(
         task=chosen.task,
         primary_metric=chosen.primary_metric,
         primary_metric_goal=chosen.primary_metric_goal,
-        description=fitted.description,
+        description=fitted.details.description,
         model_data_files=external_data_files(graph_files),
         signature=signature_of(session),
         metrics=metrics,
@@ -134,9 +138,9 @@ def export_trained(
         params=params,
         lineage=build_lineage(chosen.name, fitted.dataset_hash, config.seed),
         parity=parity,
-        labels=fitted.labels,
-        preprocessing=fitted.preprocessing,
-        input_means=fitted.input_means,
+        labels=fitted.details.labels,
+        preprocessing=fitted.details.preprocessing,
+        input_means=fitted.details.input_means,
         feature_importance=measure_feature_importance(
             session,
             fitted,
@@ -145,7 +149,7 @@ def export_trained(
             goal=chosen.primary_metric_goal,
         ),
     )
-    files = {**graph_files, **fitted.extra_files}
+    files = {**graph_files, **fitted.details.extra_files}
     files.update(render_report(report_for(chosen.name, draft, fitted, search)))
     return TrainedModel(
         recipe=chosen.name,
@@ -164,9 +168,9 @@ def report_for(
     return ModelReport.of_draft(
         name,
         draft,
-        intended_use=fitted.intended_use,
-        data_description=fitted.data_description,
-        limitations=fitted.limitations,
+        intended_use=fitted.details.intended_use,
+        data_description=fitted.details.data_description,
+        limitations=fitted.details.limitations,
         history=fitted.history,
         search=search,
     )

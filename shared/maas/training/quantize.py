@@ -98,7 +98,7 @@ def quantize_trained(
         served[0],
         targets=trained.fit.test_targets,
         reference=reference[0],
-        labels=trained.fit.labels,
+        labels=trained.fit.details.labels,
     )
     quantization = Quantization(
         per_channel=per_channel,

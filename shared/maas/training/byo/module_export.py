@@ -34,7 +34,7 @@ from maas.training.export import (
 from maas.training.lineage import build_lineage
 from maas.training.loop import load_checkpoint, load_state_dict_strictly
 from maas.training.pipeline import TrainedModel
-from maas.training.recipe import DEFAULT_PARITY_TOLERANCE, FitResult
+from maas.training.recipe import DEFAULT_PARITY_TOLERANCE, FitResult, ModelDetails
 from maas.training.report import ModelReport
 
 __all__ = ["SOURCE_MODULE", "export_module"]
@@ -139,9 +139,9 @@ def export_module(
         test_targets=None,
         params=params,
         dataset_hash=weights_sha256 or "",
-        description=description,
-        data_description=data_description,
-        limitations=limitations,
+        details=ModelDetails(
+            description=description, data_description=data_description, limitations=limitations
+        ),
     )
     report = ModelReport.of_draft(
         module_target, draft, task="custom", data_description=data_description, limitations=limitations
