@@ -318,7 +318,7 @@ def test_model_files_are_never_written_outside_their_folder(tmp_path: Path) -> N
 
 def test_importing_a_folder_whose_external_data_is_a_symlink_is_refused(tmp_path: Path) -> None:
     from maas.training import ModelCheckFailed
-    from maas.training.byo import import_onnx
+    from maas.training.byo.onnx_import import import_onnx
 
     outside = tmp_path / "secrets.bin"
     outside.write_bytes(WEIGHTS.tobytes())
@@ -333,7 +333,7 @@ def test_importing_a_folder_whose_external_data_is_a_symlink_is_refused(tmp_path
 
 def test_importing_a_folder_whose_graph_climbs_out_of_it_is_refused(tmp_path: Path) -> None:
     from maas.training import ModelCheckFailed
-    from maas.training.byo import import_onnx
+    from maas.training.byo.onnx_import import import_onnx
 
     (tmp_path / "outside.bin").write_bytes(WEIGHTS.tobytes())
     folder = tmp_path / "model"

@@ -22,17 +22,11 @@ from maas.registry.manifest import MODEL_FILE
 from maas.service.inference import InferenceService
 from maas.signature import TensorSpec
 from maas.training import ModelCheckFailed, ParityCheckFailed, publish_trained
-from maas.training.byo import (
-    SOURCE_MODULE,
-    SOURCE_ONNX,
-    export_module,
-    import_onnx,
-    load_factory,
-    parse_tensor_spec,
-    publish_imported,
-)
+from maas.training.byo.arguments import load_factory, parse_tensor_spec
+from maas.training.byo.module_export import SOURCE_MODULE, export_module
+from maas.training.byo.onnx_import import SOURCE_ONNX, import_onnx, publish_imported
+from maas.training.card import CARD_FILE
 from maas.training.export import GraphSpec, export_onnx
-from maas.training.report import CARD_FILE
 from tests.training.byo_fixtures import FEATURES, TARGETS, VOCAB, FeaturesAndIds, Regressor
 
 FIXTURES = "tests.training.byo_fixtures"

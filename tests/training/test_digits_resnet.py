@@ -68,14 +68,16 @@ def test_another_seed_gives_another_split() -> None:
 def test_splits_are_disjoint_stratified_and_cover_every_sample() -> None:
     splits = make_dataset(TINY)
     digits = load_digits()
-    labels = [splits.y_train, splits.y_val, splits.y_test]
+    labels = [splits.train.targets, splits.val.targets, splits.test.targets]
 
     assert [len(y) for y in labels] == [1257, 270, 270]
-    assert splits.x_test.shape == (270, 1, 8, 8)
-    assert splits.x_test.dtype == np.float32
-    assert splits.y_test.dtype == np.int64
+    (x_test,) = splits.test.inputs
+    assert x_test.shape == (270, 1, 8, 8)
+    assert x_test.dtype == np.float32
+    assert splits.test.targets.dtype == np.int64
     # Every sample lands in exactly one split: the splits together are the full set as a multiset.
-    together = _rows(np.concatenate([splits.x_train, splits.x_val, splits.x_test]), np.concatenate(labels))
+    images = np.concatenate([*splits.train.inputs, *splits.val.inputs, x_test])
+    together = _rows(images, np.concatenate(labels))
     assert together == _rows(digits.images, digits.target)
     full_share = np.bincount(digits.target, minlength=N_CLASSES) / N_DIGITS
     for y in labels:
@@ -85,11 +87,12 @@ def test_splits_are_disjoint_stratified_and_cover_every_sample() -> None:
 
 def test_normalization_is_fitted_on_the_train_split_only(tiny_fit: FitResult) -> None:
     splits = make_dataset(TINY)
-    train = splits.x_train.astype(np.float64)
+    train = splits.train.inputs[0].astype(np.float64)
     everything = load_digits().images.astype(np.float64)
 
-    assert tiny_fit.preprocessing is not None
-    (normalization,) = tiny_fit.preprocessing.normalization
+    preprocessing = tiny_fit.details.preprocessing
+    assert preprocessing is not None
+    (normalization,) = preprocessing.normalization
     assert normalization.input == INPUT_NAME
     assert normalization.mean == pytest.approx([train.mean()])
     assert normalization.std == pytest.approx([train.std()])
@@ -114,7 +117,7 @@ def test_exported_graph_takes_raw_pixels_and_matches_torch(tiny_fit: FitResult) 
 
 
 def test_fit_result_describes_a_classifier(tiny_fit: FitResult) -> None:
-    assert tiny_fit.labels == LABELS == [str(digit) for digit in range(10)]
+    assert tiny_fit.details.labels == LABELS == [str(digit) for digit in range(10)]
     assert tiny_fit.graph == GraphSpec()
     assert tiny_fit.history is not None
     assert tiny_fit.history.metric_name == "accuracy"
@@ -176,13 +179,15 @@ def _assert_importance_covers_every_pixel_and_means_are_the_average_digit(
     names = [item.feature for item in importance.features]
     assert sorted(names) == sorted(f"input[0,{row},{column}]" for row in range(8) for column in range(8))
     # A pixel that is the same in every test image cannot be shuffled into anything else.
-    constant = np.all(splits.x_test == splits.x_test[:1], axis=0).reshape(-1)
+    (x_test,) = splits.test.inputs
+    constant = np.all(x_test == x_test[:1], axis=0).reshape(-1)
     assert constant.any()  # the corners are blank in every image
     found = {item.feature: item for item in importance.features}
     for index in np.flatnonzero(constant):
         assert found[f"input[0,{index // 8},{index % 8}]"].importance == 0.0
     # The digit strokes matter: the top pixel costs at least two test images when shuffled.
     assert importance.features[0].importance >= 2 / 270
-    assert manifest.input_means[INPUT_NAME] == pytest.approx(splits.x_train.mean(axis=0).reshape(-1).tolist())
+    train_means = splits.train.inputs[0].mean(axis=0).reshape(-1).tolist()
+    assert manifest.input_means[INPUT_NAME] == pytest.approx(train_means)
     png = registry.read_artifact(manifest, manifest.artifact("feature_importance.png"))
     assert png.startswith(b"\x89PNG\r\n\x1a\n")

@@ -20,6 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from maas.registry import FeatureImportance, GlobalImportance, Lineage, Manifest, ModelRegistry
 from maas.signature import Signature, TensorSpec
 from maas.training import TrainedModel, open_session
+from maas.training.card import CARD_FILE, IMPORTANCE_PLOT, render_report
 from maas.training.export import INPUT_NAME
 from maas.training.importance import (
     DEFAULT_REPEATS,
@@ -30,7 +31,7 @@ from maas.training.importance import (
 )
 from maas.training.metrics import MetricGoal, Task, evaluate
 from maas.training.recipe import apply_overrides
-from maas.training.report import CARD_FILE, IMPORTANCE_PLOT, ModelReport, render_report
+from maas.training.report import ModelReport
 from maas.training.seed_mlp import N_FEATURES, SeedMlpConfig, make_dataset
 from tests.conftest import TINY_SEED_OVERRIDES
 from tests.onnx_models import IR_VERSION, OPSET
@@ -82,8 +83,9 @@ def _seed_config() -> SeedMlpConfig:
 def _true_weights() -> np.ndarray:
     """The seed's W, recovered by least squares from the training split (noise 0.05 over 1400 rows)."""
     splits = make_dataset(_seed_config())
-    with_bias = np.hstack([splits.x_train, np.ones((len(splits.x_train), 1), np.float32)])
-    solution, *_ = np.linalg.lstsq(with_bias.astype(np.float64), splits.y_train.astype(np.float64))
+    (x_train,) = splits.train.inputs
+    with_bias = np.hstack([x_train, np.ones((len(x_train), 1), np.float32)])
+    solution, *_ = np.linalg.lstsq(with_bias.astype(np.float64), splits.train.targets.astype(np.float64))
     return np.asarray(solution[:N_FEATURES])
 
 
@@ -237,7 +239,7 @@ def test_published_seed_manifest_has_importance_training_means_and_the_plot(
     published_seed: Manifest, registry: ModelRegistry, seed_model: TrainedModel
 ) -> None:
     manifest = registry.manifest(published_seed.name, published_seed.version)
-    train = make_dataset(_seed_config()).x_train
+    (train,) = make_dataset(_seed_config()).train.inputs
 
     assert manifest.feature_importance == seed_model.draft.feature_importance
     assert manifest.feature_importance is not None and len(manifest.feature_importance.features) == 10

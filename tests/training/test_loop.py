@@ -33,13 +33,12 @@ def test_early_stopping_ends_the_run_and_keeps_the_best_epoch() -> None:
 
 
 def test_the_module_ends_with_the_best_epochs_weights(tmp_path: Path) -> None:
-    from maas.training.loop import Split
     from maas.training.seed_mlp import make_dataset
 
     config = SeedMlpConfig(n_samples=300, epochs=12, checkpoint_dir=str(tmp_path))
     result = fit_seed_mlp(config)
     splits = make_dataset(config)
-    val = Split((torch.from_numpy(splits.x_val),), torch.from_numpy(splits.y_val))
+    val = splits.val.tensors()
 
     _, metric = evaluate_split(result.module, val, OBJECTIVE)
 

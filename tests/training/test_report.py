@@ -13,15 +13,9 @@ from matplotlib.image import imread
 from maas.registry import Lineage, Normalization, Parity, Preprocessing, Quantization
 from maas.registry.manifest import SAFE_RELATIVE_PATH
 from maas.signature import Signature, TensorSpec
+from maas.training.card import CARD_FILE, CONFUSION_PLOT, LOSS_PLOT, METRIC_PLOT, render_report
 from maas.training.history import EpochRecord, History, SearchSummary, TrialSummary
-from maas.training.report import (
-    CARD_FILE,
-    CONFUSION_PLOT,
-    LOSS_PLOT,
-    METRIC_PLOT,
-    ModelReport,
-    render_report,
-)
+from maas.training.report import ModelReport
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DIGITS = [str(d) for d in range(10)]

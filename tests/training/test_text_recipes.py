@@ -158,7 +158,7 @@ def test_text_bert_is_one_model_per_seed_tokenizer_included() -> None:
     config = TextBertConfig(**{**TINY_TEXT_BERT, "epochs": 1})  # type: ignore[arg-type]
     first, second = fit_text_bert(config), fit_text_bert(config)
 
-    assert first.extra_files["tokenizer.json"] == second.extra_files["tokenizer.json"]
+    assert first.details.extra_files["tokenizer.json"] == second.details.extra_files["tokenizer.json"]
     assert first.dataset_hash == second.dataset_hash
     for (name, tensor), (_, other) in zip(
         first.module.state_dict().items(), second.module.state_dict().items(), strict=True

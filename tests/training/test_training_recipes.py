@@ -51,8 +51,8 @@ def test_default_config_learns_the_linear_task() -> None:
 def test_splits_are_disjoint_and_cover_every_sample() -> None:
     splits = make_dataset(SMALL)
 
-    assert (len(splits.x_train), len(splits.x_val), len(splits.x_test)) == (280, 60, 60)
-    assert sum(len(a) for a in splits.arrays()[::2]) == SMALL.n_samples
+    assert [len(split.targets) for split in (splits.train, splits.val, splits.test)] == [280, 60, 60]
+    assert sum(len(a) for a in splits.arrays()[1::2]) == SMALL.n_samples
 
 
 def test_unknown_recipe_names_the_known_ones() -> None:

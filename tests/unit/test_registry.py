@@ -215,3 +215,34 @@ def test_an_archived_version_cannot_be_aliased_and_an_aliased_one_cannot_be_arch
     admin.archive("m", 2)
     with pytest.raises(VersionInUse, match="got archived v2"):
         admin.set_alias("m", "staging", 2)
+
+
+def test_a_manifest_keeps_its_json_field_order_and_shares_the_draft_fields(registry: ModelRegistry) -> None:
+    # Signatures cover a manifest's exact bytes, so the field order written to S3 is part of the format.
+    manifest = registry.publish("m", {"model.onnx": graph()}, DRAFT)
+    assert list(json.loads(manifest.model_dump_json())) == [
+        "schema_version",
+        "name",
+        "version",
+        "created_at",
+        "status",
+        "task",
+        "description",
+        "model_file",
+        "model_data_files",
+        "signature",
+        "artifacts",
+        "metrics",
+        "params",
+        "lineage",
+        "parity",
+        "labels",
+        "primary_metric",
+        "primary_metric_goal",
+        "evaluation",
+        "preprocessing",
+        "quantization",
+        "input_means",
+        "feature_importance",
+    ]
+    assert manifest.model_dump(include=set(ManifestDraft.model_fields)) == DRAFT.model_dump()

@@ -157,7 +157,8 @@ def train_command(args: argparse.Namespace) -> int:
 def export_command(args: argparse.Namespace) -> int:
     from maas.registry import validate_name
     from maas.training import ensure_publishable, publish_trained
-    from maas.training.byo import export_module, parse_tensor_spec
+    from maas.training.byo.arguments import parse_tensor_spec
+    from maas.training.byo.module_export import export_module
 
     if args.publish is not None:
         validate_name(args.publish)
@@ -187,7 +188,7 @@ def export_command(args: argparse.Namespace) -> int:
 
 def publish_command(args: argparse.Namespace) -> int:
     from maas.registry import validate_name
-    from maas.training.byo import import_onnx, publish_imported
+    from maas.training.byo.onnx_import import import_onnx, publish_imported
 
     validate_name(args.name)
     imported = import_onnx(args.model, description=args.description)

@@ -126,19 +126,39 @@ class GlobalImportance(_Frozen):
     features: list[FeatureImportance]
 
 
-class Manifest(_Frozen):
+# The fields a draft and its manifest share are defined once, in the mixins below. pydantic orders a
+# model's fields from its last base to its first, and that order is the manifest's JSON, whose exact bytes a
+# signature covers: so the bases of Manifest and ManifestDraft are listed last field group first.
+
+
+class _Registration(_Frozen):
+    """What the registry assigns when it commits a version."""
+
     schema_version: int = MANIFEST_SCHEMA_VERSION
     name: str
     version: int
     created_at: str
     status: Literal["ready", "archived"] = "ready"
+
+
+class _Graph(_Frozen):
+    """What the version is: its task, the graph's files and its signature."""
+
     task: str | None = None
     description: str = ""
     model_file: str = Field(default=MODEL_FILE, pattern=SAFE_RELATIVE_PATH)
     # Files the graph references as ONNX external data; they must sit beside model_file at load time.
     model_data_files: list[str] = Field(default_factory=list)
     signature: Signature
+
+
+class _Artifacts(_Frozen):
     artifacts: list[Artifact]
+
+
+class _Provenance(_Frozen):
+    """How the version was made and how good it is."""
+
     metrics: dict[str, float] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
     lineage: Lineage = Field(default_factory=Lineage)
@@ -156,6 +176,8 @@ class Manifest(_Frozen):
     input_means: dict[str, list[float]] = Field(default_factory=dict)
     feature_importance: GlobalImportance | None = None
 
+
+class Manifest(_Provenance, _Artifacts, _Graph, _Registration):
     @model_validator(mode="after")
     def _graph_files_are_artifacts(self) -> Manifest:
         paths = {a.path for a in self.artifacts}
@@ -205,29 +227,8 @@ class Manifest(_Frozen):
         return [self.model_file, *self.model_data_files]
 
 
-class ManifestDraft(_Frozen):
+class ManifestDraft(_Provenance, _Graph):
     """Everything the publisher knows before the registry assigns a version and checksums."""
-
-    task: str | None = None
-    description: str = ""
-    model_file: str = MODEL_FILE
-    model_data_files: list[str] = Field(default_factory=list)
-    signature: Signature
-    metrics: dict[str, float] = Field(default_factory=dict)
-    params: dict[str, Any] = Field(default_factory=dict)
-    lineage: Lineage = Field(default_factory=Lineage)
-    parity: Parity | None = None
-    labels: list[str] | None = None
-    # What a promotion compares: e.g. "mse" with "minimize". None disables the regression gate.
-    primary_metric: str | None = None
-    primary_metric_goal: Literal["minimize", "maximize"] = "minimize"
-    evaluation: dict[str, Any] = Field(default_factory=dict)
-    preprocessing: Preprocessing | None = None
-    quantization: Quantization | None = None
-    # Per input, the training split's mean of each element of one row (flattened in C order), or one value
-    # for the whole input: what an explanation's "mean" baseline replaces features with.
-    input_means: dict[str, list[float]] = Field(default_factory=dict)
-    feature_importance: GlobalImportance | None = None
 
     def commit(self, name: str, version: int, artifacts: list[Artifact]) -> Manifest:
         return Manifest(

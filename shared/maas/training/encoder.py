@@ -138,15 +138,18 @@ class BertSelfAttention(nn.Module):
         return context.transpose(1, 2).reshape(batch, length, width)
 
 
-class BertSelfOutput(nn.Module):
-    def __init__(self, config: EncoderConfig) -> None:
+class BertResidualOutput(nn.Module):
+    """dense -> dropout -> + residual -> LayerNorm: BERT's SelfOutput (after attention, from the hidden size)
+    and Output (after the feed-forward, from the intermediate size) differ only in `in_features`."""
+
+    def __init__(self, in_features: int, config: EncoderConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(in_features, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, context: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        result: torch.Tensor = self.LayerNorm(self.dropout(self.dense(context)) + residual)
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        result: torch.Tensor = self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
         return result
 
 
@@ -155,7 +158,7 @@ class BertAttention(nn.Module):
         super().__init__()
         # `self` is the attribute name in BertModel, and the name is part of every checkpoint key.
         self.self = BertSelfAttention(config)
-        self.output = BertSelfOutput(config)
+        self.output = BertResidualOutput(config.hidden_size, config)
 
     def forward(self, hidden: torch.Tensor, additive_mask: torch.Tensor) -> torch.Tensor:
         result: torch.Tensor = self.output(self.self(hidden, additive_mask), hidden)
@@ -172,24 +175,12 @@ class BertIntermediate(nn.Module):
         return functional.gelu(self.dense(hidden))
 
 
-class BertOutput(nn.Module):
-    def __init__(self, config: EncoderConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, intermediate: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        result: torch.Tensor = self.LayerNorm(self.dropout(self.dense(intermediate)) + residual)
-        return result
-
-
 class BertLayer(nn.Module):
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.attention = BertAttention(config)
         self.intermediate = BertIntermediate(config)
-        self.output = BertOutput(config)
+        self.output = BertResidualOutput(config.intermediate_size, config)
 
     def forward(self, hidden: torch.Tensor, additive_mask: torch.Tensor) -> torch.Tensor:
         attended = self.attention(hidden, additive_mask)

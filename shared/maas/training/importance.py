@@ -76,7 +76,7 @@ def measure_feature_importance(
     if any(array.dtype.kind != "f" for array in inputs.values()):
         return None
     score = direct_metric(scored_task, metric, targets) or _evaluated_metric(
-        scored_task, metric, targets, fitted.labels
+        scored_task, metric, targets, fitted.details.labels
     )
     return permutation_importance(
         session, inputs, score, metric=metric, goal=goal, repeats=repeats, seed=seed

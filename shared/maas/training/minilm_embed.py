@@ -13,12 +13,11 @@ from importlib import metadata
 
 from tokenizers import Tokenizer
 
-from maas.registry import Preprocessing, TokenizerPreprocessing
 from maas.training.encoder import load_minilm, minilm_max_length
 from maas.training.export import GraphSpec
 from maas.training.lineage import dataset_hash
-from maas.training.recipe import FitResult, Recipe, RecipeConfig, check_field
-from maas.training.text_bert import TEXT_AXES, TOKENIZER_FILE
+from maas.training.recipe import FitResult, ModelDetails, Recipe, RecipeConfig, check_field
+from maas.training.text_bert import TEXT_AXES, TOKENIZER_FILE, tokenized_text
 from maas.training.text_data import encode_texts, make_sentiment_corpus
 
 RECIPE_NAME = "minilm-embed"
@@ -85,30 +84,27 @@ def fit_minilm_embed(config: MiniLmConfig) -> FitResult:
             "n_eval_texts": len(texts),
         },
         dataset_hash=dataset_hash([ids, mask]),
-        description=(
-            f"{SOURCE_MODEL} sentence embedder: 6-layer MiniLM encoder, mean pooling over tokens, "
-            "L2-normalised 384-dimensional output"
-        ),
-        intended_use=(
-            "Semantic search, clustering and similarity of short English texts: the dot product of two "
-            "outputs is their cosine similarity."
-        ),
-        data_description=(
-            f"No training. Evaluated on {len(texts)} texts ({len(REFERENCE_TEXTS)} hand-written of varied "
-            "length and language, the rest from maas.training.text_data) against the torch reference."
-        ),
-        limitations=(
-            f"Texts longer than {max_length} word pieces are truncated; trained mostly on English, so "
-            "other languages embed less well. Inherits the biases of its pretraining data."
-        ),
-        preprocessing=Preprocessing(
+        details=ModelDetails(
             description=(
-                "UTF-8 text, one string per row; the runtime tokenizes it with the version's tokenizer.json "
-                f"(BERT uncased WordPiece, [CLS] ... [SEP], truncated at {max_length} tokens)."
+                f"{SOURCE_MODEL} sentence embedder: 6-layer MiniLM encoder, mean pooling over tokens, "
+                "L2-normalised 384-dimensional output"
             ),
-            tokenizer=TokenizerPreprocessing(tokenizer_file=TOKENIZER_FILE, max_length=max_length),
+            intended_use=(
+                "Semantic search, clustering and similarity of short English texts: the dot product of two "
+                "outputs is their cosine similarity."
+            ),
+            data_description=(
+                f"No training. Evaluated on {len(texts)} texts ({len(REFERENCE_TEXTS)} hand-written of "
+                "varied length and language, the rest from maas.training.text_data) against the torch "
+                "reference."
+            ),
+            limitations=(
+                f"Texts longer than {max_length} word pieces are truncated; trained mostly on English, so "
+                "other languages embed less well. Inherits the biases of its pretraining data."
+            ),
+            preprocessing=tokenized_text("BERT uncased WordPiece", max_length),
+            extra_files={TOKENIZER_FILE: tokenizer_bytes},
         ),
-        extra_files={TOKENIZER_FILE: tokenizer_bytes},
     )
 
 

@@ -12,7 +12,7 @@ import torch
 
 from maas.errors import InvalidInput
 from maas.registry import Manifest, ManifestDraft, ModelRegistry
-from maas.registry.manifest import serving_signature
+from maas.training.card import render_report
 from maas.training.digits_resnet import DIGITS_RESNET
 from maas.training.errors import ModelCheckFailed, ParityCheckFailed, QuantizationRefused
 from maas.training.export import (
@@ -32,7 +32,7 @@ from maas.training.lineage import build_lineage
 from maas.training.metrics import degradation, evaluate
 from maas.training.minilm_embed import MINILM_EMBED
 from maas.training.recipe import FitResult, Recipe, RecipeConfig, apply_overrides
-from maas.training.report import ModelReport, render_report
+from maas.training.report import ModelReport
 from maas.training.search import SearchPlan, run_search
 from maas.training.seed_mlp import SEED_MLP
 from maas.training.text_bert import TEXT_BERT
@@ -110,7 +110,11 @@ def export_trained(
     served = onnx_outputs(session, fitted.test_inputs)
     parity = compare_outputs(reference, served, fitted.graph.outputs, tolerance=config.parity_tolerance)
     metrics, evaluation = evaluate(
-        chosen.task, served[0], targets=fitted.test_targets, reference=reference[0], labels=fitted.labels
+        chosen.task,
+        served[0],
+        targets=fitted.test_targets,
+        reference=reference[0],
+        labels=fitted.details.labels,
     )
     if fitted.history is not None:
         metrics[f"val_{fitted.history.metric_name}"] = fitted.history.best_val_metric
@@ -126,7 +130,7 @@ def export_trained(
         task=chosen.task,
         primary_metric=chosen.primary_metric,
         primary_metric_goal=chosen.primary_metric_goal,
-        description=fitted.description,
+        description=fitted.details.description,
         model_data_files=external_data_files(graph_files),
         signature=signature_of(session),
         metrics=metrics,
@@ -134,9 +138,9 @@ def export_trained(
         params=params,
         lineage=build_lineage(chosen.name, fitted.dataset_hash, config.seed),
         parity=parity,
-        labels=fitted.labels,
-        preprocessing=fitted.preprocessing,
-        input_means=fitted.input_means,
+        labels=fitted.details.labels,
+        preprocessing=fitted.details.preprocessing,
+        input_means=fitted.details.input_means,
         feature_importance=measure_feature_importance(
             session,
             fitted,
@@ -145,7 +149,7 @@ def export_trained(
             goal=chosen.primary_metric_goal,
         ),
     )
-    files = {**graph_files, **fitted.extra_files}
+    files = {**graph_files, **fitted.details.extra_files}
     files.update(render_report(report_for(chosen.name, draft, fitted, search)))
     return TrainedModel(
         recipe=chosen.name,
@@ -161,26 +165,14 @@ def export_trained(
 def report_for(
     name: str, draft: ManifestDraft, fitted: FitResult, search: SearchSummary | None
 ) -> ModelReport:
-    return ModelReport(
-        name=name,
-        task=draft.task or "",
-        description=draft.description,
-        intended_use=fitted.intended_use,
-        data_description=fitted.data_description,
-        signature=serving_signature(draft.signature, draft.preprocessing),
-        preprocessing=draft.preprocessing,
-        metrics=draft.metrics,
-        evaluation=draft.evaluation,
-        params=draft.params,
-        primary_metric=draft.primary_metric,
-        primary_metric_goal=draft.primary_metric_goal,
+    return ModelReport.of_draft(
+        name,
+        draft,
+        intended_use=fitted.details.intended_use,
+        data_description=fitted.details.data_description,
+        limitations=fitted.details.limitations,
         history=fitted.history,
         search=search,
-        quantization=draft.quantization,
-        parity=draft.parity,
-        lineage=draft.lineage,
-        limitations=fitted.limitations,
-        feature_importance=draft.feature_importance,
     )
 
 

@@ -17,6 +17,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from maas.errors import InvalidInput
 from maas.registry import Quantization
 from maas.registry.manifest import MODEL_FILE
+from maas.training.card import render_report
 from maas.training.export import (
     check_onnx,
     external_data_files,
@@ -30,7 +31,6 @@ from maas.training.export import (
 from maas.training.importance import measure_feature_importance
 from maas.training.metrics import evaluate
 from maas.training.pipeline import TrainedModel, report_for
-from maas.training.report import render_report
 
 DEFAULT_MAX_DEGRADATION = 0.01
 QUANTIZED_FILE = "model.onnx"
@@ -98,7 +98,7 @@ def quantize_trained(
         served[0],
         targets=trained.fit.test_targets,
         reference=reference[0],
-        labels=trained.fit.labels,
+        labels=trained.fit.details.labels,
     )
     quantization = Quantization(
         per_channel=per_channel,

@@ -86,6 +86,24 @@ Task = Literal["regression", "classification", "embedding"]
 
 
 @dataclass(frozen=True, eq=False)
+class ModelDetails:
+    """What a recipe says about its model and ships beside the graph: the card's prose, the class labels,
+    the preprocessing, extra files and the training split's input means."""
+
+    description: str = ""
+    intended_use: str = ""
+    data_description: str = ""
+    limitations: str = ""
+    labels: list[str] | None = None
+    preprocessing: Preprocessing | None = None
+    # Files published beside the graph, e.g. {"tokenizer.json": ...}.
+    extra_files: dict[str, bytes] = field(default_factory=dict)
+    # Per graph input, the training split's mean of each element of one row (see `row_means`): what an
+    # explanation's "mean" baseline replaces a feature with. Empty where the recipe records none.
+    input_means: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
 class FitResult:
     """A trained module (eval mode, CPU) with its held-out test set, ready to export and evaluate.
 
@@ -98,18 +116,8 @@ class FitResult:
     test_targets: np.ndarray | None
     params: dict[str, Any]
     dataset_hash: str
+    details: ModelDetails
     history: History | None = None
-    description: str = ""
-    labels: list[str] | None = None
-    intended_use: str = ""
-    data_description: str = ""
-    limitations: str = ""
-    preprocessing: Preprocessing | None = None
-    # Files published beside the graph, e.g. {"tokenizer.json": ...}.
-    extra_files: dict[str, bytes] = field(default_factory=dict)
-    # Per graph input, the training split's mean of each element of one row (see `row_means`): what an
-    # explanation's "mean" baseline replaces a feature with. Empty where the recipe records none.
-    input_means: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def validation_score(self) -> float:

@@ -11,42 +11,32 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from numpy.typing import NDArray
 
-from maas.training.export import INPUT_NAME, GraphSpec
-from maas.training.lineage import dataset_hash
-from maas.training.loop import Objective, Split, train_loop
-from maas.training.recipe import FitResult, Recipe, TrainingConfig, check_field, row_means
+from maas.training.export import INPUT_NAME
+from maas.training.loop import Objective
+from maas.training.recipe import FitResult, ModelDetails, Recipe, check_field, row_means
+from maas.training.supervised import Examples, HeldOutSplits, SupervisedConfig, fit_supervised
 
 RECIPE_NAME = "seed-mlp"
 N_FEATURES = 10
 N_OUTPUTS = 10
 
-Array = NDArray[np.float32]
-
 
 @dataclass(frozen=True)
-class SeedMlpConfig(TrainingConfig):
+class SeedMlpConfig(SupervisedConfig):
     """Defaults train in a few seconds on two CPU cores; early stopping usually ends well before `epochs`.
 
     `width` is the hidden layer's size and `depth` the number of hidden layers (the seed is one of 20)."""
 
     n_samples: int = 2000
     noise: float = 0.05
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
     width: int = 20
     lr: float = 0.01
     epochs: int = 200
-    batch_size: int = 64
-    patience: int = 10
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_field(self.noise >= 0, "noise", "a number >= 0", self.noise)
-        for name in ("val_fraction", "test_fraction"):
-            value = getattr(self, name)
-            check_field(0 < value < 0.5, name, "a number in (0, 0.5)", value)
         check_field(self.n_samples >= 20, "n_samples", "an integer >= 20", self.n_samples)
         # R² needs at least two test samples to be defined.
         n_test = round(self.n_samples * self.test_fraction)
@@ -55,20 +45,7 @@ class SeedMlpConfig(TrainingConfig):
         )
 
 
-@dataclass(frozen=True, eq=False)
-class RegressionSplits:
-    x_train: Array
-    y_train: Array
-    x_val: Array
-    y_val: Array
-    x_test: Array
-    y_test: Array
-
-    def arrays(self) -> tuple[Array, ...]:
-        return (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test)
-
-
-def make_dataset(config: SeedMlpConfig) -> RegressionSplits:
+def make_dataset(config: SeedMlpConfig) -> HeldOutSplits:
     """y = x @ W + b + noise, with W and b drawn from the seed, so one seed is one dataset everywhere."""
     rng = np.random.default_rng(config.seed)
     weights = rng.normal(0.0, 1.0 / math.sqrt(N_FEATURES), size=(N_FEATURES, N_OUTPUTS))
@@ -80,13 +57,10 @@ def make_dataset(config: SeedMlpConfig) -> RegressionSplits:
     n_val = max(1, round(config.n_samples * config.val_fraction))
     n_train = config.n_samples - n_val - n_test
     val_end = n_train + n_val
-    return RegressionSplits(
-        x_train=x32[:n_train],
-        y_train=y32[:n_train],
-        x_val=x32[n_train:val_end],
-        y_val=y32[n_train:val_end],
-        x_test=x32[val_end:],
-        y_test=y32[val_end:],
+    return HeldOutSplits(
+        train=Examples((x32[:n_train],), y32[:n_train]),
+        val=Examples((x32[n_train:val_end],), y32[n_train:val_end]),
+        test=Examples((x32[val_end:],), y32[val_end:]),
     )
 
 
@@ -115,34 +89,8 @@ OBJECTIVE = Objective(loss=torch.nn.MSELoss(), metric=_mse, metric_name="mse", m
 
 def fit_seed_mlp(config: SeedMlpConfig) -> FitResult:
     splits = make_dataset(config)
-    module = build_module(config)
-    history = train_loop(
-        module,
-        Split((torch.from_numpy(splits.x_train),), torch.from_numpy(splits.y_train)),
-        Split((torch.from_numpy(splits.x_val),), torch.from_numpy(splits.y_val)),
-        OBJECTIVE,
-        config,
-        description=RECIPE_NAME,
-    )
-    params = {
-        **config.hyperparameters(),
-        "epochs_run": history.epochs_run,
-        "best_epoch": history.best_epoch,
-        "n_features": N_FEATURES,
-        "n_outputs": N_OUTPUTS,
-        "n_train": len(splits.x_train),
-        "n_val": len(splits.x_val),
-        "n_test": len(splits.x_test),
-        "loss": "mse",
-    }
-    return FitResult(
-        module=module,
-        graph=GraphSpec(),
-        test_inputs={INPUT_NAME: splits.x_test},
-        test_targets=splits.y_test,
-        params=params,
-        dataset_hash=dataset_hash(splits.arrays()),
-        history=history,
+    (x_train,) = splits.train.inputs
+    details = ModelDetails(
         description=(
             f"Seed MLP Linear({N_FEATURES}, {config.width}) -> Linear({config.width}, {N_OUTPUTS}) "
             "on synthetic linear regression data"
@@ -154,7 +102,11 @@ def fit_seed_mlp(config: SeedMlpConfig) -> FitResult:
             f"validation ({config.val_fraction:g}) and test ({config.test_fraction:g})."
         ),
         limitations="Learns one synthetic linear map; it says nothing about any real data.",
-        input_means={INPUT_NAME: row_means(splits.x_train)},
+        input_means={INPUT_NAME: row_means(x_train)},
+    )
+    params = {"n_features": N_FEATURES, "n_outputs": N_OUTPUTS, "loss": "mse"}
+    return fit_supervised(
+        build_module(config), splits, OBJECTIVE, config, recipe=RECIPE_NAME, params=params, details=details
     )
 
 

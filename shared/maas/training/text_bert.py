@@ -12,14 +12,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from maas.registry import Preprocessing, TokenizerPreprocessing
 from maas.training.encoder import BertEncoder, EncoderConfig, TextClassifier
 from maas.training.export import GraphSpec
-from maas.training.lineage import dataset_hash
-from maas.training.loop import Objective, Split, train_loop
-from maas.training.recipe import FitResult, Recipe, TrainingConfig, check_field
+from maas.training.loop import Objective
+from maas.training.recipe import FitResult, ModelDetails, Recipe, check_field
+from maas.training.supervised import (
+    Examples,
+    HeldOutSplits,
+    SupervisedConfig,
+    fit_supervised,
+    stratified_split,
+)
 from maas.training.text_data import (
     LABELS,
     build_wordpiece_tokenizer,
@@ -30,6 +35,7 @@ from maas.training.text_data import (
 
 RECIPE_NAME = "text-bert"
 TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_SCHEME = "WordPiece, lower-cased"
 TEXT_AXES = {0: "batch", 1: "sequence"}
 TEXT_GRAPH = GraphSpec(
     inputs=("input_ids", "attention_mask"),
@@ -39,12 +45,10 @@ TEXT_GRAPH = GraphSpec(
 
 
 @dataclass(frozen=True)
-class TextBertConfig(TrainingConfig):
+class TextBertConfig(SupervisedConfig):
     """`width` is the hidden size, `depth` the number of encoder layers; a minute or two on two cores."""
 
     n_samples: int = 4000
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
     vocab_size: int = 1000
     max_length: int = 32
     heads: int = 4
@@ -54,7 +58,6 @@ class TextBertConfig(TrainingConfig):
     optimizer: str = "adamw"
     lr: float = 2e-3
     weight_decay: float = 0.01
-    batch_size: int = 64
     epochs: int = 12
     patience: int = 3
     lr_schedule: str = "cosine"
@@ -67,9 +70,6 @@ class TextBertConfig(TrainingConfig):
             "an even integer >= 40",
             self.n_samples,
         )
-        for name in ("val_fraction", "test_fraction"):
-            value = getattr(self, name)
-            check_field(0 < value < 0.5, name, "a number in (0, 0.5)", value)
         check_field(self.vocab_size >= 50, "vocab_size", "an integer >= 50", self.vocab_size)
         check_field(self.max_length >= 8, "max_length", "an integer >= 8", self.max_length)
         check_field(self.heads >= 1, "heads", "an integer >= 1", self.heads)
@@ -87,26 +87,19 @@ OBJECTIVE = Objective(
 
 def fit_text_bert(config: TextBertConfig) -> FitResult:
     texts, labels = make_sentiment_corpus(config.n_samples, config.seed)
-    rest_texts, test_texts, rest_labels, test_labels = train_test_split(
-        texts, labels, test_size=config.test_fraction, random_state=config.seed, stratify=labels
-    )
-    train_texts, val_texts, train_labels, val_labels = train_test_split(
-        rest_texts,
-        rest_labels,
-        test_size=config.val_fraction / (1 - config.test_fraction),
-        random_state=config.seed,
-        stratify=rest_labels,
+    (train_texts, train_labels), (val_texts, val_labels), (test_texts, test_labels) = stratified_split(
+        texts, labels, config
     )
     # The vocabulary is a statistic of the data, so it is learned from the train split alone.
     tokenizer = build_wordpiece_tokenizer(train_texts, config.vocab_size, config.max_length)
-    splits = {
-        name: (*encode_texts(tokenizer, split_texts, config.max_length), np.asarray(split_labels, np.int64))
-        for name, split_texts, split_labels in (
-            ("train", train_texts, train_labels),
-            ("val", val_texts, val_labels),
-            ("test", test_texts, test_labels),
+    train, val, test = (
+        Examples(encode_texts(tokenizer, split_texts, config.max_length), np.asarray(split_labels, np.int64))
+        for split_texts, split_labels in (
+            (train_texts, train_labels),
+            (val_texts, val_labels),
+            (test_texts, test_labels),
         )
-    }
+    )
     torch.manual_seed(config.seed)
     encoder = BertEncoder(
         EncoderConfig(
@@ -120,33 +113,8 @@ def fit_text_bert(config: TextBertConfig) -> FitResult:
         )
     )
     module = TextClassifier(encoder, num_classes=len(LABELS))
-
-    def split(name: str) -> Split:
-        ids, mask, targets = splits[name]
-        return Split((torch.from_numpy(ids), torch.from_numpy(mask)), torch.from_numpy(targets))
-
-    history = train_loop(module, split("train"), split("val"), OBJECTIVE, config, description=RECIPE_NAME)
-    test_ids, test_mask, test_targets = splits["test"]
-    baseline = majority_baseline(test_targets)
-    params = {
-        **config.hyperparameters(),
-        "epochs_run": history.epochs_run,
-        "best_epoch": history.best_epoch,
-        "n_train": len(train_texts),
-        "n_val": len(val_texts),
-        "n_test": len(test_texts),
-        "vocab_size_learned": tokenizer.get_vocab_size(),
-        "majority_baseline_accuracy": baseline,
-        "loss": "cross_entropy",
-    }
-    return FitResult(
-        module=module,
-        graph=TEXT_GRAPH,
-        test_inputs={"input_ids": test_ids, "attention_mask": test_mask},
-        test_targets=test_targets,
-        params=params,
-        dataset_hash=dataset_hash([ids for name in ("train", "val", "test") for ids in splits[name]]),
-        history=history,
+    baseline = majority_baseline(test.targets)
+    details = ModelDetails(
         labels=list(LABELS),
         description=(
             f"BERT-style encoder ({config.depth} layers, hidden {config.width}, {config.heads} heads) with "
@@ -159,21 +127,41 @@ def fit_text_bert(config: TextBertConfig) -> FitResult:
         data_description=(
             f"{config.n_samples} synthetic sentences from maas.training.text_data (seed {config.seed}) in "
             "which negation and clause order decide the label; mirrored pairs share a bag of words with "
-            f"opposite labels. Stratified split: {len(train_texts)} train, {len(val_texts)} validation, "
-            f"{len(test_texts)} test. Majority-class baseline accuracy on test: {baseline:.3f}."
+            f"opposite labels. Stratified split: {len(train.targets)} train, {len(val.targets)} validation, "
+            f"{len(test.targets)} test. Majority-class baseline accuracy on test: {baseline:.3f}."
         ),
         limitations=(
             f"Knows only the generator's small vocabulary and templates; sequences longer than "
             f"{config.max_length} tokens are truncated."
         ),
-        preprocessing=Preprocessing(
-            description=(
-                "UTF-8 text, one string per row; the runtime tokenizes it with the version's tokenizer.json "
-                f"(WordPiece, lower-cased, [CLS] ... [SEP], truncated at {config.max_length} tokens)."
-            ),
-            tokenizer=TokenizerPreprocessing(tokenizer_file=TOKENIZER_FILE, max_length=config.max_length),
-        ),
+        preprocessing=tokenized_text(TOKENIZER_SCHEME, config.max_length),
         extra_files={TOKENIZER_FILE: tokenizer.to_str().encode("utf-8")},
+    )
+    params = {
+        "vocab_size_learned": tokenizer.get_vocab_size(),
+        "majority_baseline_accuracy": baseline,
+        "loss": "cross_entropy",
+    }
+    return fit_supervised(
+        module,
+        HeldOutSplits(train=train, val=val, test=test),
+        OBJECTIVE,
+        config,
+        recipe=RECIPE_NAME,
+        params=params,
+        details=details,
+        graph=TEXT_GRAPH,
+    )
+
+
+def tokenized_text(scheme: str, max_length: int) -> Preprocessing:
+    """Text in: the runtime tokenizes each string with the version's tokenizer.json before the graph."""
+    return Preprocessing(
+        description=(
+            f"UTF-8 text, one string per row; the runtime tokenizes it with the version's {TOKENIZER_FILE} "
+            f"({scheme}, [CLS] ... [SEP], truncated at {max_length} tokens)."
+        ),
+        tokenizer=TokenizerPreprocessing(tokenizer_file=TOKENIZER_FILE, max_length=max_length),
     )
 
 
