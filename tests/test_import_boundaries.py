@@ -16,6 +16,13 @@ FORBIDDEN = ("torch", "onnx", "onnxscript", "maas.training", "maas.local", "maas
 LOADED_ON_DEMAND = ("tokenizers",)
 # The functions that run models; the registry function must start without onnxruntime.
 MODEL_RUNNERS = {"infer", "batch", "async"}
+# Each function's composition root in maas.apps (async is a keyword, hence async_).
+COMPOSITION_ROOTS = {
+    "infer": "maas.apps.infer",
+    "registry": "maas.apps.registry",
+    "batch": "maas.apps.batch",
+    "async": "maas.apps.async_",
+}
 
 PROBE = """
 import importlib.util, json, sys
@@ -48,5 +55,8 @@ def test_importing_a_function_leaves_heavy_and_offline_modules_out(app: Path) ->
     eager = [m for m in modules if any(m == f or m.startswith(f + ".") for f in LOADED_ON_DEMAND)]
     assert eager == []
     assert "maas.protocol" in modules  # the probe really loaded maas: every function speaks a wire protocol
+    # Wired by its own composition root alone: no other function's wiring comes along.
+    roots = {root for root in COMPOSITION_ROOTS.values() if root in modules}
+    assert roots == {COMPOSITION_ROOTS[app.parent.name]}
     # Only the functions that run models pay for onnxruntime at cold start.
     assert ("onnxruntime" in modules) == (app.parent.name in MODEL_RUNNERS)

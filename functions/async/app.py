@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from maas.events.queues import build_async_app
+from maas.apps.async_ import build_async_app
 
 app = build_async_app()
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from maas.events.queues import build_batch_app
+from maas.apps.batch import build_batch_app
 
 app = build_batch_app()
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from maas.events.infer_function import build_infer_app
+from maas.apps.infer import build_infer_app
 
 app = build_infer_app()
 

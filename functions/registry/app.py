@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from maas.api.registry_app import build_registry_app
+from maas.apps.registry import build_registry_app
 
 app = build_registry_app()
 

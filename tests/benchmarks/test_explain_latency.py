@@ -29,8 +29,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from maas.apps.infer import InferFunction
 from maas.config import ENV_EXPLAIN_BATCH_ROWS
-from maas.events.infer_function import InferFunctionApp
 from maas.explain.batching import ExplainLimits
 from maas.explain.explainer import EXPLANATION, explain_loaded
 from maas.explain.parameters import ExplainParameters
@@ -223,7 +223,7 @@ def test_shapley_against_separate_session_runs(
 ) -> None:
     manifest = bench_models.published(bench_store, recipe)
     inputs = workload(bench_models.trained(recipe), 1).serving
-    app: InferFunctionApp = infer_function.app
+    app: InferFunction = infer_function.app
     service = app.service
     request = InferenceRequest(inputs=[Tensor(name, "FP32", array) for name, array in inputs.items()])
     served = partial(service.explain, parse_ref(manifest.name), request, explain_parameters())

@@ -35,7 +35,7 @@ from maas.api import v2_routes
 from maas.api.http_body import header_length, read_body
 from maas.api.routing import json_response
 from maas.api.v2_routes import BINARY_CONTENT_TYPE, MODEL_VERSION_HEADER
-from maas.events.infer_function import InferFunctionApp
+from maas.apps.infer import InferFunction
 from maas.observability import MetricUnit, metrics
 from maas.protocol.tensor_codec import TensorLimits
 from maas.protocol.v2_codec import (
@@ -124,7 +124,7 @@ def invoke(function: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def loaded_model(function: ModuleType, manifest: Manifest) -> LoadedModel:
-    app: InferFunctionApp = function.app
+    app: InferFunction = function.app
     model = app.service.cache.peek(manifest.name, manifest.version)
     if model is None:
         raise BenchError(f"model '{manifest.name}' v{manifest.version}: expected it loaded after a request")
@@ -170,7 +170,7 @@ def handler_parts(
     """Microseconds per handler call, and per part of it, over a pass of timed calls on `event`.
 
     "run" is LoadedModel.run; it holds tokenization, so it is reported as tokenize and session.run."""
-    app: InferFunctionApp = function.app
+    app: InferFunction = function.app
     service = app.service
     clock = StageClock()
     stages: Mapping[str, list[tuple[object, str]]] = {
@@ -214,7 +214,7 @@ def handler_parts(
     return totals, parts
 
 
-def parts_alone(app: InferFunctionApp, model: LoadedModel, event: dict[str, Any]) -> dict[str, list[float]]:
+def parts_alone(app: InferFunction, model: LoadedModel, event: dict[str, Any]) -> dict[str, list[float]]:
     """Microseconds per call of each part timed alone in a loop, with the real functions on this event."""
     service = app.service
     settings = service.settings
@@ -433,7 +433,7 @@ def test_references_for_routing(
     trained = bench_models.trained(SEED_RECIPE)
     event = json_infer_event(manifest.name, workload(trained, 1).serving)
     invoke(infer_function, event)
-    app: InferFunctionApp = infer_function.app
+    app: InferFunction = infer_function.app
     service = app.service
 
     live = health_event()

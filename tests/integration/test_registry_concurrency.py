@@ -308,14 +308,14 @@ def test_bad_references_are_400_or_404_with_a_clear_message(
 def test_v1_predict_follows_the_canary_split_too(registry: ModelRegistry, seed_model: TrainedModel) -> None:
     import json
 
-    from maas.api.http_app import HttpApp
+    from maas.apps.infer import infer_http_app
     from maas.training import publish_trained
     from tests.conftest import load_event
 
     publish_trained(seed_model, registry)
     publish_trained(seed_model, registry)
     RegistryAdmin(registry).set_alias("seed-mlp", "production", 1, canary=CanarySplit(version=2, weight=0.5))
-    app = HttpApp(InferenceService(registry, Settings(bucket=registry.bucket, provider="cpu")))
+    app = infer_http_app(InferenceService(registry, Settings(bucket=registry.bucket, provider="cpu")))
     seen = set()
     for i in range(30):
         event = load_event("http_v2_infer.json")

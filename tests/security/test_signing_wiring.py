@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
-from maas.api.registry_app import build_registry_app
+from maas.apps.registry import build_registry_app
 from maas.cli import common
 from maas.config import Settings
 from maas.registry.signing import SIGNATURE_FILE

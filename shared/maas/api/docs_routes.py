@@ -13,17 +13,18 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 
-from maas.api.routing import RouteTable, json_response
+from maas.api.route_table import OPENAPI_DOCUMENT, SWAGGER_UI
+from maas.api.routing import ServedRoutes, json_response
 
 
-def register_docs_routes(routes: RouteTable, *, swagger_ui_enabled: bool) -> None:
-    @routes.add("GET", "/openapi.json")
+def register_docs_routes(routes: ServedRoutes, *, swagger_ui_enabled: bool) -> None:
+    @routes.add(OPENAPI_DOCUMENT)
     def openapi() -> Response[Any]:
         return json_response(_openapi_json())
 
     if swagger_ui_enabled:
 
-        @routes.add("GET", "/docs")
+        @routes.add(SWAGGER_UI)
         def docs() -> Response[Any]:
             # The UI rewrites its address bar to ?format=json, as Powertools' own /swagger does.
             if routes.router.current_event.get_query_string_value("format") == "json":

@@ -1,9 +1,9 @@
-"""The HTTP edge shared by every HTTP function: one route table served to REST API v1, HTTP API v2 and
-Function URL events, with errors mapped to statuses once.
+"""The HTTP transport shared by every HTTP function: the routes one app serves, answered to REST API v1,
+HTTP API v2 and Function URL events, with errors mapped to statuses once.
 
-MaasError carries its own status; anything else is a 500 whose details go to the log, not the client. Each
-invocation gets the request id as the log correlation id and flushes its EMF metrics. Nothing here imports
-the inference service, so the registry function starts without onnxruntime.
+MaasError carries its own status; anything else is a 500 whose details go to the log, not the client. The
+invocation's correlation id, error counts and metric flush are the Lambda edge's (maas.apps.edge). Nothing
+here imports the inference service, so the registry function starts without onnxruntime.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from maas.api.routing import RouteTable, json_response
+from maas.api.routing import ServedRoutes, json_response
 from maas.errors import MaasError, MethodNotAllowed
 from maas.observability import MetricUnit, logger, metrics
 from maas.protocol.v2_types import ErrorResponse
@@ -47,45 +47,30 @@ def error_response(status: int, message: str) -> Response[Any]:
 
 
 class MultiFormatApp:
-    """Serves one route table to whichever Powertools resolver matches the event's payload format."""
+    """Serves one app's routes to whichever Powertools resolver matches the event's payload format."""
 
-    def __init__(self, routes: RouteTable) -> None:
+    def __init__(self, routes: ServedRoutes) -> None:
         self.routes = routes
         self._rest_api = APIGatewayRestResolver()
         self._http_api = APIGatewayHttpResolver()
         self._function_url = LambdaFunctionUrlResolver()
         for resolver in (self._rest_api, self._http_api, self._function_url):
             resolver.include_router(self.routes.router)
-        self._cold_start = True
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
-        request_context = event.get("requestContext")
-        logger.set_correlation_id(
-            request_context.get("requestId") if isinstance(request_context, Mapping) else None
-        )
-        if self._cold_start:
-            self._cold_start = False
-            metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
-        try:
-            resolver = self._resolver_for(event)
-            if resolver is None:
-                response = {
-                    "statusCode": 400,
-                    "headers": {"Content-Type": "application/json"},
-                    "body": json.dumps({"error": UNSUPPORTED_EVENT}),
-                }
-            else:
-                response = resolver.resolve(event, context)  # type: ignore[arg-type]
-            status = int(str(response.get("statusCode", 200)))
-            if status >= 400:
-                metrics.add_metric(name=f"Errors{status}", unit=MetricUnit.Count, value=1)
-            body = event.get("body")
-            if isinstance(body, str):
-                metrics.add_metric(name="RequestBytes", unit=MetricUnit.Bytes, value=len(body))
-            return response
-        finally:
-            if metrics.metric_set:
-                metrics.flush_metrics()
+        resolver = self._resolver_for(event)
+        if resolver is None:
+            response = {
+                "statusCode": 400,
+                "headers": {"Content-Type": "application/json"},
+                "body": json.dumps({"error": UNSUPPORTED_EVENT}),
+            }
+        else:
+            response = resolver.resolve(event, context)  # type: ignore[arg-type]
+        body = event.get("body")
+        if isinstance(body, str):
+            metrics.add_metric(name="RequestBytes", unit=MetricUnit.Bytes, value=len(body))
+        return response
 
     def _resolver_for(self, event: Mapping[str, Any]) -> ApiGatewayResolver | None:
         context = event.get("requestContext")
@@ -101,8 +86,8 @@ class MultiFormatApp:
         return None
 
 
-def register_error_handlers(routes: RouteTable, route_hint: str = INFERENCE_ROUTE_HINT) -> None:
-    """Map errors once per route table: MaasError to its status, unknown routes to 404/405, the rest to 500.
+def register_error_handlers(routes: ServedRoutes, route_hint: str = INFERENCE_ROUTE_HINT) -> None:
+    """Map errors once per app: MaasError to its status, unknown routes to 404/405, the rest to 500.
 
     `route_hint` completes the 404 message "route: expected ..., got METHOD path"."""
     router = routes.router

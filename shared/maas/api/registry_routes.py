@@ -1,7 +1,8 @@
 """Registry routes: list and inspect models, move aliases, promote, roll back, tag and archive versions.
 
 Routes only translate: path, body and caller identity in, a RegistryAdmin or ModelRegistry call, wire out.
-Error mapping lives in http_app. Deleting a version is deliberately not offered over HTTP (use the CLI).
+The routes themselves are rows of route_table; errors are mapped in lambda_app. Deleting a version is
+deliberately not offered over HTTP (use the CLI).
 """
 
 from __future__ import annotations
@@ -15,7 +16,18 @@ from aws_lambda_powertools.event_handler import Response
 from pydantic import BaseModel, ValidationError
 
 from maas.api.http_body import read_body
-from maas.api.routing import RouteTable, json_response
+from maas.api.route_table import (
+    REGISTRY_ARCHIVE,
+    REGISTRY_DELETE_ALIAS,
+    REGISTRY_LIST_MODELS,
+    REGISTRY_MODEL,
+    REGISTRY_PROMOTE,
+    REGISTRY_ROLLBACK,
+    REGISTRY_SET_ALIAS,
+    REGISTRY_TAGS,
+    REGISTRY_VERSION,
+)
+from maas.api.routing import ServedRoutes, json_response
 from maas.errors import InvalidInput, NotFound
 from maas.protocol.registry_types import (
     AliasDeleted,
@@ -35,17 +47,13 @@ from maas.registry.documents import VersionMeta
 from maas.registry.references import ALIAS_PATTERN, LATEST, VERSION_PATTERN, describe_name, validate_name
 from maas.registry.store import ModelRegistry
 
-MODELS = "/registry/models"
-MODEL = f"{MODELS}/<name>"
-VERSION = f"{MODEL}/versions/<version>"
-ALIAS = f"{MODEL}/aliases/<alias>"
 EXPECTED_VERSION_QUERY = "expected_version"
 _QUERY_NUMBER = re.compile(r"[0-9]{1,18}")
 Body = TypeVar("Body", bound=BaseModel)
 
 
 def register_registry_routes(
-    routes: RouteTable,
+    routes: ServedRoutes,
     admin: RegistryAdmin,
     *,
     max_request_bytes: int,
@@ -69,7 +77,7 @@ def register_registry_routes(
     def caller() -> str | None:
         return caller_identity(router.current_event.raw_event)
 
-    @routes.add("GET", MODELS)
+    @routes.add(REGISTRY_LIST_MODELS)
     def list_models() -> Response[Any]:
         models = [
             ModelSummary(
@@ -81,7 +89,7 @@ def register_registry_routes(
         ]
         return _ok(RegistryModelList(models=models))
 
-    @routes.add("GET", MODEL)
+    @routes.add(REGISTRY_MODEL)
     def describe_model(name: str) -> Response[Any]:
         model = _name(name)
         versions = registry.versions(model)
@@ -95,7 +103,7 @@ def register_registry_routes(
             )
         )
 
-    @routes.add("GET", VERSION)
+    @routes.add(REGISTRY_VERSION)
     def describe_version(name: str, version: str) -> Response[Any]:
         model, number = _name(name), _version(version)
         manifest = registry.manifest(model, number)
@@ -103,7 +111,7 @@ def register_registry_routes(
         meta = stored.document if stored else VersionMeta(status=manifest.status)
         return _ok(VersionDetail(manifest=manifest, meta=meta))
 
-    @routes.add("PUT", ALIAS)
+    @routes.add(REGISTRY_SET_ALIAS)
     def set_alias(name: str, alias: str) -> Response[Any]:
         model, alias_name = _name(name), _alias(alias)
         request = body(SetAliasRequest)
@@ -123,20 +131,20 @@ def register_registry_routes(
         )
         return _ok(document)
 
-    @routes.add("DELETE", ALIAS)
+    @routes.add(REGISTRY_DELETE_ALIAS)
     def delete_alias(name: str, alias: str) -> Response[Any]:
         model, alias_name = _name(name), _alias(alias)
         expected = _query_number(router.current_event.get_query_string_value(EXPECTED_VERSION_QUERY))
         admin.delete_alias(model, alias_name, expected_version=expected)
         return _ok(AliasDeleted(name=model, alias=alias_name))
 
-    @routes.add("POST", f"{ALIAS}/rollback")
+    @routes.add(REGISTRY_ROLLBACK)
     def rollback(name: str, alias: str) -> Response[Any]:
         model, alias_name = _name(name), _alias(alias)
         request = body(RollbackRequest, optional=True)
         return _ok(admin.rollback(model, alias_name, reason=request.reason, by=caller()))
 
-    @routes.add("POST", f"{MODEL}/promote")
+    @routes.add(REGISTRY_PROMOTE)
     def promote(name: str) -> Response[Any]:
         model = _name(name)
         request = body(PromoteRequest)
@@ -153,13 +161,13 @@ def register_registry_routes(
         )
         return _ok(document)
 
-    @routes.add("PUT", f"{VERSION}/tags")
+    @routes.add(REGISTRY_TAGS)
     def set_tags(name: str, version: str) -> Response[Any]:
         model, number = _name(name), _version(version)
         request = body(TagsRequest)
         return _ok(admin.set_tags(model, number, request.tags, remove=request.remove, by=caller()))
 
-    @routes.add("POST", f"{VERSION}/archive")
+    @routes.add(REGISTRY_ARCHIVE)
     def archive(name: str, version: str) -> Response[Any]:
         model, number = _name(name), _version(version)
         return _ok(admin.archive(model, number, by=caller()))

@@ -1,7 +1,7 @@
-"""A route table over a Powertools router that remembers its rules.
+"""The routes one app serves: rows of the route table registered on a Powertools router, remembered.
 
 Knowing the rules lets an unmatched request be told which methods its path accepts (405 with Allow)
-instead of a bare 404, and lets tests compare the served routes with template.yaml. Every GET rule also
+instead of a bare 404, and lets tests compare the served routes with the route table. Every GET rule also
 answers HEAD, with the same handler: the HTTP layer (API Gateway, the local gateway) sends no body for it.
 """
 
@@ -22,10 +22,9 @@ from aws_lambda_powertools.event_handler import (
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-Handler = TypeVar("Handler", bound=Callable[..., Any])
+from maas.api.route_table import Route
 
-GET = "GET"
-HEAD = "HEAD"
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
 def remaining_time(router: Router) -> Callable[[], int] | None:
@@ -50,7 +49,7 @@ class _Rule:
     # The patterns Powertools itself matches with: the REST resolver also accepts trailing slashes.
     exact: re.Pattern[str]
     trailing_slashes: re.Pattern[str]
-    # Paths the rule's pattern matches that belong to another route (see RouteTable.add).
+    # Paths the rule's pattern matches that belong to another route (see ServedRoutes.add).
     unless: re.Pattern[str] | None
 
     def serves(self, path: str, *, trailing_slashes: bool) -> bool:
@@ -58,25 +57,28 @@ class _Rule:
         return bool(pattern.match(path)) and not (self.unless and self.unless.fullmatch(path))
 
 
-class RouteTable:
+class ServedRoutes:
     def __init__(self) -> None:
         self.router = Router()
+        self.served: list[Route] = []
+        # (method, Powertools rule) for each route and its HEAD twin.
         self.rules: list[tuple[str, str]] = []
         self._rules: list[_Rule] = []
 
-    def add(self, method: str, *rules: str, unless: str | None = None) -> Callable[[Handler], Handler]:
-        """Serve `rules` for `method`, and for HEAD too when it is GET.
+    def add(self, *routes: Route, unless: str | None = None) -> Callable[[Handler], Handler]:
+        """Serve `routes` (rows of maas.api.route_table) with the handler, GET's HEAD twin included.
 
         `unless`: a regex of whole paths that the rules' parameters would match but that are another
         route's, such as GET /v1/models/<name> for /v1/models/m:predict. Such a path is not served here,
         so it answers as any unmatched path does (405 naming the methods that do serve it, or 404)."""
-        methods = [method, HEAD] if method == GET else [method]
         excluded = None if unless is None else re.compile(unless)
 
         def register(handler: Handler) -> Handler:
             served = handler if excluded is None else self._guarded(handler, excluded)
-            for rule in rules:
+            for route in routes:
+                rule, methods = route.rule, list(route.methods)
                 self.router.route(rule, methods)(served)
+                self.served.append(route)
                 for each in methods:
                     self.rules.append((each, rule))
                     self._rules.append(

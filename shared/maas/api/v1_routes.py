@@ -9,7 +9,8 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import Response
 
 from maas.api.http_body import header, read_body
-from maas.api.routing import RouteTable, json_response, remaining_time
+from maas.api.route_table import V1_EXPLAIN, V1_LIST_MODELS, V1_LIVE, V1_MODEL_STATUS, V1_PREDICT
+from maas.api.routing import ServedRoutes, json_response, remaining_time
 from maas.api.v2_routes import MODEL_VERSION_HEADER, ROUTING_KEY_HEADER
 from maas.infer_types import InferenceRequest
 from maas.protocol.explain_codec import decode_explain_parameters, encode_v1_explain_response
@@ -19,23 +20,22 @@ from maas.protocol.v1_types import V1ModelList, V1ModelStatus, V1ServerLive
 from maas.registry.references import ModelRef, parse_ref
 from maas.service.inference import InferenceService
 
-PREDICT_VERB = "predict"
-EXPLAIN_VERB = "explain"
-# The literal verb the POST rules match; a percent-encoded ':' is part of a name, as for the POST rules.
-VERB_PATHS = rf"/v1/models/[^/]*:({PREDICT_VERB}|{EXPLAIN_VERB})/*"
+# The literal verbs the POST rules match; a percent-encoded ':' is part of a name, as for the POST rules.
+_VERBS = "|".join(route.path.rsplit(":", 1)[1] for route in (V1_PREDICT, V1_EXPLAIN))
+VERB_PATHS = rf"/v1/models/[^/]*:({_VERBS})/*"
 
 
-def register_v1_routes(routes: RouteTable, service: InferenceService) -> None:
+def register_v1_routes(routes: ServedRoutes, service: InferenceService) -> None:
     settings = service.settings
     limits = TensorLimits.from_settings(settings)
     router = routes.router
 
     # KServe V1 servers answer liveness at the root (kserve's InferenceRESTClient.is_server_live).
-    @routes.add("GET", "/")
+    @routes.add(V1_LIVE)
     def server_live() -> Response[Any]:
         return json_response(V1ServerLive(status="alive").model_dump_json())
 
-    @routes.add("GET", "/v1/models")
+    @routes.add(V1_LIST_MODELS)
     def list_models() -> Response[Any]:
         return json_response(V1ModelList(models=list(service.model_index())).model_dump_json())
 
@@ -48,7 +48,7 @@ def register_v1_routes(routes: RouteTable, service: InferenceService) -> None:
         body = read_body(event, settings.max_request_bytes, compressed=settings.compressed_bodies)
         return pinned, decode_predict_request(body, signature, limits)
 
-    @routes.add("POST", f"/v1/models/<name>:{PREDICT_VERB}")
+    @routes.add(V1_PREDICT)
     def predict(name: str) -> Response[Any]:
         pinned, request = decode(name)
         response = service.infer(pinned, request, remaining_ms=remaining_time(router))
@@ -56,7 +56,7 @@ def register_v1_routes(routes: RouteTable, service: InferenceService) -> None:
             encode_predict_response(response), headers={MODEL_VERSION_HEADER: str(response.model_version)}
         )
 
-    @routes.add("POST", f"/v1/models/<name>:{EXPLAIN_VERB}")
+    @routes.add(V1_EXPLAIN)
     def explain(name: str) -> Response[Any]:
         pinned, request = decode(name)
         parameters = decode_explain_parameters(request.parameters)
@@ -68,7 +68,7 @@ def register_v1_routes(routes: RouteTable, service: InferenceService) -> None:
 
     # The <name> of this rule would also match "m:predict"; that path is the POST routes', whatever the
     # name before the verb (an empty one included), so every method gets the same 405 or 404 for it.
-    @routes.add("GET", "/v1/models/<name>", unless=VERB_PATHS)
+    @routes.add(V1_MODEL_STATUS, unless=VERB_PATHS)
     def model_status(name: str) -> Response[Any]:
         ref = _ref(name)
         service.model_ready(ref)

@@ -1,6 +1,7 @@
 """Open Inference Protocol V2 routes over the inference service.
 
-Routes only translate: path and body in, service call, wire out. Error mapping lives in http_app.
+Routes only translate: path and body in, service call, wire out. The routes themselves are rows of
+route_table; errors are mapped in lambda_app.
 """
 
 from __future__ import annotations
@@ -13,7 +14,18 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import Response
 
 from maas.api.http_body import header, header_length, read_body
-from maas.api.routing import RouteTable, json_response, remaining_time
+from maas.api.route_table import (
+    V2_EXPLAIN,
+    V2_INFER,
+    V2_LIST_MODELS,
+    V2_LIVE,
+    V2_MODEL_METADATA,
+    V2_MODEL_READY,
+    V2_READY,
+    V2_REPOSITORY_INDEX,
+    V2_SERVER_METADATA,
+)
+from maas.api.routing import ServedRoutes, json_response, remaining_time
 from maas.errors import InvalidInput, PayloadTooLarge
 from maas.infer_types import InferenceResponse
 from maas.protocol.explain_codec import decode_explain_parameters
@@ -37,8 +49,6 @@ from maas.protocol.v2_types import (
 from maas.registry.references import ModelRef, describe_name, parse_ref, parse_version_selector
 from maas.service.inference import ROUTING_KEY, InferenceService
 
-MODEL = "/v2/models/<name>"
-MODEL_VERSION = "/v2/models/<name>/versions/<version>"
 MODEL_VERSION_HEADER = "x-maas-model-version"
 ROUTING_KEY_HEADER = "x-maas-routing-key"
 BINARY_CONTENT_TYPE = "application/octet-stream"
@@ -46,20 +56,20 @@ BINARY_CONTENT_TYPE = "application/octet-stream"
 BASE64_GROWTH = 4 / 3
 
 
-def register_v2_routes(routes: RouteTable, service: InferenceService) -> None:
+def register_v2_routes(routes: ServedRoutes, service: InferenceService) -> None:
     settings = service.settings
     limits = TensorLimits.from_settings(settings)
     router = routes.router
 
-    @routes.add("GET", "/v2/health/live")
+    @routes.add(V2_LIVE)
     def server_live() -> Response[Any]:
         return json_response(LiveResponse(live=True).model_dump_json())
 
-    @routes.add("GET", "/v2/health/ready")
+    @routes.add(V2_READY)
     def server_ready() -> Response[Any]:
         return json_response(ReadyResponse(ready=service.server_ready()).model_dump_json())
 
-    @routes.add("GET", "/v2")
+    @routes.add(V2_SERVER_METADATA)
     def server_metadata() -> Response[Any]:
         metadata = service.server_metadata()
         return json_response(
@@ -68,7 +78,7 @@ def register_v2_routes(routes: RouteTable, service: InferenceService) -> None:
             ).model_dump_json()
         )
 
-    @routes.add("GET", "/v2/models")
+    @routes.add(V2_LIST_MODELS)
     def list_models() -> Response[Any]:
         models = [
             ModelIndexEntry(name=name, versions=[str(v) for v in versions])
@@ -76,7 +86,7 @@ def register_v2_routes(routes: RouteTable, service: InferenceService) -> None:
         ]
         return json_response(ModelListResponse(models=models).model_dump_json())
 
-    @routes.add("POST", "/v2/repository/index")
+    @routes.add(V2_REPOSITORY_INDEX)
     def repository_index() -> Response[Any]:
         loaded = set(service.cache.loaded_keys())
         rows = [
@@ -88,11 +98,11 @@ def register_v2_routes(routes: RouteTable, service: InferenceService) -> None:
         ]
         return json_response(_json_list(rows))
 
-    @routes.add("GET", MODEL, MODEL_VERSION)
+    @routes.add(*V2_MODEL_METADATA)
     def model_metadata(name: str, version: str | None = None) -> Response[Any]:
         return json_response(encode_model_metadata(service.model_metadata(_ref(name, version))))
 
-    @routes.add("GET", f"{MODEL}/ready", f"{MODEL_VERSION}/ready")
+    @routes.add(*V2_MODEL_READY)
     def model_ready(name: str, version: str | None = None) -> Response[Any]:
         ref = _ref(name, version)
         loaded_version = service.model_ready(ref)
@@ -113,7 +123,7 @@ def register_v2_routes(routes: RouteTable, service: InferenceService) -> None:
             request=dataclasses.replace(request, parameters={**request.parameters, ROUTING_KEY: routing_key}),
         )
 
-    @routes.add("POST", f"{MODEL}/infer", f"{MODEL_VERSION}/infer")
+    @routes.add(*V2_INFER)
     def infer(name: str, version: str | None = None) -> Response[Any]:
         decoded = decode()
         ref = _ref(name, version)
@@ -121,7 +131,7 @@ def register_v2_routes(routes: RouteTable, service: InferenceService) -> None:
         response = service.infer(ref, decoded.request, remaining_ms=remaining_time(router))
         return _inference_response(response, decoded, settings.max_response_bytes)
 
-    @routes.add("POST", f"{MODEL}/explain", f"{MODEL_VERSION}/explain")
+    @routes.add(*V2_EXPLAIN)
     def explain(name: str, version: str | None = None) -> Response[Any]:
         decoded = decode()
         ref = _ref(name, version)

@@ -24,8 +24,6 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from maas.aws_clients import s3_client
-from maas.config import Settings
 from maas.errors import InvalidInput, MaasError, Unavailable
 from maas.events.requests import decode_event_request
 from maas.objects import object_exists, put_new
@@ -56,16 +54,13 @@ class _QueueApp:
         self._processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
-        try:
-            response = process_partial_response(
-                event=dict(event), record_handler=self._handle, processor=self._processor, context=context
-            )
-            return dict(response)
-        finally:
-            if metrics.metric_set:
-                metrics.flush_metrics()
+        response = process_partial_response(
+            event=dict(event), record_handler=self._handle, processor=self._processor, context=context
+        )
+        return dict(response)
 
     def _handle(self, record: SQSRecord) -> None:
+        # Each record is its own piece of work: its logs carry its message id.
         logger.set_correlation_id(record.message_id)
         try:
             self.handle(record)
@@ -233,16 +228,3 @@ def _log_failure(record: SQSRecord, exc: Exception) -> None:
             },
         )
 
-
-def build_batch_app(settings: Settings | None = None) -> BatchFunctionApp:
-    inference = InferenceService.from_settings(settings)
-    s3 = s3_client(inference.settings.endpoint_url)
-    return BatchFunctionApp(
-        BatchJobService(inference, s3, inference.settings.bucket, inference.settings.prefix)
-    )
-
-
-def build_async_app(settings: Settings | None = None) -> AsyncFunctionApp:
-    inference = InferenceService.from_settings(settings)
-    s3 = s3_client(inference.settings.endpoint_url)
-    return AsyncFunctionApp(inference, s3, inference.settings.bucket, inference.settings.prefix)

@@ -1,0 +1,18 @@
+"""The batch function's composition root: job notifications from SQS (S3 events for jobs/.../input.*) run by
+the batch-job service, behind the Lambda edge."""
+
+from __future__ import annotations
+
+from maas.apps.edge import Edge
+from maas.aws_clients import s3_client
+from maas.config import Settings
+from maas.events.queues import BatchFunctionApp
+from maas.service.batch_jobs import BatchJobService
+from maas.service.inference import InferenceService
+
+
+def build_batch_app(settings: Settings | None = None) -> Edge:
+    inference = InferenceService.from_settings(settings)
+    s3 = s3_client(inference.settings.endpoint_url)
+    jobs = BatchJobService(inference, s3, inference.settings.bucket, inference.settings.prefix)
+    return Edge(BatchFunctionApp(jobs).resolve)

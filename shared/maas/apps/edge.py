@@ -1,0 +1,68 @@
+"""The one Lambda edge every function's app is served through: correlation id, error mapping, metrics.
+
+Each invocation gets a log correlation id (an HTTP request's id, a direct invoke's "id"; an SQS record's
+message id is set per record by its adapter), a ColdStart count on the container's first, and an
+Errors<status> count for an answer that reports one. Its EMF metrics are flushed whatever happens.
+
+HTTP errors are answered inside the resolver, as responses. A MaasError that reaches the edge (a direct
+invoke's client mistake) is answered as {"error", "status"}, so a state machine can branch on it; an
+Unavailable is raised, so the caller's retry policy applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from maas.errors import MaasError, Unavailable
+from maas.observability import MetricUnit, logger, metrics
+
+Answer = Callable[[Mapping[str, Any], LambdaContext | None], dict[str, Any]]
+
+
+class Edge:
+    """Serves `answer` (a function's adapters, composed) as the Lambda handler's one call."""
+
+    def __init__(self, answer: Answer) -> None:
+        self._answer = answer
+        self._cold_start = True
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+        logger.set_correlation_id(correlation_id(event))
+        if self._cold_start:
+            self._cold_start = False
+            metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
+        try:
+            try:
+                answer = self._answer(event, context)
+            except Unavailable:
+                raise
+            except MaasError as exc:
+                answer = {"error": exc.message, "status": exc.status}
+            status = answered_status(answer)
+            if status is not None and status >= 400:
+                metrics.add_metric(name=f"Errors{status}", unit=MetricUnit.Count, value=1)
+            return answer
+        finally:
+            if metrics.metric_set:
+                metrics.flush_metrics()
+
+
+def correlation_id(event: Mapping[str, Any]) -> str | None:
+    request_context = event.get("requestContext")
+    if isinstance(request_context, Mapping):
+        request_id = request_context.get("requestId")
+        return request_id if isinstance(request_id, str) else None
+    given = event.get("id")
+    return given if isinstance(given, str) else None
+
+
+def answered_status(answer: Mapping[str, Any]) -> int | None:
+    """An HTTP response's statusCode, or an error answer's status; None for answers that carry none
+    (an inference, a partial batch response, a warm-up summary)."""
+    if "statusCode" in answer:
+        return int(str(answer["statusCode"]))
+    status = answer.get("status") if "error" in answer else None
+    return status if isinstance(status, int) else None

@@ -1,0 +1,65 @@
+"""The infer function's composition root: the V2/V1/docs HTTP app, direct invokes and the warm-up schedule,
+over one inference service, behind the Lambda edge.
+
+    API Gateway / Function URL event       -> the HTTP app (maas.api)
+    {"model": ..., "inputs": [...]}        -> direct invoke (maas.events.infer_events)
+    EventBridge "Scheduled Event"          -> warm-up
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from maas.api.docs_routes import register_docs_routes
+from maas.api.lambda_app import MultiFormatApp, register_error_handlers
+from maas.api.routing import ServedRoutes
+from maas.api.v1_routes import register_v1_routes
+from maas.api.v2_routes import register_v2_routes
+from maas.apps.edge import Edge
+from maas.errors import InvalidInput
+from maas.events.infer_events import InferEvents, is_direct_invoke, is_warm_up
+from maas.service.inference import InferenceService
+
+UNSUPPORTED_EVENT = (
+    'event: expected an API Gateway or Function URL request, a direct invoke {"model", "inputs"} '
+    "or an EventBridge scheduled warm-up"
+)
+
+
+def infer_http_app(service: InferenceService) -> MultiFormatApp:
+    """The V2, V1 and docs routes over the inference service."""
+    routes = ServedRoutes()
+    register_v2_routes(routes, service)
+    register_v1_routes(routes, service)
+    register_docs_routes(routes, swagger_ui_enabled=service.settings.docs_enabled)
+    register_error_handlers(routes)
+    return MultiFormatApp(routes)
+
+
+class InferFunction:
+    """Every event the infer function gets, sent to the adapter that speaks it, behind the Lambda edge."""
+
+    def __init__(self, service: InferenceService) -> None:
+        self.service = service
+        self.http = infer_http_app(service)
+        self.events = InferEvents(service)
+        self._edge = Edge(self._answer)
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+        return self._edge.resolve(event, context)
+
+    def _answer(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+        if "requestContext" in event or "httpMethod" in event:
+            return self.http.resolve(event, context)
+        if is_warm_up(event):
+            return self.events.warm_up()
+        if is_direct_invoke(event):
+            return self.events.invoke(event, context)
+        raise InvalidInput(UNSUPPORTED_EVENT)
+
+
+def build_infer_app(service: InferenceService | None = None) -> InferFunction:
+    return InferFunction(service or InferenceService.from_settings())
