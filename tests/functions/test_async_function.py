@@ -279,7 +279,7 @@ def test_the_same_message_twice_leaves_one_result(async_function: ModuleType, s3
 
 def test_a_storage_outage_is_transient_and_reported_for_retry(async_function: ModuleType, s3: Any) -> None:
     event = {"Records": [record(request("r-outage", rows_of(1)), "m-outage")]}
-    app = async_function.app
+    app = async_function.app.adapter
     app.bucket = "no-such-bucket"  # the function's own client, pointed at a bucket that is not there
 
     response = async_function.lambda_handler(event, None)

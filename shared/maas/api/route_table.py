@@ -13,25 +13,23 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from http import HTTPMethod
 from typing import Literal
 
 Function = Literal["infer", "registry"]
 INFER: Function = "infer"
 REGISTRY: Function = "registry"
 
-GET = "GET"
-HEAD = "HEAD"
-POST = "POST"
-PUT = "PUT"
-DELETE = "DELETE"
-
+# Short names for the rows below.
+GET, HEAD, POST = HTTPMethod.GET, HTTPMethod.HEAD, HTTPMethod.POST
+PUT, DELETE = HTTPMethod.PUT, HTTPMethod.DELETE
 _PARAMETER = re.compile(r"\{(\w+)\}")
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     function: Function
-    method: str
+    method: HTTPMethod
     path: str
     summary: str
     # The OpenAPI tag; None for the routes that serve the document itself, which it does not describe.
@@ -47,7 +45,7 @@ class Route:
     gateway_route: str | None = None
 
     @property
-    def methods(self) -> tuple[str, ...]:
+    def methods(self) -> tuple[HTTPMethod, ...]:
         """The methods served: GET's HEAD twin answers the same status and headers without the body."""
         return (GET, HEAD) if self.method == GET else (self.method,)
 

@@ -76,7 +76,7 @@ class ServedRoutes:
         def register(handler: Handler) -> Handler:
             served = handler if excluded is None else self._guarded(handler, excluded)
             for route in routes:
-                rule, methods = route.rule, list(route.methods)
+                rule, methods = route.rule, [str(method) for method in route.methods]
                 self.router.route(rule, methods)(served)
                 self.served.append(route)
                 for each in methods:

@@ -11,23 +11,26 @@ Unavailable is raised, so the caller's retry policy applies.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, Generic, Protocol, TypeVar
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from maas.errors import MaasError, Unavailable
 from maas.observability import MetricUnit, logger, metrics
 
-Answer = Callable[[Mapping[str, Any], LambdaContext | None], dict[str, Any]]
 
+class Edge(ABC):
+    """A function's app: `resolve` is the Lambda handler's one call, the edge; `answer` is the function's own
+    work. The infer function, which sends each kind of event to its own adapter, subclasses it; the others
+    serve their one adapter through BehindEdge."""
 
-class Edge:
-    """Serves `answer` (a function's adapters, composed) as the Lambda handler's one call."""
+    # Per app, not per process: tests build a fresh app per simulated container.
+    _cold_start = True
 
-    def __init__(self, answer: Answer) -> None:
-        self._answer = answer
-        self._cold_start = True
+    @abstractmethod
+    def answer(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]: ...
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
         logger.set_correlation_id(correlation_id(event))
@@ -36,7 +39,7 @@ class Edge:
             metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
         try:
             try:
-                answer = self._answer(event, context)
+                answer = self.answer(event, context)
             except Unavailable:
                 raise
             except MaasError as exc:
@@ -48,6 +51,23 @@ class Edge:
         finally:
             if metrics.metric_set:
                 metrics.flush_metrics()
+
+
+class Resolver(Protocol):
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]: ...
+
+
+AdapterT = TypeVar("AdapterT", bound=Resolver)
+
+
+class BehindEdge(Edge, Generic[AdapterT]):
+    """A function whose one adapter answers every event it gets (HTTP routes, an SQS source)."""
+
+    def __init__(self, adapter: AdapterT) -> None:
+        self.adapter = adapter
+
+    def answer(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+        return self.adapter.resolve(event, context)
 
 
 def correlation_id(event: Mapping[str, Any]) -> str | None:

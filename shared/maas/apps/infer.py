@@ -39,19 +39,15 @@ def infer_http_app(service: InferenceService) -> MultiFormatApp:
     return MultiFormatApp(routes)
 
 
-class InferFunction:
+class InferFunction(Edge):
     """Every event the infer function gets, sent to the adapter that speaks it, behind the Lambda edge."""
 
     def __init__(self, service: InferenceService) -> None:
         self.service = service
         self.http = infer_http_app(service)
         self.events = InferEvents(service)
-        self._edge = Edge(self._answer)
 
-    def resolve(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
-        return self._edge.resolve(event, context)
-
-    def _answer(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+    def answer(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
         if "requestContext" in event or "httpMethod" in event:
             return self.http.resolve(event, context)
         if is_warm_up(event):

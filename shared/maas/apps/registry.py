@@ -7,7 +7,7 @@ from __future__ import annotations
 from maas.api.lambda_app import MultiFormatApp, register_error_handlers
 from maas.api.registry_routes import register_registry_routes
 from maas.api.routing import ServedRoutes
-from maas.apps.edge import Edge
+from maas.apps.edge import BehindEdge
 from maas.aws_clients import s3_client
 from maas.config import Settings
 from maas.registry.admin import RegistryAdmin
@@ -33,7 +33,9 @@ def registry_http_app(admin: RegistryAdmin, settings: Settings) -> MultiFormatAp
     return MultiFormatApp(routes)
 
 
-def build_registry_app(registry: ModelRegistry | None = None, settings: Settings | None = None) -> Edge:
+def build_registry_app(
+    registry: ModelRegistry | None = None, settings: Settings | None = None
+) -> BehindEdge[MultiFormatApp]:
     settings = settings or Settings.from_env()
     if registry is None:
         registry = ModelRegistry(
@@ -43,4 +45,4 @@ def build_registry_app(registry: ModelRegistry | None = None, settings: Settings
             default_alias=settings.default_alias,
             signer=signer_from_settings(settings),
         )
-    return Edge(registry_http_app(RegistryAdmin(registry), settings).resolve)
+    return BehindEdge(registry_http_app(RegistryAdmin(registry), settings))
