@@ -157,10 +157,11 @@ V2_EXPLAIN = _with_version_twin(
         binary=True,
     )
 )
-V1_LIVE = Route(INFER, GET, "/", "Server liveness (KServe V1)", "V1", f"{_V1}.V1ServerLive")
 V1_LIST_MODELS = Route(
     INFER, GET, "/v1/models", "List models (KServe V1)", "V1", f"{_V1}.V1ModelList", errors=(503,)
 )
+# KServe V1 servers answer liveness at the root (kserve's InferenceRESTClient.is_server_live).
+V1_LIVE = Route(INFER, GET, "/", "Server liveness (KServe V1)", "V1", f"{_V1}.V1ServerLive")
 V1_MODEL_STATUS = Route(
     INFER,
     GET,
