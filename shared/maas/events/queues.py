@@ -227,4 +227,3 @@ def _log_failure(record: SQSRecord, exc: Exception) -> None:
                 "traceback": "".join(traceback.format_tb(exc.__traceback__)),
             },
         )
-
