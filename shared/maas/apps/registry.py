@@ -8,10 +8,8 @@ from maas.api.lambda_app import MultiFormatApp, register_error_handlers
 from maas.api.registry_routes import register_registry_routes
 from maas.api.routing import ServedRoutes
 from maas.apps.edge import BehindEdge
-from maas.aws_clients import s3_client
 from maas.config import Settings
 from maas.registry.admin import RegistryAdmin
-from maas.registry.signing import signer_from_settings
 from maas.registry.store import ModelRegistry
 
 REGISTRY_ROUTE_HINT = (
@@ -37,12 +35,5 @@ def build_registry_app(
     registry: ModelRegistry | None = None, settings: Settings | None = None
 ) -> BehindEdge[MultiFormatApp]:
     settings = settings or Settings.from_env()
-    if registry is None:
-        registry = ModelRegistry(
-            s3_client(settings.endpoint_url),
-            settings.bucket,
-            prefix=settings.prefix,
-            default_alias=settings.default_alias,
-            signer=signer_from_settings(settings),
-        )
+    registry = registry or ModelRegistry.from_settings(settings)
     return BehindEdge(registry_http_app(RegistryAdmin(registry), settings))

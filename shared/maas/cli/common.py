@@ -15,17 +15,9 @@ if TYPE_CHECKING:
 
 
 def registry() -> ModelRegistry:
-    from maas import aws_clients, registry
-    from maas.registry.signing import signer_from_settings
+    from maas.registry import ModelRegistry
 
-    settings = Settings.from_env()
-    return registry.ModelRegistry(
-        aws_clients.s3_client(settings.endpoint_url),
-        settings.bucket,
-        prefix=settings.prefix,
-        default_alias=settings.default_alias,
-        signer=signer_from_settings(settings),
-    )
+    return ModelRegistry.from_settings(Settings.from_env())
 
 
 def admin() -> RegistryAdmin:

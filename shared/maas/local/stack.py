@@ -56,7 +56,6 @@ from maas.local.sam import BUCKET_TYPE, DEFAULT_SQS_BATCH_SIZE, SamTemplate
 from maas.local.stack_banner import SigningExample, curl_example, stack_banner
 from maas.local.template_reader import TEMPLATE_FILE, load_template
 from maas.registry import Manifest, ModelRegistry
-from maas.registry.signing import signer_from_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -169,13 +168,7 @@ class LocalStack:
             else:
                 for name in bucket_names.values():
                     ensure_bucket(s3, name)
-            registry = ModelRegistry(
-                s3,
-                settings.bucket,
-                prefix=settings.prefix,
-                default_alias=settings.default_alias,
-                signer=signer_from_settings(settings),
-            )
+            registry = ModelRegistry.from_settings(settings, s3)
             self._store, self._settings, self._registry = store, settings, registry
             region = process_region()
             sqs = None

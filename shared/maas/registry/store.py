@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from maas.config import ENV_MANIFEST_SIGNING
+from maas.aws_clients import s3_client
+from maas.config import ENV_MANIFEST_SIGNING, Settings
 from maas.errors import IntegrityError, InvalidInput, MaasError, NotFound, Unavailable
 from maas.objects import PreconditionFailed, put_new, storage_errors
 from maas.registry.documents import AliasDocument, CanarySplit, VersionClaim, VersionMeta, utc_now
@@ -41,7 +42,7 @@ from maas.registry.manifest import (
 )
 from maas.registry.onnx_graph_file import vet_graph_file
 from maas.registry.references import LATEST, ModelRef, validate_name
-from maas.registry.signing import SIGNATURE_FILE, ManifestSigner
+from maas.registry.signing import SIGNATURE_FILE, ManifestSigner, signer_from_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -99,6 +100,18 @@ class ModelRegistry:
         self.prefix = prefix
         self.default_alias = default_alias
         self.signer = signer
+
+    @classmethod
+    def from_settings(cls, settings: Settings, s3: S3Client | None = None) -> ModelRegistry:
+        """The registry the settings name (bucket, prefix, default alias, signer), over `s3` or the
+        process's client for the settings' endpoint."""
+        return cls(
+            s3 or s3_client(settings.endpoint_url),
+            settings.bucket,
+            prefix=settings.prefix,
+            default_alias=settings.default_alias,
+            signer=signer_from_settings(settings),
+        )
 
     # ---- keys
 

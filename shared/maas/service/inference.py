@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from maas import __version__
-from maas.aws_clients import s3_client
 from maas.config import ENV_REQUEST_TIMEOUT, Settings
 from maas.errors import Unavailable
 from maas.explain.batching import ExplainLimits
@@ -25,7 +24,6 @@ from maas.infer_types import InferenceRequest, InferenceResponse, ModelMetadata,
 from maas.observability import MetricUnit, logger, metrics
 from maas.registry.manifest import Manifest
 from maas.registry.references import ModelRef
-from maas.registry.signing import signer_from_settings
 from maas.registry.store import ModelRegistry, ResolvedTarget
 from maas.runtime import (
     CUDA,
@@ -91,15 +89,7 @@ class InferenceService:
     @classmethod
     def from_settings(cls, settings: Settings | None = None, s3: S3Client | None = None) -> InferenceService:
         settings = settings or Settings.from_env()
-        client = s3 or s3_client(settings.endpoint_url)
-        registry = ModelRegistry(
-            client,
-            settings.bucket,
-            prefix=settings.prefix,
-            default_alias=settings.default_alias,
-            signer=signer_from_settings(settings),
-        )
-        return cls(registry, settings)
+        return cls(ModelRegistry.from_settings(settings, s3), settings)
 
     # ---- data plane
 
