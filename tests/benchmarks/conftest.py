@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import redirect_stdout
-from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -17,21 +16,18 @@ import boto3
 import pytest
 
 from maas.config import ENV_INTRA_OP_THREADS
-from maas.registry import Manifest, ModelRegistry
+from maas.registry import ModelRegistry
 from maas.runtime import usable_cpus
 from tests.benchmarks.harness import BenchResults
-from tests.conftest import TEST_BUCKET, load_function_module
+from tests.benchmarks.store import SEED_OVERRIDES, STORE_CREDENTIALS, STORE_REGION, BenchStore, ModelZoo
+from tests.support.aws import TEST_BUCKET, moto_server
+from tests.support.functions import load_function_module
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from maas.training import TrainedModel
-
 BENCH_ENV = "MAAS_BENCH"
 BENCHMARKS_ON = os.environ.get(BENCH_ENV) == "1"
-STORE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-STORE_REGION = "us-east-1"
-SEED_OVERRIDES = {"epochs": 2}
 _RESULTS = pytest.StashKey[BenchResults]()
 
 if not BENCHMARKS_ON:
@@ -55,36 +51,11 @@ def bench_results(request: pytest.FixtureRequest) -> Iterator[BenchResults]:
     results.write()
 
 
-@dataclass(frozen=True, slots=True)
-class BenchStore:
-    endpoint_url: str
-    bucket: str
-    s3: S3Client
-    seed: Manifest
-
-    def function_env(self, **settings: str) -> dict[str, str]:
-        """What a function's process needs to reach this store, as the local stack would set it."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_DEFAULT_REGION": STORE_REGION,
-            "MAAS_BUCKET": self.bucket,
-            "MAAS_PROVIDER": "cpu",
-            **STORE_CREDENTIALS,
-            **settings,
-        }
-
-
 @pytest.fixture(scope="session")
 def bench_store() -> Iterator[BenchStore]:
-    from moto.server import ThreadedMotoServer
-
     from maas.training import train_and_publish
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint_url = f"http://{host}:{port}"
+    with moto_server() as endpoint_url:
         s3: S3Client = boto3.client(
             "s3",
             endpoint_url=endpoint_url,
@@ -95,53 +66,6 @@ def bench_store() -> Iterator[BenchStore]:
         s3.create_bucket(Bucket=TEST_BUCKET)
         seed = train_and_publish("seed-mlp", ModelRegistry(s3, TEST_BUCKET), overrides=SEED_OVERRIDES)
         yield BenchStore(endpoint_url, TEST_BUCKET, s3, seed)
-    finally:
-        server.stop()
-
-
-class ModelZoo:
-    """Each recipe trained once per run at its default config (what `make demo` publishes), and its int8
-    version, so every case measures the same models. Training happens on first use."""
-
-    # The int8 numbers are measured whatever they lose; the publishing gate is not the benchmark's concern.
-    INT8_MAX_DEGRADATION = 1.0
-
-    def __init__(self) -> None:
-        self._trained: dict[str, TrainedModel] = {}
-        self._int8: dict[str, TrainedModel] = {}
-        self._published: dict[tuple[str, str], Manifest] = {}
-
-    def trained(self, recipe: str) -> TrainedModel:
-        from maas.training import train_recipe
-
-        if recipe not in self._trained:
-            self._trained[recipe] = train_recipe(recipe)
-        return self._trained[recipe]
-
-    def int8(self, recipe: str) -> TrainedModel:
-        from maas.training.quantize import quantize_trained
-
-        if recipe not in self._int8:
-            self._int8[recipe] = quantize_trained(
-                self.trained(recipe), max_degradation=self.INT8_MAX_DEGRADATION
-            )
-        return self._int8[recipe]
-
-    def published(
-        self, store: BenchStore, recipe: str, *, name: str | None = None, int8: bool = False
-    ) -> Manifest:
-        """The recipe's model in the bench store, published once under `name`: by default `<recipe>-fp32` or
-        `<recipe>-int8`, so it never becomes a new version of the store's own seed-mlp."""
-        from maas.training import publish_trained
-
-        model_name = name or f"{recipe}-{'int8' if int8 else 'fp32'}"
-        key = (model_name, "int8" if int8 else "fp32")
-        if key not in self._published:
-            model = self.int8(recipe) if int8 else self.trained(recipe)
-            self._published[key] = publish_trained(
-                model, ModelRegistry(store.s3, store.bucket), name=model_name
-            )
-        return self._published[key]
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 RESULTS_DIR = ROOT / "bench-results"
 RESULTS_JSON = "results.json"

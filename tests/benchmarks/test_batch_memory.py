@@ -19,13 +19,14 @@ import numpy as np
 
 from maas.service.job_layout import JobStatus
 from tests.benchmarks.harness import MIB, BenchError, BenchResults, isolated_env, run_isolated
-from tests.conftest import ROOT, load_event
+from tests.support.events import load_event
+from tests.support.paths import ROOT
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
-    from tests.benchmarks.conftest import BenchStore
+    from tests.benchmarks.store import BenchStore
 
 CASE = "batch memory"
 SIZES_ENV = "MAAS_BENCH_BATCH_SIZES_MB"

@@ -20,10 +20,11 @@ import numpy as np
 from maas.service.job_layout import JobStatus
 from tests.benchmarks.harness import BenchError, BenchResults, isolated_env, run_isolated
 from tests.benchmarks.test_batch_memory import ROW_FORMAT, job_event
-from tests.conftest import ROOT, load_event
+from tests.support.events import load_event
+from tests.support.paths import ROOT
 
 if TYPE_CHECKING:
-    from tests.benchmarks.conftest import BenchStore
+    from tests.benchmarks.store import BenchStore
 
 CASE = "batch throughput"
 MODEL = "seed-mlp"

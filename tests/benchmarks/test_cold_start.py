@@ -26,13 +26,14 @@ import pytest
 
 from maas.registry import Manifest, ModelRegistry
 from maas.runtime import TextTokenizer
-from tests.benchmarks.conftest import STORE_REGION
 from tests.benchmarks.harness import BenchError, BenchResults, isolated_env, run_isolated
-from tests.conftest import ROOT, load_event
+from tests.benchmarks.store import STORE_REGION
+from tests.support.events import load_event
+from tests.support.paths import ROOT
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
-    from tests.benchmarks.conftest import BenchStore, ModelZoo
+    from tests.benchmarks.store import BenchStore, ModelZoo
 
 CASE = "cold start"
 CHILD = "tests.benchmarks.cold_start_process"

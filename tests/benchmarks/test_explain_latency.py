@@ -39,8 +39,8 @@ from maas.registry import Manifest
 from maas.registry.references import parse_ref
 from maas.runtime import LoadedModel, usable_cpus
 from maas.service.inference import InferenceService
-from tests.benchmarks.conftest import BenchStore, ModelZoo
 from tests.benchmarks.harness import BenchError, BenchResults
+from tests.benchmarks.store import BenchStore, ModelZoo
 from tests.benchmarks.timing import interleaved
 from tests.benchmarks.workloads import json_document, json_infer_event, repeats_within, workload
 

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.benchmarks.harness import BenchError, BenchResults, isolated_env, run_isolated
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 if TYPE_CHECKING:
-    from tests.benchmarks.conftest import BenchStore
+    from tests.benchmarks.store import BenchStore
 
 CASE = "import time"
 CHILD = "tests.benchmarks.import_process"

@@ -25,10 +25,11 @@ import torch
 from maas.aws_clients import s3_client
 from tests.benchmarks.harness import BenchError, BenchResults
 from tests.benchmarks.timing import interleaved
-from tests.conftest import load_event, load_function_module
+from tests.support.events import load_event
+from tests.support.functions import load_function_module
 
 if TYPE_CHECKING:
-    from tests.benchmarks.conftest import BenchStore, ModelZoo
+    from tests.benchmarks.store import BenchStore, ModelZoo
 
 CASE = "naive handler"
 RECIPES = ("seed-mlp", "digits-resnet")

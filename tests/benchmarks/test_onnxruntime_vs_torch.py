@@ -30,8 +30,8 @@ from maas.runtime import SessionConfig, usable_cpus, write_model_files
 from maas.training import TrainedModel
 from maas.training.metrics import degradation
 from maas.training.quantize import DEFAULT_MAX_DEGRADATION
-from tests.benchmarks.conftest import ModelZoo
 from tests.benchmarks.harness import MIB, BenchError, BenchResults
+from tests.benchmarks.store import ModelZoo
 from tests.benchmarks.timing import interleaved, per_call
 from tests.benchmarks.workloads import BATCH_SIZES, Workload, repeats_within, workload
 

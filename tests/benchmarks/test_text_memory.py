@@ -23,10 +23,10 @@ import pytest
 from maas.config import DEFAULT_MAX_BATCH, DEFAULT_MAX_STRING_BYTES, LAMBDA_PAYLOAD_BYTES
 from tests.benchmarks.harness import MIB, BenchError, BenchResults, isolated_env, run_isolated
 from tests.benchmarks.workloads import json_infer_event
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 if TYPE_CHECKING:
-    from tests.benchmarks.conftest import BenchStore, ModelZoo
+    from tests.benchmarks.store import BenchStore, ModelZoo
 
 CASE = "text request memory"
 CHILD = "tests.benchmarks.text_memory_process"

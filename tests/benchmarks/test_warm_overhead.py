@@ -54,8 +54,8 @@ from maas.runtime import (
     usable_cpus,
 )
 from maas.service import inference
-from tests.benchmarks.conftest import BenchStore, ModelZoo
 from tests.benchmarks.harness import BenchError, BenchResults
+from tests.benchmarks.store import BenchStore, ModelZoo
 from tests.benchmarks.timing import interleaved, per_call
 from tests.benchmarks.workloads import (
     BATCH_SIZES,
@@ -65,7 +65,7 @@ from tests.benchmarks.workloads import (
     repeats_within,
     workload,
 )
-from tests.conftest import load_event
+from tests.support.events import load_event
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -21,7 +21,7 @@ import numpy.typing as npt
 from maas.datatypes import BY_V2, from_numpy
 from maas.runtime import TextTokenizer
 from tests.benchmarks.harness import BenchError
-from tests.conftest import load_event
+from tests.support.events import load_event
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel

@@ -28,7 +28,7 @@ from maas.registry.manifest import MODEL_FILE
 from maas.runtime import signature_of
 from maas.service.inference import InferenceService
 from tests.cli.helpers import fail
-from tests.conftest import TEST_BUCKET
+from tests.support.aws import TEST_BUCKET
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
@@ -256,7 +256,7 @@ def test_an_image_model_gets_a_heatmap_png_per_row_and_its_table_names_pixels(
 def test_a_text_model_s_table_lists_its_tokens_by_attribution(
     cli_registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.onnx_models import WORDPIECE_VOCAB, bag_of_words_model
+    from tests.support.models import WORDPIECE_VOCAB, bag_of_words_model
 
     weights = np.random.default_rng(5).normal(size=(len(WORDPIECE_VOCAB), 2)).astype(np.float32)
     cli_registry.publish("bag-of-words", *bag_of_words_model(weights))

@@ -23,7 +23,7 @@ from maas.registry import Manifest
 from maas.registry.references import parse_ref
 from maas.service.job_layout import JobCounts, JobLocation, JobStatus, LineError
 from tests.cli.helpers import fail
-from tests.conftest import TEST_BUCKET
+from tests.support.aws import TEST_BUCKET
 
 LINES = b'{"inputs": {"input": [1.0, 2.0]}}\n{"inputs": {"input": [3.0, 4.0]}}\n'
 OUTPUT = b'{"outputs": {"output": [0.5]}}\n{"error": "input \'input\': expected shape [-1, 10]"}\n'
@@ -692,7 +692,8 @@ def test_submit_runs_a_job_through_the_real_batch_function(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tests.conftest import load_event, load_function_module
+    from tests.support.events import load_event
+    from tests.support.functions import load_function_module
 
     monkeypatch.setenv("MAAS_PROVIDER", "cpu")
     # The function shares this process's stdout here, where its EMF metrics would interleave with --json.

@@ -12,7 +12,7 @@ from maas import aws_clients
 from maas.cli import main
 from maas.registry import Manifest, ModelRegistry
 from tests.cli.helpers import fail
-from tests.conftest import TEST_BUCKET
+from tests.support.aws import TEST_BUCKET
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel

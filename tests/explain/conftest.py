@@ -8,14 +8,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from maas.registry import Manifest, ModelRegistry
-from tests.conftest import TEST_BUCKET, load_function_module
+from tests.support.functions import start_function
+from tests.support.models import TINY_DIGITS_OVERRIDES
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
-
-# Trains in about 2 s on one core and reaches about 0.9 test accuracy: accurate enough that its
-# attributions mean something, and non-linear (convolutions, BatchNorm, ReLU), unlike the seed MLP.
-TINY_DIGITS_OVERRIDES = {"epochs": 6, "width": 12, "depth": 1, "progress": False}
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +34,4 @@ def explain_function(
     monkeypatch: pytest.MonkeyPatch, s3: Any, published_seed: Manifest, published_digits: Manifest
 ) -> ModuleType:
     """functions/infer/app.py imported fresh, as Lambda would start it, over a bucket holding both models."""
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
-    return load_function_module("infer")
+    return start_function(monkeypatch, "infer")

@@ -27,7 +27,7 @@ from maas.infer_types import InferenceRequest, Tensor
 from maas.registry import Manifest
 from maas.registry.references import ModelRef
 from maas.service.inference import InferenceService
-from tests.conftest import load_event
+from tests.support.events import load_event
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel

@@ -1,4 +1,4 @@
-"""The infer function as Lambda runs it: app.py imported fresh, over a moto bucket holding seed-mlp."""
+"""The functions as Lambda runs them: app.py imported fresh, over a moto bucket holding seed-mlp."""
 
 from __future__ import annotations
 
@@ -8,25 +8,19 @@ from typing import Any
 import pytest
 
 from maas.registry import Manifest
-from tests.conftest import TEST_BUCKET, load_function_module
+from tests.support.functions import start_function
 
 
 @pytest.fixture
 def infer_function(monkeypatch: pytest.MonkeyPatch, s3: Any, published_seed: Manifest) -> ModuleType:
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
-    return load_function_module("infer")
+    return start_function(monkeypatch, "infer")
 
 
 @pytest.fixture
 def batch_function(monkeypatch: pytest.MonkeyPatch, s3: Any, published_seed: Manifest) -> ModuleType:
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
-    return load_function_module("batch")
+    return start_function(monkeypatch, "batch")
 
 
 @pytest.fixture
 def async_function(monkeypatch: pytest.MonkeyPatch, s3: Any, published_seed: Manifest) -> ModuleType:
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
-    return load_function_module("async")
+    return start_function(monkeypatch, "async")

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from tests.conftest import TEST_BUCKET, JsonLogs, load_event
+from tests.support.aws import TEST_BUCKET
+from tests.support.events import load_event
+from tests.support.logs import JsonLogs
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel

@@ -15,7 +15,9 @@ import pytest
 
 from maas.registry import Manifest
 from maas.service.job_layout import JobStatus
-from tests.conftest import TEST_BUCKET, JsonLogs, load_event
+from tests.support.aws import TEST_BUCKET
+from tests.support.events import load_event
+from tests.support.logs import JsonLogs
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel

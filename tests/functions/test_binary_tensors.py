@@ -22,8 +22,10 @@ import numpy.typing as npt
 import pytest
 
 from maas.registry import Manifest, ModelRegistry
-from tests.conftest import TEST_BUCKET, load_event, load_function_module
-from tests.onnx_models import text_normalizer_model
+from tests.support.aws import TEST_BUCKET
+from tests.support.events import load_event
+from tests.support.functions import load_function_module
+from tests.support.models import text_normalizer_model
 
 SEED_PATH = "/v2/models/seed-mlp/infer"
 TEXT_PATH = "/v2/models/text-normalizer/infer"

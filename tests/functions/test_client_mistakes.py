@@ -25,8 +25,10 @@ import pytest
 
 from maas.datatypes import DATATYPES
 from maas.registry import Manifest, ModelRegistry
-from tests.conftest import TEST_BUCKET, load_event, load_function_module
-from tests.onnx_models import dtype_echo_model, echo_input_name, pair_sum_model, token_stats_model
+from tests.support.aws import TEST_BUCKET
+from tests.support.events import load_event
+from tests.support.functions import load_function_module
+from tests.support.models import dtype_echo_model, echo_input_name, pair_sum_model, token_stats_model
 
 SEED, TEXT, ECHO, PAIR = "seed-mlp", "token-stats", "dtype-echo", "pair-sum"
 BIG = 2**63

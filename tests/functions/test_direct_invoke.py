@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from maas.registry import Manifest
-from tests.conftest import load_event, load_function_module
+from tests.support.events import load_event
+from tests.support.functions import load_function_module
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel

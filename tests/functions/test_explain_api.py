@@ -19,9 +19,11 @@ import pytest
 from onnx import TensorProto
 
 from maas.registry import Manifest, ModelRegistry
-from tests.conftest import TEST_BUCKET, load_event, load_function_module
-from tests.onnx_models import TOKENIZER_FILE, WORDPIECE_VOCAB, bag_of_words_model, batch_sum_model
 from tests.security.rows import Rows
+from tests.support.aws import TEST_BUCKET
+from tests.support.events import load_event
+from tests.support.functions import load_function_module
+from tests.support.models import TOKENIZER_FILE, WORDPIECE_VOCAB, bag_of_words_model, batch_sum_model
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from maas.registry import Manifest
-from tests.conftest import JsonLogs, load_event, load_function_module
+from tests.support.events import load_event
+from tests.support.functions import load_function_module
+from tests.support.logs import JsonLogs
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel

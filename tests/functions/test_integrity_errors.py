@@ -24,9 +24,12 @@ from maas.config import Settings
 from maas.registry import Manifest, ModelRegistry
 from maas.registry.manifest import MANIFEST_FILE, MODEL_FILE
 from maas.registry.signing import SIGNATURE_FILE, signer_from_settings
-from tests.conftest import TEST_BUCKET, JsonLogs, load_event, load_function_module
-from tests.onnx_models import TOKENIZER_FILE, token_stats_model
 from tests.security.hostile_models import SIGNATURE, add_weights_files, add_weights_graph, plant_version
+from tests.support.aws import TEST_BUCKET
+from tests.support.events import load_event
+from tests.support.functions import load_function_module
+from tests.support.logs import JsonLogs
+from tests.support.models import TOKENIZER_FILE, token_stats_model
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel

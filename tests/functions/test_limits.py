@@ -22,11 +22,13 @@ import pytest
 
 from maas.api.openapi import openapi_document
 from maas.registry import ModelRegistry
-from tests.conftest import TEST_BUCKET, load_event, load_function_module
 from tests.functions.binary_text import binary_text_body
 from tests.functions.test_async_function import record, result
 from tests.functions.test_batch_function import Context, job_event, read_lines, read_status, submit
-from tests.onnx_models import SLOW_WIDTH, slow_chain_model, text_normalizer_model
+from tests.support.aws import TEST_BUCKET
+from tests.support.events import load_event
+from tests.support.functions import load_function_module
+from tests.support.models import SLOW_WIDTH, slow_chain_model, text_normalizer_model
 from tests.unit.test_time_budget import SLOW_MODEL
 
 TEXT_MODEL = "lowercase"

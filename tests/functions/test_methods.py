@@ -21,7 +21,9 @@ import pytest
 from moto import mock_aws
 
 from maas.registry import ModelRegistry
-from tests.conftest import TEST_BUCKET, load_event, load_function_module
+from tests.support.aws import TEST_BUCKET
+from tests.support.events import load_event
+from tests.support.functions import load_function_module
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel

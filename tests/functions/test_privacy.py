@@ -23,11 +23,12 @@ import onnxruntime as ort
 import pytest
 
 from maas.registry import ModelRegistry
-from tests.conftest import JsonLogs, load_event
 from tests.functions.binary_text import binary_text_body
 from tests.functions.test_async_function import record, result
 from tests.functions.test_batch_function import Context, job_event, read_lines, submit
-from tests.onnx_models import text_normalizer_model
+from tests.support.events import load_event
+from tests.support.logs import JsonLogs
+from tests.support.models import text_normalizer_model
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel

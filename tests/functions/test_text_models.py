@@ -26,9 +26,11 @@ from maas.registry import Manifest, ModelRef, ModelRegistry
 from maas.registry.manifest import MODEL_FILE
 from maas.runtime import token_rows_per_run
 from maas.service.inference import InferenceService
-from tests.conftest import TEST_BUCKET, load_event, load_function_module
 from tests.functions.binary_text import binary_text_body
-from tests.onnx_models import TOKEN_STATS_MAX_LENGTH, TOKENIZER_FILE, ModelFiles, token_stats_model
+from tests.support.aws import TEST_BUCKET
+from tests.support.events import load_event
+from tests.support.functions import load_function_module
+from tests.support.models import TOKEN_STATS_MAX_LENGTH, TOKENIZER_FILE, ModelFiles, token_stats_model
 
 MODEL = "token-stats"
 INFER_PATH = f"/v2/models/{MODEL}/infer"

@@ -29,7 +29,7 @@ from kserve.protocol.infer_type import (  # type: ignore[import-untyped]
 
 from maas.local import LocalStack
 from maas.training import TrainedModel, publish_trained
-from tests.onnx_models import text_normalizer_model
+from tests.support.models import text_normalizer_model
 
 SEED = "seed-mlp"
 TEXT = "text-normalizer"

@@ -30,8 +30,9 @@ from maas.api.route_table import INFER, Route, routes_of
 from maas.datatypes import V2_NAMES
 from maas.local import LocalStack
 from maas.training import TrainedModel, publish_trained
-from tests.conftest import load_event, load_function_module
-from tests.integration.conftest import HttpCall
+from tests.support.events import load_event
+from tests.support.functions import load_function_module
+from tests.support.http import HttpCall
 
 # Bounded and reproducible: a fixed seed per test, no example database, no shrinking (a failure is reported
 # as found). 20 requests per operation, 40 where there is a body to fuzz, keep the whole run well under a

@@ -310,7 +310,7 @@ def test_v1_predict_follows_the_canary_split_too(registry: ModelRegistry, seed_m
 
     from maas.apps.infer import infer_http_app
     from maas.training import publish_trained
-    from tests.conftest import load_event
+    from tests.support.events import load_event
 
     publish_trained(seed_model, registry)
     publish_trained(seed_model, registry)

@@ -26,7 +26,7 @@ from maas.datatypes import DATATYPES
 from maas.local import LocalStack
 from maas.registry import Manifest
 from maas.training import TrainedModel, publish_trained
-from tests.onnx_models import (
+from tests.support.models import (
     ECHO_WIDTH,
     dtype_echo_model,
     echo_input_name,

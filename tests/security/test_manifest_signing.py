@@ -32,9 +32,10 @@ from maas.registry.signing import (
     signer_from_settings,
 )
 from maas.service.inference import InferenceService
-from tests.conftest import TEST_BUCKET, JsonLogs
 from tests.security.hostile_models import WEIGHTS, WIDTH, add_weights_files
 from tests.security.rows import Rows
+from tests.support.aws import TEST_BUCKET
+from tests.support.logs import JsonLogs
 
 NAME = "adder"
 SECRET_NAME = "maas/manifest-signing"

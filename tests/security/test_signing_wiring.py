@@ -19,8 +19,10 @@ from maas.cli import common
 from maas.config import Settings
 from maas.registry.signing import SIGNATURE_FILE
 from maas.service.inference import InferenceService
-from tests.conftest import TEST_BUCKET, load_event, load_function_module
 from tests.security.hostile_models import WEIGHTS, WIDTH, add_weights_files
+from tests.support.aws import TEST_BUCKET
+from tests.support.events import load_event
+from tests.support.functions import load_function_module
 
 NAME = "adder"
 SECRET_NAME = "maas/manifest-signing"

@@ -29,7 +29,6 @@ from maas.registry.manifest import MODEL_FILE
 from maas.registry.onnx_graph_file import NotAModelProto, external_data_locations
 from maas.runtime import write_model_files
 from maas.service.inference import InferenceService
-from tests.conftest import TEST_BUCKET, load_event, load_function_module
 from tests.security.hostile_models import (
     DATA_FILE,
     WEIGHTS,
@@ -39,6 +38,9 @@ from tests.security.hostile_models import (
     plant_version,
 )
 from tests.security.rows import Rows
+from tests.support.aws import TEST_BUCKET
+from tests.support.events import load_event
+from tests.support.functions import load_function_module
 
 NAME = "adder"
 # onnxruntime reads an external tensor at this "location" from a raw memory address.

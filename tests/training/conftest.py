@@ -5,15 +5,14 @@ from __future__ import annotations
 import pytest
 
 from maas.training import TrainedModel, train_recipe
-
-TINY = {"epochs": 3}
+from tests.support.models import TINY_SEED_OVERRIDES
 
 
 @pytest.fixture(scope="session")
 def other_seed_model() -> TrainedModel:
-    return train_recipe("seed-mlp", {**TINY, "seed": 1})
+    return train_recipe("seed-mlp", {**TINY_SEED_OVERRIDES, "seed": 1})
 
 
 @pytest.fixture(scope="session")
 def external_data_model() -> TrainedModel:
-    return train_recipe("seed-mlp", {**TINY, "external_data": True})
+    return train_recipe("seed-mlp", {**TINY_SEED_OVERRIDES, "external_data": True})

@@ -33,8 +33,7 @@ from maas.training.metrics import MetricGoal, Task, evaluate
 from maas.training.recipe import apply_overrides
 from maas.training.report import ModelReport
 from maas.training.seed_mlp import N_FEATURES, SeedMlpConfig, make_dataset
-from tests.conftest import TINY_SEED_OVERRIDES
-from tests.onnx_models import IR_VERSION, OPSET
+from tests.support.models import IR_VERSION, OPSET, TINY_SEED_OVERRIDES
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The trained seed-mlp's importances against the linear map's expected ones: 3 epochs leave a few percent

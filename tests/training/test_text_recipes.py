@@ -18,7 +18,9 @@ import pytest
 from maas.registry import Manifest, ModelRegistry
 from maas.training import TrainedModel, publish_trained, train_recipe
 from maas.training.text_data import encode_texts
-from tests.conftest import TEST_BUCKET, load_event, load_function_module
+from tests.support.aws import TEST_BUCKET
+from tests.support.events import load_event
+from tests.support.functions import load_function_module
 
 TINY_TEXT_BERT = {
     "n_samples": 400,

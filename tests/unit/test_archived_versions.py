@@ -21,7 +21,7 @@ from maas.registry import ModelRef, ModelRegistry
 from maas.registry.admin import PromotionRefused, RegistryAdmin, VersionInUse
 from maas.registry.documents import CanarySplit
 from maas.service.inference import InferenceService
-from tests.conftest import TEST_BUCKET
+from tests.support.aws import TEST_BUCKET
 from tests.unit.test_registry import publish
 
 if TYPE_CHECKING:

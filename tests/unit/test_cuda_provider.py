@@ -16,7 +16,7 @@ from maas.config import Settings
 from maas.infer_types import InferenceRequest, Tensor
 from maas.registry import Manifest, ModelRef, ModelRegistry
 from maas.service.inference import InferenceService
-from tests.conftest import TEST_BUCKET
+from tests.support.aws import TEST_BUCKET
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel

@@ -8,7 +8,7 @@ import pytest
 
 from maas.errors import Unavailable
 from maas.objects import CreateOnceUpload, object_exists, put_new
-from tests.conftest import TEST_BUCKET
+from tests.support.aws import TEST_BUCKET
 
 MIB = 1024 * 1024
 # S3 refuses parts under 5 MiB except the last one.

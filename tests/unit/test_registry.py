@@ -12,7 +12,7 @@ from maas.registry import ManifestDraft, ModelRef, ModelRegistry, Signature, Ten
 from maas.registry.admin import NO_ALIAS, RegistryAdmin, VersionInUse
 from maas.registry.documents import CanarySplit
 from maas.registry.manifest import sha256_hex
-from tests.conftest import TEST_BUCKET
+from tests.support.aws import TEST_BUCKET
 
 SIGNATURE = Signature(
     inputs=[TensorSpec(name="input", datatype="FP32", shape=[-1, 10])],

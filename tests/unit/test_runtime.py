@@ -23,7 +23,7 @@ from maas.runtime import (
     select_providers,
 )
 from maas.service.inference import InferenceService
-from tests.conftest import TEST_BUCKET
+from tests.support.aws import TEST_BUCKET
 from tests.unit.test_registry import publish
 
 if TYPE_CHECKING:

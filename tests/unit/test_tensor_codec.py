@@ -173,7 +173,7 @@ def test_a_multi_object_delete_that_fails_per_key_is_not_silent(s3: Any) -> None
 
     from maas.errors import Unavailable
     from maas.registry import ModelRegistry
-    from tests.conftest import TEST_BUCKET
+    from tests.support.aws import TEST_BUCKET
 
     registry = ModelRegistry(s3, TEST_BUCKET)
     with Stubber(s3) as stub:

@@ -12,7 +12,7 @@ from maas.errors import IntegrityError, InvalidInput
 from maas.registry.manifest import TokenizerPreprocessing
 from maas.runtime import TextTokenizer
 from maas.runtime.text import TokenizedTexts
-from tests.onnx_models import TOKENIZER_FILE, WORDPIECE_VOCAB, wordpiece_tokenizer_json
+from tests.support.models import TOKENIZER_FILE, WORDPIECE_VOCAB, wordpiece_tokenizer_json
 
 VOCAB = {token: index for index, token in enumerate(WORDPIECE_VOCAB)}
 PAD, UNK, CLS, SEP = (VOCAB[token] for token in ("[PAD]", "[UNK]", "[CLS]", "[SEP]"))

@@ -20,8 +20,8 @@ from maas.infer_types import InferenceRequest, Tensor
 from maas.registry import ModelRef, ModelRegistry
 from maas.runtime.loaded_model import Deadline
 from maas.service.inference import InferenceService
-from tests.conftest import TEST_BUCKET
-from tests.onnx_models import SLOW_WIDTH, slow_chain_model
+from tests.support.aws import TEST_BUCKET
+from tests.support.models import SLOW_WIDTH, slow_chain_model
 
 SLOW_MODEL = "slow-chain"
 BUDGET_SECONDS = 0.02

@@ -18,7 +18,7 @@ from maas.registry import ModelRef, ModelRegistry
 from maas.registry.admin import RegistryAdmin
 from maas.registry.manifest import MANIFEST_FILE
 from maas.registry.store import CLAIM_FILE
-from tests.conftest import TEST_BUCKET
+from tests.support.aws import TEST_BUCKET
 from tests.unit.test_registry import DRAFT, graph, publish
 
 NAME = "m"
