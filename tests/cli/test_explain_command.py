@@ -28,7 +28,7 @@ from maas.registry.manifest import MODEL_FILE
 from maas.runtime import signature_of
 from maas.service.inference import InferenceService
 from tests.cli.helpers import fail
-from tests.support.aws import TEST_BUCKET
+from tests.support.functions import set_function_env
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
@@ -45,8 +45,7 @@ def cli_registry(
 ) -> Iterator[ModelRegistry]:
     """The moto registry, with the CLI's settings (and its cached boto3 client) pointed at it; the working
     directory is the test's own, where a default heatmap would land."""
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
+    set_function_env(monkeypatch)
     monkeypatch.chdir(tmp_path)
     aws_clients.s3_client.cache_clear()
     yield registry

@@ -693,12 +693,10 @@ def test_submit_runs_a_job_through_the_real_batch_function(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from tests.support.events import load_event
-    from tests.support.functions import load_function_module
+    from tests.support.functions import start_function
 
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
     # The function shares this process's stdout here, where its EMF metrics would interleave with --json.
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    batch = load_function_module("batch")
+    batch = start_function(monkeypatch, "batch", POWERTOOLS_METRICS_DISABLED="true")
     rows = [[float(i + j) / 10 for j in range(10)] for i in range(3)]
     source = tmp_path / "rows.jsonl"
     source.write_text("\n".join([json.dumps(rows[0]), "{not json", json.dumps(rows[1]), json.dumps(rows[2])]))

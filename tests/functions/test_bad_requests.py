@@ -10,8 +10,6 @@ values planted in the payload.
 
 from __future__ import annotations
 
-import base64
-import copy
 import gzip
 import json
 import math
@@ -20,14 +18,12 @@ from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from maas.registry import ModelRegistry
-from tests.support.aws import TEST_BUCKET
-from tests.support.events import load_event
-from tests.support.functions import load_function_module
+from tests.support.aws import TEST_BUCKET, moto_bucket_for_module
+from tests.support.events import http_event
+from tests.support.functions import start_function
 from tests.support.logs import JsonLogs
 
 if TYPE_CHECKING:
@@ -60,7 +56,7 @@ class BadRequest(NamedTuple):
     method: str
     path: str
     headers: Mapping[str, str]
-    # str travels as is; bytes travel base64-encoded, as API Gateway hands binary bodies over.
+    # Bytes that are not text under their content type travel base64-encoded, as API Gateway sends them.
     body: str | bytes
     status: int
     fragment: str
@@ -867,39 +863,14 @@ def infer_function(seed_model: TrainedModel) -> Iterator[ModuleType]:
     """The infer function over moto S3 holding seed-mlp v1, with LIMITS read at import as on Lambda."""
     from maas.training import publish_trained
 
-    with pytest.MonkeyPatch.context() as env, mock_aws():
-        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "MAAS_PREFIX", "MAAS_DEFAULT_ALIAS"):
-            env.delenv(name, raising=False)
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "MAAS_BUCKET": TEST_BUCKET,
-            "MAAS_PROVIDER": "cpu",
-            **LIMITS,
-        }.items():
-            env.setenv(name, value)
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket=TEST_BUCKET)
+    with moto_bucket_for_module() as (env, s3):
         manifest = publish_trained(seed_model, ModelRegistry(s3, TEST_BUCKET))
         assert (manifest.name, manifest.version) == ("seed-mlp", 1)
-        yield load_function_module("infer")
+        yield start_function(env, "infer", **LIMITS)
 
 
-def http_api_event(case: BadRequest) -> dict[str, Any]:
-    event = copy.deepcopy(load_event("http_v2_health_live.json"))
-    event["routeKey"] = event["requestContext"]["routeKey"] = "$default"
-    event["rawPath"] = event["requestContext"]["http"]["path"] = case.path
-    event["requestContext"]["http"]["method"] = case.method
-    event["headers"].update(case.headers)
-    if isinstance(case.body, bytes):
-        event["body"] = base64.b64encode(case.body).decode()
-        event["isBase64Encoded"] = True
-    else:
-        event["body"] = case.body
-        event["isBase64Encoded"] = False
-    return event
+def event_for(case: BadRequest) -> dict[str, Any]:
+    return http_event(case.method, case.path, case.body, headers=case.headers)
 
 
 def test_the_table_covers_enough_distinct_bad_requests() -> None:
@@ -909,10 +880,10 @@ def test_the_table_covers_enough_distinct_bad_requests() -> None:
 
 def test_a_valid_request_passes_so_each_row_fails_for_its_own_reason(infer_function: ModuleType) -> None:
     valid = BadRequest("valid", "POST", INFER, JSON, v2(), 200, "")
-    response = infer_function.lambda_handler(http_api_event(valid), None)
+    response = infer_function.lambda_handler(event_for(valid), None)
     assert response["statusCode"] == 200, response["body"]
     valid_v1 = valid._replace(path=PREDICT, body=v1([ROW]))
-    response = infer_function.lambda_handler(http_api_event(valid_v1), None)
+    response = infer_function.lambda_handler(event_for(valid_v1), None)
     assert response["statusCode"] == 200, response["body"]
 
 
@@ -920,7 +891,7 @@ def test_a_valid_request_passes_so_each_row_fails_for_its_own_reason(infer_funct
 def test_a_bad_request_gets_a_4xx_json_error_naming_the_problem(
     infer_function: ModuleType, case: BadRequest, capsys: pytest.CaptureFixture[str], json_logs: JsonLogs
 ) -> None:
-    response = infer_function.lambda_handler(http_api_event(case), None)
+    response = infer_function.lambda_handler(event_for(case), None)
 
     status, raw_body = response["statusCode"], response["body"]
     assert status == case.status, raw_body

@@ -22,9 +22,8 @@ import numpy.typing as npt
 import pytest
 
 from maas.registry import Manifest, ModelRegistry
-from tests.support.aws import TEST_BUCKET
 from tests.support.events import load_event
-from tests.support.functions import load_function_module
+from tests.support.functions import start_function
 from tests.support.models import text_normalizer_model
 
 SEED_PATH = "/v2/models/seed-mlp/infer"
@@ -42,17 +41,12 @@ def infer_function(
     monkeypatch: pytest.MonkeyPatch, s3: Any, registry: ModelRegistry, published_seed: Manifest
 ) -> ModuleType:
     registry.publish("text-normalizer", *text_normalizer_model())
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
-    return load_function_module("infer")
+    return start_function(monkeypatch, "infer")
 
 
 @pytest.fixture
 def small_infer_function(monkeypatch: pytest.MonkeyPatch, s3: Any, published_seed: Manifest) -> ModuleType:
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
-    monkeypatch.setenv("MAAS_MAX_REQUEST_BYTES", str(SMALL_REQUEST_LIMIT))
-    return load_function_module("infer")
+    return start_function(monkeypatch, "infer", MAAS_MAX_REQUEST_BYTES=str(SMALL_REQUEST_LIMIT))
 
 
 # ---- building requests and reading answers

@@ -27,7 +27,7 @@ from maas.datatypes import DATATYPES
 from maas.registry import Manifest, ModelRegistry
 from tests.support.aws import TEST_BUCKET
 from tests.support.events import load_event
-from tests.support.functions import load_function_module
+from tests.support.functions import load_function_module, set_function_env
 from tests.support.models import dtype_echo_model, echo_input_name, pair_sum_model, token_stats_model
 
 SEED, TEXT, ECHO, PAIR = "seed-mlp", "token-stats", "dtype-echo", "pair-sum"
@@ -322,8 +322,7 @@ def published(registry: ModelRegistry, published_seed: Manifest) -> None:
 def functions(
     monkeypatch: pytest.MonkeyPatch, s3: Any, published: None
 ) -> Iterator[tuple[ModuleType, ModuleType]]:
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
+    set_function_env(monkeypatch)
     yield load_function_module("infer"), load_function_module("async")
 
 

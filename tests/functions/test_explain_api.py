@@ -22,7 +22,7 @@ from maas.registry import Manifest, ModelRegistry
 from tests.security.rows import Rows
 from tests.support.aws import TEST_BUCKET
 from tests.support.events import load_event
-from tests.support.functions import load_function_module
+from tests.support.functions import load_function_module, set_function_env
 from tests.support.models import TOKENIZER_FILE, WORDPIECE_VOCAB, bag_of_words_model, batch_sum_model
 
 if TYPE_CHECKING:
@@ -300,8 +300,7 @@ TEXT_WEIGHTS = np.random.default_rng(5).normal(size=(len(WORDPIECE_VOCAB), 2)).a
 def text_function(monkeypatch: pytest.MonkeyPatch, registry: ModelRegistry) -> tuple[ModuleType, Manifest]:
     files, draft = bag_of_words_model(TEXT_WEIGHTS)
     manifest = registry.publish("bag-of-words", files, draft)
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
+    set_function_env(monkeypatch)
     del files[TOKENIZER_FILE]
     return load_function_module("infer"), manifest
 

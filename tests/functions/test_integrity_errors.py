@@ -27,7 +27,7 @@ from maas.registry.signing import SIGNATURE_FILE, signer_from_settings
 from tests.security.hostile_models import SIGNATURE, add_weights_files, add_weights_graph, plant_version
 from tests.support.aws import TEST_BUCKET
 from tests.support.events import load_event
-from tests.support.functions import load_function_module
+from tests.support.functions import load_function_module, start_function
 from tests.support.logs import JsonLogs
 from tests.support.models import TOKENIZER_FILE, token_stats_model
 
@@ -218,9 +218,7 @@ def test_the_infer_function_answers_a_fixed_message_and_logs_the_detail(
 ) -> None:
     corruption = INFER_CORRUPTIONS[case]
     corruption.plant(s3, registry, seed_model)
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
-    function = load_function_module("infer")
+    function = start_function(monkeypatch, "infer")
 
     status, body = invoke(function, http_event(corruption.method, corruption.path))
 
@@ -311,9 +309,7 @@ def test_a_bad_signature_answers_a_fixed_message_and_logs_the_detail(
 ) -> None:
     signing.publish(MODEL, seed_model.files, seed_model.draft)
     put(s3, f"models/{MODEL}/versions/1/{SIGNATURE_FILE}", SIGNATURES[case])
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
-    function = load_function_module("infer")
+    function = start_function(monkeypatch, "infer")
 
     status, body = invoke(function, http_event("POST", f"{V2}/versions/1/infer"))
 

@@ -25,9 +25,8 @@ from maas.registry import ModelRegistry
 from tests.functions.binary_text import binary_text_body
 from tests.functions.test_async_function import record, result
 from tests.functions.test_batch_function import Context, job_event, read_lines, read_status, submit
-from tests.support.aws import TEST_BUCKET
 from tests.support.events import load_event
-from tests.support.functions import load_function_module
+from tests.support.functions import load_function_module, set_function_env
 from tests.support.models import SLOW_WIDTH, slow_chain_model, text_normalizer_model
 from tests.unit.test_time_budget import SLOW_MODEL
 
@@ -58,13 +57,7 @@ def slow_model(registry: ModelRegistry) -> ModelRegistry:
 @pytest.fixture
 def load(monkeypatch: pytest.MonkeyPatch, s3: Any, text_model: ModelRegistry) -> Loader:
     """Import functions/<function>/app.py with these extra environment variables, as a new container."""
-    for name, value in {
-        "MAAS_BUCKET": TEST_BUCKET,
-        "MAAS_PROVIDER": "cpu",
-        "MAAS_WARMUP": "0",
-        "MAAS_INTRA_OP_THREADS": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
+    set_function_env(monkeypatch, MAAS_WARMUP="0", MAAS_INTRA_OP_THREADS="1")
 
     def loader(function: str = "infer", **env: str) -> ModuleType:
         for name, value in env.items():

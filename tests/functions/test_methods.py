@@ -16,14 +16,12 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from maas.registry import ModelRegistry
-from tests.support.aws import TEST_BUCKET
+from tests.support.aws import TEST_BUCKET, moto_bucket_for_module
 from tests.support.events import load_event
-from tests.support.functions import load_function_module
+from tests.support.functions import start_function
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
@@ -34,12 +32,6 @@ READ = "GET, HEAD"
 NOWHERE = ""
 ROUTE_NOT_FOUND = "route: expected"
 REGISTRY_BUCKET = "maas-test-methods-registry"
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
 # Path -> the Allow header every other method gets ("" where no route takes the path: 404 everywhere).
 INFER_PATHS: dict[str, str] = {
@@ -144,19 +136,13 @@ def functions(seed_model: TrainedModel) -> Iterator[Functions]:
     out of what the infer function serves), imported once: routing is what is under test, not S3."""
     from maas.training import publish_trained
 
-    with pytest.MonkeyPatch.context() as env, mock_aws():
-        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "MAAS_PREFIX", "MAAS_DEFAULT_ALIAS"):
-            env.delenv(name, raising=False)
-        for name, value in {**FAKE_CREDENTIALS, "MAAS_PROVIDER": "cpu"}.items():
-            env.setenv(name, value)
-        s3 = boto3.client("s3", region_name="us-east-1")
+    with moto_bucket_for_module() as (env, s3):
+        s3.create_bucket(Bucket=REGISTRY_BUCKET)
         loaded = {}
         for function, bucket in (("infer", TEST_BUCKET), ("registry", REGISTRY_BUCKET)):
-            s3.create_bucket(Bucket=bucket)
             publish_trained(seed_model, ModelRegistry(s3, bucket))
             # Settings are read at import, as on Lambda.
-            env.setenv("MAAS_BUCKET", bucket)
-            loaded[function] = load_function_module(function)
+            loaded[function] = start_function(env, function, MAAS_BUCKET=bucket)
         yield Functions(**loaded)
 
 

@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from maas.registry import Manifest, ModelRegistry
-from tests.support.aws import TEST_BUCKET
 from tests.support.events import load_event
-from tests.support.functions import load_function_module
+from tests.support.functions import start_function
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
@@ -40,8 +39,7 @@ def versions(registry: ModelRegistry, seed_model: TrainedModel) -> list[Manifest
 
 @pytest.fixture
 def registry_function(monkeypatch: pytest.MonkeyPatch, s3: Any, versions: list[Manifest]) -> ModuleType:
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    return load_function_module("registry")
+    return start_function(monkeypatch, "registry")
 
 
 def request(
@@ -332,9 +330,7 @@ def test_bad_expected_version_query_is_400(registry_function: ModuleType) -> Non
 def test_a_warm_infer_function_serves_the_new_alias_target(
     monkeypatch: pytest.MonkeyPatch, registry_function: ModuleType
 ) -> None:
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
-    monkeypatch.setenv("MAAS_ALIAS_TTL", "0")
-    infer = load_function_module("infer")
+    infer = start_function(monkeypatch, "infer", MAAS_ALIAS_TTL="0")
     infer_event = load_event("http_v2_infer.json")
 
     set_alias(registry_function, "production", version=1)

@@ -29,7 +29,7 @@ from maas.service.inference import InferenceService
 from tests.functions.binary_text import binary_text_body
 from tests.support.aws import TEST_BUCKET
 from tests.support.events import load_event
-from tests.support.functions import load_function_module
+from tests.support.functions import load_function_module, set_function_env, start_function
 from tests.support.models import TOKEN_STATS_MAX_LENGTH, TOKENIZER_FILE, ModelFiles, token_stats_model
 
 MODEL = "token-stats"
@@ -48,9 +48,7 @@ def text_model(registry: ModelRegistry) -> tuple[ModelFiles, Manifest]:
 def infer_function(
     monkeypatch: pytest.MonkeyPatch, s3: Any, text_model: tuple[ModelFiles, Manifest]
 ) -> ModuleType:
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
-    return load_function_module("infer")
+    return start_function(monkeypatch, "infer")
 
 
 # ---- building requests, reading answers and the reference computation
@@ -300,8 +298,7 @@ def test_a_batch_job_of_texts_answers_each_line_like_the_reference(
 ) -> None:
     from tests.functions.test_batch_function import Context, job_event
 
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
+    set_function_env(monkeypatch)
     files, _ = text_model
     texts = [*TEXTS, LONG_TEXT] * 20  # 80 lines: three runs of at most 32 texts
     jsonl = "\n".join(json.dumps(text) for text in texts) + "\n" + json.dumps({"text": "an object works too"})

@@ -22,10 +22,10 @@ from urllib.parse import unquote_plus
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from maas.local.stack import LocalStack
 from tests.integration.waiting import eventually
+from tests.support.aws import moto_server, use_endpoint
 
 TEMPLATE = """\
 AWSTemplateFormatVersion: "2010-09-09"
@@ -437,18 +437,11 @@ def test_a_visibility_override_outside_sqs_range_is_refused_up_front(project: Pa
 def test_an_endpoint_store_gets_no_queues_and_the_banner_says_so(
     isolated_env: pytest.MonkeyPatch, project: Path, recording: Recording
 ) -> None:
-    external = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    external.start()
-    try:
-        host, port = external.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
+    with moto_server() as endpoint:
         urllib.request.urlopen(
             urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10
         )
-        isolated_env.setenv("AWS_ENDPOINT_URL", endpoint)
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            isolated_env.setenv(name, "testing")
-        isolated_env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        use_endpoint(isolated_env, endpoint)
         parameters = {"RecordFile": str(recording.path)}
 
         with LocalStack(port=0, root=project, parameters=parameters) as stack:
@@ -462,5 +455,3 @@ def test_an_endpoint_store_gets_no_queues_and_the_banner_says_so(
             )
             assert "events: not emulated against endpoint storage" in stack.banner()
             assert not [t for t in threading.enumerate() if t.name.startswith("maas-sqs-")]
-    finally:
-        external.stop()

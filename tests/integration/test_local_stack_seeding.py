@@ -9,10 +9,10 @@ import subprocess
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from maas.cli.serve import example_seeder, seed_registry
 from maas.local import LocalStack, StoreChoice, choose_store
+from tests.support.aws import moto_server, use_endpoint
 
 # Torch sets these once per process when the seeder trains (KMP_* on import, TORCHINDUCTOR_CACHE_DIR on
 # export): its doing, not the stack's, and whether they exist already depends on which test ran first.
@@ -81,19 +81,10 @@ def test_a_bucket_with_credentials_selects_real_aws(isolated_env: pytest.MonkeyP
 
 
 def test_an_endpoint_store_gets_its_bucket_created(isolated_env: pytest.MonkeyPatch, http: Any) -> None:
-
-    external = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    external.start()
-    try:
-        host, port = external.get_host_and_port()
-        isolated_env.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            isolated_env.setenv(name, "testing")
-        isolated_env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with moto_server() as endpoint:
+        use_endpoint(isolated_env, endpoint)
 
         with LocalStack(port=0, bucket="endpoint-check") as stack:
-            assert stack.store == StoreChoice("endpoint", "endpoint-check", f"http://{host}:{port}")
+            assert stack.store == StoreChoice("endpoint", "endpoint-check", endpoint)
             assert stack.registry.versions("seed-mlp") == []
             assert http("GET", f"{stack.url}/v2/health/live").status == 200
-    finally:
-        external.stop()

@@ -31,7 +31,7 @@ from maas.datatypes import V2_NAMES
 from maas.local import LocalStack
 from maas.training import TrainedModel, publish_trained
 from tests.support.events import load_event
-from tests.support.functions import load_function_module
+from tests.support.functions import load_function_module, start_function
 from tests.support.http import HttpCall
 
 # Bounded and reproducible: a fixed seed per test, no example database, no shrinking (a failure is reported
@@ -197,9 +197,7 @@ def _handler_event(path: str) -> dict[str, Any]:
 def test_with_maas_docs_0_the_ui_is_gone_but_the_document_stays(isolated_env: pytest.MonkeyPatch) -> None:
     # Settings are read when the function is imported, as on Lambda; no route here touches S3.
     isolated_env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    isolated_env.setenv("MAAS_PROVIDER", "cpu")
-    isolated_env.setenv("MAAS_DOCS", "0")
-    function = load_function_module("infer")
+    function = start_function(isolated_env, "infer", MAAS_DOCS="0")
 
     docs = function.lambda_handler(_handler_event("/docs"), None)
     assert docs["statusCode"] == 404

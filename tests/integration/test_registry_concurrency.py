@@ -14,7 +14,6 @@ import boto3
 import numpy as np
 import pytest
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 from onnx import TensorProto, helper
 
 from maas.config import Settings
@@ -24,6 +23,7 @@ from maas.registry import CanarySplit, ManifestDraft, ModelRef, ModelRegistry, S
 from maas.registry.admin import RegistryAdmin
 from maas.registry.store import VersionConflict
 from maas.service.inference import InferenceService, choose_version
+from tests.support.aws import moto_server
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
@@ -51,13 +51,8 @@ def graph(tag: str) -> bytes:
 def moto_endpoint() -> Iterator[str]:
     with pytest.MonkeyPatch.context() as patch:
         _make_conditional_writes_atomic(patch)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        try:
-            yield f"http://{host}:{port}"
-        finally:
-            server.stop()
+        with moto_server() as endpoint:
+            yield endpoint
 
 
 def _make_conditional_writes_atomic(patch: pytest.MonkeyPatch) -> None:

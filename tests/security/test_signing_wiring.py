@@ -22,7 +22,7 @@ from maas.service.inference import InferenceService
 from tests.security.hostile_models import WEIGHTS, WIDTH, add_weights_files
 from tests.support.aws import TEST_BUCKET
 from tests.support.events import load_event
-from tests.support.functions import load_function_module
+from tests.support.functions import load_function_module, set_function_env
 
 NAME = "adder"
 SECRET_NAME = "maas/manifest-signing"
@@ -37,12 +37,7 @@ def signing_env(monkeypatch: pytest.MonkeyPatch, s3: Any) -> str:
         Name=SECRET_NAME, SecretString="hmac-key-for-wiring"
     )
     spec = f"secret:{SECRET_NAME}"
-    for name, value in {
-        "MAAS_BUCKET": TEST_BUCKET,
-        "MAAS_PROVIDER": "cpu",
-        "MAAS_MANIFEST_SIGNING": spec,
-    }.items():
-        monkeypatch.setenv(name, value)
+    set_function_env(monkeypatch, MAAS_MANIFEST_SIGNING=spec)
     return spec
 
 

@@ -40,7 +40,7 @@ from tests.security.hostile_models import (
 from tests.security.rows import Rows
 from tests.support.aws import TEST_BUCKET
 from tests.support.events import load_event
-from tests.support.functions import load_function_module
+from tests.support.functions import start_function
 
 NAME = "adder"
 # onnxruntime reads an external tensor at this "location" from a raw memory address.
@@ -139,9 +139,7 @@ def test_the_registry_refuses_each_hostile_name_before_any_storage_call(
 def infer_function(monkeypatch: pytest.MonkeyPatch, registry: ModelRegistry) -> ModuleType:
     files, draft = add_weights_files()
     registry.publish(NAME, files, draft)
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
-    return load_function_module("infer")
+    return start_function(monkeypatch, "infer")
 
 
 def http_infer(function: ModuleType, path: str) -> dict[str, Any]:

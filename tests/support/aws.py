@@ -26,7 +26,14 @@ FAKE_CREDENTIALS: Mapping[str, str] = {
     "AWS_DEFAULT_REGION": REGION,
 }
 # The developer's shell may point these at a real account or bucket; no test may inherit them.
-INHERITED_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "MAAS_BUCKET", "MAAS_PREFIX", "MAAS_PROVIDER")
+INHERITED_SETTINGS = (
+    "AWS_ENDPOINT_URL",
+    "AWS_PROFILE",
+    "MAAS_BUCKET",
+    "MAAS_PREFIX",
+    "MAAS_PROVIDER",
+    "MAAS_DEFAULT_ALIAS",
+)
 
 
 def use_fake_aws(env: pytest.MonkeyPatch) -> None:
@@ -48,6 +55,16 @@ def moto_bucket(bucket: str = TEST_BUCKET) -> Iterator[S3Client]:
         client: S3Client = boto3.client("s3", region_name=REGION)
         client.create_bucket(Bucket=bucket)
         yield client
+
+
+@contextmanager
+def moto_bucket_for_module() -> Iterator[tuple[pytest.MonkeyPatch, S3Client]]:
+    """Fake AWS and a moto bucket for a module-scoped fixture, which cannot use the per-test
+    `aws_credentials` and `s3`: yields the environment to set the function's settings on, and the client."""
+    with pytest.MonkeyPatch.context() as env:
+        use_fake_aws(env)
+        with moto_bucket() as s3:
+            yield env, s3
 
 
 @contextmanager

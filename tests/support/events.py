@@ -53,13 +53,12 @@ def http_event(
 ) -> dict[str, Any]:
     """The event HTTP API sends for `method target` (a path with an optional query string).
 
-    A body with no content-type header is sent as JSON; text bodies travel as text and the rest
-    base64-encoded, as API Gateway decides by media type. `authorizer` is what the route's authorizer
-    established, e.g. {"jwt": {...}}.
+    `headers` are the client's, beside curl's; the body travels as text or base64-encoded as API Gateway
+    decides, by its content type. `authorizer` is what the route's authorizer established, e.g.
+    {"jwt": {...}}.
     """
     content = body.encode() if isinstance(body, str) else (body or b"")
-    given = {name.lower(): value for name, value in (headers or {}).items()}
-    request_headers = {**CLIENT_HEADERS, **({"content-type": JSON} if content else {}), **given}
+    request_headers = {**CLIENT_HEADERS, **{name.lower(): value for name, value in (headers or {}).items()}}
     request = IncomingRequest(
         method=method,
         target=target,
@@ -78,4 +77,4 @@ def json_event(
     method: str, target: str, document: Any, *, headers: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """An HTTP API event whose body is `document` as JSON."""
-    return http_event(method, target, json.dumps(document), headers=headers)
+    return http_event(method, target, json.dumps(document), headers={"content-type": JSON, **(headers or {})})

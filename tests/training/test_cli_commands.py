@@ -8,10 +8,10 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from maas.cli import main
 from maas.registry import ManifestDraft
+from tests.support.aws import moto_server
 
 BUCKET = "maas-cli-test"
 
@@ -19,17 +19,11 @@ BUCKET = "maas-cli-test"
 @pytest.fixture
 def moto_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A real HTTP S3 endpoint, as `make serve` provides, with the CLI's settings pointed at it."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    monkeypatch.setenv("MAAS_BUCKET", BUCKET)
-    try:
+    with moto_server() as endpoint:
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        monkeypatch.setenv("MAAS_BUCKET", BUCKET)
         yield endpoint
-    finally:
-        server.stop()
 
 
 def test_train_without_publishing_writes_files_and_draft(

@@ -18,9 +18,8 @@ import pytest
 from maas.registry import Manifest, ModelRegistry
 from maas.training import TrainedModel, publish_trained, train_recipe
 from maas.training.text_data import encode_texts
-from tests.support.aws import TEST_BUCKET
 from tests.support.events import load_event
-from tests.support.functions import load_function_module
+from tests.support.functions import start_function
 
 TINY_TEXT_BERT = {
     "n_samples": 400,
@@ -67,9 +66,7 @@ def infer_text(function: ModuleType, model: str, texts: list[str]) -> tuple[int,
 
 
 def serve(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    monkeypatch.setenv("MAAS_PROVIDER", "cpu")
-    return load_function_module("infer")
+    return start_function(monkeypatch, "infer")
 
 
 def test_text_bert_exports_text_in_logits_out_with_its_tokenizer(tiny_text_bert: TrainedModel) -> None:
