@@ -22,7 +22,8 @@ import numpy.typing as npt
 import pytest
 
 from maas.registry import Manifest, ModelRegistry
-from tests.support.events import load_event
+from tests.support import events as support_events
+from tests.support.events import http_event, load_event
 from tests.support.functions import start_function
 from tests.support.models import text_normalizer_model
 
@@ -90,26 +91,17 @@ def infer_event(
     """The HTTP API v2 event API Gateway sends for a binary request: base64 body, isBase64Encoded true."""
     header_bytes = header if isinstance(header, bytes) else json.dumps(header).encode()
     body = encode(header_bytes + b"".join(chunks))
-    event = load_event("http_v2_infer.json")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["headers"] = {
-        **event["headers"],
+    binary_headers = {
         "content-type": OCTET_STREAM,
         "content-length": str(len(body)),
         HEADER_LENGTH: str(len(header_bytes)) if header_length is None else header_length,
         **(headers or {}),
     }
-    event["body"] = base64.b64encode(body).decode()
-    event["isBase64Encoded"] = True
-    return event
+    return http_event("POST", path, body, headers=binary_headers)
 
 
 def json_event(path: str, document: Mapping[str, Any]) -> dict[str, Any]:
-    event = load_event("http_v2_infer.json")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["body"] = json.dumps(document)
-    event["isBase64Encoded"] = False
-    return event
+    return support_events.json_event("POST", path, document)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import pytest
 from maas.datatypes import DATATYPES
 from maas.registry import Manifest, ModelRegistry
 from tests.support.aws import TEST_BUCKET
-from tests.support.events import load_event
+from tests.support.events import http_event, load_event
 from tests.support.functions import load_function_module, set_function_env
 from tests.support.models import dtype_echo_model, echo_input_name, pair_sum_model, token_stats_model
 
@@ -327,11 +327,8 @@ def functions(
 
 
 def over_http(function: ModuleType, case: Case) -> tuple[int, dict[str, Any]]:
-    event = load_event("http_v2_infer.json")
     path = f"/v2/models/{case.model}/{case.operation}"
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["body"] = body_text(case.document)
-    event["isBase64Encoded"] = False
+    event = http_event("POST", path, body_text(case.document), headers=JSON_HEADERS)
     response = function.lambda_handler(event, None)
     return response["statusCode"], json.loads(response["body"])
 
@@ -513,13 +510,7 @@ def test_a_client_mistake_in_v1_or_binary_form_is_a_4xx(
     functions: tuple[ModuleType, ModuleType], case: HttpCase
 ) -> None:
     infer, _ = functions
-    event = load_event("http_v2_infer.json")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = case.path
-    event["headers"] = {**event["headers"], **JSON_HEADERS, **case.headers}
-    if isinstance(case.body, bytes):
-        event["body"], event["isBase64Encoded"] = base64.b64encode(case.body).decode(), True
-    else:
-        event["body"], event["isBase64Encoded"] = case.body, False
+    event = http_event("POST", case.path, case.body, headers={**JSON_HEADERS, **case.headers})
 
     response = infer.lambda_handler(event, None)
 

@@ -21,7 +21,8 @@ from onnx import TensorProto
 from maas.registry import Manifest, ModelRegistry
 from tests.security.rows import Rows
 from tests.support.aws import TEST_BUCKET
-from tests.support.events import load_event
+from tests.support.events import http_event as support_http_event
+from tests.support.events import json_event, load_event
 from tests.support.functions import load_function_module, set_function_env
 from tests.support.models import TOKENIZER_FILE, WORDPIECE_VOCAB, bag_of_words_model, batch_sum_model
 
@@ -33,14 +34,7 @@ ROWS = np.random.default_rng(11).normal(size=(3, 10)).astype(np.float32)
 
 
 def http_event(path: str, document: Any, method: str = "POST") -> dict[str, Any]:
-    event = load_event("http_v2_infer.json")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["requestContext"]["http"]["method"] = method
-    event["routeKey"] = "$default"
-    event.pop("pathParameters", None)
-    event["body"] = json.dumps(document)
-    event["isBase64Encoded"] = False
-    return event
+    return json_event(method, path, document)
 
 
 def invoke(function: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -113,9 +107,7 @@ def test_exact_shapley_over_feature_groups_adds_up_to_the_change_from_the_baseli
 
 
 def test_the_server_lists_explain_among_its_extensions(infer_function: ModuleType) -> None:
-    event = load_event("http_v2_health_live.json")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = "/v2"
-    status, metadata = invoke(infer_function, event)
+    status, metadata = invoke(infer_function, support_http_event("GET", "/v2"))
     assert status == 200 and "explain" in metadata["extensions"]
 
 

@@ -9,7 +9,6 @@ be called anonymously. The detail goes to the logs, where the operator needs it.
 from __future__ import annotations
 
 import base64
-import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +24,9 @@ from maas.registry import Manifest, ModelRegistry
 from maas.registry.manifest import MANIFEST_FILE, MODEL_FILE
 from maas.registry.signing import SIGNATURE_FILE, signer_from_settings
 from tests.security.hostile_models import SIGNATURE, add_weights_files, add_weights_graph, plant_version
+from tests.support import events as support_events
 from tests.support.aws import TEST_BUCKET
-from tests.support.events import load_event
+from tests.support.events import JSON, load_event
 from tests.support.functions import load_function_module, start_function
 from tests.support.logs import JsonLogs
 from tests.support.models import TOKENIZER_FILE, token_stats_model
@@ -166,17 +166,16 @@ INFER_CORRUPTIONS = {
 
 
 def http_event(method: str, path: str, template: str = "http_v2_infer.json") -> dict[str, Any]:
-    """A real HTTP API event, re-aimed at another method and path (the body stays a valid request)."""
-    event = copy.deepcopy(load_event(template))
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["requestContext"]["http"]["method"] = method
-    event["routeKey"] = event["requestContext"]["routeKey"] = "$default"
-    event.pop("pathParameters", None)
+    """The event for `method path` from the caller of a real event (its authorizer), with the real event's
+    body when the method takes one (a valid V1 request on /v1/ paths)."""
+    real = load_event(template)
+    authorizer = real["requestContext"].get("authorizer")
     if method == "GET":
-        event["body"] = None
-    elif path.startswith("/v1/"):
-        event["body"] = json.dumps({"instances": [[0.0] * 10]})
-    return event
+        return support_events.http_event(method, path, authorizer=authorizer)
+    body = json.dumps({"instances": [[0.0] * 10]}) if path.startswith("/v1/") else real["body"]
+    return support_events.http_event(
+        method, path, body, headers={"content-type": JSON}, authorizer=authorizer
+    )
 
 
 def invoke(function: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:

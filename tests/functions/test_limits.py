@@ -25,7 +25,7 @@ from maas.registry import ModelRegistry
 from tests.functions.binary_text import binary_text_body
 from tests.functions.test_async_function import record, result
 from tests.functions.test_batch_function import Context, job_event, read_lines, read_status, submit
-from tests.support.events import load_event
+from tests.support import events as support_events
 from tests.support.functions import load_function_module, set_function_env
 from tests.support.models import SLOW_WIDTH, slow_chain_model, text_normalizer_model
 from tests.unit.test_time_budget import SLOW_MODEL
@@ -70,17 +70,8 @@ def load(monkeypatch: pytest.MonkeyPatch, s3: Any, text_model: ModelRegistry) ->
 def http_event(
     path: str, body: str | bytes, *, method: str = "POST", headers: Mapping[str, str] = JSON
 ) -> dict[str, Any]:
-    """An HTTP API (payload 2.0) event; bytes travel base64-encoded, as API Gateway hands them over."""
-    event = copy.deepcopy(load_event("http_v2_health_live.json"))
-    event["routeKey"] = event["requestContext"]["routeKey"] = "$default"
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["requestContext"]["http"]["method"] = method
-    event["headers"].update(headers)
-    if isinstance(body, bytes):
-        event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
-    else:
-        event["body"], event["isBase64Encoded"] = body, False
-    return event
+    """An HTTP API (payload 2.0) event; a body that is not text travels base64-encoded, as on API Gateway."""
+    return support_events.http_event(method, path, body, headers=headers)
 
 
 def answer(function: ModuleType, event: dict[str, Any], context: Any = None) -> tuple[int, dict[str, Any]]:

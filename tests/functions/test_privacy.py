@@ -10,8 +10,6 @@ any output value the model computed from it.
 
 from __future__ import annotations
 
-import base64
-import copy
 import json
 import logging
 from collections.abc import Iterator
@@ -26,7 +24,7 @@ from maas.registry import ModelRegistry
 from tests.functions.binary_text import binary_text_body
 from tests.functions.test_async_function import record, result
 from tests.functions.test_batch_function import Context, job_event, read_lines, submit
-from tests.support.events import load_event
+from tests.support.events import http_event as support_http_event
 from tests.support.logs import JsonLogs
 from tests.support.models import text_normalizer_model
 
@@ -123,14 +121,9 @@ def assert_private(logs: Logs, forbidden: set[str]) -> None:
 
 
 def http_event(path: str, body: str | bytes, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    event = copy.deepcopy(load_event("http_v2_infer.json"))
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["headers"] = {**event["headers"], "content-type": "application/json", **(headers or {})}
-    if isinstance(body, bytes):
-        event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
-    else:
-        event["body"], event["isBase64Encoded"] = body, False
-    return event
+    return support_http_event(
+        "POST", path, body, headers={"content-type": "application/json", **(headers or {})}
+    )
 
 
 def seed_request(rows: np.ndarray = ROWS, **input_fields: Any) -> str:

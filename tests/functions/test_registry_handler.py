@@ -6,11 +6,12 @@ import copy
 import json
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import pytest
 
 from maas.registry import Manifest, ModelRegistry
-from tests.support.events import load_event
+from tests.support.events import JSON, http_event, load_event
 from tests.support.functions import start_function
 
 if TYPE_CHECKING:
@@ -45,17 +46,11 @@ def registry_function(monkeypatch: pytest.MonkeyPatch, s3: Any, versions: list[M
 def request(
     method: str, path: str, body: Any = None, *, query: dict[str, str] | None = None, raw: str | None = None
 ) -> dict[str, Any]:
-    """A real registry event, re-aimed at another method, path, body or query string."""
-    event = copy.deepcopy(load_event("http_v2_registry_set_alias.json"))
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["requestContext"]["http"]["method"] = method
-    event["routeKey"] = event["requestContext"]["routeKey"] = f"{method} {path}"
-    event["body"] = raw if raw is not None else (None if body is None else json.dumps(body))
-    event.pop("pathParameters", None)
-    if query:
-        event["queryStringParameters"] = query
-        event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
-    return event
+    """The registry API's event for `method path`, with a JSON `body` (or a `raw` one) and a query string."""
+    target = f"{path}?{urlencode(query)}" if query else path
+    text = raw if raw is not None else (None if body is None else json.dumps(body))
+    caller = load_event("http_v2_registry_set_alias.json")["requestContext"]["authorizer"]
+    return http_event(method, target, text, headers={"content-type": JSON}, authorizer=caller)
 
 
 def invoke(function: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:

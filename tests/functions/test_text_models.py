@@ -27,8 +27,9 @@ from maas.registry.manifest import MODEL_FILE
 from maas.runtime import token_rows_per_run
 from maas.service.inference import InferenceService
 from tests.functions.binary_text import binary_text_body
+from tests.support import events as support_events
 from tests.support.aws import TEST_BUCKET
-from tests.support.events import load_event
+from tests.support.events import http_event
 from tests.support.functions import load_function_module, set_function_env, start_function
 from tests.support.models import TOKEN_STATS_MAX_LENGTH, TOKENIZER_FILE, ModelFiles, token_stats_model
 
@@ -55,21 +56,13 @@ def infer_function(
 
 
 def json_event(path: str, document: Mapping[str, Any]) -> dict[str, Any]:
-    event = load_event("http_v2_infer.json")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["body"] = json.dumps(document)
-    event["isBase64Encoded"] = False
-    return event
+    return support_events.json_event("POST", path, document)
 
 
 def binary_text_event(path: str, items: Sequence[bytes]) -> dict[str, Any]:
     """Triton's binary tensor extension: the only way to send BYTES that are not UTF-8 (JSON carries text)."""
     headers, body = binary_text_body(items)
-    event = json_event(path, {})
-    event["headers"] = {**event["headers"], **headers}
-    event["body"] = base64.b64encode(body).decode()
-    event["isBase64Encoded"] = True
-    return event
+    return http_event("POST", path, body, headers=headers)
 
 
 def text_request(items: Sequence[str], name: str = "text") -> dict[str, Any]:
@@ -184,9 +177,7 @@ def test_v1_instances_of_strings_are_tokenized_too(
 def test_metadata_shows_the_text_input_clients_send_not_the_graphs_id_tensors(
     infer_function: ModuleType,
 ) -> None:
-    event = load_event("http_v2_model_metadata.json")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/v2/models/{MODEL}"
-    status, metadata = invoke(infer_function, event)
+    status, metadata = invoke(infer_function, http_event("GET", f"/v2/models/{MODEL}"))
 
     assert status == 200, metadata
     assert metadata["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]

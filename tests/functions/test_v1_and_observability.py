@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from maas.registry import Manifest
+from tests.support import events as support_events
 from tests.support.aws import TEST_BUCKET
-from tests.support.events import load_event
+from tests.support.events import JSON, load_event
 from tests.support.functions import load_function_module
 from tests.support.logs import JsonLogs
 
@@ -20,11 +21,7 @@ if TYPE_CHECKING:
 
 
 def http_event(method: str, path: str, body: str | None = None) -> dict[str, Any]:
-    event = load_event("http_v2_infer.json")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["requestContext"]["http"]["method"] = method
-    event["body"] = body
-    return event
+    return support_events.http_event(method, path, body, headers={"content-type": JSON} if body else None)
 
 
 def call(function: ModuleType, method: str, path: str, body: Any = None) -> tuple[int, Any, dict[str, str]]:
