@@ -27,7 +27,8 @@ from maas.infer_types import InferenceRequest, Tensor
 from maas.registry import Manifest
 from maas.registry.references import ModelRef
 from maas.service.inference import InferenceService
-from tests.support.events import load_event
+from tests.support.events import json_event
+from tests.support.tables import cases
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
@@ -173,20 +174,6 @@ class Served:
     explanation: dict[str, Any]
 
 
-def http_event(
-    path: str, route_key: str, path_parameters: dict[str, str], body: dict[str, Any]
-) -> dict[str, Any]:
-    """The HTTP API v2 event API Gateway sends for `body` POSTed to `path` and matched to `route_key`."""
-    event = load_event("http_v2_infer.json")
-    content = json.dumps(body)
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["routeKey"] = event["requestContext"]["routeKey"] = route_key
-    event["pathParameters"] = path_parameters
-    event["headers"]["content-length"] = str(len(content.encode()))
-    event["body"] = content
-    return event
-
-
 def invoke(function: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
     response = function.lambda_handler(event, None)
     body = response["body"]
@@ -202,7 +189,7 @@ def explain_v2(function: ModuleType, model: str, rows: np.ndarray, parameters: d
         "inputs": [{"name": INPUT, "datatype": "FP32", "shape": list(rows.shape), "data": rows.tolist()}],
         "parameters": parameters,
     }
-    event = http_event(f"/v2/models/{model}/explain", "POST /v2/models/{name}/explain", {"name": model}, body)
+    event = json_event("POST", f"/v2/models/{model}/explain", body)
     answer = invoke(function, event)
     outputs = {output["name"]: output for output in answer["outputs"]}
     assert list(outputs) == [OUTPUT, ATTRIBUTION]
@@ -219,9 +206,7 @@ def explain_v1(function: ModuleType, model: str, rows: np.ndarray, parameters: d
     """KServe V1 :explain, which API Gateway hands over through the /v1/models/{proxy+} route."""
     proxy = f"{model}:explain"
     body = {"instances": rows.tolist(), "parameters": parameters}
-    answer = invoke(
-        function, http_event(f"/v1/models/{proxy}", "ANY /v1/models/{proxy+}", {"proxy": proxy}, body)
-    )
+    answer = invoke(function, json_event("POST", f"/v1/models/{proxy}", body))
     assert set(answer) == {"predictions", "explanations", "parameters"}
     return Served(
         predictions=np.asarray(answer["predictions"], dtype=np.float64),
@@ -325,7 +310,7 @@ def assert_captum_parity(served: Served, case: Case, trained: TrainedModel, rows
     assert difference <= TOLERANCE, f"{case.id}: max abs diff {difference:.3g} from Captum"
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+@cases("case", CASES)
 def test_v2_explain_gives_captums_attributions_on_the_torch_model(
     explain_function: ModuleType, seed_model: TrainedModel, digits_model: TrainedModel, case: Case
 ) -> None:

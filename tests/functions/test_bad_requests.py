@@ -25,6 +25,7 @@ from tests.support.aws import TEST_BUCKET, moto_bucket_for_module
 from tests.support.events import http_event
 from tests.support.functions import start_function
 from tests.support.logs import JsonLogs
+from tests.support.tables import cases
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
@@ -887,7 +888,7 @@ def test_a_valid_request_passes_so_each_row_fails_for_its_own_reason(infer_funct
     assert response["statusCode"] == 200, response["body"]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+@cases("case", CASES)
 def test_a_bad_request_gets_a_4xx_json_error_naming_the_problem(
     infer_function: ModuleType, case: BadRequest, capsys: pytest.CaptureFixture[str], json_logs: JsonLogs
 ) -> None:

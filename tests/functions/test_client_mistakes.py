@@ -29,6 +29,7 @@ from tests.support.aws import TEST_BUCKET
 from tests.support.events import http_event, load_event
 from tests.support.functions import load_function_module, set_function_env
 from tests.support.models import dtype_echo_model, echo_input_name, pair_sum_model, token_stats_model
+from tests.support.tables import cases
 
 SEED, TEXT, ECHO, PAIR = "seed-mlp", "token-stats", "dtype-echo", "pair-sum"
 BIG = 2**63
@@ -374,7 +375,7 @@ def test_the_table_covers_both_classes_on_every_kind_of_field() -> None:
     assert len({case.id for case in CASES}) == len(CASES)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+@cases("case", CASES)
 def test_a_client_mistake_is_a_4xx_on_http_direct_invoke_and_async_alike(
     functions: tuple[ModuleType, ModuleType], s3: Any, case: Case
 ) -> None:
@@ -505,7 +506,7 @@ HTTP_CASES: list[HttpCase] = [
 ]
 
 
-@pytest.mark.parametrize("case", HTTP_CASES, ids=[case.id for case in HTTP_CASES])
+@cases("case", HTTP_CASES)
 def test_a_client_mistake_in_v1_or_binary_form_is_a_4xx(
     functions: tuple[ModuleType, ModuleType], case: HttpCase
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import json
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 
 from maas.registry import Manifest
-from tests.support.events import load_event
+from tests.support.events import JSON, http_event, load_event
 from tests.support.functions import load_function_module
 from tests.support.logs import JsonLogs
 
@@ -58,10 +57,8 @@ def test_every_http_payload_format_gets_the_torch_answer(
 
 
 def test_explicit_version_path(infer_function: ModuleType, published_seed: Manifest) -> None:
-    event = load_event("http_v2_infer.json")
     path = f"/v2/models/seed-mlp/versions/{published_seed.version}/infer"
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    status, body = invoke(infer_function, event)
+    status, body = invoke(infer_function, post(path, load_event("http_v2_infer.json")["body"]))
     assert status == 200 and body["model_version"] == "1"
 
 
@@ -79,11 +76,8 @@ def test_health_and_metadata(infer_function: ModuleType) -> None:
     }
 
 
-def with_body(event: dict[str, Any], body: str) -> dict[str, Any]:
-    changed = copy.deepcopy(event)
-    changed["body"] = body
-    changed["isBase64Encoded"] = False
-    return changed
+def post(path: str, body: str) -> dict[str, Any]:
+    return http_event("POST", path, body, headers={"content-type": JSON})
 
 
 def infer_body(**fields: Any) -> str:
@@ -111,9 +105,7 @@ def infer_body(**fields: Any) -> str:
 def test_client_mistakes_get_a_4xx_naming_expected_and_got(
     infer_function: ModuleType, path: str, body: str, status: int, expected: str, got: str
 ) -> None:
-    event = with_body(load_event("http_v2_infer.json"), body)
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    actual_status, answer = invoke(infer_function, event)
+    actual_status, answer = invoke(infer_function, post(path, body))
     assert actual_status == status
     assert set(answer) == {"error"}
     assert expected in answer["error"] and got in answer["error"], answer["error"]
@@ -146,9 +138,7 @@ LONG_NAME = "m" * 500
 def test_a_body_may_name_the_model_the_path_names(
     infer_function: ModuleType, path: str, names: dict[str, Any]
 ) -> None:
-    event = with_body(load_event("http_v2_infer.json"), named_body(**names))
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    status, body = invoke(infer_function, event)
+    status, body = invoke(infer_function, post(path, named_body(**names)))
     assert status == 200, body
     assert (body["model_name"], body["model_version"]) == ("seed-mlp", "1")
 
@@ -208,9 +198,7 @@ def test_a_body_may_name_the_model_the_path_names(
 def test_a_body_that_names_another_model_or_version_is_refused(
     infer_function: ModuleType, path: str, names: dict[str, Any], message: str
 ) -> None:
-    event = with_body(load_event("http_v2_infer.json"), named_body(**names))
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    status, body = invoke(infer_function, event)
+    status, body = invoke(infer_function, post(path, named_body(**names)))
     assert status == 400
     assert set(body) == {"error"}
     assert body["error"].startswith(message), body["error"]
@@ -218,18 +206,15 @@ def test_a_body_that_names_another_model_or_version_is_refused(
 
 
 def test_a_known_path_with_the_wrong_method_is_405_with_allow(infer_function: ModuleType) -> None:
-    event = load_event("http_v2_model_metadata.json")
     path = "/v2/models/seed-mlp/infer"
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    response = infer_function.lambda_handler(event, None)
+    response = infer_function.lambda_handler(http_event("GET", path), None)
     assert response["statusCode"] == 405
     assert response["headers"]["Allow"] == "POST"
     assert json.loads(response["body"]) == {"error": f"method: expected POST for {path}, got GET"}
 
 
 def test_model_ready_loads_the_model_and_reports_its_version(infer_function: ModuleType) -> None:
-    event = load_event("http_v2_model_metadata.json")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = "/v2/models/seed-mlp/ready"
+    event = http_event("GET", "/v2/models/seed-mlp/ready")
     assert invoke(infer_function, event) == (200, {"name": "seed-mlp", "version": "1", "ready": True})
     assert infer_function.app.service.cache.loaded_keys() == [("seed-mlp", 1)]
 
@@ -251,9 +236,9 @@ def test_payload_values_never_reach_the_logs(
     infer_function: ModuleType, capsys: pytest.CaptureFixture[str], json_logs: JsonLogs
 ) -> None:
     marker = 123.456789
-    event = with_body(load_event("http_v2_infer.json"), infer_body(data=[marker] * 30))
+    event = post("/v2/models/seed-mlp/infer", infer_body(data=[marker] * 30))
     assert invoke(infer_function, event)[0] == 200
-    bad = with_body(load_event("http_v2_infer.json"), infer_body(shape=[3, 5], data=[marker] * 15))
+    bad = post("/v2/models/seed-mlp/infer", infer_body(shape=[3, 5], data=[marker] * 15))
     assert invoke(infer_function, bad)[0] == 400
     captured = capsys.readouterr()
     assert "model loaded" in json_logs.text

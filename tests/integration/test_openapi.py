@@ -30,7 +30,7 @@ from maas.api.route_table import INFER, Route, routes_of
 from maas.datatypes import V2_NAMES
 from maas.local import LocalStack
 from maas.training import TrainedModel, publish_trained
-from tests.support.events import load_event
+from tests.support.events import http_event
 from tests.support.functions import load_function_module, start_function
 from tests.support.http import HttpCall
 
@@ -188,10 +188,7 @@ def test_docs_serve_the_swagger_ui_and_the_same_document_as_json(
 
 
 def _handler_event(path: str) -> dict[str, Any]:
-    event = load_event("http_v2_health_live.json")
-    event["routeKey"] = event["requestContext"]["routeKey"] = "$default"
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    return event
+    return http_event("GET", path)
 
 
 def test_with_maas_docs_0_the_ui_is_gone_but_the_document_stays(isolated_env: pytest.MonkeyPatch) -> None:

@@ -301,11 +301,10 @@ def test_bad_references_are_400_or_404_with_a_clear_message(
 
 
 def test_v1_predict_follows_the_canary_split_too(registry: ModelRegistry, seed_model: TrainedModel) -> None:
-    import json
 
     from maas.apps.infer import infer_http_app
     from maas.training import publish_trained
-    from tests.support.events import load_event
+    from tests.support.events import json_event
 
     publish_trained(seed_model, registry)
     publish_trained(seed_model, registry)
@@ -313,10 +312,12 @@ def test_v1_predict_follows_the_canary_split_too(registry: ModelRegistry, seed_m
     app = infer_http_app(InferenceService(registry, Settings(bucket=registry.bucket, provider="cpu")))
     seen = set()
     for i in range(30):
-        event = load_event("http_v2_infer.json")
-        event["rawPath"] = event["requestContext"]["http"]["path"] = "/v1/models/seed-mlp:predict"
-        event["headers"]["x-maas-routing-key"] = f"user-{i}"
-        event["body"] = json.dumps({"instances": seed_model.test_inputs["input"][:1].tolist()})
+        event = json_event(
+            "POST",
+            "/v1/models/seed-mlp:predict",
+            {"instances": seed_model.test_inputs["input"][:1].tolist()},
+            headers={"x-maas-routing-key": f"user-{i}"},
+        )
         response = app.resolve(event, None)
         assert response["statusCode"] == 200
         seen.add(response["headers"]["x-maas-model-version"])

@@ -7,7 +7,6 @@ function refuses to load it (500) while the registry function refuses to show it
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -21,7 +20,7 @@ from maas.registry.signing import SIGNATURE_FILE
 from maas.service.inference import InferenceService
 from tests.security.hostile_models import WEIGHTS, WIDTH, add_weights_files
 from tests.support.aws import TEST_BUCKET
-from tests.support.events import load_event
+from tests.support.events import json_event
 from tests.support.functions import load_function_module, set_function_env
 
 NAME = "adder"
@@ -42,14 +41,11 @@ def signing_env(monkeypatch: pytest.MonkeyPatch, s3: Any) -> str:
 
 
 def infer_event(path: str) -> dict[str, Any]:
-    event = copy.deepcopy(load_event("http_v2_infer.json"))
-    event["routeKey"] = event["requestContext"]["routeKey"] = "$default"
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event.pop("pathParameters", None)
-    event["body"] = json.dumps(
-        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, WIDTH], "data": [1.0] * WIDTH}]}
+    return json_event(
+        "POST",
+        path,
+        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, WIDTH], "data": [1.0] * WIDTH}]},
     )
-    return event
 
 
 def test_every_registry_built_from_settings_signs_and_verifies(signing_env: str, s3: Any) -> None:

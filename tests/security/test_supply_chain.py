@@ -8,7 +8,6 @@ nothing may be loaded: the model cache stays empty.
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import pickle
@@ -39,7 +38,7 @@ from tests.security.hostile_models import (
 )
 from tests.security.rows import Rows
 from tests.support.aws import TEST_BUCKET
-from tests.support.events import load_event
+from tests.support.events import json_event
 from tests.support.functions import start_function
 
 NAME = "adder"
@@ -143,12 +142,10 @@ def infer_function(monkeypatch: pytest.MonkeyPatch, registry: ModelRegistry) -> 
 
 
 def http_infer(function: ModuleType, path: str) -> dict[str, Any]:
-    event = copy.deepcopy(load_event("http_v2_infer.json"))
-    event["routeKey"] = event["requestContext"]["routeKey"] = "$default"
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event.pop("pathParameters", None)
-    event["body"] = json.dumps(
-        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, WIDTH], "data": [1.0] * WIDTH}]}
+    event = json_event(
+        "POST",
+        path,
+        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, WIDTH], "data": [1.0] * WIDTH}]},
     )
     response: dict[str, Any] = function.lambda_handler(event, None)
     return response

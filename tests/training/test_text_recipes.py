@@ -18,7 +18,7 @@ import pytest
 from maas.registry import Manifest, ModelRegistry
 from maas.training import TrainedModel, publish_trained, train_recipe
 from maas.training.text_data import encode_texts
-from tests.support.events import load_event
+from tests.support.events import json_event
 from tests.support.functions import start_function
 
 TINY_TEXT_BERT = {
@@ -52,12 +52,11 @@ def minilm() -> TrainedModel:
 
 
 def infer_text(function: ModuleType, model: str, texts: list[str]) -> tuple[int, dict[str, Any]]:
-    event = load_event("http_v2_infer.json")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/v2/models/{model}/infer"
-    event["body"] = json.dumps(
-        {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)], "data": texts}]}
+    event = json_event(
+        "POST",
+        f"/v2/models/{model}/infer",
+        {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)], "data": texts}]},
     )
-    event["isBase64Encoded"] = False
     response = function.lambda_handler(event, None)
     body = response["body"]
     if response.get("isBase64Encoded"):
