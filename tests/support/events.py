@@ -12,10 +12,10 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
-from maas.local import RouteTable, http_api_event, load_template
+from maas.local import TemplateRoutes, http_api_event, load_template
 
 # The builder's request and API types are not exported by maas.local; this is their one import in tests/.
-from maas.local.gateway import ApiContext
+from maas.local.http_events import ApiContext
 from maas.local.http_server import IncomingRequest
 from tests.support.paths import EVENTS, TEMPLATE
 
@@ -39,8 +39,8 @@ def load_event(name: str) -> dict[str, Any]:
 
 
 @cache
-def _template_routes() -> RouteTable:
-    return RouteTable(load_template(TEMPLATE).routes)
+def _template_routes() -> TemplateRoutes:
+    return TemplateRoutes(load_template(TEMPLATE).routes)
 
 
 def http_event(

@@ -20,7 +20,7 @@ from maas.registry import ModelRef
 from maas.registry.manifest import MODEL_FILE, Artifact, sha256_hex
 from maas.registry.store import ResolvedTarget
 from maas.runtime import LoadedModel, ModelCache, VersionResolver
-from tests.onnx_models import batch_sum_model
+from tests.support.models import batch_sum_model
 
 FILES, DRAFT = batch_sum_model()
 SESSION = ort.InferenceSession(FILES[MODEL_FILE], providers=["CPUExecutionProvider"])
