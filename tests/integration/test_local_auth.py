@@ -9,7 +9,6 @@ the echo function records every invocation, and the record stays empty.
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -32,6 +31,7 @@ from maas.local.sigv4 import SIGNATURE_MISMATCH, LocalCredentials
 from maas.local.stack import LocalStack
 from maas.local.template_reader import load_template
 from tests.oidc_issuer import Issuer, new_rsa_key, running_issuer
+from tests.support.http import HttpResult
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCESS_KEY = "AKIDLOCALTEST"
@@ -122,16 +122,6 @@ def handler(event, context):
 """
 
 
-@dataclass(frozen=True)
-class Response:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
 @dataclass
 class Project:
     root: Path
@@ -182,7 +172,7 @@ def send(
     target: str,
     body: bytes = b"",
     headers: Mapping[str, str] | None = None,
-) -> Response:
+) -> HttpResult:
     """One raw HTTP request, headers exactly as given (plus Host and Content-Length)."""
     base = gateway if isinstance(gateway, str) else gateway.url
     address = urlsplit(base)
@@ -194,7 +184,7 @@ def send(
         connection.putheader("Content-Length", str(len(body)))
         connection.endheaders(body)
         response = connection.getresponse()
-        return Response(response.status, dict(response.headers), response.read())
+        return HttpResult(response.status, dict(response.headers), response.read())
     finally:
         connection.close()
 
