@@ -28,21 +28,21 @@ test: $(INSTALLED)
 # Speed and memory beside their targets, each measured in a fresh process, into bench-results/results.json
 # and results.md. A missed target is reported, not failed. MAAS_BENCH_BATCH_SIZES_MB=10,50 for a quick run.
 bench: $(INSTALLED)
-	MAAS_BENCH=1 $(PY) -m pytest tests/benchmarks -p no:xdist -q $(PYTEST_ARGS)
+	MAAS_BENCH=1 $(PY) -m pytest benchmarks -p no:xdist -q $(PYTEST_ARGS)
 
 # The full training configs, a search and int8 versions, published to the local stack; see demo-results/.
 demo: $(INSTALLED)
 	$(PY) -m maas.cli.demo
 
 lint: $(INSTALLED)
-	$(VENV)/bin/ruff check shared functions tests infra
-	$(VENV)/bin/ruff format --check shared functions tests infra
+	$(VENV)/bin/ruff check shared functions tests benchmarks infra
+	$(VENV)/bin/ruff format --check shared functions tests benchmarks infra
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-logo
 
 fmt: $(INSTALLED)
-	$(VENV)/bin/ruff check --fix shared functions tests infra
-	$(VENV)/bin/ruff format shared functions tests infra
+	$(VENV)/bin/ruff check --fix shared functions tests benchmarks infra
+	$(VENV)/bin/ruff format shared functions tests benchmarks infra
 
 # The docs site (mkdocs, Material theme) into site/; the configuration and performance pages are generated
 # from shared/maas/config.py and bench-results/results.md as it builds. `make test` builds it with --strict.

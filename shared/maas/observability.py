@@ -3,7 +3,8 @@ values: not the event, not a tensor, not an exception's text (it can quote the p
 
 There is deliberately no Powertools Tracer: X-Ray segments come from Lambda's active tracing alone, and
 template.yaml still sets POWERTOOLS_TRACER_CAPTURE_RESPONSE/ERROR to false, so a Tracer added later cannot
-put responses (outputs) or exception texts into traces. tests/functions/test_privacy.py holds this."""
+put responses (outputs) or exception texts into traces. tests/functional/functions/test_privacy.py
+holds this."""
 
 from __future__ import annotations
 

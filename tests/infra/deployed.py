@@ -21,8 +21,8 @@ from samtranslator.translator.translator import Translator
 
 from maas.local.cloudformation import IntrinsicResolver
 from maas.local.cloudformation_yaml import parse_cloudformation_yaml
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 PARTITION, REGION, ACCOUNT = "aws", "us-east-1", "123456789012"
 

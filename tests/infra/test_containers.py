@@ -41,8 +41,8 @@ from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
 from maas.local.cloudformation_yaml import parse_cloudformation_yaml
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 CONTAINERS = ROOT / "infra" / "containers"
 CPU_DOCKERFILE = CONTAINERS / "Dockerfile"
 CUDA_DOCKERFILE = CONTAINERS / "Dockerfile.cuda"

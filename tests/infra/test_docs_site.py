@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from maas import config
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 BENCH_RESULTS = ROOT / "bench-results" / "results.md"
 README_MAX_LINES = 150

@@ -3,15 +3,14 @@ each queue with a dead-letter queue, a visibility timeout Lambda can live with, 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from maas.local.cloudformation_yaml import parse_cloudformation_yaml
 from maas.service.job_layout import INPUT_FORMATS, INPUT_STEM, JOBS_FOLDER, OUTPUT_NAME, STATUS_NAME
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = parse_cloudformation_yaml((ROOT / "template.yaml").read_text(encoding="utf-8"))
 RESOURCES: dict[str, Any] = DOCUMENT["Resources"]
 GLOBAL_TIMEOUT = DOCUMENT["Globals"]["Function"]["Timeout"]

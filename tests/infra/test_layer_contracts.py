@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
+
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 LAYERS = "maas layers import downwards only"
 ONLINE = "the online layers never import torch, the ONNX exporter or the offline packages"

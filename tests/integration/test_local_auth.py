@@ -30,10 +30,10 @@ from maas.local.sam import RouteAuthorization
 from maas.local.sigv4 import SIGNATURE_MISMATCH, LocalCredentials
 from maas.local.stack import LocalStack
 from maas.local.template_reader import load_template
-from tests.oidc_issuer import Issuer, new_rsa_key, running_issuer
 from tests.support.http import HttpResult
+from tests.support.oidc_issuer import Issuer, new_rsa_key, running_issuer
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 ACCESS_KEY = "AKIDLOCALTEST"
 SECRET_KEY = "local-secret"
 SESSION_TOKEN = "local-session"

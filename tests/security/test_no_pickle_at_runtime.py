@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
+
 PACKAGE = ROOT / "shared" / "maas"
 OFFLINE = ("training", "cli", "local")
 UNPICKLING_MODULES = frozenset(

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from maas.service.inference import InferenceService
 
 # maas.explain.parameters.Method and NamedBaseline, spelled out so building the parser imports no pydantic;
-# tests/cli/test_explain_command.py keeps them equal.
+# tests/functional/cli/test_explain_command.py keeps them equal.
 METHODS = ("ablation", "occlusion", "shapley")
 NAMED_BASELINES = ("zeros", "mean", "mask", "pad")
 DEFAULT_PNG = Path("explanation.png")

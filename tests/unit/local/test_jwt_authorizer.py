@@ -1,6 +1,6 @@
 """The local JWT authorizer decides as an HTTP API JWT authorizer does, token by token.
 
-Tokens are real RS256 JWTs signed by a real OIDC issuer on 127.0.0.1 (tests.oidc_issuer): the
+Tokens are real RS256 JWTs signed by a real OIDC issuer on 127.0.0.1 (tests.support.oidc_issuer): the
 authorizer discovers its key set as API Gateway does, then checks signature, iss, aud (or client_id),
 exp, nbf and iat, and the route's scopes. A refusal is a JwtRejectedError whose status is what API
 Gateway answers (401 for the token, 403 for missing scopes) and whose reason names what failed.
@@ -16,7 +16,7 @@ import pytest
 
 from maas.local.jwt_authorizer import JwtAuthorizer, JwtRejectedError, VerifiedToken, bearer_token
 from maas.local.sam import JwtConfiguration
-from tests.oidc_issuer import Issuer, new_rsa_key, running_issuer
+from tests.support.oidc_issuer import Issuer, new_rsa_key, running_issuer
 
 AUDIENCE = "maas-api"
 OTHER_KEY = new_rsa_key()

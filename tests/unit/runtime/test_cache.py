@@ -3,7 +3,7 @@ many requests ask at once; and the reference resolver's TTLs and bound.
 
 The cached models are real LoadedModels over one tiny onnxruntime session; what the cache budgets is the
 size their manifests declare, so each test sets it. The end-to-end paths (a real registry behind the
-loader and the resolver) are in tests/unit/test_runtime.py."""
+loader and the resolver) are in tests/unit/runtime/test_runtime.py."""
 
 from __future__ import annotations
 

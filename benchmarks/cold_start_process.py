@@ -1,0 +1,152 @@
+"""One cold start in a fresh process: the infer function's first invocation, or the hand-written baseline.
+
+Request {"side": "maas", "function_path", "event"}: import functions/infer/app.py (timed on its own), then
+answer `event`, the first invocation of a container whose model cache is empty.
+
+Request {"side": "baseline", "endpoint_url", "region", "bucket", "keys", "model_file", "feeds"}: import
+boto3, onnxruntime and numpy and make the S3 client (timed on their own, as the function makes its client at
+import), then `download_file` each key into a temporary folder, open an InferenceSession on `model_file`
+and run it once on `feeds` ({name: {"dtype", "shape", "data"}}).
+
+Either report holds the seconds of each step, the first invocation's phases and the process's peak
+resident memory after the answer. Stdlib only until the measured imports (see `isolated`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from benchmarks.isolated import cpu_seconds, peak_rss_kib, read_request, rss_kib, write_report
+
+
+class PhaseClock:
+    """Seconds spent inside wrapped callables, by phase name: where a first invocation's time goes."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, phase: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - started
+
+        return timed
+
+
+def import_function(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("app", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def instrument_first_invocation(steps: PhaseClock, load_steps: PhaseClock) -> None:
+    """Time the steps of a first invocation by wrapping the functions that do them (all already imported):
+    `steps` the request's, whose sum leaves routing, decoding and encoding; `load_steps` those inside
+    `load_model`. Only attributes looked up at call time are replaced, so the code path is the same."""
+    import onnxruntime
+
+    from maas.registry.store import ModelRegistry
+    from maas.runtime import loaded_model
+    from maas.service import inference
+
+    registry: Any = ModelRegistry
+    registry.alias_document = steps.wrap("resolve: GET alias", registry.alias_document)
+    registry.versions = steps.wrap("resolve: list versions", registry.versions)
+    registry.manifest = steps.wrap("GET manifest", registry.manifest)
+    service: Any = inference
+    service.load_model = steps.wrap("load_model", service.load_model)
+    service.InferenceService.infer_loaded = steps.wrap(
+        "validate + run", service.InferenceService.infer_loaded
+    )
+
+    registry.read_artifact = load_steps.wrap("S3 GET + sha256", registry.read_artifact)
+    loaded: Any = loaded_model
+    loaded.write_model_files = load_steps.wrap("write /tmp", loaded.write_model_files)
+    loaded.TextTokenizer = load_steps.wrap("build tokenizer", loaded.TextTokenizer)
+    loaded._warm_up = load_steps.wrap("warm-up run", loaded._warm_up)
+    runtime: Any = onnxruntime
+    runtime.InferenceSession = load_steps.wrap("InferenceSession", runtime.InferenceSession)
+
+
+def run_maas(request: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    function = import_function(Path(request["function_path"]))
+    imported = time.perf_counter()
+    import_rss_kib = rss_kib()
+    steps, load_steps = PhaseClock(), PhaseClock()
+    instrument_first_invocation(steps, load_steps)
+    invoke_cpu_started = cpu_seconds()
+    invoking = time.perf_counter()
+    response = function.lambda_handler(request["event"], None)
+    answered = time.perf_counter()
+    return {
+        "response": response,
+        "import_s": imported - started,
+        "first_invocation_s": answered - invoking,
+        "first_invocation_cpu_s": cpu_seconds() - invoke_cpu_started,
+        "phases_s": steps.seconds,
+        "load_phases_s": load_steps.seconds,
+        "rss_after_import_kib": import_rss_kib,
+        "peak_rss_kib": peak_rss_kib(),
+    }
+
+
+def run_baseline(request: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    import boto3
+    import numpy as np
+    import onnxruntime as ort
+
+    imported = time.perf_counter()
+    s3 = boto3.client("s3", endpoint_url=request["endpoint_url"], region_name=request["region"])
+    client_made = time.perf_counter()
+    import_rss_kib = rss_kib()
+    invoke_cpu_started = cpu_seconds()
+    with tempfile.TemporaryDirectory(prefix="maas-bench-baseline-") as folder:
+        for key in request["keys"]:
+            s3.download_file(request["bucket"], key, str(Path(folder) / key.rsplit("/", 1)[-1]))
+        downloaded = time.perf_counter()
+        session = ort.InferenceSession(
+            str(Path(folder) / request["model_file"]), providers=["CPUExecutionProvider"]
+        )
+    opened = time.perf_counter()
+    feeds = {
+        name: np.asarray(feed["data"], dtype=feed["dtype"]).reshape(feed["shape"])
+        for name, feed in request["feeds"].items()
+    }
+    outputs = session.run(None, feeds)
+    answered = time.perf_counter()
+    return {
+        "output": outputs[0].ravel().tolist(),
+        "import_s": imported - started,
+        "client_s": client_made - imported,
+        "first_invocation_s": answered - client_made,
+        "first_invocation_cpu_s": cpu_seconds() - invoke_cpu_started,
+        "phases_s": {
+            "download_file": downloaded - client_made,
+            "InferenceSession": opened - downloaded,
+            "run": answered - opened,
+        },
+        "rss_after_import_kib": import_rss_kib,
+        "peak_rss_kib": peak_rss_kib(),
+    }
+
+
+def main() -> None:
+    request = read_request()
+    write_report(run_maas(request) if request["side"] == "maas" else run_baseline(request))
+
+
+if __name__ == "__main__":
+    main()

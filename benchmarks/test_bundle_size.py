@@ -1,0 +1,224 @@
+"""Bundle size: the unzipped layer plus function, built as `sam build` builds it, against Lambda's limits.
+
+infra/build_bundle.py builds MaasLayer (shared/requirements.txt's wheels for CPython 3.12 on Linux, plus
+shared/ less SAM's EXCLUDED_FILES, under python/) and each functions/<name>/ folder, for x86_64 and arm64.
+Lambda holds a function's unzipped code plus its layers against 250 MB; the target is ≤ 160 MB, for what we
+ship (boto3 and its dependencies included, since shared/requirements.txt lists boto3). The size without the
+distributions the python3.12 runtime already provides is recorded beside it for reference.
+
+The wheels are kept in bench-results/bundle/wheelhouse/, so a run after the first downloads nothing new,
+and pip's resolution is reused for a day (MAAS_BENCH_BUNDLE_REFRESH=1 resolves again, as `sam build`
+always does); the built trees live in a temporary folder. Without a reachable package index (and no
+wheelhouse to fall back on) the case records that it could not measure and skips; it does not fail the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from infra.build_bundle import (
+    ARCHITECTURES,
+    DEFAULT_WHEELHOUSE,
+    FUNCTIONS_SOURCE,
+    LAYER_SOURCE,
+    OFFLINE_ONLY_SUBPACKAGES,
+    PLATFORMS,
+    RUNTIME,
+    RUNTIME_PROVIDED,
+    Bundle,
+    BundleError,
+    BundleSizes,
+    IndexUnreachableError,
+    build_bundle,
+    excluded_bytes,
+    measure,
+)
+
+from benchmarks.harness import MIB, BenchError, BenchResults
+
+CASE = "bundle size"
+TARGET_MB = 160.0
+# Lambda's limit on a function's unzipped code plus all its layers: 262,144,000 bytes, i.e. 250 MiB.
+LAMBDA_UNZIPPED_LIMIT_MB = 250.0
+# Lambda's limit on a zip uploaded with the request itself; `sam deploy` uploads through S3 instead.
+DIRECT_UPLOAD_ZIP_LIMIT_MB = 50.0
+TOP_PACKAGES = 5
+# The architecture template.yaml deploys (Globals Architectures, CompatibleArchitectures of MaasLayer).
+DEPLOYED_ARCH = "x86_64"
+# pip needs ~20 s of CPU per architecture to resolve against the index even with every wheel at hand, so a
+# resolution under a day old is reused; MAAS_BENCH_BUNDLE_REFRESH=1 asks the index again.
+REUSE_RESOLUTION_S = 24 * 3600.0
+REFRESH_ENV = "MAAS_BENCH_BUNDLE_REFRESH"
+# Both architectures' trees and their zips, with room to spare.
+SCRATCH_NEEDED_BYTES = 2 * 1024 * MIB
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    bundle: Bundle
+    sizes: BundleSizes
+    build_s: float
+    measure_s: float
+
+
+def test_bundle_size_against_lambdas_limits(bench_results: BenchResults) -> None:
+    started = time.perf_counter()
+    outcomes: dict[str, Built | IndexUnreachableError] = {}
+    with tempfile.TemporaryDirectory(prefix="maas-bundle-", dir=scratch_root()) as folder:
+        # Both architectures at once: each is mostly waiting on pip's index queries or on zlib.
+        with ThreadPoolExecutor(max_workers=len(ARCHITECTURES)) as pool:
+            futures = {
+                arch: pool.submit(build_and_measure, arch, Path(folder) / arch) for arch in ARCHITECTURES
+            }
+        for arch, future in futures.items():
+            try:
+                outcomes[arch] = future.result()
+            except IndexUnreachableError as exc:
+                outcomes[arch] = exc
+            except BundleError as exc:
+                raise BenchError(f"{CASE}: could not build the {arch} bundle: {exc}") from exc
+    elapsed_s = time.perf_counter() - started
+
+    excluded = {
+        "shared/": mb_map(excluded_bytes(LAYER_SOURCE)),
+        "functions/": mb_map(excluded_bytes(FUNCTIONS_SOURCE)),
+    }
+    unmeasured: list[str] = []
+    for arch in ARCHITECTURES:
+        outcome = outcomes[arch]
+        if isinstance(outcome, IndexUnreachableError):
+            bench_results.record(
+                CASE,
+                f"layer + function, unzipped, {arch}: not measured",
+                0.0,
+                "MB",
+                details={"measured": False, "reason": str(outcome)},
+            )
+            unmeasured.append(arch)
+            continue
+        record_arch(bench_results, outcome, excluded, elapsed_s)
+    if unmeasured:
+        pytest.skip(f"{CASE}: not measured for {', '.join(unmeasured)}: the package index is unreachable")
+
+
+def scratch_root() -> Path | None:
+    """A memory-backed folder when there is room: writing, zipping and deleting two ~200 MB trees of ~10,000
+    files takes a disk-backed one tens of seconds."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free >= SCRATCH_NEEDED_BYTES:
+        return shm
+    return None
+
+
+def build_and_measure(arch: str, out: Path) -> Built:
+    started = time.perf_counter()
+    reuse_s = None if os.environ.get(REFRESH_ENV) == "1" else REUSE_RESOLUTION_S
+    bundle = build_bundle(arch, out, wheelhouse=DEFAULT_WHEELHOUSE / arch, reuse_within_s=reuse_s)
+    built = time.perf_counter()
+    sizes = measure(bundle, scratch=out.parent)
+    return Built(bundle, sizes, built - started, time.perf_counter() - built)
+
+
+def record_arch(
+    bench_results: BenchResults, built: Built, excluded: Mapping[str, Any], elapsed_s: float
+) -> None:
+    bundle, sizes = built.bundle, built.sizes
+    arch = bundle.arch
+    total_mb = sizes.total / MIB
+    packages = sizes.packages()
+    runtime_provided = {
+        entry: size for entry, size in sizes.entries.items() if sizes.owners[entry] in RUNTIME_PROVIDED
+    }
+    note = "" if arch == DEPLOYED_ARCH else " (template.yaml deploys x86_64 only: for comparison)"
+    bench_results.record(
+        CASE,
+        f"layer + function, unzipped, {arch}",
+        total_mb,
+        "MB",
+        target=f"≤ {TARGET_MB:.0f} MB (Lambda's limit: {LAMBDA_UNZIPPED_LIMIT_MB:.0f} MB)",
+        met=total_mb <= TARGET_MB,
+        details={
+            "architecture": arch + note,
+            "runtime": RUNTIME,
+            "pip_platforms": list(PLATFORMS[arch]),
+            "layer_mb": mb(sizes.layer),
+            "largest_function": sizes.largest_function,
+            "functions_mb": mb_map(sizes.functions),
+            "within_lambda_limit": total_mb <= LAMBDA_UNZIPPED_LIMIT_MB,
+            "lambda_limit_headroom_mb": round(LAMBDA_UNZIPPED_LIMIT_MB - total_mb, 1),
+            "packages_mb": mb_map(packages),
+            "dist_info_mb": mb(sizes.dist_info),
+            "by_distribution_mb": mb_map(sizes.by_distribution()),
+            "maas_mb": mb(sizes.entries.get("maas", 0)),
+            # Shipped although no function imports them: SAM copies all of shared/.
+            "maas_offline_only_mb": mb_map(sizes.offline_only),
+            "maas_offline_only_total_mb": mb(sum(sizes.offline_only.values())),
+            "offline_only_subpackages": list(OFFLINE_ONLY_SUBPACKAGES),
+            # Left out by SAM's EXCLUDED_FILES when it copies the source folders (not shipped, not counted).
+            "excluded_from_sources_mb": dict(excluded),
+            "versions": bundle.resolution.versions,
+            # index: pip just resolved them; lock: a resolution under a day old was reused (see module doc).
+            "wheels_resolved_by": bundle.resolution.source,
+            "wheels_resolved_at": bundle.resolution.resolved_at.isoformat(timespec="seconds"),
+            "resolve_s": round(bundle.resolution.seconds, 1),
+            "build_s": round(built.build_s, 1),
+            "measure_and_zip_s": round(built.measure_s, 1),
+            "case_s": round(elapsed_s, 1),
+        },
+    )
+    bench_results.record(
+        CASE,
+        f"layer + function, unzipped, {arch}, without the runtime's boto3 & co",
+        sizes.total_without_runtime_provided / MIB,
+        "MB",
+        details={
+            "left_out_mb": mb_map(runtime_provided),
+            "left_out_total_mb": mb(sizes.runtime_provided),
+            "distributions": sorted(RUNTIME_PROVIDED),
+            "note": "for reference: the target applies to what we ship (shared/requirements.txt lists boto3)",
+        },
+    )
+    if sizes.layer_zipped is not None:
+        zipped_mb = sizes.layer_zipped / MIB
+        bench_results.record(
+            CASE,
+            f"layer, zipped, {arch}",
+            zipped_mb,
+            "MB",
+            details={
+                "functions_zipped_mb": mb_map(sizes.functions_zipped),
+                "compression": "DEFLATE, zlib's default level (as `sam package` zips)",
+                "direct_upload_limit_mb": DIRECT_UPLOAD_ZIP_LIMIT_MB,
+                "over_direct_upload_limit": zipped_mb > DIRECT_UPLOAD_ZIP_LIMIT_MB,
+                "note": "`sam deploy` uploads the layer zip to S3 and publishes it from there, where the "
+                "50 MB direct-upload limit does not apply; the 250 MB unzipped limit does",
+            },
+        )
+    for rank, (entry, size) in enumerate(list(packages.items())[:TOP_PACKAGES], start=1):
+        bench_results.record(
+            CASE,
+            f"largest package #{rank}, {arch}: {entry}",
+            size / MIB,
+            "MB",
+            details={
+                "distribution": sizes.owners[entry] or entry,
+                "share_of_total_%": round(100 * size / sizes.total, 1),
+            },
+        )
+
+
+def mb(size: int) -> float:
+    return round(size / MIB, 2)
+
+
+def mb_map(sizes: Mapping[str, int]) -> dict[str, float]:
+    return {name: mb(size) for name, size in sizes.items()}
