@@ -47,7 +47,7 @@ fmt: $(INSTALLED)
 # The docs site (mkdocs, Material theme) into site/; the configuration and performance pages are generated
 # from shared/maas/config.py and bench-results/results.md as it builds. `make test` builds it with --strict.
 docs: $(INSTALLED)
-	$(PY) -m mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 # The container-image variant of template.yaml (infra/README.md, "Container images"): generated, not
 # committed, so it can never drift from template.yaml.
