@@ -60,6 +60,10 @@ def test_the_package_keeps_every_contract() -> None:
         ("apps/registry.py", "import maas.apps.infer", {FUNCTIONS}),
         # heavy packages stay offline, even in a leaf
         ("config.py", "import torch", {ONLINE}),
+        # the leaves are ordered too: errors reaching back for the configuration would be a cycle
+        ("errors.py", "import maas.config", {LAYERS}),
+        # an import inside a function is still an import: the local stack training models lazily
+        ("local/stack.py", "def _seed():\n    import maas.training.pipeline", {LAYERS}),
     ],
 )
 def test_a_planted_import_breaks_its_contract(
@@ -75,3 +79,13 @@ def test_a_planted_import_breaks_its_contract(
     broken = {line.split(" BROKEN")[0] for line in completed.stdout.splitlines() if " BROKEN" in line}
     assert broken == broken_contracts, completed.stdout
     assert planted_import.rsplit(maxsplit=1)[-1].replace(".", "/") in completed.stdout.replace(".", "/")
+
+
+def test_a_module_without_a_layer_breaks_the_layers_contract(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "shared" / "maas", tmp_path / "maas", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "maas" / "helpers.py").write_text('"""A grab-bag nobody placed."""\n')
+
+    completed = run_contracts(tmp_path)
+
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert "maas.helpers" in completed.stdout
