@@ -2,7 +2,8 @@
 
 An mkdocs hook (`hooks:` in mkdocs.yml). `configuration.md` gets a table of every environment variable
 `maas.config` names, with its default as `Settings.from_env({})` computes it and its line from
-`ENV_DESCRIPTIONS`; `performance.md` gets `bench-results/results.md`, as `make bench` wrote it. A page
+`ENV_DESCRIPTIONS`; `api.md` and `registry.md` get their function's rows of the one route table
+(`maas.api.route_table`); `performance.md` gets `bench-results/results.md`, as `make bench` wrote it. A page
 without its marker, a variable without a description or a missing record fails the build.
 """
 
@@ -23,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH_RESULTS = ROOT / "bench-results" / "results.md"
 CONFIGURATION_MARKER = "<!-- generated: configuration -->"
 BENCH_MARKER = "<!-- generated: bench-results -->"
+INFER_ROUTES_MARKER = "<!-- generated: routes infer -->"
+REGISTRY_ROUTES_MARKER = "<!-- generated: routes registry -->"
 EVERY_MEASUREMENT = "#### Every measurement"
 
 
@@ -30,6 +33,8 @@ def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
     generated = {
         "configuration.md": (CONFIGURATION_MARKER, configuration_table),
         "performance.md": (BENCH_MARKER, bench_results),
+        "api.md": (INFER_ROUTES_MARKER, lambda: route_rows("infer")),
+        "registry.md": (REGISTRY_ROUTES_MARKER, lambda: route_rows("registry")),
     }.get(page.file.src_uri)
     if generated is None:
         return markdown
@@ -65,12 +70,28 @@ def bench_results() -> str:
     return _fold_every_measurement(BENCH_RESULTS.read_text())
 
 
+def route_rows(function: str) -> str:
+    """The function's routes as the route table declares them, in its order; GET rows also answer HEAD."""
+    table = _load("maas.api.route_table")
+    rows = ["| route | what | binary tensors |", "|---|---|---|"]
+    for route in table.ROUTES:
+        if route.function == function:
+            methods = "/".join(method.value for method in route.methods)
+            binary = "yes" if route.binary else ""
+            rows.append(f"| `{methods} {route.path}` | {route.summary} | {binary} |")
+    return "\n".join(rows) + "\n"
+
+
 def _load_config() -> ModuleType:
-    # The page describes this checkout's config.py, not whichever maas the environment installed.
+    return _load("maas.config")
+
+
+def _load(module: str) -> ModuleType:
+    # The pages describe this checkout's code, not whichever maas the environment installed.
     shared = str(ROOT / "shared")
     if shared not in sys.path:
         sys.path.insert(0, shared)
-    return importlib.import_module("maas.config")
+    return importlib.import_module(module)
 
 
 def _settings_field_by_variable(config: ModuleType) -> dict[str, str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from maas import config
+from maas.api.route_table import ROUTES
 from tests.support.paths import ROOT
 
 README = ROOT / "README.md"
@@ -65,6 +66,21 @@ def test_the_performance_page_shows_every_recorded_measurement(site: Path) -> No
     missing = sorted(m for m in measurements if m not in page)
 
     assert missing == [], f"expected every measurement of {BENCH_RESULTS.name} on the page, missing {missing}"
+
+
+@pytest.mark.parametrize(("function", "page"), [("infer", "api"), ("registry", "registry")])
+def test_the_api_pages_list_exactly_the_route_tables_routes(site: Path, function: str, page: str) -> None:
+    text = html.unescape((site / page / "index.html").read_text())
+    listed = set(re.findall(r"<code>((?:GET/HEAD|POST|PUT|DELETE) /[^<]*)</code>", text))
+
+    declared = {
+        f"{'/'.join(method.value for method in route.methods)} {route.path}"
+        for route in ROUTES
+        if route.function == function
+    }
+
+    assert declared
+    assert listed == declared
 
 
 def test_the_readme_is_short_and_opens_with_the_two_commands() -> None:
