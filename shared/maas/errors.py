@@ -5,11 +5,22 @@ Messages name the field, what was expected and what arrived. They never echo pay
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MaasError(Exception):
-    """Root of every error the domain raises on purpose. Maps to HTTP `status`."""
+    """Root of every error the domain raises on purpose. Maps to HTTP `status`.
+
+    A subclass states its status where it is named, `class NotFound(MaasError, status=404)`; one that
+    states none keeps its parent's.
+    """
 
     status: int = 500
+
+    def __init_subclass__(cls, *, status: int | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status = status
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -21,47 +32,35 @@ class MaasError(Exception):
         return self.message
 
 
-class InvalidInput(MaasError):
+class InvalidInput(MaasError, status=400):
     """The client sent something malformed or inconsistent with the model. HTTP 400."""
 
-    status = 400
 
-
-class NotFound(MaasError):
+class NotFound(MaasError, status=404):
     """The model, version, alias or route does not exist. HTTP 404."""
 
-    status = 404
 
-
-class MethodNotAllowed(MaasError):
+class MethodNotAllowed(MaasError, status=405):
     """The path exists but not for this HTTP method. HTTP 405, with the methods it does allow."""
-
-    status = 405
 
     def __init__(self, message: str, *, allowed: list[str]) -> None:
         super().__init__(message)
         self.allowed = allowed
 
 
-class PayloadTooLarge(MaasError):
+class PayloadTooLarge(MaasError, status=413):
     """The request exceeds a configured size limit. HTTP 413."""
 
-    status = 413
 
-
-class UnsupportedMediaType(MaasError):
+class UnsupportedMediaType(MaasError, status=415):
     """The request's content type is not one we decode. HTTP 415."""
 
-    status = 415
 
-
-class Unavailable(MaasError):
+class Unavailable(MaasError, status=503):
     """A dependency (storage, execution provider) cannot serve right now. HTTP 503."""
 
-    status = 503
 
-
-class IntegrityError(MaasError):
+class IntegrityError(MaasError, status=500):
     """A stored document or artifact is not what the registry wrote (checksum, size, signature, schema).
     HTTP 500: never the client's fault.
 
@@ -70,20 +69,14 @@ class IntegrityError(MaasError):
     only (maas.registry.integrity.integrity_failure logs it).
     """
 
-    status = 500
-
     def __init__(self, message: str, *, detail: str = "") -> None:
         super().__init__(message)
         self.detail = detail
 
 
-class ConfigurationError(MaasError):
+class ConfigurationError(MaasError, status=500):
     """The deployment's configuration is invalid (bad env var value). HTTP 500."""
 
-    status = 500
 
-
-class DeadlineExceeded(MaasError):
+class DeadlineExceeded(MaasError, status=504):
     """The request used up its time budget (MAAS_REQUEST_TIMEOUT) before the model answered. HTTP 504."""
-
-    status = 504

@@ -1,17 +1,21 @@
-"""What every command shares: the registry from the environment, argument types and output formatting."""
+"""What every command shares: the registry from the environment, argument shapes, types and output."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from maas.config import Settings
 
 if TYPE_CHECKING:
     from maas.registry import ModelRegistry
     from maas.registry.admin import RegistryAdmin
+
+    # Generic only to type checkers: at run time argparse's class takes no subscript.
+    Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def registry() -> ModelRegistry:
@@ -35,6 +39,21 @@ def default_user() -> str | None:
         return None
 
 
+# The reference forms maas.registry.references parses, as every command that takes one explains them.
+MODEL_REFERENCE_HELP = "name, name@alias, name/versions/<n> or name/versions/<alias>"
+
+
+def add_command_group(commands: Commands, name: str, help: str) -> Commands:
+    """`maas NAME COMMAND ...`: a command whose subcommands are required."""
+    group = commands.add_parser(name, help=help)
+    return group.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+
+
+def add_model_reference(parser: argparse.ArgumentParser, name: str, **options: Any) -> None:
+    """The argument (positional `ref` or an option such as `--model`) naming one model version."""
+    parser.add_argument(name, metavar="REF", help=MODEL_REFERENCE_HELP, **options)
+
+
 def version(text: str) -> int:
     from maas.registry.references import VERSION_PATTERN
 
@@ -43,14 +62,24 @@ def version(text: str) -> int:
     return int(text)
 
 
-def hours(text: str) -> float:
-    try:
-        hours = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of hours, got {text!r}") from None
-    if not hours >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number of hours, got {text!r}")
-    return hours
+def non_negative(what: str, *, finite: bool = True) -> Callable[[str], float]:
+    """An argument type for a number >= 0 (and, when `finite`, not inf); `what` names it in the message."""
+    bound = "finite, non-negative" if finite else "non-negative"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {what}, got {text!r}") from None
+        if not value >= 0 or (finite and value == math.inf):
+            raise argparse.ArgumentTypeError(f"expected a {bound} {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+# Hours may be inf: `maas registry gc --older-than inf` then collects nothing.
+hours = non_negative("number of hours", finite=False)
 
 
 def print_json(document: Any) -> int:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from maas.cli import common
 from maas.cli.explanation_report import DEFAULT_TOP, explain_response, render_explanation, write_heatmaps
 
 if TYPE_CHECKING:
@@ -33,9 +34,7 @@ DEFAULT_PNG = Path("explanation.png")
 STDIN = "-"
 
 
-def add_explain_command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], output: argparse.ArgumentParser
-) -> None:
+def add_explain_command(commands: common.Commands, output: argparse.ArgumentParser) -> None:
     explain = commands.add_parser(
         "explain",
         parents=[output],
@@ -45,9 +44,7 @@ def add_explain_command(
         "request's own `parameters`. Image inputs (two or more dimensions longer than 1 per row) also get a "
         "PNG: the input in grey beside its attribution heatmap.",
     )
-    explain.add_argument(
-        "ref", metavar="REF", help="name, name@alias, name/versions/<n> or name/versions/<alias>"
-    )
+    common.add_model_reference(explain, "ref")
     explain.add_argument(
         "--input",
         required=True,

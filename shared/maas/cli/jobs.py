@@ -25,11 +25,10 @@ SHOWN_ERRORS = 5
 JobView = Literal["pending", "not found", "succeeded", "failed"]
 
 
-def add_jobs_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], output: argparse.ArgumentParser
-) -> None:
-    jobs = commands.add_parser("jobs", help="run batch jobs: upload a file, get one output line per line")
-    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
+def add_jobs_commands(commands: common.Commands, output: argparse.ArgumentParser) -> None:
+    jobs_commands = common.add_command_group(
+        commands, "jobs", help="run batch jobs: upload a file, get one output line per line"
+    )
 
     submit = jobs_commands.add_parser(
         "submit",
@@ -37,12 +36,7 @@ def add_jobs_commands(
         help="upload FILE as a job's input, wait for the job and download its output",
     )
     submit.add_argument("file", metavar="FILE", type=Path, help="the input: a .jsonl, .csv or .npy file")
-    submit.add_argument(
-        "--model",
-        required=True,
-        metavar="REF",
-        help="name, name@alias, name/versions/<n> or name/versions/<alias>",
-    )
+    common.add_model_reference(submit, "--model", required=True)
     submit.add_argument("--job-id", metavar="ID", help="a new, unused id (default: a random one)")
     submit.add_argument(
         "--csv-header",
@@ -260,14 +254,7 @@ def jobs_status_command(args: argparse.Namespace) -> int:
 # ---- arguments
 
 
-def _seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not seconds >= 0 or seconds == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite, non-negative number of seconds, got {text!r}")
-    return seconds
+_seconds = common.non_negative("number of seconds")
 
 
 def _positive_seconds(text: str) -> float:

@@ -14,12 +14,13 @@ if TYPE_CHECKING:
 
 
 def add_models_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    commands: common.Commands,
     output: argparse.ArgumentParser,
     author: argparse.ArgumentParser,
 ) -> None:
-    models = commands.add_parser("models", help="inspect and manage the model registry")
-    models_commands = models.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
+    models_commands = common.add_command_group(
+        commands, "models", help="inspect and manage the model registry"
+    )
     list_parser = models_commands.add_parser(
         "ls", aliases=["list"], parents=[output], help="list published models"
     )
@@ -27,9 +28,7 @@ def add_models_commands(
     show = models_commands.add_parser(
         "show", parents=[output], help="print a version's manifest, its metadata and its aliases"
     )
-    show.add_argument(
-        "ref", metavar="REF", help="name, name@alias, name/versions/<n> or name/versions/<alias>"
-    )
+    common.add_model_reference(show, "ref")
     show.set_defaults(command=models_show_command)
 
     versions = models_commands.add_parser(
@@ -41,8 +40,7 @@ def add_models_commands(
     promote = models_commands.add_parser(
         "promote", parents=[output, author], help="move an alias to a version unless it regresses"
     )
-    promote.add_argument("name", metavar="NAME")
-    promote.add_argument("version", metavar="VERSION", type=common.version)
+    _add_version_argument(promote)
     promote.add_argument("--to", dest="alias", default="production", metavar="ALIAS")
     promote.add_argument("--force", action="store_true", help="override the metric gate (needs --reason)")
     promote.add_argument("--reason", metavar="TEXT")
@@ -76,8 +74,7 @@ def add_models_commands(
     alias.set_defaults(command=models_alias_command)
 
     tag = models_commands.add_parser("tag", parents=[output, author], help="add or remove a version's tags")
-    tag.add_argument("name", metavar="NAME")
-    tag.add_argument("version", metavar="VERSION", type=common.version)
+    _add_version_argument(tag)
     tag.add_argument("tags", metavar="KEY=VALUE", nargs="*")
     tag.add_argument("--remove", metavar="KEY", nargs="+", default=[])
     tag.set_defaults(command=models_tag_command)
@@ -88,8 +85,7 @@ def add_models_commands(
         help="mark a version archived: no alias may point at it, 'latest' skips it, and it is served "
         "only when pinned by number",
     )
-    archive.add_argument("name", metavar="NAME")
-    archive.add_argument("version", metavar="VERSION", type=common.version)
+    _add_version_argument(archive)
     archive.set_defaults(command=models_archive_command)
 
     delete = models_commands.add_parser(
@@ -97,8 +93,7 @@ def add_models_commands(
         parents=[output],
         help="delete a version (no alias may point at it); its number is never given again",
     )
-    delete.add_argument("name", metavar="NAME")
-    delete.add_argument("version", metavar="VERSION", type=common.version)
+    _add_version_argument(delete)
     delete.set_defaults(command=models_delete_command)
 
     diff = models_commands.add_parser(
@@ -110,11 +105,8 @@ def add_models_commands(
     diff.set_defaults(command=models_diff_command)
 
 
-def add_registry_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], output: argparse.ArgumentParser
-) -> None:
-    registry = commands.add_parser("registry", help="maintain the registry bucket")
-    registry_commands = registry.add_subparsers(dest="registry_command", required=True, metavar="COMMAND")
+def add_registry_commands(commands: common.Commands, output: argparse.ArgumentParser) -> None:
+    registry_commands = common.add_command_group(commands, "registry", help="maintain the registry bucket")
     gc = registry_commands.add_parser(
         "gc",
         parents=[output],
@@ -131,6 +123,12 @@ def add_registry_commands(
     )
     gc.add_argument("--apply", action="store_true", help="delete them (default: list only)")
     gc.set_defaults(command=registry_gc_command)
+
+
+def _add_version_argument(parser: argparse.ArgumentParser) -> None:
+    """NAME VERSION: the positional pair that names one version by number."""
+    parser.add_argument("name", metavar="NAME")
+    parser.add_argument("version", metavar="VERSION", type=common.version)
 
 
 def models_list_command(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 DRAFT_FILE = "draft.json"
 
 
-def add_training_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_training_commands(commands: common.Commands) -> None:
     train = commands.add_parser(
         "train", help="train a recipe, evaluate its ONNX export, write its model card and publish it"
     )
@@ -37,7 +37,7 @@ def add_training_commands(commands: argparse._SubParsersAction[argparse.Argument
     )
     train.add_argument(
         "--max-degradation",
-        type=_non_negative,
+        type=common.non_negative("number"),
         metavar="X",
         help="largest primary-metric loss int8 may have against fp32 (default: the recipe's)",
     )
@@ -223,16 +223,6 @@ def _overrides_and_plan(args: argparse.Namespace, run: RunConfig) -> tuple[dict[
     # The default space is centred on the config being searched, so apply the overrides first.
     space = run.space or default_space(sampler, config)
     return overrides, make_plan(sampler, space, args.trials or run.trials)
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
 
 
 def _result_rows(draft: ManifestDraft) -> list[tuple[str, ...]]:

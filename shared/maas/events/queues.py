@@ -41,10 +41,8 @@ if TYPE_CHECKING:
 S3_TEST_EVENT = "s3:TestEvent"
 
 
-class PoisonMessage(MaasError):
+class PoisonMessage(MaasError, status=400):
     """A message nobody can answer: it goes back to the queue until the dead-letter queue takes it."""
-
-    status = 400
 
 
 class _QueueApp:

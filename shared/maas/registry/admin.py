@@ -35,16 +35,12 @@ MAX_TAGS = 50
 MAX_TAG_LENGTH = 256
 
 
-class PromotionRefused(MaasError):
+class PromotionRefused(MaasError, status=409):
     """The candidate regresses the primary metric or failed its parity check. HTTP 409."""
 
-    status = 409
 
-
-class VersionInUse(MaasError):
+class VersionInUse(MaasError, status=409):
     """An alias still points at the version. HTTP 409."""
-
-    status = 409
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,10 +60,8 @@ ARCHIVED = "archived"
 D = TypeVar("D", bound=BaseModel)
 
 
-class VersionConflict(MaasError):
+class VersionConflict(MaasError, status=409):
     """A create-only or compare-and-swap write lost a race. HTTP 409."""
-
-    status = 409
 
 
 @dataclass(frozen=True, slots=True)

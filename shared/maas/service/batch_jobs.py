@@ -62,10 +62,8 @@ DEADLINE_MARGIN_MS = 20_000
 RUN_DEADLINE_MARGIN_MS = 10_000
 
 
-class JobOutOfTime(MaasError):
+class JobOutOfTime(MaasError, status=504):
     """The function's time ran out before the input did."""
-
-    status = 504
 
 
 @dataclass(slots=True)

@@ -5,19 +5,13 @@ from __future__ import annotations
 from maas.errors import MaasError
 
 
-class ModelCheckFailed(MaasError):
+class ModelCheckFailed(MaasError, status=422):
     """The exported ONNX model failed a check (onnx.checker, shapes). HTTP 422."""
 
-    status = 422
 
-
-class ParityCheckFailed(ModelCheckFailed):
+class ParityCheckFailed(ModelCheckFailed, status=422):
     """onnxruntime disagrees with torch beyond the tolerance, or parity was never measured. HTTP 422."""
 
-    status = 422
 
-
-class QuantizationRefused(ModelCheckFailed):
+class QuantizationRefused(ModelCheckFailed, status=422):
     """The quantized model lost more of its primary metric than allowed. HTTP 422."""
-
-    status = 422
