@@ -36,8 +36,8 @@ from benchmarks.workloads import json_document, json_infer_event, repeats_within
 from maas.apps.infer import InferFunction
 from maas.config import ENV_EXPLAIN_BATCH_ROWS
 from maas.explain.batching import ExplainLimits
-from maas.explain.explainer import EXPLANATION, explain_loaded
-from maas.explain.parameters import ExplainParameters
+from maas.explain.explainer import explain_loaded
+from maas.explain.parameters import EXPLANATION, ExplainParameters
 from maas.infer_types import InferenceRequest, InferenceResponse, Tensor
 from maas.registry import Manifest
 from maas.registry.references import parse_ref

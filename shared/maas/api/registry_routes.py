@@ -1,7 +1,7 @@
 """Registry routes: list and inspect models, move aliases, promote, roll back, tag and archive versions.
 
 Routes only translate: path, body and caller identity in, a RegistryAdmin or ModelRegistry call, wire out.
-The routes themselves are rows of route_table; errors are mapped in lambda_app. Deleting a version is
+The routes themselves are rows of route_table; errors are mapped in http_transport. Deleting a version is
 deliberately not offered over HTTP (use the CLI).
 """
 

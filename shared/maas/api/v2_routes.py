@@ -1,7 +1,7 @@
 """Open Inference Protocol V2 routes over the inference service.
 
 Routes only translate: path and body in, service call, wire out. The routes themselves are rows of
-route_table; errors are mapped in lambda_app.
+route_table; errors are mapped in http_transport.
 """
 
 from __future__ import annotations

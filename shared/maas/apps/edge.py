@@ -4,9 +4,11 @@ Each invocation gets a log correlation id (an HTTP request's id, a direct invoke
 message id is set per record by its adapter), a ColdStart count on the container's first, and an
 Errors<status> count for an answer that reports one. Its EMF metrics are flushed whatever happens.
 
-HTTP errors are answered inside the resolver, as responses. A MaasError that reaches the edge (a direct
-invoke's client mistake) is answered as {"error", "status"}, so a state machine can branch on it; an
-Unavailable is raised, so the caller's retry policy applies.
+HTTP errors are answered inside the resolver, as responses. A function whose callers read errors as data
+(the infer function's direct invokes: a state machine branches on them) sets `answers_client_errors`, and a
+MaasError that reaches its edge is answered as {"error", "status"}; an Unavailable is still raised there, so
+the caller's retry policy applies. Everywhere else a MaasError that reaches the edge is raised: an SQS
+function that answered it would tell Lambda the whole batch succeeded, and its messages would be deleted.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class Edge(ABC):
 
     # Per app, not per process: tests build a fresh app per simulated container.
     _cold_start = True
+    # Answer a client mistake that reaches the edge as {"error", "status"} instead of raising it.
+    answers_client_errors = False
 
     @abstractmethod
     def answer(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]: ...
@@ -43,6 +47,8 @@ class Edge(ABC):
             except Unavailable:
                 raise
             except MaasError as exc:
+                if not self.answers_client_errors:
+                    raise
                 answer = {"error": exc.message, "status": exc.status}
             status = answered_status(answer)
             if status is not None and status >= 400:

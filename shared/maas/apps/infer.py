@@ -14,7 +14,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from maas.api.docs_routes import register_docs_routes
-from maas.api.lambda_app import MultiFormatApp, register_error_handlers
+from maas.api.http_transport import MultiFormatApp, register_error_handlers
 from maas.api.routing import ServedRoutes
 from maas.api.v1_routes import register_v1_routes
 from maas.api.v2_routes import register_v2_routes
@@ -23,7 +23,7 @@ from maas.errors import InvalidInput
 from maas.events.infer_events import InferEvents, is_direct_invoke, is_warm_up
 from maas.service.inference import InferenceService
 
-UNSUPPORTED_EVENT = (
+UNSUPPORTED_INFER_EVENT = (
     'event: expected an API Gateway or Function URL request, a direct invoke {"model", "inputs"} '
     "or an EventBridge scheduled warm-up"
 )
@@ -42,6 +42,9 @@ def infer_http_app(service: InferenceService) -> MultiFormatApp:
 class InferFunction(Edge):
     """Every event the infer function gets, sent to the adapter that speaks it, behind the Lambda edge."""
 
+    # A direct invoke's caller (a Step Functions task, a script) reads a client mistake as an answer.
+    answers_client_errors = True
+
     def __init__(self, service: InferenceService) -> None:
         self.service = service
         self.http = infer_http_app(service)
@@ -54,7 +57,7 @@ class InferFunction(Edge):
             return self.events.warm_up()
         if is_direct_invoke(event):
             return self.events.invoke(event, context)
-        raise InvalidInput(UNSUPPORTED_EVENT)
+        raise InvalidInput(UNSUPPORTED_INFER_EVENT)
 
 
 def build_infer_app(service: InferenceService | None = None) -> InferFunction:

@@ -4,7 +4,7 @@ inference service, so it starts without onnxruntime."""
 
 from __future__ import annotations
 
-from maas.api.lambda_app import MultiFormatApp, register_error_handlers
+from maas.api.http_transport import MultiFormatApp, register_error_handlers
 from maas.api.registry_routes import register_registry_routes
 from maas.api.routing import ServedRoutes
 from maas.apps.edge import BehindEdge

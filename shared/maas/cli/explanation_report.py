@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from maas.cli import common
+from maas.explain.parameters import ATTRIBUTION_SUFFIX, EXPLANATION, TOKENS_SUFFIX
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,10 +28,6 @@ if TYPE_CHECKING:
 DEFAULT_TOP = 15
 # The widest bar, drawn for the row's largest |attribution|; the others are scaled to it.
 BAR_WIDTH = 20
-# maas.explain.explainer's response names, repeated here so the table needs no explain import.
-EXPLANATION = "explanation"
-ATTRIBUTION_SUFFIX = "_attribution"
-TOKENS_SUFFIX = "_tokens"
 PANEL_SIZE_IN = 3.0
 PNG_DPI = 100
 # matplotlib otherwise stamps its version into the PNG; the bytes should depend on the data only.

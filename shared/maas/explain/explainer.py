@@ -13,17 +13,12 @@ from typing import Any
 from maas.datatypes import BY_NUMPY
 from maas.errors import InvalidInput
 from maas.explain.batching import Evaluations, ExplainLimits
-from maas.explain.parameters import ExplainParameters
+from maas.explain.parameters import ATTRIBUTION_SUFFIX, EXPLANATION, TOKENS_SUFFIX, ExplainParameters
 from maas.explain.targets import explained_output, row_count, target_indices
 from maas.explain.tensors import explain_tensors
 from maas.explain.text import explain_text
 from maas.infer_types import InferenceRequest, InferenceResponse, Tensor
 from maas.runtime import Deadline, LoadedModel, check_inputs, check_requested_outputs
-
-# The response parameter holding the method's settings, and the suffixes of the tensors it adds.
-EXPLANATION = "explanation"
-ATTRIBUTION_SUFFIX = "_attribution"
-TOKENS_SUFFIX = "_tokens"
 
 
 def explain_loaded(

@@ -22,6 +22,12 @@ MAX_SEED = 2**64 - 1
 # A target index or window size beyond this is not echoed in an error message: no row is that long.
 MAX_ECHOED_INDEX = 10**12
 
+# How an explanation answers, on every transport: the response parameter holding the method's settings, and
+# the suffixes of the tensors added beside the predictions (one attribution per input; a text input's tokens).
+EXPLANATION = "explanation"
+ATTRIBUTION_SUFFIX = "_attribution"
+TOKENS_SUFFIX = "_tokens"
+
 
 class ExplainParameters(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

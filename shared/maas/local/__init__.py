@@ -11,7 +11,7 @@ from maas.local.http_events import http_api_event, http_response_from_lambda
 from maas.local.lambdas import LocalFunctions
 from maas.local.object_store import StoreChoice, choose_store
 from maas.local.queues import LocalQueue, SqsPoller
-from maas.local.sam import FunctionSpec, JwtConfiguration, Route, RouteAuthorization, SamTemplate
+from maas.local.sam import FunctionSpec, JwtConfiguration, RouteAuthorization, SamTemplate, TemplateRoute
 from maas.local.sigv4 import LocalCredentials
 from maas.local.stack import LocalStack, parse_parameter_overrides
 from maas.local.template_reader import load_template, parse_template
@@ -26,12 +26,12 @@ __all__ = [
     "LocalGateway",
     "LocalQueue",
     "LocalStack",
-    "Route",
     "RouteAuthorization",
     "SamTemplate",
     "SqsPoller",
     "StoreChoice",
     "TemplateError",
+    "TemplateRoute",
     "TemplateRoutes",
     "choose_store",
     "http_api_event",

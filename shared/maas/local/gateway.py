@@ -43,7 +43,7 @@ from maas.local.http_server import (
     loggable_path,
 )
 from maas.local.lambdas import LocalFunctions
-from maas.local.sam import Route
+from maas.local.sam import TemplateRoute
 from maas.local.sigv4 import SERVICE, LocalCredentials
 from maas.local.template_routes import TemplateRoutes
 
@@ -61,7 +61,7 @@ class LocalGateway:
 
     def __init__(
         self,
-        routes: Sequence[Route],
+        routes: Sequence[TemplateRoute],
         *,
         root: Path,
         host: str = "127.0.0.1",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from maas.local.http_server import GatewayResponse, IncomingRequest, gateway_message
-from maas.local.sam import Route, RouteAuthorization
+from maas.local.sam import RouteAuthorization, TemplateRoute
 from maas.local.sigv4 import (
     LocalCredentials,
     SignatureRejectedError,
@@ -48,7 +48,7 @@ class RouteAuthorizer:
 
     def __init__(
         self,
-        routes: Sequence[Route],
+        routes: Sequence[TemplateRoute],
         *,
         account_id: str,
         region: str,
@@ -82,7 +82,7 @@ class RouteAuthorizer:
             logger.warning("no AWS credentials in this process: every AWS_IAM route will answer 403")
 
     def authorize(
-        self, request: IncomingRequest, route: Route, now: datetime, *, default_host: str
+        self, request: IncomingRequest, route: TemplateRoute, now: datetime, *, default_host: str
     ) -> dict[str, Any] | None:
         """The event's requestContext.authorizer for an allowed request (None on an open route);
         AccessDeniedError otherwise. `default_host` stands in for a request without a Host header."""

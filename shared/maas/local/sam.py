@@ -91,7 +91,7 @@ NO_AUTHORIZATION = RouteAuthorization()
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class TemplateRoute:
     """One HTTP API route: `method` is a verb or ANY, `path` a pattern like /v2/models/{name} or $default."""
 
     method: str
@@ -184,7 +184,7 @@ class SamTemplate:
     parameters: Mapping[str, TemplateParameter]
     resources: Mapping[str, Mapping[str, Any]]
     functions: Mapping[str, FunctionSpec]
-    routes: tuple[Route, ...]
+    routes: tuple[TemplateRoute, ...]
     queues: Mapping[str, QueueSpec] = field(default_factory=dict)
     sqs_event_sources: tuple[SqsEventSource, ...] = ()
     queue_notifications: tuple[QueueNotification, ...] = ()

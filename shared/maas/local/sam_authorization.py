@@ -17,8 +17,8 @@ from maas.local.sam import (
     DEFAULT_IDENTITY_SOURCE,
     NO_AUTHORIZATION,
     JwtConfiguration,
-    Route,
     RouteAuthorization,
+    TemplateRoute,
 )
 
 # Authorizer names SAM reserves in an event's Auth.Authorizer and an API's DefaultAuthorizer.
@@ -32,7 +32,10 @@ SIGV4_AUTHTYPE = "awsSigv4"
 
 
 def route_authorization(
-    route: Route, event_properties: Mapping[str, Any], api: Mapping[str, Any], resolver: IntrinsicResolver
+    route: TemplateRoute,
+    event_properties: Mapping[str, Any],
+    api: Mapping[str, Any],
+    resolver: IntrinsicResolver,
 ) -> RouteAuthorization:
     """What API Gateway enforces on a route, as SAM configures it: the event's Auth.Authorizer, else the
     security of the route's operation in the API's DefinitionBody, else the API's DefaultAuthorizer."""
@@ -57,7 +60,7 @@ def route_authorization(
     return NO_AUTHORIZATION
 
 
-def _operation_security(body: Mapping[str, Any], route: Route) -> Any:
+def _operation_security(body: Mapping[str, Any], route: TemplateRoute) -> Any:
     """The OpenAPI security requirements of the route's operation, else the document's; None if neither."""
     path_item = _mapping(_mapping(body.get("paths")).get(route.path))
     operation = _mapping(

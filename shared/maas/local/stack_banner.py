@@ -16,7 +16,7 @@ from typing import Any
 from maas.config import ENV_BUCKET
 from maas.local.object_store import EMBEDDED_REGION, StoreChoice
 from maas.local.queues import SqsPoller
-from maas.local.sam import Route, SamTemplate
+from maas.local.sam import SamTemplate, TemplateRoute
 from maas.local.template_reader import TEMPLATE_FILE
 from maas.local.template_routes import TemplateRoutes
 
@@ -32,7 +32,7 @@ def example_infer_body(rows: int = 3, features: int = 10) -> dict[str, Any]:
 
 
 def curl_example(
-    url: str, routes: Sequence[Route], model: str, signing_example: SigningExample | None
+    url: str, routes: Sequence[TemplateRoute], model: str, signing_example: SigningExample | None
 ) -> str:
     """An infer call of `model` as curl, signed or with a bearer token when the route requires one."""
     url = url.replace("://0.0.0.0:", "://127.0.0.1:")
@@ -84,10 +84,13 @@ def stack_banner(
 
 
 def _auth_lines(
-    routes: Sequence[Route], parameters: Mapping[str, str], model: str, signing_example: SigningExample | None
+    routes: Sequence[TemplateRoute],
+    parameters: Mapping[str, str],
+    model: str,
+    signing_example: SigningExample | None,
 ) -> list[str]:
     """Which routes need what, and how to call the protected ones."""
-    by_authorization: dict[str, list[Route]] = {}
+    by_authorization: dict[str, list[TemplateRoute]] = {}
     for route in routes:
         by_authorization.setdefault(route.authorization.describe(), []).append(route)
     overrides = " ".join(f"{name}={value}" for name, value in parameters.items())
@@ -140,7 +143,7 @@ def _event_lines(
     return lines
 
 
-def _route_summary(routes: Sequence[Route]) -> str:
+def _route_summary(routes: Sequence[TemplateRoute]) -> str:
     """A few routes by name, more as a count under their common path."""
     if len(routes) <= 3:
         return ", ".join(route.route_key for route in routes)
@@ -150,7 +153,7 @@ def _route_summary(routes: Sequence[Route]) -> str:
     return f"{len(routes)} routes" + (f" under {prefix}" if prefix.strip("/") else "")
 
 
-def _example_path(routes: Sequence[Route], model: str) -> str:
+def _example_path(routes: Sequence[TemplateRoute], model: str) -> str:
     """A path that reaches one of `routes`: a GET without variables if there is one."""
     plain = [r for r in routes if r.method in ("GET", "ANY") and "{" not in r.path and r.path.startswith("/")]
     route = plain[0] if plain else routes[0]

@@ -37,9 +37,9 @@ from maas.local.sam import (
     QueueNotification,
     QueueSpec,
     RedrivePolicy,
-    Route,
     SamTemplate,
     SqsEventSource,
+    TemplateRoute,
 )
 from maas.local.sam_authorization import route_authorization
 
@@ -96,7 +96,7 @@ def parse_template(
     queue_ids = [rid for rid, res in resources.items() if res.get("Type") == QUEUE_TYPE]
     queues = {rid: _queue_spec(rid, resources[rid].get("Properties") or {}, queue_ids) for rid in queue_ids}
     apis = _http_apis(resources, globals_.get("HttpApi") or {})
-    routes: list[Route] = []
+    routes: list[TemplateRoute] = []
     sqs_event_sources: list[SqsEventSource] = []
     for rid, spec in functions.items():
         events = (resources[rid].get("Properties") or {}).get("Events") or {}
@@ -184,13 +184,13 @@ def _function_spec(
     )
 
 
-def _route(function: FunctionSpec, event_id: str, properties: Mapping[str, Any]) -> Route:
+def _route(function: FunctionSpec, event_id: str, properties: Mapping[str, Any]) -> TemplateRoute:
     path = properties.get("Path")
     method = properties.get("Method")
     api = properties.get("ApiId")
     api_id = api.get("Ref") if isinstance(api, dict) else None
     if path is None and method is None:
-        return Route(ANY_METHOD, DEFAULT_ROUTE, function, event_id, api_id)
+        return TemplateRoute(ANY_METHOD, DEFAULT_ROUTE, function, event_id, api_id)
     if not isinstance(path, str) or not path.startswith("/"):
         raise TemplateError(
             f"{function.logical_id}.{event_id}: expected Path starting with '/', got {path!r}"
@@ -202,7 +202,7 @@ def _route(function: FunctionSpec, event_id: str, properties: Mapping[str, Any])
         raise TemplateError(
             f"{function.logical_id}.{event_id}: a greedy {{x+}} variable must be last in {path}"
         )
-    return Route(verb, path, function, event_id, api_id)
+    return TemplateRoute(verb, path, function, event_id, api_id)
 
 
 def _queue_arn_reference(value: Any, queue_ids: Collection[str], where: str) -> str:
@@ -301,7 +301,7 @@ def _queue_notifications(
     return notifications
 
 
-def _reject_duplicate_routes(routes: list[Route]) -> None:
+def _reject_duplicate_routes(routes: list[TemplateRoute]) -> None:
     seen: dict[tuple[str | None, str], str] = {}
     for route in routes:
         key = (route.api_id, route.route_key)

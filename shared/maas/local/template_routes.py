@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from maas.local.sam import ANY_METHOD, DEFAULT_ROUTE, Route
+from maas.local.sam import ANY_METHOD, DEFAULT_ROUTE, TemplateRoute
 
 _LITERAL, _VARIABLE, _GREEDY = 0, 1, 2
 
@@ -20,7 +20,7 @@ _LITERAL, _VARIABLE, _GREEDY = 0, 1, 2
 class RouteMatch:
     """The route a request reached, with the values of its path variables (URL-decoded)."""
 
-    route: Route
+    route: TemplateRoute
     path_parameters: dict[str, str]
 
 
@@ -32,7 +32,7 @@ class _Segment:
 
 @dataclass(frozen=True, slots=True)
 class _CompiledRoute:
-    route: Route
+    route: TemplateRoute
     segments: tuple[_Segment, ...]
 
     @property
@@ -45,9 +45,9 @@ class TemplateRoutes:
     """The template's routes, matched to a request as HTTP API does: the most specific matching path and
     method, `$default` last."""
 
-    def __init__(self, routes: Iterable[Route]) -> None:
+    def __init__(self, routes: Iterable[TemplateRoute]) -> None:
         self._compiled: list[_CompiledRoute] = []
-        self._default: Route | None = None
+        self._default: TemplateRoute | None = None
         for route in routes:
             if route.path == DEFAULT_ROUTE:
                 self._default = route

@@ -12,8 +12,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from maas.errors import InvalidInput
-from maas.explain.explainer import ATTRIBUTION_SUFFIX, EXPLANATION, TOKENS_SUFFIX
-from maas.explain.parameters import ExplainParameters
+from maas.explain.parameters import ATTRIBUTION_SUFFIX, EXPLANATION, TOKENS_SUFFIX, ExplainParameters
 from maas.infer_types import InferenceResponse
 from maas.protocol.v1_codec import predictions
 from maas.protocol.v1_types import V1ExplainResponse

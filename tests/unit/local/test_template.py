@@ -15,9 +15,9 @@ from maas.local.sam import (
     ANY_METHOD,
     NO_AUTHORIZATION,
     JwtConfiguration,
-    Route,
     RouteAuthorization,
     SamTemplate,
+    TemplateRoute,
 )
 from maas.local.stack import parse_parameter_overrides
 from maas.local.template_reader import load_template, parse_template
@@ -138,7 +138,7 @@ Resources:
 IAM = RouteAuthorization("AWS_IAM", "AWS_IAM")
 
 
-def routes_by_key(template: SamTemplate) -> dict[str, Route]:
+def routes_by_key(template: SamTemplate) -> dict[str, TemplateRoute]:
     return {route.route_key: route for route in template.routes}
 
 

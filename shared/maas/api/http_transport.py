@@ -30,7 +30,7 @@ from maas.observability import MetricUnit, logger, metrics
 from maas.protocol.v2_types import ErrorResponse
 
 MAX_ECHOED_PATH = 200
-UNSUPPORTED_EVENT = "event: expected an API Gateway REST (v1), HTTP API (v2) or Function URL event"
+UNSUPPORTED_HTTP_EVENT = "event: expected an API Gateway REST (v1), HTTP API (v2) or Function URL event"
 INFERENCE_ROUTE_HINT = (
     "a V2 or V1 route such as POST /v2/models/{name}/infer or POST /v1/models/{name}:predict"
 )
@@ -63,7 +63,7 @@ class MultiFormatApp:
             response = {
                 "statusCode": 400,
                 "headers": {"Content-Type": "application/json"},
-                "body": json.dumps({"error": UNSUPPORTED_EVENT}),
+                "body": json.dumps({"error": UNSUPPORTED_HTTP_EVENT}),
             }
         else:
             response = resolver.resolve(event, context)  # type: ignore[arg-type]
