@@ -14,37 +14,22 @@ import boto3
 import numpy as np
 import pytest
 from botocore.config import Config
-from onnx import TensorProto, helper
 
 from maas.config import Settings
 from maas.errors import MaasError
 from maas.infer_types import InferenceRequest, Tensor
-from maas.registry import CanarySplit, ManifestDraft, ModelRef, ModelRegistry, Signature, TensorSpec
+from maas.registry import CanarySplit, ModelRef, ModelRegistry
 from maas.registry.admin import RegistryAdmin
 from maas.registry.store import VersionConflict
 from maas.service.inference import InferenceService, choose_version
 from tests.support.aws import moto_server
+from tests.support.registry import DRAFT, graph
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
 
 THREADS = 16
 ROUNDS = 4
-DRAFT = ManifestDraft(
-    signature=Signature(
-        inputs=[TensorSpec(name="input", datatype="FP32", shape=[-1, 10])],
-        outputs=[TensorSpec(name="output", datatype="FP32", shape=[-1, 10])],
-    )
-)
-
-
-def graph(tag: str) -> bytes:
-    """A tiny real ONNX graph (publish refuses anything else), told apart from others by its doc_string."""
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 10])
-    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 10])
-    body = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "g", [x], [y])
-    content: bytes = helper.make_model(body, doc_string=tag).SerializeToString()
-    return content
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +97,7 @@ def run_together(count: int, work: Callable[[int], Any]) -> list[Any]:
 
 
 def test_sixteen_concurrent_publishes_get_sixteen_consecutive_versions(registry: ModelRegistry) -> None:
-    payloads = [graph(f"graph-{i}") for i in range(THREADS)]
+    payloads = [graph(f"graph-{i}".encode()) for i in range(THREADS)]
     manifests = run_together(THREADS, lambda i: registry.publish("m", {"model.onnx": payloads[i]}, DRAFT))
 
     assert not [m for m in manifests if isinstance(m, Exception)]
@@ -128,13 +113,13 @@ def test_publishers_racing_a_delete_of_the_highest_version_never_take_its_number
     registry: ModelRegistry,
 ) -> None:
     for i in range(4):
-        registry.publish("m", {"model.onnx": graph(f"before-{i}")}, DRAFT)
+        registry.publish("m", {"model.onnx": graph(f"before-{i}".encode())}, DRAFT)
     admin = RegistryAdmin(registry)
 
     def work(index: int) -> Any:
         if index == 0:
             return admin.delete_version("m", 4)
-        return registry.publish("m", {"model.onnx": graph(f"after-{index}")}, DRAFT)
+        return registry.publish("m", {"model.onnx": graph(f"after-{index}".encode())}, DRAFT)
 
     outcomes = run_together(THREADS, work)
 
@@ -175,7 +160,7 @@ def test_racing_alias_moves_have_one_winner_per_round_and_a_consistent_history(
     registry: ModelRegistry,
 ) -> None:
     for i in range(THREADS + 1):
-        registry.publish("m", {"model.onnx": graph(f"g{i}")}, DRAFT)
+        registry.publish("m", {"model.onnx": graph(f"g{i}".encode())}, DRAFT)
     admin = RegistryAdmin(registry)
     admin.set_alias("m", "production", 1)
     expected_history: list[tuple[int | None, int]] = [(None, 1)]
@@ -204,7 +189,7 @@ def test_racing_alias_moves_have_one_winner_per_round_and_a_consistent_history(
 
 def test_unconditional_concurrent_moves_are_never_lost(registry: ModelRegistry) -> None:
     for i in range(4):
-        registry.publish("m", {"model.onnx": graph(f"g{i}")}, DRAFT)
+        registry.publish("m", {"model.onnx": graph(f"g{i}".encode())}, DRAFT)
     admin = RegistryAdmin(registry)
     outcomes = run_together(8, lambda i: admin.set_alias("m", "staging", i % 4 + 1, by=f"w{i}"))
     assert not [o for o in outcomes if isinstance(o, Exception)]

@@ -47,6 +47,7 @@ ModelFiles = dict[str, bytes]
 
 
 # The time budget tests' model: a run takes a few hundred milliseconds on one core.
+SLOW_MODEL = "slow-chain"
 SLOW_WIDTH = 1024
 SLOW_LAYERS = 10
 

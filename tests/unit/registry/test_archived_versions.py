@@ -22,7 +22,7 @@ from maas.registry.admin import PromotionRefused, RegistryAdmin, VersionInUse
 from maas.registry.documents import CanarySplit
 from maas.service.inference import InferenceService
 from tests.support.aws import TEST_BUCKET
-from tests.unit.registry.test_registry import publish
+from tests.support.registry import publish
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel

@@ -5,35 +5,14 @@ import threading
 from typing import Any
 
 import pytest
-from onnx import TensorProto, helper
 
 from maas.errors import IntegrityError, InvalidInput, NotFound, Unavailable
-from maas.registry import ManifestDraft, ModelRef, ModelRegistry, Signature, TensorSpec, VersionConflict
+from maas.registry import ManifestDraft, ModelRef, ModelRegistry, VersionConflict
 from maas.registry.admin import NO_ALIAS, RegistryAdmin, VersionInUse
 from maas.registry.documents import CanarySplit
 from maas.registry.manifest import sha256_hex
 from tests.support.aws import TEST_BUCKET
-
-SIGNATURE = Signature(
-    inputs=[TensorSpec(name="input", datatype="FP32", shape=[-1, 10])],
-    outputs=[TensorSpec(name="output", datatype="FP32", shape=[-1, 10])],
-)
-DRAFT = ManifestDraft(task="regression", signature=SIGNATURE, metrics={"mse": 0.1})
-
-
-def graph(tag: bytes = b"graph") -> bytes:
-    """A tiny real ONNX graph (publish refuses anything else), told apart from others by its doc_string."""
-    spec = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 10])
-    out = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 10])
-    body = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "g", [spec], [out])
-    model = helper.make_model(body, doc_string=tag.decode())
-    content: bytes = model.SerializeToString()
-    return content
-
-
-def publish(registry: ModelRegistry, payload: bytes = b"graph", name: str = "m") -> int:
-    files = {"model.onnx": graph(payload), "card.md": b"# card"}
-    return registry.publish(name, files, DRAFT).version
+from tests.support.registry import DRAFT, graph, publish
 
 
 def test_versions_are_consecutive_integers_with_checksummed_artifacts(registry: ModelRegistry) -> None:

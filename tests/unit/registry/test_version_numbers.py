@@ -19,7 +19,7 @@ from maas.registry.admin import RegistryAdmin
 from maas.registry.manifest import MANIFEST_FILE
 from maas.registry.store import CLAIM_FILE
 from tests.support.aws import TEST_BUCKET
-from tests.unit.registry.test_registry import DRAFT, graph, publish
+from tests.support.registry import DRAFT, graph, publish
 
 NAME = "m"
 

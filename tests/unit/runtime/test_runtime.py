@@ -24,7 +24,7 @@ from maas.runtime import (
 )
 from maas.service.inference import InferenceService
 from tests.support.aws import TEST_BUCKET
-from tests.unit.registry.test_registry import publish
+from tests.support.registry import publish
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel

@@ -21,9 +21,8 @@ from maas.registry import ModelRef, ModelRegistry
 from maas.runtime.loaded_model import Deadline
 from maas.service.inference import InferenceService
 from tests.support.aws import TEST_BUCKET
-from tests.support.models import SLOW_WIDTH, slow_chain_model
+from tests.support.models import SLOW_MODEL, SLOW_WIDTH, slow_chain_model
 
-SLOW_MODEL = "slow-chain"
 BUDGET_SECONDS = 0.02
 
 
