@@ -14,16 +14,10 @@ import pytest
 from tests.support.aws import TEST_BUCKET
 from tests.support.events import load_event
 from tests.support.logs import JsonLogs
+from tests.support.queues import record, result
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
-
-
-def record(body: Any, message_id: str) -> dict[str, Any]:
-    base: dict[str, Any] = copy.deepcopy(load_event("sqs_async_request.json")["Records"][0])
-    base["messageId"] = message_id
-    base["body"] = body if isinstance(body, str) else json.dumps(body)
-    return base
 
 
 def request(request_id: str | None, rows: np.ndarray, model: str = "seed-mlp") -> dict[str, Any]:
@@ -36,12 +30,6 @@ def request(request_id: str | None, rows: np.ndarray, model: str = "seed-mlp") -
     if request_id is not None:
         body["id"] = request_id
     return body
-
-
-def result(s3: Any, request_id: str) -> dict[str, Any]:
-    body = s3.get_object(Bucket=TEST_BUCKET, Key=f"results/{request_id}.json")["Body"].read()
-    document: dict[str, Any] = json.loads(body)
-    return document
 
 
 def rows_of(count: int) -> np.ndarray:

@@ -7,54 +7,19 @@ import io
 import json
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote_plus
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
 from maas.registry import Manifest
-from maas.service.job_layout import JobStatus
 from tests.support.aws import TEST_BUCKET
 from tests.support.events import load_event
+from tests.support.jobs import Context, job_event, read_lines, read_status, submit
 from tests.support.logs import JsonLogs
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
-
-
-class Context:
-    """The one method of Lambda's context the batch function reads."""
-
-    def __init__(self, remaining_ms: int = 900_000) -> None:
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
-def job_event(key: str, *, message_id: str = "059f36b4-87a3-44ab-83d2-661975830a7d") -> dict[str, Any]:
-    event = copy.deepcopy(load_event("sqs_s3_job_notification.json"))
-    record = event["Records"][0]
-    notification = json.loads(record["body"])
-    notification["Records"][0]["s3"]["object"]["key"] = quote_plus(key, safe="/")
-    record["body"] = json.dumps(notification)
-    record["messageId"] = message_id
-    return event
-
-
-def submit(s3: Any, key: str, body: bytes) -> None:
-    s3.put_object(Bucket=TEST_BUCKET, Key=key, Body=body)
-
-
-def read_lines(s3: Any, key: str) -> list[dict[str, Any]]:
-    text = s3.get_object(Bucket=TEST_BUCKET, Key=key)["Body"].read().decode()
-    return [json.loads(line) for line in text.splitlines()]
-
-
-def read_status(s3: Any, folder: str) -> JobStatus:
-    body = s3.get_object(Bucket=TEST_BUCKET, Key=f"{folder}status.json")["Body"].read()
-    return JobStatus.model_validate_json(body)
 
 
 def onnxruntime_answer(seed_model: TrainedModel, rows: np.ndarray) -> np.ndarray:

@@ -23,12 +23,11 @@ import pytest
 from maas.api.openapi import openapi_document
 from maas.registry import ModelRegistry
 from tests.functional.functions.binary_text import binary_text_body
-from tests.functional.functions.test_async_function import record, result
-from tests.functional.functions.test_batch_function import Context, job_event, read_lines, read_status, submit
 from tests.support import events as support_events
 from tests.support.functions import load_function_module, set_function_env
-from tests.support.models import SLOW_WIDTH, slow_chain_model, text_normalizer_model
-from tests.unit.service.test_time_budget import SLOW_MODEL
+from tests.support.jobs import Context, job_event, read_lines, read_status, submit
+from tests.support.models import SLOW_MODEL, SLOW_WIDTH, slow_chain_model, text_normalizer_model
+from tests.support.queues import record, result
 
 TEXT_MODEL = "lowercase"
 TEXT_INFER = f"/v2/models/{TEXT_MODEL}/infer"

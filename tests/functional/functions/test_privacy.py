@@ -22,11 +22,11 @@ import pytest
 
 from maas.registry import ModelRegistry
 from tests.functional.functions.binary_text import binary_text_body
-from tests.functional.functions.test_async_function import record, result
-from tests.functional.functions.test_batch_function import Context, job_event, read_lines, submit
 from tests.support.events import http_event as support_http_event
+from tests.support.jobs import Context, job_event, read_lines, submit
 from tests.support.logs import JsonLogs
 from tests.support.models import text_normalizer_model
+from tests.support.queues import record, result
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel

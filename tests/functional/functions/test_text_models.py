@@ -287,7 +287,7 @@ def test_the_loaded_model_carries_its_tokenizer_and_serves_the_text_signature(
 def test_a_batch_job_of_texts_answers_each_line_like_the_reference(
     monkeypatch: pytest.MonkeyPatch, s3: Any, text_model: tuple[ModelFiles, Manifest]
 ) -> None:
-    from tests.functional.functions.test_batch_function import Context, job_event
+    from tests.support.jobs import Context, job_event
 
     set_function_env(monkeypatch)
     files, _ = text_model
