@@ -6,12 +6,10 @@ import (the container's idle footprint) and the process's peak, and the seconds 
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
-from types import ModuleType
 
-from benchmarks.isolated import cpu_seconds, peak_rss_kib, read_request, rss_kib, write_report
+from benchmarks.isolated import cpu_seconds, import_app, peak_rss_kib, read_request, rss_kib, write_report
 
 
 class Context:
@@ -24,18 +22,10 @@ class Context:
         return self.remaining_ms
 
 
-def import_function(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("app", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main() -> None:
     request = read_request()
     started = time.perf_counter()
-    function = import_function(Path(request["function_path"]))
+    function = import_app(Path(request["function_path"]))
     imported = time.perf_counter()
     baseline_kib, import_peak_kib, import_cpu_s = rss_kib(), peak_rss_kib(), cpu_seconds()
     response = function.lambda_handler(request["event"], Context(request["remaining_ms"]))

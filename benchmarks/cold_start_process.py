@@ -14,15 +14,13 @@ resident memory after the answer. Stdlib only until the measured imports (see `i
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from benchmarks.isolated import cpu_seconds, peak_rss_kib, read_request, rss_kib, write_report
+from benchmarks.isolated import cpu_seconds, import_app, peak_rss_kib, read_request, rss_kib, write_report
 
 
 class PhaseClock:
@@ -40,14 +38,6 @@ class PhaseClock:
                 self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - started
 
         return timed
-
-
-def import_function(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("app", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def instrument_first_invocation(steps: PhaseClock, load_steps: PhaseClock) -> None:
@@ -81,7 +71,7 @@ def instrument_first_invocation(steps: PhaseClock, load_steps: PhaseClock) -> No
 
 def run_maas(request: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
-    function = import_function(Path(request["function_path"]))
+    function = import_app(Path(request["function_path"]))
     imported = time.perf_counter()
     import_rss_kib = rss_kib()
     steps, load_steps = PhaseClock(), PhaseClock()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from benchmarks.isolated import peak_rss_kib, read_request, rss_kib, write_report
+from benchmarks.isolated import import_app, peak_rss_kib, read_request, rss_kib, write_report
 
 MODULE = "benchmarks.import_process"
 # Packages whose presence after import says what a function pays for at start.
@@ -65,9 +65,7 @@ def main() -> None:
 
 def import_subject(request: dict[str, Any]) -> None:
     if "function_path" in request:
-        spec = importlib.util.spec_from_file_location("app", Path(request["function_path"]))
-        assert spec is not None and spec.loader is not None
-        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        import_app(Path(request["function_path"]))
     else:
         for name in request["modules"]:
             importlib.import_module(name)

@@ -6,10 +6,12 @@ function's. The parent side is `harness.run_isolated`.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import resource
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 # `python -m <module> <request file> <report file>`
@@ -24,6 +26,15 @@ def read_request() -> dict[str, Any]:
 
 def write_report(report: dict[str, Any]) -> None:
     Path(sys.argv[REPORT_ARG]).write_text(json.dumps(report))
+
+
+def import_app(path: Path) -> ModuleType:
+    """Import a function's app.py as Lambda's runtime does: once, as a module of its own."""
+    spec = importlib.util.spec_from_file_location("app", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def rss_kib() -> int:

@@ -7,19 +7,15 @@ MAAS_BENCH_BATCH_SIZES_MB="10,50" picks other sizes (MiB) for a quick run.
 
 from __future__ import annotations
 
-import copy
 import io
-import json
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote_plus
 
 import numpy as np
-from tests.support.events import load_event
-from tests.support.paths import ROOT
 
-from benchmarks.harness import MIB, BenchError, BenchResults, isolated_env, run_isolated
+from benchmarks.harness import MIB, BenchError, BenchResults, isolated_env
+from benchmarks.jobs import INPUT_FILE, ROW_FORMAT, ROW_VALUES, removed_afterwards, run_job_process
 from maas.service.job_layout import JobStatus
 
 if TYPE_CHECKING:
@@ -37,9 +33,6 @@ LAMBDA_TIMEOUT_S = 900
 # The job runs to the end whatever its length: the memory verdict must not depend on this machine's speed.
 JOB_REMAINING_MS = 24 * 3600 * 1000
 JOB_PROCESS_TIMEOUT_S = 3600.0
-ROW_VALUES = 10
-# Four decimals keep a row near 77 bytes, the size of a typical tabular JSONL row.
-ROW_FORMAT = "[" + ",".join(["%.4f"] * ROW_VALUES) + "]"
 BLOCK_ROWS = 1 << 17
 UPLOAD_PART_BYTES = 64 * MIB
 
@@ -141,22 +134,17 @@ def sizes_mb() -> list[int]:
 
 def run_job(store: BenchStore, size_mb: int) -> JobRun:
     folder = f"jobs/seed-mlp@latest/bench-{size_mb}mb/"
-    input_key = folder + "input.jsonl"
-    rows, input_bytes = upload_jsonl_rows(store.s3, store.bucket, input_key, size_mb * MIB)
-    try:
-        request = {
-            "function_path": str(ROOT / "functions" / "batch" / "app.py"),
-            "event": job_event(store.bucket, input_key, input_bytes),
-            "remaining_ms": JOB_REMAINING_MS,
-        }
-        report = run_isolated(
-            "benchmarks.batch_job_process",
-            request,
+    input_key = folder + INPUT_FILE
+    with removed_afterwards(store, folder):
+        rows, input_bytes = upload_jsonl_rows(store.s3, store.bucket, input_key, size_mb * MIB)
+        report, status = run_job_process(
+            store,
             isolated_env(store.function_env()),
+            folder,
+            input_bytes,
+            JOB_REMAINING_MS,
             JOB_PROCESS_TIMEOUT_S,
         )
-        status_body = store.s3.get_object(Bucket=store.bucket, Key=folder + "status.json")["Body"].read()
-        status = JobStatus.model_validate_json(status_body)
         if report["response"] != {"batchItemFailures": []} or status.state != "succeeded":
             raise BenchError(
                 f"{input_key}: expected a succeeded job, got {report['response']} and status {status}"
@@ -176,13 +164,6 @@ def run_job(store: BenchStore, size_mb: int) -> JobRun:
                 f"{folder}output.jsonl: expected {rows} lines, got {output['ContentLength']} bytes"
             )
         return JobRun(size_mb, rows, input_bytes, output["ContentLength"], status, report)
-    finally:
-        # moto keeps every object in this process: a GB-sized input must not outlive its measurement.
-        listed = store.s3.list_objects_v2(Bucket=store.bucket, Prefix=folder).get("Contents", [])
-        if listed:
-            store.s3.delete_objects(
-                Bucket=store.bucket, Delete={"Objects": [{"Key": item["Key"]} for item in listed]}
-            )
 
 
 def upload_jsonl_rows(s3: S3Client, bucket: str, key: str, size_bytes: int) -> tuple[int, int]:
@@ -214,16 +195,3 @@ def upload_jsonl_rows(s3: S3Client, bucket: str, key: str, size_bytes: int) -> t
         parts.append({"PartNumber": number, "ETag": etag})
     s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
     return whole_blocks * BLOCK_ROWS + tail_rows, whole_blocks * len(block) + len(tail)
-
-
-def job_event(bucket: str, key: str, size: int) -> dict[str, Any]:
-    """The SQS message S3 sends when the input lands, with this job's bucket, key and size."""
-    event = copy.deepcopy(load_event("sqs_s3_job_notification.json"))
-    record = event["Records"][0]
-    notification = json.loads(record["body"])
-    s3_part = notification["Records"][0]["s3"]
-    s3_part["bucket"]["name"] = bucket
-    s3_part["object"]["key"] = quote_plus(key, safe="/")
-    s3_part["object"]["size"] = size
-    record["body"] = json.dumps(notification)
-    return event

@@ -20,7 +20,7 @@ from tests.support.events import load_event
 from tests.support.paths import ROOT
 
 from benchmarks.harness import BenchError, BenchResults, isolated_env, run_isolated
-from benchmarks.test_batch_memory import ROW_FORMAT, job_event
+from benchmarks.jobs import INPUT_FILE, ROW_FORMAT, ROW_VALUES, removed_afterwards, run_job_process
 from maas.service.job_layout import JobStatus
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def test_batch_function_against_one_invocation_per_row(
 
 def jsonl_rows(count: int) -> list[str]:
     """`count` rows of ten floats as JSONL lines, formatted as the batch memory case formats them."""
-    values = np.random.default_rng(1).normal(size=(count, 10))
+    values = np.random.default_rng(1).normal(size=(count, ROW_VALUES))
     return [ROW_FORMAT % tuple(row) for row in values]
 
 
@@ -130,23 +130,11 @@ def run_batch_job(
     store: BenchStore, env: dict[str, str], lines: list[str], job_id: str
 ) -> tuple[JobStatus, dict[str, Any]]:
     folder = f"jobs/{MODEL}@latest/{job_id}/"
-    input_key = folder + "input.jsonl"
+    input_key = folder + INPUT_FILE
     data = ("\n".join(lines) + "\n").encode()
-    store.s3.put_object(Bucket=store.bucket, Key=input_key, Body=data)
-    try:
-        report = run_isolated(
-            "benchmarks.batch_job_process",
-            {
-                "function_path": str(ROOT / "functions" / "batch" / "app.py"),
-                "event": job_event(store.bucket, input_key, len(data)),
-                "remaining_ms": JOB_REMAINING_MS,
-            },
-            env,
-            CHILD_TIMEOUT_S,
-        )
-        status = JobStatus.model_validate_json(
-            store.s3.get_object(Bucket=store.bucket, Key=folder + "status.json")["Body"].read()
-        )
+    with removed_afterwards(store, folder):
+        store.s3.put_object(Bucket=store.bucket, Key=input_key, Body=data)
+        report, status = run_job_process(store, env, folder, len(data), JOB_REMAINING_MS, CHILD_TIMEOUT_S)
         if (
             report["response"] != {"batchItemFailures": []}
             or status.state != "succeeded"
@@ -158,9 +146,3 @@ def run_batch_job(
                 f"got {report['response']} and status {status}"
             )
         return status, report
-    finally:
-        listed = store.s3.list_objects_v2(Bucket=store.bucket, Prefix=folder).get("Contents", [])
-        if listed:
-            store.s3.delete_objects(
-                Bucket=store.bucket, Delete={"Objects": [{"Key": item["Key"]} for item in listed]}
-            )

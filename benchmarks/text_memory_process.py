@@ -11,8 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from benchmarks.batch_job_process import import_function
-from benchmarks.isolated import peak_rss_kib, read_request, rss_kib, write_report
+from benchmarks.isolated import import_app, peak_rss_kib, read_request, rss_kib, write_report
 
 # Writing 5 to clear_refs resets VmHWM to the current resident size (Linux 4.0+).
 RESET_PEAK = "5"
@@ -24,7 +23,7 @@ def reset_peak() -> None:
 
 def main() -> None:
     request = read_request()
-    function = import_function(Path(request["function_path"]))
+    function = import_app(Path(request["function_path"]))
     warm = function.lambda_handler(request["warm_event"], None)
     if warm["statusCode"] != 200:
         raise RuntimeError(f"warm-up request: expected 200, got {warm['statusCode']}: {warm['body'][:500]}")

@@ -9,20 +9,16 @@ per-request side. Report: the cold invocation's seconds, each warm invocation's 
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.isolated import cpu_seconds, read_request, write_report
+from benchmarks.isolated import cpu_seconds, import_app, read_request, write_report
 
 
 def main() -> None:
     request = read_request()
-    spec = importlib.util.spec_from_file_location("app", Path(request["function_path"]))
-    assert spec is not None and spec.loader is not None
-    function = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(function)
+    function = import_app(Path(request["function_path"]))
     template = request["event"]
     events = [{**template, "body": body} for body in request["bodies"]]
 
