@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -17,7 +16,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from sklearn.datasets import load_digits
 
-from maas import aws_clients
 from maas.cli import main
 from maas.cli.explain import METHODS, NAMED_BASELINES
 from maas.explain.parameters import Method, NamedBaseline
@@ -27,8 +25,7 @@ from maas.registry import ManifestDraft, ModelRegistry, parse_ref
 from maas.registry.manifest import MODEL_FILE
 from maas.runtime import signature_of
 from maas.service.inference import InferenceService
-from tests.functional.cli.helpers import fail
-from tests.support.functions import set_function_env
+from tests.support.cli import fail
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
@@ -37,19 +34,6 @@ SEED = "seed-mlp"
 DIGITS = "digits-linear"
 ROWS = np.random.default_rng(5).normal(size=(2, 10)).astype(np.float32)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def cli_registry(
-    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[ModelRegistry]:
-    """The moto registry, with the CLI's settings (and its cached boto3 client) pointed at it; the working
-    directory is the test's own, where a default heatmap would land."""
-    set_function_env(monkeypatch)
-    monkeypatch.chdir(tmp_path)
-    aws_clients.s3_client.cache_clear()
-    yield registry
-    aws_clients.s3_client.cache_clear()
 
 
 @pytest.fixture

@@ -16,14 +16,13 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from maas import aws_clients
 from maas.cli import main
 from maas.config import Settings
 from maas.registry import Manifest
 from maas.registry.references import parse_ref
 from maas.service.job_layout import JobCounts, JobLocation, JobStatus, LineError
-from tests.functional.cli.helpers import fail
 from tests.support.aws import TEST_BUCKET
+from tests.support.cli import fail
 
 LINES = b'{"inputs": {"input": [1.0, 2.0]}}\n{"inputs": {"input": [3.0, 4.0]}}\n'
 OUTPUT = b'{"outputs": {"output": [0.5]}}\n{"error": "input \'input\': expected shape [-1, 10]"}\n'
@@ -33,12 +32,9 @@ WORKER_PATIENCE_SECONDS = 30.0
 
 
 @pytest.fixture
-def bucket(s3: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The moto bucket, with the CLI's settings (and its cached boto3 client) pointed at it."""
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    aws_clients.s3_client.cache_clear()
-    yield s3
-    aws_clients.s3_client.cache_clear()
+def bucket(s3: Any, cli_env: None) -> Any:
+    """The moto bucket the CLI submits to."""
+    return s3
 
 
 @pytest.fixture

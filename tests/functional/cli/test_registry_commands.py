@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from maas import aws_clients
 from maas.cli import main
 from maas.registry import Manifest, ModelRegistry
-from tests.functional.cli.helpers import fail
 from tests.support.aws import TEST_BUCKET
+from tests.support.cli import fail
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
 
 NAME = "demo"
-
-
-@pytest.fixture
-def cli_registry(registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelRegistry]:
-    """The moto registry, with the CLI's settings (and its cached boto3 client) pointed at it."""
-    monkeypatch.setenv("MAAS_BUCKET", TEST_BUCKET)
-    aws_clients.s3_client.cache_clear()
-    yield registry
-    aws_clients.s3_client.cache_clear()
 
 
 @pytest.fixture

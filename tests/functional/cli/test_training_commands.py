@@ -144,6 +144,12 @@ def test_a_bad_config_file_is_one_clear_line(tmp_path: Path, capsys: pytest.Capt
     assert "search: expected a mapping" in capsys.readouterr().err
 
 
+def export_regressor(weights: Path, *options: str) -> int:
+    """`maas export` of the BYO regressor's factory with `weights` and its one input, then `options`."""
+    factory = "tests.functional.training.byo_fixtures:make_regressor"
+    return main(["export", factory, "--weights", str(weights), "--input", "x:FP32:[-1,4]", *options])
+
+
 def test_export_and_publish_bring_your_own_models(
     moto_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -153,27 +159,15 @@ def test_export_and_publish_bring_your_own_models(
 
     weights = tmp_path / "weights.pt"
     torch.save(make_regressor().state_dict(), weights)
-    code = main(
-        [
-            "export",
-            "tests.functional.training.byo_fixtures:make_regressor",
-            "--weights",
-            str(weights),
-            "--input",
-            "x:FP32:[-1,4]",
-            "--output",
-            "y:FP32:[-1,2]",
-            "--publish",
-            "byo-regressor",
-            "--out",
-            str(tmp_path / "exported"),
-        ]
+    exported = tmp_path / "exported"
+    code = export_regressor(
+        weights, "--output", "y:FP32:[-1,2]", "--publish", "byo-regressor", "--out", str(exported)
     )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "published byo-regressor version 1" in out
 
-    assert main(["publish", str(tmp_path / "exported" / "model.onnx"), "--name", "byo-onnx"]) == 0
+    assert main(["publish", str(exported / "model.onnx"), "--name", "byo-onnx"]) == 0
     out = capsys.readouterr().out
     assert "published byo-onnx version 1" in out
     assert "FP32" in out
@@ -189,17 +183,7 @@ def test_export_refuses_a_pickled_module_in_one_line(
     weights = tmp_path / "module.pt"
     torch.save(make_regressor(), weights)
 
-    code = main(
-        [
-            "export",
-            "tests.functional.training.byo_fixtures:make_regressor",
-            "--weights",
-            str(weights),
-            "--input",
-            "x:FP32:[-1,4]",
-            "--no-publish",
-        ]
-    )
+    code = export_regressor(weights, "--no-publish")
 
     assert code == 1
     assert "weights_only=True" in capsys.readouterr().err

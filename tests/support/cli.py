@@ -1,4 +1,4 @@
-"""What the CLI tests share."""
+"""The CLI as its tests run it: one command through `maas.cli.main`, and what a refused one must print."""
 
 from __future__ import annotations
 
