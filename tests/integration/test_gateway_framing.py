@@ -15,7 +15,7 @@ import json
 import select
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +25,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from maas.errors import ConfigurationError
-from maas.local.cloudformation import IntrinsicResolver
 from maas.local.gateway import LocalGateway
 from maas.local.http_server import READ_TIMEOUT_SECONDS, IncomingRequest
 from maas.local.sam import DEFAULT_ROUTE, SamTemplate
 from maas.local.stack import ENV_LOCAL_READ_TIMEOUT, read_timeout_from_environment
-from maas.local.template_reader import load_template
 from tests.integration.waiting import eventually
+from tests.support.local_projects import EchoProject, GatewayFactory, gateway_starter
 
 LIMIT = 4096
 CLIENT_TIMEOUT = 10.0
@@ -89,15 +88,6 @@ def handler(event, context):
 """
 
 
-@dataclass
-class Project:
-    root: Path
-    record: Path
-
-    def invocations(self) -> list[str]:
-        return self.record.read_text().splitlines() if self.record.exists() else []
-
-
 @dataclass(frozen=True)
 class Answer:
     status: int
@@ -109,44 +99,27 @@ class Answer:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Project:
-    (tmp_path / "template.yaml").write_text(TEMPLATE)
-    (tmp_path / "echo").mkdir()
-    (tmp_path / "echo" / "app.py").write_text(ECHO_APP)
-    return Project(tmp_path, tmp_path / "invocations.txt")
+def project(tmp_path: Path) -> EchoProject:
+    return EchoProject.write(tmp_path, TEMPLATE, ECHO_APP)
 
 
 @pytest.fixture
-def template(project: Project) -> SamTemplate:
-    return load_template(project.root / "template.yaml", {"RecordFile": str(project.record)})
-
-
-GatewayFactory = Callable[..., LocalGateway]
+def template(project: EchoProject) -> SamTemplate:
+    return project.template()
 
 
 @pytest.fixture
 def start_gateway(
-    project: Project, template: SamTemplate, isolated_env: pytest.MonkeyPatch
+    project: EchoProject, template: SamTemplate, isolated_env: pytest.MonkeyPatch
 ) -> Iterator[GatewayFactory]:
-    started: list[LocalGateway] = []
+    """Starts a gateway over the template with this file's body limit, without the $default route if asked."""
+    with gateway_starter(project.root) as start:
 
-    def start(*, default_route: bool = True, **options: Any) -> LocalGateway:
-        routes = [r for r in template.routes if default_route or r.path != DEFAULT_ROUTE]
-        gateway = LocalGateway(
-            routes,
-            root=project.root,
-            port=0,
-            resolver=IntrinsicResolver.for_template(template),
-            max_body_bytes=LIMIT,
-            **options,
-        )
-        gateway.start()
-        started.append(gateway)
-        return gateway
+        def start_framing(*, default_route: bool = True, **options: Any) -> LocalGateway:
+            routes = [r for r in template.routes if default_route or r.path != DEFAULT_ROUTE]
+            return start(template, routes=routes, max_body_bytes=LIMIT, **options)
 
-    yield start
-    for gateway in started:
-        gateway.stop()
+        yield start_framing
 
 
 @pytest.fixture
@@ -284,7 +257,7 @@ def test_transfer_encoding_is_matched_whatever_its_case(gateway: LocalGateway) -
     ],
 )
 def test_a_chunk_size_that_is_not_plain_hexadecimal_is_refused(
-    gateway: LocalGateway, project: Project, size_line: bytes, shown: str | None
+    gateway: LocalGateway, project: EchoProject, size_line: bytes, shown: str | None
 ) -> None:
     # The rest of a body follows, and the client keeps its side open: reading to EOF would hang.
     status, error = refusal(gateway, chunked(size_line + b"\r\n" + b"x" * (2 * LIMIT)))
@@ -307,7 +280,7 @@ def test_a_chunk_size_that_is_not_plain_hexadecimal_is_refused(
     ],
 )
 def test_chunks_over_the_limit_are_refused_before_they_are_read(
-    gateway: LocalGateway, project: Project, body: bytes
+    gateway: LocalGateway, project: EchoProject, body: bytes
 ) -> None:
     status, error = refusal(gateway, chunked(body))  # the over-limit chunk itself is never sent
 
@@ -374,14 +347,14 @@ def test_chunks_adding_up_to_exactly_the_limit_are_accepted(gateway: LocalGatewa
     ],
 )
 def test_broken_chunk_framing_is_refused(
-    gateway: LocalGateway, project: Project, body: bytes, error: str
+    gateway: LocalGateway, project: EchoProject, body: bytes, error: str
 ) -> None:
     assert refusal(gateway, chunked(body)) == (400, error)
     assert project.invocations() == []
 
 
 def test_a_client_gone_mid_chunk_is_dropped_and_others_are_still_served(
-    gateway: LocalGateway, project: Project
+    gateway: LocalGateway, project: EchoProject
 ) -> None:
     with connected(gateway) as sock:
         sock.sendall(chunked(b"10\r\nonly part"))
@@ -500,7 +473,7 @@ def test_a_client_gone_mid_chunk_is_dropped_and_others_are_still_served(
     ],
 )
 def test_framing_headers_that_do_not_say_one_length_are_refused(
-    gateway: LocalGateway, project: Project, headers: str, status: int, error: str
+    gateway: LocalGateway, project: EchoProject, headers: str, status: int, error: str
 ) -> None:
     assert refusal(gateway, post(headers, b"hello")) == (status, error)
     assert project.invocations() == []
@@ -534,7 +507,9 @@ def test_a_body_exactly_at_the_limit_is_accepted(gateway: LocalGateway) -> None:
     assert (answer.status, len(answer.json()["body"])) == (200, LIMIT)
 
 
-def test_an_over_limit_body_is_refused_before_100_continue(gateway: LocalGateway, project: Project) -> None:
+def test_an_over_limit_body_is_refused_before_100_continue(
+    gateway: LocalGateway, project: EchoProject
+) -> None:
     with connected(gateway) as sock:
         sock.sendall(post(f"Content-Length: {LIMIT + 1}\r\nExpect: 100-continue\r\n"))
         raw = read_to_end(sock)
@@ -632,7 +607,7 @@ def test_an_idle_keep_alive_connection_is_closed_after_its_request(impatient: Lo
     ],
 )
 def test_a_stalled_request_is_answered_408_and_closed(
-    impatient: LocalGateway, project: Project, partial: bytes
+    impatient: LocalGateway, project: EchoProject, partial: bytes
 ) -> None:
     with connected(impatient) as sock:
         sock.sendall(partial)
@@ -699,7 +674,7 @@ def test_past_the_connection_bound_a_client_is_answered_429_until_a_slot_frees(
     eventually(lambda: served(gateway) == 200, "a freed slot to serve a request")
 
 
-def test_the_read_timeout_is_a_positive_number(project: Project, template: SamTemplate) -> None:
+def test_the_read_timeout_is_a_positive_number(project: EchoProject, template: SamTemplate) -> None:
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="read_timeout_seconds: expected a positive number"):
             LocalGateway(template.routes, root=project.root, read_timeout_seconds=bad)
@@ -776,7 +751,7 @@ def test_head_never_writes_the_body_a_function_returned(gateway: LocalGateway) -
 
 
 def test_head_on_a_get_only_route_goes_where_http_api_sends_it(
-    start_gateway: GatewayFactory, project: Project
+    start_gateway: GatewayFactory, project: EchoProject
 ) -> None:
     """HTTP API matches HEAD to HEAD and ANY routes only: a GET route does not answer it."""
     with_default = start_gateway()

@@ -12,7 +12,7 @@ import http.client
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,13 +24,13 @@ from botocore.auth import SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from maas.local.cloudformation import IntrinsicResolver
 from maas.local.gateway import LocalGateway
 from maas.local.sam import RouteAuthorization
 from maas.local.sigv4 import SIGNATURE_MISMATCH, LocalCredentials
 from maas.local.stack import LocalStack
 from maas.local.template_reader import load_template
 from tests.support.http import HttpResult
+from tests.support.local_projects import EchoProject, GatewayFactory, gateway_starter
 from tests.support.oidc_issuer import Issuer, new_rsa_key, running_issuer
 from tests.support.paths import ROOT
 
@@ -122,48 +122,16 @@ def handler(event, context):
 """
 
 
-@dataclass
-class Project:
-    root: Path
-    record: Path
-
-    def invocations(self) -> list[str]:
-        return self.record.read_text().splitlines() if self.record.exists() else []
+@pytest.fixture
+def project(tmp_path: Path) -> EchoProject:
+    return EchoProject.write(tmp_path, TEMPLATE, ECHO_APP)
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Project:
-    (tmp_path / "template.yaml").write_text(TEMPLATE)
-    (tmp_path / "echo").mkdir()
-    (tmp_path / "echo" / "app.py").write_text(ECHO_APP)
-    return Project(tmp_path, tmp_path / "invocations.txt")
-
-
-GatewayFactory = Callable[..., LocalGateway]
-
-
-@pytest.fixture
-def start_gateway(project: Project, isolated_env: pytest.MonkeyPatch) -> Iterator[GatewayFactory]:
+def start_gateway(project: EchoProject, isolated_env: pytest.MonkeyPatch) -> Iterator[GatewayFactory]:
     """Starts a gateway over the project's template read with the given parameter overrides."""
-    started: list[LocalGateway] = []
-
-    def start(**parameters: str) -> LocalGateway:
-        overrides = {"RecordFile": str(project.record), **parameters}
-        template = load_template(project.root / "template.yaml", overrides)
-        gateway = LocalGateway(
-            template.routes,
-            root=project.root,
-            port=0,
-            resolver=IntrinsicResolver.for_template(template),
-            iam_credentials=LOCAL_KEYS,
-        )
-        gateway.start()
-        started.append(gateway)
-        return gateway
-
-    yield start
-    for gateway in started:
-        gateway.stop()
+    with gateway_starter(project.root) as start:
+        yield lambda **parameters: start(project.template(**parameters), iam_credentials=LOCAL_KEYS)
 
 
 def send(
@@ -241,7 +209,7 @@ def target_of(url: str) -> str:
 
 
 def test_an_unsigned_call_to_an_iam_route_is_forbidden_and_never_reaches_the_function(
-    start_gateway: GatewayFactory, project: Project
+    start_gateway: GatewayFactory, project: EchoProject
 ) -> None:
     gateway = start_gateway()
 
@@ -254,7 +222,7 @@ def test_an_unsigned_call_to_an_iam_route_is_forbidden_and_never_reaches_the_fun
 
 
 def test_a_signed_call_reaches_the_function_with_the_callers_iam_identity(
-    start_gateway: GatewayFactory, project: Project
+    start_gateway: GatewayFactory, project: EchoProject
 ) -> None:
     gateway = start_gateway()
     body = b'{"tags": {"stage": "prod"}}'
@@ -386,7 +354,7 @@ def test_the_gateway_log_never_holds_a_presigned_urls_credentials(
 )
 def test_a_signature_that_does_not_hold_is_forbidden_with_api_gateways_message(
     start_gateway: GatewayFactory,
-    project: Project,
+    project: EchoProject,
     sent: dict[str, Any],
     signed: dict[str, Any],
     message: str,
@@ -410,7 +378,7 @@ def test_a_signature_that_does_not_hold_is_forbidden_with_api_gateways_message(
     ("signed_path", "target"), [("/admin", "/admin/items/.."), ("/admin/items", "/admin/items/.")]
 )
 def test_a_signature_does_not_cover_a_path_it_only_matches_once_normalised(
-    start_gateway: GatewayFactory, project: Project, signed_path: str, target: str
+    start_gateway: GatewayFactory, project: EchoProject, signed_path: str, target: str
 ) -> None:
     """SigV4 signs the path with '.', '..' and empty segments resolved, while routes match the raw path: a
     signature for /admin would otherwise also open /admin/items/{id} with id '..'."""
@@ -502,7 +470,7 @@ DATE_UNREADABLE = "Date header: expected an HTTP date between years 1 and 9999 i
     ],
 )
 def test_a_date_that_cannot_be_read_or_is_out_of_range_is_forbidden_not_a_dropped_connection(
-    start_gateway: GatewayFactory, project: Project, headers: dict[str, str], message: str
+    start_gateway: GatewayFactory, project: EchoProject, headers: dict[str, str], message: str
 ) -> None:
     gateway = start_gateway()
 
@@ -517,7 +485,7 @@ def test_a_date_that_cannot_be_read_or_is_out_of_range_is_forbidden_not_a_droppe
     "expires", ["+60", "6_0", " 60", "\uff16\uff10", "9" * 5000, "-1", "0", "604801", "60.0", "0x3c", ""]
 )
 def test_a_presigned_expiry_that_is_not_1_to_604800_plain_seconds_is_forbidden(
-    start_gateway: GatewayFactory, project: Project, expires: str
+    start_gateway: GatewayFactory, project: EchoProject, expires: str
 ) -> None:
     gateway = start_gateway()
     url = presign(f"{gateway.url}/admin/items").replace("X-Amz-Expires=60", f"X-Amz-Expires={quote(expires)}")
@@ -543,7 +511,7 @@ def test_data_plane_routes_are_open_by_default(start_gateway: GatewayFactory) ->
 
 
 def test_with_data_plane_auth_aws_iam_only_signed_calls_reach_the_data_plane(
-    start_gateway: GatewayFactory, project: Project
+    start_gateway: GatewayFactory, project: EchoProject
 ) -> None:
     gateway = start_gateway(DataPlaneAuth="AWS_IAM")
     body = b'{"inputs": []}'
@@ -640,7 +608,7 @@ OTHER_KEY = new_rsa_key()
 def test_a_token_api_gateway_would_refuse_is_unauthorized(
     jwt_gateway: LocalGateway,
     issuer: Issuer,
-    project: Project,
+    project: EchoProject,
     make_token: Callable[[Issuer], str],
     reason: str,
 ) -> None:
@@ -667,7 +635,7 @@ def test_a_token_valid_until_far_beyond_year_9999_is_accepted(
     assert response.json()["requestContext"]["authorizer"]["jwt"]["claims"]["exp"] == str(10**30)
 
 
-def test_no_token_is_unauthorized(jwt_gateway: LocalGateway, project: Project) -> None:
+def test_no_token_is_unauthorized(jwt_gateway: LocalGateway, project: EchoProject) -> None:
     response = send(jwt_gateway, "POST", "/infer/seed", b"{}")
 
     assert (response.status, response.json()) == (401, {"message": "Unauthorized"})
@@ -779,16 +747,16 @@ def test_a_parameter_override_puts_the_project_data_plane_behind_iam(stacks: Sta
 
 
 def test_a_lambda_authorizer_route_is_refused_since_the_local_gateway_cannot_run_it(
-    project: Project, isolated_env: pytest.MonkeyPatch
+    project: EchoProject, isolated_env: pytest.MonkeyPatch
 ) -> None:
-    template = load_template(project.root / "template.yaml", {"RecordFile": str(project.record)})
+    template = project.template()
     custom = RouteAuthorization("CUSTOM", "TokenFunction")
     routes = [replace(route, authorization=custom) for route in template.routes]
 
-    with LocalGateway(
-        routes, root=project.root, port=0, resolver=IntrinsicResolver.for_template(template)
-    ) as gateway:
-        response = send(gateway, "GET", "/admin/items", headers={"Authorization": "allow"})
+    with gateway_starter(project.root) as start:
+        response = send(
+            start(template, routes=routes), "GET", "/admin/items", headers={"Authorization": "allow"}
+        )
 
     assert (response.status, response.json()) == (500, {"message": "Internal Server Error"})
     assert project.invocations() == []

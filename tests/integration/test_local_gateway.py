@@ -24,6 +24,7 @@ from maas.local.gateway import MAX_BODY_BYTES, LocalGateway
 from maas.local.sam import DEFAULT_ROUTE, SamTemplate
 from maas.local.template_reader import load_template
 from maas.local.template_routes import TemplateRoutes
+from tests.support.local_projects import write_project
 
 TEMPLATE = """\
 AWSTemplateFormatVersion: "2010-09-09"
@@ -140,14 +141,16 @@ WHO = "other"
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    (tmp_path / "template.yaml").write_text(TEMPLATE)
-    (tmp_path / "echo").mkdir()
-    (tmp_path / "echo" / "app.py").write_text(ECHO_APP)
-    (tmp_path / "echo" / "echo_helpers.py").write_text(ECHO_HELPERS)
-    (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "main.py").write_text(OTHER_APP)
-    (tmp_path / "other" / "echo_helpers.py").write_text(OTHER_HELPERS)
-    return tmp_path
+    return write_project(
+        tmp_path,
+        {
+            "template.yaml": TEMPLATE,
+            "echo/app.py": ECHO_APP,
+            "echo/echo_helpers.py": ECHO_HELPERS,
+            "other/main.py": OTHER_APP,
+            "other/echo_helpers.py": OTHER_HELPERS,
+        },
+    )
 
 
 @pytest.fixture

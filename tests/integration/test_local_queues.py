@@ -26,6 +26,7 @@ import pytest
 from maas.local.stack import LocalStack
 from tests.integration.waiting import eventually
 from tests.support.aws import moto_server, use_endpoint
+from tests.support.local_projects import write_project
 
 TEMPLATE = """\
 AWSTemplateFormatVersion: "2010-09-09"
@@ -156,11 +157,7 @@ class Recording:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    (root / "recorder").mkdir(parents=True)
-    (root / "template.yaml").write_text(TEMPLATE)
-    (root / "recorder" / "app.py").write_text(RECORDER)
-    return root
+    return write_project(tmp_path / "project", {"template.yaml": TEMPLATE, "recorder/app.py": RECORDER})
 
 
 @pytest.fixture
