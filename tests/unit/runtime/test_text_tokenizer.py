@@ -303,8 +303,8 @@ def test_a_text_at_the_edge_of_the_prefix_gets_the_ids_of_its_whole_text(
     assert_same_encodings(got, full_text_reference(served_tokenizer_json, [text, "a"], 32))
 
 
-def test_a_long_text_is_tokenized_from_a_prefix_not_whole(served_tokenizer_json: bytes) -> None:
-    tokenizer = TextTokenizer(served_tokenizer_json, preprocessing(max_length=32))
+def piece_lengths_seen(tokenizer: TextTokenizer) -> list[int]:
+    """A list that grows by the length of each piece of text the tokenizer hands to its encoder."""
     seen: list[int] = []
     encode = tokenizer._encode
 
@@ -313,6 +313,12 @@ def test_a_long_text_is_tokenized_from_a_prefix_not_whole(served_tokenizer_json:
         return encode(pieces)
 
     tokenizer._encode = recording  # type: ignore[method-assign,assignment]
+    return seen
+
+
+def test_a_long_text_is_tokenized_from_a_prefix_not_whole(served_tokenizer_json: bytes) -> None:
+    tokenizer = TextTokenizer(served_tokenizer_json, preprocessing(max_length=32))
+    seen = piece_lengths_seen(tokenizer)
     tokenizer.encode(texts("word " * 50_000))
 
     assert seen == [tokenizer.prefix_chars]
@@ -320,14 +326,7 @@ def test_a_long_text_is_tokenized_from_a_prefix_not_whole(served_tokenizer_json:
 
 def test_a_text_no_prefix_settles_is_tokenized_whole_in_a_few_tries(served_tokenizer_json: bytes) -> None:
     tokenizer = TextTokenizer(served_tokenizer_json, preprocessing(max_length=32))
-    seen: list[int] = []
-    encode = tokenizer._encode
-
-    def recording(pieces: list[str]) -> list[Any]:
-        seen.extend(len(piece) for piece in pieces)
-        return encode(pieces)
-
-    tokenizer._encode = recording  # type: ignore[method-assign,assignment]
+    seen = piece_lengths_seen(tokenizer)
     text = "a" * 256 * 1024  # one word: no prefix can tell where it ends
 
     got = tokenizer.encode_tokens(texts(text))
