@@ -12,7 +12,7 @@ from maas.registry.admin import NO_ALIAS, RegistryAdmin, VersionInUse
 from maas.registry.documents import CanarySplit
 from maas.registry.manifest import sha256_hex
 from tests.support.aws import TEST_BUCKET
-from tests.support.registry import DRAFT, graph, publish
+from tests.support.registry import DRAFT, graph, publish, rival_takes_the_next_number
 
 
 def test_versions_are_consecutive_integers_with_checksummed_artifacts(registry: ModelRegistry) -> None:
@@ -40,15 +40,8 @@ def test_manifest_is_written_last_so_a_partial_upload_is_invisible(registry: Mod
 
 def test_a_lost_version_claim_moves_on_to_the_next_number(registry: ModelRegistry, s3: Any) -> None:
     publish(registry)
-    real_next = registry._next_version_number
-
-    def stale_listing(name: str) -> int:
-        # Another publisher claims the number between our listing and our write.
-        number = real_next(name)
-        s3.put_object(Bucket=TEST_BUCKET, Key=f"models/{name}/versions/{number}/model.onnx", Body=b"theirs")
-        return number
-
-    registry._next_version_number = stale_listing  # type: ignore[method-assign]
+    # Another publisher claims the number between our listing and our write.
+    rival_takes_the_next_number(registry, s3)
     assert publish(registry, b"ours") == 3
     assert s3.get_object(Bucket=TEST_BUCKET, Key="models/m/versions/2/model.onnx")["Body"].read() == b"theirs"
 

@@ -19,7 +19,7 @@ from maas.registry.admin import RegistryAdmin
 from maas.registry.manifest import MANIFEST_FILE
 from maas.registry.store import CLAIM_FILE
 from tests.support.aws import TEST_BUCKET
-from tests.support.registry import DRAFT, graph, publish
+from tests.support.registry import DRAFT, graph, publish, rival_takes_the_next_number
 
 NAME = "m"
 
@@ -183,15 +183,8 @@ def test_a_publisher_from_before_claims_racing_for_the_same_number_is_not_overwr
     registry: ModelRegistry, s3: Any
 ) -> None:
     publish(registry)
-    real_next = registry._next_version_number
-
-    def raced(name: str) -> int:
-        number = real_next(name)
-        # An older publisher takes the number with its first artifact alone, between our listing and claim.
-        s3.put_object(Bucket=TEST_BUCKET, Key=f"models/{name}/versions/{number}/model.onnx", Body=b"theirs")
-        return number
-
-    registry._next_version_number = raced  # type: ignore[method-assign]
+    # An older publisher takes the number with its first artifact alone, between our listing and claim.
+    rival_takes_the_next_number(registry, s3)
     assert publish(registry, b"ours") == 3
     assert s3.get_object(Bucket=TEST_BUCKET, Key="models/m/versions/2/model.onnx")["Body"].read() == b"theirs"
 
