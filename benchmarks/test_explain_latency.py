@@ -64,7 +64,7 @@ SWEEP_BATCH_ROWS = (256, 1024, 4096)
 SWEEP_ROUNDS = 4
 # Batched and one-row runs of a float32 graph may differ in the last bits.
 AGREEMENT_TOLERANCE = 1e-4
-# Ours, as the issue set none: batching the perturbations must never lose to running them one by one.
+# Ours, as none was given: batching the perturbations must never lose to running them one by one.
 MIN_SPEEDUP = 1.0
 OK = 200
 Array = npt.NDArray[Any]
