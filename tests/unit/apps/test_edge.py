@@ -4,7 +4,7 @@ ColdStart once, Errors<status>, metrics flushed) and which errors it answers and
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -12,11 +12,19 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from maas.apps.edge import BehindEdge, Edge
 from maas.errors import InvalidInput, MaasError, NotFound, Unavailable
-from maas.observability import logger
+from maas.observability import logger, metrics
 
 HTTP_EVENT = {"requestContext": {"requestId": "req-1"}, "rawPath": "/v2"}
 DIRECT_EVENT = {"id": "direct-7", "model": "m", "inputs": []}
 SQS_EVENT = {"Records": [{"messageId": "msg-1", "eventSource": "aws:sqs"}]}
+
+
+@pytest.fixture(autouse=True)
+def no_metrics_left_over() -> Iterator[None]:
+    """Powertools keeps unflushed metrics process-wide: an earlier test's would be flushed with ours."""
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
 
 
 class Adapter:
