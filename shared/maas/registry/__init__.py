@@ -10,6 +10,8 @@ from maas.registry.documents import AliasDocument, AliasMove, CanarySplit, Versi
 from maas.registry.manifest import (
     Artifact,
     FeatureImportance,
+    Generation,
+    GenerationDefaults,
     GlobalImportance,
     Lineage,
     Manifest,
@@ -32,6 +34,8 @@ __all__ = [
     "Artifact",
     "CanarySplit",
     "FeatureImportance",
+    "Generation",
+    "GenerationDefaults",
     "GlobalImportance",
     "Lineage",
     "Manifest",

@@ -86,10 +86,62 @@ class Preprocessing(_Frozen):
     tokenizer: TokenizerPreprocessing | None = None
 
 
-class Quantization(_Frozen):
-    """How an int8 version differs from the fp32 one it was made from, measured on the same test set."""
+class GenerationDefaults(_Frozen):
+    """Sampling values a request that names none gets: the model's own generation config where it has one."""
 
-    scheme: Literal["int8-dynamic"] = "int8-dynamic"
+    temperature: float = Field(default=1.0, ge=0, le=2)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    # 0: no top-k cut.
+    top_k: int = Field(default=0, ge=0)
+    # Completion tokens when a request sets no max_tokens (capped by what the context leaves).
+    max_tokens: int = Field(default=256, ge=1)
+
+
+class Generation(_Frozen):
+    """A text generator's decoding contract: what the serving loop needs besides the graph.
+
+    The graph is a decoder with its KV cache as explicit inputs and outputs, named by the patterns below
+    with the layer number for %d (onnxruntime-genai's builder layout, decision 0019). The tokenizer and the
+    chat template are artifacts of the version, checksummed like the graph."""
+
+    tokenizer_file: str = Field(default="tokenizer.json", pattern=SAFE_RELATIVE_PATH)
+    # A Jinja template over `messages`, as the model defines it; None: the model takes no chat.
+    chat_template_file: str | None = Field(default="chat_template.jinja", pattern=SAFE_RELATIVE_PATH)
+    context_length: int = Field(ge=1)
+    num_layers: int = Field(ge=1)
+    num_kv_heads: int = Field(ge=1)
+    head_size: int = Field(ge=1)
+    kv_datatype: Literal["FP32", "FP16"] = "FP32"
+    input_ids: str = "input_ids"
+    attention_mask: str = "attention_mask"
+    logits: str = "logits"
+    past_key: str = "past_key_values.%d.key"
+    past_value: str = "past_key_values.%d.value"
+    present_key: str = "present.%d.key"
+    present_value: str = "present.%d.value"
+    # The graph may read its past from and write its present into one preallocated buffer per layer
+    # (GroupQueryAttention's shared-buffer mode), so the cache is never copied between steps.
+    kv_shared_buffer: bool = True
+    bos_token: str | None = None
+    eos_token: str | None = None
+    bos_token_id: int | None = None
+    # Generation ends at any of these ids.
+    eos_token_ids: list[int] = Field(min_length=1)
+    pad_token_id: int | None = None
+    defaults: GenerationDefaults = Field(default_factory=GenerationDefaults)
+
+    def artifact_files(self) -> list[str]:
+        files = [self.tokenizer_file]
+        return [*files, self.chat_template_file] if self.chat_template_file else files
+
+
+class Quantization(_Frozen):
+    """How a quantized version differs from the fp32 one it was made from, measured on the same test set.
+
+    int8-dynamic: onnxruntime's dynamic quantization (weights int8, activations quantized on the fly).
+    int8-weight-only / int4-weight-only: block-wise weight quantization into MatMulNBits (the LLM path)."""
+
+    scheme: Literal["int8-dynamic", "int8-weight-only", "int4-weight-only"] = "int8-dynamic"
     per_channel: bool
     metric: str
     fp32_value: float
@@ -175,6 +227,8 @@ class _Provenance(_Frozen):
     # for the whole input: what an explanation's "mean" baseline replaces features with.
     input_means: dict[str, list[float]] = Field(default_factory=dict)
     feature_importance: GlobalImportance | None = None
+    # Set for a text generator (task "text-generation"): how the serving loop decodes it.
+    generation: Generation | None = None
 
 
 class Manifest(_Provenance, _Artifacts, _Graph, _Registration):
@@ -196,6 +250,10 @@ class Manifest(_Provenance, _Artifacts, _Graph, _Registration):
                     f"tokenizer feeds {sorted(tokenizer.graph_inputs())}, "
                     f"but the graph's inputs are {graph_inputs}"
                 )
+        if self.generation is not None:
+            unlisted = [path for path in self.generation.artifact_files() if path not in paths]
+            if unlisted:
+                raise ValueError(f"generation files {unlisted} are not listed among the artifacts")
         return self
 
     @property

@@ -216,5 +216,6 @@ def test_a_manifest_keeps_its_json_field_order_and_shares_the_draft_fields(regis
         "quantization",
         "input_means",
         "feature_importance",
+        "generation",
     ]
     assert manifest.model_dump(include=set(ManifestDraft.model_fields)) == DRAFT.model_dump()
