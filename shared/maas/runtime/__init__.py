@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from maas.runtime.cache import ModelCache, VersionResolver
+from maas.runtime.cache import CachedModel, ModelCache, VersionResolver
 from maas.runtime.loaded_model import (
     PLATFORM,
     Deadline,
     LoadedModel,
     SessionConfig,
+    check_signature,
     disk_bytes_needed,
     load_model,
+    open_verified_session,
     signature_of,
     token_rows_per_run,
     usable_cpus,
@@ -22,6 +24,7 @@ from maas.runtime.validation import check_inputs, check_requested_outputs
 __all__ = [
     "CUDA",
     "PLATFORM",
+    "CachedModel",
     "Deadline",
     "LoadedModel",
     "ModelCache",
@@ -30,8 +33,10 @@ __all__ = [
     "VersionResolver",
     "check_inputs",
     "check_requested_outputs",
+    "check_signature",
     "disk_bytes_needed",
     "load_model",
+    "open_verified_session",
     "select_providers",
     "signature_of",
     "token_rows_per_run",

@@ -14,25 +14,35 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from maas.errors import NotFound, Unavailable
 from maas.registry.references import ModelRef
 from maas.registry.store import ResolvedTarget
-from maas.runtime.loaded_model import LoadedModel
 
 ModelKey = tuple[str, int]
 
 
-class ModelCache:
-    def __init__(self, loader: Callable[[str, int], LoadedModel], capacity_bytes: int) -> None:
+class CachedModel(Protocol):
+    """What the cache budgets: a loaded model's bytes (a LoadedModel, a text generator)."""
+
+    @property
+    def size_bytes(self) -> int: ...
+
+
+M = TypeVar("M", bound=CachedModel)
+
+
+class ModelCache(Generic[M]):
+    def __init__(self, loader: Callable[[str, int], M], capacity_bytes: int) -> None:
         self._loader = loader
         self._capacity = capacity_bytes
-        self._models: OrderedDict[ModelKey, LoadedModel] = OrderedDict()
+        self._models: OrderedDict[ModelKey, M] = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict[ModelKey, threading.Lock] = {}
         self.loads = 0
 
-    def get(self, name: str, version: int) -> LoadedModel:
+    def get(self, name: str, version: int) -> M:
         key = (name, version)
         with self._lock:
             model = self._models.get(key)
@@ -63,7 +73,7 @@ class ModelCache:
         with self._lock:
             self._models.pop((name, version), None)
 
-    def peek(self, name: str, version: int) -> LoadedModel | None:
+    def peek(self, name: str, version: int) -> M | None:
         with self._lock:
             return self._models.get((name, version))
 

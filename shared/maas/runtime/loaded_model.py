@@ -57,12 +57,16 @@ class SessionConfig:
     # MAAS_PROVIDER=cuda: a session onnxruntime quietly opened on the CPU instead (a GPU build on a host
     # without a usable GPU or CUDA libraries) is refused rather than served slowly.
     required_provider: str | None = None
+    # onnxruntime session config entries (key, value), e.g. a text generator's spinning off.
+    config_entries: tuple[tuple[str, str], ...] = ()
 
     def session_options(self) -> ort.SessionOptions:
         options = ort.SessionOptions()
         options.graph_optimization_level = _OPTIMIZATION_LEVELS[self.graph_optimization]
         options.intra_op_num_threads = self.intra_op_threads or usable_cpus()
         options.log_severity_level = 3
+        for key, value in self.config_entries:
+            options.add_session_config_entry(key, value)
         return options
 
 
@@ -318,17 +322,29 @@ def disk_bytes_needed(manifest: Manifest) -> int:
 
 def load_model(registry: ModelRegistry, manifest: Manifest, config: SessionConfig) -> LoadedModel:
     """Fetch and verify the graph's artifacts (and tokenizer), open the session, check its signature, and
-    warm it up.
+    warm it up."""
+    # The tokenizer first: it is small, and a bad one fails the load before a large session opens.
+    tokenizer = (
+        None if manifest.tokenizer is None else _load_tokenizer(registry, manifest, manifest.tokenizer)
+    )
+    session = open_verified_session(registry, manifest, config)
+    model = LoadedModel(manifest, session, tuple(session.get_providers()), tokenizer)
+    check_signature(manifest, session)
+    if config.warmup:
+        _warm_up(model)
+    return model
+
+
+def open_verified_session(
+    registry: ModelRegistry, manifest: Manifest, config: SessionConfig
+) -> ort.InferenceSession:
+    """The version's graph in an onnxruntime session, opened from files whose sha256 matched the manifest.
 
     The session always opens from a fresh private folder holding only verified files: opened from bytes,
     onnxruntime would resolve a graph's external-data references against the working directory, reading
     weights no checksum covers. The folder goes once the session exists, since onnxruntime has read (or
     mapped) everything by then.
     """
-    # The tokenizer first: it is small, and a bad one fails the load before a large session opens.
-    tokenizer = (
-        None if manifest.tokenizer is None else _load_tokenizer(registry, manifest, manifest.tokenizer)
-    )
     # The graph first, and vetted before its (possibly large) external data is fetched: a pickle, or a graph
     # naming files beyond the manifest's verified ones, never reaches onnxruntime.
     graph = registry.read_artifact(manifest, manifest.artifact(manifest.model_file))
@@ -338,13 +354,14 @@ def load_model(registry: ModelRegistry, manifest: Manifest, config: SessionConfi
         what=f"{manifest.model_file} of model '{manifest.name}' v{manifest.version}",
         error=IntegrityError,
     )
-    blobs = {manifest.model_file: graph}
-    del graph
-    for path in manifest.model_data_files:
-        blobs[path] = registry.read_artifact(manifest, manifest.artifact(path))
     with tempfile.TemporaryDirectory(prefix=f"maas-{manifest.name}-v{manifest.version}-") as workdir:
-        write_model_files(Path(workdir), blobs)
-        del blobs
+        write_model_files(Path(workdir), {manifest.model_file: graph})
+        del graph
+        # One artifact in memory at a time: external data can be most of a large model's bytes.
+        for path in manifest.model_data_files:
+            data = registry.read_artifact(manifest, manifest.artifact(path))
+            write_model_files(Path(workdir), {path: data})
+            del data
         session = ort.InferenceSession(
             str(Path(workdir) / manifest.model_file),
             sess_options=config.session_options(),
@@ -357,11 +374,7 @@ def load_model(registry: ModelRegistry, manifest: Manifest, config: SessionConfi
             f"({ENV_PROVIDER}=cuda), got one on {list(opened_on)}; onnxruntime fell back because the GPU or "
             "its CUDA libraries are not usable here"
         )
-    model = LoadedModel(manifest, session, opened_on, tokenizer)
-    _check_signature(model)
-    if config.warmup:
-        _warm_up(model)
-    return model
+    return session
 
 
 def write_model_files(directory: Path, files: Mapping[str, bytes]) -> None:
@@ -389,10 +402,10 @@ def signature_of(session: ort.InferenceSession) -> Signature:
     )
 
 
-def _check_signature(model: LoadedModel) -> None:
+def check_signature(manifest: Manifest, session: ort.InferenceSession) -> None:
     """The manifest's signature is what we validate requests against, so it must match the graph."""
-    actual = signature_of(model.session)
-    signature = model.manifest.signature
+    actual = signature_of(session)
+    signature = manifest.signature
     for kind, declared, graph in (
         ("inputs", signature.inputs, actual.inputs),
         ("outputs", signature.outputs, actual.outputs),
@@ -401,8 +414,8 @@ def _check_signature(model: LoadedModel) -> None:
             (s.name, s.datatype, len(s.shape)) for s in graph
         ]:
             raise integrity_failure(
-                f"model '{model.name}' v{model.version}: manifest.json {kind}: expected the graph's names, "
-                "datatypes and ranks, got others",
+                f"model '{manifest.name}' v{manifest.version}: manifest.json {kind}: expected the graph's "
+                "names, datatypes and ranks, got others",
                 f"manifest {[s.model_dump() for s in declared]}, graph {[s.model_dump() for s in graph]}",
             )
 
