@@ -1,0 +1,162 @@
+"""Text generators loaded from the registry and kept warm.
+
+A load goes the way maas.runtime loads any model: every artifact's size and sha256 checked against the
+manifest as it streams, the graph vetted, the session opened from a private folder holding only verified
+files (model.onnx with model.onnx.data beside it), the folder gone once the session is open. The tokenizer
+and the chat template are artifacts of the version too, verified the same way, and read from memory.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from maas.config import Settings
+from maas.errors import IntegrityError, InvalidInput
+from maas.generation.chat_template import ChatTemplate
+from maas.generation.decoder import DecoderSession
+from maas.generation.text_generator import TextGenerator
+from maas.observability import MetricUnit, logger, metrics
+from maas.registry.manifest import Generation, Manifest
+from maas.registry.store import ModelRegistry
+from maas.runtime import (
+    CUDA,
+    ModelCache,
+    SessionConfig,
+    check_scratch_space,
+    check_signature,
+    open_verified_session,
+    select_providers,
+)
+
+# Spinning intra-op threads wait for work by burning CPU: between the small kernels of one decode step that
+# halved decode speed on 2 vCPUs (decision 0019).
+SPINNING_OFF = ("session.intra_op.allow_spinning", "0")
+
+
+class GeneratorLoader:
+    """Loads (name, version) once and serves it from memory while it fits the cache's byte budget."""
+
+    def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
+        self.registry = registry
+        self.config = generator_session_config(settings)
+        self.cache: ModelCache[TextGenerator] = ModelCache(self._load, settings.cache_bytes)
+
+    def get(self, name: str, version: int) -> TextGenerator:
+        return self.cache.get(name, version)
+
+    def _load(self, name: str, version: int) -> TextGenerator:
+        started = time.perf_counter()
+        generator = load_generator(self.registry, self.registry.manifest(name, version), self.config)
+        load_ms = (time.perf_counter() - started) * 1000
+        metrics.add_metric(name="ModelLoadMs", unit=MetricUnit.Milliseconds, value=load_ms)
+        logger.info(
+            "text generator loaded",
+            extra={
+                "model": name,
+                "version": version,
+                "bytes": generator.size_bytes,
+                "providers": list(generator.decoder.session.get_providers()),
+                "kv_shared_buffer": generator.generation.kv_shared_buffer,
+                "load_ms": round(load_ms, 1),
+            },
+        )
+        return generator
+
+
+def generator_session_config(settings: Settings) -> SessionConfig:
+    """The settings' providers and threads (one per usable vCPU unless set), with spinning off."""
+    return SessionConfig(
+        providers=tuple(select_providers(settings.provider)),
+        intra_op_threads=settings.intra_op_threads,
+        graph_optimization=settings.graph_optimization,
+        warmup=settings.warmup,
+        required_provider=CUDA if settings.provider == "cuda" else None,
+        config_entries=(SPINNING_OFF,),
+    )
+
+
+def load_generator(registry: ModelRegistry, manifest: Manifest, config: SessionConfig) -> TextGenerator:
+    """The version as a text generator: artifacts verified, session open, warmed up if configured."""
+    generation = generation_of(manifest)
+    # The small artifacts first: a bad tokenizer or template fails the load before a large session opens.
+    tokenizer = _tokenizer(
+        manifest, registry.read_artifact(manifest, manifest.artifact(generation.tokenizer_file))
+    )
+    template = None
+    if generation.chat_template_file is not None:
+        source = registry.read_artifact(manifest, manifest.artifact(generation.chat_template_file))
+        template = _chat_template(manifest, generation, source)
+    check_scratch_space(manifest)
+    session = open_verified_session(registry, manifest, config)
+    return _assembled(manifest, session, tokenizer, template, config)
+
+
+def open_generator(folder: Path, manifest: Manifest, config: SessionConfig) -> TextGenerator:
+    """A text generator over a folder already on disk (an export, a benchmark's copy), laid out as the
+    manifest's artifacts; nothing is verified, so only for files this process made or checked itself."""
+    generation = generation_of(manifest)
+    tokenizer = _tokenizer(manifest, (folder / generation.tokenizer_file).read_bytes())
+    template = None
+    if generation.chat_template_file is not None:
+        template = _chat_template(manifest, generation, (folder / generation.chat_template_file).read_bytes())
+    session = ort.InferenceSession(
+        str(folder / manifest.model_file),
+        sess_options=config.session_options(),
+        providers=list(config.providers),
+    )
+    return _assembled(manifest, session, tokenizer, template, config)
+
+
+def generation_of(manifest: Manifest) -> Generation:
+    """The manifest's decoding contract; InvalidInput naming `model` for a version that generates no text."""
+    if manifest.generation is None:
+        raise InvalidInput(
+            f"model: expected a text generator, got '{manifest.name}' v{manifest.version}, "
+            f"a model of task {manifest.task or 'unset'} that generates no text"
+        )
+    return manifest.generation
+
+
+def _assembled(
+    manifest: Manifest,
+    session: ort.InferenceSession,
+    tokenizer: Tokenizer,
+    template: ChatTemplate | None,
+    config: SessionConfig,
+) -> TextGenerator:
+    check_signature(manifest, session)
+    decoder = DecoderSession(session, generation_of(manifest), what=_what(manifest, manifest.model_file))
+    generator = TextGenerator(manifest, decoder, tokenizer, template)
+    if config.warmup:
+        generator.warm_up()
+    return generator
+
+
+def _tokenizer(manifest: Manifest, data: bytes) -> Tokenizer:
+    generation = generation_of(manifest)
+    try:
+        return Tokenizer.from_str(data.decode("utf-8"))
+    except Exception as exc:  # tokenizers raises plain Exception on a file it cannot read
+        raise IntegrityError(
+            f"{_what(manifest, generation.tokenizer_file)}: expected a tokenizers JSON file, got one it "
+            "cannot read",
+            detail=f"{type(exc).__name__}: {exc}",
+        ) from None
+
+
+def _chat_template(manifest: Manifest, generation: Generation, data: bytes) -> ChatTemplate:
+    assert generation.chat_template_file is not None
+    what = _what(manifest, generation.chat_template_file)
+    try:
+        source = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise IntegrityError(f"{what}: expected UTF-8 text, got bytes that are not") from None
+    return ChatTemplate(source, bos_token=generation.bos_token, eos_token=generation.eos_token, what=what)
+
+
+def _what(manifest: Manifest, path: str) -> str:
+    return f"{path} of model '{manifest.name}' v{manifest.version}"
