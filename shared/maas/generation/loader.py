@@ -19,17 +19,16 @@ from maas.errors import IntegrityError, InvalidInput
 from maas.generation.chat_template import ChatTemplate
 from maas.generation.decoder import DecoderSession
 from maas.generation.text_generator import TextGenerator
-from maas.observability import MetricUnit, logger, metrics
 from maas.registry.manifest import Generation, Manifest
 from maas.registry.store import ModelRegistry
 from maas.runtime import (
-    CUDA,
     ModelCache,
     SessionConfig,
     check_scratch_space,
     check_signature,
     open_verified_session,
-    select_providers,
+    report_model_load,
+    session_config,
 )
 
 # Spinning intra-op threads wait for work by burning CPU: between the small kernels of one decode step that
@@ -51,32 +50,18 @@ class GeneratorLoader:
     def _load(self, name: str, version: int) -> TextGenerator:
         started = time.perf_counter()
         generator = load_generator(self.registry, self.registry.manifest(name, version), self.config)
-        load_ms = (time.perf_counter() - started) * 1000
-        metrics.add_metric(name="ModelLoadMs", unit=MetricUnit.Milliseconds, value=load_ms)
-        logger.info(
-            "text generator loaded",
-            extra={
-                "model": name,
-                "version": version,
-                "bytes": generator.size_bytes,
-                "providers": list(generator.decoder.session.get_providers()),
-                "kv_shared_buffer": generator.generation.kv_shared_buffer,
-                "load_ms": round(load_ms, 1),
-            },
+        report_model_load(
+            generator.manifest,
+            list(generator.decoder.session.get_providers()),
+            started,
+            kv_shared_buffer=generator.generation.kv_shared_buffer,
         )
         return generator
 
 
 def generator_session_config(settings: Settings) -> SessionConfig:
     """The settings' providers and threads (one per usable vCPU unless set), with spinning off."""
-    return SessionConfig(
-        providers=tuple(select_providers(settings.provider)),
-        intra_op_threads=settings.intra_op_threads,
-        graph_optimization=settings.graph_optimization,
-        warmup=settings.warmup,
-        required_provider=CUDA if settings.provider == "cuda" else None,
-        config_entries=(SPINNING_OFF,),
-    )
+    return session_config(settings, config_entries=(SPINNING_OFF,))
 
 
 def load_generator(registry: ModelRegistry, manifest: Manifest, config: SessionConfig) -> TextGenerator:

@@ -44,14 +44,6 @@ class TextGenerator:
         return self.decoder.generation
 
     @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def version(self) -> int:
-        return self.manifest.version
-
-    @property
     def context_length(self) -> int:
         return self.generation.context_length
 
@@ -73,7 +65,7 @@ class TextGenerator:
     def render_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
         if self.chat_template is None:
             raise InvalidInput(
-                f"messages: model '{self.name}' v{self.version} has no chat template; "
+                f"messages: model '{self.manifest.name}' v{self.manifest.version} has no chat template; "
                 "expected a prompt instead of messages"
             )
         return self.chat_template.render(messages, add_generation_prompt=add_generation_prompt)

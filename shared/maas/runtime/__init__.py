@@ -8,7 +8,6 @@ from maas.runtime.loaded_model import (
     Deadline,
     LoadedModel,
     SessionConfig,
-    check_scratch_space,
     check_signature,
     disk_bytes_needed,
     load_model,
@@ -18,6 +17,7 @@ from maas.runtime.loaded_model import (
     usable_cpus,
     write_model_files,
 )
+from maas.runtime.loading import check_scratch_space, report_model_load, session_config
 from maas.runtime.providers import CUDA, select_providers
 from maas.runtime.text import TextTokenizer
 from maas.runtime.validation import check_inputs, check_requested_outputs
@@ -39,7 +39,9 @@ __all__ = [
     "disk_bytes_needed",
     "load_model",
     "open_verified_session",
+    "report_model_load",
     "select_providers",
+    "session_config",
     "signature_of",
     "token_rows_per_run",
     "usable_cpus",

@@ -8,7 +8,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
-import shutil
 import tempfile
 import threading
 import time
@@ -36,8 +35,6 @@ from maas.signature import Signature, TensorSpec
 PLATFORM = "onnxruntime_onnx"
 # A run option: the arena frees, at the end of the run, the memory the run made it take.
 ARENA_SHRINKAGE = "memory.enable_memory_arena_shrinkage"
-# Temp space kept free beyond a model's own files: onnxruntime and the runtime write small files too.
-DISK_HEADROOM_BYTES = 64 * 1024 * 1024
 # The element types a tokenizer's ids can be handed to the graph in.
 TOKEN_ID_DATATYPES = ("INT64", "INT32")
 
@@ -321,19 +318,6 @@ def token_rows_per_run(width: int) -> int:
 def disk_bytes_needed(manifest: Manifest) -> int:
     """Local disk a load needs while the session opens: the graph and its external data."""
     return sum(manifest.artifact(path).bytes for path in manifest.graph_files)
-
-
-def check_scratch_space(manifest: Manifest) -> None:
-    """Unavailable (503) before any download when the temp folder cannot hold the graph's files while
-    its session opens; cached models hold no disk, so only a load needs it."""
-    needed = disk_bytes_needed(manifest) + DISK_HEADROOM_BYTES
-    scratch = tempfile.gettempdir()
-    free = shutil.disk_usage(scratch).free
-    if free < needed:
-        raise Unavailable(
-            f"model '{manifest.name}' v{manifest.version}: expected {needed} free bytes in {scratch}, "
-            f"got {free}"
-        )
 
 
 def load_model(registry: ModelRegistry, manifest: Manifest, config: SessionConfig) -> LoadedModel:
