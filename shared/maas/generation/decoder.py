@@ -18,6 +18,7 @@ position it is given, and 49,152 floats per prompt token would otherwise cost 20
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,7 +85,8 @@ class DecoderSession:
 
 
 class DecodeRun:
-    """One sequence's steps. `feed` runs the graph on new tokens and returns the last position's logits."""
+    """One sequence: its prompt prefilled, then one step per sampled token, each returning the logits that
+    predict the next token."""
 
     def __init__(self, decoder: DecoderSession, capacity: int) -> None:
         self.decoder = decoder
@@ -94,17 +96,33 @@ class DecodeRun:
         chunk = max(1, min(decoder.prefill_chunk_tokens, capacity))
         self._logits = np.empty((1, chunk, decoder.vocab_size), decoder.logits_dtype)
 
-    def feed(self, token_ids: Sequence[int]) -> npt.NDArray[Any]:
-        """Run the new tokens (a whole prompt, or one sampled token) and return the logits [vocab] that
-        predict the next one."""
-        if self.length + len(token_ids) > self.capacity:
-            raise ValueError(f"{self.length} + {len(token_ids)} tokens overrun a cache of {self.capacity}")
-        chunk = self._logits.shape[1]
-        for start in range(0, len(token_ids), chunk):
-            part = token_ids[start : start + chunk]
-            self.length += len(part)
-            logits = self._logits[:, : len(part)]
-            self._run(np.asarray([part], np.int64), self._mask[:, : self.length], logits)
+    def prefill(self, prompt: Sequence[int], *, deadline: float | None = None) -> npt.NDArray[Any] | None:
+        """Run the prompt, in chunks, and return the logits [vocab] that predict the first new token. None
+        when `deadline` (time.monotonic()) passed between two chunks of a long prompt."""
+        if not prompt:
+            raise ValueError("a prompt needs at least one token")
+        self._check_room(len(prompt))
+        logits: npt.NDArray[Any] = self._logits[0, -1]
+        for start in range(0, len(prompt), self._logits.shape[1]):
+            if start and deadline is not None and time.monotonic() >= deadline:
+                return None
+            part = prompt[start : start + self._logits.shape[1]]
+            logits = self._feed(np.asarray([part], np.int64))
+        return logits
+
+    def step(self, token_id: int) -> npt.NDArray[Any]:
+        """Run one sampled token; the logits [vocab] that predict the next, valid until the next run."""
+        self._check_room(1)
+        return self._feed(np.full((1, 1), token_id, np.int64))
+
+    def _check_room(self, tokens: int) -> None:
+        if self.length + tokens > self.capacity:
+            raise ValueError(f"{self.length} + {tokens} tokens overrun a cache of {self.capacity}")
+
+    def _feed(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
+        self.length += ids.shape[1]
+        logits = self._logits[:, : ids.shape[1]]
+        self._run(ids, self._mask[:, : self.length], logits)
         last: npt.NDArray[Any] = logits[0, -1]
         return last
 

@@ -103,7 +103,10 @@ class TextGenerator:
             yield Finished("length", len(prompt), 0, time_budget_exhausted=True)
             return
         run = self.decoder.start(len(prompt) + params.max_tokens)
-        logits = run.feed(prompt)
+        logits = run.prefill(prompt, deadline=deadline)
+        if logits is None:  # a long prompt's prefill used up the time budget
+            yield Finished("length", len(prompt), 0, time_budget_exhausted=True)
+            return
         while True:
             token = loop.sample(logits)
             if token in self._eos:
@@ -121,7 +124,7 @@ class TextGenerator:
             if _passed(deadline):
                 yield from loop.finish("length", time_budget_exhausted=True)
                 return
-            logits = run.feed([token])
+            logits = run.step(token)
 
     def warm_up(self) -> None:
         """One prefill and one step: onnxruntime allocates its arenas and picks kernels on the first runs,

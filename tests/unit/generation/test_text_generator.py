@@ -102,6 +102,16 @@ def test_a_prompt_prefilled_in_chunks_continues_as_one_prefilled_at_once(
     assert generate(chunked, params).token_ids == generate(tiny_generator, params).token_ids
 
 
+def test_a_deadline_passing_between_prefill_chunks_stops_the_prefill(tiny_generator: TextGenerator) -> None:
+    decoder = DecoderSession(
+        tiny_generator.decoder.session, tiny_generator.generation, what="tiny", prefill_chunk_tokens=4
+    )
+    prompt = tiny_generator.encode(PROMPT)
+
+    assert decoder.start(len(prompt)).prefill(prompt, deadline=time.monotonic()) is None
+    assert decoder.start(len(prompt)).prefill(prompt, deadline=None) is not None
+
+
 # ---- sampling
 
 
