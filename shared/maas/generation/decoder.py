@@ -11,9 +11,9 @@ values. Two ways to carry the cache, chosen by the manifest:
 - copy: the past starts empty and each step's presents, one position longer, are bound as the next pasts.
   They stay onnxruntime values on the session's device; only the graph's own concatenation copies.
 
-Either way the logits are written into a numpy buffer bound before the run (copied there from a GPU), so
-a step allocates nothing. A long prompt is prefilled in chunks: the graph returns logits for every
-position it is given, and 49,152 floats per prompt token would otherwise cost 200 kB of memory each.
+Either way the logits are written into one numpy buffer per sequence, bound before each run (onnxruntime
+copies them there from a GPU), so no step allocates them. A long prompt is prefilled in chunks: the graph
+returns logits for every position it is given, 49,152 floats (200 kB) per prompt token.
 """
 
 from __future__ import annotations

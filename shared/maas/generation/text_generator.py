@@ -25,6 +25,9 @@ from maas.registry.manifest import Generation, Manifest
 
 
 class TextGenerator:
+    """One loaded version of a text generator. Threads may share it: each generation has its own cache,
+    sampler and detokenizer, and onnxruntime sessions and tokenizers run concurrently."""
+
     def __init__(
         self,
         manifest: Manifest,
@@ -173,7 +176,10 @@ class _Loop:
         text = released.text if released.stopped else released.text + self._stops.flush()
         if text or self._token_ids:
             yield self._delta(text)
-        yield self.finished("stop" if released.stopped else reason, time_budget_exhausted)
+        if released.stopped:
+            yield self.finished("stop")
+        else:
+            yield self.finished(reason, time_budget_exhausted)
 
     def finished(self, reason: FinishReason, time_budget_exhausted: bool = False) -> Finished:
         return Finished(reason, self._prompt_tokens, self.completion_tokens, time_budget_exhausted)
