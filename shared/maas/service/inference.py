@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -16,28 +14,26 @@ from typing import TYPE_CHECKING
 
 from maas import __version__
 from maas.config import ENV_REQUEST_TIMEOUT, Settings
-from maas.errors import Unavailable
 from maas.explain.batching import ExplainLimits
 from maas.explain.explainer import explain_loaded
 from maas.explain.parameters import ExplainParameters
 from maas.infer_types import InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata, Tensor
-from maas.observability import MetricUnit, logger, metrics
+from maas.observability import MetricUnit, metrics
 from maas.registry.manifest import Manifest
 from maas.registry.references import ModelRef
 from maas.registry.store import ModelRegistry, ResolvedTarget
 from maas.runtime import (
-    CUDA,
     PLATFORM,
     Deadline,
     LoadedModel,
     ModelCache,
-    SessionConfig,
     VersionResolver,
     check_inputs,
     check_requested_outputs,
-    disk_bytes_needed,
+    check_scratch_space,
     load_model,
-    select_providers,
+    report_model_load,
+    session_config,
 )
 from maas.signature import Signature
 
@@ -69,10 +65,6 @@ def choose_version(target: ResolvedTarget, routing_key: object = None) -> int:
         digest = hashlib.sha256(str(routing_key).encode()).digest()
         draw = int.from_bytes(digest[:8], "big") / 2**64
     return canary.version if draw < canary.weight else target.version
-
-
-# Keep some /tmp free beyond a model's own files: onnxruntime and the runtime write small temp files too.
-DISK_HEADROOM_BYTES = 64 * 1024 * 1024
 
 
 class InferenceService:
@@ -234,32 +226,7 @@ class InferenceService:
     def _load(self, name: str, version: int) -> LoadedModel:
         started = time.perf_counter()
         manifest = self._manifest(name, version)
-        config = SessionConfig(
-            providers=tuple(select_providers(self.settings.provider)),
-            intra_op_threads=self.settings.intra_op_threads,
-            graph_optimization=self.settings.graph_optimization,
-            warmup=self.settings.warmup,
-            required_provider=CUDA if self.settings.provider == "cuda" else None,
-        )
-        # Cached models hold no disk: /tmp is only needed while a session opens.
-        needed = disk_bytes_needed(manifest) + DISK_HEADROOM_BYTES
-        scratch = tempfile.gettempdir()
-        free = shutil.disk_usage(scratch).free
-        if free < needed:
-            raise Unavailable(
-                f"model '{name}' v{version}: expected {needed} free bytes in {scratch}, got {free}"
-            )
-        model = load_model(self.registry, manifest, config)
-        load_ms = (time.perf_counter() - started) * 1000
-        metrics.add_metric(name="ModelLoadMs", unit=MetricUnit.Milliseconds, value=load_ms)
-        logger.info(
-            "model loaded",
-            extra={
-                "model": name,
-                "version": version,
-                "bytes": model.size_bytes,
-                "providers": list(model.providers),
-                "load_ms": round(load_ms, 1),
-            },
-        )
+        check_scratch_space(manifest)
+        model = load_model(self.registry, manifest, session_config(self.settings))
+        report_model_load(manifest, list(model.providers), started)
         return model
