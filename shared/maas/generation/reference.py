@@ -1,14 +1,13 @@
 """The raw onnxruntime greedy loop: the baseline that tests and benchmarks hold the served path to.
 
 Nothing of maas's decoding is used here, only onnxruntime and numpy over an exported folder
-(onnxruntime-genai's builder layout: model.onnx, model.onnx.data, genai_config.json): the prompt prefilled
+(model.onnx with model.onnx.data, read as the version's `Generation` contract names them): the prompt prefilled
 in one run, then one run per token with the presents fed back as pasts (`shared_buffer=False`), or bound
 in place with IO binding (`shared_buffer=True`, the faster loop), argmax every step.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
+
+from maas.registry.manifest import Generation
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ def greedy_reference(
     prompt_ids: Sequence[int],
     max_tokens: int,
     *,
+    generation: Generation,
     eos_token_ids: Collection[int] = (),
     threads: int | None = None,
     shared_buffer: bool = False,
@@ -48,7 +50,6 @@ def greedy_reference(
     """Greedy decoding of `prompt_ids` by the folder's graph, up to `max_tokens` or an eos id.
 
     `session`: one already open on the folder's model.onnx (a benchmark reuses it across runs)."""
-    decoder = json.loads((model_dir / "genai_config.json").read_text())["model"]["decoder"]
     if session is None:
         options = ort.SessionOptions()
         if threads is not None:
@@ -57,17 +58,11 @@ def greedy_reference(
         session = ort.InferenceSession(
             str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
         )
-    layers = decoder["num_hidden_layers"]
-    kv_shape = (1, decoder["num_key_value_heads"], 0, decoder["head_size"])
-    names = [
-        pattern % layer
-        for layer in range(layers)
-        for pattern in (decoder["inputs"]["past_key_names"], decoder["inputs"]["past_value_names"])
-    ]
+    kv_shape = (1, generation.num_kv_heads, 0, generation.head_size)
+    layers = range(generation.num_layers)
+    names = [pattern % layer for layer in layers for pattern in (generation.past_key, generation.past_value)]
     presents = [
-        pattern % layer
-        for layer in range(layers)
-        for pattern in (decoder["outputs"]["present_key_names"], decoder["outputs"]["present_value_names"])
+        pattern % layer for layer in layers for pattern in (generation.present_key, generation.present_value)
     ]
     step: _CopySteps | _SharedBufferSteps
     if shared_buffer:

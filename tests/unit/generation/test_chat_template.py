@@ -113,7 +113,11 @@ def test_a_template_that_does_not_compile_is_the_models_fault_not_the_clients() 
 def test_the_generator_renders_with_its_models_template(tiny_generator: TextGenerator) -> None:
     rendered = tiny_generator.render_chat([{"role": "user", "content": "hi"}])
 
-    assert rendered == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    # The tiny decoder carries SmolLM2's own template, which adds its default system turn.
+    assert rendered == (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert tiny_generator.encode(rendered)[0] == tiny_generator.generation.bos_token_id
 
 

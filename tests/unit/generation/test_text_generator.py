@@ -66,6 +66,7 @@ def test_greedy_equals_the_raw_onnxruntime_loop_token_for_token(
         tiny_folder,
         prompt_ids,
         40,
+        generation=tiny_generator.generation,
         eos_token_ids=tiny_generator.generation.eos_token_ids,
         shared_buffer=shared_buffer,
     )
