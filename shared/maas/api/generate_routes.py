@@ -13,12 +13,17 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response
 
-from maas.api.generation_http import StreamedAnswers, check_response_size, decode_body
+from maas.api.generation_http import (
+    MODEL_VERSION_HEADER,
+    ROUTING_KEY_HEADER,
+    StreamedAnswers,
+    check_response_size,
+    decode_body,
+)
 from maas.api.http_body import header
 from maas.api.http_stream import sse_event
 from maas.api.route_table import V2_GENERATE, V2_GENERATE_STREAM
 from maas.api.routing import ServedRoutes, json_response, remaining_time
-from maas.api.v2_routes import MODEL_VERSION_HEADER, ROUTING_KEY_HEADER
 from maas.errors import MaasError
 from maas.protocol.generate_types import GenerateRequest
 from maas.registry.references import ModelRef, parse_ref, parse_version_selector

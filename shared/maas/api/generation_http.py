@@ -38,6 +38,10 @@ Body = TypeVar("Body", bound=BaseModel)
 # An event stream's answer must not be cached or buffered by anything between us and the client.
 STREAM_HEADERS: Mapping[str, str] = {"Cache-Control": "no-cache"}
 INTERNAL_ERROR = "internal error; see the function's logs"
+# The V2 routes' headers (maas.api.v2_routes), named again so this function's cold start skips the tensor
+# codecs those routes import.
+MODEL_VERSION_HEADER = "x-maas-model-version"
+ROUTING_KEY_HEADER = "x-maas-routing-key"
 
 ErrorEvent = Callable[[MaasError], bytes]
 ErrorShape = Callable[[Mapping[str, Any], dict[str, Any]], dict[str, Any]]

@@ -16,6 +16,8 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import Response
 
 from maas.api.generation_http import (
+    MODEL_VERSION_HEADER,
+    ROUTING_KEY_HEADER,
     StreamedAnswers,
     check_response_size,
     decode_body,
@@ -31,7 +33,6 @@ from maas.api.route_table import (
     OPENAI_MODEL,
 )
 from maas.api.routing import ServedRoutes, json_response, remaining_time
-from maas.api.v2_routes import MODEL_VERSION_HEADER, ROUTING_KEY_HEADER
 from maas.errors import MaasError
 from maas.protocol.openai_types import (
     ChatCompletionChunk,
@@ -65,7 +66,7 @@ def register_openai_routes(
         headers = {MODEL_VERSION_HEADER: str(run.run.served.version)}
         if run.stream:
             return answers.sse(openai_events(run.chunks()), openai_error_event, headers)
-        body = run.response().model_dump_json(exclude_none=True)
+        body = run.response().model_dump_json()
         check_response_size(len(body), settings.max_response_bytes)
         return json_response(body, headers=headers)
 
@@ -91,7 +92,7 @@ def register_openai_routes(
 
 def openai_events(chunks: Iterator[ChatCompletionChunk | Completion]) -> Iterator[bytes]:
     for chunk in chunks:
-        yield sse_event(chunk.model_dump(mode="json", exclude_none=True))
+        yield sse_event(chunk.model_dump(mode="json"))
     yield SSE_DONE
 
 

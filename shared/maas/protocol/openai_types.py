@@ -1,5 +1,9 @@
 """OpenAI-compatible wire types for /openai/v1/: chat completions, completions, models, stream chunks, errors.
 
+Answers are written as OpenAI writes them: `null` where OpenAI sends null (logprobs, finish_reason before a
+choice's last chunk, refusal), and a field left out where OpenAI leaves it out (a chunk's usage before the
+last, an empty delta).
+
 Requests accept what OpenAI's clients commonly send. A field maas cannot honour is declared here all the
 same, so that the service can refuse a value it would otherwise ignore with a 400 naming that field (a
 non-zero penalty, tools, a JSON response format); unknown fields are refused as OpenAI refuses them. Ranges
@@ -21,6 +25,10 @@ MAX_TOP_LOGPROBS = 20
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _omitted_when_none(value: object) -> bool:
+    return value is None
 
 
 def _range(minimum: float, maximum: float, *, exclusive_minimum: bool = False) -> dict[str, Any]:
@@ -184,8 +192,10 @@ class ChatCompletion(BaseModel):
 
 
 class ChunkDelta(BaseModel):
-    role: Literal["assistant"] | None = None
-    content: str | None = None
+    """A choice's next piece: the role on its first chunk, text after it, nothing on its last (`{}`)."""
+
+    role: Literal["assistant"] | None = Field(default=None, exclude_if=_omitted_when_none)
+    content: str | None = Field(default=None, exclude_if=_omitted_when_none)
 
 
 class ChatChunkChoice(BaseModel):
@@ -202,8 +212,12 @@ class ChatCompletionChunk(BaseModel):
     model: str
     system_fingerprint: str
     choices: list[ChatChunkChoice]
-    usage: Usage | None = Field(default=None, description="Only on the last chunk, with no choices.")
-    maas: MaasResponseFields | None = Field(default=None, description="On a choice's last chunk and usage.")
+    usage: Usage | None = Field(
+        default=None, description="Only on the last chunk, with no choices.", exclude_if=_omitted_when_none
+    )
+    maas: MaasResponseFields | None = Field(
+        default=None, description="On a choice's last chunk and usage.", exclude_if=_omitted_when_none
+    )
 
 
 class CompletionLogprobs(BaseModel):
@@ -229,8 +243,10 @@ class Completion(BaseModel):
     model: str
     system_fingerprint: str
     choices: list[CompletionChoice]
-    usage: Usage | None = Field(default=None, description="Always on a whole completion.")
-    maas: MaasResponseFields | None = None
+    usage: Usage | None = Field(
+        default=None, description="Always on a whole completion.", exclude_if=_omitted_when_none
+    )
+    maas: MaasResponseFields | None = Field(default=None, exclude_if=_omitted_when_none)
 
 
 class ModelObject(BaseModel):

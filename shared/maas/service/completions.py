@@ -95,7 +95,7 @@ class CompletionService:
         self.settings = settings
         self.loader = loader
         self._resolver = VersionResolver(
-            registry.resolve_target, settings.alias_ttl_seconds, forget=loader.discard
+            registry.resolve_target, settings.alias_ttl_seconds, forget=loader.cache.discard
         )
         # Versions are immutable, so a manifest read once is right for as long as the process lives.
         self._manifest: Callable[[str, int], Manifest] = functools.lru_cache(maxsize=MANIFEST_CACHE_ENTRIES)(
