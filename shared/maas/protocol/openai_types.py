@@ -180,12 +180,19 @@ class ChatChoice(BaseModel):
     finish_reason: FinishReason
 
 
-class ChatCompletion(BaseModel):
+class _Answer(BaseModel):
+    """What every answer and chunk carries: which request, when, and which version answered."""
+
     id: str
-    object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str = Field(description="The version that answered, as name:version.")
-    system_fingerprint: str
+    system_fingerprint: str = Field(
+        description="The version that answered: the same seed gives the same text."
+    )
+
+
+class ChatCompletion(_Answer):
+    object: Literal["chat.completion"] = "chat.completion"
     choices: list[ChatChoice]
     usage: Usage
     maas: MaasResponseFields
@@ -205,12 +212,8 @@ class ChatChunkChoice(BaseModel):
     finish_reason: FinishReason | None = None
 
 
-class ChatCompletionChunk(BaseModel):
-    id: str
+class ChatCompletionChunk(_Answer):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    system_fingerprint: str
     choices: list[ChatChunkChoice]
     usage: Usage | None = Field(
         default=None, description="Only on the last chunk, with no choices.", exclude_if=_omitted_when_none
@@ -234,14 +237,10 @@ class CompletionChoice(BaseModel):
     finish_reason: FinishReason | None = Field(description="null on a stream chunk before the last.")
 
 
-class Completion(BaseModel):
+class Completion(_Answer):
     """A whole completion, and also each chunk of a streamed one (as OpenAI streams them)."""
 
-    id: str
     object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
-    system_fingerprint: str
     choices: list[CompletionChoice]
     usage: Usage | None = Field(
         default=None, description="Always on a whole completion.", exclude_if=_omitted_when_none

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -111,51 +111,32 @@ class CompletionService:
     # ---- OpenAI
 
     def chat(self, request: ChatCompletionRequest, context: RequestContext | None = None) -> ChatRun:
-        context, started, deadline = self._start(context)
+        arrived = _Arrival.now(self.settings, context)
         sampling = check_chat_request(request, self.settings.max_choices)
         messages = chat_messages(request.messages)
-        served, generator = self._generator(
-            parse_model_id(request.model), context.routing_key or request.user
+        run = self._prepare(
+            arrived,
+            _Asked("chat", parse_model_id(request.model), request.user, bool(request.stream)),
+            sampling,
+            lambda generator: [(generator.render_chat(messages), "messages")],
         )
-        prompt = self._prompt(generator, generator.render_chat(messages))
-        choices = self._run(generator, [(prompt, "messages")], sampling)
-        return ChatRun(
-            GenerationRun(
-                generator,
-                served,
-                choices,
-                api="chat",
-                stream=bool(request.stream),
-                deadline=deadline,
-                started=started,
-            ),
-            logprobs=bool(request.logprobs),
-            include_usage=_include_usage(request),
-        )
+        return ChatRun(run, logprobs=bool(request.logprobs), include_usage=_include_usage(request))
 
     def complete(self, request: CompletionRequest, context: RequestContext | None = None) -> CompletionRun:
-        context, started, deadline = self._start(context)
+        arrived = _Arrival.now(self.settings, context)
         sampling = check_completion_request(request, self.settings.max_choices)
         texts = completion_prompts(request.prompt)
-        served, generator = self._generator(
-            parse_model_id(request.model), context.routing_key or request.user
+        fields = (
+            ["prompt"] if isinstance(request.prompt, str) else [f"prompt[{i}]" for i in range(len(texts))]
         )
-        single = isinstance(request.prompt, str)
-        prompts = [
-            (self._prompt(generator, text), "prompt" if single else f"prompt[{index}]")
-            for index, text in enumerate(texts)
-        ]
-        choices = self._run(generator, prompts, sampling)
+        run = self._prepare(
+            arrived,
+            _Asked("completions", parse_model_id(request.model), request.user, bool(request.stream)),
+            sampling,
+            lambda _: list(zip(texts, fields, strict=True)),
+        )
         return CompletionRun(
-            GenerationRun(
-                generator,
-                served,
-                choices,
-                api="completions",
-                stream=bool(request.stream),
-                deadline=deadline,
-                started=started,
-            ),
+            run,
             logprobs=request.logprobs is not None,
             echo=bool(request.echo),
             include_usage=_include_usage(request),
@@ -186,39 +167,63 @@ class CompletionService:
     def generate(
         self, ref: ModelRef, request: GenerateRequest, *, stream: bool, context: RequestContext | None = None
     ) -> GenerateRun:
-        context, started, deadline = self._start(context)
+        arrived = _Arrival.now(self.settings, context)
         parameters = request.parameters or GenerateParameters()
         if parameters.stream and not stream:
             raise InvalidInput(
                 "parameters.stream: expected false or none here; POST .../generate_stream streams"
             )
         try:
-            sampling = check_sampling(
-                max_choices=1,
-                max_tokens=parameters.max_tokens,
-                temperature=parameters.temperature,
-                top_p=parameters.top_p,
-                top_k=parameters.top_k,
-                seed=parameters.seed,
-                stop=parameters.stop,
-            )
+            sampling = check_sampling(parameters, max_choices=1, max_tokens=parameters.max_tokens)
         except InvalidInput as exc:
             raise InvalidInput(f"parameters.{exc.message}") from None
         check_text("text_input", request.text_input)
-        served, generator = self._generator(ref, context.routing_key or parameters.routing_key)
-        prompt = self._prompt(generator, request.text_input)
-        choices = self._run(generator, [(prompt, "text_input")], sampling)
-        run = GenerationRun(
-            generator, served, choices, api="generate", stream=stream, deadline=deadline, started=started
+        run = self._prepare(
+            arrived,
+            _Asked("generate", ref, parameters.routing_key, stream),
+            sampling,
+            lambda _: [(request.text_input, "text_input")],
         )
         return GenerateRun(run, request.id)
 
     # ---- internals
 
-    def _start(self, context: RequestContext | None) -> tuple[RequestContext, float, float | None]:
-        # The clock starts before the model is fetched: the client's, and the gateway's, already runs.
-        context = context or RequestContext()
-        return context, time.perf_counter(), generation_deadline(self.settings, context.remaining_ms)
+    def _prepare(
+        self,
+        arrived: _Arrival,
+        asked: _Asked,
+        sampling: RequestedSampling,
+        prompts: Callable[[TextGenerator], list[tuple[str, str]]],
+    ) -> GenerationRun:
+        """The run: the version chosen and loaded, each prompt (text, the field it came from) tokenized
+        and checked against the context, n choices per prompt in order, each with its own seed."""
+        served, generator = self._generator(asked.ref, arrived.context.routing_key or asked.routing_key)
+        generation = generator.manifest.generation
+        assert generation is not None, "the service loads text generators only"
+        choices: list[Choice] = []
+        for text, field in prompts(generator):
+            prompt = Prompt(text, tuple(generator.encode(text)))
+            max_tokens = completion_budget(
+                prompt_tokens=len(prompt.token_ids),
+                requested=sampling.max_tokens,
+                default=generation.defaults.max_tokens,
+                context_length=generator.context_length,
+                prompt_field=field,
+            )
+            for _ in range(sampling.n):
+                index = len(choices)
+                choices.append(
+                    Choice(index, prompt, sampling.for_choice(index, generation.defaults, max_tokens))
+                )
+        return GenerationRun(
+            generator,
+            served,
+            tuple(choices),
+            api=asked.api,
+            stream=asked.stream,
+            deadline=arrived.deadline,
+            started=arrived.started,
+        )
 
     def _generator(self, ref: ModelRef, routing_key: str | None) -> tuple[ServedVersion, TextGenerator]:
         version = choose_version(self._resolver.resolve(ref), routing_key)
@@ -230,31 +235,31 @@ class CompletionService:
             )
         return ServedVersion(ref.name, version), self.loader.get(ref.name, version)
 
-    @staticmethod
-    def _prompt(generator: TextGenerator, text: str) -> Prompt:
-        return Prompt(text, tuple(generator.encode(text)))
 
-    @staticmethod
-    def _run(
-        generator: TextGenerator, prompts: Sequence[tuple[Prompt, str]], sampling: RequestedSampling
-    ) -> tuple[Choice, ...]:
-        """The choices: n per prompt, in order, each with its own budget of tokens and its own seed."""
-        generation = generator.manifest.generation
-        assert generation is not None, "the service loads text generators only"
-        defaults = generation.defaults
-        choices: list[Choice] = []
-        for prompt, field in prompts:
-            max_tokens = completion_budget(
-                prompt_tokens=len(prompt.token_ids),
-                requested=sampling.max_tokens,
-                default=defaults.max_tokens,
-                context_length=generator.context_length,
-                prompt_field=field,
-            )
-            for _ in range(sampling.n):
-                index = len(choices)
-                choices.append(Choice(index, prompt, sampling.for_choice(index, defaults, max_tokens)))
-        return tuple(choices)
+@dataclass(frozen=True, slots=True)
+class _Arrival:
+    """When a request arrived, and so when its generation must end."""
+
+    context: RequestContext
+    started: float
+    deadline: float | None
+
+    @classmethod
+    def now(cls, settings: Settings, context: RequestContext | None) -> _Arrival:
+        # The clock starts before the model is fetched: the client's, and the gateway's, already runs.
+        context = context or RequestContext()
+        return cls(context, time.perf_counter(), generation_deadline(settings, context.remaining_ms))
+
+
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """What a request asks of the service besides its prompts and sampling."""
+
+    api: str
+    ref: ModelRef
+    # The body's own routing key (OpenAI's user, a generate parameter); the transport's header wins.
+    routing_key: str | None
+    stream: bool
 
 
 def _include_usage(request: ChatCompletionRequest | CompletionRequest) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from maas.config import ENV_MAX_CHOICES
 from maas.errors import InvalidInput
@@ -58,19 +59,31 @@ class RequestedSampling:
         )
 
 
+class SamplingFields(Protocol):
+    """The sampling fields every text-generation request names alike (OpenAI's, Triton's parameters)."""
+
+    @property
+    def temperature(self) -> float | None: ...
+    @property
+    def top_p(self) -> float | None: ...
+    @property
+    def top_k(self) -> int | None: ...
+    @property
+    def seed(self) -> int | None: ...
+    @property
+    def stop(self) -> str | list[str] | None: ...
+
+
 def check_sampling(
+    fields: SamplingFields,
     *,
     max_choices: int,
     n: int | None = None,
     max_tokens: int | None = None,
-    temperature: float | None = None,
-    top_p: float | None = None,
-    top_k: int | None = None,
-    seed: int | None = None,
-    stop: str | Sequence[str] | None = None,
     logprobs: int | None = None,
     logprobs_field: str = "top_logprobs",
 ) -> RequestedSampling:
+    temperature, top_p, top_k, seed = fields.temperature, fields.top_p, fields.top_k, fields.seed
     if n is not None and not 1 <= n <= max_choices:
         raise InvalidInput(f"n: expected 1 to {max_choices} choices ({ENV_MAX_CHOICES}), got {n}")
     if max_tokens is not None and max_tokens < 1:
@@ -92,7 +105,7 @@ def check_sampling(
         top_p=top_p,
         top_k=top_k,
         seed=seed,
-        stop=check_stop(stop),
+        stop=check_stop(fields.stop),
         logprobs=logprobs,
     )
 
@@ -160,14 +173,10 @@ def check_chat_request(request: ChatCompletionRequest, max_choices: int) -> Requ
     if request.top_logprobs is not None and not request.logprobs:
         raise InvalidInput("top_logprobs: expected only with logprobs true")
     return check_sampling(
+        request,
         max_choices=max_choices,
         n=request.n,
         max_tokens=_max_tokens(request.max_tokens, request.max_completion_tokens),
-        temperature=request.temperature,
-        top_p=request.top_p,
-        top_k=request.top_k,
-        seed=request.seed,
-        stop=request.stop,
         logprobs=(request.top_logprobs or 0) if request.logprobs else None,
     )
 
@@ -181,14 +190,10 @@ def check_completion_request(request: CompletionRequest, max_choices: int) -> Re
         raise InvalidInput("echo: expected false with logprobs, as maas scores no prompt tokens")
     prompts = completion_prompts(request.prompt)
     sampling = check_sampling(
+        request,
         max_choices=max_choices,
         n=request.n,
         max_tokens=request.max_tokens,
-        temperature=request.temperature,
-        top_p=request.top_p,
-        top_k=request.top_k,
-        seed=request.seed,
-        stop=request.stop,
         logprobs=request.logprobs,
         logprobs_field="logprobs",
     )

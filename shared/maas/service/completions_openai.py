@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from maas.generation.events import TokenLogprob as GeneratedLogprob
 from maas.protocol.openai_types import (
@@ -81,78 +82,78 @@ def chat_logprobs(logprobs: Sequence[GeneratedLogprob]) -> ChoiceLogprobs:
     )
 
 
-class ChatRun:
-    """A checked chat completion request, answered whole or as chunks."""
+class _OpenAIRun:
+    """A checked OpenAI request: what every answer and chunk of it carries, and how a stream ends."""
+
+    id_prefix = ""
 
     def __init__(self, run: GenerationRun, *, logprobs: bool, include_usage: bool) -> None:
         self.run = run
         self.stream = run.stream
         self.logprobs = logprobs
         self.include_usage = include_usage
-        self.id = f"chatcmpl-{run.id}"
+        self.id = f"{self.id_prefix}-{run.id}"
+
+    def _envelope(self) -> dict[str, Any]:
+        served = self.run.served
+        return {
+            "id": self.id,
+            "created": self.run.created,
+            "model": served.model_id,
+            "system_fingerprint": served.model_id,
+        }
+
+    def _usage(self) -> dict[str, Any]:
+        """The fields of a whole answer, or a stream's last chunk, that say what the run used."""
+        usage = self.run.usage()
+        return {"usage": wire_usage(usage), "maas": maas_fields(usage.time_budget_exhausted)}
+
+    def _wanted(self, delta: ChoiceDelta) -> bool:
+        """A delta worth a chunk: text, or the logprobs of tokens whose text is still held back."""
+        return bool(delta.delta.text or (self.logprobs and delta.delta.logprobs))
+
+
+class ChatRun(_OpenAIRun):
+    """A checked chat completion request, answered whole or as chunks."""
+
+    id_prefix = "chatcmpl"
 
     def response(self) -> ChatCompletion:
-        choices = _collect(self.run)
-        usage = self.run.usage()
-        return ChatCompletion(
-            id=self.id,
-            created=self.run.created,
-            model=self.run.served.model_id,
-            system_fingerprint=self.run.served.model_id,
-            choices=[
-                ChatChoice(
-                    index=index,
-                    message=AssistantMessage(content="".join(text.pieces)),
-                    logprobs=chat_logprobs(text.logprobs) if self.logprobs else None,
-                    finish_reason=text.finish_reason,
-                )
-                for index, text in sorted(choices.items())
-            ],
-            usage=wire_usage(usage),
-            maas=maas_fields(usage.time_budget_exhausted),
-        )
+        choices = [
+            ChatChoice(
+                index=index,
+                message=AssistantMessage(content="".join(text.pieces)),
+                logprobs=chat_logprobs(text.logprobs) if self.logprobs else None,
+                finish_reason=text.finish_reason,
+            )
+            for index, text in sorted(_collect(self.run).items())
+        ]
+        return ChatCompletion(**self._envelope(), choices=choices, **self._usage())
 
     def chunks(self) -> Iterator[ChatCompletionChunk]:
+        envelope = self._envelope()
         for event in self.run.events():
             index = event.choice.index
             if isinstance(event, ChoiceStarted):
-                yield self._chunk(
-                    [ChatChunkChoice(index=index, delta=ChunkDelta(role="assistant", content=""))]
-                )
+                delta = ChunkDelta(role="assistant", content="")
+                yield ChatCompletionChunk(**envelope, choices=[ChatChunkChoice(index=index, delta=delta)])
             elif isinstance(event, ChoiceDelta):
-                delta = event.delta
-                if not delta.text and not (self.logprobs and delta.logprobs):
+                if not self._wanted(event):
                     continue
-                logprobs = chat_logprobs(delta.logprobs) if self.logprobs else None
-                choice = ChatChunkChoice(index=index, delta=ChunkDelta(content=delta.text), logprobs=logprobs)
-                yield self._chunk([choice])
+                logprobs = chat_logprobs(event.delta.logprobs) if self.logprobs else None
+                choice = ChatChunkChoice(
+                    index=index, delta=ChunkDelta(content=event.delta.text), logprobs=logprobs
+                )
+                yield ChatCompletionChunk(**envelope, choices=[choice])
             else:
                 finished = event.finished
                 choice = ChatChunkChoice(
                     index=index, delta=ChunkDelta(), finish_reason=finished.finish_reason
                 )
-                yield self._chunk([choice], maas=maas_fields(finished.time_budget_exhausted))
+                maas = maas_fields(finished.time_budget_exhausted)
+                yield ChatCompletionChunk(**envelope, choices=[choice], maas=maas)
         if self.include_usage:
-            usage = self.run.usage()
-            yield self._chunk([], usage=wire_usage(usage), maas=maas_fields(usage.time_budget_exhausted))
-
-    def _chunk(
-        self,
-        choices: list[ChatChunkChoice],
-        *,
-        usage: Usage | None = None,
-        maas: MaasResponseFields | None = None,
-    ) -> ChatCompletionChunk:
-        served = self.run.served
-        return ChatCompletionChunk(
-            id=self.id,
-            created=self.run.created,
-            model=served.model_id,
-            system_fingerprint=served.model_id,
-            choices=choices,
-            usage=usage,
-            maas=maas,
-        )
+            yield ChatCompletionChunk(**envelope, choices=[], **self._usage())
 
 
 class _Offsets:
@@ -179,23 +180,20 @@ class _Offsets:
         )
 
 
-class CompletionRun:
+class CompletionRun(_OpenAIRun):
     """A checked (legacy) completions request, answered whole or as chunks."""
 
+    id_prefix = "cmpl"
+
     def __init__(self, run: GenerationRun, *, logprobs: bool, echo: bool, include_usage: bool) -> None:
-        self.run = run
-        self.stream = run.stream
-        self.logprobs = logprobs
+        super().__init__(run, logprobs=logprobs, include_usage=include_usage)
         self.echo = echo
-        self.include_usage = include_usage
-        self.id = f"cmpl-{run.id}"
 
     def response(self) -> Completion:
-        collected = _collect(self.run)
         prompts = {choice.index: choice.prompt.text for choice in self.run.choices}
         offsets = _Offsets()
         choices = []
-        for index, text in sorted(collected.items()):
+        for index, text in sorted(_collect(self.run).items()):
             prefix = prompts[index] if self.echo else ""
             offsets.start(index, len(prefix))
             choices.append(
@@ -206,12 +204,10 @@ class CompletionRun:
                     finish_reason=text.finish_reason,
                 )
             )
-        usage = self.run.usage()
-        return self._completion(
-            choices, usage=wire_usage(usage), maas=maas_fields(usage.time_budget_exhausted)
-        )
+        return Completion(**self._envelope(), choices=choices, **self._usage())
 
     def chunks(self) -> Iterator[Completion]:
+        envelope = self._envelope()
         offsets = _Offsets()
         for event in self.run.events():
             index = event.choice.index
@@ -219,36 +215,21 @@ class CompletionRun:
                 prefix = event.choice.prompt.text if self.echo else ""
                 offsets.start(index, len(prefix))
                 if prefix:
-                    yield self._completion([CompletionChoice(index=index, text=prefix, finish_reason=None)])
+                    choice = CompletionChoice(index=index, text=prefix, finish_reason=None)
+                    yield Completion(**envelope, choices=[choice])
             elif isinstance(event, ChoiceDelta):
-                delta = event.delta
-                if not delta.text and not (self.logprobs and delta.logprobs):
+                if not self._wanted(event):
                     continue
-                logprobs = offsets.logprobs(index, delta.logprobs) if self.logprobs else None
-                choice = CompletionChoice(index=index, text=delta.text, logprobs=logprobs, finish_reason=None)
-                yield self._completion([choice])
+                logprobs = offsets.logprobs(index, event.delta.logprobs) if self.logprobs else None
+                choice = CompletionChoice(
+                    index=index, text=event.delta.text, logprobs=logprobs, finish_reason=None
+                )
+                yield Completion(**envelope, choices=[choice])
             else:
                 finished = event.finished
                 choice = CompletionChoice(index=index, text="", finish_reason=finished.finish_reason)
-                yield self._completion([choice], maas=maas_fields(finished.time_budget_exhausted))
+                yield Completion(
+                    **envelope, choices=[choice], maas=maas_fields(finished.time_budget_exhausted)
+                )
         if self.include_usage:
-            usage = self.run.usage()
-            yield self._completion([], usage=wire_usage(usage), maas=maas_fields(usage.time_budget_exhausted))
-
-    def _completion(
-        self,
-        choices: list[CompletionChoice],
-        *,
-        usage: Usage | None = None,
-        maas: MaasResponseFields | None = None,
-    ) -> Completion:
-        served = self.run.served
-        return Completion(
-            id=self.id,
-            created=self.run.created,
-            model=served.model_id,
-            system_fingerprint=served.model_id,
-            choices=choices,
-            usage=usage,
-            maas=maas,
-        )
+            yield Completion(**envelope, choices=[], **self._usage())

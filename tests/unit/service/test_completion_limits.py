@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from maas.errors import InvalidInput
+from maas.protocol.generate_types import GenerateParameters
 from maas.protocol.openai_types import ChatCompletionRequest, ChatMessage, CompletionRequest
 from maas.registry.manifest import GenerationDefaults
 from maas.service.completions_limits import (
@@ -20,6 +21,13 @@ from maas.service.completions_limits import (
 )
 
 MAX_CHOICES = 4
+# Set beside the sampling fields rather than among them: they differ between OpenAI's APIs and Triton's.
+_BESIDE = ("n", "max_tokens", "logprobs")
+
+
+def sampling(**fields: Any) -> RequestedSampling:
+    beside = {name: fields.pop(name) for name in _BESIDE if name in fields}
+    return check_sampling(GenerateParameters.model_validate(fields), max_choices=MAX_CHOICES, **beside)
 
 
 @pytest.mark.parametrize(
@@ -39,7 +47,7 @@ MAX_CHOICES = 4
 )
 def test_sampling_out_of_range_is_refused_naming_the_field(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidInput) as refused:
-        check_sampling(max_choices=MAX_CHOICES, **fields)
+        sampling(**fields)
 
     assert refused.value.message == message
 
@@ -53,14 +61,14 @@ def test_sampling_out_of_range_is_refused_naming_the_field(fields: dict[str, Any
     ],
 )
 def test_sampling_at_the_edges_of_its_ranges_is_accepted(fields: dict[str, Any]) -> None:
-    check_sampling(max_choices=MAX_CHOICES, **fields)
+    sampling(**fields)
 
 
 def test_each_choice_draws_from_its_own_seed_and_unset_values_take_the_models_defaults() -> None:
     defaults = GenerationDefaults(temperature=0.7, top_p=0.9, top_k=40, max_tokens=99)
-    sampling = RequestedSampling(n=3, seed=2**64 - 2, top_p=0.5, stop=("\n",))
+    requested = RequestedSampling(n=3, seed=2**64 - 2, top_p=0.5, stop=("\n",))
 
-    params = [sampling.for_choice(index, defaults, max_tokens=12) for index in range(3)]
+    params = [requested.for_choice(index, defaults, max_tokens=12) for index in range(3)]
 
     # Derived seeds wrap around 2**64, so any 64-bit seed has n distinct successors.
     assert [p.seed for p in params] == [2**64 - 2, 2**64 - 1, 0]
