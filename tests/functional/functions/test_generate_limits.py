@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from maas.errors import InvalidInput
 from maas.registry import Manifest, ModelRegistry
 from tests.support.events import http_event, json_event
 from tests.support.functions import start_function
@@ -347,3 +348,8 @@ def test_a_generate_stream_refused_before_its_first_byte_is_an_ordinary_error(
 
     assert whole["statusCode"] == stream.status == 400
     assert json.loads(b"".join(stream.chunks)) == json.loads(whole["body"])
+
+
+def test_an_event_that_is_no_http_request_is_refused(generate_function: ModuleType) -> None:
+    with pytest.raises(InvalidInput, match=r"^event: expected an API Gateway or Function URL request$"):
+        generate_function.lambda_handler({"id": "direct-1", "model": MODEL, "prompt": "x"}, None)
