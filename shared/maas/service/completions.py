@@ -48,7 +48,6 @@ from maas.service.inference import FUNCTION_TIMEOUT_MARGIN_SECONDS, MANIFEST_CAC
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-TEXT_GENERATION = "text-generation"
 OWNED_BY = "maas"
 MODEL_REFERENCE_FORMS = "name, name@alias, name:version or name/versions/<n>"
 
