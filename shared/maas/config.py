@@ -32,6 +32,8 @@ ENV_REQUEST_TIMEOUT = "MAAS_REQUEST_TIMEOUT"
 ENV_MANIFEST_SIGNING = "MAAS_MANIFEST_SIGNING"
 ENV_EXPLAIN_MAX_EVALS = "MAAS_EXPLAIN_MAX_EVALS"
 ENV_EXPLAIN_BATCH_ROWS = "MAAS_EXPLAIN_BATCH_ROWS"
+ENV_MAX_CHOICES = "MAAS_MAX_CHOICES"
+ENV_GENERATION_TIMEOUT = "MAAS_GENERATION_TIMEOUT"
 ENV_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 ENV_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 ENV_LAMBDA_MEMORY_MB = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
@@ -76,6 +78,12 @@ DEFAULT_EXPLAIN_BATCH_ROWS = 1024
 # request of 4,096 long texts runs a few at a time: 8 texts of MiniLM's 256 tokens (about 100 MB of
 # activations, measured), 64 of text-bert's 32. A batch of typical short texts is still one run.
 TEXT_RUN_TOKENS = 2048
+# Choices (n, times the prompts of a completions request) one text-generation request may ask for: they are
+# generated one after the other, so each multiplies the request's time.
+DEFAULT_MAX_CHOICES = 4
+# Seconds one text generation may decode before it ends with finish_reason "length": below API Gateway's
+# 30 s integration timeout, so a whole answer still arrives, cut short and saying so.
+DEFAULT_GENERATION_TIMEOUT_SECONDS = 25.0
 
 # What each variable does, one line each: docs/configuration.md is generated from these and the defaults
 # above (docs/hooks/generate.py), and the docs build fails for a variable that has no line here.
@@ -110,6 +118,11 @@ ENV_DESCRIPTIONS: Mapping[str, str] = {
     ENV_EXPLAIN_MAX_EVALS: "most model rows one explanation may run; more is a 400 saying by how much",
     ENV_EXPLAIN_BATCH_ROWS: "perturbed rows per onnxruntime run of an explanation (fewer for rows of over "
     "16,384 elements)",
+    ENV_MAX_CHOICES: "most choices one text-generation request may ask for (`n`, times the prompts of a "
+    "completions request); more is a 400",
+    ENV_GENERATION_TIMEOUT: "seconds one text generation may decode before it stops with `finish_reason` "
+    "`length` and `maas.time_budget_exhausted`; the function's own remaining time (less 1 s) caps it; `0` "
+    "leaves only that cap",
     ENV_ENDPOINT_URL: "any S3-compatible endpoint (moto server, LocalStack, MinIO): the same code path as "
     "AWS",
     ENV_SERVICE_NAME: "the `service` field of the structured logs; `maas` when unset",
@@ -149,6 +162,9 @@ class Settings:
     manifest_signing: str = ""
     explain_max_evaluations: int = DEFAULT_EXPLAIN_MAX_EVALS
     explain_batch_rows: int = DEFAULT_EXPLAIN_BATCH_ROWS
+    max_choices: int = DEFAULT_MAX_CHOICES
+    # 0: only the function's remaining time bounds a generation.
+    generation_timeout_seconds: float = DEFAULT_GENERATION_TIMEOUT_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -184,6 +200,10 @@ class Settings:
             manifest_signing=env.get(ENV_MANIFEST_SIGNING, "").strip(),
             explain_max_evaluations=int(_number(env, ENV_EXPLAIN_MAX_EVALS, DEFAULT_EXPLAIN_MAX_EVALS)),
             explain_batch_rows=max(1, int(_number(env, ENV_EXPLAIN_BATCH_ROWS, DEFAULT_EXPLAIN_BATCH_ROWS))),
+            max_choices=max(1, int(_number(env, ENV_MAX_CHOICES, DEFAULT_MAX_CHOICES))),
+            generation_timeout_seconds=_number(
+                env, ENV_GENERATION_TIMEOUT, DEFAULT_GENERATION_TIMEOUT_SECONDS
+            ),
         )
 
 

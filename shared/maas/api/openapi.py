@@ -10,7 +10,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from maas import __version__
-from maas.api.route_table import GET, INFER, ROUTES, Route
+from maas.api.route_table import GENERATE, GET, INFER, OPENAI_PREFIX, ROUTES, Route
+from maas.protocol.openai_types import OpenAIErrorResponse
 from maas.protocol.v2_types import ErrorResponse
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -24,9 +25,20 @@ _ERROR_DESCRIPTIONS = {
     504: "The inference ran past its time budget (MAAS_REQUEST_TIMEOUT) and was cut off.",
 }
 
-# The infer function's API: the registry's routes are IAM-only administration, and the document's own
-# routes are not operations of the API it describes.
-OPERATIONS: tuple[Route, ...] = tuple(route for route in ROUTES if route.function == INFER and route.tag)
+# The data plane, served by the infer and generate functions: the registry's routes are IAM-only
+# administration, and the document's own routes are not operations of the API it describes.
+OPERATIONS: tuple[Route, ...] = tuple(
+    route for route in ROUTES if route.function in (INFER, GENERATE) and route.tag
+)
+SSE_MEDIA_TYPE = "text/event-stream"
+_PATH_PARAMETERS = {
+    "name": ("Model name", "^[a-z0-9][a-z0-9._-]{0,63}$"),
+    "version": ("Version number or alias", "^[a-z0-9][a-z0-9._-]{0,63}$"),
+    "model": (
+        "A model reference: name, name@alias, name:version, name:alias or name/versions/<n>",
+        "^[a-z0-9][a-z0-9._-]{0,63}([@:][a-z0-9][a-z0-9._-]{0,63})?$",
+    ),
+}
 
 
 def wire_type(name: str) -> type[BaseModel]:
@@ -39,9 +51,10 @@ def wire_type(name: str) -> type[BaseModel]:
 
 
 def openapi_document() -> dict[str, Any]:
-    models: set[type[BaseModel]] = {ErrorResponse}
+    models: set[type[BaseModel]] = {ErrorResponse, OpenAIErrorResponse}
     for op in OPERATIONS:
-        models.update(wire_type(name) for name in (op.request, op.response) if name is not None)
+        named = (op.request, op.response, op.event_stream)
+        models.update(wire_type(name) for name in named if name is not None)
     _, definitions = models_json_schema(
         [(model, "validation") for model in sorted(models, key=lambda m: m.__name__)],
         ref_template=REF_TEMPLATE,
@@ -57,7 +70,8 @@ def openapi_document() -> dict[str, Any]:
             "title": "maas inference API",
             "version": __version__,
             "description": (
-                "Open Inference Protocol V2 (with Triton's binary tensor extension) and KServe V1."
+                "Open Inference Protocol V2 (with Triton's binary tensor and generate extensions), "
+                "KServe V1, and OpenAI-compatible text generation under /openai/v1."
             ),
         },
         "paths": paths,
@@ -70,9 +84,9 @@ def _operation(op: Route) -> dict[str, Any]:
         "summary": op.summary,
         "tags": [op.tag],
         "operationId": op.operation_id,
-        "responses": {"200": _ok(op), **{str(status): _error(status) for status in op.errors}},
+        "responses": {"200": _ok(op), **{str(status): _error(op, status) for status in op.errors}},
     }
-    parameters = [_path_parameter(name) for name in ("name", "version") if f"{{{name}}}" in op.path]
+    parameters = [_path_parameter(name) for name in _PATH_PARAMETERS if f"{{{name}}}" in op.path]
     if op.binary:
         parameters.append(
             {
@@ -105,20 +119,27 @@ def _head_operation(op: Route) -> dict[str, Any]:
 
 
 def _ok(op: Route) -> dict[str, Any]:
-    if op.response is None:
-        return {"description": "OK"}
-    response = _ref(wire_type(op.response))
-    schema = {"type": "array", "items": response} if op.response_is_list else response
-    content: dict[str, Any] = {"application/json": {"schema": schema}}
+    content: dict[str, Any] = {}
+    if op.response is not None:
+        response = _ref(wire_type(op.response))
+        schema = {"type": "array", "items": response} if op.response_is_list else response
+        content["application/json"] = {"schema": schema}
     if op.binary:
         content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
-    return {"description": "OK", "content": content}
+    if op.event_stream is not None:
+        # OpenAPI 3.1 cannot type an event stream's events; the schema says what each data: line holds.
+        event = op.event_stream.rpartition(".")[2]
+        content[SSE_MEDIA_TYPE] = {
+            "schema": {"type": "string", "description": f"Server-Sent Events, each `data:` line a {event}"}
+        }
+    return {"description": "OK", "content": content} if content else {"description": "OK"}
 
 
-def _error(status: int) -> dict[str, Any]:
+def _error(op: Route, status: int) -> dict[str, Any]:
+    shape = OpenAIErrorResponse if op.path.startswith(OPENAI_PREFIX) else ErrorResponse
     return {
         "description": _ERROR_DESCRIPTIONS[status],
-        "content": {"application/json": {"schema": _ref(ErrorResponse)}},
+        "content": {"application/json": {"schema": _ref(shape)}},
     }
 
 
@@ -127,11 +148,11 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 
 def _path_parameter(name: str) -> dict[str, Any]:
-    description = "Model name" if name == "name" else "Version number or alias"
+    description, pattern = _PATH_PARAMETERS[name]
     return {
         "name": name,
         "in": "path",
         "required": True,
         "description": description,
-        "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"},
+        "schema": {"type": "string", "pattern": pattern},
     }

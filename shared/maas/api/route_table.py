@@ -45,6 +45,9 @@ class Route:
     response_is_list: bool = False
     # The API Gateway route that carries this one when HTTP API cannot route its path itself.
     gateway_route: str | None = None
+    # Dotted name of the wire model of each Server-Sent Event when the 200 answer can be an event stream
+    # (text/event-stream); with no `response`, it always is.
+    event_stream: str | None = None
 
     @property
     def methods(self) -> tuple[HTTPMethod, ...]:
@@ -75,6 +78,13 @@ _V2 = "maas.protocol.v2_types"
 _V1 = "maas.protocol.v1_types"
 _REGISTRY = "maas.protocol.registry_types"
 _DOCUMENTS = "maas.registry.documents"
+_OPENAI = "maas.protocol.openai_types"
+_GENERATE = "maas.protocol.generate_types"
+_GENERATION_ERRORS = (400, 404, 413, 415, 503)
+OPENAI_PREFIX = "/openai/v1"
+# Any other path under the prefix reaches the generate function too, which answers 404 or 405 for it in
+# OpenAI's error shape (the $default route would carry it to the infer function, which answers in its own).
+OPENAI_CATCH_ALL_ROUTE = f"ANY {OPENAI_PREFIX}/{{proxy+}}"
 # API Gateway cannot route on a ':' inside a segment: V1's name:predict arrives through the proxy route.
 V1_PROXY_ROUTE = "ANY /v1/models/{proxy+}"
 V2_MODEL = "/v2/models/{name}"
@@ -276,6 +286,73 @@ REGISTRY_ARCHIVE = Route(
     f"{_DOCUMENTS}.VersionMeta",
 )
 
+# Text generation (issue 18). The OpenAI-compatible routes live under KServe's /openai prefix, since
+# /v1/models is KServe V1's already; Triton's generate extension sits beside V2's infer.
+OPENAI_CHAT_COMPLETIONS = Route(
+    GENERATE,
+    POST,
+    f"{OPENAI_PREFIX}/chat/completions",
+    "Chat completion (OpenAI-compatible); with stream true, Server-Sent Events ending in data: [DONE]",
+    "OpenAI-compatible",
+    f"{_OPENAI}.ChatCompletion",
+    request=f"{_OPENAI}.ChatCompletionRequest",
+    errors=_GENERATION_ERRORS,
+    event_stream=f"{_OPENAI}.ChatCompletionChunk",
+)
+OPENAI_COMPLETIONS = Route(
+    GENERATE,
+    POST,
+    f"{OPENAI_PREFIX}/completions",
+    "Text completion (OpenAI-compatible); with stream true, Server-Sent Events ending in data: [DONE]",
+    "OpenAI-compatible",
+    f"{_OPENAI}.Completion",
+    request=f"{_OPENAI}.CompletionRequest",
+    errors=_GENERATION_ERRORS,
+    event_stream=f"{_OPENAI}.Completion",
+)
+OPENAI_LIST_MODELS = Route(
+    GENERATE,
+    GET,
+    f"{OPENAI_PREFIX}/models",
+    "List the text-generation models (OpenAI-compatible)",
+    "OpenAI-compatible",
+    f"{_OPENAI}.ModelList",
+    errors=(503,),
+)
+OPENAI_MODEL = Route(
+    GENERATE,
+    GET,
+    f"{OPENAI_PREFIX}/models/{{model}}",
+    "A text-generation model by any reference: name, name@alias, name:version (OpenAI-compatible)",
+    "OpenAI-compatible",
+    f"{_OPENAI}.ModelObject",
+    errors=(400, 404, 503),
+)
+V2_GENERATE = _with_version_twin(
+    Route(
+        GENERATE,
+        POST,
+        f"{V2_MODEL}/generate",
+        "Text generation (Triton's generate extension)",
+        "V2 generate",
+        f"{_GENERATE}.GenerateResponse",
+        request=f"{_GENERATE}.GenerateRequest",
+        errors=_GENERATION_ERRORS,
+    )
+)
+V2_GENERATE_STREAM = _with_version_twin(
+    Route(
+        GENERATE,
+        POST,
+        f"{V2_MODEL}/generate_stream",
+        "Text generation as Server-Sent Events, one per decoded piece (Triton's generate extension)",
+        "V2 generate",
+        request=f"{_GENERATE}.GenerateRequest",
+        errors=_GENERATION_ERRORS,
+        event_stream=f"{_GENERATE}.GenerateResponse",
+    )
+)
+
 _V2_MODEL_ROUTES = (V2_MODEL_METADATA, V2_MODEL_READY, V2_INFER, V2_EXPLAIN)
 # In the order the OpenAPI document lists them.
 ROUTES: tuple[Route, ...] = (
@@ -302,6 +379,11 @@ ROUTES: tuple[Route, ...] = (
     REGISTRY_PROMOTE,
     REGISTRY_TAGS,
     REGISTRY_ARCHIVE,
+    OPENAI_CHAT_COMPLETIONS,
+    OPENAI_COMPLETIONS,
+    OPENAI_LIST_MODELS,
+    OPENAI_MODEL,
+    *(twins[pinned] for pinned in (0, 1) for twins in (V2_GENERATE, V2_GENERATE_STREAM)),
 )
 
 
