@@ -88,7 +88,7 @@ def test_temperature_zero_is_the_raw_greedy_loop_token_for_token(
 ) -> None:
     tokens = tokenizer()
     prompt_ids = tokens.encode(PROMPT, add_special_tokens=False).ids
-    reference = reference_tokens(published_llm, tiny_llm_folder(), prompt_ids, 24, tmp_path)
+    reference = reference_tokens(published_llm, tiny_llm_folder(), prompt_ids, 24)
 
     answer = answered(
         generate_function, COMPLETIONS, {"model": MODEL, "prompt": PROMPT, "max_tokens": 24, "temperature": 0}
@@ -110,7 +110,7 @@ def test_a_chat_at_temperature_zero_continues_the_rendered_template_greedily(
         [{"role": "user", "content": "Hello there"}], add_generation_prompt=True, tokenize=False
     )
     prompt_ids = tokens.encode(rendered, add_special_tokens=False).ids
-    reference = reference_tokens(published_llm, tiny_llm_folder(), prompt_ids, 16, tmp_path)
+    reference = reference_tokens(published_llm, tiny_llm_folder(), prompt_ids, 16)
 
     answer = answered(generate_function, CHAT, chat_body(max_tokens=16, temperature=0))
 

@@ -37,7 +37,7 @@ def test_generate_from_a_real_event_is_the_raw_greedy_loop(
 ) -> None:
     tokens = Tokenizer.from_file(str(tiny_llm_folder() / "tokenizer.json"))
     prompt_ids = tokens.encode(PROMPT, add_special_tokens=False).ids
-    reference = reference_tokens(published_llm, tiny_llm_folder(), prompt_ids, 8, tmp_path)
+    reference = reference_tokens(published_llm, tiny_llm_folder(), prompt_ids, 8)
 
     response = generate_function.lambda_handler(load_event("http_v2_generate.json"), None)
 
