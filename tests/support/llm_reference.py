@@ -10,7 +10,9 @@ from maas.generation.reference import greedy_reference
 from maas.registry import Manifest
 
 
-def reference_tokens(manifest: Manifest, folder: Path, prompt_ids: Sequence[int], max_tokens: int) -> list[int]:
+def reference_tokens(
+    manifest: Manifest, folder: Path, prompt_ids: Sequence[int], max_tokens: int
+) -> list[int]:
     """Greedy tokens of `prompt_ids` (an end-of-sequence token included, as the served path counts it)."""
     generation = manifest.generation
     assert generation is not None, f"{manifest.name} v{manifest.version} is not a text generator"

@@ -1,9 +1,9 @@
 """The raw onnxruntime greedy loop: the baseline that tests and benchmarks hold the served path to.
 
-Nothing of maas's decoding is used here, only onnxruntime and numpy over an exported folder
-(model.onnx with model.onnx.data, read as the version's `Generation` contract names them): the prompt prefilled
-in one run, then one run per token with the presents fed back as pasts (`shared_buffer=False`), or bound
-in place with IO binding (`shared_buffer=True`, the faster loop), argmax every step.
+Nothing of maas's decoding is used here, only onnxruntime and numpy over an exported folder (model.onnx
+with model.onnx.data, read as the version's `Generation` contract names them): the prompt prefilled in one
+run, then one run per token with the presents fed back as pasts (`shared_buffer=False`), or bound in place
+with IO binding (`shared_buffer=True`, the faster loop), argmax every step.
 """
 
 from __future__ import annotations

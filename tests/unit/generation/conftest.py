@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.support.llm import TINY_LLM_NAME, tiny_llm_draft, tiny_llm_folder
 
 from maas.config import Settings
 from maas.generation import TextGenerator, generator_session_config, open_generator
 from maas.registry.manifest import Manifest, ManifestDraft, describe_artifact
+from tests.support.llm import TINY_LLM_NAME, tiny_llm_draft, tiny_llm_folder
 
 
 @pytest.fixture(scope="session")
