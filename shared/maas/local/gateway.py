@@ -15,6 +15,8 @@ environment each, their template environment applied). Decisions worth knowing:
 - A body over the cap (MAX_BODY_BYTES, 10 MB, API Gateway's) is refused with 413 before it is read.
 - HEAD routes like HTTP API does: to HEAD and ANY routes (then `$default`), never to a GET route. The
   server sends no body with a HEAD answer, whatever the function returned.
+- A streaming REST API route (maas.local.rest_api_routes) gets the REST proxy event (maas.local.rest_events)
+  and the function's `stream_handler`; its HttpStream is written chunk by chunk as it is produced.
 """
 
 from __future__ import annotations
@@ -30,9 +32,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from maas.api.http_stream import ChunksUntilError, HttpStream
 from maas.local.cloudformation import DEFAULT_REGION, IntrinsicResolver
 from maas.local.gateway_authorization import AccessDeniedError, RouteAuthorizer
-from maas.local.http_events import ApiContext, http_api_event, http_response_from_lambda
+from maas.local.http_events import (
+    ApiContext,
+    MalformedLambdaResponseError,
+    http_api_event,
+    http_response_from_lambda,
+)
 from maas.local.http_server import (
     MAX_CONNECTIONS,
     READ_TIMEOUT_SECONDS,
@@ -43,6 +51,7 @@ from maas.local.http_server import (
     loggable_path,
 )
 from maas.local.lambdas import LocalFunctions
+from maas.local.rest_events import rest_api_event
 from maas.local.sam import TemplateRoute
 from maas.local.sigv4 import SERVICE, LocalCredentials
 from maas.local.template_routes import TemplateRoutes
@@ -233,11 +242,16 @@ class LocalGateway:
                 denied.reason,
             )
             return denied.response
-        event = http_api_event(
-            request, match, self.api, request_id=request_id, now=now, authorizer=authorizer
-        )
         function = self._functions[match.route.function_id]
         try:
+            if match.route.streaming:
+                event = rest_api_event(
+                    request, match, self.api, request_id=request_id, now=now, authorizer=authorizer
+                )
+                return streamed_response(function.invoke_streaming(event))
+            event = http_api_event(
+                request, match, self.api, request_id=request_id, now=now, authorizer=authorizer
+            )
             return http_response_from_lambda(function.invoke(event))
         except Exception:
             logger.exception(
@@ -255,3 +269,16 @@ class LocalGateway:
             user = '"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"'
         url = self.url.replace("://0.0.0.0:", "://127.0.0.1:")
         return f'curl -s --aws-sigv4 "aws:amz:{self.region}:{SERVICE}" --user {user} {url}{path}'
+
+
+def streamed_response(stream: HttpStream) -> GatewayResponse:
+    """A streaming handler's answer as the gateway writes it: the status and headers it chose, then its
+    chunks as they come; a failure after the first byte ends the stream with an SSE error event."""
+    status = stream.status
+    if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+        close = getattr(stream.chunks, "close", None)
+        if callable(close):
+            close()
+        raise MalformedLambdaResponseError(f"HttpStream.status: expected an integer 200-599, got {status!r}")
+    headers = [(str(name), str(value)) for name, value in stream.headers.items()]
+    return GatewayResponse(status, headers, b"", chunks=ChunksUntilError(stream.chunks))

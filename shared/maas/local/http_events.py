@@ -102,7 +102,7 @@ def http_api_event(
         "requestId": request_id,
         "routeKey": match.route.route_key,
         "stage": api.stage,
-        "time": _clf_time(now),
+        "time": clf_time(now),
         "timeEpoch": int(now.timestamp() * 1000),
     }
     if authorizer is not None:
@@ -134,7 +134,8 @@ def _event_body(body: bytes, content_type: str) -> tuple[str, bool]:
     return base64.b64encode(body).decode("ascii"), True
 
 
-def _clf_time(now: datetime) -> str:
+def clf_time(now: datetime) -> str:
+    """requestContext.time as API Gateway writes it: 04/Mar/2020:19:15:17 +0000."""
     utc = now.astimezone(UTC)
     return f"{utc.day:02d}/{_MONTHS[utc.month - 1]}/{utc.year}:{utc:%H:%M:%S} +0000"
 

@@ -12,6 +12,8 @@ Decisions worth knowing:
   past that), so stalled clients cannot hold every thread.
 - No HEAD answer, nor any 1xx, 204 or 304, carries a body, whatever the handler returned; a HEAD answer
   keeps the Content-Length the handler declared for its empty body.
+- A streamed answer (`GatewayResponse.chunks`) goes out chunked, each chunk written to the socket as it
+  is produced (TCP_NODELAY, no buffer), and its producer is closed when the client goes away.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -73,9 +75,13 @@ class IncomingRequest:
 
 @dataclass(frozen=True, slots=True)
 class GatewayResponse:
+    """An answer: whole (`body`), or streamed when `chunks` is given (then `body` is unused): each chunk
+    is written as it arrives, and the iterator is closed when it ends or the client goes away."""
+
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+    chunks: Iterator[bytes] | None = None
 
 
 def gateway_message(status: int, message: str, error: str | None = None) -> GatewayResponse:
@@ -176,6 +182,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     with what `respond` returns. Every request gets an answer or a closed connection, never a traceback."""
 
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY: a streamed token is one small write, which Nagle's algorithm would hold back until the
+    # client acknowledged the previous one (up to its delayed-ACK timer, ~40 ms).
+    disable_nagle_algorithm = True
     server: StrictHttpServer
 
     def setup(self) -> None:
@@ -307,6 +316,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _send(self, response: GatewayResponse) -> None:
         """The response; HEAD, 1xx, 204 and 304 never carry a body, whatever the function returned."""
+        if response.chunks is not None:
+            self._send_streamed(response, response.chunks)
+            return
         self._response_started = True
         if self.request_version not in ("HTTP/1.0", "HTTP/1.1"):
             # http.server writes no status line to HTTP/0.9, its guess for a request line it cannot read.
@@ -333,6 +345,41 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if not bodyless:
             self.wfile.write(response.body)
+
+    def _send_streamed(self, response: GatewayResponse, chunks: Iterator[bytes]) -> None:
+        """Status and headers at once, then each chunk as the producer yields it, chunked-framed (HTTP/1.1)
+        and written straight to the socket, never buffered. A client that goes away (a failed write, or
+        one not read within the read timeout) ends the stream; the producer is closed however it ends."""
+        try:
+            self._response_started = True
+            self.connection.settimeout(self.server.read_timeout_seconds)
+            self.send_response(response.status)
+            for name, value in response.headers:
+                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(name, value)
+            bodyless = self.command == "HEAD" or response.status in _BODYLESS_STATUSES
+            chunked = not bodyless and self.request_version == "HTTP/1.1"
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            elif not bodyless:
+                self.close_connection = True  # an HTTP/1.0 body ends where the connection does
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if bodyless:
+                return
+            for chunk in chunks:
+                if chunk:  # an empty chunk would read as the end of the body
+                    self.wfile.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError as gone:
+            self.close_connection = True
+            logger.info("%s left mid-stream (%s)", self.address_string(), type(gone).__name__)
+        finally:
+            close = getattr(chunks, "close", None)
+            if callable(close):
+                close()
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # The path only: a presigned URL's query carries its credential, signature and session token.

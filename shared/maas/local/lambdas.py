@@ -11,8 +11,9 @@ Decisions worth knowing:
   `LocalFunctions` (the gateway, when it builds its own). The process has one environment, so
   functions that disagree on a variable get the first function's value and a warning.
 - Handlers are imported from their file (CodeUri + Handler) under a unique module name, once, on
-  the first invocation, with the code folder on sys.path while the module initialises; modules from
-  that folder are private to the function, as they would be in its own container.
+  the first invocation (a streaming route's `stream_handler` comes from the same module), with the code
+  folder on sys.path while the module initialises; modules from that folder are private to the
+  function, as they would be in its own container.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
+from maas.api.http_stream import STREAM_HANDLER, HttpStream
 from maas.local.cloudformation import IntrinsicResolver
 from maas.local.process_environment import EnvironmentPatch
 from maas.local.sam import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS, FunctionSpec
@@ -68,43 +70,115 @@ class LocalFunction:
     timeout_seconds: float
     region: str = "us-east-1"
     account_id: str = LOCAL_ACCOUNT_ID
-    _handler: LambdaHandler | None = field(default=None, init=False, repr=False)
+    _module: ModuleType | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def invoke(self, event: dict[str, Any]) -> Any:
         with self._lock:
-            handler = self._load()
+            handler = self._handler(self.spec.handler_function)
             started = time.monotonic()
-            context = LocalLambdaContext(
-                function_name=self.spec.logical_id,
-                memory_limit_in_mb=self.memory_mb,
-                invoked_function_arn=(
-                    f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.spec.logical_id}"
-                ),
-                aws_request_id=str(uuid.uuid4()),
-                deadline_ms=int((time.time() + self.timeout_seconds) * 1000),
-                log_group_name=f"/aws/lambda/{self.spec.logical_id}",
-            )
             try:
-                return handler(event, context)
+                return handler(event, self._context())
             finally:
-                elapsed = time.monotonic() - started
-                if elapsed > self.timeout_seconds:
-                    logger.warning(
-                        "%s took %.1fs, over its %ss Timeout: Lambda would have stopped it",
-                        self.spec.logical_id,
-                        elapsed,
-                        self.timeout_seconds,
-                    )
+                self._warn_if_over_timeout(started)
 
-    def _load(self) -> LambdaHandler:
-        if self._handler is None:
-            module = _import_file(self.spec.handler_file(self.root), self.spec.logical_id)
-            handler = getattr(module, self.spec.handler_function, None)
-            if not callable(handler):
-                raise ImportError(f"{self.spec.logical_id}: handler '{self.spec.handler}' is not a function")
-            self._handler = handler
-        return self._handler
+    def invoke_streaming(self, event: dict[str, Any]) -> HttpStream:
+        """The module's `stream_handler(event, context)` answer, in this same execution environment.
+
+        The environment stays busy until the answer's chunks are exhausted or closed, as a Lambda
+        container is until its streamed response ends; the caller must do one or the other."""
+        self._lock.acquire()
+        try:
+            handler = self._handler(STREAM_HANDLER)
+            started = time.monotonic()
+            stream = handler(event, self._context())
+            if not isinstance(stream, HttpStream):
+                raise TypeError(
+                    f"{self.spec.logical_id}: {STREAM_HANDLER} must return an HttpStream, "
+                    f"got {type(stream).__name__}"
+                )
+        except BaseException:
+            self._lock.release()
+            raise
+        release = _ReleaseOnce(self._lock, lambda: self._warn_if_over_timeout(started))
+        return HttpStream(stream.status, dict(stream.headers), _ChunksHoldingLock(stream.chunks, release))
+
+    def _context(self) -> LocalLambdaContext:
+        return LocalLambdaContext(
+            function_name=self.spec.logical_id,
+            memory_limit_in_mb=self.memory_mb,
+            invoked_function_arn=(
+                f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.spec.logical_id}"
+            ),
+            aws_request_id=str(uuid.uuid4()),
+            deadline_ms=int((time.time() + self.timeout_seconds) * 1000),
+            log_group_name=f"/aws/lambda/{self.spec.logical_id}",
+        )
+
+    def _warn_if_over_timeout(self, started: float) -> None:
+        elapsed = time.monotonic() - started
+        if elapsed > self.timeout_seconds:
+            logger.warning(
+                "%s took %.1fs, over its %ss Timeout: Lambda would have stopped it",
+                self.spec.logical_id,
+                elapsed,
+                self.timeout_seconds,
+            )
+
+    def _handler(self, name: str) -> LambdaHandler:
+        if self._module is None:
+            self._module = _import_file(self.spec.handler_file(self.root), self.spec.logical_id)
+        handler = getattr(self._module, name, None)
+        if not callable(handler):
+            raise ImportError(
+                f"{self.spec.logical_id}: handler '{self.spec.handler_module}.{name}' is not a function"
+            )
+        return cast(LambdaHandler, handler)
+
+
+class _ReleaseOnce:
+    """Frees the execution environment once, however the stream ends (exhausted, failed or closed)."""
+
+    def __init__(self, lock: threading.Lock, on_release: Callable[[], None]) -> None:
+        self._lock = lock
+        self._on_release = on_release
+        self._released = False
+        self._guard = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._guard:
+            if self._released:
+                return
+            self._released = True
+        self._lock.release()
+        self._on_release()
+
+
+class _ChunksHoldingLock:
+    """A streaming answer's chunks, holding the environment until they end or are closed. A class, not a
+    generator: closing a generator that never started would skip its `finally` and keep the lock."""
+
+    def __init__(self, chunks: Iterator[bytes], release: _ReleaseOnce) -> None:
+        self._chunks = chunks
+        self._release = release
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._chunks)
+        except BaseException:
+            self._release()
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._chunks, "close", None)
+            if callable(close):
+                close()
+        finally:
+            self._release()
 
 
 class LocalFunctions:

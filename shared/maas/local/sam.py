@@ -92,7 +92,12 @@ NO_AUTHORIZATION = RouteAuthorization()
 
 @dataclass(frozen=True, slots=True)
 class TemplateRoute:
-    """One HTTP API route: `method` is a verb or ANY, `path` a pattern like /v2/models/{name} or $default."""
+    """One API route: `method` is a verb or ANY, `path` a pattern like /v2/models/{name} or $default.
+
+    Most are HTTP API routes (a function's HttpApi events). `streaming` marks a route of a REST API whose
+    Lambda proxy integration streams the function's answer (responseTransferMode STREAM, the
+    response-streaming-invocations URI): its function gets a REST (payload 1.0) event and answers through
+    its `stream_handler` (see maas.local.rest_api_routes)."""
 
     method: str
     path: str
@@ -100,6 +105,7 @@ class TemplateRoute:
     event_id: str
     api_id: str | None = None
     authorization: RouteAuthorization = NO_AUTHORIZATION
+    streaming: bool = False
 
     @property
     def route_key(self) -> str:

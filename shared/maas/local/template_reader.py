@@ -1,10 +1,11 @@
 """Reads template.yaml, the single source of truth for routes, queues and function settings.
 
-The local stack serves exactly what SAM deploys: HttpApi events become routes, SQS events become
-pollers, AWS::SQS::Queue resources become queues and a bucket's QueueConfigurations become its
-notifications. Globals merge under each function. The parameter values are known when the template is
-read, so Conditions decide then which resources exist (see maas.local.cloudformation), and each
-route gets the authorization API Gateway would enforce on it (see maas.local.sam_authorization).
+The local stack serves exactly what SAM deploys: HttpApi events become routes (and so do a REST API's
+streaming integrations, see maas.local.rest_api_routes), SQS events become pollers, AWS::SQS::Queue
+resources become queues and a bucket's QueueConfigurations become its notifications. Globals merge
+under each function. The parameter values are known when the template is read, so Conditions decide
+then which resources exist (see maas.local.cloudformation), and each route gets the authorization API
+Gateway would enforce on it (see maas.local.sam_authorization).
 Event types the emulator does not run (Schedule, ...) are skipped.
 """
 
@@ -26,6 +27,7 @@ from maas.local.cloudformation import (
     with_conditions_applied,
 )
 from maas.local.cloudformation_yaml import parse_cloudformation_yaml
+from maas.local.rest_api_routes import streaming_routes
 from maas.local.sam import (
     ANY_METHOD,
     BUCKET_TYPE,
@@ -115,6 +117,7 @@ def parse_template(
             else:
                 logger.debug("%s.%s: %s events are not emulated locally", rid, event_id, event.get("Type"))
     sqs_event_sources.extend(_event_source_mappings(resources, functions, queues))
+    routes.extend(streaming_routes(resources, functions, resolver))
     _reject_duplicate_routes(routes)
     notifications = [
         notification

@@ -1,8 +1,11 @@
 """Which template route a request reaches, as an HTTP API selects it.
 
 Literal segments beat {variable} ones, which beat a greedy {proxy+}, left to right; a route for the
-request's own method beats an ANY route; `$default` catches what nothing else matches. Path variables
-are URL-decoded, and a greedy one takes the rest of the path (at least one non-empty segment).
+request's own method beats an ANY route; `$default` catches what nothing else matches. One local port
+serves the HTTP API and the streaming REST API (separate hosts on AWS): where both have a route for a
+request, the streaming one answers it, so `make serve` streams what the streaming endpoint streams.
+Path variables are URL-decoded, and a greedy one takes the rest of the path (at least one non-empty
+segment).
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ class _CompiledRoute:
     segments: tuple[_Segment, ...]
 
     @property
-    def rank(self) -> tuple[tuple[int, ...], int]:
-        """Lower is more specific: literal beats {variable} beats {greedy+}, left to right; verb beats ANY."""
-        return tuple(s.kind for s in self.segments), int(self.route.method == ANY_METHOD)
+    def rank(self) -> tuple[tuple[int, ...], int, int]:
+        """Lower is more specific: literal beats {variable} beats {greedy+}, left to right; verb beats ANY;
+        then a streaming route beats its HTTP API twin."""
+        segments = tuple(s.kind for s in self.segments)
+        return segments, int(self.route.method == ANY_METHOD), int(not self.route.streaming)
 
 
 class TemplateRoutes:
