@@ -38,14 +38,16 @@ class Posted:
 
 
 class RuntimeApiStandIn:
-    """Queue events with `invoke`; read what came back in `posted`. `chunk_arrived` is set whenever a body
-    chunk arrives, so a producer can wait until its previous chunk reached Lambda."""
+    """Queue events with `invoke`; read what came back in `posted`. `chunk_arrived` is notified whenever a
+    body chunk arrives or a POST is answered, so a producer can wait until its previous chunk reached
+    Lambda, and a test until a runtime in another process has answered."""
 
     def __init__(self, server: ThreadingHTTPServer) -> None:
         self._server = server
         self._events: queue.Queue[tuple[str, bytes, dict[str, str]]] = queue.Queue()
         self.posted: list[Posted] = []
         self.chunks_received = 0
+        self.answered = 0
         self.chunk_arrived = threading.Condition()
 
     @property
@@ -61,6 +63,16 @@ class RuntimeApiStandIn:
         """Whether `count` body chunks (the prelude's included) have arrived, waiting for them."""
         with self.chunk_arrived:
             return self.chunk_arrived.wait_for(lambda: self.chunks_received >= count, WAIT_SECONDS)
+
+    def wait_for_posts(self, count: int) -> bool:
+        """Whether `count` POSTs have been answered, waiting for them."""
+        with self.chunk_arrived:
+            return self.chunk_arrived.wait_for(lambda: self.answered >= count, WAIT_SECONDS)
+
+    def record_answered(self) -> None:
+        with self.chunk_arrived:
+            self.answered += 1
+            self.chunk_arrived.notify_all()
 
     def next_event(self) -> tuple[str, bytes, dict[str, str]]:
         return self._events.get(timeout=WAIT_SECONDS)
@@ -99,6 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             posted.raw = posted.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self._answer(202, {"status": "OK"})
+        self.server.stand_in.record_answered()
 
     def _read_chunked(self, posted: Posted) -> None:
         while True:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from maas.apps.runtime_api import RuntimeApiClient
 from maas.apps.streaming_runtime import FunctionHandlers, StreamingRuntime, is_streamed, main
 from tests.support.events import load_event
 from tests.support.logs import JsonLogs
+from tests.support.paths import ROOT
 from tests.support.runtime_api import FUNCTION_ARN, Posted, RuntimeApiStandIn, runtime_api_stand_in
 
 RESPONSE = "/2018-06-01/runtime/invocation/req-1/response"
@@ -264,3 +268,54 @@ def test_a_function_that_cannot_load_is_an_init_error(
 )
 def test_only_rest_api_events_are_streamed(event: str, streamed: bool) -> None:
     assert is_streamed(load_event(event)) is streamed
+
+
+WRAPPER = ROOT / "functions" / "generate" / "streaming_bootstrap"
+APP = """\
+from maas.api.http_stream import HttpStream, sse_event
+
+
+def lambda_handler(event, context):
+    return {"statusCode": 200, "body": "whole"}
+
+
+def stream_handler(event, context):
+    return HttpStream(200, {"Content-Type": "text/event-stream"}, iter([sse_event({"from": "the wrapper"})]))
+"""
+
+
+def test_the_exec_wrapper_runs_our_loop_on_the_interpreter_lambda_hands_it(
+    stand_in: RuntimeApiStandIn, tmp_path: Path
+) -> None:
+    (tmp_path / "app.py").write_text(APP)
+    stand_in.invoke("req-1", chat_event())
+    environ = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+        "AWS_LAMBDA_RUNTIME_API": stand_in.address,
+        "LAMBDA_TASK_ROOT": str(tmp_path),
+        "_HANDLER": "app.lambda_handler",
+        # Where the layer's /opt/python would hold maas on Lambda.
+        "PYTHONPATH": str(ROOT / "shared"),
+    }
+    # As Lambda calls it: the interpreter, then the managed runtime's own bootstrap (ignored).
+    process = subprocess.Popen(
+        ["/bin/sh", str(WRAPPER), sys.executable, "/var/runtime/bootstrap.py"],
+        env=environ,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        answered = stand_in.wait_for_posts(1)
+    finally:
+        process.kill()
+        _, errors = process.communicate()
+    assert answered, errors.decode(errors="replace")
+    posted = only_post(stand_in)
+    assert posted.header("Lambda-Runtime-Function-Response-Mode") == "streaming"
+    assert posted.body.endswith(b'data: {"from":"the wrapper"}\n\n')
+
+
+def test_the_exec_wrapper_is_executable() -> None:
+    assert os.access(WRAPPER, os.X_OK)
