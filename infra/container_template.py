@@ -8,6 +8,8 @@ variant deploys the same stack, with every `AWS::Serverless::Function` running o
   set to its handler as the image lays it out (`functions.<name>.app.lambda_handler`);
 - it loses the properties that only a zip function has (CodeUri, Handler, Runtime, Layers, ...), in its
   own properties and in Globals.Function;
+- an AWS_LAMBDA_EXEC_WRAPPER shipped with its code (/var/task/<file> in the zip) moves with the code, to
+  /var/task/<CodeUri>/<file> (the generate function's streaming_bootstrap);
 - the layers those functions used are dropped, with any output that names them.
 
 Everything else (parameters, conditions, IAM, bucket, queues, API, outputs) is copied unchanged, so the
@@ -36,6 +38,8 @@ SOURCE_TEMPLATE = ROOT / "template.yaml"
 FUNCTION_TYPE = "AWS::Serverless::Function"
 LAYER_TYPES = frozenset({"AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"})
 IMAGE_URI_PARAMETER = "ImageUri"
+TASK_ROOT = PurePosixPath("/var/task")
+EXEC_WRAPPER = "AWS_LAMBDA_EXEC_WRAPPER"
 # Lambda rejects these on an image function: the image holds the code, the runtime and what layers added.
 # SnapStart and runtime management exist for managed runtimes only.
 ZIP_ONLY_PROPERTIES = (
@@ -154,15 +158,31 @@ def _to_image_function(logical_id: str, properties: dict[str, Any], globals_func
         raise ContainerTemplateError(
             f"{logical_id}: expected a Zip function, got {properties['PackageType']}"
         )
-    command = handler_command(
-        _string_property(logical_id, "CodeUri", properties, globals_function),
-        _string_property(logical_id, "Handler", properties, globals_function),
-    )
+    code_uri = _string_property(logical_id, "CodeUri", properties, globals_function)
+    command = handler_command(code_uri, _string_property(logical_id, "Handler", properties, globals_function))
+    _move_exec_wrapper(properties, code_uri)
     for name in ZIP_ONLY_PROPERTIES:
         properties.pop(name, None)
     properties["PackageType"] = "Image"
     properties["ImageUri"] = {"Ref": IMAGE_URI_PARAMETER}
     properties.setdefault("ImageConfig", {})["Command"] = [command]
+
+
+def image_exec_wrapper(wrapper: str, code_uri: str) -> str:
+    """Where an exec wrapper the zip holds at the task root lies in the image: under the function's folder.
+    Any other path (a layer's /opt/..., a relative one) is left as it is."""
+    path = PurePosixPath(wrapper)
+    if not path.is_relative_to(TASK_ROOT) or path == TASK_ROOT:
+        return wrapper
+    folder = [part for part in PurePosixPath(code_uri.strip("/")).parts if part != "."]
+    return str(TASK_ROOT.joinpath(*folder, path.relative_to(TASK_ROOT)))
+
+
+def _move_exec_wrapper(properties: dict[str, Any], code_uri: str) -> None:
+    variables = (properties.get("Environment") or {}).get("Variables") or {}
+    wrapper = variables.get(EXEC_WRAPPER)
+    if isinstance(wrapper, str):
+        variables[EXEC_WRAPPER] = image_exec_wrapper(wrapper, code_uri)
 
 
 def _drop_layers(document: dict[str, Any], layers: set[str]) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from cfnlint.api import lint_file
 from infra.container_template import (
+    EXEC_WRAPPER,
     FUNCTION_TYPE,
     IMAGE_URI_PARAMETER,
     LAYER_TYPES,
@@ -30,6 +31,7 @@ from infra.container_template import (
     ContainerTemplateError,
     container_template,
     handler_file,
+    image_exec_wrapper,
     image_functions,
     load_template,
     render,
@@ -122,6 +124,11 @@ def test_only_how_functions_are_packaged_changes(
             assert converted == resource, logical_id
             continue
         kept = {k: v for k, v in resource["Properties"].items() if k not in ZIP_ONLY_PROPERTIES}
+        variables = kept.get("Environment", {}).get("Variables", {})
+        if EXEC_WRAPPER in variables:  # it moves with the code, and only it
+            kept = copy.deepcopy(kept)
+            wrapper = image_exec_wrapper(variables[EXEC_WRAPPER], resource["Properties"]["CodeUri"])
+            kept["Environment"]["Variables"][EXEC_WRAPPER] = wrapper
         added = {"PackageType", "ImageUri", "ImageConfig"}
         assert {k: v for k, v in converted["Properties"].items() if k not in added} == kept, logical_id
         assert {k: v for k, v in converted.items() if k != "Properties"} == {
@@ -156,6 +163,23 @@ def test_every_handler_command_names_a_handler_the_image_holds(
                 if isinstance(n, ast.FunctionDef)
             }
             assert command.rpartition(".")[2] in defined, (dockerfile.name, logical_id, command)
+
+
+def test_every_exec_wrapper_the_image_template_names_is_an_executable_the_image_holds(
+    image_template: dict[str, Any], tmp_path: Path
+) -> None:
+    task_root = _replay_copies(CPU_DOCKERFILE, tmp_path)
+    wrappers = [
+        resource["Properties"]["Environment"]["Variables"][EXEC_WRAPPER]
+        for resource in image_template["Resources"].values()
+        if resource.get("Type") == FUNCTION_TYPE
+        and EXEC_WRAPPER in resource["Properties"].get("Environment", {}).get("Variables", {})
+    ]
+    assert wrappers, "expected the generate function's exec wrapper"
+    for wrapper in wrappers:
+        path = task_root / PurePosixPath(wrapper).relative_to(BASE_IMAGE_ENV["LAMBDA_TASK_ROOT"])
+        assert path.is_file(), wrapper
+        assert path.stat().st_mode & 0o111, f"{wrapper} is not executable"
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
@@ -209,6 +233,24 @@ def test_globals_supply_code_and_handler_and_lose_the_zip_settings() -> None:
     assert set(converted["Resources"]) == {"Fn"}
     assert set(converted["Outputs"]) == {"FunctionArn"}
     assert "Runtime" in source["Globals"]["Function"], "the source must be left as it was"
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "expected"),
+    [
+        ("/var/task/streaming_bootstrap", "/var/task/functions/generate/streaming_bootstrap"),
+        ("/var/task/bin/wrap", "/var/task/functions/generate/bin/wrap"),
+        ("/opt/extension/wrapper", "/opt/extension/wrapper"),
+    ],
+)
+def test_an_exec_wrapper_shipped_with_the_code_moves_with_it(wrapper: str, expected: str) -> None:
+    function = {
+        "CodeUri": "functions/generate/",
+        "Handler": "app.lambda_handler",
+        "Environment": {"Variables": {EXEC_WRAPPER: wrapper, "OTHER": "/var/task/kept"}},
+    }
+    converted = container_template(_minimal(function))["Resources"]["Fn"]["Properties"]
+    assert converted["Environment"]["Variables"] == {EXEC_WRAPPER: expected, "OTHER": "/var/task/kept"}
 
 
 @pytest.mark.parametrize(

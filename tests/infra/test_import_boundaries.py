@@ -16,13 +16,14 @@ FORBIDDEN = ("torch", "onnx", "onnxscript", "maas.training", "maas.local", "maas
 # Needed at run time, but only once a model that takes text loads: importing a function must not pay for it.
 LOADED_ON_DEMAND = ("tokenizers",)
 # The functions that run models; the registry function must start without onnxruntime.
-MODEL_RUNNERS = {"infer", "batch", "async"}
+MODEL_RUNNERS = {"infer", "batch", "async", "generate"}
 # Each function's composition root in maas.apps (async is a keyword, hence async_).
 COMPOSITION_ROOTS = {
     "infer": "maas.apps.infer",
     "registry": "maas.apps.registry",
     "batch": "maas.apps.batch",
     "async": "maas.apps.async_",
+    "generate": "maas.apps.generate",
 }
 
 PROBE = """

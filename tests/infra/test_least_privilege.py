@@ -74,6 +74,8 @@ def _expected(overrides: Mapping[str, str]) -> dict[str, set[Grant]]:
     )
     return {
         "InferFunctionRole": read,
+        # Text generation reads models like inference does, whole or streamed.
+        "GenerateFunctionRole": read,
         "RegistryFunctionRole": read
         | encrypt
         | {("s3:PutObject", f"{bucket}/models/*/aliases/*"), ("s3:PutObject", f"{bucket}/models/*/meta/*")}
@@ -122,9 +124,10 @@ def test_no_role_has_wildcard_actions_or_resources_on_data(
         assert deployment.aws_managed_policies(role) == BASIC_MANAGED, role
 
 
-def test_infer_writes_nothing(translated: dict[str, Any]) -> None:
+@pytest.mark.parametrize("role", ["InferFunctionRole", "GenerateFunctionRole"])
+def test_the_serving_functions_write_nothing(translated: dict[str, Any], role: str) -> None:
     deployment = deploy(translated)
-    actions = {action for action, _ in _grants(deployment, "InferFunctionRole")}
+    actions = {action for action, _ in _grants(deployment, role)}
     assert actions == {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}
 
 

@@ -291,7 +291,13 @@ def test_manifest_signing_is_switched_on_by_its_parameter(
 
 def test_memory_sizes_are_parameters(translated: dict[str, Any]) -> None:
     deployment = deploy(
-        translated, {"InferMemorySize": "3008", "BatchMemorySize": "4096", "RegistryMemorySize": "256"}
+        translated,
+        {
+            "InferMemorySize": "3008",
+            "BatchMemorySize": "4096",
+            "RegistryMemorySize": "256",
+            "GenerateMemorySize": "5307",
+        },
     )
     memory = {
         rid: f["Properties"]["MemorySize"] for rid, f in deployment.of_type("AWS::Lambda::Function").items()
@@ -301,6 +307,7 @@ def test_memory_sizes_are_parameters(translated: dict[str, Any]) -> None:
         "AsyncFunction": "3008",
         "BatchFunction": "4096",
         "RegistryFunction": "256",
+        "GenerateFunction": "5307",
     }
 
 
@@ -315,6 +322,7 @@ def test_the_outputs_name_the_api_the_bucket_the_key_and_the_queues(translated: 
         "JobsDeadLetterQueueUrl",
         "AsyncQueueUrl",
         "AsyncDeadLetterQueueUrl",
+        "StreamingApiUrl",
     } <= set(outputs)
 
 

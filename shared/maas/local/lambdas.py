@@ -39,6 +39,9 @@ from maas.local.sigv4 import LOCAL_ACCOUNT_ID
 logger = logging.getLogger(__name__)
 
 LambdaHandler = Callable[[dict[str, Any], Any], Any]
+# Read by Lambda's runtime bootstrap before any Python runs (the generate function's exec wrapper): they
+# mean nothing to an in-process function and would only leak into processes the stack starts.
+LAMBDA_STARTUP_VARIABLES = frozenset({"AWS_LAMBDA_EXEC_WRAPPER"})
 
 
 @dataclass(slots=True)
@@ -233,6 +236,8 @@ class LocalFunctions:
             for name, value in self._resolver.resolve_environment(
                 function.spec.environment, owner=function.spec.logical_id
             ).items():
+                if name in LAMBDA_STARTUP_VARIABLES:
+                    continue
                 if name in merged and merged[name][1] != value:
                     logger.warning(
                         "%s=%r from %s kept; %s wants %r (one process, one environment)",

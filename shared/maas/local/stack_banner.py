@@ -77,6 +77,11 @@ def stack_banner(
         )
         lines.append("  then `maas ...` publishes into it")
     lines += _auth_lines(template.routes, parameters, model, signing_example)
+    streamed = [route for route in template.routes if route.streaming]
+    if streamed:
+        lines.append(
+            f"streamed token by token (as {streamed[0].api_id} streams them): {_route_summary(streamed)}"
+        )
     lines += ["try:", curl_example(url, template.routes, model, signing_example)]
     lines += _event_lines(template, store, prefix=prefix, model=model, pollers=pollers, queue_urls=queue_urls)
     lines.append("Ctrl-C stops.")
