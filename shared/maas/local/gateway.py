@@ -21,6 +21,7 @@ environment each, their template environment applied). Decisions worth knowing:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -29,10 +30,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from maas.api.http_stream import ChunksUntilError, HttpStream
+from maas.api.http_stream import (
+    INTERNAL_ERROR,
+    SERVER_ERROR_TYPE,
+    ChunksUntilError,
+    HttpStream,
+    error_document,
+)
 from maas.local.cloudformation import DEFAULT_REGION, IntrinsicResolver
 from maas.local.gateway_authorization import AccessDeniedError, RouteAuthorizer
 from maas.local.http_events import (
@@ -50,11 +57,11 @@ from maas.local.http_server import (
     gateway_message,
     loggable_path,
 )
-from maas.local.lambdas import LocalFunctions
+from maas.local.lambdas import LocalFunction, LocalFunctions
 from maas.local.rest_events import rest_api_event
 from maas.local.sam import TemplateRoute
 from maas.local.sigv4 import SERVICE, LocalCredentials
-from maas.local.template_routes import TemplateRoutes
+from maas.local.template_routes import RouteMatch, TemplateRoutes
 
 if TYPE_CHECKING:
     from maas.local.jwt_authorizer import JwtAuthorizer
@@ -248,7 +255,7 @@ class LocalGateway:
                 event = rest_api_event(
                     request, match, self.api, request_id=request_id, now=now, authorizer=authorizer
                 )
-                return streamed_response(function.invoke_streaming(event))
+                return self._stream(function, event, match)
             event = http_api_event(
                 request, match, self.api, request_id=request_id, now=now, authorizer=authorizer
             )
@@ -258,6 +265,19 @@ class LocalGateway:
                 "%s failed on %s %s", match.route.function_id, request.method, urlsplit(request.target).path
             )
             return gateway_message(500, "Internal Server Error")
+
+    def _stream(self, function: LocalFunction, event: dict[str, Any], match: RouteMatch) -> GatewayResponse:
+        """The function's streamed answer; a stream handler that raises before answering gets the 500 our
+        AWS runtime loop gives it (maas.apps.streaming_runtime), not API Gateway's."""
+        try:
+            stream = function.invoke_streaming(event)
+        except ImportError:
+            raise
+        except Exception:
+            logger.exception("%s's stream handler failed before its first byte", match.route.function_id)
+            document = json.dumps(error_document(INTERNAL_ERROR, SERVER_ERROR_TYPE)).encode()
+            return GatewayResponse(500, [("Content-Type", "application/json")], document)
+        return streamed_response(stream)
 
     def signing_example(self, path: str = "/") -> str:
         """A curl command that signs a call to an AWS_IAM route with the first key the gateway accepts."""

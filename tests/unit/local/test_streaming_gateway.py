@@ -82,6 +82,8 @@ def stream_handler(event, context):
     kind = event["pathParameters"]["kind"]
     if kind == "bad-status":
         return HttpStream(99, {}, iter([b"never"]))
+    if kind == "raises":
+        raise KeyError("messages")
     headers = {"Content-Type": "text/event-stream", "X-Kind": kind}
     return HttpStream(200, headers, _chunks(kind, event["body"]))
 
@@ -244,6 +246,20 @@ def test_a_stream_with_an_impossible_status_is_a_500_and_frees_the_function(
         assert connection.getresponse().status == 200
     finally:
         connection.close()
+
+
+def test_a_stream_handler_that_raises_before_answering_gets_the_runtimes_500(
+    gateway: LocalGateway, gates: StreamGates
+) -> None:
+    connection = connect(gateway)
+    try:
+        refused = post(connection, "/say/raises")
+        document = json.loads(refused.read())
+    finally:
+        connection.close()
+
+    assert refused.status == 500
+    assert document["error"]["message"] == "internal error; see the function's logs"
 
 
 def test_an_http_1_0_client_gets_the_body_unframed_until_the_connection_closes(
