@@ -12,8 +12,8 @@ Decisions worth knowing:
   past that), so stalled clients cannot hold every thread.
 - No HEAD answer, nor any 1xx, 204 or 304, carries a body, whatever the handler returned; a HEAD answer
   keeps the Content-Length the handler declared for its empty body.
-- A streamed answer (`GatewayResponse.chunks`) goes out chunked, each chunk written to the socket as it
-  is produced (TCP_NODELAY, no buffer), and its producer is closed when the client goes away.
+- A streamed answer (`GatewayResponse.chunks`) goes out chunk by chunk as it is produced, and its
+  producer is closed when the client goes away (maas.local.http_streaming).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from maas.local.http_framing import (
     shown,
     too_large,
 )
+from maas.local.http_streaming import send_streamed
 
 logger = logging.getLogger(__name__)
 
@@ -316,14 +317,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _send(self, response: GatewayResponse) -> None:
         """The response; HEAD, 1xx, 204 and 304 never carry a body, whatever the function returned."""
-        if response.chunks is not None:
-            self._send_streamed(response, response.chunks)
-            return
         self._response_started = True
         if self.request_version not in ("HTTP/1.0", "HTTP/1.1"):
             # http.server writes no status line to HTTP/0.9, its guess for a request line it cannot read.
             self.request_version = self.protocol_version
         self.connection.settimeout(self.server.read_timeout_seconds)  # a client that never reads
+        if response.chunks is not None:
+            bodyless = self.command == "HEAD" or response.status in _BODYLESS_STATUSES
+            send_streamed(self, response.status, response.headers, response.chunks, bodyless=bodyless)
+            return
         status = response.status
         declared_length: str | None = None
         self.send_response(status)
@@ -345,41 +347,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if not bodyless:
             self.wfile.write(response.body)
-
-    def _send_streamed(self, response: GatewayResponse, chunks: Iterator[bytes]) -> None:
-        """Status and headers at once, then each chunk as the producer yields it, chunked-framed (HTTP/1.1)
-        and written straight to the socket, never buffered. A client that goes away (a failed write, or
-        one not read within the read timeout) ends the stream; the producer is closed however it ends."""
-        try:
-            self._response_started = True
-            self.connection.settimeout(self.server.read_timeout_seconds)
-            self.send_response(response.status)
-            for name, value in response.headers:
-                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                    self.send_header(name, value)
-            bodyless = self.command == "HEAD" or response.status in _BODYLESS_STATUSES
-            chunked = not bodyless and self.request_version == "HTTP/1.1"
-            if chunked:
-                self.send_header("Transfer-Encoding", "chunked")
-            elif not bodyless:
-                self.close_connection = True  # an HTTP/1.0 body ends where the connection does
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if bodyless:
-                return
-            for chunk in chunks:
-                if chunk:  # an empty chunk would read as the end of the body
-                    self.wfile.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
-            if chunked:
-                self.wfile.write(b"0\r\n\r\n")
-        except OSError as gone:
-            self.close_connection = True
-            logger.info("%s left mid-stream (%s)", self.address_string(), type(gone).__name__)
-        finally:
-            close = getattr(chunks, "close", None)
-            if callable(close):
-                close()
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # The path only: a presigned URL's query carries its credential, signature and session token.
