@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from jwt.algorithms import RSAAlgorithm
 
+from tests.support.http import answer_json
+
 KEY_ID = "k1"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/jwks"
@@ -85,12 +87,7 @@ def running_issuer(audience: str) -> Iterator[Issuer]:
                 JWKS_PATH: {"keys": [public_jwk]},
             }
             document = documents.get(self.path)
-            body = json.dumps(document).encode()
-            self.send_response(200 if document is not None else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            answer_json(self, 200 if document is not None else 404, document)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

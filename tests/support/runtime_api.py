@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.http import answer_json
+
 # Long enough for any machine, short enough that a runtime that never asks again fails its test.
 WAIT_SECONDS = 20.0
 DEADLINE_MS = 4_102_444_800_000  # 2100-01-01: never past
@@ -89,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if not self.path.endswith("/runtime/invocation/next"):
-            self._answer(404, {"errorMessage": "unknown path"})
+            answer_json(self, 404, {"errorMessage": "unknown path"})
             return
         request_id, body, extra = self.server.stand_in.next_event()
         self.send_response(200)
@@ -110,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._read_chunked(posted)
         else:
             posted.raw = posted.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self._answer(202, {"status": "OK"})
+        answer_json(self, 202, {"status": "OK"})
         self.server.stand_in.record_answered()
 
     def _read_chunked(self, posted: Posted) -> None:
@@ -130,14 +132,6 @@ class _Handler(BaseHTTPRequestHandler):
             posted.trailers.append((name.strip(), value.strip()))
         posted.raw += b"\r\n"
         posted.body = b"".join(posted.chunks)
-
-    def _answer(self, status: int, document: dict[str, Any]) -> None:
-        body = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
         return

@@ -253,7 +253,7 @@ class LocalGateway:
         try:
             if match.route.streaming:
                 event = rest_api_event(
-                    request, match, self.api, request_id=request_id, now=now, authorizer=authorizer
+                    request, match, caller=authorizer, api=self.api, request_id=request_id, now=now
                 )
                 return self._stream(function, event, match)
             event = http_api_event(

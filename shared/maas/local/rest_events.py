@@ -39,14 +39,15 @@ _ANONYMOUS_IDENTITY: dict[str, Any] = {
 def rest_api_event(
     request: IncomingRequest,
     match: RouteMatch,
-    api: ApiContext,
     *,
+    caller: Mapping[str, Any] | None,
+    api: ApiContext,
     request_id: str,
     now: datetime,
-    authorizer: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The REST API proxy event for `request` on `match`'s route; `authorizer` is what the gateway's
-    authorization established ({"iam": ...} for SigV4, as for HTTP API), absent on open routes."""
+    """The REST API proxy event for `request` on `match`'s route. `caller` is what the gateway's
+    authorization established, as it hands it to HTTP API events ({"iam": ...} for SigV4); None on an
+    open route."""
     split = urlsplit(request.target)
     path = split.path or "/"
     headers: dict[str, str] = {}
@@ -74,7 +75,7 @@ def rest_api_event(
         "sourceIp": request.source_ip,
         "userAgent": _header(headers, "user-agent"),
     }
-    iam = (authorizer or {}).get("iam")
+    iam = (caller or {}).get("iam")
     if isinstance(iam, Mapping):
         identity.update(
             accessKey=iam.get("accessKey"),
@@ -101,7 +102,7 @@ def rest_api_event(
         "resourcePath": match.route.path,
         "stage": api.stage,
     }
-    other_claims = {k: v for k, v in (authorizer or {}).items() if k != "iam"}
+    other_claims = {k: v for k, v in (caller or {}).items() if k != "iam"}
     if other_claims:
         context["authorizer"] = other_claims
     body, encoded = _event_body(request.body)

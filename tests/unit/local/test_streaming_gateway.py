@@ -16,17 +16,25 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from maas.local.cloudformation import TemplateError
 from maas.local.gateway import LocalGateway
-from maas.local.template_reader import load_template
+from maas.local.template_reader import load_template, parse_template
+from maas.local.template_routes import TemplateRoutes
 from tests.support.local_projects import GatewayFactory, gateway_starter, write_project
 from tests.support.logs import JsonLogs
 from tests.support.stream_gates import GATE_SECONDS, StreamGates, gates_for
 
-STREAM_URI = (
-    '!Sub "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2021-11-15/functions/'
-    '${TalkFunction.Arn}/response-streaming-invocations"'
-)
-TEMPLATE = f"""\
+STREAMING = "/response-streaming-invocations"
+BUFFERED_URI = "arn:aws:apigateway:eu-west-1:lambda:path/2015-03-31/functions/${TalkFunction.Arn}/invocations"
+
+
+def streaming_template(
+    *, mode: str = "STREAM", suffix: str = STREAMING, kind: str = "aws_proxy", target: str = "TalkFunction"
+) -> str:
+    """The project's template: a function on an HTTP API, and a REST API whose /say/{kind} integration
+    streams it (as given) while /plain buffers."""
+    functions = "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2021-11-15/functions"
+    return f"""\
 Transform: AWS::Serverless-2016-10-31
 Parameters:
   DataPlaneAuth: {{Type: String, Default: NONE, AllowedValues: [NONE, AWS_IAM]}}
@@ -54,14 +62,19 @@ Resources:
             post:
               security: !If [DataPlaneIam, [{{sigv4: []}}], []]
               x-amazon-apigateway-integration:
-                type: aws_proxy
+                type: {kind}
                 httpMethod: POST
-                uri: {STREAM_URI}
-                responseTransferMode: STREAM
+                uri: !Sub "{functions}/${{{target}.Arn}}{suffix}"
+                responseTransferMode: {mode}
+          /plain:
+            get:
+              x-amazon-apigateway-integration:
+                {{type: aws_proxy, httpMethod: POST, uri: !Sub "{BUFFERED_URI}"}}
         components:
           securitySchemes:
             sigv4: {{type: apiKey, name: Authorization, in: header, x-amazon-apigateway-authtype: awsSigv4}}
 """
+
 
 TALK_APP = """\
 import json
@@ -106,7 +119,7 @@ def _chunks(kind, body):
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path, {"template.yaml": TEMPLATE, "talk/app.py": TALK_APP})
+    return write_project(tmp_path, {"template.yaml": streaming_template(), "talk/app.py": TALK_APP})
 
 
 @pytest.fixture
@@ -137,6 +150,26 @@ def post(
     return connection.getresponse()
 
 
+def exchange(
+    gateway: LocalGateway, *requests: tuple[str, str], body: bytes = b'{"stream": true}'
+) -> list[tuple[int, bytes]]:
+    """Each (method, path) in turn on one kept-alive connection, read whole: [(status, body), ...]."""
+    connection = connect(gateway)
+    try:
+        answers = []
+        for method, path in requests:
+            response = post(connection, path, body) if method == "POST" else _get(connection, path)
+            answers.append((response.status, response.read()))
+        return answers
+    finally:
+        connection.close()
+
+
+def _get(connection: http.client.HTTPConnection, path: str) -> http.client.HTTPResponse:
+    connection.request("GET", path)
+    return connection.getresponse()
+
+
 def test_the_client_reads_each_chunk_before_the_next_is_produced(
     gateway: LocalGateway, gates: StreamGates
 ) -> None:
@@ -163,14 +196,7 @@ def test_a_streamed_route_gets_the_rest_api_event_and_other_routes_the_lambda_ha
     gateway: LocalGateway, gates: StreamGates
 ) -> None:
     gates.open_second.set()
-    connection = connect(gateway)
-    try:
-        streamed = post(connection, "/say/gated?x=1&x=2")
-        streamed.read()
-        connection.request("GET", "/models")
-        buffered = json.loads(connection.getresponse().read())
-    finally:
-        connection.close()
+    _, (_, buffered) = exchange(gateway, ("POST", "/say/gated?x=1&x=2"), ("GET", "/models"))
 
     (event,) = gates.events
     assert "version" not in event
@@ -183,7 +209,7 @@ def test_a_streamed_route_gets_the_rest_api_event_and_other_routes_the_lambda_ha
     assert event["headers"]["Content-Type"] == "application/json"
     assert json.loads(event["body"]) == {"stream": True}
     assert event["requestContext"]["resourcePath"] == "/say/{kind}"
-    assert buffered == {"handler": "lambda_handler", "version": "2.0"}
+    assert json.loads(buffered) == {"handler": "lambda_handler", "version": "2.0"}
 
 
 def test_a_client_that_leaves_stops_the_producer_and_frees_the_function(
@@ -197,25 +223,13 @@ def test_a_client_that_leaves_stops_the_producer_and_frees_the_function(
 
     gates.open_second.set()
     assert gates.closed.wait(GATE_SECONDS), "the generator was never closed"
-
-    again = connect(gateway)
-    try:
-        again.request("GET", "/models")
-        assert again.getresponse().status == 200
-    finally:
-        again.close()
+    assert exchange(gateway, ("GET", "/models"))[0][0] == 200
 
 
 def test_a_failure_after_the_first_byte_ends_the_stream_with_an_sse_error_event(
     gateway: LocalGateway, gates: StreamGates, json_logs: JsonLogs
 ) -> None:
-    connection = connect(gateway)
-    try:
-        response = post(connection, "/say/fails", b'{"prompt": "7f3a private words"}')
-        body = response.read()
-        status = response.status
-    finally:
-        connection.close()
+    ((status, body),) = exchange(gateway, ("POST", "/say/fails"), body=b'{"prompt": "7f3a private words"}')
 
     assert status == 200
     first, error, end = body.split(b"\n\n")
@@ -237,29 +251,17 @@ def test_a_failure_after_the_first_byte_ends_the_stream_with_an_sse_error_event(
 def test_a_stream_with_an_impossible_status_is_a_500_and_frees_the_function(
     gateway: LocalGateway, gates: StreamGates
 ) -> None:
-    connection = connect(gateway)
-    try:
-        refused = post(connection, "/say/bad-status")
-        assert refused.status == 500
-        refused.read()
-        connection.request("GET", "/models")
-        assert connection.getresponse().status == 200
-    finally:
-        connection.close()
+    answers = exchange(gateway, ("POST", "/say/bad-status"), ("GET", "/models"))
+    assert [status for status, _ in answers] == [500, 200]
 
 
 def test_a_stream_handler_that_raises_before_answering_gets_the_runtimes_500(
     gateway: LocalGateway, gates: StreamGates
 ) -> None:
-    connection = connect(gateway)
-    try:
-        refused = post(connection, "/say/raises")
-        document = json.loads(refused.read())
-    finally:
-        connection.close()
+    ((status, body),) = exchange(gateway, ("POST", "/say/raises"))
 
-    assert refused.status == 500
-    assert document["error"]["message"] == "internal error; see the function's logs"
+    assert status == 500
+    assert json.loads(body)["error"]["message"] == "internal error; see the function's logs"
 
 
 def test_an_http_1_0_client_gets_the_body_unframed_until_the_connection_closes(
@@ -284,16 +286,37 @@ def test_the_streaming_route_keeps_its_own_authorization(
     project: Path, start: GatewayFactory, gates: StreamGates
 ) -> None:
     gateway = start(load_template(project / "template.yaml", {"DataPlaneAuth": "AWS_IAM"}))
-    connection = connect(gateway)
-    try:
-        refused = post(connection, "/say/gated")
-        refused.read()
-        connection.request("GET", "/models")
-        open_route = connection.getresponse()
-        open_route.read()
-    finally:
-        connection.close()
+    answers = exchange(gateway, ("POST", "/say/gated"), ("GET", "/models"))
 
-    assert refused.status == 403
-    assert open_route.status == 200
+    assert [status for status, _ in answers] == [403, 200]
     assert gates.events == []
+
+
+# ---- which routes stream, as template.yaml says
+
+
+def test_a_stream_integration_becomes_a_streaming_route_that_wins_over_its_http_api_twin() -> None:
+    routes = parse_template(streaming_template()).routes
+    streaming = [(r.method, r.path, r.function_id, r.api_id) for r in routes if r.streaming]
+
+    assert streaming == [("POST", "/say/{kind}", "TalkFunction", "StreamApi")]
+    table = TemplateRoutes(routes)
+    assert table.match("POST", "/say/x").route.streaming  # type: ignore[union-attr]
+    assert not table.match("GET", "/models").route.streaming  # type: ignore[union-attr]
+    assert "/plain" not in {r.path for r in routes}  # buffered REST integrations are not emulated
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"suffix": "/invocations"}, "together with a URI ending in /response-streaming-invocations"),
+        ({"mode": "BUFFERED"}, "together with a URI ending in /response-streaming-invocations"),
+        ({"kind": "aws"}, "of type aws_proxy"),
+        ({"target": "Elsewhere"}, "one template function"),
+    ],
+)
+def test_a_half_configured_streaming_integration_is_a_template_error(
+    options: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(TemplateError, match=expected):
+        parse_template(streaming_template(**options))
