@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from cfnlint.api import lint_file
 
-from maas.api.route_table import INFER, REGISTRY, Function, routes_of
+from maas.api.route_table import GENERATE, INFER, OPENAI_CATCH_ALL_ROUTE, REGISTRY, Function, routes_of
 from maas.api.routing import ServedRoutes
+from maas.apps.generate import generate_http_app
 from maas.apps.infer import infer_http_app
 from maas.apps.registry import registry_http_app
 from maas.config import Settings
@@ -21,7 +22,18 @@ from maas.registry.admin import RegistryAdmin
 from maas.registry.store import ModelRegistry
 from tests.infra.deployed import TEMPLATE, translate
 
-FUNCTION_IDS: dict[Function, str] = {INFER: "InferFunction", REGISTRY: "RegistryFunction"}
+FUNCTION_IDS: dict[Function, str] = {
+    INFER: "InferFunction",
+    REGISTRY: "RegistryFunction",
+    GENERATE: "GenerateFunction",
+}
+# Whatever no route names reaches the infer function ($default); whatever else is under /openai/v1 the
+# generate function. Each answers 404 or 405 for it, in its own error shape.
+CATCH_ALLS: dict[Function, set[str]] = {
+    INFER: {DEFAULT_ROUTE},
+    REGISTRY: set(),
+    GENERATE: {OPENAI_CATCH_ALL_ROUTE},
+}
 
 
 def gateway_routes(function: Function) -> set[str]:
@@ -33,6 +45,7 @@ def gateway_routes(function: Function) -> set[str]:
 SERVED_ROUTES = gateway_routes(INFER)
 # Served by RegistryFunction, and only to IAM-signed callers.
 REGISTRY_ROUTES = gateway_routes(REGISTRY)
+GENERATE_ROUTES = gateway_routes(GENERATE)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +72,13 @@ def test_sam_transform_produces_an_http_api_with_every_route(translated: dict[st
         for path, methods in paths.items()
         for method in methods
     }
-    assert {*SERVED_ROUTES, *REGISTRY_ROUTES, "ANY $default"} <= declared
+    assert {
+        *SERVED_ROUTES,
+        *REGISTRY_ROUTES,
+        *GENERATE_ROUTES,
+        "ANY $default",
+        OPENAI_CATCH_ALL_ROUTE,
+    } <= declared
 
 
 def test_registry_routes_require_iam_and_reach_the_registry_function(translated: dict[str, Any]) -> None:
@@ -71,21 +90,40 @@ def test_registry_routes_require_iam_and_reach_the_registry_function(translated:
         assert operation.get("security") == [{"AWS_IAM": []}], route
         uri = operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
         assert "${RegistryFunction.Arn}" in uri, route
-    for route in SERVED_ROUTES:
-        method, path = route.split(" ", 1)
-        verb = "x-amazon-apigateway-any-method" if method == "ANY" else method.lower()
-        operation = body["paths"][path][verb]
-        assert "${InferFunction.Arn}" in operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+    for function, routes in ((INFER, SERVED_ROUTES), (GENERATE, GENERATE_ROUTES | {OPENAI_CATCH_ALL_ROUTE})):
+        for route in routes:
+            method, path = route.split(" ", 1)
+            verb = "x-amazon-apigateway-any-method" if method == "ANY" else method.lower()
+            operation = body["paths"][path][verb]
+            uri = operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+            assert f"${{{FUNCTION_IDS[function]}.Arn}}" in uri, route
 
 
-@pytest.mark.parametrize("function", [INFER, REGISTRY])
+@pytest.mark.parametrize("function", [INFER, REGISTRY, GENERATE])
 def test_the_template_declares_exactly_the_route_tables_routes(function: Function) -> None:
     routes = load_template(TEMPLATE).routes
-    declared = {route.route_key for route in routes if route.function_id == FUNCTION_IDS[function]}
+    declared = {
+        route.route_key
+        for route in routes
+        if route.function_id == FUNCTION_IDS[function] and not route.streaming
+    }
 
-    assert declared - {DEFAULT_ROUTE} == gateway_routes(function)
-    # Whatever no route names still reaches the infer function, which answers 404 or 405 for it.
-    assert (DEFAULT_ROUTE in declared) == (function == INFER)
+    assert declared - CATCH_ALLS[function] == gateway_routes(function)
+    assert CATCH_ALLS[function] <= declared
+
+
+def test_the_streaming_api_streams_exactly_the_routes_that_answer_with_events() -> None:
+    """The generation routes that can answer as Server-Sent Events are the REST API's streamed ones, so
+    `make serve` and AWS stream the same routes, and the HTTP API still answers them whole."""
+    streamed = {route.route_key for route in load_template(TEMPLATE).routes if route.streaming}
+    event_routes = {f"{r.method} {r.path}" for r in routes_of(GENERATE) if r.event_stream is not None}
+
+    assert streamed == event_routes
+    assert all(
+        route.function_id == FUNCTION_IDS[GENERATE]
+        for route in load_template(TEMPLATE).routes
+        if route.streaming
+    )
 
 
 def _infer_routes() -> ServedRoutes:
@@ -98,7 +136,11 @@ def _registry_routes() -> ServedRoutes:
     return registry_http_app(RegistryAdmin(registry), Settings()).routes
 
 
-SERVING_APPS = [(INFER, _infer_routes), (REGISTRY, _registry_routes)]
+def _generate_routes() -> ServedRoutes:
+    return generate_http_app(_UnusedService()).routes  # type: ignore[arg-type]
+
+
+SERVING_APPS = [(INFER, _infer_routes), (REGISTRY, _registry_routes), (GENERATE, _generate_routes)]
 
 
 @pytest.mark.parametrize(("function", "served_routes"), SERVING_APPS)
@@ -126,7 +168,7 @@ def test_the_api_serves_no_route_the_template_lacks(
         match = table.match(method, concrete)
         if (
             match is None
-            or match.route.path == DEFAULT_ROUTE
+            or match.route.route_key in CATCH_ALLS[function] | {DEFAULT_ROUTE}
             or match.route.function_id != FUNCTION_IDS[function]
         ):
             unrouted.append(f"{method} {rule}")
