@@ -14,7 +14,7 @@ from tests.support.paths import ROOT
 FUNCTIONS = sorted(ROOT.glob("functions/*/app.py"))
 FORBIDDEN = ("torch", "onnx", "onnxscript", "maas.training", "maas.local", "maas.cli", "moto")
 # Needed at run time, but only once a model that takes text loads: importing a function must not pay for it.
-LOADED_ON_DEMAND = ("tokenizers",)
+LOADED_ON_DEMAND = ("tokenizers", "jinja2")
 # The functions that run models; the registry function must start without onnxruntime.
 MODEL_RUNNERS = {"infer", "batch", "async", "generate"}
 # Each function's composition root in maas.apps (async is a keyword, hence async_).

@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from maas.api.http_body import read_body
-from maas.api.http_stream import SSE_MEDIA_TYPE, HttpStream
+from maas.api.http_stream import INTERNAL_ERROR, SSE_MEDIA_TYPE, HttpStream
 from maas.api.http_transport import MultiFormatApp
 from maas.api.routing import ServedRoutes
 from maas.config import ENV_MAX_RESPONSE_BYTES, Settings
@@ -37,7 +37,6 @@ from maas.protocol.validation_messages import describe_validation_error
 Body = TypeVar("Body", bound=BaseModel)
 # An event stream's answer must not be cached or buffered by anything between us and the client.
 STREAM_HEADERS: Mapping[str, str] = {"Cache-Control": "no-cache"}
-INTERNAL_ERROR = "internal error; see the function's logs"
 # The V2 routes' headers (maas.api.v2_routes), named again so this function's cold start skips the tensor
 # codecs those routes import.
 MODEL_VERSION_HEADER = "x-maas-model-version"

@@ -15,9 +15,10 @@ import json
 import re
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tokenizers import Tokenizer
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 REPLACEMENT_CHARACTER = "\ufffd"
 # Prompt tokens the first window starts with: enough for any leading-space or merge context.

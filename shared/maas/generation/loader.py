@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnxruntime as ort
-from tokenizers import Tokenizer
 
 from maas.config import Settings
 from maas.errors import IntegrityError, InvalidInput
-from maas.generation.chat_template import ChatTemplate
 from maas.generation.decoder import DecoderSession
 from maas.generation.text_generator import TextGenerator
 from maas.registry.manifest import Generation, Manifest
@@ -31,6 +30,11 @@ from maas.runtime import (
     session_config,
 )
 
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from maas.generation.chat_template import ChatTemplate
+
 # Spinning intra-op threads wait for work by burning CPU: between the small kernels of one decode step that
 # halved decode speed on 2 vCPUs (decision 0019).
 SPINNING_OFF = ("session.intra_op.allow_spinning", "0")
@@ -41,8 +45,17 @@ class GeneratorLoader:
 
     def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
         self.registry = registry
-        self.config = generator_session_config(settings)
+        self.settings = settings
+        self._config: SessionConfig | None = None
         self.cache: ModelCache[TextGenerator] = ModelCache(self._load, settings.cache_bytes)
+
+    @property
+    def config(self) -> SessionConfig:
+        """Resolved on the first load, as the inference service does: MAAS_PROVIDER=cuda on a host without
+        CUDA fails that load with 503, not the function's import."""
+        if self._config is None:
+            self._config = generator_session_config(self.settings)
+        return self._config
 
     def get(self, name: str, version: int) -> TextGenerator:
         return self.cache.get(name, version)
@@ -122,6 +135,9 @@ def _assembled(
 
 
 def _tokenizer(manifest: Manifest, data: bytes) -> Tokenizer:
+    # Imported on the first load, not with the function: importing the generate app must stay cheap.
+    from tokenizers import Tokenizer
+
     generation = generation_of(manifest)
     try:
         return Tokenizer.from_str(data.decode("utf-8"))
@@ -134,6 +150,9 @@ def _tokenizer(manifest: Manifest, data: bytes) -> Tokenizer:
 
 
 def _chat_template(manifest: Manifest, generation: Generation, data: bytes) -> ChatTemplate:
+    # jinja2 is imported on the first load of a model with a template, not with the function.
+    from maas.generation.chat_template import ChatTemplate
+
     assert generation.chat_template_file is not None
     what = _what(manifest, generation.chat_template_file)
     try:

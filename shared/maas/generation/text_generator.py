@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy.typing as npt
-from tokenizers import Tokenizer
 
 from maas.errors import InvalidInput
-from maas.generation.chat_template import ChatTemplate
 from maas.generation.decoder import DecoderSession
 from maas.generation.detokenizer import IncrementalDetokenizer, TokenTexts
 from maas.generation.events import Finished, FinishReason, GenerationEvent, TextDelta, TokenLogprob
 from maas.generation.sampling import SamplingParams, TokenSampler, token_logprobs
 from maas.generation.stop_strings import StopStringMatcher
 from maas.registry.manifest import Generation, Manifest
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from maas.generation.chat_template import ChatTemplate
 
 
 class TextGenerator:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from maas.errors import IntegrityError, InvalidInput
-from maas.generation import ChatTemplate, TextGenerator
+from maas.generation import TextGenerator
+from maas.generation.chat_template import ChatTemplate
 
 # SmolLM2-135M-Instruct's template, as its chat_template.jinja ships it.
 SMOLLM2 = (
