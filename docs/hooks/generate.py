@@ -2,7 +2,7 @@
 
 An mkdocs hook (`hooks:` in mkdocs.yml). `configuration.md` gets a table of every environment variable
 `maas.config` names, with its default as `Settings.from_env({})` computes it and its line from
-`ENV_DESCRIPTIONS`; `api.md` and `registry.md` get their function's rows of the one route table
+`ENV_DESCRIPTIONS`; `api.md`, `registry.md` and `generation.md` get their function's rows of the one route table
 (`maas.api.route_table`); `performance.md` gets `bench-results/results.md`, as `make bench` wrote it. A page
 without its marker, a variable without a description or a missing record fails the build.
 """
@@ -26,6 +26,7 @@ CONFIGURATION_MARKER = "<!-- generated: configuration -->"
 BENCH_MARKER = "<!-- generated: bench-results -->"
 INFER_ROUTES_MARKER = "<!-- generated: routes infer -->"
 REGISTRY_ROUTES_MARKER = "<!-- generated: routes registry -->"
+GENERATE_ROUTES_MARKER = "<!-- generated: routes generate -->"
 EVERY_MEASUREMENT = "#### Every measurement"
 
 
@@ -35,6 +36,7 @@ def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
         "performance.md": (BENCH_MARKER, bench_results),
         "api.md": (INFER_ROUTES_MARKER, lambda: route_rows("infer")),
         "registry.md": (REGISTRY_ROUTES_MARKER, lambda: route_rows("registry")),
+        "generation.md": (GENERATE_ROUTES_MARKER, lambda: route_rows("generate")),
     }.get(page.file.src_uri)
     if generated is None:
         return markdown
