@@ -6,10 +6,14 @@ Each record ends one of three ways, the way Lambda's SQS semantics reward:
   delivers it again and, after `maxReceiveCount`, moves it to the dead-letter queue;
 - poison (a job notification that cannot be understood at all, so there is no job to write a status
   for): reported as a failure every time, and so it ends in the dead-letter queue for a person to look at.
-An async request always has somewhere to go: its "id", or else the SQS message id, names its result, so
-every body that is not a request (not JSON, not an object, nested too deep) is a client mistake and gets
-an error result like any other bad request. Results are create-only, so a message delivered twice is
-answered once.
+
+An async request is a V2 request ("inputs"), a chat completion ("messages") or a completion ("prompt"),
+each with its "model": a V2 request is answered with the V2 response, the others with the OpenAI response
+object (maas.service.event_completions), and a body that is more than one of them, or none, is a client
+mistake. An async request always has somewhere to go: its "id", or else the SQS message id, names its
+result, so every body that is not a request (not JSON, not an object, nested too deep) is a client mistake
+and gets an error result like any other bad request. Results are create-only, so a message delivered
+twice is answered once.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from maas.observability import MetricUnit, logger, metrics
 from maas.protocol.tensor_codec import TensorLimits
 from maas.protocol.v2_codec import encode_infer_response
 from maas.service.batch_jobs import BatchJobService
+from maas.service.generation_on_demand import asks_for_text
 from maas.service.inference import InferenceService
 from maas.service.job_layout import AsyncError, JobLocation, job_key_from_event, result_key, validate_id
 from maas.service.json_values import NotJson, json_kind, loads_json
@@ -38,7 +43,11 @@ from maas.service.json_values import NotJson, json_kind, loads_json
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from maas.service.event_completions import EventCompletions
+
 S3_TEST_EVENT = "s3:TestEvent"
+V2_INPUTS_FIELD = "inputs"
+_REQUEST_KINDS = "one of 'inputs' (a V2 request), 'messages' (a chat completion) or 'prompt' (a completion)"
 
 
 class PoisonMessage(MaasError, status=400):
@@ -50,8 +59,11 @@ class _QueueApp:
         # raise_on_entire_batch_failure=False: a batch whose every record failed is still a partial
         # response, so Lambda (and the local poller) retries exactly the failed ids.
         self._processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        # The invocation's clock (Lambda's context), for the records it handles.
+        self._remaining_ms: Callable[[], int] | None = None
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+        self._remaining_ms = context.get_remaining_time_in_millis if context is not None else None
         response = process_partial_response(
             event=dict(event), record_handler=self._handle, processor=self._processor, context=context
         )
@@ -76,11 +88,6 @@ class BatchFunctionApp(_QueueApp):
     def __init__(self, jobs: BatchJobService) -> None:
         super().__init__()
         self.jobs = jobs
-        self._remaining_ms: Callable[[], int] | None = None
-
-    def resolve(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
-        self._remaining_ms = context.get_remaining_time_in_millis if context is not None else None
-        return super().resolve(event, context)
 
     def handle(self, record: SQSRecord) -> None:
         notification = _json_body(record, "an S3 event notification")
@@ -104,17 +111,27 @@ class BatchFunctionApp(_QueueApp):
 
 
 class AsyncFunctionApp(_QueueApp):
-    """Async requests: each SQS body is {"model", "id", "inputs", ...}; the answer goes to results/<id>.json.
+    """Async requests: each SQS body is {"model", "id", "inputs" | "messages" | "prompt", ...}; the answer
+    goes to results/<id>.json.
 
     Without an "id" the SQS message id names the result (SendMessage returns it to the sender)."""
 
-    def __init__(self, inference: InferenceService, s3: S3Client, bucket: str, prefix: str = "") -> None:
+    def __init__(
+        self,
+        inference: InferenceService,
+        s3: S3Client,
+        bucket: str,
+        completions: Callable[[], EventCompletions],
+        prefix: str = "",
+    ) -> None:
         super().__init__()
         self.inference = inference
         self.s3 = s3
         self.bucket = bucket
         self.prefix = prefix
         self.limits = TensorLimits.from_settings(inference.settings)
+        # Built on first use (maas.service.generation_on_demand): most containers never generate text.
+        self.completions = completions
 
     def handle(self, record: SQSRecord) -> None:
         body, body_error = _request_body(record.body)
@@ -140,8 +157,7 @@ class AsyncFunctionApp(_QueueApp):
                 raise InvalidInput(
                     f"{id_error}; the answer is filed under the message id {record.message_id}"
                 )
-            answer = decode_event_request(body, self.limits).answer(self.inference)
-            document = encode_infer_response(answer).content
+            document = self._answer(body)
             metrics.add_metric(name="AsyncAnswered", unit=MetricUnit.Count, value=1)
         except Unavailable:
             raise
@@ -160,6 +176,18 @@ class AsyncFunctionApp(_QueueApp):
             )
         if not put_new(self.s3, self.bucket, key, document):
             logger.info("async request answered by another delivery meanwhile", extra={"key": key})
+
+    def _answer(self, body: dict[str, Any]) -> bytes:
+        """The result document of a request body, by its kind."""
+        v2 = V2_INPUTS_FIELD in body
+        if asks_for_text(body):
+            if v2:
+                raise InvalidInput(f"message: expected {_REQUEST_KINDS}, got more than one")
+            return self.completions().answer_async(body, self._remaining_ms).document
+        if not v2:
+            raise InvalidInput(f"message: expected {_REQUEST_KINDS}, got none")
+        answer = decode_event_request(body, self.limits).answer(self.inference)
+        return encode_infer_response(answer).content
 
 
 def _request_body(text: str) -> tuple[dict[str, Any], str | None]:

@@ -5,6 +5,10 @@ a few large batches, and output lines are written in input order through one mul
 visible only when it completes. Both result objects are create-only, so a duplicate delivery of the same
 job (S3 and SQS both deliver at least once) leaves exactly one output and one status.
 
+A job whose version is a text generator is a prompt job: each jsonl line a chat completion or completion
+body, answered by the completion service (maas.service.event_completions) one line after the other, each
+output line the OpenAI response object; status.json then also counts the tokens used.
+
 Failures split three ways:
 - a bad line: that line's output is `{"error": ...}`, the job goes on;
 - a bad job (unknown model, malformed file, out of time): status.json says why, with state "failed";
@@ -13,12 +17,11 @@ Failures split three ways:
 
 from __future__ import annotations
 
+import functools
 import time
-import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,15 +29,14 @@ import numpy.typing as npt
 
 from maas.errors import DeadlineExceeded, InvalidInput, MaasError, Unavailable
 from maas.infer_types import InferenceRequest, Tensor
-from maas.objects import CreateOnceUpload, object_exists, put_new, storage_errors
+from maas.objects import CreateOnceUpload, object_exists, put_new
 from maas.observability import MetricUnit, logger, metrics
+from maas.registry.manifest import Manifest
 from maas.runtime import LoadedModel
 from maas.runtime.loaded_model import Deadline
-from maas.service.inference import InferenceService
-from maas.service.job_csv import CsvDecoder, iter_csv_records
-from maas.service.job_jsonl import JsonlDecoder
+from maas.service.inference import MANIFEST_CACHE_ENTRIES, InferenceService
+from maas.service.job_inputs import JobInput, decoding_guarded, open_job_input, row_chunks
 from maas.service.job_layout import (
-    CSV_HEADER_METADATA,
     INPUT_FORMATS,
     INPUT_STEM,
     JOBS_FOLDER,
@@ -42,15 +44,17 @@ from maas.service.job_layout import (
     JobCounts,
     JobLocation,
     JobStatus,
+    JobTokens,
     LineError,
 )
-from maas.service.job_npy import npy_chunk, npy_chunks, read_npy_header
 from maas.service.job_output import encode_rows, error_line
-from maas.service.job_rows import MalformedJobInput, RowBatch, RowChunk, max_rows_per_run, single_row_spec
-from maas.service.job_streams import ByteStream, iter_lines
+from maas.service.job_rows import MalformedJobInput, RowBatch, RowChunk, max_rows_per_run
+from maas.service.job_streams import iter_lines
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+    from maas.service.event_completions import EventCompletions, PromptJob
 
 # A text model tokenizes every row, and attention grows with the batch: smaller runs keep memory flat.
 TEXT_JOB_BATCH_ROWS = 32
@@ -72,52 +76,41 @@ class _Progress:
     errors: list[LineError]
     # csv: whether line 1 was read as a header; None until known (and for other formats).
     csv_header: bool | None = None
+    # A prompt job's token counts; None for other jobs.
+    tokens: JobTokens | None = None
 
+    def line_failed(self, line: int, message: str) -> None:
+        if len(self.errors) < STATUS_LINE_ERRORS:
+            self.errors.append(LineError(line=line, error=message))
 
-class _StorageStream:
-    """The input's body: a read that fails in transit is a storage failure (transient, retried), never
-    mistaken for a malformed file."""
+    def found_csv_header(self, is_header: bool) -> None:
+        self.csv_header = is_header
 
-    def __init__(self, body: ByteStream, action: str) -> None:
-        self._body = body
-        self._action = action
-
-    def read(self, amt: int | None = None, /) -> bytes:
-        try:
-            with storage_errors(self._action):
-                return self._body.read(amt)
-        except OSError as exc:  # a connection reset that botocore did not wrap
-            raise Unavailable(f"{self._action}: storage unreachable ({type(exc).__name__})") from None
-
-
-@dataclass(frozen=True, slots=True)
-class _JobInput:
-    body: ByteStream
-    size: int
-    # The job's own say on a csv header (object metadata csv-header); None: only an unambiguous one.
-    csv_header: bool | None = None
-
-
-def csv_header_setting(metadata: Mapping[str, str]) -> bool | None:
-    """The input object's `csv-header` metadata (x-amz-meta-csv-header: true or false), if set."""
-    value = metadata.get(CSV_HEADER_METADATA)
-    if value is None:
-        return None
-    text = value.strip().lower()
-    if text not in ("true", "false"):
-        shown = repr(value) if len(value) <= 16 else f"a value of {len(value)} characters"
-        raise MalformedJobInput(
-            f"input.csv metadata {CSV_HEADER_METADATA}: expected true or false, got {shown}"
-        )
-    return text == "true"
+    def lines_answered(self, lines: int, failed: int) -> None:
+        self.counts.lines += lines
+        self.counts.failed += failed
+        self.counts.succeeded += lines - failed
 
 
 class BatchJobService:
-    def __init__(self, inference: InferenceService, s3: S3Client, bucket: str, prefix: str = "") -> None:
+    def __init__(
+        self,
+        inference: InferenceService,
+        s3: S3Client,
+        bucket: str,
+        completions: Callable[[], EventCompletions],
+        prefix: str = "",
+    ) -> None:
         self.inference = inference
         self.s3 = s3
         self.bucket = bucket
         self.prefix = prefix
+        # Built on first use (maas.service.generation_on_demand): most containers never generate text.
+        self.completions = completions
+        # Versions are immutable: whether one generates text is read once per process.
+        self._manifest: Callable[[str, int], Manifest] = functools.lru_cache(maxsize=MANIFEST_CACHE_ENTRIES)(
+            inference.registry.manifest
+        )
 
     def run(self, job: JobLocation, remaining_ms: Callable[[], int] | None = None) -> JobStatus | None:
         """Run one job to its status, or None when a previous delivery already finished it.
@@ -129,27 +122,24 @@ class BatchJobService:
         started = datetime.now(UTC)
         clock = time.perf_counter()
         progress = _Progress(JobCounts(), [])
-        model: LoadedModel | None = None
+        served_version: int | None = None
         input_bytes: int | None = None
         try:
             version = self.inference.select_version(job.model)
-            model = self.inference.cache.get(job.model.name, version)
-            with storage_errors(f"reading the job input s3://{self.bucket}/{job.input_key}"):
-                response = self.s3.get_object(Bucket=self.bucket, Key=job.input_key)
-            input_bytes = response["ContentLength"]
-            job_input = _JobInput(
-                body=_StorageStream(
-                    response["Body"], f"reading the job input s3://{self.bucket}/{job.input_key}"
-                ),
-                size=input_bytes,
-                csv_header=csv_header_setting(response.get("Metadata", {}))
-                if job.input_format == "csv"
-                else None,
-            )
+            prompts = self._prompt_job(job, version)
+            model = self.inference.cache.get(job.model.name, version) if prompts is None else None
+            served_version = version
+            job_input = open_job_input(self.s3, self.bucket, job)
+            input_bytes = job_input.size
+            if model is not None:
+                answers = self._answer(job, model, job_input, progress, remaining_ms)
+            else:
+                assert prompts is not None
+                answers = self._answer_prompts(prompts, job_input, progress, remaining_ms)
             with CreateOnceUpload(
                 self.s3, self.bucket, job.output_key, content_type="application/x-ndjson"
             ) as output:
-                for chunk_lines in self._answer(job, model, job_input, progress, remaining_ms):
+                for chunk_lines in answers:
                     output.write(chunk_lines)
                 if not output.commit():
                     logger.info("job output already written by another delivery", extra={"job": job.path})
@@ -167,7 +157,7 @@ class BatchJobService:
             job_id=job.job_id,
             model=job.model_path or str(job.model),
             model_name=job.model.name,
-            model_version=model.version if model is not None else None,
+            model_version=served_version,
             state="failed" if failure else "succeeded",
             error=failure,
             input_key=job.input_key,
@@ -183,6 +173,7 @@ class BatchJobService:
             rows_per_second=round(progress.counts.lines / seconds, 1)
             if seconds > 0 and not failure
             else None,
+            tokens=progress.tokens,
         )
         put_new(self.s3, self.bucket, job.status_key, status.model_dump_json(indent=2).encode())
         self._record_status(job.path, status)
@@ -222,7 +213,7 @@ class BatchJobService:
         self,
         job: JobLocation,
         model: LoadedModel,
-        job_input: _JobInput,
+        job_input: JobInput,
         progress: _Progress,
         remaining_ms: Callable[[], int] | None,
     ) -> Iterator[bytes]:
@@ -230,13 +221,18 @@ class BatchJobService:
         rows = max_rows_per_run(
             model.signature, wanted if model.tokenizer is None else min(wanted, TEXT_JOB_BATCH_ROWS)
         )
-        chunks = self._chunks(job, model, job_input, rows, progress=progress)
-        for chunk in _decoding_guarded(job, chunks):
+        chunks = row_chunks(
+            job,
+            model,
+            job_input,
+            rows,
+            settings=self.inference.settings,
+            csv_header_found=progress.found_csv_header,
+        )
+        for chunk in decoding_guarded(job, chunks):
             deadline = None
             if remaining_ms is not None:
-                left_ms = remaining_ms()
-                if left_ms < DEADLINE_MARGIN_MS:
-                    raise _out_of_time(progress)
+                left_ms = _time_to_start_a_run(progress, remaining_ms)
                 deadline = Deadline.within(
                     (left_ms - RUN_DEADLINE_MARGIN_MS) / 1000, "the function's remaining time"
                 )
@@ -245,45 +241,6 @@ class BatchJobService:
             except DeadlineExceeded:
                 raise _out_of_time(progress) from None
             yield lines
-
-    def _chunks(
-        self, job: JobLocation, model: LoadedModel, job_input: _JobInput, rows: int, *, progress: _Progress
-    ) -> Iterator[RowChunk]:
-        signature = model.signature
-        max_line = self.inference.settings.max_request_bytes
-        max_string_bytes = self.inference.settings.max_string_bytes
-        body = job_input.body
-        if job.input_format == "jsonl":
-            jsonl_decoder = JsonlDecoder(model.name, signature, max_string_bytes=max_string_bytes)
-            lines = iter_lines(body, max_line)
-            first = 1
-            while batch := list(islice(lines, rows)):
-                yield jsonl_decoder.chunk(first, batch)
-                first += len(batch)
-        elif job.input_format == "csv":
-            csv_decoder = CsvDecoder(
-                model.name, signature, max_string_bytes=max_string_bytes, csv_header=job_input.csv_header
-            )
-            records = iter_csv_records(iter_lines(body, max_line), max_record_bytes=max_line)
-            first_record = next(records, None)
-            if first_record is not None:
-                progress.csv_header = csv_decoder.is_header(first_record)
-                if not progress.csv_header:
-                    yield csv_decoder.chunk([first_record])
-            while batch_records := list(islice(records, rows)):
-                yield csv_decoder.chunk(batch_records)
-        else:
-            spec = single_row_spec(model.name, signature, "npy")
-            header = read_npy_header(body, file_bytes=job_input.size)
-            if header.row_bytes > max_line:
-                # A row is read whole, so it is bounded as a jsonl line or a csv record is, before any read.
-                raise MalformedJobInput(
-                    f"input.npy rows: expected at most {max_line} bytes a row (MAAS_MAX_REQUEST_BYTES), "
-                    f"got {header.row_bytes}"
-                )
-            spec.check(header.row_shape, "input.npy rows")
-            for first_row, array in npy_chunks(body, header, rows):
-                yield npy_chunk(first_row, array, signature.inputs[0], max_string_bytes=max_string_bytes)
 
     def _run_chunk(
         self, model: LoadedModel, chunk: RowChunk, progress: _Progress, deadline: Deadline | None = None
@@ -309,12 +266,51 @@ class BatchJobService:
         errors = chunk.errors
         for position, message in sorted(errors.items()):
             lines[position] = error_line(message)
-            if len(progress.errors) < STATUS_LINE_ERRORS:
-                progress.errors.append(LineError(line=chunk.lines[position], error=message))
-        progress.counts.lines += len(chunk)
-        progress.counts.failed += len(errors)
-        progress.counts.succeeded += len(chunk) - len(errors)
+            progress.line_failed(chunk.lines[position], message)
+        progress.lines_answered(len(chunk), failed=len(errors))
         return b"\n".join(line or b"" for line in lines) + b"\n"
+
+    def _prompt_job(self, job: JobLocation, version: int) -> PromptJob | None:
+        """The job's lines as prompts, the generator loaded, when `version` generates text; else None."""
+        name = job.model.name
+        if (
+            self.inference.cache.peek(name, version) is not None
+            or self._manifest(name, version).generation is None
+        ):
+            return None
+        if job.input_format != "jsonl":
+            raise MalformedJobInput(
+                f"input.{job.input_format}: expected input.jsonl, as model '{name}' v{version} generates "
+                "text: one chat completion ('messages') or completion ('prompt') body per line"
+            )
+        return self.completions().prompt_job(name, version)
+
+    def _answer_prompts(
+        self,
+        prompts: PromptJob,
+        job_input: JobInput,
+        progress: _Progress,
+        remaining_ms: Callable[[], int] | None,
+    ) -> Iterator[bytes]:
+        """One line at a time, each held to the function's clock less the margin that leaves the job time
+        to write its status: a line cut there ends with finish_reason "length", and the job then runs out
+        of time as any other does, with no output."""
+        tokens = progress.tokens = JobTokens()
+        lines = iter_lines(job_input.body, self.inference.settings.max_request_bytes)
+        for number, line in enumerate(lines, start=1):
+            clock = None
+            if remaining_ms is not None:
+                _time_to_start_a_run(progress, remaining_ms)
+                clock = functools.partial(_less_margin, remaining_ms)
+            answered = prompts.answer(number, line, clock)
+            if answered.error is not None:
+                progress.line_failed(number, answered.error)
+            elif answered.answer is not None:
+                tokens.prompt_tokens += answered.answer.prompt_tokens
+                tokens.completion_tokens += answered.answer.completion_tokens
+                tokens.time_budget_exhausted_lines += answered.answer.time_budget_exhausted
+            progress.lines_answered(1, failed=int(answered.error is not None))
+            yield answered.output + b"\n"
 
     def _run(
         self, model: LoadedModel, inputs: dict[str, npt.NDArray[Any]], deadline: Deadline | None = None
@@ -344,27 +340,18 @@ class BatchJobService:
         )
 
 
-def _decoding_guarded(job: JobLocation, chunks: Iterator[RowChunk]) -> Iterator[RowChunk]:
-    """The decoders answer every malformed input with a MaasError; should one slip through as another
-    exception, the job still fails with a status rather than going back to the queue until the
-    dead-letter queue takes it (reading is guarded apart: a storage failure stays transient)."""
-    try:
-        yield from chunks
-    except MaasError:
-        raise
-    except Exception as exc:  # only the decoding of the user's own bytes runs in here
-        logger.error(
-            "job input could not be decoded",
-            extra={
-                "job": job.path,
-                "error_type": type(exc).__name__,
-                "traceback": "".join(traceback.format_tb(exc.__traceback__)),
-            },
-        )
-        raise MalformedJobInput(
-            f"input.{job.input_format}: expected a readable {job.input_format} file, got one that could "
-            f"not be decoded ({type(exc).__name__})"
-        ) from None
+def _time_to_start_a_run(progress: _Progress, remaining_ms: Callable[[], int]) -> int:
+    """The function's milliseconds left; JobOutOfTime when too few are left to start a run and still say
+    how far the job got."""
+    left_ms = remaining_ms()
+    if left_ms < DEADLINE_MARGIN_MS:
+        raise _out_of_time(progress)
+    return left_ms
+
+
+def _less_margin(remaining_ms: Callable[[], int]) -> int:
+    """The clock a prompt line's generation is held to: it must end while the job can still write."""
+    return remaining_ms() - RUN_DEADLINE_MARGIN_MS
 
 
 def _out_of_time(progress: _Progress) -> JobOutOfTime:

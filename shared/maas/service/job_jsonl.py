@@ -40,7 +40,7 @@ class JsonlDecoder:
             try:
                 values.append(loads_json(line))
             except NotJson as exc:
-                chunk.fail(position, _not_json(exc))
+                chunk.fail(position, not_json_message(exc))
                 continue
             positions.append(position)
         if values:
@@ -134,7 +134,8 @@ def _nested_shape(value: Any) -> list[int]:
     return shape
 
 
-def _not_json(exc: NotJson) -> str:
+def not_json_message(exc: NotJson) -> str:
+    """Why a line is no JSON value, as every jsonl job's line error says it."""
     if exc.got.startswith("bytes"):
         return "expected UTF-8 text, got other bytes"
     if exc.got.startswith("nothing"):

@@ -150,6 +150,16 @@ class JobCounts(_Document):
     failed: int = Field(0, description="Lines answered with an error instead of an output.")
 
 
+class JobTokens(_Document):
+    """A text generator's job: the tokens its answered lines used, as their `usage` fields count them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    time_budget_exhausted_lines: int = Field(
+        0, description="Lines whose generation stopped at its time budget (finish_reason 'length')."
+    )
+
+
 class JobStatus(_Document):
     """status.json: written once, after output.jsonl, so its presence means the job is over."""
 
@@ -177,6 +187,7 @@ class JobStatus(_Document):
     finished_at: datetime
     seconds: float
     rows_per_second: float | None = None
+    tokens: JobTokens | None = Field(None, description="A text generator's job only.")
 
 
 class AsyncError(_Document):

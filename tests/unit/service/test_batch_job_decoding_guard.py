@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 
 from maas.errors import Unavailable
-from maas.service.batch_jobs import _decoding_guarded, _StorageStream, csv_header_setting
+from maas.service.job_inputs import StorageStream, csv_header_setting, decoding_guarded
 from maas.service.job_layout import JobLocation
 from maas.service.job_rows import MalformedJobInput, RowChunk
 
@@ -36,7 +36,7 @@ class FailingBody(io.BytesIO):
     "failure", [ReadTimeoutError(endpoint_url="http://s3"), ConnectionResetError(104, "reset by peer")]
 )
 def test_a_read_that_fails_in_transit_is_a_transient_storage_failure(failure: Exception) -> None:
-    stream = _StorageStream(FailingBody(failure), "reading the job input")
+    stream = StorageStream(FailingBody(failure), "reading the job input")
 
     assert stream.read(5) == b"first"
     with pytest.raises(Unavailable, match="reading the job input: storage unreachable"):
@@ -48,7 +48,7 @@ def test_an_unexpected_decoding_error_fails_the_job_after_the_rows_already_decod
         yield RowChunk(lines=[1])
         raise IndexError("a decoder bug, 123.456")
 
-    guarded = _decoding_guarded(JOB, chunks())
+    guarded = decoding_guarded(JOB, chunks())
 
     assert next(guarded).lines == [1]
     with pytest.raises(MalformedJobInput) as raised:
@@ -65,7 +65,7 @@ def test_maas_errors_pass_the_guard_unchanged(failure: Exception) -> None:
         yield RowChunk(lines=[])  # pragma: no cover - makes this a generator
 
     with pytest.raises(type(failure)) as raised:
-        next(_decoding_guarded(JOB, chunks()))
+        next(decoding_guarded(JOB, chunks()))
     assert raised.value is failure
 
 

@@ -1,0 +1,148 @@
+"""A batch job's input object, opened and read as row chunks for a model's inputs, whatever its format.
+
+The body is read as it arrives and never held whole. A read that fails in transit is a storage failure
+(transient: the queue delivers the job again); bytes that no decoder can read fail the job with a status.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from itertools import islice
+from typing import TYPE_CHECKING
+
+from maas.config import Settings
+from maas.errors import MaasError, Unavailable
+from maas.objects import storage_errors
+from maas.observability import logger
+from maas.runtime import LoadedModel
+from maas.service.job_csv import CsvDecoder, iter_csv_records
+from maas.service.job_jsonl import JsonlDecoder
+from maas.service.job_layout import CSV_HEADER_METADATA, JobLocation
+from maas.service.job_npy import npy_chunk, npy_chunks, read_npy_header
+from maas.service.job_rows import MalformedJobInput, RowChunk, single_row_spec
+from maas.service.job_streams import ByteStream, iter_lines
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+class StorageStream:
+    """The input's body: a read that fails in transit is a storage failure (transient, retried), never
+    mistaken for a malformed file."""
+
+    def __init__(self, body: ByteStream, action: str) -> None:
+        self._body = body
+        self._action = action
+
+    def read(self, amt: int | None = None, /) -> bytes:
+        try:
+            with storage_errors(self._action):
+                return self._body.read(amt)
+        except OSError as exc:  # a connection reset that botocore did not wrap
+            raise Unavailable(f"{self._action}: storage unreachable ({type(exc).__name__})") from None
+
+
+@dataclass(frozen=True, slots=True)
+class JobInput:
+    body: ByteStream
+    size: int
+    # The job's own say on a csv header (object metadata csv-header); None: only an unambiguous one.
+    csv_header: bool | None = None
+
+
+def open_job_input(s3: S3Client, bucket: str, job: JobLocation) -> JobInput:
+    action = f"reading the job input s3://{bucket}/{job.input_key}"
+    with storage_errors(action):
+        response = s3.get_object(Bucket=bucket, Key=job.input_key)
+    return JobInput(
+        body=StorageStream(response["Body"], action),
+        size=response["ContentLength"],
+        csv_header=csv_header_setting(response.get("Metadata", {})) if job.input_format == "csv" else None,
+    )
+
+
+def csv_header_setting(metadata: Mapping[str, str]) -> bool | None:
+    """The input object's `csv-header` metadata (x-amz-meta-csv-header: true or false), if set."""
+    value = metadata.get(CSV_HEADER_METADATA)
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text not in ("true", "false"):
+        shown = repr(value) if len(value) <= 16 else f"a value of {len(value)} characters"
+        raise MalformedJobInput(
+            f"input.csv metadata {CSV_HEADER_METADATA}: expected true or false, got {shown}"
+        )
+    return text == "true"
+
+
+def row_chunks(
+    job: JobLocation,
+    model: LoadedModel,
+    job_input: JobInput,
+    rows: int,
+    *,
+    settings: Settings,
+    csv_header_found: Callable[[bool], None],
+) -> Iterator[RowChunk]:
+    """The input as chunks of `rows` rows for `model`; a csv input says first whether line 1 is a header."""
+    signature = model.signature
+    max_line = settings.max_request_bytes
+    max_string_bytes = settings.max_string_bytes
+    body = job_input.body
+    if job.input_format == "jsonl":
+        jsonl_decoder = JsonlDecoder(model.name, signature, max_string_bytes=max_string_bytes)
+        lines = iter_lines(body, max_line)
+        first = 1
+        while batch := list(islice(lines, rows)):
+            yield jsonl_decoder.chunk(first, batch)
+            first += len(batch)
+    elif job.input_format == "csv":
+        csv_decoder = CsvDecoder(
+            model.name, signature, max_string_bytes=max_string_bytes, csv_header=job_input.csv_header
+        )
+        records = iter_csv_records(iter_lines(body, max_line), max_record_bytes=max_line)
+        first_record = next(records, None)
+        if first_record is not None:
+            is_header = csv_decoder.is_header(first_record)
+            csv_header_found(is_header)
+            if not is_header:
+                yield csv_decoder.chunk([first_record])
+        while batch_records := list(islice(records, rows)):
+            yield csv_decoder.chunk(batch_records)
+    else:
+        spec = single_row_spec(model.name, signature, "npy")
+        header = read_npy_header(body, file_bytes=job_input.size)
+        if header.row_bytes > max_line:
+            # A row is read whole, so it is bounded as a jsonl line or a csv record is, before any read.
+            raise MalformedJobInput(
+                f"input.npy rows: expected at most {max_line} bytes a row (MAAS_MAX_REQUEST_BYTES), "
+                f"got {header.row_bytes}"
+            )
+        spec.check(header.row_shape, "input.npy rows")
+        for first_row, array in npy_chunks(body, header, rows):
+            yield npy_chunk(first_row, array, signature.inputs[0], max_string_bytes=max_string_bytes)
+
+
+def decoding_guarded(job: JobLocation, chunks: Iterator[RowChunk]) -> Iterator[RowChunk]:
+    """The decoders answer every malformed input with a MaasError; should one slip through as another
+    exception, the job still fails with a status rather than going back to the queue until the
+    dead-letter queue takes it (reading is guarded apart: a storage failure stays transient)."""
+    try:
+        yield from chunks
+    except MaasError:
+        raise
+    except Exception as exc:  # only the decoding of the user's own bytes runs in here
+        logger.error(
+            "job input could not be decoded",
+            extra={
+                "job": job.path,
+                "error_type": type(exc).__name__,
+                "traceback": "".join(traceback.format_tb(exc.__traceback__)),
+            },
+        )
+        raise MalformedJobInput(
+            f"input.{job.input_format}: expected a readable {job.input_format} file, got one that could "
+            f"not be decoded ({type(exc).__name__})"
+        ) from None
