@@ -23,3 +23,10 @@ def result(s3: Any, request_id: str) -> dict[str, Any]:
     body = s3.get_object(Bucket=TEST_BUCKET, Key=f"results/{request_id}.json")["Body"].read()
     document: dict[str, Any] = json.loads(body)
     return document
+
+
+def stored_versions(s3: Any, prefix: str) -> list[tuple[str, str]]:
+    """Every version of every object under `prefix`, as (key, ETag): a second write of any key, even of the
+    same bytes, adds a version, so equal lists before and after a redelivery mean it wrote nothing."""
+    versions = s3.list_object_versions(Bucket=TEST_BUCKET, Prefix=prefix).get("Versions", [])
+    return sorted((version["Key"], version["ETag"]) for version in versions)

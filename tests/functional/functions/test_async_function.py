@@ -14,7 +14,7 @@ import pytest
 from tests.support.aws import TEST_BUCKET
 from tests.support.events import load_event
 from tests.support.logs import JsonLogs
-from tests.support.queues import record, result
+from tests.support.queues import record, result, stored_versions
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
@@ -200,12 +200,11 @@ def test_an_unreadable_body_delivered_twice_leaves_one_result(async_function: Mo
     event = {"Records": [record("not json", "m-twice")]}
 
     async_function.lambda_handler(event, None)
-    first = s3.head_object(Bucket=TEST_BUCKET, Key="results/m-twice.json")
+    written = stored_versions(s3, "results/")
     async_function.lambda_handler(copy.deepcopy(event), None)
 
-    versions = s3.list_object_versions(Bucket=TEST_BUCKET, Prefix="results/").get("Versions", [])
-    assert [v["Key"] for v in versions] == ["results/m-twice.json"]
-    assert s3.head_object(Bucket=TEST_BUCKET, Key="results/m-twice.json")["ETag"] == first["ETag"]
+    assert [key for key, _ in written] == ["results/m-twice.json"]
+    assert stored_versions(s3, "results/") == written
 
 
 @pytest.mark.parametrize(
@@ -254,17 +253,16 @@ def test_the_same_message_twice_leaves_one_result(async_function: ModuleType, s3
     event = {"Records": [record(request("dup-1", rows_of(1)), "m-dup")]}
 
     async_function.lambda_handler(event, None)
-    first = s3.head_object(Bucket=TEST_BUCKET, Key="results/dup-1.json")
+    written = stored_versions(s3, "results/")
     async_function.lambda_handler(copy.deepcopy(event), None)
+    assert stored_versions(s3, "results/") == written
     # Two copies of one message in one batch (SQS standard queues may do that) are answered once too.
     async_function.lambda_handler(
         {"Records": [record(request("dup-2", rows_of(1)), "a"), record(request("dup-2", rows_of(1)), "b")]},
         None,
     )
 
-    versions = s3.list_object_versions(Bucket=TEST_BUCKET, Prefix="results/").get("Versions", [])
-    assert sorted(v["Key"] for v in versions) == ["results/dup-1.json", "results/dup-2.json"]
-    assert s3.head_object(Bucket=TEST_BUCKET, Key="results/dup-1.json")["ETag"] == first["ETag"]
+    assert [key for key, _ in stored_versions(s3, "results/")] == ["results/dup-1.json", "results/dup-2.json"]
 
 
 def test_a_storage_outage_is_transient_and_reported_for_retry(async_function: ModuleType, s3: Any) -> None:

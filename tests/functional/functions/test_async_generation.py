@@ -16,12 +16,11 @@ import pytest
 from maas.protocol.openai_types import ChatCompletionRequest, CompletionRequest
 from maas.registry import Manifest, ModelRegistry
 from maas.service.completions import CompletionService
-from tests.support.aws import TEST_BUCKET
 from tests.support.functions import start_function
 from tests.support.jobs import Context
 from tests.support.logs import JsonLogs
 from tests.support.models import text_normalizer_model
-from tests.support.queues import record, result
+from tests.support.queues import record, result, stored_versions
 
 MODEL = "tiny-llm"
 NOT_A_GENERATOR = "lowercase"
@@ -165,12 +164,11 @@ def test_the_same_chat_message_twice_leaves_one_result(llm_async_function: Modul
     event = {"Records": [record({**CHAT, "id": "chat-dup"}, "m-dup")]}
 
     llm_async_function.lambda_handler(event, None)
-    first = s3.head_object(Bucket=TEST_BUCKET, Key="results/chat-dup.json")
+    written = stored_versions(s3, "results/")
     llm_async_function.lambda_handler(copy.deepcopy(event), None)
 
-    versions = s3.list_object_versions(Bucket=TEST_BUCKET, Prefix="results/").get("Versions", [])
-    assert [v["Key"] for v in versions] == ["results/chat-dup.json"]
-    assert s3.head_object(Bucket=TEST_BUCKET, Key="results/chat-dup.json")["ETag"] == first["ETag"]
+    assert [key for key, _ in written] == ["results/chat-dup.json"]
+    assert stored_versions(s3, "results/") == written
 
 
 def test_a_chat_is_held_to_the_functions_remaining_time(llm_async_function: ModuleType, s3: Any) -> None:

@@ -23,6 +23,7 @@ from tests.support.functions import start_function
 from tests.support.jobs import Context, job_event, read_lines, read_status, submit
 from tests.support.logs import JsonLogs
 from tests.support.models import text_normalizer_model
+from tests.support.queues import stored_versions
 
 MODEL = "tiny-llm"
 SECRET = "my passport number is X1234567"
@@ -177,17 +178,14 @@ def test_the_same_notification_twice_leaves_one_output_and_one_status(
     event = job_event(folder + "input.jsonl")
 
     first = llm_batch_function.lambda_handler(event, Context())
-    output_before = s3.head_object(Bucket=TEST_BUCKET, Key=folder + "output.jsonl")
-    status_before = s3.head_object(Bucket=TEST_BUCKET, Key=folder + "status.json")
+    written = stored_versions(s3, folder)
     second = llm_batch_function.lambda_handler(copy.deepcopy(event), Context())
 
     assert first == second == {"batchItemFailures": []}
-    versions = s3.list_object_versions(Bucket=TEST_BUCKET, Prefix=folder).get("Versions", [])
-    assert sorted(v["Key"] for v in versions) == sorted(
-        [folder + "input.jsonl", folder + "output.jsonl", folder + "status.json"]
-    )
-    assert s3.head_object(Bucket=TEST_BUCKET, Key=folder + "output.jsonl")["ETag"] == output_before["ETag"]
-    assert s3.head_object(Bucket=TEST_BUCKET, Key=folder + "status.json")["ETag"] == status_before["ETag"]
+    assert [key for key, _ in written] == [
+        folder + name for name in ("input.jsonl", "output.jsonl", "status.json")
+    ]
+    assert stored_versions(s3, folder) == written
 
 
 @pytest.mark.parametrize(("input_format", "body"), [("csv", b"Hello,there\n"), ("npy", b"\x93NUMPY")])
