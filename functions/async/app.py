@@ -1,4 +1,5 @@
-"""Async function: V2 requests from SQS, answered in results/<id>.json; partial batch failures reported."""
+"""Async function: V2, chat and completion requests from SQS, answered in results/<id>.json; partial batch
+failures reported."""
 
 from __future__ import annotations
 
