@@ -2,10 +2,11 @@
 through the real registry API.
 
 Building takes seconds of torch and a builder subprocess, so the folders (and the manifest draft) are
-cached under the system's temp dir, keyed by a hash of everything that shapes them: the code of
-maas.training.llm and the package versions that build them. A change to either makes a new key, never a
-stale model. Each entry is written under a private name and renamed into place, so xdist workers racing
-to build it each see either nothing or a complete entry. Once cached, nothing here imports torch.
+cached under the system's temp dir, keyed by a hash of everything that shapes them: the code that
+writes and exports them (maas.training.llm's tiny.py and export.py) and the package versions that build
+them. A change to either makes a new key, never a stale model. Each entry is written under a private
+name and renamed into place, so xdist workers racing to build it each see either nothing or a complete
+entry. Once cached, nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -18,14 +19,21 @@ import uuid
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import maas
 from maas.registry import Manifest, ManifestDraft, ModelRegistry
+
+if TYPE_CHECKING:
+    from maas.training.llm.gguf_import import ImportedWeights
+    from maas.training.llm.recipes import LlmRecipe
 
 TINY_LLM_NAME = "tiny-llm"
 TINY_PRECISIONS = ("fp32", "int8", "int4")
 _KEY_PACKAGES = ("torch", "transformers", "tokenizers", "onnxruntime-genai", "onnxruntime")
 _DRAFT_FILE = "draft.json"
+# The modules that shape the cached entries: the weights and tokenizer, the export and the draft.
+_KEY_SOURCES = ("tiny.py", "export.py")
 
 
 def tiny_hf_folder() -> Path:
@@ -82,6 +90,29 @@ def publish_tiny_llm(registry: ModelRegistry, name: str = TINY_LLM_NAME, precisi
     return registry.publish(name, files, draft)
 
 
+def tiny_llm_recipe() -> LlmRecipe:
+    """An LLM recipe over the tiny decoder, with the real recipe's gates: what maas.training.llm.build
+    runs in tests instead of importing SmolLM2."""
+    from maas.training.llm.recipes import LlmRecipe
+
+    return LlmRecipe(
+        name=TINY_LLM_NAME,
+        description="A tiny random-weight decoder of SmolLM2's architecture, for tests.",
+        intended_use="Tests of the LLM path.",
+        limitations="Random weights: its text means nothing.",
+        weights=lambda folder: tiny_weights(),
+    )
+
+
+def tiny_weights() -> ImportedWeights:
+    """The tiny decoder's Hugging Face folder as an LLM recipe's imported weights."""
+    from maas.training.llm.gguf_import import ImportedWeights
+
+    folder = tiny_hf_folder()
+    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    return ImportedWeights(folder=folder, source="tests.support.llm (random weights)", source_sha256=digest)
+
+
 def _check_precision(precision: str) -> None:
     if precision not in TINY_PRECISIONS:
         raise ValueError(f"precision: expected one of {TINY_PRECISIONS}, got {precision!r}")
@@ -92,8 +123,8 @@ def _cache_root() -> Path:
     digest = hashlib.sha256()
     # Read, not imported: importing maas.training pulls in torch, which a cached entry never needs.
     sources = Path(maas.__file__).resolve().parent / "training" / "llm"
-    for source in sorted(sources.glob("*.py")):
-        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    for name in _KEY_SOURCES:
+        digest.update(name.encode() + b"\0" + (sources / name).read_bytes())
     for package in _KEY_PACKAGES:
         digest.update(f"{package}=={metadata.version(package)};".encode())
     return Path(tempfile.gettempdir()) / f"maas-tiny-llm-{digest.hexdigest()[:16]}"

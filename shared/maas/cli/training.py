@@ -23,7 +23,9 @@ def add_training_commands(commands: common.Commands) -> None:
     train = commands.add_parser(
         "train", help="train a recipe, evaluate its ONNX export, write its model card and publish it"
     )
-    train.add_argument("recipe", metavar="RECIPE", help="seed-mlp, digits-resnet, text-bert or minilm-embed")
+    train.add_argument(
+        "recipe", metavar="RECIPE", help="seed-mlp, digits-resnet, text-bert, minilm-embed or smollm2-135m"
+    )
     train.add_argument(
         "--config", type=Path, metavar="FILE", help="YAML/JSON: config fields, search and quantization"
     )
@@ -33,13 +35,19 @@ def add_training_commands(commands: common.Commands) -> None:
     train.add_argument("--search", choices=("grid", "random", "tpe"), help="hyperparameter search sampler")
     train.add_argument("--trials", type=int, metavar="N", help="search trials (grid: at most the grid)")
     train.add_argument(
-        "--quantize", choices=("int8",), help="also publish a dynamic int8 version, gated on its metric"
+        "--quantize",
+        choices=("int8", "int4"),
+        action="append",
+        help="also publish a quantized version, gated on its metric: dynamic int8; for an LLM recipe int8 "
+        "and/or int4 weight-only (repeat the flag; default for an LLM recipe: both, where each holds)",
     )
     train.add_argument(
         "--max-degradation",
         type=common.non_negative("number"),
         metavar="X",
-        help="largest primary-metric loss int8 may have against fp32 (default: the recipe's)",
+        help="largest primary-metric loss int8 may have against fp32 (default: the recipe's); for an LLM "
+        "recipe, the largest rise in held-out perplexity as a fraction of fp32's (default 0.01 int8, "
+        "0.25 int4)",
     )
     train.add_argument("--checkpoint-dir", metavar="DIR", help="keep the best-epoch state_dict in DIR")
     target = train.add_mutually_exclusive_group()
@@ -96,12 +104,20 @@ def _add_publish_target(parser: argparse.ArgumentParser) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    from maas.cli.llm_training import is_llm_recipe, llm_train_command
+    from maas.errors import InvalidInput
     from maas.registry import validate_name
     from maas.training import ensure_publishable, publish_trained, recipe, train_recipe
     from maas.training.quantize import quantize_trained, with_base_version
     from maas.training.run_config import RunConfig, load_run_config
     from maas.training.search import trial_table
 
+    if is_llm_recipe(args.recipe):
+        return llm_train_command(args)
+    if args.quantize and "int4" in args.quantize:
+        raise InvalidInput(
+            f"--quantize int4: expected int8 for recipe {args.recipe!r}; int4 is for LLM recipes"
+        )
     if args.publish is not None:
         validate_name(args.publish)
     run = load_run_config(args.config) if args.config is not None else RunConfig()

@@ -29,6 +29,7 @@ from maas.training.export import (
 from maas.training.history import SearchSummary
 from maas.training.importance import measure_feature_importance
 from maas.training.lineage import build_lineage
+from maas.training.llm.recipes import LLM_RECIPES
 from maas.training.metrics import degradation, evaluate
 from maas.training.minilm_embed import MINILM_EMBED
 from maas.training.recipe import FitResult, Recipe, RecipeConfig, apply_overrides
@@ -69,10 +70,17 @@ class TrainedModel:
 
 
 def recipe_names() -> list[str]:
-    return sorted(RECIPES)
+    """Every recipe `maas train` takes: the trained ones here and the imported LLMs (maas.training.llm)."""
+    return sorted([*RECIPES, *LLM_RECIPES])
 
 
 def recipe(name: str) -> Recipe[Any]:
+    """A recipe that trains; an LLM recipe has no training config and is built by maas.training.llm."""
+    if name in LLM_RECIPES:
+        raise InvalidInput(
+            f"recipe: {name!r} imports a pretrained LLM and trains nothing; build it with "
+            "maas.training.llm.build.build_llm (`maas train` does)"
+        )
     try:
         return RECIPES[name]
     except KeyError:

@@ -58,7 +58,7 @@ def test_splits_are_disjoint_and_cover_every_sample() -> None:
 def test_unknown_recipe_names_the_known_ones() -> None:
     with pytest.raises(InvalidInput, match="seed-mlp"):
         train_recipe("no-such-recipe")
-    assert recipe_names() == ["digits-resnet", "minilm-embed", "seed-mlp", "text-bert"]
+    assert recipe_names() == ["digits-resnet", "minilm-embed", "seed-mlp", "smollm2-135m", "text-bert"]
 
 
 @pytest.mark.parametrize(

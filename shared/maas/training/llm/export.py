@@ -66,6 +66,9 @@ def build_onnx(
             raise InvalidInput(
                 f"{hf_folder}: expected a Hugging Face model folder with {required}, found none"
             )
+    if out_folder.exists() and any(out_folder.iterdir()):
+        # The folder is pruned to the published files afterwards; never in a folder holding anything else.
+        raise InvalidInput(f"{out_folder}: expected a new or empty folder for the export, it holds files")
     out_folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", BUILDER_MODULE, "-i", str(hf_folder), "-o", str(out_folder)]
     command += ["-e", "cpu", "-p", precision]
@@ -161,6 +164,7 @@ def llm_draft(
     lineage: Lineage | None = None,
     parity: Parity | None = None,
     quantization: Quantization | None = None,
+    evaluation: Mapping[str, Any] | None = None,
 ) -> ManifestDraft:
     """The draft of the version in `onnx_folder`: its signature read from the graph, perplexity as the
     primary metric (lower is better)."""
@@ -188,6 +192,7 @@ def llm_draft(
         primary_metric="perplexity",
         primary_metric_goal="minimize",
         quantization=quantization,
+        evaluation=dict(evaluation or {}),
         generation=generation,
     )
 
