@@ -90,8 +90,9 @@ def llm_train_command(args: argparse.Namespace) -> int:
                     f"published {manifest.name} version {manifest.version} "
                     f"({built.precision}, from version {fp32.version})"
                 )
-        print(f"note: move an alias to choose what {fp32.name} serves, e.g. maas models alias {fp32.name} ")
-        print(f"      production {fp32.version}")
+        # Every new version is the latest; which one `NAME` serves is the alias's business.
+        print(f"note: choose what {fp32.name} serves with an alias, e.g.")
+        print(f"      maas models alias {fp32.name} production {fp32.version}")
     return 0
 
 
