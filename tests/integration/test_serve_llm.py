@@ -14,16 +14,28 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from maas.cli import build_parser
-from maas.cli.serve_llm import ENV_SERVE_LLM, HOW_TO_SKIP, LlmPublisher, LlmSeeding, llm_wanted
+from maas.cli.serve_llm import (
+    ENV_SERVE_LLM,
+    ENV_SERVE_LLM_CACHE,
+    HOW_TO_SKIP,
+    LlmPublisher,
+    LlmSeeding,
+    llm_cache_entry,
+    llm_cache_folder,
+    llm_wanted,
+    publish_llm_recipe,
+)
 from maas.errors import NotFound
 from maas.local import LocalStack
+from maas.local.stack_banner import llm_banner
 from maas.registry import Manifest, ModelRegistry
 from tests.support.http import send
-from tests.support.llm import publish_tiny_llm
+from tests.support.llm import publish_tiny_llm, tiny_llm_draft, tiny_llm_folder
 from tests.support.openai_lambda import DONE
 
 NAME = "served-llm"
@@ -55,7 +67,7 @@ def test_the_llm_is_published_in_the_background_while_the_stack_answers(stack: L
     seeded = seeding(stack, publish).start()
 
     # While the model is being published, the stack serves, and the banner says how to skip the wait.
-    assert seeded.state == "publishing"
+    assert not seeded.wait(0)
     assert f"LLM: publishing {NAME}@production in the background" in seeded.banner()
     assert HOW_TO_SKIP in seeded.banner()
     assert send("GET", f"{stack.url}/v2/health/live").status == 200
@@ -128,6 +140,41 @@ def test_a_failed_publish_is_logged_and_the_stack_serves_on(
     assert bool(record.exc_info) is traceback
     assert f"LLM: publishing {name} failed, the rest serves on: {logged}" in seeded.banner()
     assert send("GET", f"{stack.url}/v2/health/live").status == 200
+
+
+def test_a_cached_build_is_published_without_building_it_again(stack: LocalStack, tmp_path: Path) -> None:
+    # What an earlier run left in the cache: the version's files and its draft. No recipe is named
+    # "cached-llm", so publishing can only have come from the cache.
+    entry = llm_cache_entry(tmp_path, "cached-llm")
+    entry.mkdir()
+    for path in tiny_llm_folder().iterdir():
+        shutil.copyfile(path, entry / path.name)
+    (entry / "draft.json").write_text(tiny_llm_draft().model_dump_json(), encoding="utf-8")
+
+    manifest = publish_llm_recipe(stack.registry, "cached-llm", cache=tmp_path)
+
+    assert (manifest.name, manifest.version) == ("cached-llm", 1)
+    assert manifest.generation == tiny_llm_draft().generation
+    assert {artifact.path for artifact in manifest.artifacts} == {p.name for p in tiny_llm_folder().iterdir()}
+
+
+@pytest.mark.parametrize(
+    ("environ", "folder"),
+    [
+        ({ENV_SERVE_LLM_CACHE: "/srv/builds"}, "/srv/builds"),
+        ({"XDG_CACHE_HOME": "/xdg"}, "/xdg/maas/serve-llm"),
+        ({ENV_SERVE_LLM_CACHE: "/srv/builds", "XDG_CACHE_HOME": "/xdg"}, "/srv/builds"),
+    ],
+)
+def test_the_build_cache_is_where_the_environment_says(environ: dict[str, str], folder: str) -> None:
+    assert llm_cache_folder(environ) == Path(folder)
+    assert llm_cache_folder({}) == Path.home() / ".cache" / "maas" / "serve-llm"
+
+
+def test_the_banner_of_an_llm_turned_off_says_how_to_publish_it(stack: LocalStack) -> None:
+    banner = llm_banner(url=stack.url, routes=[], reference="smollm2-135m", state="off", detail="--no-llm")
+
+    assert banner == "LLM: not published (--no-llm); `maas train smollm2-135m` publishes it"
 
 
 @pytest.mark.parametrize(

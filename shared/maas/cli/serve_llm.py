@@ -4,22 +4,29 @@ thread once the stack serves.
 Importing, exporting and checking the model takes minutes, and the API should answer at once, so the stack
 starts first and this thread publishes into its store. torch and transformers are imported on that thread
 only. A failure is logged and the stack serves on without the LLM; a store that has a version of the model
-already is left as it is.
+already is left as it is. A build is kept on disk (llm_cache_folder()), so the next run, whose embedded store
+starts empty again, publishes it in seconds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import shutil
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
+from importlib import metadata
 from pathlib import Path
 
+import maas
 from maas.errors import MaasError
 from maas.local.sam import TemplateRoute
 from maas.local.stack_banner import LlmState, llm_banner
-from maas.registry import LATEST, Manifest, ModelRegistry
+from maas.registry import LATEST, Manifest, ManifestDraft, ModelRegistry
 from maas.registry.admin import NO_ALIAS, RegistryAdmin
 
 logger = logging.getLogger(__name__)
@@ -30,6 +37,11 @@ SERVED_LLM_ALIAS = "production"
 ENV_SERVE_LLM = "MAAS_SERVE_LLM"
 HOW_TO_SKIP = f"{ENV_SERVE_LLM}=0 or `maas serve --no-llm` skips it"
 _OFF = ("0", "false", "no", "off")
+# Where builds are kept between runs (default: maas/serve-llm in the user's cache folder).
+ENV_SERVE_LLM_CACHE = "MAAS_SERVE_LLM_CACHE"
+DRAFT_FILE = "draft.json"
+# The packages whose versions shape a build, as the recipe's lineage lists them.
+_BUILD_PACKAGES = ("torch", "transformers", "gguf", "onnxruntime", "onnxruntime-genai", "tokenizers", "numpy")
 PUBLISHED_BY = "published by maas serve"
 # Publishes the LLM into a registry; its manifest.
 LlmPublisher = Callable[[ModelRegistry], Manifest]
@@ -40,19 +52,80 @@ def llm_wanted(environ: Mapping[str, str]) -> bool:
     return environ.get(ENV_SERVE_LLM, "").strip().lower() not in _OFF
 
 
-def publish_llm_recipe(registry: ModelRegistry, name: str = SERVED_LLM) -> Manifest:
-    """Build LLM recipe `name` as `maas train` does (import, export, parity and perplexity checks) and
-    publish its fp32 version; its manifest.
+def publish_llm_recipe(
+    registry: ModelRegistry, name: str = SERVED_LLM, cache: Path | None = None
+) -> Manifest:
+    """Publish recipe `name`'s fp32 version, built as `maas train` builds it (import, export, parity and
+    perplexity checks) or taken from `cache` (default: llm_cache_folder()) where an earlier build left it;
+    its manifest.
 
-    fp32 only: each quantized precision takes minutes more to export and measure, and `maas train NAME`
-    publishes them."""
+    The embedded store lives in memory, so every `make serve` starts without the model: the cache makes
+    only the first one spend minutes building it. fp32 only: each quantized precision takes minutes more to
+    export and measure, and `maas train NAME` publishes them."""
+    entry = llm_cache_entry(cache or llm_cache_folder(), name)
+    if (entry / DRAFT_FILE).is_file():
+        logger.info("%s: publishing the build cached in %s", name, entry)
+        draft = ManifestDraft.model_validate_json((entry / DRAFT_FILE).read_bytes())
+        files = {path.name: path.read_bytes() for path in sorted(entry.iterdir()) if path.name != DRAFT_FILE}
+        return registry.publish(name, files, draft)
+
     from maas.training.llm.build import build_llm, publish_llm
+    from maas.training.llm.export import PUBLISHED_FILES
     from maas.training.llm.recipes import LLM_RECIPES
 
     with tempfile.TemporaryDirectory(prefix="maas-serve-llm-") as work:
         run = build_llm(LLM_RECIPES[name], Path(work), precisions=())
+        # publish_llm refuses a version that failed a check, so only a checked build reaches the cache.
         manifest: Manifest = publish_llm(run, run.fp32, registry, name)
+        built = [run.fp32.folder / file_name for file_name in PUBLISHED_FILES]
+        _keep(entry, built, run.card_files(run.fp32), run.fp32.draft)
     return manifest
+
+
+def llm_cache_folder(environ: Mapping[str, str] | None = None) -> Path:
+    """Where `make serve` keeps its LLM builds: $MAAS_SERVE_LLM_CACHE, else maas/serve-llm under the
+    user's cache folder ($XDG_CACHE_HOME, else ~/.cache)."""
+    environ = os.environ if environ is None else environ
+    if environ.get(ENV_SERVE_LLM_CACHE):
+        return Path(environ[ENV_SERVE_LLM_CACHE])
+    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "maas" / "serve-llm"
+
+
+def llm_cache_entry(cache: Path, name: str) -> Path:
+    """The folder in `cache` that holds recipe `name`'s build by this code and these packages, once built:
+    the version's files and its manifest draft (draft.json)."""
+    return cache / f"{name}-{_build_key()}"
+
+
+def _build_key() -> str:
+    """What a build depends on: the recipe's code (read, not imported: that would import torch) and the
+    versions of the packages that build it. Another key is another build, never a stale one."""
+    digest = hashlib.sha256()
+    code = Path(maas.__file__).resolve().parent / "training" / "llm"
+    for source in sorted(code.glob("*")):
+        if source.is_file():
+            digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    for package in _BUILD_PACKAGES:
+        digest.update(f"{package}=={metadata.version(package)};".encode())
+    return digest.hexdigest()[:16]
+
+
+def _keep(entry: Path, built: Sequence[Path], card: Mapping[str, bytes], draft: ManifestDraft) -> None:
+    """Copy a published build into the cache, under a private name renamed into place once complete, so a
+    reader sees all of it or nothing. A cache that cannot be written costs the next run time, nothing else."""
+    private = entry.parent / f".{entry.name}-{uuid.uuid4().hex}"
+    try:
+        private.mkdir(parents=True)
+        for path in built:
+            shutil.copyfile(path, private / path.name)  # copied, not read: the fp32 weights are 540 MB
+        for file_name, data in card.items():
+            (private / file_name).write_bytes(data)
+        (private / DRAFT_FILE).write_text(draft.model_dump_json(), encoding="utf-8")
+        private.rename(entry)
+    except OSError as failure:
+        logger.warning("%s: not cached (%s); the next run builds it again", entry.name, failure)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 class LlmSeeding:
