@@ -4,14 +4,11 @@ wires them, answered as the HTTP API answers.
 Given the tiny test decoder published as tiny-llm v1: a 1,000-line prompt job (JSONL of chat and completion
 bodies without `model`) uploaded to jobs/tiny-llm/<job-id>/input.jsonl is answered line by line in
 output.jsonl, with status.json counting lines and tokens; an async chat request sent to the AsyncQueue is
-answered in results/<id>.json. Each answer is the one the HTTP API gives the same body.
-
-The formats are the events work's (maas.service.event_completions): until it is merged, these tests skip.
+answered in results/<id>.json. Each answer is the one the HTTP API gives the same body (docs/jobs.md).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import uuid
 from collections.abc import Iterator
@@ -41,11 +38,6 @@ BAD_LINES = {
         "temperature: expected a number from 0 to 2",
     ),
 }
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("maas.service.event_completions") is None,
-    reason="prompt jobs and async chat are the events work (maas.service.event_completions), not merged yet",
-)
 
 
 @dataclass(frozen=True)

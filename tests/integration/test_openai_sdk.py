@@ -4,7 +4,7 @@ Given the tiny test decoder (SmolLM2's architecture, random weights, a 256-token
 tiny-llm v1 into the stack's embedded store, every request goes through template.yaml's routes, the local
 gateway (streamed routes chunk by chunk) and the generate function, and the SDK parses what comes back:
 whole answers, event streams and OpenAI-shaped errors. Temperature 0 is held to the raw onnxruntime greedy
-loop over the published folder, and the prompt token count to the template as transformers renders it.
+loop over the published folder, and the prompt token count to the model's template rendered by jinja2.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from typing import Any
 
 import openai
 import pytest
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from openai.types.chat import ChatCompletionMessageParam
 from tokenizers import Tokenizer
 
 from maas.local import LocalStack
 from maas.registry import Manifest
 from tests.support.http import send
-from tests.support.llm import TINY_LLM_NAME, publish_tiny_llm, tiny_hf_folder, tiny_llm_folder
+from tests.support.llm import TINY_LLM_NAME, publish_tiny_llm, tiny_llm_folder
 from tests.support.llm_reference import reference_tokens
 
 MODEL = TINY_LLM_NAME
@@ -55,11 +56,13 @@ def served(isolated_module_env: pytest.MonkeyPatch) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def question_ids() -> list[int]:
-    """The question as the model's own tooling (transformers) renders its chat template, in token ids."""
-    from transformers import AutoTokenizer
-
-    rendered = AutoTokenizer.from_pretrained(tiny_hf_folder()).apply_chat_template(
-        [{"role": "user", "content": QUESTION_TEXT}], add_generation_prompt=True, tokenize=False
+    """The question in the model's own chat template, rendered by jinja2's sandbox as transformers renders
+    it (not by maas), in token ids."""
+    template = (tiny_llm_folder() / "chat_template.jinja").read_text(encoding="utf-8")
+    rendered = (
+        ImmutableSandboxedEnvironment()
+        .from_string(template)
+        .render(messages=[{"role": "user", "content": QUESTION_TEXT}], add_generation_prompt=True)
     )
     return tokenizer().encode(rendered, add_special_tokens=False).ids
 
