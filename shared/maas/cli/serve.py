@@ -70,6 +70,7 @@ def serve(
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("maas.local").setLevel(logging.INFO)
     logging.getLogger(__name__).setLevel(logging.INFO)
+    logging.getLogger(LlmSeeding.__module__).setLevel(logging.INFO)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
@@ -85,7 +86,8 @@ def serve(
             seeder=example_seeder(),
         ) as stack:
             print(stack.banner(), flush=True)
-            if llm if llm is not None else llm_wanted(os.environ):
+            wanted = llm if llm is not None else llm_wanted(os.environ)
+            if wanted:
                 seeding = LlmSeeding(stack.registry, url=stack.url, routes=stack.template.routes).start()
                 print(seeding.banner(), flush=True)
             else:

@@ -83,9 +83,9 @@ def llm_banner(
     name = reference.split("@", 1)[0]
     if state == "publishing":
         return (
-            f"LLM: publishing {reference} in the background (first run only: import, export, parity and "
-            f"perplexity checks take minutes); the API answers meanwhile and a line here says when it is "
-            f"ready. {detail}"
+            f"LLM: publishing {reference} in the background (the first run on this machine builds it: "
+            "import, export, parity and perplexity checks take minutes; later runs reuse that build); the "
+            f"API answers meanwhile and a line here says when it is ready. {detail}"
         )
     if state == "failed":
         return (
