@@ -54,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="template parameters, as `sam deploy` takes them (default: $MAAS_LOCAL_PARAMETERS), "
         "e.g. 'DataPlaneAuth=AWS_IAM'",
     )
+    serve.add_argument(
+        "--no-llm",
+        dest="llm",
+        action="store_false",
+        default=None,
+        help="do not publish the LLM (smollm2-135m) in the background (default: $MAAS_SERVE_LLM, else do)",
+    )
     serve.set_defaults(command=serve_command)
     return parser
 
@@ -67,6 +74,7 @@ def serve_command(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         parameters=None if overrides is None else parse_parameter_overrides(overrides),
+        llm=args.llm,
     )
     return 0
 

@@ -1,7 +1,8 @@
 """`maas serve` (what `make serve` runs): the local stack, seeded with the example models, until Ctrl-C.
 
 The seeding lives here rather than in `maas.local` because it trains models: the CLI is the one layer
-that may compose the local emulator with the training code, so neither of those imports the other.
+that may compose the local emulator with the training code, so neither of those imports the other. The
+example models are published before the stack serves; the LLM after, in the background (maas.cli.serve_llm).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any
 
+from maas.cli.serve_llm import ENV_SERVE_LLM, SERVED_LLM, LlmSeeding, llm_wanted
 from maas.local.stack import (
     DEFAULT_PORT,
     ENV_LOCAL_PARAMETERS,
@@ -24,6 +26,7 @@ from maas.local.stack import (
     parse_parameter_overrides,
     read_timeout_from_environment,
 )
+from maas.local.stack_banner import llm_banner
 from maas.registry import Manifest, ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -56,13 +59,18 @@ def example_seeder(models: Sequence[str] = SEED_MODELS, overrides: Mapping[str, 
 
 
 def serve(
-    host: str = "127.0.0.1", port: int = DEFAULT_PORT, parameters: Mapping[str, str] | None = None
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    parameters: Mapping[str, str] | None = None,
+    *,
+    llm: bool | None = None,
 ) -> None:
     """Run the local stack until Ctrl-C. Template parameter overrides come from `parameters`, else from
-    MAAS_LOCAL_PARAMETERS."""
+    MAAS_LOCAL_PARAMETERS; whether to publish the LLM from `llm`, else from MAAS_SERVE_LLM."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("maas.local").setLevel(logging.INFO)
     logging.getLogger(__name__).setLevel(logging.INFO)
+    logging.getLogger(LlmSeeding.__module__).setLevel(logging.INFO)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
@@ -78,7 +86,19 @@ def serve(
             seeder=example_seeder(),
         ) as stack:
             print(stack.banner(), flush=True)
-            threading.Event().wait()
+            wanted = llm if llm is not None else llm_wanted(os.environ)
+            if wanted:
+                seeding = LlmSeeding(stack.registry, url=stack.url, routes=stack.template.routes).start()
+                print(seeding.banner(), flush=True)
+            else:
+                seeding = None
+                off = f"{ENV_SERVE_LLM}=0 or --no-llm"
+                print(llm_banner(url=stack.url, routes=[], reference=SERVED_LLM, state="off", detail=off))
+            try:
+                threading.Event().wait()
+            finally:
+                if seeding is not None:
+                    seeding.stop()
     except KeyboardInterrupt:
         print("\nstopped", flush=True)
 

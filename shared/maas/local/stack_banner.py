@@ -11,7 +11,7 @@ import posixpath
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from maas.config import ENV_BUCKET
 from maas.local.object_store import EMBEDDED_REGION, StoreChoice
@@ -21,6 +21,9 @@ from maas.local.template_reader import TEMPLATE_FILE
 from maas.local.template_routes import TemplateRoutes
 
 ASYNC_QUEUE_RESOURCE = "AsyncQueue"
+LLM_EXAMPLE_QUESTION = "What is the capital of France?"
+# publishing: in the background; ready: published now or found in the store; failed; off: not asked for.
+LlmState = Literal["publishing", "ready", "failed", "off"]
 # A curl command that signs a call to the given path for an AWS_IAM route.
 SigningExample = Callable[[str], str]
 
@@ -35,17 +38,75 @@ def curl_example(
     url: str, routes: Sequence[TemplateRoute], model: str, signing_example: SigningExample | None
 ) -> str:
     """An infer call of `model` as curl, signed or with a bearer token when the route requires one."""
+    return curl_post(url, routes, f"/v2/models/{model}/infer", example_infer_body(), signing_example)
+
+
+def curl_post(
+    url: str,
+    routes: Sequence[TemplateRoute],
+    path: str,
+    body: Mapping[str, Any],
+    signing_example: SigningExample | None,
+    *,
+    streamed: bool = False,
+) -> str:
+    """A JSON POST to `path` as curl, signed or with a bearer token when the route requires one;
+    `streamed` keeps curl from buffering what it prints."""
     url = url.replace("://0.0.0.0:", "://127.0.0.1:")
-    body = json.dumps(example_infer_body(), separators=(",", ":"))
-    path = f"/v2/models/{model}/infer"
     match = TemplateRoutes(routes).match("POST", path)
     authorization = match.route.authorization.type if match is not None else "NONE"
-    command = f"curl -s -X POST {url}{path}"
-    if authorization == "AWS_IAM" and signing_example is not None:
-        command = signing_example(path).replace("curl -s ", "curl -s -X POST ", 1)
+    curl = "curl -sN" if streamed else "curl -s"
+    command = f"{curl} -X POST {url}{path}"
+    if authorization == "AWS_IAM":
+        if signing_example is None:
+            command = f"# sign it with SigV4 (service execute-api), as above\n{command}"
+        else:
+            command = signing_example(path).replace("curl -s ", f"{curl} -X POST ", 1)
     elif authorization == "JWT":
         command += ' \\\n  -H "Authorization: Bearer $TOKEN"'
-    return f"{command} \\\n  -H 'Content-Type: application/json' \\\n  -d {shlex.quote(body)}"
+    text = json.dumps(body, separators=(",", ":"))
+    return f"{command} \\\n  -H 'Content-Type: application/json' \\\n  -d {shlex.quote(text)}"
+
+
+def llm_banner(
+    *,
+    url: str,
+    routes: Sequence[TemplateRoute],
+    reference: str,
+    state: LlmState,
+    detail: str = "",
+    signing_example: SigningExample | None = None,
+) -> str:
+    """What `make serve` says about its LLM: being published in the background (`detail`: how to skip it),
+    ready (`detail`: which version and how long it took, followed by a chat to paste), failed (`detail`:
+    why), or off."""
+    name = reference.split("@", 1)[0]
+    if state == "publishing":
+        return (
+            f"LLM: publishing {reference} in the background (the first run on this machine builds it: "
+            "import, export, parity and perplexity checks take minutes; later runs reuse that build); the "
+            f"API answers meanwhile and a line here says when it is ready. {detail}"
+        )
+    if state == "failed":
+        return (
+            f"LLM: publishing {name} failed, the rest serves on: {detail}\n"
+            f"  retry: restart make serve, or `maas train {name}` and `maas models alias {name} production N`"
+        )
+    if state == "off":
+        return f"LLM: not published ({detail}); `maas train {name}` publishes it"
+    chat = {
+        "model": reference,
+        "messages": [{"role": "user", "content": LLM_EXAMPLE_QUESTION}],
+        "stream": True,
+    }
+    local = url.replace("://0.0.0.0:", "://127.0.0.1:")
+    return "\n".join(
+        [
+            f"LLM ready: {reference} ({detail}); chat with it, streamed token by token:",
+            curl_post(url, routes, "/openai/v1/chat/completions", chat, signing_example, streamed=True),
+            f'  or the openai SDK: OpenAI(base_url="{local}/openai/v1", api_key="unused")',
+        ]
+    )
 
 
 def stack_banner(
