@@ -152,9 +152,11 @@ def test_the_document_describes_every_route_the_function_serves(
     served_document: dict[str, Any], isolated_env: pytest.MonkeyPatch
 ) -> None:
     isolated_env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    function = load_function_module("infer")
+    # One document describes the data plane: the infer function's routes and the generate function's.
     served = {
-        (method.lower(), re.sub(r"<(\w+)>", r"{\1}", rule)) for method, rule in function.app.http.routes.rules
+        (method.lower(), re.sub(r"<(\w+)>", r"{\1}", rule))
+        for name in ("infer", "generate")
+        for method, rule in load_function_module(name).app.http.routes.rules
     }
 
     documented = {(method, path) for path, item in served_document["paths"].items() for method in item}

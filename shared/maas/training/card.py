@@ -291,8 +291,10 @@ def _quantization(report: ModelReport) -> str:
     if quant.base_version is not None:
         facts.append(["fp32 version", str(quant.base_version)])
     facts.append(["Allowed degradation", format_number(quant.max_degradation)])
+    # "int8-dynamic", "int4-weight-only": the precision is the scheme's first word.
+    precision = quant.scheme.partition("-")[0]
     comparison = table(
-        ["Metric", "fp32", "int8", "Delta (int8 - fp32)"],
+        ["Metric", "fp32", precision, f"Delta ({precision} - fp32)"],
         [
             [
                 quant.metric,
