@@ -30,8 +30,11 @@ test: $(INSTALLED)
 
 # Speed and memory beside their targets, each measured in a fresh process, into bench-results/results.json
 # and results.md. A missed target is reported, not failed. MAAS_BENCH_BATCH_SIZES_MB=10,50 for a quick run.
+# The whole suite replaces the record; some cases (files in PYTEST_ARGS, e.g.
+# `make bench PYTEST_ARGS="benchmarks/test_llm_decode.py"`, or -k) are merged into it, each case's rows in
+# place of its older ones, each row dated by the run that measured it (benchmarks/record.py).
 bench: $(INSTALLED)
-	MAAS_BENCH=1 $(PY) -m pytest benchmarks -p no:xdist -q $(PYTEST_ARGS)
+	MAAS_BENCH=1 $(PY) -m pytest $(if $(filter benchmarks/%,$(PYTEST_ARGS)),,benchmarks) -p no:xdist -q $(PYTEST_ARGS)
 
 # The full training configs, a search and int8 versions, published to the local stack; see demo-results/.
 demo: $(INSTALLED)

@@ -1,8 +1,9 @@
-"""The benchmark record: the machine, and each measurement beside its target, as JSON and a markdown table.
+"""The benchmark run: the machine, each measurement beside its target, and the fresh processes that measure.
 
 A case measures and records; it never asserts on a number. A missed target is reported as missed, and only
 an error (a job that fails, a process that crashes) fails `make bench`. Adding a case is adding one
-`test_*.py` module whose tests take the `bench_results` fixture and call `record`.
+`test_*.py` module whose tests take the `bench_results` fixture and call `record`. How the run's rows
+become bench-results/ (replacing the record, or merged into it) is `benchmarks.record`'s.
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -23,60 +22,17 @@ from typing import Any
 
 from tests.support.paths import ROOT
 
+from benchmarks.record import Measurement, Run, merged, previous_runs, write_record
+
 RESULTS_DIR = ROOT / "bench-results"
-RESULTS_JSON = "results.json"
-RESULTS_MD = "results.md"
 MIB = 1024 * 1024
 VERSIONED_PACKAGES = ("onnxruntime", "numpy", "torch", "boto3", "moto")
 # Variables that would point a measured process at another store or change how the function behaves.
 ISOLATED_ENV_PREFIXES = ("AWS_", "MAAS_", "POWERTOOLS_")
-# Fixed-precision units; anything else prints with 3 significant digits.
-UNIT_DECIMALS = {"MB": 1, "%": 1, "s": 1, "ms": 2, "rows/s": 0, "us": 0, "x": 2}
 
 
 class BenchError(RuntimeError):
     """A benchmark could not measure: this fails `make bench`, unlike a missed target."""
-
-
-@dataclass(frozen=True, slots=True)
-class Measurement:
-    case: str
-    name: str
-    unit: str
-    samples: tuple[float, ...]
-    target: str | None = None
-    met: bool | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def value(self) -> float:
-        return statistics.median(self.samples)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "case": self.case,
-            "measurement": self.name,
-            "value": self.value,
-            "unit": self.unit,
-            "repeats": len(self.samples),
-            "median": self.value,
-            "min": min(self.samples),
-            "max": max(self.samples),
-            "samples": list(self.samples),
-            "target": self.target,
-            "met": self.met,
-            "details": dict(self.details),
-        }
-
-    def value_text(self) -> str:
-        text = format_value(self.value, self.unit)
-        if len(self.samples) > 1:
-            low, high = (
-                format_number(min(self.samples), self.unit),
-                format_number(max(self.samples), self.unit),
-            )
-            text += f" (min {low}, max {high}, {len(self.samples)} runs)"
-        return text
 
 
 class BenchResults:
@@ -108,18 +64,16 @@ class BenchResults:
         self.measurements.append(measurement)
         return measurement
 
-    def write(self, folder: Path = RESULTS_DIR) -> tuple[Path, Path] | None:
-        """Write both files; nothing when no case measured, so an erroring run keeps the last results."""
+    def write(self, folder: Path = RESULTS_DIR, *, merge: bool = False) -> str | None:
+        """Write results.json and results.md: this run alone, or with `merge` this run's cases in place
+        of their older rows in the record (see `benchmarks.record`). Nothing when no case measured, so
+        an erroring run keeps the last results. Returns the markdown."""
         if not self.measurements:
             return None
-        folder.mkdir(parents=True, exist_ok=True)
-        machine = machine_info(self.started_at)
-        json_path, md_path = folder / RESULTS_JSON, folder / RESULTS_MD
-        document = {"machine": machine, "measurements": [m.as_json() for m in self.measurements]}
-        json_path.write_text(json.dumps(document, indent=2) + "\n")
-        self.markdown = markdown_table(machine, self.measurements)
-        md_path.write_text(self.markdown)
-        return json_path, md_path
+        run = Run(machine_info(self.started_at), list(self.measurements))
+        runs = merged(previous_runs(folder), run) if merge else [run]
+        self.markdown = write_record(folder, runs)
+        return self.markdown
 
 
 def machine_info(when: datetime) -> dict[str, Any]:
@@ -139,72 +93,6 @@ def machine_info(when: datetime) -> dict[str, Any]:
         "packages": versions,
         "commit": _git_commit(),
     }
-
-
-def markdown_table(machine: Mapping[str, Any], measurements: Sequence[Measurement]) -> str:
-    """The targets first, each with its verdict, then every measurement: what the README shows."""
-    packages = machine["packages"]
-    header = ["| case | measurement | value | target | met |", "|---|---|---|---|---|"]
-    lines = [
-        f"Measured {machine['date']} on {machine['cpu']} ({machine['cores']} cores, "
-        f"{machine['memory_gib']} GiB), Python {machine['python']}, onnxruntime {packages['onnxruntime']}, "
-        f"numpy {packages['numpy']}, torch {packages['torch']}.",
-        "",
-        "#### Targets",
-        "",
-        *header,
-        *(_row(m) for m in measurements if m.target is not None),
-        "",
-        "#### Every measurement",
-        "",
-        *header,
-        *(_row(m) for m in measurements),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _row(m: Measurement) -> str:
-    met = "" if m.met is None else ("yes" if m.met else "**no**")
-    return f"| {m.case} | {m.name} | {m.value_text()} | {m.target or ''} | {met} |"
-
-
-def _spread(item: Mapping[str, Any]) -> list[float]:
-    """Samples with the recorded median, min, max and count, for a results.json that kept no samples."""
-    repeats = int(item.get("repeats", 1))
-    if repeats <= 1:
-        return [item["value"]]
-    if repeats == 2:
-        return [item["min"], item["max"]]
-    return [item["min"], *[item["median"]] * (repeats - 2), item["max"]]
-
-
-def rewrite_markdown(json_path: Path) -> str:
-    """The table again from a results.json, e.g. one written before the table's layout changed."""
-    document = json.loads(json_path.read_text())
-    measurements = [
-        Measurement(
-            case=item["case"],
-            name=item["measurement"],
-            unit=item["unit"],
-            samples=tuple(item.get("samples") or _spread(item)),
-            target=item.get("target"),
-            met=item.get("met"),
-        )
-        for item in document["measurements"]
-    ]
-    return markdown_table(document["machine"], measurements)
-
-
-def format_number(value: float, unit: str) -> str:
-    decimals = UNIT_DECIMALS.get(unit)
-    if decimals is None:
-        return f"{value:.3g}"
-    return f"{value:,.{decimals}f}"
-
-
-def format_value(value: float, unit: str) -> str:
-    number = format_number(value, unit)
-    return f"{number}%" if unit == "%" else f"{number} {unit}"
 
 
 def isolated_env(overrides: Mapping[str, str]) -> dict[str, str]:
