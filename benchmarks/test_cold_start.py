@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import json
 import statistics
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +26,7 @@ from tests.support.events import load_event
 from tests.support.paths import ROOT
 
 from benchmarks.harness import BenchError, BenchResults, isolated_env, run_isolated
+from benchmarks.phases import ms_of, phase_medians
 from benchmarks.store import STORE_REGION
 from maas.registry import Manifest, ModelRegistry
 from maas.runtime import TextTokenizer
@@ -226,32 +226,3 @@ def check_answers(manifest: Manifest, maas: dict[str, Any], baseline: dict[str, 
             f"{manifest.name}: expected the function's first output to match the baseline's within "
             f"{ANSWER_TOLERANCE}, got {served[:4]}... against {expected[:4]}..."
         )
-
-
-def ms_of(reports: Sequence[dict[str, Any]], field: str) -> list[float]:
-    return [1000 * report[field] for report in reports]
-
-
-def phase_medians(reports: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Each step's median ms, and the rest of the first invocation outside them (the function: routing,
-    decoding, logs, metrics, encoding; `load_model`: signature check, temporary folder)."""
-    medians = step_medians(reports, "phases_s", "first_invocation_s", "everything else")
-    if any("load_phases_s" in report for report in reports):
-        loads = [{**r, "load_s": r["phases_s"].get("load_model", 0.0)} for r in reports]
-        medians |= {
-            f"load_model: {name}": ms
-            for name, ms in step_medians(loads, "load_phases_s", "load_s", "the rest").items()
-        }
-    return medians
-
-
-def step_medians(
-    reports: Sequence[dict[str, Any]], steps_field: str, total_field: str, rest_name: str
-) -> dict[str, float]:
-    names = sorted({name for report in reports for name in report[steps_field]})
-    medians = {
-        name: round(statistics.median(1000 * r[steps_field].get(name, 0.0) for r in reports), 1)
-        for name in names
-    }
-    rest = [1000 * (r[total_field] - sum(r[steps_field].values())) for r in reports]
-    return {**medians, rest_name: round(statistics.median(rest), 1)}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,8 @@ import torch
 
 from benchmarks.harness import MIB, BenchError, BenchResults
 from benchmarks.store import ModelZoo
-from benchmarks.timing import interleaved, per_call
+from benchmarks.timing import interleaved
+from benchmarks.torch_threads import fastest_torch_threads
 from benchmarks.workloads import BATCH_SIZES, Workload, repeats_within, workload
 from maas.runtime import SessionConfig, usable_cpus, write_model_files
 from maas.training import TrainedModel
@@ -44,9 +45,6 @@ US = 1e6
 # Seconds of timing per interleaved pair; a microsecond-scale model gets MOST_PAIRS, MiniLM at 32 LEAST.
 PAIR_BUDGET_S = 2.0
 LEAST_PAIRS, MOST_PAIRS = 10, 300
-# Seconds spent timing torch at each thread count before the pair, to pick its faster one.
-TORCH_THREADS_BUDGET_S = 0.5
-LEAST_TORCH_THREADS_CALLS, MOST_TORCH_THREADS_CALLS = 3, 100
 # Two thread pools alternate call by call here (two sessions, or a session and torch's OpenMP), which
 # never happens in the function: a pool that spins after its call would hold the core the other needs.
 SPINNING_CONFIG = "session.intra_op.allow_spinning"
@@ -94,24 +92,6 @@ def input_details(work: Workload) -> dict[str, Any]:
     if work.texts is not None:
         details["texts"] = "realistic_texts(): 10-25 words each, tokenized by the serving tokenizer"
     return details
-
-
-def fastest_torch_threads(eager: Callable[[], object], threads: int) -> tuple[int, dict[int, float]]:
-    """torch's faster thread count, one or `threads` (left set), with the median microseconds of each.
-
-    torch's OpenMP threads meet at the end of every op; on two cores shared with other work, measured
-    here, two threads ran the small recipes 10 to 40 times slower than one. Comparing against the slower
-    setting would credit onnxruntime with torch's threading trouble."""
-    microseconds: dict[int, float] = {}
-    for count in sorted({1, threads}):
-        torch.set_num_threads(count)
-        calls = repeats_within(
-            (eager,), TORCH_THREADS_BUDGET_S, least=LEAST_TORCH_THREADS_CALLS, most=MOST_TORCH_THREADS_CALLS
-        )
-        microseconds[count] = statistics.median(per_call(eager, repeats=calls, warmup=1)) * US
-    fastest = min(microseconds, key=microseconds.__getitem__)
-    torch.set_num_threads(fastest)
-    return fastest, microseconds
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
