@@ -2,6 +2,11 @@
 
 The moto server lives in this process and every measurement in a fresh child, so the store's memory and
 CPU bookkeeping never count as the function's.
+
+A run of the whole folder replaces bench-results/ with what it measured. A run of some cases merges into
+it: files or tests named on the command line (`make bench PYTEST_ARGS=benchmarks/test_llm_decode.py`),
+or a selection by -k or -m. Each case measured then replaces that case's older rows; the other rows stay,
+each marked with the run that measured it (benchmarks.record).
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import redirect_stdout
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -18,6 +24,7 @@ from tests.support.aws import TEST_BUCKET, moto_server, use_fake_aws
 from tests.support.functions import load_function_module
 
 from benchmarks.harness import BenchResults
+from benchmarks.llm_models import LlmZoo
 from benchmarks.store import SEED_OVERRIDES, STORE_CREDENTIALS, STORE_REGION, BenchStore, ModelZoo
 from maas.config import ENV_INTRA_OP_THREADS
 from maas.registry import ModelRegistry
@@ -29,6 +36,7 @@ if TYPE_CHECKING:
 BENCH_ENV = "MAAS_BENCH"
 BENCHMARKS_ON = os.environ.get(BENCH_ENV) == "1"
 _RESULTS = pytest.StashKey[BenchResults]()
+_DESELECTED = pytest.StashKey[bool]()
 
 if not BENCHMARKS_ON:
     # A bare `pytest benchmarks` (or an IDE run) would spend minutes measuring; `make bench` sets the switch.
@@ -54,7 +62,19 @@ def bench_results(request: pytest.FixtureRequest) -> Iterator[BenchResults]:
     results = BenchResults()
     request.config.stash[_RESULTS] = results
     yield results
-    results.write()
+    results.write(merge=not ran_every_case(request.config))
+
+
+def ran_every_case(config: pytest.Config) -> bool:
+    """Whether the run was asked for the whole folder: nothing narrower named, nothing deselected."""
+    folder = Path(__file__).resolve().parent
+    named = {Path(config.invocation_params.dir, arg).resolve() for arg in config.args}
+    return named == {folder} and not config.stash.get(_DESELECTED, False)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if items:
+        items[0].config.stash[_DESELECTED] = True
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +99,11 @@ def bench_models() -> ModelZoo:
     return ModelZoo()
 
 
+@pytest.fixture(scope="session")
+def bench_llms() -> LlmZoo:
+    return LlmZoo()
+
+
 @pytest.fixture
 def stdout_to_devnull() -> Iterator[None]:
     with open(os.devnull, "w") as sink, redirect_stdout(sink):
@@ -89,10 +114,20 @@ def stdout_to_devnull() -> Iterator[None]:
 def infer_function(bench_store: BenchStore, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """A fresh infer function in this process, pointed at the bench store, with one intra-op thread per
     usable CPU (the runtime's default, set explicitly so the details can state it)."""
+    return bench_function("infer", bench_store, monkeypatch)
+
+
+@pytest.fixture
+def generate_function(bench_store: BenchStore, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """A fresh generate function in this process, as `infer_function` is."""
+    return bench_function("generate", bench_store, monkeypatch)
+
+
+def bench_function(function: str, bench_store: BenchStore, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     env = bench_store.function_env(**{ENV_INTRA_OP_THREADS: str(usable_cpus())})
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    return load_function_module("infer")
+    return load_function_module(function)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
