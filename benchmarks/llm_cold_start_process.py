@@ -1,0 +1,152 @@
+"""One LLM cold start in a fresh process: the generate function's first token and one generation after it, or
+the hand-written baseline.
+
+Request {"side": "maas", "function_path", "first_event", "generation_event"}: import
+functions/generate/app.py (timed on its own), answer `first_event` (a chat asking for one token: the first
+invocation of a container whose model cache is empty, so resolve, download, verify, session, warm-up and
+the first token), then `generation_event` (the same chat for the full token count), then read the
+process's peak resident memory: a fresh process that served one generation.
+
+Request {"side": "baseline", "endpoint_url", "region", "bucket", "keys", "model_file", "prompt_ids",
+"generation", "threads"}: import boto3, onnxruntime and numpy and make the S3 client (timed on their own),
+then `download_file` each key, open an InferenceSession with the function's options (threads, no
+spinning), and run one step: the prompt prefilled over an empty cache, argmax of the last logits.
+
+The baseline's download_file makes one GET per object, as the function does. By default it splits an
+object over 8 MB into ranged GETs on 10 threads, which S3 serves faster than one stream but the bench's
+moto server much slower (it copies the object for each range): measured here, 9.7 s against 2.4 s for
+int8's 255 MB. The default would flatter maas by moto's cost, not by anything S3 does.
+
+Stdlib only until the measured imports (see `isolated`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.cold_start_process import PhaseClock
+from benchmarks.isolated import cpu_seconds, import_app, peak_rss_kib, read_request, rss_kib, write_report
+
+# Above any object here, so download_file never splits one into ranged GETs.
+SINGLE_GET_THRESHOLD = 1 << 40
+
+
+def instrument_generator_load(steps: PhaseClock, load_steps: PhaseClock) -> None:
+    """Time the steps of a first chat by wrapping the functions that do them, where they are looked up at
+    call time, so the code path is the same; `load_steps` those inside `load_generator`."""
+    import onnxruntime
+
+    from maas.generation import loader
+    from maas.generation.text_generator import TextGenerator
+    from maas.registry.store import ModelRegistry
+    from maas.runtime import loaded_model
+
+    registry: Any = ModelRegistry
+    registry.alias_document = steps.wrap("resolve: GET alias", registry.alias_document)
+    registry.versions = steps.wrap("resolve: list versions", registry.versions)
+    registry.manifest = steps.wrap("GET manifest", registry.manifest)
+    generation_loader: Any = loader
+    generation_loader.load_generator = steps.wrap("load_generator", generation_loader.load_generator)
+
+    registry.read_artifact = load_steps.wrap("S3 GET + sha256", registry.read_artifact)
+    files: Any = loaded_model
+    files.write_model_files = load_steps.wrap("write /tmp", files.write_model_files)
+    runtime: Any = onnxruntime
+    runtime.InferenceSession = load_steps.wrap("InferenceSession", runtime.InferenceSession)
+    generator: Any = TextGenerator
+    generator.warm_up = load_steps.wrap("warm-up (prefill + step)", generator.warm_up)
+
+
+def run_maas(request: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    function = import_app(Path(request["function_path"]))
+    imported = time.perf_counter()
+    import_rss_kib = rss_kib()
+    steps, load_steps = PhaseClock(), PhaseClock()
+    instrument_generator_load(steps, load_steps)
+    cpu_started = cpu_seconds()
+    invoking = time.perf_counter()
+    first = function.lambda_handler(request["first_event"], None)
+    answered = time.perf_counter()
+    first_cpu_s = cpu_seconds() - cpu_started
+    peak_after_first_kib = peak_rss_kib()
+    generation = function.lambda_handler(request["generation_event"], None)
+    generated = time.perf_counter()
+    return {
+        "response": first,
+        "generation_response": generation,
+        "import_s": imported - started,
+        "first_invocation_s": answered - invoking,
+        "first_invocation_cpu_s": first_cpu_s,
+        "generation_s": generated - answered,
+        "phases_s": steps.seconds,
+        "load_phases_s": load_steps.seconds,
+        "rss_after_import_kib": import_rss_kib,
+        "peak_rss_after_first_kib": peak_after_first_kib,
+        "rss_after_generation_kib": rss_kib(),
+        "peak_rss_kib": peak_rss_kib(),
+    }
+
+
+def run_baseline(request: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    import boto3
+    import numpy as np
+    import onnxruntime as ort
+    from boto3.s3.transfer import TransferConfig
+
+    imported = time.perf_counter()
+    s3 = boto3.client("s3", endpoint_url=request["endpoint_url"], region_name=request["region"])
+    client_made = time.perf_counter()
+    import_rss_kib = rss_kib()
+    cpu_started = cpu_seconds()
+    # One GET per object: see the module docstring.
+    one_get = TransferConfig(multipart_threshold=SINGLE_GET_THRESHOLD)
+    with tempfile.TemporaryDirectory(prefix="maas-bench-baseline-") as folder:
+        for key in request["keys"]:
+            target = str(Path(folder) / key.rsplit("/", 1)[-1])
+            s3.download_file(request["bucket"], key, target, Config=one_get)
+        downloaded = time.perf_counter()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = request["threads"]
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(
+            str(Path(folder) / request["model_file"]), options, providers=["CPUExecutionProvider"]
+        )
+    opened = time.perf_counter()
+    generation = request["generation"]
+    ids = np.asarray([request["prompt_ids"]], np.int64)
+    empty = np.zeros((1, generation["num_kv_heads"], 0, generation["head_size"]), np.float32)
+    feeds = {generation["input_ids"]: ids, generation["attention_mask"]: np.ones_like(ids)}
+    for layer in range(generation["num_layers"]):
+        feeds[generation["past_key"] % layer] = empty
+        feeds[generation["past_value"] % layer] = empty
+    (logits,) = session.run([generation["logits"]], feeds)
+    token = int(np.argmax(logits[0, -1]))
+    answered = time.perf_counter()
+    return {
+        "token": token,
+        "import_s": imported - started,
+        "client_s": client_made - imported,
+        "first_invocation_s": answered - client_made,
+        "first_invocation_cpu_s": cpu_seconds() - cpu_started,
+        "phases_s": {
+            "download_file": downloaded - client_made,
+            "InferenceSession": opened - downloaded,
+            "one step (prefill + argmax)": answered - opened,
+        },
+        "rss_after_import_kib": import_rss_kib,
+        "peak_rss_kib": peak_rss_kib(),
+    }
+
+
+def main() -> None:
+    request = read_request()
+    write_report(run_maas(request) if request["side"] == "maas" else run_baseline(request))
+
+
+if __name__ == "__main__":
+    main()
