@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from benchmarks.isolated import cpu_seconds, import_app, peak_rss_kib, read_request, rss_kib, write_report
@@ -69,18 +70,22 @@ def instrument_first_invocation(steps: PhaseClock, load_steps: PhaseClock) -> No
     runtime.InferenceSession = load_steps.wrap("InferenceSession", runtime.InferenceSession)
 
 
-def run_maas(request: dict[str, Any]) -> dict[str, Any]:
+def first_invocation(
+    request: dict[str, Any], instrument: Callable[[PhaseClock, PhaseClock], None]
+) -> tuple[ModuleType, dict[str, Any]]:
+    """Import the function at `request["function_path"]` and answer `request["event"]` with its steps timed
+    by `instrument`: the function, and the report of its import and first invocation."""
     started = time.perf_counter()
     function = import_app(Path(request["function_path"]))
     imported = time.perf_counter()
     import_rss_kib = rss_kib()
     steps, load_steps = PhaseClock(), PhaseClock()
-    instrument_first_invocation(steps, load_steps)
+    instrument(steps, load_steps)
     invoke_cpu_started = cpu_seconds()
     invoking = time.perf_counter()
     response = function.lambda_handler(request["event"], None)
     answered = time.perf_counter()
-    return {
+    return function, {
         "response": response,
         "import_s": imported - started,
         "first_invocation_s": answered - invoking,
@@ -90,6 +95,10 @@ def run_maas(request: dict[str, Any]) -> dict[str, Any]:
         "rss_after_import_kib": import_rss_kib,
         "peak_rss_kib": peak_rss_kib(),
     }
+
+
+def run_maas(request: dict[str, Any]) -> dict[str, Any]:
+    return first_invocation(request, instrument_first_invocation)[1]
 
 
 def run_baseline(request: dict[str, Any]) -> dict[str, Any]:

@@ -99,6 +99,21 @@ def bench_models() -> ModelZoo:
     return ModelZoo()
 
 
+@pytest.fixture
+def threads() -> Iterator[int]:
+    """onnxruntime's intra-op threads: one per usable CPU, as the runtime sets them; torch's too, for the
+    cases that compare against it. torch's thread count is restored afterwards, whatever a case set it to."""
+    import torch  # only the cases against torch pay for its import
+
+    count = usable_cpus()
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield count
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def bench_llms() -> LlmZoo:
     return LlmZoo()

@@ -1,8 +1,8 @@
 """One LLM cold start in a fresh process: the generate function's first token and one generation after it, or
 the hand-written baseline.
 
-Request {"side": "maas", "function_path", "first_event", "generation_event"}: import
-functions/generate/app.py (timed on its own), answer `first_event` (a chat asking for one token: the first
+Request {"side": "maas", "function_path", "event", "generation_event"}: import
+functions/generate/app.py (timed on its own), answer `event` (a chat asking for one token: the first
 invocation of a container whose model cache is empty, so resolve, download, verify, session, warm-up and
 the first token), then `generation_event` (the same chat for the full token count), then read the
 process's peak resident memory: a fresh process that served one generation.
@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.cold_start_process import PhaseClock
-from benchmarks.isolated import cpu_seconds, import_app, peak_rss_kib, read_request, rss_kib, write_report
+from benchmarks.cold_start_process import PhaseClock, first_invocation
+from benchmarks.isolated import cpu_seconds, peak_rss_kib, read_request, rss_kib, write_report
 
 # Above any object here, so download_file never splits one into ranged GETs.
 SINGLE_GET_THRESHOLD = 1 << 40
@@ -61,31 +61,14 @@ def instrument_generator_load(steps: PhaseClock, load_steps: PhaseClock) -> None
 
 
 def run_maas(request: dict[str, Any]) -> dict[str, Any]:
+    function, report = first_invocation(request, instrument_generator_load)
     started = time.perf_counter()
-    function = import_app(Path(request["function_path"]))
-    imported = time.perf_counter()
-    import_rss_kib = rss_kib()
-    steps, load_steps = PhaseClock(), PhaseClock()
-    instrument_generator_load(steps, load_steps)
-    cpu_started = cpu_seconds()
-    invoking = time.perf_counter()
-    first = function.lambda_handler(request["first_event"], None)
-    answered = time.perf_counter()
-    first_cpu_s = cpu_seconds() - cpu_started
-    peak_after_first_kib = peak_rss_kib()
     generation = function.lambda_handler(request["generation_event"], None)
     generated = time.perf_counter()
-    return {
-        "response": first,
+    return report | {
         "generation_response": generation,
-        "import_s": imported - started,
-        "first_invocation_s": answered - invoking,
-        "first_invocation_cpu_s": first_cpu_s,
-        "generation_s": generated - answered,
-        "phases_s": steps.seconds,
-        "load_phases_s": load_steps.seconds,
-        "rss_after_import_kib": import_rss_kib,
-        "peak_rss_after_first_kib": peak_after_first_kib,
+        "generation_s": generated - started,
+        "peak_rss_after_first_kib": report["peak_rss_kib"],
         "rss_after_generation_kib": rss_kib(),
         "peak_rss_kib": peak_rss_kib(),
     }

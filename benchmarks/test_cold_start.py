@@ -25,8 +25,8 @@ import pytest
 from tests.support.events import load_event
 from tests.support.paths import ROOT
 
+from benchmarks.cold_starts import ColdStartRows, ms_of, record_first_invocations
 from benchmarks.harness import BenchError, BenchResults, isolated_env, run_isolated
-from benchmarks.phases import ms_of, phase_medians
 from benchmarks.store import STORE_REGION
 from maas.registry import Manifest, ModelRegistry
 from maas.runtime import TextTokenizer
@@ -39,7 +39,6 @@ CASE = "cold start"
 CHILD = "benchmarks.cold_start_process"
 RECIPES = ("seed-mlp", "digits-resnet", "minilm-embed")
 PAIRS = 5
-RATIO_TARGET = 1.2
 ROWS = 3
 CHILD_TIMEOUT_S = 300.0
 # The answers of both sides must agree: they ran the same graph on the same tensors.
@@ -91,39 +90,18 @@ def test_first_invocation_against_download_session_and_run(
     pairs = [run_pair(index) for index in range(PAIRS)]
     maas_runs, baseline_runs = [p[0] for p in pairs], [p[1] for p in pairs]
 
-    maas_ms = ms_of(maas_runs, "first_invocation_s")
-    baseline_ms = ms_of(baseline_runs, "first_invocation_s")
     artifact_mb = round(sum(manifest.artifact(path).bytes for path in loaded_files(manifest)) / 2**20, 2)
-    bench_results.record(
+    record_first_invocations(
+        bench_results,
         CASE,
-        f"{recipe}: first invocation (fresh process, empty cache)",
-        maas_ms,
-        "ms",
-        details={
-            "artifacts_mb": artifact_mb,
-            "phases_ms_median": phase_medians(maas_runs),
-            "cpu_ms_median": round(statistics.median(ms_of(maas_runs, "first_invocation_cpu_s")), 1),
-        },
-    )
-    bench_results.record(
-        CASE,
-        f"{recipe}: baseline download_file + InferenceSession + run",
-        baseline_ms,
-        "ms",
-        details={
-            "phases_ms_median": phase_medians(baseline_runs),
-            "cpu_ms_median": round(statistics.median(ms_of(baseline_runs, "first_invocation_cpu_s")), 1),
-        },
-    )
-    ratios = [m / b for m, b in zip(maas_ms, baseline_ms, strict=True)]
-    bench_results.record(
-        CASE,
-        f"{recipe}: first invocation / baseline",
-        ratios,
-        "x",
-        target=f"≤ {RATIO_TARGET:g}x",
-        met=statistics.median(ratios) <= RATIO_TARGET,
-        details={"ratio_of_medians": round(statistics.median(maas_ms) / statistics.median(baseline_ms), 2)},
+        ColdStartRows(
+            first=f"{recipe}: first invocation (fresh process, empty cache)",
+            baseline=f"{recipe}: baseline download_file + InferenceSession + run",
+            ratio=f"{recipe}: first invocation / baseline",
+        ),
+        maas_runs,
+        baseline_runs,
+        first_details={"artifacts_mb": artifact_mb},
     )
     bench_results.record(
         CASE,

@@ -26,10 +26,10 @@ import pytest
 from tests.support.paths import ROOT
 from tokenizers import Tokenizer
 
+from benchmarks.cold_starts import ColdStartRows, ms_of, record_first_invocations
 from benchmarks.harness import MIB, BenchError, BenchResults, isolated_env, run_isolated
 from benchmarks.llm_models import BenchLlm, LlmZoo
 from benchmarks.llm_workload import MAX_TOKENS, OK, chat_event, generation_of, load_average, prompt_ids
-from benchmarks.phases import ms_of, phase_medians
 from benchmarks.store import STORE_REGION, BenchStore
 from maas.registry import Generation, ModelRegistry
 from maas.runtime import usable_cpus
@@ -37,7 +37,6 @@ from maas.runtime import usable_cpus
 CASE = "llm cold start"
 CHILD = "benchmarks.llm_cold_start_process"
 PAIRS = 3
-RATIO_TARGET = 1.2
 RSS_TARGET = 1.3
 CHILD_TIMEOUT_S = 600.0
 KIB = 1024
@@ -71,7 +70,7 @@ def test_first_token_against_download_session_and_step(
     maas_request: dict[str, Any] = {
         "side": "maas",
         "function_path": str(ROOT / "functions" / "generate" / "app.py"),
-        "first_event": chat_event(manifest.name, max_tokens=1),
+        "event": chat_event(manifest.name, max_tokens=1),
         "generation_event": chat_event(manifest.name),
     }
     prefix = ModelRegistry(bench_store.s3, bench_store.bucket).version_prefix(manifest.name, manifest.version)
@@ -107,56 +106,24 @@ def test_first_token_against_download_session_and_step(
     pairs = [run_pair(index) for index in range(PAIRS)]
     load_after = load_average()
     maas_runs, baseline_runs = [p[0] for p in pairs], [p[1] for p in pairs]
-    _record_cold_start(bench_results, llm, maas_runs, baseline_runs, [load_before, load_after])
-    _record_memory(bench_results, llm, generation, len(ids), maas_runs, baseline_runs)
-
-
-def _record_cold_start(
-    results: BenchResults,
-    llm: BenchLlm,
-    maas_runs: list[dict[str, Any]],
-    baseline_runs: list[dict[str, Any]],
-    load_averages: list[list[float]],
-) -> None:
-    maas_ms = ms_of(maas_runs, "first_invocation_s")
-    baseline_ms = ms_of(baseline_runs, "first_invocation_s")
-    results.record(
+    record_first_invocations(
+        bench_results,
         CASE,
-        f"{llm.precision}: first token (fresh process, empty cache)",
-        maas_ms,
-        "ms",
-        details={
+        ColdStartRows(
+            first=f"{precision}: first token (fresh process, empty cache)",
+            baseline=f"{precision}: baseline download_file + InferenceSession + one step",
+            ratio=f"{precision}: first token / baseline",
+        ),
+        maas_runs,
+        baseline_runs,
+        load_step="load_generator",
+        first_details={
             "model_mb": round(llm.model_bytes / MIB, 1),
-            "phases_ms_median": phase_medians(maas_runs, "load_generator"),
-            "cpu_ms_median": round(statistics.median(ms_of(maas_runs, "first_invocation_cpu_s")), 1),
             "import_ms_median": round(statistics.median(ms_of(maas_runs, "import_s")), 1),
         },
+        ratio_details={"load_average_before_and_after": [load_before, load_after]},
     )
-    results.record(
-        CASE,
-        f"{llm.precision}: baseline download_file + InferenceSession + one step",
-        baseline_ms,
-        "ms",
-        details={
-            "phases_ms_median": phase_medians(baseline_runs),
-            "cpu_ms_median": round(statistics.median(ms_of(baseline_runs, "first_invocation_cpu_s")), 1),
-            "imports_ms_median": round(statistics.median(ms_of(baseline_runs, "import_s")), 1),
-            "client_ms_median": round(statistics.median(ms_of(baseline_runs, "client_s")), 1),
-        },
-    )
-    ratios = [m / b for m, b in zip(maas_ms, baseline_ms, strict=True)]
-    results.record(
-        CASE,
-        f"{llm.precision}: first token / baseline",
-        ratios,
-        "x",
-        target=f"≤ {RATIO_TARGET:g}x",
-        met=statistics.median(ratios) <= RATIO_TARGET,
-        details={
-            "ratio_of_medians": round(statistics.median(maas_ms) / statistics.median(baseline_ms), 2),
-            "load_average_before_and_after": load_averages,
-        },
-    )
+    _record_memory(bench_results, llm, generation, len(ids), maas_runs, baseline_runs)
 
 
 def _record_memory(

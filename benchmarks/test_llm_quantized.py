@@ -3,8 +3,10 @@ and int8 against transformers' `generate` in torch eager, each pair interleaved 
 
 Quantized against fp32: decode tokens/s (each step after the first token, prefill excluded), the same
 prompt and MAX_TOKENS, each graph in its own session with one intra-op thread per usable CPU and no
-spinning (the generate function's options). The builder's int8 and int4 are weight-only (MatMulNBits,
-block-wise). Perplexity on the recipe's held-out text is read from each published manifest's metrics.
+spinning (the generate function's options). int8 and int4 are the recipe's weight-only builds
+(MatMulNBits, with the builder options its manifest's params name). Perplexity on the recipe's held-out
+text, and int8's and int4's greedy agreement with fp32, are read from each manifest's metrics: the
+recipe measured them when it built the versions.
 
 int8 against torch: tokens/s of a whole greedy generation (prefill included on both sides) of the same
 prompt ids: the raw loop on the int8 graph, and `LlamaForCausalLM.generate(do_sample=False)` on the fp32
@@ -19,7 +21,6 @@ Targets: int8 >= 1.8x fp32 decode tokens/s; int8 >= 2x torch. int4 is reported, 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -39,7 +40,6 @@ from benchmarks.store import BenchStore
 from benchmarks.timing import interleaved
 from benchmarks.torch_threads import fastest_torch_threads
 from maas.generation.reference import ReferenceRun
-from maas.runtime import usable_cpus
 
 CASE = "llm quantized"
 TORCH_CASE = "llm vs torch"
@@ -49,18 +49,6 @@ MIN_TORCH_SPEEDUP = 2.0
 # New tokens of the generations that pick torch's thread count.
 THREADS_PROBE_TOKENS = 8
 PERPLEXITY = "perplexity"
-
-
-@pytest.fixture
-def threads() -> Iterator[int]:
-    """One intra-op thread per usable CPU for onnxruntime and torch alike; torch's count is restored."""
-    count = usable_cpus()
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield count
-    finally:
-        torch.set_num_threads(before)
 
 
 class RawLoop:
@@ -204,15 +192,18 @@ def test_int8_against_torch_generate(
 
 
 def _record_perplexity(results: BenchResults, llm: BenchLlm) -> None:
-    value = llm.manifest.metrics.get(PERPLEXITY)
-    if value is None:
-        return
+    metrics = llm.manifest.metrics
     results.record(
         CASE,
         f"{llm.precision}: perplexity on the recipe's held-out English text",
-        value,
+        metrics[PERPLEXITY],
         "ppl",
-        details={"from": "the published manifest's metrics (maas.training.llm.perplexity)"},
+        details={
+            "from": "the published manifest's metrics, as the recipe measured them",
+            **{name: value for name, value in metrics.items() if name != PERPLEXITY},
+            "builder_options": llm.manifest.params.get("builder_options"),
+            "refused_by_the_recipe": llm.refusal,
+        },
     )
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from benchmarks.store import ModelZoo
 from benchmarks.timing import interleaved
 from benchmarks.torch_threads import fastest_torch_threads
 from benchmarks.workloads import BATCH_SIZES, Workload, repeats_within, workload
-from maas.runtime import SessionConfig, usable_cpus, write_model_files
+from maas.runtime import SessionConfig, write_model_files
 from maas.training import TrainedModel
 from maas.training.metrics import degradation
 from maas.training.quantize import DEFAULT_MAX_DEGRADATION
@@ -54,19 +53,6 @@ SPINNING_NOTE = (
 )
 MIN_TORCH_SPEEDUP = 1.0
 MIN_INT8_SPEEDUP = 1.5
-
-
-@pytest.fixture
-def threads() -> Iterator[int]:
-    """onnxruntime's intra-op threads: one per usable CPU, as the runtime sets them. torch's thread count
-    is restored afterwards, whatever a case set it to."""
-    count = usable_cpus()
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield count
-    finally:
-        torch.set_num_threads(before)
 
 
 def graph_files(trained: TrainedModel) -> dict[str, bytes]:
