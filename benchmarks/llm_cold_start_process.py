@@ -22,16 +22,11 @@ Stdlib only until the measured imports (see `isolated`).
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from benchmarks.cold_start_process import PhaseClock, first_invocation
-from benchmarks.isolated import cpu_seconds, peak_rss_kib, read_request, rss_kib, write_report
-
-# Above any object here, so download_file never splits one into ranged GETs.
-SINGLE_GET_THRESHOLD = 1 << 40
+from benchmarks.cold_start_process import PhaseClock, download_session_and_run, first_invocation
+from benchmarks.isolated import peak_rss_kib, read_request, rss_kib, write_report
 
 
 def instrument_generator_load(steps: PhaseClock, load_steps: PhaseClock) -> None:
@@ -75,55 +70,23 @@ def run_maas(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_baseline(request: dict[str, Any]) -> dict[str, Any]:
-    started = time.perf_counter()
-    import boto3
-    import numpy as np
-    import onnxruntime as ort
-    from boto3.s3.transfer import TransferConfig
+    def first_token(session: Any) -> dict[str, Any]:
+        import numpy as np
 
-    imported = time.perf_counter()
-    s3 = boto3.client("s3", endpoint_url=request["endpoint_url"], region_name=request["region"])
-    client_made = time.perf_counter()
-    import_rss_kib = rss_kib()
-    cpu_started = cpu_seconds()
+        generation = request["generation"]
+        ids = np.asarray([request["prompt_ids"]], np.int64)
+        empty = np.zeros((1, generation["num_kv_heads"], 0, generation["head_size"]), np.float32)
+        feeds = {generation["input_ids"]: ids, generation["attention_mask"]: np.ones_like(ids)}
+        for layer in range(generation["num_layers"]):
+            feeds[generation["past_key"] % layer] = empty
+            feeds[generation["past_value"] % layer] = empty
+        (logits,) = session.run([generation["logits"]], feeds)
+        return {"token": int(np.argmax(logits[0, -1]))}
+
     # One GET per object: see the module docstring.
-    one_get = TransferConfig(multipart_threshold=SINGLE_GET_THRESHOLD)
-    with tempfile.TemporaryDirectory(prefix="maas-bench-baseline-") as folder:
-        for key in request["keys"]:
-            target = str(Path(folder) / key.rsplit("/", 1)[-1])
-            s3.download_file(request["bucket"], key, target, Config=one_get)
-        downloaded = time.perf_counter()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = request["threads"]
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(
-            str(Path(folder) / request["model_file"]), options, providers=["CPUExecutionProvider"]
-        )
-    opened = time.perf_counter()
-    generation = request["generation"]
-    ids = np.asarray([request["prompt_ids"]], np.int64)
-    empty = np.zeros((1, generation["num_kv_heads"], 0, generation["head_size"]), np.float32)
-    feeds = {generation["input_ids"]: ids, generation["attention_mask"]: np.ones_like(ids)}
-    for layer in range(generation["num_layers"]):
-        feeds[generation["past_key"] % layer] = empty
-        feeds[generation["past_value"] % layer] = empty
-    (logits,) = session.run([generation["logits"]], feeds)
-    token = int(np.argmax(logits[0, -1]))
-    answered = time.perf_counter()
-    return {
-        "token": token,
-        "import_s": imported - started,
-        "client_s": client_made - imported,
-        "first_invocation_s": answered - client_made,
-        "first_invocation_cpu_s": cpu_seconds() - cpu_started,
-        "phases_s": {
-            "download_file": downloaded - client_made,
-            "InferenceSession": opened - downloaded,
-            "one step (prefill + argmax)": answered - opened,
-        },
-        "rss_after_import_kib": import_rss_kib,
-        "peak_rss_kib": peak_rss_kib(),
-    }
+    return download_session_and_run(
+        request, first_token, step="one step (prefill + argmax)", threads=request["threads"], single_get=True
+    )
 
 
 def main() -> None:

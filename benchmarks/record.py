@@ -2,7 +2,8 @@
 
 A run of the whole suite replaces the record. A run of some cases (files named on the command line, -k,
 -m, deselected tests: see conftest) is merged into it: each case it measured replaces every older row of
-that case, and the other cases' rows stay as they were, each under the run that measured it. The
+that case, and the other cases' rows stay as they were, each under the run that measured it. Select whole
+cases: one parametrization of a case (-k seed-mlp) leaves that case with only the rows it measured. The
 markdown shows one section per run ("Measured <date> on <machine>", its targets, then every
 measurement), oldest first; results.json marks each row with `measured_at`, its run's date.
 
