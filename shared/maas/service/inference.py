@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from maas import __version__
 from maas.config import ENV_REQUEST_TIMEOUT, Settings
+from maas.errors import InvalidInput
 from maas.explain.batching import ExplainLimits
 from maas.explain.explainer import explain_loaded
 from maas.explain.parameters import ExplainParameters
@@ -226,6 +227,13 @@ class InferenceService:
     def _load(self, name: str, version: int) -> LoadedModel:
         started = time.perf_counter()
         manifest = self._manifest(name, version)
+        if manifest.generation is not None:
+            # Its graph takes a KV cache the V1/V2 tensor routes cannot feed: one step would fail inside
+            # onnxruntime with a message about GroupQueryAttention instead of one about the route.
+            raise InvalidInput(
+                f"model: expected a model the infer routes run, got '{name}' v{version}, a text generator: "
+                f"use POST /v2/models/{name}/generate or POST /openai/v1/chat/completions"
+            )
         check_scratch_space(manifest)
         model = load_model(self.registry, manifest, session_config(self.settings))
         report_model_load(manifest, list(model.providers), started)
