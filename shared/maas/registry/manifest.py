@@ -6,6 +6,7 @@ It is written last, so its presence is the commit point of a version.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 HASH_CHUNK_BYTES = 1 << 20
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 # Relative, no "..", no leading "/" or ".": artifacts are written beside each other on load, so a
 # manifest must never be able to name a file outside its version folder.
 SAFE_RELATIVE_PATH = (
@@ -28,10 +30,42 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class ArtifactParts(_Frozen):
+    """The artifact cut into consecutive parts of `bytes` each (the last may be shorter), with each part's
+    sha256 in order. They are the multipart upload's parts, so S3 holds the same checksums, and the ranges a
+    cold start fetches in parallel and checks as each one lands: no second read of a large file."""
+
+    bytes: int = Field(ge=1)
+    sha256: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _digests_are_sha256(self) -> ArtifactParts:
+        if not all(SHA256_HEX.match(digest) for digest in self.sha256):
+            raise ValueError("parts: expected every sha256 as 64 lowercase hex digits")
+        return self
+
+    def ranges(self, total_bytes: int) -> list[tuple[int, int]]:
+        """(offset, length) of each part of an artifact of `total_bytes`."""
+        return [(start, min(self.bytes, total_bytes - start)) for start in range(0, total_bytes, self.bytes)]
+
+
 class Artifact(_Frozen):
     path: str = Field(pattern=SAFE_RELATIVE_PATH)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     bytes: int = Field(ge=0)
+    # Set for an artifact uploaded in parts (a large one); the whole-file sha256 above covers it as well.
+    parts: ArtifactParts | None = None
+
+    @model_validator(mode="after")
+    def _parts_cover_the_file(self) -> Artifact:
+        if self.parts is not None:
+            expected = -(-self.bytes // self.parts.bytes)
+            if len(self.parts.sha256) != expected:
+                raise ValueError(
+                    f"artifact {self.path!r}: expected {expected} part checksums for {self.bytes} bytes in "
+                    f"parts of {self.parts.bytes}, got {len(self.parts.sha256)}"
+                )
+        return self
 
 
 class Parity(_Frozen):
@@ -202,6 +236,10 @@ class _Graph(_Frozen):
     # Files the graph references as ONNX external data; they must sit beside model_file at load time.
     model_data_files: list[str] = Field(default_factory=list)
     signature: Signature
+    # How a session holds the weights: "mapped" keeps the external data memory-mapped from the load folder
+    # (session.disable_prepacking), "prepacked" lets onnxruntime copy them into its packed layout. None leaves
+    # it to the serving function's rule (by size; see the runtime's load).
+    weight_loading: Literal["mapped", "prepacked"] | None = None
 
 
 class _Artifacts(_Frozen):

@@ -203,6 +203,7 @@ def test_a_manifest_keeps_its_json_field_order_and_shares_the_draft_fields(regis
         "model_file",
         "model_data_files",
         "signature",
+        "weight_loading",
         "artifacts",
         "metrics",
         "params",
