@@ -1,5 +1,5 @@
-"""Object storage primitives every writer shares: boto errors translated once, create-only writes, and an
-upload that stays invisible until it is committed.
+"""Object storage primitives every writer shares: boto errors translated once, create-only writes, and
+uploads that stay invisible until they are committed.
 
 A client mistake never surfaces from here: a missing key is NotFound, a lost condition is
 PreconditionFailed, and anything else is Unavailable (503), which event sources treat as transient.
@@ -7,7 +7,11 @@ PreconditionFailed, and anything else is Unavailable (503), which event sources 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -20,12 +24,15 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
+MIB = 1024 * 1024
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 # 409 ConditionalRequestConflict: another conditional write to the key is in flight and will decide it.
 PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
-# S3's minimum part size is 5 MiB; 8 MiB parts give outputs up to 80 GB within the 10,000-part limit.
-DEFAULT_PART_BYTES = 8 * 1024 * 1024
+# S3 refuses parts under 5 MiB (except the last) and uploads of more than 10,000 parts.
+MIN_PART_BYTES = 5 * MIB
 MAX_PARTS = 10_000
+# 8 MiB parts give objects up to 80 GB within the part limit; larger ones get larger parts (part_bytes_for).
+DEFAULT_PART_BYTES = 8 * MIB
 
 
 class PreconditionFailed(Exception):
@@ -60,14 +67,206 @@ def object_exists(s3: S3Client, bucket: str, key: str) -> bool:
     return True
 
 
-def put_new(s3: S3Client, bucket: str, key: str, data: bytes, content_type: str = "application/json") -> bool:
-    """Create-only write. False when the key exists: the first writer wins, later ones change nothing."""
+def put_new(
+    s3: S3Client,
+    bucket: str,
+    key: str,
+    data: bytes,
+    content_type: str = "application/json",
+    *,
+    sha256: bytes | None = None,
+) -> bool:
+    """Create-only write. False when the key exists: the first writer wins, later ones change nothing.
+
+    With `sha256` (the data's digest), S3 checks the body against it and stores it with the object."""
     try:
         with storage_errors(f"writing s3://{bucket}/{key}"):
-            s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*")
+            if sha256 is None:
+                s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*")
+            else:
+                s3.put_object(
+                    Bucket=bucket,
+                    Key=key,
+                    Body=data,
+                    ContentType=content_type,
+                    IfNoneMatch="*",
+                    ChecksumSHA256=sha256_checksum(sha256),
+                )
     except PreconditionFailed:
         return False
     return True
+
+
+def sha256_checksum(digest: bytes) -> str:
+    """A sha256 digest as S3's ChecksumSHA256 field spells it (base64)."""
+    return base64.b64encode(digest).decode("ascii")
+
+
+def part_bytes_for(size: int, preferred: int = DEFAULT_PART_BYTES) -> int:
+    """The part size for an object of `size` bytes: `preferred`, or for an object that would take more than
+    MAX_PARTS of it, the smallest whole number of MiB that fits it in MAX_PARTS."""
+    needed = -(-size // MAX_PARTS)
+    return max(preferred, MIN_PART_BYTES, -(-needed // MIB) * MIB)
+
+
+class PartsUpload:
+    """A multipart upload to a key that must not exist yet: parts go up `concurrency` at a time, and the
+    object appears only when `complete()` wins its create-only condition.
+
+    `send` blocks while `concurrency` parts are in flight, so a writer holds at most that many parts (plus
+    the one it is preparing) however large the object. With `checksums`, each part goes up with its
+    ChecksumSHA256: S3 refuses a part whose bytes arrive different and keeps the checksum, and
+    `part_sha256` lists them (hex) in order once complete. With concurrency 1 parts go up on the caller's
+    thread. Until `complete()` succeeds nothing is visible; `abort()` drops what was sent.
+    """
+
+    def __init__(
+        self,
+        s3: S3Client,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str = "application/octet-stream",
+        concurrency: int = 1,
+        checksums: bool = False,
+    ) -> None:
+        self._s3 = s3
+        self.bucket = bucket
+        self.key = key
+        self.content_type = content_type
+        self.checksums = checksums
+        self.parts_sent = 0
+        self._upload_id: str | None = None
+        self._completed: dict[int, CompletedPartTypeDef] = {}
+        self._sha256: dict[int, str] = {}
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._pool = ThreadPoolExecutor(concurrency, "parts") if concurrency > 1 else None
+        self._pending: list[Future[None]] = []
+        self._failure: BaseException | None = None
+
+    @property
+    def where(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def part_sha256(self) -> list[str]:
+        return [self._sha256[number] for number in sorted(self._sha256)]
+
+    def send(self, body: bytes) -> None:
+        """Upload the next part (every part but the last must be at least MIN_PART_BYTES)."""
+        if self.parts_sent >= MAX_PARTS:
+            raise Unavailable(f"{self.where}: more than {MAX_PARTS} parts")
+        if self._upload_id is None:
+            self._start()
+        self._slots.acquire()
+        if self._failure is not None:
+            self._slots.release()
+            raise self._failure
+        self.parts_sent += 1
+        number = self.parts_sent
+        if self._pool is None:
+            self._upload_part(number, body)
+            return
+        self._pending.append(self._pool.submit(self._upload_part, number, body))
+
+    def complete(self) -> bool:
+        """Make the object visible. False when the key already existed (another writer won): the upload is
+        aborted. A failed part raises its error; the caller aborts."""
+        self._wait()
+        if self._failure is not None:
+            raise self._failure
+        if self._upload_id is None:
+            raise RuntimeError(f"{self.where}: no part was sent")
+        parts = [self._completed[number] for number in sorted(self._completed)]
+        try:
+            with storage_errors(f"completing {self.where}"):
+                self._s3.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": parts},
+                    IfNoneMatch="*",
+                )
+        except PreconditionFailed:
+            self.abort()
+            return False
+        self._upload_id = None
+        return True
+
+    def abort(self) -> None:
+        """Drop what was sent. Best effort: a failed abort leaves parts to the bucket's lifecycle rule."""
+        for pending in self._pending:
+            pending.cancel()
+        self._wait()
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is not None:
+            try:
+                with storage_errors(f"aborting the upload of {self.where}"):
+                    self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
+            except (NotFound, Unavailable):
+                pass
+
+    def _start(self) -> None:
+        with storage_errors(f"starting the upload of {self.where}"):
+            if self.checksums:
+                started = self._s3.create_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    ContentType=self.content_type,
+                    ChecksumAlgorithm="SHA256",
+                )
+            else:
+                started = self._s3.create_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, ContentType=self.content_type
+                )
+        self._upload_id = started["UploadId"]
+
+    def _wait(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._pending = []
+
+    def _upload_part(self, number: int, body: bytes) -> None:
+        assert self._upload_id is not None
+        try:
+            where = f"uploading part {number} of {self.where}"
+            if self.checksums:
+                # On the worker: hashlib lets go of the GIL, so parts are hashed in parallel too.
+                digest = hashlib.sha256(body).digest()
+                checksum = sha256_checksum(digest)
+                with storage_errors(where):
+                    response = self._s3.upload_part(
+                        Bucket=self.bucket,
+                        Key=self.key,
+                        UploadId=self._upload_id,
+                        PartNumber=number,
+                        Body=body,
+                        ChecksumSHA256=checksum,
+                    )
+                self._sha256[number] = digest.hex()
+                self._completed[number] = {
+                    "ETag": response["ETag"],
+                    "PartNumber": number,
+                    "ChecksumSHA256": checksum,
+                }
+            else:
+                with storage_errors(where):
+                    response = self._s3.upload_part(
+                        Bucket=self.bucket,
+                        Key=self.key,
+                        UploadId=self._upload_id,
+                        PartNumber=number,
+                        Body=body,
+                    )
+                self._completed[number] = {"ETag": response["ETag"], "PartNumber": number}
+        except BaseException as exc:
+            if self._failure is None:
+                self._failure = exc
+            if self._pool is None:
+                raise
+        finally:
+            self._slots.release()
 
 
 class CreateOnceUpload:
@@ -95,8 +294,7 @@ class CreateOnceUpload:
         self.part_bytes = part_bytes
         self.bytes_written = 0
         self._buffer = bytearray()
-        self._upload_id: str | None = None
-        self._parts: list[CompletedPartTypeDef] = []
+        self._parts: PartsUpload | None = None
         self._finished = False
 
     def write(self, data: bytes) -> None:
@@ -105,32 +303,20 @@ class CreateOnceUpload:
         self._buffer += data
         self.bytes_written += len(data)
         if len(self._buffer) >= self.part_bytes:
-            self._upload_part()
+            self._send_buffer()
 
     def commit(self) -> bool:
         """Make the object visible. False when the key already existed (another writer won)."""
-        where = f"s3://{self.bucket}/{self.key}"
         try:
-            if self._upload_id is None:
+            if self._parts is None:
                 created = put_new(self._s3, self.bucket, self.key, bytes(self._buffer), self.content_type)
                 self._finished = True
                 return created
             if self._buffer:
-                self._upload_part()
-            try:
-                with storage_errors(f"completing {where}"):
-                    self._s3.complete_multipart_upload(
-                        Bucket=self.bucket,
-                        Key=self.key,
-                        UploadId=self._upload_id,
-                        MultipartUpload={"Parts": self._parts},
-                        IfNoneMatch="*",
-                    )
-            except PreconditionFailed:
-                self.abort()
-                return False
+                self._send_buffer()
+            committed = self._parts.complete()
             self._finished = True
-            return True
+            return committed
         finally:
             self._buffer = bytearray()
 
@@ -138,13 +324,9 @@ class CreateOnceUpload:
         """Drop what was written. Best effort: a failed abort leaves parts to the lifecycle rule."""
         self._finished = True
         self._buffer = bytearray()
-        upload_id, self._upload_id = self._upload_id, None
-        if upload_id is not None:
-            try:
-                with storage_errors(f"aborting the upload of s3://{self.bucket}/{self.key}"):
-                    self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
-            except (NotFound, Unavailable):
-                pass
+        parts, self._parts = self._parts, None
+        if parts is not None:
+            parts.abort()
 
     def __enter__(self) -> CreateOnceUpload:
         return self
@@ -155,24 +337,8 @@ class CreateOnceUpload:
         if not self._finished:
             self.abort()
 
-    def _upload_part(self) -> None:
-        where = f"s3://{self.bucket}/{self.key}"
-        if len(self._parts) >= MAX_PARTS:
-            raise Unavailable(f"{where}: more than {MAX_PARTS} parts of {self.part_bytes} bytes")
-        if self._upload_id is None:
-            with storage_errors(f"starting the upload of {where}"):
-                started = self._s3.create_multipart_upload(
-                    Bucket=self.bucket, Key=self.key, ContentType=self.content_type
-                )
-            self._upload_id = started["UploadId"]
-        number = len(self._parts) + 1
-        with storage_errors(f"uploading part {number} of {where}"):
-            response = self._s3.upload_part(
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=self._upload_id,
-                PartNumber=number,
-                Body=bytes(self._buffer),
-            )
-        self._parts.append({"ETag": response["ETag"], "PartNumber": number})
+    def _send_buffer(self) -> None:
+        if self._parts is None:
+            self._parts = PartsUpload(self._s3, self.bucket, self.key, content_type=self.content_type)
+        self._parts.send(bytes(self._buffer))
         self._buffer = bytearray()

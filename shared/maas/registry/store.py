@@ -16,31 +16,28 @@ publisher that read the folder list before the delete still loses the create-onl
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from maas.aws_clients import s3_client
 from maas.config import ENV_MANIFEST_SIGNING, Settings
-from maas.errors import IntegrityError, InvalidInput, MaasError, NotFound, Unavailable
-from maas.objects import PreconditionFailed, put_new, storage_errors
+from maas.errors import IntegrityError, MaasError, NotFound, Unavailable
+from maas.objects import DEFAULT_PART_BYTES, PreconditionFailed, put_new, storage_errors
+from maas.registry.artifact_downloads import download_artifact, read_artifact
+from maas.registry.artifact_uploads import ArtifactSource, artifact_sources, upload_artifact
 from maas.registry.documents import AliasDocument, CanarySplit, VersionClaim, VersionMeta, utc_now
 from maas.registry.integrity import integrity_failure
 from maas.registry.manifest import (
-    HASH_CHUNK_BYTES,
     MANIFEST_FILE,
-    SAFE_RELATIVE_PATH,
     Artifact,
     Manifest,
     ManifestDraft,
-    describe_artifact,
 )
-from maas.registry.onnx_graph_file import vet_graph_file
 from maas.registry.references import LATEST, ModelRef, validate_name
 from maas.registry.signing import SIGNATURE_FILE, ManifestSigner, signer_from_settings
 
@@ -48,10 +45,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
-ARTIFACT_PATH = re.compile(SAFE_RELATIVE_PATH)
-# The registry function may write models/*/aliases/* and models/*/meta/*, and an IAM '*' also matches '/':
-# no artifact may sit under a folder of those names, or that role could rewrite an immutable version.
-RESERVED_ARTIFACT_FOLDERS = frozenset({"aliases", "meta"})
 MAX_VERSION_CLAIM_ATTEMPTS = 20
 CLAIM_FILE = "claim.json"
 # Files the registry writes into a version folder itself; no artifact may take their names.
@@ -92,12 +85,15 @@ class ModelRegistry:
         prefix: str = "",
         default_alias: str = "production",
         signer: ManifestSigner | None = None,
+        part_bytes: int = DEFAULT_PART_BYTES,
     ) -> None:
         self._s3 = s3
         self.bucket = bucket
         self.prefix = prefix
         self.default_alias = default_alias
         self.signer = signer
+        # A file's part size when it is published (grown for files past 10,000 parts); S3's floor is 5 MiB.
+        self.part_bytes = part_bytes
 
     @classmethod
     def from_settings(cls, settings: Settings, s3: S3Client | None = None) -> ModelRegistry:
@@ -278,80 +274,75 @@ class ModelRegistry:
             ) from None
 
     def read_artifact(self, manifest: Manifest, artifact: Artifact) -> bytes:
-        """Fetch one artifact, verifying its size and sha256 against the manifest as it streams."""
-        key = self.version_prefix(manifest.name, manifest.version) + artifact.path
-        digest = hashlib.sha256()
-        chunks: list[bytes] = []
-        with storage_errors(
-            f"reading artifact '{artifact.path}' of model '{manifest.name}' v{manifest.version}"
-        ):
-            body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
-            for chunk in body.iter_chunks(HASH_CHUNK_BYTES):
-                digest.update(chunk)
-                chunks.append(chunk)
-        data = b"".join(chunks)
-        if len(data) != artifact.bytes or digest.hexdigest() != artifact.sha256:
-            raise IntegrityError(
-                f"artifact '{artifact.path}' of model '{manifest.name}' v{manifest.version}: expected "
-                "the sha256 and size in its manifest, got different content; refusing to load it"
-            )
-        return data
+        """Fetch one (small) artifact into memory, verifying its size and sha256 against the manifest as it
+        streams."""
+        return read_artifact(
+            self._s3,
+            self.bucket,
+            self._artifact_key(manifest, artifact),
+            artifact,
+            what=_what(manifest, artifact),
+        )
+
+    def download_artifact(self, manifest: Manifest, artifact: Artifact, target: Path) -> None:
+        """Fetch one artifact into `target` with parallel ranged GETs (one per part; one streamed GET for an
+        artifact without parts), each range's sha256 checked against the manifest as it lands. A mismatch is
+        an IntegrityError naming the artifact and part; on any failure `target` is removed."""
+        download_artifact(
+            self._s3,
+            self.bucket,
+            self._artifact_key(manifest, artifact),
+            artifact,
+            target,
+            what=_what(manifest, artifact),
+        )
+
+    def _artifact_key(self, manifest: Manifest, artifact: Artifact) -> str:
+        return self.version_prefix(manifest.name, manifest.version) + artifact.path
 
     # ---- writing
 
-    def publish(self, name: str, files: Mapping[str, bytes], draft: ManifestDraft) -> Manifest:
+    def publish(self, name: str, files: Mapping[str, bytes | Path], draft: ManifestDraft) -> Manifest:
         """Publish an immutable version; returns the committed manifest.
 
-        The first artifact's create-only write claims the version number, so two concurrent publishers
-        never share one; the loser moves on to the next number. The manifest is written last.
+        bytes are written in one create-only PUT; a Path is streamed from disk in parallel parts, read once
+        for its sha256, its parts' sha256 and the upload (maas.registry.artifact_uploads). The first
+        artifact's create-only write claims the version number, so two concurrent publishers never share
+        one; the loser moves on to the next number. The manifest is written last.
         """
         validate_name(name)
-        for required in (draft.model_file, *draft.model_data_files):
-            if required not in files:
-                raise InvalidInput(f"publish: expected the graph file '{required}' among the artifacts")
-        for path in files:
-            if path in REGISTRY_FILES or not ARTIFACT_PATH.match(path):
-                raise InvalidInput(f"publish: artifact path {path!r} is not a safe relative path")
-            if RESERVED_ARTIFACT_FOLDERS.intersection(path.split("/")[:-1]):
-                raise InvalidInput(
-                    f"publish: artifact path {path!r}: expected no folder named "
-                    f"{' or '.join(sorted(RESERVED_ARTIFACT_FOLDERS))}, reserved for the registry's documents"
-                )
-        # Refused before anything is uploaded: a pickle, or a graph reading files outside its version.
-        vet_graph_file(
-            files[draft.model_file],
-            data_files=draft.model_data_files,
-            what=f"publish: graph file '{draft.model_file}' of model '{name}'",
-            error=InvalidInput,
-        )
+        # Refused before anything is uploaded: an unsafe path, a missing file, a pickle, a graph over
+        # protobuf's 2 GiB or one reading files outside its version.
+        sources = artifact_sources(name, files, draft, registry_files=REGISTRY_FILES)
         ordered = [draft.model_file, *sorted(p for p in files if p != draft.model_file)]
-        artifacts = [describe_artifact(path, files[path]) for path in ordered]
 
         version = self._next_version_number(name)
         for _ in range(MAX_VERSION_CLAIM_ATTEMPTS):
             # The claim takes the number; the first artifact's create-only write also has to succeed, since a
             # publisher from before claims takes a number with its first artifact alone.
-            if self._claim(name, version) and self._put_new(
-                self.version_prefix(name, version) + ordered[0], files[ordered[0]]
-            ):
-                break
+            if self._claim(name, version):
+                first = self._upload(name, version, ordered[0], sources[ordered[0]])
+                if first is not None:
+                    break
             version += 1
         else:
             raise VersionConflict(
                 f"model '{name}': could not claim a version after many concurrent publishes"
             )
 
-        prefix = self.version_prefix(name, version)
+        artifacts = [first]
         for path in ordered[1:]:
-            if not self._put_new(prefix + path, files[path]):
+            uploaded = self._upload(name, version, path, sources[path])
+            if uploaded is None:
                 raise VersionConflict(f"model '{name}' version {version}: artifact '{path}' already exists")
+            artifacts.append(uploaded)
         manifest = draft.commit(name, version, artifacts)
         body = manifest.model_dump_json(indent=2).encode()
         if self.signer is not None and not self._put_new(
             self.signature_key(name, version), self.signer.sign(body).encode()
         ):
             raise VersionConflict(f"model '{name}' version {version}: manifest signature already exists")
-        if not self._put_new(prefix + MANIFEST_FILE, body):
+        if not self._put_new(self.version_prefix(name, version) + MANIFEST_FILE, body):
             raise VersionConflict(f"model '{name}' version {version}: manifest already exists")
         return manifest
 
@@ -471,6 +462,15 @@ class ModelRegistry:
         document = VersionClaim(claimed_at=utc_now()).model_dump_json().encode()
         return put_new(self._s3, self.bucket, self.version_prefix(name, version) + CLAIM_FILE, document)
 
+    def _upload(self, name: str, version: int, path: str, source: ArtifactSource) -> Artifact | None:
+        """Create-only write of one artifact; its manifest entry, or None when it already exists."""
+        key = self.version_prefix(name, version) + path
+        return upload_artifact(self._s3, self.bucket, key, path, source, part_bytes=self.part_bytes)
+
     def _put_new(self, key: str, data: bytes) -> bool:
         """Create-only write. False when the key already exists."""
         return put_new(self._s3, self.bucket, key, data, content_type="application/octet-stream")
+
+
+def _what(manifest: Manifest, artifact: Artifact) -> str:
+    return f"artifact '{artifact.path}' of model '{manifest.name}' v{manifest.version}"
