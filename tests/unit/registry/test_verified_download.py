@@ -1,0 +1,139 @@
+"""Downloading an artifact into a file: parallel ranged GETs per part, each checked against the manifest as
+it lands; any object that is not the published one is refused by name and leaves no file behind.
+
+Parts are 5 MiB (S3's minimum) so a multipart artifact costs ~11-16 MB."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from maas.errors import IntegrityError, NotFound
+from maas.registry import Manifest, ModelRegistry
+from tests.support.aws import TEST_BUCKET
+from tests.support.registry import DRAFT, graph
+
+MIB = 1024 * 1024
+PART = 5 * MIB
+WEIGHTS = "model.onnx.data"
+
+
+@pytest.fixture
+def parted(s3: Any) -> ModelRegistry:
+    return ModelRegistry(s3, TEST_BUCKET, part_bytes=PART)
+
+
+def publish_weights(registry: ModelRegistry, folder: Path, content: bytes) -> Manifest:
+    source = folder / "source.data"
+    source.write_bytes(content)
+    return registry.publish("big", {"model.onnx": graph(), WEIGHTS: source}, DRAFT)
+
+
+def replace_object(s3: Any, registry: ModelRegistry, manifest: Manifest, content: bytes) -> None:
+    """What a bucket writer could do after the publish: put other bytes under the artifact's key."""
+    key = registry.version_prefix(manifest.name, manifest.version) + WEIGHTS
+    s3.put_object(Bucket=TEST_BUCKET, Key=key, Body=content)
+
+
+def test_a_parted_artifact_lands_byte_for_byte(parted: ModelRegistry, tmp_path: Path) -> None:
+    content = os.urandom(13 * MIB + 7)
+    manifest = publish_weights(parted, tmp_path, content)
+    target = tmp_path / "load" / WEIGHTS
+    target.parent.mkdir()
+
+    parted.download_artifact(manifest, manifest.artifact(WEIGHTS), target)
+
+    assert target.read_bytes() == content
+
+
+@pytest.mark.parametrize("size", [0, 100, PART], ids=["empty", "small", "one-part"])
+def test_an_artifact_without_parts_lands_through_one_get(
+    parted: ModelRegistry, tmp_path: Path, size: int
+) -> None:
+    content = os.urandom(size)
+    manifest = publish_weights(parted, tmp_path, content)
+    assert manifest.artifact(WEIGHTS).parts is None
+    target = tmp_path / "target"
+
+    parted.download_artifact(manifest, manifest.artifact(WEIGHTS), target)
+
+    assert target.read_bytes() == content
+
+
+def test_a_corrupted_part_is_refused_by_number_and_the_file_removed(
+    s3: Any, parted: ModelRegistry, tmp_path: Path
+) -> None:
+    content = os.urandom(12 * MIB)
+    manifest = publish_weights(parted, tmp_path, content)
+    # Same size, one byte different in the second part.
+    middle = PART + 1000
+    replace_object(
+        s3, parted, manifest, content[:middle] + bytes([content[middle] ^ 1]) + content[middle + 1 :]
+    )
+    target = tmp_path / "target"
+
+    with pytest.raises(IntegrityError) as refused:
+        parted.download_artifact(manifest, manifest.artifact(WEIGHTS), target)
+
+    assert f"artifact '{WEIGHTS}' of model 'big' v1: part 2 of 3" in refused.value.message
+    assert not target.exists()
+
+
+def test_a_corrupted_artifact_without_parts_is_refused_and_the_file_removed(
+    s3: Any, parted: ModelRegistry, tmp_path: Path
+) -> None:
+    manifest = publish_weights(parted, tmp_path, b"weights")
+    replace_object(s3, parted, manifest, b"WEIGHTS")
+    target = tmp_path / "target"
+
+    with pytest.raises(IntegrityError, match=f"artifact '{WEIGHTS}' of model 'big' v1: expected the sha256"):
+        parted.download_artifact(manifest, manifest.artifact(WEIGHTS), target)
+
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("change", ["truncated", "extended"])
+def test_an_object_of_another_size_is_refused_and_the_file_removed(
+    s3: Any, parted: ModelRegistry, tmp_path: Path, change: str
+) -> None:
+    content = os.urandom(11 * MIB)
+    manifest = publish_weights(parted, tmp_path, content)
+    replace_object(s3, parted, manifest, content[: 7 * MIB] if change == "truncated" else content + b"x")
+    target = tmp_path / "target"
+
+    with pytest.raises(IntegrityError, match=f"artifact '{WEIGHTS}' of model 'big' v1: part"):
+        parted.download_artifact(manifest, manifest.artifact(WEIGHTS), target)
+
+    assert not target.exists()
+
+
+def test_an_answer_that_ignores_the_range_is_refused(s3: Any, parted: ModelRegistry, tmp_path: Path) -> None:
+    manifest = publish_weights(parted, tmp_path, os.urandom(11 * MIB))
+
+    def drop_the_range(params: dict[str, Any], **_: Any) -> None:
+        params.pop("Range", None)
+
+    # A store (or proxy) that answers every ranged GET with the whole object.
+    s3.meta.events.register("provide-client-params.s3.GetObject", drop_the_range)
+    target = tmp_path / "target"
+
+    with pytest.raises(IntegrityError, match="Content-Range None"):
+        parted.download_artifact(manifest, manifest.artifact(WEIGHTS), target)
+
+    assert not target.exists()
+
+
+def test_a_missing_object_propagates_and_leaves_no_file(
+    s3: Any, parted: ModelRegistry, tmp_path: Path
+) -> None:
+    manifest = publish_weights(parted, tmp_path, os.urandom(11 * MIB))
+    s3.delete_object(Bucket=TEST_BUCKET, Key=parted.version_prefix("big", 1) + WEIGHTS)
+    target = tmp_path / "target"
+
+    with pytest.raises(NotFound):
+        parted.download_artifact(manifest, manifest.artifact(WEIGHTS), target)
+
+    assert not target.exists()
