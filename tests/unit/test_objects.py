@@ -1,13 +1,23 @@
-"""Create-once writes on moto: small and multipart objects, two writers racing, and aborts."""
+"""Create-once writes on moto: small and multipart objects, parts in parallel with their checksums, the part
+size past the part limit, two writers racing, and aborts."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
 
 from maas.errors import Unavailable
-from maas.objects import CreateOnceUpload, object_exists, put_new
+from maas.objects import (
+    DEFAULT_PART_BYTES,
+    MAX_PARTS,
+    CreateOnceUpload,
+    PartsUpload,
+    object_exists,
+    part_bytes_for,
+    put_new,
+)
 from tests.support.aws import TEST_BUCKET
 
 MIB = 1024 * 1024
@@ -75,3 +85,54 @@ def test_leaving_without_commit_aborts_and_leaves_nothing(s3: Any) -> None:
 def test_a_missing_bucket_is_unavailable_not_a_client_error(s3: Any) -> None:
     with pytest.raises(Unavailable, match="the bucket does not exist"):
         put_new(s3, "no-such-bucket-here", "k", b"x")
+
+
+@pytest.mark.parametrize(
+    ("size", "preferred", "expected"),
+    [
+        (0, DEFAULT_PART_BYTES, DEFAULT_PART_BYTES),
+        (3 * 1024**3, DEFAULT_PART_BYTES, DEFAULT_PART_BYTES),
+        # 8 MiB parts cover 10,000 parts of 8 MiB exactly; one byte more needs 9 MiB parts.
+        (MAX_PARTS * DEFAULT_PART_BYTES, DEFAULT_PART_BYTES, DEFAULT_PART_BYTES),
+        (MAX_PARTS * DEFAULT_PART_BYTES + 1, DEFAULT_PART_BYTES, 9 * MIB),
+        (100 * 1024**3, DEFAULT_PART_BYTES, 11 * MIB),
+        (10 * MIB, 1 * MIB, PART),
+    ],
+    ids=["empty", "3-gb", "at-the-part-limit", "past-the-part-limit", "100-gib", "below-s3-minimum"],
+)
+def test_the_part_size_grows_only_past_the_part_limit(size: int, preferred: int, expected: int) -> None:
+    part = part_bytes_for(size, preferred)
+
+    assert part == expected
+    assert -(-size // part) <= MAX_PARTS
+
+
+def test_parts_in_parallel_keep_their_order_and_checksums(s3: Any) -> None:
+    bodies = [bytes([index]) * PART for index in range(5)] + [b"tail"]
+    upload = PartsUpload(s3, TEST_BUCKET, "out/parallel", concurrency=3, checksums=True)
+    for body in bodies:
+        upload.send(body)
+
+    assert upload.complete() is True
+
+    assert s3.get_object(Bucket=TEST_BUCKET, Key="out/parallel")["Body"].read() == b"".join(bodies)
+    assert upload.part_sha256 == [hashlib.sha256(body).hexdigest() for body in bodies]
+    assert uploads(s3) == []
+
+
+def test_a_failed_part_fails_the_upload_and_abort_leaves_nothing(s3: Any) -> None:
+    def third_part_breaks(params: dict[str, Any], **_: Any) -> None:
+        if params["PartNumber"] == 3:
+            raise ConnectionResetError("the network went away")
+
+    s3.meta.events.register("provide-client-params.s3.UploadPart", third_part_breaks)
+    upload = PartsUpload(s3, TEST_BUCKET, "out/failed", concurrency=2, checksums=True)
+
+    with pytest.raises(ConnectionResetError):
+        for index in range(6):
+            upload.send(bytes([index]) * PART)
+        upload.complete()
+    upload.abort()
+
+    assert not object_exists(s3, TEST_BUCKET, "out/failed")
+    assert uploads(s3) == []

@@ -12,6 +12,7 @@ failed is named (the artifact, the part and its byte range), never any of the co
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -100,10 +101,7 @@ def download_artifact(
     descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         try:
-            if artifact.bytes:
-                # The whole size is taken before the first byte is fetched: a disk that cannot hold the file
-                # fails here, not part way through.
-                os.posix_fallocate(descriptor, 0, artifact.bytes)
+            _reserve(descriptor, artifact.bytes)
             fetch = _Fetch(s3, bucket, key, artifact, descriptor=descriptor, what=what)
             if artifact.parts is None:
                 fetch.piece(_Piece(None, 0, artifact.bytes, artifact.sha256))
@@ -209,6 +207,22 @@ class _Fetch:
             "refusing to load it"
         )
         return integrity_failure(message, detail=f"s3://{self.bucket}/{self.key}{where}: {detail or got}")
+
+
+def _reserve(descriptor: int, size: int) -> None:
+    """Take the file's whole size on disk before the first byte is fetched: a disk that cannot hold it fails
+    here (ENOSPC), not part way through. Where the platform or filesystem cannot reserve (macOS has no
+    posix_fallocate), the file is only sized."""
+    if size == 0:
+        return
+    if hasattr(os, "posix_fallocate"):
+        try:
+            os.posix_fallocate(descriptor, 0, size)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+    os.ftruncate(descriptor, size)
 
 
 def _write_at(descriptor: int, data: bytes, position: int) -> None:
