@@ -72,16 +72,11 @@ def moto_bucket_for_module() -> Iterator[tuple[pytest.MonkeyPatch, S3Client]]:
 
 @contextmanager
 def moto_server() -> Iterator[str]:
-    """A moto server on a free local port, as `make serve` provides; yields its endpoint URL."""
-    from moto.server import ThreadedMotoServer
+    """The moto server `make serve` runs (multi-GB objects included), on a free local port; yields its URL."""
+    from maas.local.object_store import running_moto_server  # the local stack's imports, only when used
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with running_moto_server() as endpoint:
+        yield endpoint
 
 
 def use_endpoint(env: pytest.MonkeyPatch, endpoint_url: str) -> None:

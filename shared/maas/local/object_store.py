@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,6 +23,7 @@ from maas.errors import ConfigurationError
 from maas.local.process_environment import EnvironmentPatch
 
 if TYPE_CHECKING:
+    from moto.server import ThreadedMotoServer
     from mypy_boto3_s3 import S3Client
 
 EMBEDDED_REGION = "us-east-1"
@@ -64,22 +66,42 @@ def _aws_credentials_found() -> bool:
         return False
 
 
+def start_moto_server() -> tuple[ThreadedMotoServer, str]:
+    """A moto server on a free port of 127.0.0.1 that holds multi-GB objects (maas.local.moto_large_objects:
+    ranged GETs read only their range, multipart completions stream); returns it, to stop, and its endpoint.
+    moto keeps one state per process: every server of this process sees the same buckets."""
+    from moto.server import ThreadedMotoServer  # dev-only and slow to import
+
+    from maas.local.moto_large_objects import install_large_object_support
+
+    install_large_object_support()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    return server, f"http://{host}:{port}"
+
+
+@contextmanager
+def running_moto_server() -> Iterator[str]:
+    """`start_moto_server` for the length of a block; yields the endpoint URL."""
+    server, endpoint = start_moto_server()
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
 class EmbeddedStore:
     """moto's S3 and SQS on 127.0.0.1, started empty, with this process's AWS settings (endpoint, dummy
     credentials, region) pointed at it through `environment`, whose owner restores them."""
 
     def __init__(self, environment: EnvironmentPatch) -> None:
         self._environment = environment
-        self._server: Any = None
+        self._server: ThreadedMotoServer | None = None
 
     def start(self) -> str:
         """Start the server and point the process at it; returns its endpoint URL."""
-        from moto.server import ThreadedMotoServer  # dev-only and slow to import
-
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
+        self._server, endpoint = start_moto_server()
         # moto keeps its state per process, not per server: an embedded store starts empty, as promised.
         urllib.request.urlopen(
             urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10
