@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -128,19 +127,33 @@ def test_an_empty_file_is_published_as_zero_bytes(parted: ModelRegistry, tmp_pat
     assert parted.read_artifact(manifest, artifact) == b""
 
 
-def test_concurrent_publishers_of_files_get_distinct_versions(parted: ModelRegistry, tmp_path: Path) -> None:
-    files = [weights_file(tmp_path, 11 * MIB, f"w{index}.data") for index in range(3)]
+def test_publishers_racing_for_a_number_get_distinct_versions(s3: Any, tmp_path: Path) -> None:
+    ours, theirs = (
+        weights_file(tmp_path, 11 * MIB, "ours.data"),
+        weights_file(tmp_path, 12 * MIB, "theirs.data"),
+    )
+    first = ModelRegistry(s3, TEST_BUCKET, part_bytes=PART)
+    second = ModelRegistry(s3, TEST_BUCKET, part_bytes=PART)
+    numbered: list[int] = []
+    real_next = first._next_version_number
 
-    def publish(weights: Path) -> int:
-        return parted.publish(NAME, {"model.onnx": graph(), "weights.data": weights}, DRAFT).version
+    def rival_publishes_in_between(name: str) -> int:
+        # The race, made deterministic: the rival publishes its files between our listing and our claim.
+        number = real_next(name)
+        numbered.append(
+            second.publish(name, {"model.onnx": graph(b"theirs"), "weights.data": theirs}, DRAFT).version
+        )
+        return number
 
-    with ThreadPoolExecutor(3) as pool:
-        versions = list(pool.map(publish, files))
+    first._next_version_number = rival_publishes_in_between  # type: ignore[method-assign]
 
-    assert sorted(versions) == [1, 2, 3]
-    for version, weights in zip(versions, files, strict=True):
-        manifest = parted.manifest(NAME, version)
+    mine = first.publish(NAME, {"model.onnx": graph(b"ours"), "weights.data": ours}, DRAFT)
+
+    assert (numbered, mine.version) == ([1], 2)
+    for version, weights in ((1, theirs), (2, ours)):
+        manifest = first.manifest(NAME, version)
         assert manifest.artifact("weights.data").sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert multipart_uploads(s3) == []
 
 
 def test_a_multipart_graph_that_loses_its_number_moves_to_the_next(

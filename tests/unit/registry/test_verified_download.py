@@ -5,15 +5,19 @@ Parts are 5 MiB (S3's minimum) so a multipart artifact costs ~11-16 MB."""
 
 from __future__ import annotations
 
+import io
 import os
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from maas.errors import IntegrityError, NotFound
+from maas.aws_clients import s3_client
+from maas.errors import IntegrityError, NotFound, Unavailable
 from maas.registry import Manifest, ModelRegistry
-from tests.support.aws import TEST_BUCKET
+from tests.support.aws import TEST_BUCKET, moto_server
 from tests.support.registry import DRAFT, graph
 
 MIB = 1024 * 1024
@@ -137,3 +141,47 @@ def test_a_missing_object_propagates_and_leaves_no_file(
         parted.download_artifact(manifest, manifest.artifact(WEIGHTS), target)
 
     assert not target.exists()
+
+
+@pytest.fixture
+def store_over_http() -> Iterator[ModelRegistry]:
+    """The embedded store's moto server, which checks each part's ChecksumSHA256 as S3 does, over HTTP."""
+    with moto_server() as endpoint:
+        # moto keeps one state per process, whatever the server: each test starts from an empty store.
+        urllib.request.urlopen(
+            urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10
+        )
+        client = s3_client(endpoint)
+        client.create_bucket(Bucket=TEST_BUCKET)
+        yield ModelRegistry(client, TEST_BUCKET, part_bytes=PART)
+
+
+def test_over_http_the_store_accepts_each_parts_checksum_and_the_file_lands(
+    store_over_http: ModelRegistry, tmp_path: Path
+) -> None:
+    content = os.urandom(11 * MIB)
+    manifest = publish_weights(store_over_http, tmp_path, content)
+    target = tmp_path / "target"
+
+    store_over_http.download_artifact(manifest, manifest.artifact(WEIGHTS), target)
+
+    assert target.read_bytes() == content
+
+
+def test_over_http_a_part_damaged_on_the_way_is_refused_by_the_store(
+    store_over_http: ModelRegistry, tmp_path: Path
+) -> None:
+    s3: Any = store_over_http._s3
+
+    def damage_part_2(request: Any, **_: Any) -> None:
+        if "partNumber=2" in request.url:
+            sent = request.body.read()
+            request.body = io.BytesIO(bytes([sent[0] ^ 1]) + sent[1:])
+
+    s3.meta.events.register("before-send.s3.UploadPart", damage_part_2)
+
+    with pytest.raises(Unavailable, match="part 2"):
+        publish_weights(store_over_http, tmp_path, os.urandom(11 * MIB))
+
+    assert store_over_http.versions("big") == []
+    assert s3.list_multipart_uploads(Bucket=TEST_BUCKET).get("Uploads", []) == []
