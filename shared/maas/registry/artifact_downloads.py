@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
+    FlexibleChecksumError,
     IncompleteReadError,
     ReadTimeoutError,
     ResponseStreamingError,
@@ -37,13 +38,20 @@ from maas.registry.manifest import HASH_CHUNK_BYTES, Artifact
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-# Ranged GETs in flight per artifact (ADR 0021): within the registry client's 32 pooled connections, and
-# past the point where more stopped helping on the measured stores.
+# Ranged GETs in flight per artifact (ADR 0021): at S3's ~88 MB/s per request, 16 is about what fills
+# 10 Gb/s, and half the registry client's 32 pooled connections.
 DOWNLOAD_CONCURRENCY = 16
-# botocore retries a GET until its answer starts; a body that breaks off midway is fetched again from the
-# part's start, at most this many times in all.
+# botocore retries a GET until its answer starts; a body that breaks off midway (or fails botocore's own
+# check of a whole object's stored checksum, damaged in transit) is fetched again from the part's start, at
+# most this many times in all.
 STREAM_ATTEMPTS = 3
-BROKEN_STREAM_ERRORS = (ReadTimeoutError, IncompleteReadError, ResponseStreamingError, ConnectionClosedError)
+BROKEN_STREAM_ERRORS = (
+    ReadTimeoutError,
+    IncompleteReadError,
+    ResponseStreamingError,
+    ConnectionClosedError,
+    FlexibleChecksumError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +123,8 @@ def download_artifact(
 
 
 class _Fetch:
+    """One artifact's download into an open file: its pieces fetched, written at their offsets and checked."""
+
     def __init__(
         self, s3: S3Client, bucket: str, key: str, artifact: Artifact, *, descriptor: int, what: str
     ) -> None:

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ResponseStreamingError
 
 from maas.aws_clients import s3_client
 from maas.errors import IntegrityError, NotFound, Unavailable
 from maas.registry import Manifest, ModelRegistry
+from maas.registry.artifact_downloads import STREAM_ATTEMPTS
 from tests.support.aws import TEST_BUCKET, moto_server
 from tests.support.registry import DRAFT, graph
 
@@ -185,3 +187,53 @@ def test_over_http_a_part_damaged_on_the_way_is_refused_by_the_store(
 
     assert store_over_http.versions("big") == []
     assert s3.list_multipart_uploads(Bucket=TEST_BUCKET).get("Uploads", []) == []
+
+
+class BreaksOff:
+    """A GET body that delivers its first chunk, then fails as a dropped connection does."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def iter_chunks(self, chunk_size: int) -> Iterator[bytes]:
+        yield self._body.read(chunk_size)
+        raise ResponseStreamingError(error="connection reset by peer")
+
+    def close(self) -> None:
+        self._body.close()
+
+
+def break_bodies(s3: Any, times: int) -> None:
+    """The next `times` ranged GETs of part 2 break off after their first chunk."""
+    left = [times]
+
+    def breaking(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+        if parsed.get("ContentRange", "").startswith(f"bytes {PART}-") and left[0] > 0:
+            left[0] -= 1
+            parsed["Body"] = BreaksOff(parsed["Body"])
+
+    s3.meta.events.register("after-call.s3.GetObject", breaking)
+
+
+def test_a_range_that_breaks_off_is_fetched_again(s3: Any, parted: ModelRegistry, tmp_path: Path) -> None:
+    content = os.urandom(11 * MIB)
+    manifest = publish_weights(parted, tmp_path, content)
+    break_bodies(s3, times=STREAM_ATTEMPTS - 1)
+    target = tmp_path / "target"
+
+    parted.download_artifact(manifest, manifest.artifact(WEIGHTS), target)
+
+    assert target.read_bytes() == content
+
+
+def test_a_range_that_keeps_breaking_off_is_unavailable_and_leaves_no_file(
+    s3: Any, parted: ModelRegistry, tmp_path: Path
+) -> None:
+    manifest = publish_weights(parted, tmp_path, os.urandom(11 * MIB))
+    break_bodies(s3, times=STREAM_ATTEMPTS)
+    target = tmp_path / "target"
+
+    with pytest.raises(Unavailable, match=f"part 2 of 3 .*broke off {STREAM_ATTEMPTS} times"):
+        parted.download_artifact(manifest, manifest.artifact(WEIGHTS), target)
+
+    assert not target.exists()
