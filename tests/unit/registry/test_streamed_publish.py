@@ -1,8 +1,6 @@
 """Publishing files from disk: streamed in parallel parts whose sha256 the manifest lists and S3 keeps,
 committed create-only so concurrent publishers still get distinct versions, and refused or left invisible
-when something is wrong.
-
-Parts are 5 MiB (S3's minimum) so a multipart artifact costs ~11-16 MB."""
+when something is wrong."""
 
 from __future__ import annotations
 
@@ -15,19 +13,14 @@ from typing import Any
 import pytest
 
 from maas.errors import InvalidInput
+from maas.objects import MIB, MIN_PART_BYTES
 from maas.registry import ModelRegistry
 from maas.registry.manifest import MANIFEST_FILE
 from tests.support.aws import TEST_BUCKET
 from tests.support.registry import DRAFT, graph, rival_takes_the_next_number
 
-MIB = 1024 * 1024
-PART = 5 * MIB
+PART = MIN_PART_BYTES
 NAME = "big"
-
-
-@pytest.fixture
-def parted(s3: Any) -> ModelRegistry:
-    return ModelRegistry(s3, TEST_BUCKET, part_bytes=PART)
 
 
 def weights_file(folder: Path, size: int, name: str = "model.onnx.data") -> Path:

@@ -1,7 +1,5 @@
 """Downloading an artifact into a file: parallel ranged GETs per part, each checked against the manifest as
-it lands; any object that is not the published one is refused by name and leaves no file behind.
-
-Parts are 5 MiB (S3's minimum) so a multipart artifact costs ~11-16 MB."""
+it lands; any object that is not the published one is refused by name and leaves no file behind."""
 
 from __future__ import annotations
 
@@ -17,19 +15,14 @@ from botocore.exceptions import ResponseStreamingError
 
 from maas.aws_clients import s3_client
 from maas.errors import IntegrityError, NotFound, Unavailable
+from maas.objects import MIB, MIN_PART_BYTES
 from maas.registry import Manifest, ModelRegistry
 from maas.registry.artifact_downloads import STREAM_ATTEMPTS
 from tests.support.aws import TEST_BUCKET, moto_server
 from tests.support.registry import DRAFT, graph
 
-MIB = 1024 * 1024
-PART = 5 * MIB
+PART = MIN_PART_BYTES
 WEIGHTS = "model.onnx.data"
-
-
-@pytest.fixture
-def parted(s3: Any) -> ModelRegistry:
-    return ModelRegistry(s3, TEST_BUCKET, part_bytes=PART)
 
 
 def publish_weights(registry: ModelRegistry, folder: Path, content: bytes) -> Manifest:
@@ -44,9 +37,40 @@ def replace_object(s3: Any, registry: ModelRegistry, manifest: Manifest, content
     s3.put_object(Bucket=TEST_BUCKET, Key=key, Body=content)
 
 
-def test_a_parted_artifact_lands_byte_for_byte(parted: ModelRegistry, tmp_path: Path) -> None:
+class BreaksOff:
+    """A GET body that delivers its first chunk, then fails as a dropped connection does."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def iter_chunks(self, chunk_size: int) -> Iterator[bytes]:
+        yield self._body.read(chunk_size)
+        raise ResponseStreamingError(error="connection reset by peer")
+
+    def close(self) -> None:
+        self._body.close()
+
+
+def break_bodies(s3: Any, times: int) -> None:
+    """The next `times` ranged GETs of part 2 break off after their first chunk."""
+    left = [times]
+
+    def breaking(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+        if parsed.get("ContentRange", "").startswith(f"bytes {PART}-") and left[0] > 0:
+            left[0] -= 1
+            parsed["Body"] = BreaksOff(parsed["Body"])
+
+    s3.meta.events.register("after-call.s3.GetObject", breaking)
+
+
+@pytest.mark.parametrize("breaks", [0, STREAM_ATTEMPTS - 1], ids=["clean", "ranges-break-off"])
+def test_a_parted_artifact_lands_byte_for_byte(
+    s3: Any, parted: ModelRegistry, tmp_path: Path, breaks: int
+) -> None:
     content = os.urandom(13 * MIB + 7)
     manifest = publish_weights(parted, tmp_path, content)
+    # A range that breaks off midway is fetched again from its start.
+    break_bodies(s3, times=breaks)
     target = tmp_path / "load" / WEIGHTS
     target.parent.mkdir()
 
@@ -187,43 +211,6 @@ def test_over_http_a_part_damaged_on_the_way_is_refused_by_the_store(
 
     assert store_over_http.versions("big") == []
     assert s3.list_multipart_uploads(Bucket=TEST_BUCKET).get("Uploads", []) == []
-
-
-class BreaksOff:
-    """A GET body that delivers its first chunk, then fails as a dropped connection does."""
-
-    def __init__(self, body: Any) -> None:
-        self._body = body
-
-    def iter_chunks(self, chunk_size: int) -> Iterator[bytes]:
-        yield self._body.read(chunk_size)
-        raise ResponseStreamingError(error="connection reset by peer")
-
-    def close(self) -> None:
-        self._body.close()
-
-
-def break_bodies(s3: Any, times: int) -> None:
-    """The next `times` ranged GETs of part 2 break off after their first chunk."""
-    left = [times]
-
-    def breaking(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
-        if parsed.get("ContentRange", "").startswith(f"bytes {PART}-") and left[0] > 0:
-            left[0] -= 1
-            parsed["Body"] = BreaksOff(parsed["Body"])
-
-    s3.meta.events.register("after-call.s3.GetObject", breaking)
-
-
-def test_a_range_that_breaks_off_is_fetched_again(s3: Any, parted: ModelRegistry, tmp_path: Path) -> None:
-    content = os.urandom(11 * MIB)
-    manifest = publish_weights(parted, tmp_path, content)
-    break_bodies(s3, times=STREAM_ATTEMPTS - 1)
-    target = tmp_path / "target"
-
-    parted.download_artifact(manifest, manifest.artifact(WEIGHTS), target)
-
-    assert target.read_bytes() == content
 
 
 def test_a_range_that_keeps_breaking_off_is_unavailable_and_leaves_no_file(
