@@ -311,6 +311,40 @@ def test_memory_sizes_are_parameters(translated: dict[str, Any]) -> None:
     }
 
 
+MODEL_LOADERS = {"InferFunction", "AsyncFunction", "BatchFunction", "GenerateFunction"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "megabytes"), [({}, "2048"), ({"EphemeralStorageSize": "10240"}, "10240")]
+)
+def test_every_function_that_loads_models_gets_the_tmp_size_and_is_told_it(
+    translated: dict[str, Any], overrides: dict[str, str], megabytes: str
+) -> None:
+    functions = deploy(translated, overrides).of_type("AWS::Lambda::Function")
+
+    storage = {rid: f["Properties"].get("EphemeralStorage") for rid, f in functions.items()}
+    told = {
+        rid: f["Properties"]["Environment"]["Variables"].get("MAAS_EPHEMERAL_STORAGE_MB")
+        for rid, f in functions.items()
+    }
+    assert storage == {rid: {"Size": megabytes} if rid in MODEL_LOADERS else None for rid in functions}
+    # The local stack runs every function in one process with one environment: one value for all.
+    assert told == {rid: megabytes if rid in MODEL_LOADERS else None for rid in functions}
+
+
+@pytest.mark.parametrize(
+    "parameter", ["InferMemorySize", "BatchMemorySize", "GenerateMemorySize", "EphemeralStorageSize"]
+)
+def test_the_memory_and_storage_parameters_reach_lambda_s_limit_and_say_what_a_big_model_needs(
+    translated: dict[str, Any], parameter: str
+) -> None:
+    declared = translated["Parameters"][parameter]
+
+    assert declared["MaxValue"] == 10240
+    assert "10240" in declared["Description"]
+    assert "weight" in declared["Description"] or "files" in declared["Description"]
+
+
 def test_the_outputs_name_the_api_the_bucket_the_key_and_the_queues(translated: dict[str, Any]) -> None:
     outputs = translated["Outputs"]
     assert {
