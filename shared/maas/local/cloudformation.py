@@ -53,6 +53,8 @@ class TemplateParameter:
     default: Any = None
     allowed_values: tuple[str, ...] = ()
     allowed_pattern: str | None = None
+    min_value: float | None = None
+    max_value: float | None = None
 
     @property
     def is_list(self) -> bool:
@@ -60,9 +62,12 @@ class TemplateParameter:
         return self.type == "CommaDelimitedList" or self.type.startswith("List<")
 
     def check(self, value: str) -> None:
-        """CloudFormation refuses a value outside AllowedValues or AllowedPattern; so does the local stack."""
+        """CloudFormation refuses a value outside AllowedValues or AllowedPattern, and a Number that is not
+        one or lies outside MinValue..MaxValue; so does the local stack."""
         items = [v.strip() for v in value.split(",")] if self.is_list else [value]
         for item in items:
+            if self.type in ("Number", "List<Number>"):
+                self._check_number(item)
             if self.allowed_values and item not in self.allowed_values:
                 raise TemplateError(
                     f"parameter {self.name}: expected one of {', '.join(self.allowed_values)}, got {item!r}"
@@ -71,6 +76,20 @@ class TemplateParameter:
                 raise TemplateError(
                     f"parameter {self.name}: expected a value matching {self.allowed_pattern}, got {item!r}"
                 )
+
+    def _check_number(self, item: str) -> None:
+        try:
+            number = float(item)
+        except ValueError:
+            raise TemplateError(f"parameter {self.name}: expected a number, got {item!r}") from None
+        low = "-inf" if self.min_value is None else f"{self.min_value:g}"
+        high = "inf" if self.max_value is None else f"{self.max_value:g}"
+        if (self.min_value is not None and number < self.min_value) or (
+            self.max_value is not None and number > self.max_value
+        ):
+            raise TemplateError(
+                f"parameter {self.name}: expected a number from {low} to {high}, got {item!r}"
+            )
 
 
 class ParameterisedTemplate(Protocol):
@@ -100,8 +119,14 @@ def declared_parameters(parameters: Any) -> dict[str, TemplateParameter]:
             default=spec.get("Default"),
             allowed_values=tuple(scalar_text(v) for v in spec.get("AllowedValues") or ()),
             allowed_pattern=spec.get("AllowedPattern"),
+            min_value=_optional_number(spec.get("MinValue")),
+            max_value=_optional_number(spec.get("MaxValue")),
         )
     return declared
+
+
+def _optional_number(written: Any) -> float | None:
+    return None if written is None else float(written)
 
 
 def parameter_values(

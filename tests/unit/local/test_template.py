@@ -36,6 +36,7 @@ Parameters:
   JwtIssuer: {Type: String, Default: "", AllowedPattern: "(https?://.+)?"}
   JwtAudience: {Type: CommaDelimitedList, Default: ""}
   Origins: {Type: CommaDelimitedList, Default: ""}
+  Storage: {Type: Number, Default: 2048, MinValue: 512, MaxValue: 10240}
 Conditions:
   CreateBucket: !Equals [!Ref ExistingBucketName, ""]
   CreateKmsKey: !And [!Condition CreateBucket, !Equals [!Ref KmsKeyArn, ""]]
@@ -145,6 +146,11 @@ def routes_by_key(template: SamTemplate) -> dict[str, TemplateRoute]:
 # ---- parameters and conditions
 
 
+def test_a_number_within_its_bounds_is_taken() -> None:
+    for storage in ("512", "10240", "4096.0"):
+        assert parse_template(TEMPLATE, {"Storage": storage}).parameter_values["Storage"] == storage
+
+
 def test_parameter_defaults_hold_unless_overridden() -> None:
     template = parse_template(TEMPLATE, {"Stage": "prod"})
 
@@ -159,6 +165,9 @@ def test_parameter_defaults_hold_unless_overridden() -> None:
         pytest.param({"DataPlaneAuht": "JWT"}, "expected names from the template's Parameters", id="a typo"),
         pytest.param({"DataPlaneAuth": "jwt"}, "expected one of NONE, JWT, AWS_IAM, got 'jwt'", id="allowed"),
         pytest.param({"JwtIssuer": "ftp://x"}, "expected a value matching", id="pattern"),
+        pytest.param({"Storage": "20000"}, "expected a number from 512 to 10240, got '20000'", id="max"),
+        pytest.param({"Storage": "511"}, "Storage: expected a number from 512 to 10240, got '511'", id="min"),
+        pytest.param({"Storage": "big"}, "Storage: expected a number, got 'big'", id="number"),
     ],
 )
 def test_an_override_cloudformation_would_refuse_is_refused(overrides: dict[str, str], message: str) -> None:
