@@ -37,6 +37,8 @@ ENV_GENERATION_TIMEOUT = "MAAS_GENERATION_TIMEOUT"
 ENV_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 ENV_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 ENV_LAMBDA_MEMORY_MB = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+ENV_EPHEMERAL_STORAGE_MB = "MAAS_EPHEMERAL_STORAGE_MB"
+ENV_MAPPED_WEIGHTS_BYTES = "MAAS_MAPPED_WEIGHTS_BYTES"
 
 Provider = Literal["auto", "cpu", "cuda"]
 PROVIDERS: tuple[Provider, ...] = ("auto", "cpu", "cuda")
@@ -85,6 +87,17 @@ DEFAULT_MAX_CHOICES = 4
 # 30 s integration timeout, so a whole answer still arrives, cut short and saying so.
 DEFAULT_GENERATION_TIMEOUT_SECONDS = 25.0
 
+# Graph files (the graph and its external data) from which a session on the CPU keeps its weights
+# memory-mapped instead of prepacked: prepacking 3 GB took 3.6-4.4 s of session creation, mapping 0.01 s,
+# and halved batch-32 time only below it (decision 0022).
+DEFAULT_MAPPED_WEIGHTS_BYTES = 1 << 30
+# The template parameters that set a function's memory, named by a refusal for want of it; an app narrows it
+# to its own function's.
+DEFAULT_MEMORY_PARAMETER = "InferMemorySize, BatchMemorySize or GenerateMemorySize"
+# Lambda's largest memory and ephemeral storage, both in MB: what a refusal says the parameters go up to.
+LAMBDA_MAX_MEMORY_MB = 10240
+LAMBDA_MAX_EPHEMERAL_STORAGE_MB = 10240
+
 # What each variable does, one line each: docs/configuration.md is generated from these and the defaults
 # above (docs/hooks/generate.py), and the docs build fails for a variable that has no line here.
 ENV_DESCRIPTIONS: Mapping[str, str] = {
@@ -127,7 +140,15 @@ ENV_DESCRIPTIONS: Mapping[str, str] = {
     "AWS",
     ENV_SERVICE_NAME: "the `service` field of the structured logs; `maas` when unset",
     ENV_LAMBDA_MEMORY_MB: "set by Lambda, not by you: the function's memory in MB, which sizes the "
-    "default model cache",
+    "default model cache and the memory a model load must fit (unset: the cgroup's limit, else the "
+    "machine's); a load that does not fit is refused with 503 before any download",
+    ENV_EPHEMERAL_STORAGE_MB: "the function's `/tmp` in MB (the template sets it from "
+    "`EphemeralStorageSize`; `make serve` applies it too): a load whose graph files do not fit it, less what "
+    "cached models still hold there, is refused with 507 before any download. Unset: the disk's free space "
+    "alone",
+    ENV_MAPPED_WEIGHTS_BYTES: "graphs whose files (graph and external data) add up to at least this keep "
+    "their weights memory-mapped on the CPU (`session.disable_prepacking`) instead of prepacked; a "
+    "manifest's `weight_loading` overrides it",
 }
 
 
@@ -165,6 +186,13 @@ class Settings:
     max_choices: int = DEFAULT_MAX_CHOICES
     # 0: only the function's remaining time bounds a generation.
     generation_timeout_seconds: float = DEFAULT_GENERATION_TIMEOUT_SECONDS
+    # None: not on Lambda; a load's memory budget reads the cgroup's limit, else the machine's memory.
+    function_memory_bytes: int | None = None
+    # None: no ephemeral storage size given; a load's /tmp budget is the disk's free space alone.
+    ephemeral_storage_bytes: int | None = None
+    mapped_weights_bytes: int = DEFAULT_MAPPED_WEIGHTS_BYTES
+    # Which template parameter a refusal for want of memory tells the operator to raise.
+    memory_parameter: str = DEFAULT_MEMORY_PARAMETER
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -204,12 +232,20 @@ class Settings:
             generation_timeout_seconds=_number(
                 env, ENV_GENERATION_TIMEOUT, DEFAULT_GENERATION_TIMEOUT_SECONDS
             ),
+            function_memory_bytes=_megabytes(env, ENV_LAMBDA_MEMORY_MB),
+            ephemeral_storage_bytes=_megabytes(env, ENV_EPHEMERAL_STORAGE_MB),
+            mapped_weights_bytes=int(_number(env, ENV_MAPPED_WEIGHTS_BYTES, DEFAULT_MAPPED_WEIGHTS_BYTES)),
         )
 
 
 def _default_cache_bytes(env: Mapping[str, str]) -> float:
     memory_mb = _number(env, ENV_LAMBDA_MEMORY_MB, 0)
     return memory_mb * 1024 * 1024 * LAMBDA_CACHE_SHARE if memory_mb else DEFAULT_CACHE_BYTES
+
+
+def _megabytes(env: Mapping[str, str], name: str) -> int | None:
+    """A size given in MB, in bytes; None when unset or 0."""
+    return int(_number(env, name, 0) * 1024 * 1024) or None
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[T, ...], default: T) -> T:

@@ -60,6 +60,11 @@ class Unavailable(MaasError, status=503):
     """A dependency (storage, execution provider) cannot serve right now. HTTP 503."""
 
 
+class InsufficientStorage(MaasError, status=507):
+    """A model's files do not fit the function's temp space (its ephemeral storage). HTTP 507: no retry helps
+    until the operator gives the function more, so event sources answer it rather than redeliver it."""
+
+
 class IntegrityError(MaasError, status=500):
     """A stored document or artifact is not what the registry wrote (checksum, size, signature, schema).
     HTTP 500: never the client's fault.

@@ -1,9 +1,11 @@
 """Text generators loaded from the registry and kept warm.
 
-A load goes the way maas.runtime loads any model: every artifact's size and sha256 checked against the
-manifest as it streams, the graph vetted, the session opened from a private folder holding only verified
-files (model.onnx with model.onnx.data beside it), the folder gone once the session is open. The tokenizer
-and the chat template are artifacts of the version too, verified the same way, and read from memory.
+A load goes the way maas.runtime loads any model: the temp-space and memory budgets checked before any
+download (maas.runtime.budgets, evicting cached generators when that makes room), every artifact's size and
+sha256 checked against the manifest as it streams, the graph vetted, the session opened from a private folder
+holding only verified files (model.onnx with model.onnx.data beside it), the folder gone once the session is
+open. The tokenizer and the chat template are artifacts of the version too, verified the same way, and read
+from memory.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from maas.generation.text_generator import TextGenerator
 from maas.registry.manifest import Generation, Manifest
 from maas.registry.store import ModelRegistry
 from maas.runtime import (
+    LoadBudget,
     ModelCache,
     SessionConfig,
-    check_scratch_space,
     check_signature,
     open_verified_session,
     report_model_load,
     session_config,
+    settle_footprint,
 )
 
 if TYPE_CHECKING:
@@ -43,11 +46,14 @@ SPINNING_OFF = ("session.intra_op.allow_spinning", "0")
 class GeneratorLoader:
     """Loads (name, version) once and serves it from memory while it fits the cache's byte budget."""
 
-    def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
+    def __init__(
+        self, registry: ModelRegistry, settings: Settings, *, budget: LoadBudget | None = None
+    ) -> None:
         self.registry = registry
         self.settings = settings
         self._config: SessionConfig | None = None
         self.cache: ModelCache[TextGenerator] = ModelCache(self._load, settings.cache_bytes)
+        self.budget = budget or LoadBudget(settings)
 
     @property
     def config(self) -> SessionConfig:
@@ -62,10 +68,13 @@ class GeneratorLoader:
 
     def _load(self, name: str, version: int) -> TextGenerator:
         started = time.perf_counter()
-        generator = load_generator(self.registry, self.registry.manifest(name, version), self.config)
+        manifest = self.registry.manifest(name, version)
+        generation_of(manifest)  # a version that generates no text is a 400 before any budget or download
+        config = self.budget.admit(manifest, self.config, self.cache, _session_of)
+        generator = load_generator(self.registry, manifest, config)
         report_model_load(
             generator.manifest,
-            list(generator.decoder.session.get_providers()),
+            generator.decoder.session,
             started,
             kv_shared_buffer=generator.generation.kv_shared_buffer,
         )
@@ -78,7 +87,9 @@ def generator_session_config(settings: Settings) -> SessionConfig:
 
 
 def load_generator(registry: ModelRegistry, manifest: Manifest, config: SessionConfig) -> TextGenerator:
-    """The version as a text generator: artifacts verified, session open, warmed up if configured."""
+    """The version as a text generator: artifacts verified, session open, warmed up if configured.
+
+    No budgets here: `GeneratorLoader` checks them, against its cache, before calling this."""
     generation = generation_of(manifest)
     # The small artifacts first: a bad tokenizer or template fails the load before a large session opens.
     tokenizer = _tokenizer(
@@ -88,9 +99,10 @@ def load_generator(registry: ModelRegistry, manifest: Manifest, config: SessionC
     if generation.chat_template_file is not None:
         source = registry.read_artifact(manifest, manifest.artifact(generation.chat_template_file))
         template = _chat_template(manifest, generation, source)
-    check_scratch_space(manifest)
     session = open_verified_session(registry, manifest, config)
-    return _assembled(manifest, session, tokenizer, template, config)
+    generator = _assembled(manifest, session, tokenizer, template, config)
+    settle_footprint(session)
+    return generator
 
 
 def open_generator(folder: Path, manifest: Manifest, config: SessionConfig) -> TextGenerator:
@@ -132,6 +144,10 @@ def _assembled(
     if config.warmup:
         generator.warm_up()
     return generator
+
+
+def _session_of(generator: TextGenerator) -> ort.InferenceSession:
+    return generator.decoder.session
 
 
 def _tokenizer(manifest: Manifest, data: bytes) -> Tokenizer:

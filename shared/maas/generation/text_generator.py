@@ -55,8 +55,12 @@ class TextGenerator:
 
     @property
     def size_bytes(self) -> int:
-        """What the model cache budgets: the version's artifacts (a request's KV cache comes and goes)."""
-        return self.manifest.total_bytes
+        """What the model cache and the memory budget count: the resident memory its load measurably added
+        (session and warm-up), never less than the version's artifacts (a request's KV cache comes and
+        goes)."""
+        from maas.runtime import session_memory_bytes
+
+        return session_memory_bytes(self.decoder.session, floor=self.manifest.total_bytes)
 
     def encode(self, text: str) -> list[int]:
         """The text's token ids as the model reads them. No special tokens are added: a chat template

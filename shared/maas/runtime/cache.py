@@ -81,6 +81,11 @@ class ModelCache(Generic[M]):
         with self._lock:
             return list(self._models)
 
+    def entries(self) -> list[tuple[ModelKey, M]]:
+        """The cached models, least recently used first: the order a budget evicts them in."""
+        with self._lock:
+            return list(self._models.items())
+
     def _evict_over_capacity(self, keep: ModelKey) -> None:
         # A single model larger than the budget is still kept: serving it beats refusing to.
         total = sum(m.size_bytes for m in self._models.values())

@@ -5,15 +5,8 @@ All I/O happens in `load_model`; `LoadedModel.run` only computes.
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import os
-import tempfile
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,128 +14,37 @@ import numpy.typing as npt
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidGraph
 
-from maas.config import ENV_PROVIDER, TEXT_RUN_TOKENS, GraphOptimization
+from maas.config import TEXT_RUN_TOKENS
 from maas.datatypes import BY_V2, from_onnx
-from maas.errors import DeadlineExceeded, IntegrityError, InvalidInput, Unavailable
+from maas.errors import DeadlineExceeded, IntegrityError, InvalidInput
 from maas.registry.integrity import integrity_failure
 from maas.registry.manifest import Manifest, TokenizerPreprocessing
-from maas.registry.onnx_graph_file import vet_graph_file
 from maas.registry.store import ModelRegistry
+from maas.runtime.deadlines import WATCHDOG, Deadline
+from maas.runtime.footprint import session_memory_bytes, settle_footprint
 from maas.runtime.memory import release_freed_memory
+from maas.runtime.session_options import SessionConfig
 from maas.runtime.text import TextTokenizer, TokenizedTexts
+from maas.runtime.verified_session import open_verified_session
 from maas.signature import Signature, TensorSpec
+
+# Deadline among them: batch jobs and their tests import it from here, where it lived before.
+__all__ = [
+    "PLATFORM",
+    "Deadline",
+    "LoadedModel",
+    "check_signature",
+    "load_model",
+    "signature_of",
+    "token_rows_per_run",
+    "zeros_like_spec",
+]
 
 PLATFORM = "onnxruntime_onnx"
 # A run option: the arena frees, at the end of the run, the memory the run made it take.
 ARENA_SHRINKAGE = "memory.enable_memory_arena_shrinkage"
 # The element types a tokenizer's ids can be handed to the graph in.
 TOKEN_ID_DATATYPES = ("INT64", "INT32")
-
-
-_OPTIMIZATION_LEVELS = {
-    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class SessionConfig:
-    providers: tuple[str, ...]
-    # None: one intra-op thread per CPU this process may use.
-    intra_op_threads: int | None = None
-    graph_optimization: GraphOptimization = "all"
-    warmup: bool = True
-    # MAAS_PROVIDER=cuda: a session onnxruntime quietly opened on the CPU instead (a GPU build on a host
-    # without a usable GPU or CUDA libraries) is refused rather than served slowly.
-    required_provider: str | None = None
-    # onnxruntime session config entries (key, value), e.g. a text generator's spinning off.
-    config_entries: tuple[tuple[str, str], ...] = ()
-
-    def session_options(self) -> ort.SessionOptions:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = _OPTIMIZATION_LEVELS[self.graph_optimization]
-        options.intra_op_num_threads = self.intra_op_threads or usable_cpus()
-        options.log_severity_level = 3
-        for key, value in self.config_entries:
-            options.add_session_config_entry(key, value)
-        return options
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on: Lambda and containers restrict affinity below os.cpu_count()."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - platforms without sched_getaffinity (macOS)
-        return max(1, os.cpu_count() or 1)
-
-
-@dataclass(frozen=True, slots=True)
-class Deadline:
-    """When a run must have finished (on time.monotonic()), and the budget that set it, for the error."""
-
-    at: float
-    # Completes "inference exceeded ...": "the time budget of 25 s (MAAS_REQUEST_TIMEOUT)".
-    budget: str
-
-    @classmethod
-    def within(cls, seconds: float, budget: str) -> Deadline:
-        return cls(time.monotonic() + seconds, budget)
-
-    def seconds_left(self) -> float:
-        return self.at - time.monotonic()
-
-
-class _Watchdog:
-    """One daemon thread that sets `terminate` on the RunOptions of runs still going past their deadline.
-
-    onnxruntime checks the flag between nodes and fails the run. A threading.Timer per run would start a
-    thread per request (about a millisecond measured here, on the warm path); this costs a heap push."""
-
-    def __init__(self) -> None:
-        self._wakeup = threading.Condition()
-        self._heap: list[tuple[float, int, ort.RunOptions]] = []
-        self._running: set[int] = set()
-        self._tokens = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, at: float, options: ort.RunOptions) -> int:
-        with self._wakeup:
-            token = next(self._tokens)
-            heapq.heappush(self._heap, (at, token, options))
-            self._running.add(token)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="maas-run-deadlines", daemon=True)
-                self._thread.start()
-            elif self._heap[0][1] == token:
-                self._wakeup.notify()  # the thread sleeps until a later deadline
-            return token
-
-    def release(self, token: int) -> None:
-        """The run is over; its entry leaves the heap when it reaches the top."""
-        with self._wakeup:
-            self._running.discard(token)
-
-    def _loop(self) -> None:
-        with self._wakeup:
-            while True:
-                while self._heap and self._heap[0][1] not in self._running:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._wakeup.wait()
-                    continue
-                at, token, options = self._heap[0]
-                delay = at - time.monotonic()
-                if delay > 0:
-                    self._wakeup.wait(delay)
-                    continue
-                heapq.heappop(self._heap)
-                self._running.discard(token)
-                options.terminate = True
-
-
-_WATCHDOG = _Watchdog()
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +65,9 @@ class LoadedModel:
 
     @property
     def size_bytes(self) -> int:
-        return self.manifest.total_bytes
+        """What the model cache and the memory budget count: the resident memory its load measurably added
+        (session and warm-up), never less than the artifact bytes it came from (decision 0022)."""
+        return session_memory_bytes(self.session, floor=self.manifest.total_bytes)
 
     @property
     def signature(self) -> Signature:
@@ -261,7 +165,7 @@ class LoadedModel:
             options.add_run_config_entry(ARENA_SHRINKAGE, "cpu:0")
         if deadline is not None:
             assert options is not None
-            token = _WATCHDOG.watch(deadline.at, options)
+            token = WATCHDOG.watch(deadline.at, options)
         try:
             results: list[npt.NDArray[Any]] = self.session.run(list(outputs), dict(feeds), options)
         except (InvalidArgument, InvalidGraph) as exc:
@@ -282,7 +186,7 @@ class LoadedModel:
             ) from None
         finally:
             if token is not None:
-                _WATCHDOG.release(token)
+                WATCHDOG.release(token)
         return results
 
     def _deadline_exceeded(self, deadline: Deadline) -> DeadlineExceeded:
@@ -315,11 +219,6 @@ def token_rows_per_run(width: int) -> int:
     return max(1, TEXT_RUN_TOKENS // max(width, 1))
 
 
-def disk_bytes_needed(manifest: Manifest) -> int:
-    """Local disk a load needs while the session opens: the graph and its external data."""
-    return sum(manifest.artifact(path).bytes for path in manifest.graph_files)
-
-
 def load_model(registry: ModelRegistry, manifest: Manifest, config: SessionConfig) -> LoadedModel:
     """Fetch and verify the graph's artifacts (and tokenizer), open the session, check its signature, and
     warm it up."""
@@ -332,66 +231,8 @@ def load_model(registry: ModelRegistry, manifest: Manifest, config: SessionConfi
     check_signature(manifest, session)
     if config.warmup:
         _warm_up(model)
+    settle_footprint(session)
     return model
-
-
-def open_verified_session(
-    registry: ModelRegistry, manifest: Manifest, config: SessionConfig
-) -> ort.InferenceSession:
-    """The version's graph in an onnxruntime session, opened from files whose sha256 matched the manifest.
-
-    The session always opens from a fresh private folder holding only verified files: opened from bytes,
-    onnxruntime would resolve a graph's external-data references against the working directory, reading
-    weights no checksum covers. The folder goes once the session exists, since onnxruntime has read (or
-    mapped) everything by then.
-    """
-    # The graph first, and vetted before its (possibly large) external data is fetched: a pickle, or a graph
-    # naming files beyond the manifest's verified ones, never reaches onnxruntime.
-    graph = registry.read_artifact(manifest, manifest.artifact(manifest.model_file))
-    vet_graph_file(
-        graph,
-        data_files=manifest.model_data_files,
-        what=f"{manifest.model_file} of model '{manifest.name}' v{manifest.version}",
-        error=IntegrityError,
-    )
-    with tempfile.TemporaryDirectory(prefix=f"maas-{manifest.name}-v{manifest.version}-") as workdir:
-        write_model_files(Path(workdir), {manifest.model_file: graph})
-        del graph
-        # One artifact in memory at a time: external data can be most of a large model's bytes.
-        for path in manifest.model_data_files:
-            data = registry.read_artifact(manifest, manifest.artifact(path))
-            write_model_files(Path(workdir), {path: data})
-            del data
-        session = ort.InferenceSession(
-            str(Path(workdir) / manifest.model_file),
-            sess_options=config.session_options(),
-            providers=list(config.providers),
-        )
-    opened_on = tuple(session.get_providers())
-    if config.required_provider is not None and config.required_provider not in opened_on:
-        raise Unavailable(
-            f"model '{manifest.name}' v{manifest.version}: expected a session on {config.required_provider} "
-            f"({ENV_PROVIDER}=cuda), got one on {list(opened_on)}; onnxruntime fell back because the GPU or "
-            "its CUDA libraries are not usable here"
-        )
-    return session
-
-
-def write_model_files(directory: Path, files: Mapping[str, bytes]) -> None:
-    """Lay artifacts out as onnxruntime expects: external data beside the model, at its relative path.
-
-    Manifests allow only safe relative paths; refusing any target outside `directory` here as well keeps
-    one missed check elsewhere from writing anywhere on the machine."""
-    root = directory.resolve()
-    for path, data in files.items():
-        target = (root / path).resolve()
-        if target == root or not target.is_relative_to(root):
-            raise IntegrityError(
-                f"artifact path {path[:100]!r}: expected a file inside the model's folder, got a path "
-                "that resolves outside it"
-            )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
 
 
 def signature_of(session: ort.InferenceSession) -> Signature:

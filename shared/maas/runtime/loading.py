@@ -1,21 +1,18 @@
 """What every model load does around opening its session: the session configuration the settings ask for,
-the scratch-space check before any download, and the load's log line and metric."""
+and the load's log line and metric."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 
+import onnxruntime as ort
+
 from maas.config import Settings
-from maas.errors import Unavailable
 from maas.observability import MetricUnit, logger, metrics
 from maas.registry.manifest import Manifest
-from maas.runtime.loaded_model import SessionConfig, disk_bytes_needed
+from maas.runtime.footprint import footprint_of
 from maas.runtime.providers import CUDA, select_providers
-
-# Temp space kept free beyond a model's own files: onnxruntime and the runtime write small files too.
-DISK_HEADROOM_BYTES = 64 * 1024 * 1024
+from maas.runtime.session_options import SessionConfig
 
 
 def session_config(settings: Settings, *, config_entries: tuple[tuple[str, str], ...] = ()) -> SessionConfig:
@@ -30,22 +27,20 @@ def session_config(settings: Settings, *, config_entries: tuple[tuple[str, str],
     )
 
 
-def check_scratch_space(manifest: Manifest) -> None:
-    """Unavailable (503) before any download when the temp folder cannot hold the graph's files while its
-    session opens; cached models hold no disk, so only a load needs it."""
-    needed = disk_bytes_needed(manifest) + DISK_HEADROOM_BYTES
-    scratch = tempfile.gettempdir()
-    free = shutil.disk_usage(scratch).free
-    if free < needed:
-        raise Unavailable(
-            f"model '{manifest.name}' v{manifest.version}: expected {needed} free bytes in {scratch}, "
-            f"got {free}"
-        )
-
-
-def report_model_load(manifest: Manifest, providers: list[str], started: float, **details: object) -> None:
-    """The ModelLoadMs metric and a "model loaded" log line for a load begun at `started` (perf_counter)."""
+def report_model_load(
+    manifest: Manifest, session: ort.InferenceSession, started: float, **details: object
+) -> None:
+    """The ModelLoadMs metric and a "model loaded" log line for a load begun at `started` (perf_counter),
+    with how the session holds its weights and what it holds."""
     load_ms = (time.perf_counter() - started) * 1000
+    footprint = footprint_of(session)
+    if footprint is not None:
+        details = {
+            "weight_loading": footprint.weight_loading,
+            "resident_bytes": footprint.resident_bytes,
+            "scratch_bytes": footprint.scratch_bytes,
+            **details,
+        }
     metrics.add_metric(name="ModelLoadMs", unit=MetricUnit.Milliseconds, value=load_ms)
     logger.info(
         "model loaded",
@@ -53,7 +48,7 @@ def report_model_load(manifest: Manifest, providers: list[str], started: float, 
             "model": manifest.name,
             "version": manifest.version,
             "bytes": manifest.total_bytes,
-            "providers": providers,
+            "providers": session.get_providers(),
             "load_ms": round(load_ms, 1),
             **details,
         },

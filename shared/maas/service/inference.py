@@ -26,12 +26,12 @@ from maas.registry.store import ModelRegistry, ResolvedTarget
 from maas.runtime import (
     PLATFORM,
     Deadline,
+    LoadBudget,
     LoadedModel,
     ModelCache,
     VersionResolver,
     check_inputs,
     check_requested_outputs,
-    check_scratch_space,
     load_model,
     report_model_load,
     session_config,
@@ -39,6 +39,7 @@ from maas.runtime import (
 from maas.signature import Signature
 
 if TYPE_CHECKING:
+    import onnxruntime as ort
     from mypy_boto3_s3 import S3Client
 
 SERVER_NAME = "maas"
@@ -69,10 +70,13 @@ def choose_version(target: ResolvedTarget, routing_key: object = None) -> int:
 
 
 class InferenceService:
-    def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
+    def __init__(
+        self, registry: ModelRegistry, settings: Settings, *, budget: LoadBudget | None = None
+    ) -> None:
         self.registry = registry
         self.settings = settings
         self.cache = ModelCache(self._load, settings.cache_bytes)
+        self.budget = budget or LoadBudget(settings)
         self._resolver = VersionResolver(
             registry.resolve_target, settings.alias_ttl_seconds, forget=self.cache.discard
         )
@@ -234,7 +238,12 @@ class InferenceService:
                 f"model: expected a model the infer routes run, got '{name}' v{version}, a text generator: "
                 f"use POST /v2/models/{name}/generate or POST /openai/v1/chat/completions"
             )
-        check_scratch_space(manifest)
-        model = load_model(self.registry, manifest, session_config(self.settings))
-        report_model_load(manifest, list(model.providers), started)
+        # Both budgets before any download: a refusal costs a manifest read, never a /tmp filled half way.
+        config = self.budget.admit(manifest, session_config(self.settings), self.cache, _session_of)
+        model = load_model(self.registry, manifest, config)
+        report_model_load(manifest, model.session, started)
         return model
+
+
+def _session_of(model: LoadedModel) -> ort.InferenceSession:
+    return model.session

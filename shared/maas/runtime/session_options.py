@@ -1,0 +1,48 @@
+"""How a session is opened: providers, threads, graph optimization, warm-up and config entries."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import onnxruntime as ort
+
+from maas.config import GraphOptimization
+
+_OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    providers: tuple[str, ...]
+    # None: one intra-op thread per CPU this process may use.
+    intra_op_threads: int | None = None
+    graph_optimization: GraphOptimization = "all"
+    warmup: bool = True
+    # MAAS_PROVIDER=cuda: a session onnxruntime quietly opened on the CPU instead (a GPU build on a host
+    # without a usable GPU or CUDA libraries) is refused rather than served slowly.
+    required_provider: str | None = None
+    # onnxruntime session config entries (key, value), e.g. a text generator's spinning off.
+    config_entries: tuple[tuple[str, str], ...] = ()
+
+    def session_options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = _OPTIMIZATION_LEVELS[self.graph_optimization]
+        options.intra_op_num_threads = self.intra_op_threads or usable_cpus()
+        options.log_severity_level = 3
+        for key, value in self.config_entries:
+            options.add_session_config_entry(key, value)
+        return options
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: Lambda and containers restrict affinity below os.cpu_count()."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - platforms without sched_getaffinity (macOS)
+        return max(1, os.cpu_count() or 1)
