@@ -35,9 +35,9 @@ from maas.runtime.session_options import SessionConfig
 from maas.runtime.weights import (
     WeightLoading,
     graph_bytes,
+    may_map,
     peak_resident_bytes,
     ruled_weight_loading,
-    runs_on_cpu,
     with_weight_loading,
 )
 
@@ -205,7 +205,7 @@ class LoadBudget:
         """The manifest's choice or the size rule; and mapped, not refused, when prepacking would not fit
         the memory even with every cached model evicted, but weights that need no copy might."""
         loading = ruled_weight_loading(manifest, config, self.settings.mapped_weights_bytes)
-        if loading == "mapped" or manifest.weight_loading is not None or not runs_on_cpu(config):
+        if loading == "mapped" or manifest.weight_loading is not None or not may_map(manifest, config):
             return loading
         if memory is None:
             return loading

@@ -6,7 +6,9 @@ layout it computes fastest from (anonymous memory, about 1x the weights), and th
 in milliseconds and the weights are file pages, which the kernel can drop and read again rather than kill
 the process. Measured on a 2.9 GiB chain of fp32 MatMuls (46 x 4096^2, onnxruntime 1.32, 2 vCPUs): creation
 3.6-4.4 s prepacked against 0.01 s mapped, peak RSS 1.02x the weights either way, batch-1 runs alike,
-batch-32 runs 1.2-2x faster prepacked.
+batch-32 runs 1.2-2x faster prepacked. Quantized kernels (MatMulNBits) compute from their packed layout only:
+SmolLM2 int4 decoded 1.1 tokens/s mapped against 21.7 prepacked, so a quantized version is never mapped by
+the rule.
 """
 
 from __future__ import annotations
@@ -42,12 +44,18 @@ def runs_on_cpu(config: SessionConfig) -> bool:
 
 def ruled_weight_loading(manifest: Manifest, config: SessionConfig, mapped_from_bytes: int) -> WeightLoading:
     """The manifest's choice when it makes one; else mapped on the CPU from `mapped_from_bytes` of graph
-    files (MAAS_MAPPED_WEIGHTS_BYTES), prepacked below it and on a GPU."""
+    files (MAAS_MAPPED_WEIGHTS_BYTES), prepacked below it, on a GPU, and for a quantized version."""
     if manifest.weight_loading is not None:
         return manifest.weight_loading
-    if runs_on_cpu(config) and graph_bytes(manifest) >= mapped_from_bytes:
+    if may_map(manifest, config) and graph_bytes(manifest) >= mapped_from_bytes:
         return "mapped"
     return "prepacked"
+
+
+def may_map(manifest: Manifest, config: SessionConfig) -> bool:
+    """Whether the rule may map this version's weights: on the CPU, and unquantized (quantized kernels run
+    20-35x slower from unpacked weights)."""
+    return runs_on_cpu(config) and manifest.quantization is None
 
 
 def peak_resident_bytes(manifest: Manifest, loading: WeightLoading) -> int:
