@@ -2,8 +2,9 @@
 
 The session always opens from a fresh private folder holding only verified files (decision 0006): opened
 from bytes, onnxruntime would resolve a graph's external-data references against the working directory,
-reading weights no checksum covers. The folder goes once the session exists, and with it every file a
-failed download or check left behind. Files the session maps stay allocated until the session goes
+reading weights no checksum covers. Each file is downloaded straight into it and verified as it lands
+(decision 0021). The folder goes once the session exists, and with it every file a failed download or check
+left behind. Files the session maps stay allocated until the session goes
 (decision 0022): its footprint records how many bytes, so the temp-space budget counts them.
 """
 
@@ -37,29 +38,27 @@ def open_verified_session(
 ) -> ort.InferenceSession:
     """The version's graph in an onnxruntime session, opened from the path of its verified files (external
     data beside the graph), its footprint recorded."""
-    # The graph first, and vetted before its (possibly large) external data is fetched: a pickle, or a graph
-    # naming files beyond the manifest's verified ones, never reaches onnxruntime.
-    graph = registry.read_artifact(manifest, manifest.artifact(manifest.model_file))
-    vet_graph_file(
-        graph,
-        data_files=manifest.model_data_files,
-        what=f"{manifest.model_file} of model '{manifest.name}' v{manifest.version}",
-        error=IntegrityError,
-    )
     with tempfile.TemporaryDirectory(prefix=private_folder_prefix(manifest)) as workdir:
-        folder = Path(workdir)
-        write_model_files(folder, {manifest.model_file: graph})
-        del graph
-        # One artifact in memory at a time: external data can be most of a large model's bytes.
+        folder = Path(workdir).resolve()
+        # Each file straight from storage to disk, verified as it lands (parallel ranged GETs for a parted
+        # one): a model of gigabytes never passes through memory on its way to the session.
+        graph_path = _download(registry, manifest, manifest.model_file, folder)
+        # The graph first, and vetted before its (possibly large) external data is fetched: a pickle, or a
+        # graph naming files beyond the manifest's verified ones, never reaches onnxruntime. A graph whose
+        # weights are external is small; one with its weights inside is read once, as onnxruntime will.
+        vet_graph_file(
+            graph_path.read_bytes(),
+            data_files=manifest.model_data_files,
+            what=f"{manifest.model_file} of model '{manifest.name}' v{manifest.version}",
+            error=IntegrityError,
+        )
         for path in manifest.model_data_files:
-            data = registry.read_artifact(manifest, manifest.artifact(path))
-            write_model_files(folder, {path: data})
-            del data
-        # What the downloads' buffers took goes back before the session's own growth is measured.
+            _download(registry, manifest, path, folder)
+        # What the vetting's copy of the graph took goes back before the session's own growth is measured.
         release_freed_memory()
         before = resident_bytes()
         session = ort.InferenceSession(
-            str(folder / manifest.model_file),
+            str(graph_path),
             sess_options=config.session_options(),
             providers=list(config.providers),
         )
@@ -76,6 +75,13 @@ def open_verified_session(
             "its CUDA libraries are not usable here"
         )
     return session
+
+
+def _download(registry: ModelRegistry, manifest: Manifest, path: str, folder: Path) -> Path:
+    target = model_file_path(folder, path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    registry.download_artifact(manifest, manifest.artifact(path), target)
+    return target
 
 
 def write_model_files(directory: Path, files: Mapping[str, bytes]) -> None:

@@ -22,6 +22,7 @@ import pytest
 from maas.config import Settings
 from maas.errors import InsufficientStorage, IntegrityError, MaasError, Unavailable
 from maas.infer_types import InferenceRequest, Tensor
+from maas.objects import MIN_PART_BYTES
 from maas.registry import Manifest, ModelRef, ModelRegistry
 from maas.registry.manifest import Quantization
 from maas.runtime import DISABLE_PREPACKING, LoadBudget, LoadedModel, MachineReadings, footprint_of
@@ -396,6 +397,45 @@ def test_a_download_that_fails_midway_leaves_no_folder(registry: ModelRegistry, 
 
     with pytest.raises(MaasError, match=DATA_FILE):
         infer(service, NAME, manifest.version)
+
+    assert private_folders(manifest) == []
+
+
+def publish_parted_chain(s3: Any, folder: Path) -> tuple[ModelRegistry, Manifest]:
+    """A chain of 12 MiB published from files in S3's smallest parts (5 MiB): its data file has 3 parts."""
+    registry = ModelRegistry(s3, TEST_BUCKET, part_bytes=MIN_PART_BYTES)
+    files, draft = matmul_chain_model(12)
+    paths: dict[str, bytes | Path] = {}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+        paths[name] = folder / name
+    return registry, registry.publish(NAME, paths, draft)
+
+
+def test_a_parted_data_file_is_fetched_by_ranges_into_the_session(s3: Any, tmp_path: Path) -> None:
+    registry, manifest = publish_parted_chain(s3, tmp_path)
+    parts = manifest.artifact(DATA_FILE).parts
+    assert parts is not None and len(parts.sha256) == 3
+    ranges: list[str] = []
+    s3.meta.events.register(
+        "provide-client-params.s3.GetObject",
+        lambda params, **_: ranges.append(params["Range"]) if "Range" in params else None,
+    )
+
+    infer(InferenceService(registry, settings()), NAME, manifest.version)
+
+    assert len(ranges) == 3
+
+
+def test_a_changed_part_is_refused_by_number_and_its_folder_removed(s3: Any, tmp_path: Path) -> None:
+    registry, manifest = publish_parted_chain(s3, tmp_path)
+    key = registry.version_prefix(NAME, manifest.version) + DATA_FILE
+    body = bytearray(s3.get_object(Bucket=TEST_BUCKET, Key=key)["Body"].read())
+    body[MIN_PART_BYTES + 7] ^= 1  # a bit of the second part
+    s3.put_object(Bucket=TEST_BUCKET, Key=key, Body=bytes(body))
+
+    with pytest.raises(IntegrityError, match=rf"artifact '{DATA_FILE}' of model '{NAME}' v1: part 2 of 3"):
+        infer(InferenceService(registry, settings()), NAME, manifest.version)
 
     assert private_folders(manifest) == []
 
