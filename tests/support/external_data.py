@@ -7,7 +7,7 @@ Every weight is the identity, so the answer equals the input whichever way the s
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -15,6 +15,7 @@ from onnx import TensorProto, helper
 
 from maas.registry import ManifestDraft, Signature, TensorSpec
 from maas.registry.manifest import MODEL_FILE
+from tests.support.aws import TEST_BUCKET
 
 DATA_FILE = "model.onnx.data"
 CHAIN_WIDTH = 256
@@ -79,3 +80,11 @@ def matmul_chain_model(
         weight_loading=weight_loading,
     )
     return {MODEL_FILE: model.SerializeToString(), DATA_FILE: bytes(data)}, draft
+
+
+def flip_last_bit(s3: Any, key: str, *, at: int = -1) -> None:
+    """Change one bit of the stored object at `key` (of its last byte, or of byte `at`), as a bad disk or
+    someone with write access to the bucket could: the same size, another sha256."""
+    body = bytearray(s3.get_object(Bucket=TEST_BUCKET, Key=key)["Body"].read())
+    body[at] ^= 1
+    s3.put_object(Bucket=TEST_BUCKET, Key=key, Body=bytes(body))

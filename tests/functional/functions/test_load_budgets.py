@@ -29,9 +29,8 @@ import pytest
 from maas.registry import Manifest, ModelRegistry
 from maas.runtime import DISABLE_PREPACKING
 from maas.runtime.budgets import DISK_HEADROOM_BYTES
-from tests.support.aws import TEST_BUCKET
 from tests.support.events import json_event
-from tests.support.external_data import CHAIN_WIDTH, DATA_FILE, MiB, matmul_chain_model
+from tests.support.external_data import CHAIN_WIDTH, DATA_FILE, MiB, flip_last_bit, matmul_chain_model
 from tests.support.functions import start_function
 from tests.support.llm import TINY_LLM_NAME, publish_tiny_llm
 
@@ -138,10 +137,7 @@ def test_a_data_file_changed_in_storage_is_refused_and_its_folder_removed(
     monkeypatch: pytest.MonkeyPatch, registry: ModelRegistry, s3: Any
 ) -> None:
     manifest = publish_chain(registry)
-    key = registry.version_prefix(NAME, manifest.version) + DATA_FILE
-    body = s3.get_object(Bucket=TEST_BUCKET, Key=key)["Body"].read()
-    # The same size, one bit of its last weight flipped.
-    s3.put_object(Bucket=TEST_BUCKET, Key=key, Body=body[:-1] + bytes([body[-1] ^ 1]))
+    flip_last_bit(s3, registry.version_prefix(NAME, manifest.version) + DATA_FILE)
     function = start_function(monkeypatch, "infer")
 
     status, answer = infer(function, manifest.version)
@@ -198,37 +194,38 @@ def test_mapped_models_holding_the_temp_space_are_evicted_to_make_room(
 # ---- the generate function
 
 
-def test_the_generate_function_refuses_a_decoder_too_large_for_its_temp_space_with_507(
-    monkeypatch: pytest.MonkeyPatch, registry: ModelRegistry
+@pytest.mark.parametrize(
+    ("environment", "status", "refusal"),
+    [
+        (
+            {"MAAS_EPHEMERAL_STORAGE_MB": "16"},
+            507,
+            rf"model '{TINY_LLM_NAME}' v1: expected 65 MB of temp space for its graph files \(1 MB\) and "
+            r"64 MB of headroom, got 16 MB available \(MAAS_EPHEMERAL_STORAGE_MB=16 less 0 MB .*\); raise "
+            r"the template parameter EphemeralStorageSize \(up to 10240 MB\)",
+        ),
+        (
+            {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": LAMBDA_MIN_MEMORY_MB},
+            503,
+            rf"model '{TINY_LLM_NAME}' v1: expected 1 MB of memory for its weights, held mapped, got 0 MB "
+            r"available \(AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 less \d+ MB this process holds and a margin of "
+            r"13 MB\); raise the function's memory, template parameter InferMemorySize, BatchMemorySize or "
+            r"GenerateMemorySize \(up to 10240 MB\)",
+        ),
+    ],
+    ids=["temp space", "memory"],
+)
+def test_the_generate_function_refuses_a_decoder_that_does_not_fit(
+    monkeypatch: pytest.MonkeyPatch,
+    registry: ModelRegistry,
+    environment: dict[str, str],
+    status: int,
+    refusal: str,
 ) -> None:
     publish_tiny_llm(registry)
-    function = start_function(monkeypatch, "generate", MAAS_EPHEMERAL_STORAGE_MB="16")
+    function = start_function(monkeypatch, "generate", **environment)
 
-    status, body = chat(function)
+    answered, body = chat(function)
 
-    assert status == 507
-    message = body["error"]["message"]
-    assert re.match(
-        rf"model '{TINY_LLM_NAME}' v1: expected 65 MB of temp space for its graph files \(1 MB\) and 64 MB "
-        r"of headroom, got 16 MB available \(MAAS_EPHEMERAL_STORAGE_MB=16 less 0 MB",
-        message,
-    ), message
-    assert message.endswith("raise the template parameter EphemeralStorageSize (up to 10240 MB)")
-
-
-def test_the_generate_function_refuses_a_decoder_too_large_for_its_memory_with_503(
-    monkeypatch: pytest.MonkeyPatch, registry: ModelRegistry
-) -> None:
-    publish_tiny_llm(registry)
-    function = start_function(monkeypatch, "generate", AWS_LAMBDA_FUNCTION_MEMORY_SIZE=LAMBDA_MIN_MEMORY_MB)
-
-    status, body = chat(function)
-
-    assert status == 503
-    message = body["error"]["message"]
-    assert re.match(
-        rf"model '{TINY_LLM_NAME}' v1: expected 1 MB of memory for its weights, held mapped, got 0 MB "
-        r"available \(AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 less \d+ MB this process holds",
-        message,
-    ), message
-    assert "template parameter InferMemorySize, BatchMemorySize or GenerateMemorySize" in message
+    assert answered == status
+    assert re.fullmatch(refusal, body["error"]["message"]), body["error"]["message"]

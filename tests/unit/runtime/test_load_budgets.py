@@ -29,7 +29,7 @@ from maas.runtime import DISABLE_PREPACKING, LoadBudget, LoadedModel, MachineRea
 from maas.runtime.budgets import DISK_HEADROOM_BYTES, MEMORY_MARGIN_SHARE
 from maas.service.inference import InferenceService
 from tests.support.aws import TEST_BUCKET
-from tests.support.external_data import CHAIN_WIDTH, DATA_FILE, MiB, matmul_chain_model
+from tests.support.external_data import CHAIN_WIDTH, DATA_FILE, MiB, flip_last_bit, matmul_chain_model
 
 NAME = "chain"
 WEIGHTS_MIB = 4
@@ -376,9 +376,7 @@ def test_a_data_file_whose_bytes_do_not_match_the_manifest_is_refused_and_its_fo
     registry: ModelRegistry, s3: Any
 ) -> None:
     manifest = publish_chain(registry)
-    key = registry.version_prefix(NAME, manifest.version) + DATA_FILE
-    body = s3.get_object(Bucket=TEST_BUCKET, Key=key)["Body"].read()
-    s3.put_object(Bucket=TEST_BUCKET, Key=key, Body=body[:-1] + bytes([body[-1] ^ 1]))
+    flip_last_bit(s3, registry.version_prefix(NAME, manifest.version) + DATA_FILE)
     service = InferenceService(registry, settings())
 
     with pytest.raises(
@@ -429,10 +427,8 @@ def test_a_parted_data_file_is_fetched_by_ranges_into_the_session(s3: Any, tmp_p
 
 def test_a_changed_part_is_refused_by_number_and_its_folder_removed(s3: Any, tmp_path: Path) -> None:
     registry, manifest = publish_parted_chain(s3, tmp_path)
-    key = registry.version_prefix(NAME, manifest.version) + DATA_FILE
-    body = bytearray(s3.get_object(Bucket=TEST_BUCKET, Key=key)["Body"].read())
-    body[MIN_PART_BYTES + 7] ^= 1  # a bit of the second part
-    s3.put_object(Bucket=TEST_BUCKET, Key=key, Body=bytes(body))
+    # A bit of the second part.
+    flip_last_bit(s3, registry.version_prefix(NAME, manifest.version) + DATA_FILE, at=MIN_PART_BYTES + 7)
 
     with pytest.raises(IntegrityError, match=rf"artifact '{DATA_FILE}' of model '{NAME}' v1: part 2 of 3"):
         infer(InferenceService(registry, settings()), NAME, manifest.version)
