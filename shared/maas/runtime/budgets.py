@@ -122,6 +122,9 @@ class _Memory:
 
 
 class LoadBudget:
+    """The budgets of one model cache's loads (one per function's cache), read from the settings and the
+    machine at each load."""
+
     def __init__(self, settings: Settings, readings: MachineReadings | None = None) -> None:
         self.settings = settings
         self.readings = readings or MachineReadings()

@@ -87,9 +87,20 @@ def prepacking_disabled(function: ModuleType, manifest: Manifest) -> bool:
     return bool(value == DISABLE_PREPACKING[1])
 
 
+@pytest.fixture
+def own_temp_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The temp dir loads put their private folders in, this test's own: under parallel workers another
+    test's load of the same name and version would otherwise show up in it."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
 # ---- the infer function
 
 
+@pytest.mark.usefixtures("own_temp_dir")
 def test_a_model_too_large_for_the_temp_space_is_refused_with_507(
     monkeypatch: pytest.MonkeyPatch, registry: ModelRegistry
 ) -> None:
@@ -109,6 +120,7 @@ def test_a_model_too_large_for_the_temp_space_is_refused_with_507(
     assert private_folders(manifest) == []
 
 
+@pytest.mark.usefixtures("own_temp_dir")
 def test_a_model_too_large_for_the_functions_memory_is_refused_with_503(
     monkeypatch: pytest.MonkeyPatch, registry: ModelRegistry
 ) -> None:
@@ -133,6 +145,7 @@ def test_a_model_too_large_for_the_functions_memory_is_refused_with_503(
     assert private_folders(manifest) == []
 
 
+@pytest.mark.usefixtures("own_temp_dir")
 def test_a_data_file_changed_in_storage_is_refused_and_its_folder_removed(
     monkeypatch: pytest.MonkeyPatch, registry: ModelRegistry, s3: Any
 ) -> None:

@@ -8,10 +8,8 @@ mapped session keeps is the real one, read from /proc.
 
 from __future__ import annotations
 
-import gc
 import re
 import tempfile
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -106,12 +104,13 @@ class Machine:
 
 
 @pytest.fixture(autouse=True)
-def no_sessions_left_from_earlier_tests() -> Iterator[None]:
-    # A service and its cache refer to each other; the cycle collector frees an earlier test's sessions,
-    # and the temp space their mapped files hold, only when it runs.
-    gc.collect()
-    yield
-    gc.collect()
+def own_temp_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The temp dir loads put their private folders in, this test's own: under parallel workers another
+    test's load of the same name and version would otherwise show up in it."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
 
 def get_object_calls(s3: Any) -> list[str]:
