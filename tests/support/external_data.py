@@ -7,13 +7,16 @@ Every weight is the identity, so the answer equals the input whichever way the s
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper
 
-from maas.registry import ManifestDraft, Signature, TensorSpec
+from maas.registry import Manifest, ManifestDraft, Signature, TensorSpec
 from maas.registry.manifest import MODEL_FILE
 from tests.support.aws import TEST_BUCKET
 
@@ -88,3 +91,17 @@ def flip_last_bit(s3: Any, key: str, *, at: int = -1) -> None:
     body = bytearray(s3.get_object(Bucket=TEST_BUCKET, Key=key)["Body"].read())
     body[at] ^= 1
     s3.put_object(Bucket=TEST_BUCKET, Key=key, Body=bytes(body))
+
+
+def use_own_temp_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Make a folder of `tmp_path` the temp dir loads put their private folders in, for this test alone:
+    under parallel workers another test's load of the same name and version would otherwise show up."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def private_folders(manifest: Manifest) -> list[Path]:
+    """The version's private load folders (`maas-<name>-v<version>-*`) left in the temp dir."""
+    return list(Path(tempfile.gettempdir()).glob(f"maas-{manifest.name}-v{manifest.version}-*"))

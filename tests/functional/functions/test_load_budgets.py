@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -29,8 +28,9 @@ import pytest
 from maas.registry import Manifest, ModelRegistry
 from maas.runtime import DISABLE_PREPACKING
 from maas.runtime.budgets import DISK_HEADROOM_BYTES
+from tests.support import external_data
 from tests.support.events import json_event
-from tests.support.external_data import CHAIN_WIDTH, DATA_FILE, MiB, flip_last_bit, matmul_chain_model
+from tests.support.external_data import CHAIN_WIDTH, DATA_FILE, MiB, matmul_chain_model
 from tests.support.functions import start_function
 from tests.support.llm import TINY_LLM_NAME, publish_tiny_llm
 
@@ -65,10 +65,6 @@ def chat(function: ModuleType) -> tuple[int, dict[str, Any]]:
     return int(response["statusCode"]), json.loads(response["body"])
 
 
-def private_folders(manifest: Manifest) -> list[Path]:
-    return list(Path(tempfile.gettempdir()).glob(f"maas-{manifest.name}-v{manifest.version}-*"))
-
-
 def graph_bytes(manifest: Manifest) -> int:
     return sum(manifest.artifact(path).bytes for path in manifest.graph_files)
 
@@ -89,12 +85,7 @@ def prepacking_disabled(function: ModuleType, manifest: Manifest) -> bool:
 
 @pytest.fixture
 def own_temp_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """The temp dir loads put their private folders in, this test's own: under parallel workers another
-    test's load of the same name and version would otherwise show up in it."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
+    return external_data.use_own_temp_dir(monkeypatch, tmp_path)
 
 
 # ---- the infer function
@@ -117,7 +108,7 @@ def test_a_model_too_large_for_the_temp_space_is_refused_with_507(
         "(MAAS_EPHEMERAL_STORAGE_MB=32 less 0 MB that cached models still hold there; "
     )
     assert body["error"].endswith("raise the template parameter EphemeralStorageSize (up to 10240 MB)")
-    assert private_folders(manifest) == []
+    assert external_data.private_folders(manifest) == []
 
 
 @pytest.mark.usefixtures("own_temp_dir")
@@ -142,7 +133,7 @@ def test_a_model_too_large_for_the_functions_memory_is_refused_with_503(
     needed, available, held = map(int, match.groups())
     assert needed == mb_up(graph_bytes(manifest))
     assert available == max(0, 128 - 13 - held) < needed
-    assert private_folders(manifest) == []
+    assert external_data.private_folders(manifest) == []
 
 
 @pytest.mark.usefixtures("own_temp_dir")
@@ -150,7 +141,7 @@ def test_a_data_file_changed_in_storage_is_refused_and_its_folder_removed(
     monkeypatch: pytest.MonkeyPatch, registry: ModelRegistry, s3: Any
 ) -> None:
     manifest = publish_chain(registry)
-    flip_last_bit(s3, registry.version_prefix(NAME, manifest.version) + DATA_FILE)
+    external_data.flip_last_bit(s3, registry.version_prefix(NAME, manifest.version) + DATA_FILE)
     function = start_function(monkeypatch, "infer")
 
     status, answer = infer(function, manifest.version)
@@ -160,7 +151,7 @@ def test_a_data_file_changed_in_storage_is_refused_and_its_folder_removed(
         f"artifact '{DATA_FILE}' of model '{NAME}' v{manifest.version}: expected the sha256 and size in its "
         "manifest, got different content; refusing to load it"
     )
-    assert private_folders(manifest) == []
+    assert external_data.private_folders(manifest) == []
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,15 @@ from maas.runtime import DISABLE_PREPACKING, LoadBudget, LoadedModel, MachineRea
 from maas.runtime.budgets import DISK_HEADROOM_BYTES, MEMORY_MARGIN_SHARE
 from maas.service.inference import InferenceService
 from tests.support.aws import TEST_BUCKET
-from tests.support.external_data import CHAIN_WIDTH, DATA_FILE, MiB, flip_last_bit, matmul_chain_model
+from tests.support.external_data import (
+    CHAIN_WIDTH,
+    DATA_FILE,
+    MiB,
+    flip_last_bit,
+    matmul_chain_model,
+    private_folders,
+    use_own_temp_dir,
+)
 
 NAME = "chain"
 WEIGHTS_MIB = 4
@@ -66,10 +74,6 @@ def loaded(service: InferenceService, manifest: Manifest) -> LoadedModel:
     return model
 
 
-def private_folders(manifest: Manifest) -> list[Path]:
-    return list(Path(tempfile.gettempdir()).glob(f"maas-{manifest.name}-v{manifest.version}-*"))
-
-
 def mapped_private_files(manifest: Manifest) -> set[str]:
     """Files of the version's private folders this process still maps, deleted as they are: their blocks
     stay allocated in the temp dir until the mapping goes."""
@@ -105,12 +109,7 @@ class Machine:
 
 @pytest.fixture(autouse=True)
 def own_temp_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """The temp dir loads put their private folders in, this test's own: under parallel workers another
-    test's load of the same name and version would otherwise show up in it."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
+    return use_own_temp_dir(monkeypatch, tmp_path)
 
 
 def get_object_calls(s3: Any) -> list[str]:
