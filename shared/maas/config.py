@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
 from maas.errors import ConfigurationError
@@ -236,6 +236,12 @@ class Settings:
             ephemeral_storage_bytes=_megabytes(env, ENV_EPHEMERAL_STORAGE_MB),
             mapped_weights_bytes=int(_number(env, ENV_MAPPED_WEIGHTS_BYTES, DEFAULT_MAPPED_WEIGHTS_BYTES)),
         )
+
+
+def function_settings(memory_parameter: str, settings: Settings | None = None) -> Settings:
+    """The settings a function's composition root serves with: `settings` (else the environment's), naming
+    the template parameter that sets this function's memory, which a refusal for want of memory cites."""
+    return replace(settings or Settings.from_env(), memory_parameter=memory_parameter)
 
 
 def _default_cache_bytes(env: Mapping[str, str]) -> float:

@@ -21,8 +21,15 @@ _ERROR_DESCRIPTIONS = {
     405: "The path exists for another method.",
     413: "The body, batch, element count or a string element is over its limit.",
     415: "The Content-Type or Content-Encoding is not one maas decodes (or compressed bodies are off).",
-    503: "Model storage or the execution provider is unavailable.",
+    503: (
+        "Model storage or the execution provider is unavailable, or the model does not fit the function's "
+        "memory (the message names the memory parameter to raise)."
+    ),
     504: "The inference ran past its time budget (MAAS_REQUEST_TIMEOUT) and was cut off.",
+    507: (
+        "The model's files do not fit the function's temp space (/tmp); the message says how much is needed, "
+        "how much is free, and to raise EphemeralStorageSize."
+    ),
 }
 
 # The data plane, served by the infer and generate functions: the registry's routes are IAM-only

@@ -72,15 +72,15 @@ class Route:
         return tuple(f"{method} {self.path}" for method in self.methods)
 
 
-_MODEL_ERRORS = (400, 404, 503)
-_INFER_ERRORS = (400, 404, 413, 415, 503, 504)
+_MODEL_ERRORS = (400, 404, 503, 507)
+_INFER_ERRORS = (400, 404, 413, 415, 503, 504, 507)
 _V2 = "maas.protocol.v2_types"
 _V1 = "maas.protocol.v1_types"
 _REGISTRY = "maas.protocol.registry_types"
 _DOCUMENTS = "maas.registry.documents"
 _OPENAI = "maas.protocol.openai_types"
 _GENERATE = "maas.protocol.generate_types"
-_GENERATION_ERRORS = (400, 404, 413, 415, 503)
+_GENERATION_ERRORS = (400, 404, 413, 415, 503, 507)
 OPENAI_PREFIX = "/openai/v1"
 # Any other path under the prefix reaches the generate function too, which answers 404 or 405 for it in
 # OpenAI's error shape (the $default route would carry it to the infer function, which answers in its own).

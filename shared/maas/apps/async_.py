@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from maas.apps.edge import BehindEdge
 from maas.aws_clients import s3_client
-from maas.config import Settings
+from maas.config import Settings, function_settings
 from maas.events.queues import AsyncFunctionApp
 from maas.service.generation_on_demand import EventCompletionsOnDemand
 from maas.service.inference import InferenceService
 
 
 def build_async_app(settings: Settings | None = None) -> BehindEdge[AsyncFunctionApp]:
-    inference = InferenceService.from_settings(settings)
+    inference = InferenceService.from_settings(function_settings("InferMemorySize", settings))
     s3 = s3_client(inference.settings.endpoint_url)
     completions = EventCompletionsOnDemand(inference.registry, inference.settings)
     return BehindEdge(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from maas.apps.edge import BehindEdge
 from maas.aws_clients import s3_client
-from maas.config import Settings
+from maas.config import Settings, function_settings
 from maas.events.queues import BatchFunctionApp
 from maas.service.batch_jobs import BatchJobService
 from maas.service.generation_on_demand import EventCompletionsOnDemand
@@ -14,7 +14,7 @@ from maas.service.inference import InferenceService
 
 
 def build_batch_app(settings: Settings | None = None) -> BehindEdge[BatchFunctionApp]:
-    inference = InferenceService.from_settings(settings)
+    inference = InferenceService.from_settings(function_settings("BatchMemorySize", settings))
     s3 = s3_client(inference.settings.endpoint_url)
     completions = EventCompletionsOnDemand(inference.registry, inference.settings)
     jobs = BatchJobService(inference, s3, inference.settings.bucket, completions, inference.settings.prefix)

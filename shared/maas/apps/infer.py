@@ -19,6 +19,7 @@ from maas.api.routing import ServedRoutes
 from maas.api.v1_routes import register_v1_routes
 from maas.api.v2_routes import register_v2_routes
 from maas.apps.edge import Edge
+from maas.config import function_settings
 from maas.errors import InvalidInput
 from maas.events.infer_events import InferEvents, is_direct_invoke, is_warm_up
 from maas.service.inference import InferenceService
@@ -61,4 +62,4 @@ class InferFunction(Edge):
 
 
 def build_infer_app(service: InferenceService | None = None) -> InferFunction:
-    return InferFunction(service or InferenceService.from_settings())
+    return InferFunction(service or InferenceService.from_settings(function_settings("InferMemorySize")))

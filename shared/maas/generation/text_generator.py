@@ -20,6 +20,7 @@ from maas.generation.events import Finished, FinishReason, GenerationEvent, Text
 from maas.generation.sampling import SamplingParams, TokenSampler, token_logprobs
 from maas.generation.stop_strings import StopStringMatcher
 from maas.registry.manifest import Generation, Manifest
+from maas.runtime import session_memory_bytes
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -58,8 +59,6 @@ class TextGenerator:
         """What the model cache and the memory budget count: the resident memory its load measurably added
         (session and warm-up), never less than the version's artifacts (a request's KV cache comes and
         goes)."""
-        from maas.runtime import session_memory_bytes
-
         return session_memory_bytes(self.decoder.session, floor=self.manifest.total_bytes)
 
     def encode(self, text: str) -> list[int]:

@@ -125,8 +125,7 @@ def test_a_model_too_large_for_the_functions_memory_is_refused_with_503(
     match = re.fullmatch(
         rf"model '{NAME}' v1: expected (\d+) MB of memory for its weights, held mapped, got (\d+) MB "
         r"available \(AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 less (\d+) MB this process holds and a margin of "
-        r"13 MB\); raise the function's memory, template parameter InferMemorySize, BatchMemorySize or "
-        r"GenerateMemorySize \(up to 10240 MB\)",
+        r"13 MB\); raise the function's memory, template parameter InferMemorySize \(up to 10240 MB\)",
         body["error"],
     )
     assert match is not None, body["error"]
@@ -213,8 +212,7 @@ def test_mapped_models_holding_the_temp_space_are_evicted_to_make_room(
             503,
             rf"model '{TINY_LLM_NAME}' v1: expected 1 MB of memory for its weights, held mapped, got 0 MB "
             r"available \(AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 less \d+ MB this process holds and a margin of "
-            r"13 MB\); raise the function's memory, template parameter InferMemorySize, BatchMemorySize or "
-            r"GenerateMemorySize \(up to 10240 MB\)",
+            r"13 MB\); raise the function's memory, template parameter GenerateMemorySize \(up to 10240 MB\)",
         ),
     ],
     ids=["temp space", "memory"],
