@@ -29,6 +29,7 @@ from maas.errors import InsufficientStorage, Unavailable
 from maas.registry.manifest import Manifest
 from maas.runtime.cache import CachedModel, ModelCache, ModelKey
 from maas.runtime.footprint import footprint_of
+from maas.runtime.load_folders import remove_abandoned_load_folders
 from maas.runtime.memory import release_freed_memory
 from maas.runtime.process_memory import machine_memory_bytes, resident_bytes
 from maas.runtime.session_options import SessionConfig
@@ -141,6 +142,8 @@ class LoadBudget:
         the room.
 
         InsufficientStorage (507) or Unavailable (503) otherwise, having evicted nothing."""
+        # What a killed process left in the temp dir is not this load's to count against.
+        remove_abandoned_load_folders(self.readings.temp_dir())
         evictable = [
             _Evictable(key, model.size_bytes, _scratch_bytes(session_of(model)))
             for key, model in cache.entries()

@@ -10,7 +10,6 @@ left behind. Files the session maps stay allocated until the session goes
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from maas.registry.manifest import Manifest
 from maas.registry.onnx_graph_file import vet_graph_file
 from maas.registry.store import ModelRegistry
 from maas.runtime.footprint import Footprint, record_footprint
+from maas.runtime.load_folders import private_load_folder
 from maas.runtime.memory import release_freed_memory
 from maas.runtime.process_memory import mapped_file_bytes, resident_bytes
 from maas.runtime.session_options import SessionConfig
@@ -38,8 +38,7 @@ def open_verified_session(
 ) -> ort.InferenceSession:
     """The version's graph in an onnxruntime session, opened from the path of its verified files (external
     data beside the graph), its footprint recorded."""
-    with tempfile.TemporaryDirectory(prefix=private_folder_prefix(manifest)) as workdir:
-        folder = Path(workdir).resolve()
+    with private_load_folder(private_folder_prefix(manifest)) as folder:
         # Each file straight from storage to disk, verified as it lands (parallel ranged GETs for a parted
         # one): a model of gigabytes never passes through memory on its way to the session.
         graph_path = _download(registry, manifest, manifest.model_file, folder)

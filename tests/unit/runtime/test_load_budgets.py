@@ -25,6 +25,7 @@ from maas.registry import Manifest, ModelRef, ModelRegistry
 from maas.registry.manifest import Quantization
 from maas.runtime import DISABLE_PREPACKING, LoadBudget, LoadedModel, MachineReadings, footprint_of
 from maas.runtime.budgets import DISK_HEADROOM_BYTES, MEMORY_MARGIN_SHARE
+from maas.runtime.load_folders import LOCK_FILE
 from maas.service.inference import InferenceService
 from tests.support.aws import TEST_BUCKET
 from tests.support.external_data import (
@@ -445,3 +446,20 @@ def test_refusals_name_megabytes_rounded_against_the_load(registry: ModelRegistr
 
     needed, available = map(int, re.findall(r"expected (\d+) MB .* got (\d+) MB", refused.value.message)[0])
     assert needed > available
+
+
+def test_a_load_first_removes_what_a_killed_load_left_in_the_temp_dir(
+    registry: ModelRegistry, own_temp_dir: Path
+) -> None:
+    manifest = publish_chain(registry)
+    # As a process killed mid-download leaves it: the version's folder, half written, its lock free.
+    abandoned = own_temp_dir / f"maas-{NAME}-v{manifest.version}-killed"
+    abandoned.mkdir()
+    (abandoned / LOCK_FILE).write_text("")
+    (abandoned / DATA_FILE).write_bytes(b"\0" * MiB)
+    service = InferenceService(registry, settings())
+
+    infer(service, NAME, manifest.version)
+
+    assert not abandoned.exists()
+    assert private_folders(manifest) == []
