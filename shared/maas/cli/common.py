@@ -62,6 +62,28 @@ def version(text: str) -> int:
     return int(text)
 
 
+def positive_number(text: str) -> float:
+    """An argument type for a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def positive_integer(text: str) -> int:
+    """An argument type for an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def non_negative(what: str, *, finite: bool = True) -> Callable[[str], float]:
     """An argument type for a number >= 0 (and, when `finite`, not inf); `what` names it in the message."""
     bound = "finite, non-negative" if finite else "non-negative"

@@ -93,6 +93,26 @@ def add_training_commands(commands: common.Commands) -> None:
     publish.add_argument("--description", default="", metavar="TEXT")
     publish.set_defaults(command=publish_command)
 
+    synthesize = commands.add_parser(
+        "synthesize",
+        help="write a synthetic large model (a chain of fp32 MatMuls, seeded noise, weights as external "
+        "data) to try what size does to publishing and serving; nothing is trained",
+    )
+    synthesize.add_argument("out", type=Path, metavar="DIR", help="where model.onnx and model.onnx.data go")
+    synthesize.add_argument(
+        "--gb",
+        type=common.positive_number,
+        default=2.75,
+        metavar="GB",
+        help="weights to write, in GB of 10^9 bytes, rounded up to whole layers (default: 2.75, past "
+        "protobuf's 2 GiB)",
+    )
+    synthesize.add_argument(
+        "--width", type=common.positive_integer, default=4096, help="each MatMul's size (default 4096)"
+    )
+    synthesize.add_argument("--seed", type=int, default=0, help="seed of the weights (default 0)")
+    synthesize.set_defaults(command=synthesize_command)
+
 
 def _add_publish_target(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
@@ -214,6 +234,22 @@ def publish_command(args: argparse.Namespace) -> int:
     print(common.table(rows))
     manifest = publish_imported(imported, common.registry(), args.name)
     print(f"published {manifest.name} version {manifest.version}")
+    return 0
+
+
+def synthesize_command(args: argparse.Namespace) -> int:
+    import time
+
+    from maas.training.matmul_chain import build_matmul_chain
+
+    started = time.perf_counter()
+    chain = build_matmul_chain(args.out, target_bytes=round(args.gb * 1e9), width=args.width, seed=args.seed)
+    print(
+        f"wrote {chain.model_path} and {chain.data_path.name}: {chain.layers} MatMuls of "
+        f"{chain.width}x{chain.width} fp32, {chain.weight_bytes / 1e9:.2f} GB of weights, in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+    print(f"publish it: maas publish {chain.model_path} --name NAME")
     return 0
 
 

@@ -1,37 +1,29 @@
-"""Export a module to ONNX and check the result before anyone can publish it.
+"""Export a module to ONNX, and compare what torch and onnxruntime compute on the same inputs.
 
-The checks run on the bytes that will be published, materialised in a directory exactly as the runtime
-will see them, so a single-file model and one with external data are checked the same way.
+The checks the export must pass before anyone can publish it are maas.training.onnx_checks' (no torch).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
-from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
 
-from maas.errors import IntegrityError
-from maas.registry import Parity, Signature
+from maas.registry import Parity
 from maas.registry.manifest import MODEL_FILE
-from maas.runtime import signature_of as runtime_signature_of
-from maas.runtime import write_model_files
 from maas.training.errors import ModelCheckFailed
+from maas.training.onnx_checks import read_folder_files
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
-CPU_PROVIDER = "CPUExecutionProvider"
-_ORT_ERRORS_ONLY = 3
 # The exporter's own loggers: torch's, and the ONNX IR passes it runs through onnxscript.
 _EXPORTER_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
 
@@ -91,90 +83,6 @@ def export_onnx(
     with tempfile.TemporaryDirectory(prefix="maas-export-") as tmp:
         program.save(str(Path(tmp) / MODEL_FILE), external_data=external_data)
         return read_folder_files(Path(tmp))
-
-
-def read_folder_files(folder: Path) -> dict[str, bytes]:
-    """Every file directly in `folder` (an exporter's or quantizer's output), keyed by name.
-
-    A symlink is refused rather than followed: what gets published must be what the tool wrote there."""
-
-    def refuse(why: str) -> ModelCheckFailed:
-        return ModelCheckFailed(f"{folder}: expected only plain files written there, got {why}")
-
-    return {
-        path.name: read_file_inside(folder, path.name, refuse)
-        for path in sorted(folder.iterdir())
-        if path.is_symlink() or path.is_file()
-    }
-
-
-def read_file_inside(folder: Path, relative: str, refuse: Callable[[str], Exception]) -> bytes:
-    """The plain file at `relative` under `folder`, or `refuse(why)` raised when any step of the way is a
-    symlink, it resolves outside the folder, or it is not a file: a model folder cannot pull in files
-    from elsewhere on the machine."""
-    candidate = folder
-    for part in PurePosixPath(relative).parts:
-        candidate = candidate / part
-        if candidate.is_symlink():
-            raise refuse(f"a symlink at {candidate}")
-    if not candidate.resolve().is_relative_to(folder.resolve()):
-        raise refuse("a path that resolves outside the model's folder")
-    if not candidate.is_file():
-        raise refuse(f"no file at {candidate}")
-    # O_NOFOLLOW: a symlink swapped in after the checks above is still refused.
-    try:
-        descriptor = os.open(candidate, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as exc:
-        raise refuse(f"a file that cannot be opened ({exc.strerror})") from None
-    with os.fdopen(descriptor, "rb") as stream:
-        return stream.read()
-
-
-def check_onnx(files: Mapping[str, bytes], model_file: str = MODEL_FILE) -> None:
-    """onnx.checker on the model as stored; a path (not a proto) lets it follow external data."""
-    with materialized(files) as directory:
-        try:
-            onnx.checker.check_model(str(directory / model_file))
-        except onnx.checker.ValidationError as exc:
-            raise ModelCheckFailed(f"onnx.checker rejected '{model_file}': {exc}") from None
-
-
-def external_data_files(files: Mapping[str, bytes], model_file: str = MODEL_FILE) -> list[str]:
-    """Every external-data location the graph references, each required to be one of the files.
-
-    The runtime opens the graph beside exactly these verified files, so a location outside them would
-    either fail to load or, worse, read weights no checksum covers."""
-    with materialized({model_file: files[model_file]}) as directory:
-        model = onnx.load(str(directory / model_file), load_external_data=False)
-    locations = sorted(
-        {
-            ExternalDataInfo(tensor).location
-            for tensor in _get_all_tensors(model)
-            if uses_external_data(tensor)
-        }
-    )
-    missing = [location for location in locations if location not in files]
-    if missing:
-        raise ModelCheckFailed(
-            f"external data: expected {missing} among the exported files, got {sorted(files)}"
-        )
-    return locations
-
-
-def open_session(files: Mapping[str, bytes], model_file: str = MODEL_FILE) -> ort.InferenceSession:
-    """A CPU onnxruntime session over the files, opened from a directory as the runtime opens them."""
-    options = ort.SessionOptions()
-    options.log_severity_level = _ORT_ERRORS_ONLY
-    with materialized(files) as directory:
-        return ort.InferenceSession(str(directory / model_file), options, providers=[CPU_PROVIDER])
-
-
-def signature_of(session: ort.InferenceSession) -> Signature:
-    """Read the signature from the ONNX graph itself, so the manifest can never disagree with the model."""
-    try:
-        return runtime_signature_of(session)
-    except IntegrityError as exc:
-        raise ModelCheckFailed(f"signature: {exc}") from None
 
 
 def torch_outputs(
@@ -244,15 +152,6 @@ def compare_outputs(
     diff = float(np.max(diffs))
     samples = len(expected[0]) if expected else 0
     return Parity(max_abs_diff=diff, tolerance=tolerance, samples=samples, passed=bool(diff <= tolerance))
-
-
-@contextmanager
-def materialized(files: Mapping[str, bytes]) -> Iterator[Path]:
-    """Write the files into a temporary directory, which is removed on exit."""
-    with tempfile.TemporaryDirectory(prefix="maas-model-") as tmp:
-        directory = Path(tmp)
-        write_model_files(directory, files)
-        yield directory
 
 
 @contextmanager

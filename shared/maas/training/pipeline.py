@@ -15,23 +15,14 @@ from maas.registry import Manifest, ManifestDraft, ModelRegistry
 from maas.training.card import render_report
 from maas.training.digits_resnet import DIGITS_RESNET
 from maas.training.errors import ModelCheckFailed, ParityCheckFailed, QuantizationRefused
-from maas.training.export import (
-    GraphSpec,
-    check_onnx,
-    compare_outputs,
-    export_onnx,
-    external_data_files,
-    onnx_outputs,
-    open_session,
-    signature_of,
-    torch_outputs,
-)
+from maas.training.export import GraphSpec, compare_outputs, export_onnx, onnx_outputs, torch_outputs
 from maas.training.history import SearchSummary
 from maas.training.importance import measure_feature_importance
 from maas.training.lineage import build_lineage
 from maas.training.llm.recipes import LLM_RECIPES
 from maas.training.metrics import degradation, evaluate
 from maas.training.minilm_embed import MINILM_EMBED
+from maas.training.onnx_checks import check_onnx, external_data_files, open_session, signature_of
 from maas.training.recipe import FitResult, Recipe, RecipeConfig, apply_overrides
 from maas.training.report import ModelReport
 from maas.training.search import SearchPlan, run_search

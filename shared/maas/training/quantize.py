@@ -18,18 +18,17 @@ from maas.errors import InvalidInput
 from maas.registry import Quantization
 from maas.registry.manifest import MODEL_FILE
 from maas.training.card import render_report
-from maas.training.export import (
+from maas.training.export import onnx_outputs, torch_outputs
+from maas.training.importance import measure_feature_importance
+from maas.training.metrics import evaluate
+from maas.training.onnx_checks import (
     check_onnx,
     external_data_files,
     materialized,
-    onnx_outputs,
     open_session,
     read_folder_files,
     signature_of,
-    torch_outputs,
 )
-from maas.training.importance import measure_feature_importance
-from maas.training.metrics import evaluate
 from maas.training.pipeline import TrainedModel, report_for
 
 DEFAULT_MAX_DEGRADATION = 0.01

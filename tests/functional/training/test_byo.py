@@ -377,7 +377,7 @@ def test_an_onnx_file_brings_the_external_data_its_graph_references(
 
     assert manifest.model_data_files == [DATA_FILE]
     assert sorted(a.path for a in manifest.artifacts) == [CARD_FILE, MODEL_FILE, DATA_FILE]
-    assert imported.files[DATA_FILE] == (tmp_path / DATA_FILE).read_bytes()
+    assert imported.files[DATA_FILE] == tmp_path / DATA_FILE
     x = np.ones((2, FEATURES), dtype=np.float32)
     np.testing.assert_allclose(
         served(service, "imported-external", ("input", "FP32", x)), eager(original, x), atol=1e-5

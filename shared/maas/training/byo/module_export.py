@@ -22,17 +22,10 @@ from maas.training.byo.arguments import load_factory
 from maas.training.byo.foreign_code import user_code
 from maas.training.card import render_report
 from maas.training.errors import ModelCheckFailed
-from maas.training.export import (
-    GraphSpec,
-    check_onnx,
-    export_onnx,
-    external_data_files,
-    measure_parity,
-    open_session,
-    signature_of,
-)
+from maas.training.export import GraphSpec, export_onnx, measure_parity
 from maas.training.lineage import build_lineage
 from maas.training.loop import load_checkpoint, load_state_dict_strictly
+from maas.training.onnx_checks import check_onnx, external_data_files, open_session, signature_of
 from maas.training.pipeline import TrainedModel
 from maas.training.recipe import DEFAULT_PARITY_TOLERANCE, FitResult, ModelDetails
 from maas.training.report import ModelReport

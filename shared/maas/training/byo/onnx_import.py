@@ -1,13 +1,20 @@
-"""Bring your own ONNX file: read it and the external data its graph references beside it, check it
+"""Bring your own ONNX file: read its graph, find the external data it references beside it, check it
 (onnx.checker, a session that opens, one run on inputs built from its signature) and publish it through its
-own gate, which re-runs those checks on the exact bytes it publishes.
+own gate, which re-runs those checks on what it publishes.
+
+The graph is read into memory (protobuf caps it at 2 GiB, and a large model's graph is kilobytes); the
+external data never is. It is checked where it lies, with the weights memory-mapped, and handed to the
+registry as paths, which streams them: a model of gigabytes publishes in bounded memory.
 
 The manifest says what was not measured: `parity` is None and `params["source"]` is "byo-onnx".
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,38 +23,66 @@ from typing import Any
 
 import onnx
 import onnxruntime as ort
-from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
 
 from maas.errors import InvalidInput
 from maas.registry import Lineage, Manifest, ManifestDraft, ModelRegistry, Signature
-from maas.registry.manifest import MANIFEST_FILE, MODEL_FILE, SAFE_RELATIVE_PATH, sha256_hex
+from maas.registry.manifest import HASH_CHUNK_BYTES, MANIFEST_FILE, MODEL_FILE, SAFE_RELATIVE_PATH, sha256_hex
 from maas.runtime.loaded_model import zeros_like_spec
 from maas.training.byo.foreign_code import user_code
 from maas.training.card import CARD_FILE, render_report
 from maas.training.errors import ModelCheckFailed
-from maas.training.export import check_onnx, external_data_files, open_session, read_file_inside, signature_of
 from maas.training.lineage import code_version, package_versions
+from maas.training.onnx_checks import (
+    check_onnx_file,
+    external_data_locations,
+    open_session_at,
+    plain_file_inside,
+    signature_of,
+)
 from maas.training.report import ModelReport
 
-__all__ = ["SOURCE_ONNX", "ImportedModel", "import_onnx", "publish_imported"]
+__all__ = ["GRAPH_BYTES_LIMIT", "SOURCE_ONNX", "ImportedModel", "import_onnx", "publish_imported"]
 
 SOURCE_ONNX = "byo-onnx"
 # Written beside the graph by the registry or the report, so a graph may not claim them for its data.
 RESERVED_FILES = frozenset({MODEL_FILE, MANIFEST_FILE, CARD_FILE})
 ONNX_PACKAGES = ("onnx", "onnxruntime")
+# protobuf serializes and parses messages of at most 2 GiB - 1 bytes: a larger graph file cannot be ONNX.
+GRAPH_BYTES_LIMIT = 2**31 - 1
 
 _SAFE_PATH = re.compile(SAFE_RELATIVE_PATH)
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """What tells a file on disk changed: its size, modification time and inode (a replaced file)."""
+
+    bytes: int
+    modified_ns: int
+    inode: int
+    device: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileIdentity:
+        # lstat: a symlink put in the file's place is another file, never followed.
+        status = os.lstat(path)
+        if not stat.S_ISREG(status.st_mode):
+            raise ModelCheckFailed(f"{path}: expected a plain file, got something else")
+        return cls(status.st_size, status.st_mtime_ns, status.st_ino, status.st_dev)
 
 
 @dataclass(frozen=True, eq=False)
 class ImportedModel:
     """An ONNX graph made outside maas, checked, with its card and the draft that describes it.
 
-    Publish it with `publish_imported`: it has no parity, so `publish_trained` would refuse it."""
+    `files` holds the graph's bytes (as checked), each external-data file's path (published streamed from
+    disk, as it was when checked: `data_identities`) and the card. Publish it with `publish_imported`: it
+    has no parity, so `publish_trained` would refuse it."""
 
     source: Path
-    files: dict[str, bytes]
+    files: dict[str, bytes | Path]
     draft: ManifestDraft
+    data_identities: Mapping[str, FileIdentity]
 
     @property
     def signature(self) -> Signature:
@@ -55,20 +90,22 @@ class ImportedModel:
 
 
 def import_onnx(path: Path, *, description: str = "", argument: str = "model") -> ImportedModel:
-    """Read an ONNX file and the external-data files its graph references beside it, and check them.
+    """Read an ONNX graph, find the external-data files it references beside it, and check them.
 
-    The external data to read comes from the graph itself, so nobody has to list it; each location must
-    be a plain relative file inside the model's folder (no absolute path, no "..", no symlink)."""
-    model_bytes = _read_model_file(path, argument)
-    proto = _parse_onnx(model_bytes, path)
-    locations = _external_locations(proto)
-    files = {MODEL_FILE: model_bytes}
-    for location in locations:
-        files[location] = _read_beside(path, location)
-    signature = _verified_signature(files, str(path))
-    sha = sha256_hex(model_bytes)
-    params: dict[str, Any] = {"source": SOURCE_ONNX, "sha256": sha}
+    The external data to use comes from the graph itself, so nobody has to list it; each location must
+    be a plain relative file inside the model's folder (no absolute path, no "..", no symlink). A graph
+    file past protobuf's 2 GiB is refused before it is read: its weights belong in external data."""
+    graph = _read_graph_file(path, argument)
+    proto = _parse_onnx(graph, path)
+    locations = external_data_locations(proto)
+    data_paths = {location: _data_file_beside(path, location) for location in locations}
     producer = f"{proto.producer_name} {proto.producer_version}".strip()
+    del proto  # the graph's bytes are what is kept and published; a parsed copy would double them
+    identities = {location: FileIdentity.of(data_path) for location, data_path in data_paths.items()}
+    sha = sha256_hex(graph)
+    signature = _verified_signature(path, sha, str(path))
+    _ensure_unchanged(data_paths, identities, "while it was checked")
+    params: dict[str, Any] = {"source": SOURCE_ONNX, "sha256": sha}
     if producer:
         params["producer"] = producer
     lineage = Lineage(
@@ -92,12 +129,14 @@ def import_onnx(path: Path, *, description: str = "", argument: str = "model") -
     report = ModelReport.of_draft(
         path.name, draft, task="custom", data_description=data_description, limitations=limitations
     )
-    files.update(render_report(report))
-    return ImportedModel(source=path, files=files, draft=draft)
+    files: dict[str, bytes | Path] = {MODEL_FILE: graph, **data_paths, **render_report(report)}
+    return ImportedModel(source=path, files=files, draft=draft, data_identities=identities)
 
 
 def publish_imported(imported: ImportedModel, registry: ModelRegistry, name: str) -> Manifest:
-    """Publish an imported graph after re-running its checks on the exact bytes being published.
+    """Publish an imported graph after re-running its checks on what is being published: the graph's own
+    bytes, and its external data as the files on disk, unchanged since the import (same size, modification
+    time and inode), checked again where they lie.
 
     This is the imported graph's gate in place of `ensure_publishable`: it cannot have parity, so what it
     must show is that it is valid ONNX, that its data is what it references, and that it runs."""
@@ -108,28 +147,47 @@ def publish_imported(imported: ImportedModel, registry: ModelRegistry, name: str
             f"got source {draft.params.get('source')!r}; publish a torch export with publish_trained"
         )
     label = str(imported.source)
-    digest = sha256_hex(imported.files[draft.model_file])
+    graph = imported.files[draft.model_file]
+    if not isinstance(graph, bytes):
+        raise ModelCheckFailed(f"{label}: expected the imported graph's bytes, got a path ({graph})")
+    digest = sha256_hex(graph)
     if digest != draft.params.get("sha256"):
         raise ModelCheckFailed(
             f"{label}: expected the graph imported with sha256 {draft.params.get('sha256')}, got {digest}"
         )
-    locations = external_data_files(imported.files)
+    locations = external_data_locations(_parse_onnx(graph, imported.source))
     if locations != draft.model_data_files:
         raise ModelCheckFailed(
             f"{label}: external data: expected {draft.model_data_files} as checked at import, got {locations}"
         )
-    signature = _verified_signature(imported.files, label)
+    data_paths = {location: _data_file_beside(imported.source, location) for location in locations}
+    for location, data_path in data_paths.items():
+        if imported.files.get(location) != data_path:
+            raise ModelCheckFailed(
+                f"{label}: external data {location!r}: expected the file checked at import ({data_path}), "
+                f"got {_shown(imported.files.get(location))}"
+            )
+    _ensure_unchanged(data_paths, imported.data_identities, "since it was imported")
+    signature = _verified_signature(imported.source, digest, label)
     if signature != draft.signature:
         raise ModelCheckFailed(
             f"{label}: signature: expected {draft.signature.model_dump()} as checked at import, "
             f"got {signature.model_dump()}"
         )
+    _ensure_unchanged(data_paths, imported.data_identities, "since it was imported")
     return registry.publish(name, imported.files, draft)
 
 
-def _read_model_file(path: Path, argument: str) -> bytes:
+def _read_graph_file(path: Path, argument: str) -> bytes:
     if not path.is_file():
         raise InvalidInput(f"{argument}: expected an ONNX file at {path}, found none")
+    size = path.stat().st_size
+    if size > GRAPH_BYTES_LIMIT:
+        raise InvalidInput(
+            f"{argument}: expected an ONNX graph file of at most 2 GiB ({GRAPH_BYTES_LIMIT:,} bytes, "
+            f"protobuf's limit), got {size:,} bytes at {path}; save the weights as external data beside it, "
+            "e.g. onnx.save_model(model, path, save_as_external_data=True, location='model.onnx.data')"
+        )
     return path.read_bytes()
 
 
@@ -151,18 +209,8 @@ def _parse_onnx(data: bytes, path: Path) -> onnx.ModelProto:
     return proto
 
 
-def _external_locations(proto: onnx.ModelProto) -> list[str]:
-    return sorted(
-        {
-            ExternalDataInfo(tensor).location
-            for tensor in _get_all_tensors(proto)
-            if uses_external_data(tensor)
-        }
-    )
-
-
-def _read_beside(model_path: Path, location: str) -> bytes:
-    """One external-data file, refused unless it is a plain file inside the model's folder."""
+def _data_file_beside(model_path: Path, location: str) -> Path:
+    """One external-data file's path, refused unless it is a plain file inside the model's folder."""
 
     def refuse(why: str) -> ModelCheckFailed:
         return ModelCheckFailed(
@@ -184,20 +232,50 @@ def _read_beside(model_path: Path, location: str) -> bytes:
         raise refuse("a name the registry cannot store (letters, digits, '_', '-' and '.' per segment)")
     if location in RESERVED_FILES:
         raise refuse(f"a name reserved for the version's own files {sorted(RESERVED_FILES)}")
-    return read_file_inside(model_path.parent, location, refuse)
+    return plain_file_inside(model_path.parent, location, refuse)
 
 
-def _verified_signature(files: Mapping[str, bytes], label: str) -> Signature:
-    """onnx.checker, a session that opens and one run on inputs built from the graph's signature."""
+def _verified_signature(path: Path, graph_sha256: str, label: str) -> Signature:
+    """onnx.checker, a session that opens and one run on inputs built from the graph's signature, all on
+    the graph file at `path` with its external data beside it, which must still be the graph whose sha256
+    was taken (the bytes that are published).
+
+    The session keeps the weights memory-mapped: the check asks whether the graph opens and runs, not how
+    fast, and a packed copy would hold as much private memory as the weights (GBs for a large model)."""
     with _labelled(label):
-        external_data_files(files)
-        check_onnx(files)
+        check_onnx_file(path)
     with user_code(f"{label}: opening an onnxruntime session"):
-        session = open_session(files)
+        session = open_session_at(path, mapped=True)
     with _labelled(label):
         signature = signature_of(session)
     _run_once(session, signature, label)
+    del session  # unmaps the weights before anything else runs
+    if _file_sha256(path) != graph_sha256:
+        raise ModelCheckFailed(f"{label}: expected the graph file to stay as it was read, it changed since")
     return signature
+
+
+def _ensure_unchanged(paths: Mapping[str, Path], identities: Mapping[str, FileIdentity], when: str) -> None:
+    for location, data_path in paths.items():
+        if FileIdentity.of(data_path) != identities[location]:
+            raise ModelCheckFailed(
+                f"{data_path}: expected the external data {location!r} unchanged {when} (size, modification "
+                "time, inode), got a different file; import it again"
+            )
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _shown(value: bytes | Path | None) -> str:
+    if value is None:
+        return "none"
+    return f"{len(value):,} bytes" if isinstance(value, bytes) else str(value)
 
 
 def _run_once(session: ort.InferenceSession, signature: Signature, label: str) -> None:

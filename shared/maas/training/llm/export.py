@@ -31,8 +31,8 @@ from maas.registry import Generation, GenerationDefaults, ManifestDraft, Parity,
 from maas.registry.manifest import MODEL_FILE, Lineage
 from maas.registry.onnx_graph_file import vet_graph_file
 from maas.training.errors import ModelCheckFailed
-from maas.training.export import read_file_inside, signature_of
 from maas.training.llm.onnx_decoder import open_decoder_session
+from maas.training.onnx_checks import read_file_inside, signature_of
 
 Precision = Literal["fp32", "int8", "int4"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)

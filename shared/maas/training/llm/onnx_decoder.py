@@ -17,7 +17,7 @@ import onnxruntime as ort
 
 from maas.registry import Generation
 from maas.registry.manifest import MODEL_FILE
-from maas.training.export import CPU_PROVIDER
+from maas.training.onnx_checks import CPU_PROVIDER
 
 _ORT_ERRORS_ONLY = 3
 
