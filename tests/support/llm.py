@@ -89,7 +89,7 @@ def publish_tiny_llm(registry: ModelRegistry, name: str = TINY_LLM_NAME, precisi
     """Publish the tiny decoder at `precision` as a new version of `name`; its manifest."""
     draft = tiny_llm_draft(precision)
     folder = tiny_llm_folder(precision)
-    files = {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+    files = {path.name: path for path in sorted(folder.iterdir())}
     return registry.publish(name, files, draft)
 
 

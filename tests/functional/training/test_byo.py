@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from maas.signature import TensorSpec
 from maas.training import ModelCheckFailed, ParityCheckFailed, publish_trained
 from maas.training.byo.arguments import load_factory, parse_tensor_spec
 from maas.training.byo.module_export import SOURCE_MODULE, export_module
-from maas.training.byo.onnx_import import SOURCE_ONNX, import_onnx, publish_imported
+from maas.training.byo.onnx_import import GRAPH_BYTES_LIMIT, SOURCE_ONNX, import_onnx, publish_imported
 from maas.training.card import CARD_FILE
 from maas.training.export import GraphSpec, export_onnx
 from tests.functional.training.byo_fixtures import FEATURES, TARGETS, VOCAB, FeaturesAndIds, Regressor
@@ -476,3 +477,56 @@ def test_a_graph_that_cannot_run_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ModelCheckFailed, match=r"running the graph once on zero inputs \(input \[1, 4\]\)"):
         import_onnx(path)
+
+
+def test_a_graph_file_past_protobufs_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "huge.onnx"
+    with path.open("wb") as sparse:
+        sparse.truncate(GRAPH_BYTES_LIMIT + 1)  # sparse: no disk, and reading it would take seconds
+
+    with pytest.raises(InvalidInput) as raised:
+        import_onnx(path)
+
+    assert raised.value.status == 400
+    assert f"got {GRAPH_BYTES_LIMIT + 1:,} bytes at {path}" in raised.value.message
+    assert "at most 2 GiB" in raised.value.message
+    assert "save the weights as external data" in raised.value.message
+
+
+def test_external_data_changed_after_the_import_is_refused_at_publish(
+    tmp_path: Path, registry: ModelRegistry, s3: Any, regressor_onnx: bytes
+) -> None:
+    path = save_with_external_data(regressor_onnx, tmp_path / "regressor.onnx")
+    imported = import_onnx(path)
+    data = tmp_path / DATA_FILE
+    weights = bytearray(data.read_bytes())
+    weights[0] ^= 0xFF
+    data.write_bytes(bytes(weights))
+    os.utime(data, ns=(data.stat().st_atime_ns, data.stat().st_mtime_ns + 1_000_000))
+
+    with pytest.raises(ModelCheckFailed, match=r"expected the external data 'weights\.bin' unchanged since"):
+        publish_imported(imported, registry, "changed")
+    assert keys_in(s3, registry) == 0
+
+
+def test_external_data_swapped_for_another_file_is_refused_at_publish(
+    tmp_path: Path, registry: ModelRegistry, s3: Any, regressor_onnx: bytes
+) -> None:
+    path = save_with_external_data(regressor_onnx, tmp_path / "regressor.onnx")
+    imported = import_onnx(path)
+    elsewhere = tmp_path / "elsewhere.bin"
+    elsewhere.write_bytes((tmp_path / DATA_FILE).read_bytes())
+    swapped = dataclasses.replace(imported, files={**imported.files, DATA_FILE: elsewhere})
+
+    with pytest.raises(ModelCheckFailed, match=r"expected the file checked at import"):
+        publish_imported(swapped, registry, "swapped")
+    assert keys_in(s3, registry) == 0
+
+
+def test_importing_an_onnx_file_does_not_import_torch() -> None:
+    # `maas publish` of a large model must stay in bounded memory: torch alone costs about 230 MB.
+    code = "import sys, maas.training.byo.onnx_import; sys.exit(1 if 'torch' in sys.modules else 0)"
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+
+    assert done.returncode == 0, done.stderr

@@ -214,7 +214,7 @@ def publish_llm(
         draft = draft.model_copy(
             update={"quantization": draft.quantization.model_copy(update={"base_version": base_version})}
         )
-    files = {**published_files(built.folder), **run.card_files(built, draft)}
+    files: dict[str, bytes | Path] = {**published_files(built.folder), **run.card_files(built, draft)}
     return registry.publish(name or run.recipe.name, files, draft)
 
 

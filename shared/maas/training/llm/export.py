@@ -32,7 +32,7 @@ from maas.registry.manifest import MODEL_FILE, Lineage
 from maas.registry.onnx_graph_file import vet_graph_file
 from maas.training.errors import ModelCheckFailed
 from maas.training.llm.onnx_decoder import open_decoder_session
-from maas.training.onnx_checks import read_file_inside, signature_of
+from maas.training.onnx_checks import plain_file_inside, signature_of
 
 Precision = Literal["fp32", "int8", "int4"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
@@ -107,13 +107,14 @@ def build_onnx(
     return out_folder
 
 
-def published_files(onnx_folder: Path) -> dict[str, bytes]:
-    """The version's files, read from the folder (symlinks refused: what is published is what was built)."""
+def published_files(onnx_folder: Path) -> dict[str, Path]:
+    """The version's files in the folder, as paths the registry streams from disk (the fp32 weights are
+    hundreds of MB); symlinks refused: what is published is what was built."""
 
     def refuse(why: str) -> ModelCheckFailed:
         return ModelCheckFailed(f"{onnx_folder}: expected the exported files there, got {why}")
 
-    return {name: read_file_inside(onnx_folder, name, refuse) for name in PUBLISHED_FILES}
+    return {name: plain_file_inside(onnx_folder, name, refuse) for name in PUBLISHED_FILES}
 
 
 def generation_of(hf_folder: Path) -> Generation:
