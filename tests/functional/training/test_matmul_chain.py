@@ -28,7 +28,7 @@ def weights_of(chain: MatmulChain) -> list[np.ndarray]:
     weights = []
     for tensor in proto.graph.initializer:
         info = ExternalDataInfo(tensor)
-        layer = np.frombuffer(data, dtype=np.float32, count=WIDTH * WIDTH, offset=info.offset)
+        layer = np.frombuffer(data, dtype=np.float32, count=WIDTH * WIDTH, offset=int(info.offset or 0))
         weights.append(layer.reshape(WIDTH, WIDTH))
     return weights
 
@@ -42,9 +42,10 @@ def test_the_chain_has_as_many_layers_as_the_target_takes_each_at_an_aligned_off
     proto = onnx.load(str(chain.model_path), load_external_data=False)
     infos = [ExternalDataInfo(tensor) for tensor in proto.graph.initializer]
     assert {info.location for info in infos} == {DATA_FILE}
-    assert [info.offset % ALIGNMENT for info in infos] == [0, 0, 0]
+    offsets = [int(info.offset or 0) for info in infos]
+    assert [offset % ALIGNMENT for offset in offsets] == [0, 0, 0]
     assert [info.length for info in infos] == [LAYER_BYTES] * 3
-    assert chain.data_path.stat().st_size == infos[-1].offset + LAYER_BYTES
+    assert chain.data_path.stat().st_size == offsets[-1] + LAYER_BYTES
 
 
 def test_onnxruntime_computes_the_product_of_the_weights_and_keeps_the_scale(tmp_path: Path) -> None:
