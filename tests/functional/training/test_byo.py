@@ -19,13 +19,14 @@ from onnx.external_data_helper import convert_model_to_external_data
 from maas.errors import InvalidInput
 from maas.infer_types import InferenceRequest, Tensor
 from maas.registry import ModelRegistry, parse_ref
+from maas.registry.artifact_uploads import MAX_GRAPH_FILE_BYTES
 from maas.registry.manifest import MODEL_FILE
 from maas.service.inference import InferenceService
 from maas.signature import TensorSpec
 from maas.training import ModelCheckFailed, ParityCheckFailed, publish_trained
 from maas.training.byo.arguments import load_factory, parse_tensor_spec
 from maas.training.byo.module_export import SOURCE_MODULE, export_module
-from maas.training.byo.onnx_import import GRAPH_BYTES_LIMIT, SOURCE_ONNX, import_onnx, publish_imported
+from maas.training.byo.onnx_import import SOURCE_ONNX, import_onnx, publish_imported
 from maas.training.card import CARD_FILE
 from maas.training.export import GraphSpec, export_onnx
 from tests.functional.training.byo_fixtures import FEATURES, TARGETS, VOCAB, FeaturesAndIds, Regressor
@@ -482,13 +483,13 @@ def test_a_graph_that_cannot_run_is_refused(tmp_path: Path) -> None:
 def test_a_graph_file_past_protobufs_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
     path = tmp_path / "huge.onnx"
     with path.open("wb") as sparse:
-        sparse.truncate(GRAPH_BYTES_LIMIT + 1)  # sparse: no disk, and reading it would take seconds
+        sparse.truncate(MAX_GRAPH_FILE_BYTES + 1)  # sparse: no disk, and reading it would take seconds
 
     with pytest.raises(InvalidInput) as raised:
         import_onnx(path)
 
     assert raised.value.status == 400
-    assert f"got {GRAPH_BYTES_LIMIT + 1:,} bytes at {path}" in raised.value.message
+    assert f"got {MAX_GRAPH_FILE_BYTES + 1:,} bytes at {path}" in raised.value.message
     assert "at most 2 GiB" in raised.value.message
     assert "save the weights as external data" in raised.value.message
 

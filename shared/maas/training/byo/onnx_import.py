@@ -26,6 +26,7 @@ import onnxruntime as ort
 
 from maas.errors import InvalidInput
 from maas.registry import Lineage, Manifest, ManifestDraft, ModelRegistry, Signature
+from maas.registry.artifact_uploads import MAX_GRAPH_FILE_BYTES
 from maas.registry.manifest import HASH_CHUNK_BYTES, MANIFEST_FILE, MODEL_FILE, SAFE_RELATIVE_PATH, sha256_hex
 from maas.runtime.loaded_model import zeros_like_spec
 from maas.training.byo.foreign_code import user_code
@@ -41,14 +42,12 @@ from maas.training.onnx_checks import (
 )
 from maas.training.report import ModelReport
 
-__all__ = ["GRAPH_BYTES_LIMIT", "SOURCE_ONNX", "ImportedModel", "import_onnx", "publish_imported"]
+__all__ = ["SOURCE_ONNX", "ImportedModel", "import_onnx", "publish_imported"]
 
 SOURCE_ONNX = "byo-onnx"
 # Written beside the graph by the registry or the report, so a graph may not claim them for its data.
 RESERVED_FILES = frozenset({MODEL_FILE, MANIFEST_FILE, CARD_FILE})
 ONNX_PACKAGES = ("onnx", "onnxruntime")
-# protobuf serializes and parses messages of at most 2 GiB - 1 bytes: a larger graph file cannot be ONNX.
-GRAPH_BYTES_LIMIT = 2**31 - 1
 
 _SAFE_PATH = re.compile(SAFE_RELATIVE_PATH)
 
@@ -182,9 +181,9 @@ def _read_graph_file(path: Path, argument: str) -> bytes:
     if not path.is_file():
         raise InvalidInput(f"{argument}: expected an ONNX file at {path}, found none")
     size = path.stat().st_size
-    if size > GRAPH_BYTES_LIMIT:
+    if size > MAX_GRAPH_FILE_BYTES:
         raise InvalidInput(
-            f"{argument}: expected an ONNX graph file of at most 2 GiB ({GRAPH_BYTES_LIMIT:,} bytes, "
+            f"{argument}: expected an ONNX graph file of at most 2 GiB ({MAX_GRAPH_FILE_BYTES:,} bytes, "
             f"protobuf's limit), got {size:,} bytes at {path}; save the weights as external data beside it, "
             "e.g. onnx.save_model(model, path, save_as_external_data=True, location='model.onnx.data')"
         )
