@@ -1,16 +1,25 @@
-"""A cold start against its hand-written baseline, both in fresh processes: the rows a cold-start case
-records, and where each side's time goes (median milliseconds of each timed step of their reports)."""
+"""A cold start against its hand-written baseline, both in fresh processes: the infer event both answer, the
+check that they agree, the rows a cold-start case records, and where each side's time goes (median
+milliseconds of each timed step of their reports)."""
 
 from __future__ import annotations
 
+import copy
+import json
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.harness import BenchResults
+import numpy as np
+from tests.support.events import load_event
+
+from benchmarks.harness import BenchError, BenchResults
+from maas.registry import Manifest
 
 RATIO_TARGET = 1.2
+# The answers of both sides must agree: they ran the same graph on the same tensors.
+ANSWER_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +39,11 @@ def record_first_invocations(
     baseline_runs: Sequence[dict[str, Any]],
     *,
     load_step: str = "load_model",
+    ratio_target: float = RATIO_TARGET,
     first_details: Mapping[str, Any] | None = None,
     ratio_details: Mapping[str, Any] | None = None,
 ) -> None:
-    """Each side's first-invocation milliseconds with their phases, and their ratio against RATIO_TARGET
+    """Each side's first-invocation milliseconds with their phases, and their ratio against `ratio_target`
     (pair by pair: the runs of a pair were made moments apart)."""
     maas_ms = ms_of(maas_runs, "first_invocation_s")
     baseline_ms = ms_of(baseline_runs, "first_invocation_s")
@@ -53,8 +63,8 @@ def record_first_invocations(
         rows.ratio,
         ratios,
         "x",
-        target=f"≤ {RATIO_TARGET:g}x",
-        met=statistics.median(ratios) <= RATIO_TARGET,
+        target=f"≤ {ratio_target:g}x",
+        met=statistics.median(ratios) <= ratio_target,
         details={
             "ratio_of_medians": round(statistics.median(maas_ms) / statistics.median(baseline_ms), 2),
             **(ratio_details or {}),
@@ -90,3 +100,31 @@ def step_medians(
     }
     rest = [1000 * (r[total_field] - sum(r[steps_field].values())) for r in reports]
     return {**medians, rest_name: round(statistics.median(rest), 1)}
+
+
+def infer_event(model_name: str, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """tests/events/http_v2_infer.json, addressed to `model_name` with these inputs."""
+    event = copy.deepcopy(load_event("http_v2_infer.json"))
+    path = f"/v2/models/{model_name}/infer"
+    body = json.dumps({"id": "cold-start", "inputs": inputs})
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["pathParameters"] = {"name": model_name}
+    event["headers"]["content-length"] = str(len(body.encode()))
+    event["body"] = body
+    return event
+
+
+def check_answers(manifest: Manifest, maas: dict[str, Any], baseline: dict[str, Any]) -> None:
+    response = maas["response"]
+    if response.get("statusCode") != 200:
+        raise BenchError(f"{manifest.name}: expected a 200 to the first request, got {response}")
+    body = json.loads(response["body"])
+    if body.get("model_version") != str(manifest.version):
+        raise BenchError(f"{manifest.name}: expected version {manifest.version} to answer, got {body}")
+    served = np.asarray(body["outputs"][0]["data"], dtype=np.float64).ravel()
+    expected = np.asarray(baseline["output"], dtype=np.float64)
+    if served.shape != expected.shape or not np.allclose(served, expected, atol=ANSWER_TOLERANCE):
+        raise BenchError(
+            f"{manifest.name}: expected the function's first output to match the baseline's within "
+            f"{ANSWER_TOLERANCE}, got {served[:4]}... against {expected[:4]}..."
+        )

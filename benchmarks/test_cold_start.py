@@ -15,18 +15,15 @@ samples pair runs made moments apart.
 
 from __future__ import annotations
 
-import copy
-import json
 import statistics
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
-from tests.support.events import load_event
 from tests.support.paths import ROOT
 
-from benchmarks.cold_starts import ColdStartRows, ms_of, record_first_invocations
-from benchmarks.harness import BenchError, BenchResults, isolated_env, run_isolated
+from benchmarks.cold_starts import ColdStartRows, check_answers, infer_event, ms_of, record_first_invocations
+from benchmarks.harness import BenchResults, isolated_env, run_isolated
 from benchmarks.store import STORE_REGION
 from maas.registry import Manifest, ModelRegistry
 from maas.runtime import TextTokenizer
@@ -41,8 +38,6 @@ RECIPES = ("seed-mlp", "digits-resnet", "minilm-embed")
 PAIRS = 5
 ROWS = 3
 CHILD_TIMEOUT_S = 300.0
-# The answers of both sides must agree: they ran the same graph on the same tensors.
-ANSWER_TOLERANCE = 1e-4
 TEXTS = (
     "A man is playing a guitar on stage.",
     "How do I reset my password?",
@@ -176,31 +171,3 @@ def inputs_of(model: TrainedModel, manifest: Manifest) -> tuple[list[dict[str, A
         for name, array in feeds.items()
     }
     return request, graph_feeds
-
-
-def infer_event(model_name: str, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-    """tests/events/http_v2_infer.json, addressed to `model_name` with these inputs."""
-    event = copy.deepcopy(load_event("http_v2_infer.json"))
-    path = f"/v2/models/{model_name}/infer"
-    body = json.dumps({"id": "cold-start", "inputs": inputs})
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["pathParameters"] = {"name": model_name}
-    event["headers"]["content-length"] = str(len(body.encode()))
-    event["body"] = body
-    return event
-
-
-def check_answers(manifest: Manifest, maas: dict[str, Any], baseline: dict[str, Any]) -> None:
-    response = maas["response"]
-    if response.get("statusCode") != 200:
-        raise BenchError(f"{manifest.name}: expected a 200 to the first request, got {response}")
-    body = json.loads(response["body"])
-    if body.get("model_version") != str(manifest.version):
-        raise BenchError(f"{manifest.name}: expected version {manifest.version} to answer, got {body}")
-    served = np.asarray(body["outputs"][0]["data"], dtype=np.float64).ravel()
-    expected = np.asarray(baseline["output"], dtype=np.float64)
-    if served.shape != expected.shape or not np.allclose(served, expected, atol=ANSWER_TOLERANCE):
-        raise BenchError(
-            f"{manifest.name}: expected the function's first output to match the baseline's within "
-            f"{ANSWER_TOLERANCE}, got {served[:4]}... against {expected[:4]}..."
-        )
