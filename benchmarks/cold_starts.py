@@ -7,14 +7,14 @@ from __future__ import annotations
 import copy
 import json
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from tests.support.events import load_event
 
-from benchmarks.harness import BenchError, BenchResults
+from benchmarks.harness import BenchError, BenchResults, run_isolated
 from maas.registry import Manifest
 
 RATIO_TARGET = 1.2
@@ -29,6 +29,37 @@ class ColdStartRows:
     first: str
     baseline: str
     ratio: str
+
+
+Report = dict[str, Any]
+
+
+def paired_runs(
+    child: str,
+    maas_request: Mapping[str, Any],
+    baseline_request: Mapping[str, Any],
+    env: Mapping[str, str],
+    *,
+    pairs: int,
+    timeout_s: float,
+    check: Callable[[Report, Report], None],
+) -> tuple[list[Report], list[Report]]:
+    """The maas and baseline reports of `pairs` pairs of fresh `child` processes, after one unrecorded pair
+    that fills the page cache and writes bytecode. Which side goes first alternates; `check(maas, baseline)`
+    sees every pair's reports, so both sides must agree on every answer."""
+
+    def run_pair(index: int) -> tuple[Report, Report]:
+        sides = [("maas", maas_request), ("baseline", baseline_request)]
+        reports = {
+            side: run_isolated(child, request, env, timeout_s)
+            for side, request in (sides if index % 2 == 0 else sides[::-1])
+        }
+        check(reports["maas"], reports["baseline"])
+        return reports["maas"], reports["baseline"]
+
+    run_pair(0)
+    measured = [run_pair(index) for index in range(pairs)]
+    return [pair[0] for pair in measured], [pair[1] for pair in measured]
 
 
 def record_first_invocations(

@@ -22,8 +22,15 @@ import numpy as np
 import pytest
 from tests.support.paths import ROOT
 
-from benchmarks.cold_starts import ColdStartRows, check_answers, infer_event, ms_of, record_first_invocations
-from benchmarks.harness import BenchResults, isolated_env, run_isolated
+from benchmarks.cold_starts import (
+    ColdStartRows,
+    check_answers,
+    infer_event,
+    ms_of,
+    paired_runs,
+    record_first_invocations,
+)
+from benchmarks.harness import BenchResults, isolated_env
 from benchmarks.store import STORE_REGION
 from maas.registry import Manifest, ModelRegistry
 from maas.runtime import TextTokenizer
@@ -72,18 +79,15 @@ def test_first_invocation_against_download_session_and_run(
         "feeds": graph_feeds,
     }
 
-    def run_pair(index: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        sides = [("maas", maas_request), ("baseline", baseline_request)]
-        reports = {
-            side: run_isolated(CHILD, request, env, CHILD_TIMEOUT_S)
-            for side, request in (sides if index % 2 == 0 else sides[::-1])
-        }
-        check_answers(manifest, reports["maas"], reports["baseline"])
-        return reports["maas"], reports["baseline"]
-
-    run_pair(0)
-    pairs = [run_pair(index) for index in range(PAIRS)]
-    maas_runs, baseline_runs = [p[0] for p in pairs], [p[1] for p in pairs]
+    maas_runs, baseline_runs = paired_runs(
+        CHILD,
+        maas_request,
+        baseline_request,
+        env,
+        pairs=PAIRS,
+        timeout_s=CHILD_TIMEOUT_S,
+        check=lambda maas, baseline: check_answers(manifest, maas, baseline),
+    )
 
     artifact_mb = round(sum(manifest.artifact(path).bytes for path in loaded_files(manifest)) / 2**20, 2)
     record_first_invocations(

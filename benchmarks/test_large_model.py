@@ -32,7 +32,13 @@ from typing import Any
 import pytest
 from tests.support.paths import ROOT
 
-from benchmarks.cold_starts import ColdStartRows, check_answers, infer_event, record_first_invocations
+from benchmarks.cold_starts import (
+    ColdStartRows,
+    check_answers,
+    infer_event,
+    paired_runs,
+    record_first_invocations,
+)
 from benchmarks.harness import MIB, BenchResults, isolated_env, run_isolated
 from benchmarks.store import STORE_REGION, BenchStore
 from maas.registry import Manifest, ModelRegistry
@@ -153,18 +159,15 @@ def test_cold_start_and_serving_memory(
         "feeds": {INPUT_NAME: {"dtype": "float32", "shape": list(row.shape), "data": data}},
     }
 
-    def run_pair(index: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        sides = [("maas", maas_request), ("baseline", baseline_request)]
-        reports = {
-            side: run_isolated(COLD_START_CHILD, request, env, CHILD_TIMEOUT_S)
-            for side, request in (sides if index % 2 == 0 else sides[::-1])
-        }
-        check_answers(manifest, reports["maas"], reports["baseline"])
-        return reports["maas"], reports["baseline"]
-
-    run_pair(0)  # unrecorded: fills the page cache, writes bytecode
-    pairs = [run_pair(index) for index in range(PAIRS)]
-    maas_runs, baseline_runs = [p[0] for p in pairs], [p[1] for p in pairs]
+    maas_runs, baseline_runs = paired_runs(
+        COLD_START_CHILD,
+        maas_request,
+        baseline_request,
+        env,
+        pairs=PAIRS,
+        timeout_s=CHILD_TIMEOUT_S,
+        check=lambda maas, baseline: check_answers(manifest, maas, baseline),
+    )
     size = f"{published.weight_mb / 1024:.2f} GiB"
     record_first_invocations(
         bench_results,

