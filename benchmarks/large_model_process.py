@@ -9,11 +9,13 @@ reset as it starts, once the checks have released the weights they mapped), and 
 a memory map, so for a moment the whole data file is resident as file-backed page cache, which the kernel
 drops under pressure and VmHWM counts all the same.
 
-Request {"side": "download", "how": "parallel" | "single", "name", "version", "path", "target"}: one
-artifact of a published version into `target`: "parallel" is the registry's `download_artifact` (ranged
-GETs per part, each verified as it lands, as a cold start fetches); "single" one plain GET streamed to the
-file in 1 MiB chunks, unverified: the least work a download can do. Both through the functions' botocore
-client (maas.aws_clients). The file is removed before reporting.
+Request {"side": "download", "how": "parallel" | "single" | "single-verified", "name", "version", "path",
+"target"}: one artifact of a published version into `target`: "parallel" is the registry's
+`download_artifact` (ranged GETs per part, each verified as it lands, as a cold start fetches); "single" one
+plain GET streamed to the file in 1 MiB chunks, unverified: the least work a download can do;
+"single-verified" the same with the sha256 taken as it streams and checked at the end (how maas fetched
+every artifact before parts). All through the functions' botocore client (maas.aws_clients). The file is
+removed before reporting.
 
 Request {"side": "session", "model_path", "mapped"}: an onnxruntime session on the graph (intra-op threads
 as the runtime sets them: one per usable CPU), prepacked (onnxruntime's default) or mapped
@@ -24,6 +26,7 @@ memory after each.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import threading
 import time
@@ -135,9 +138,14 @@ def run_download(request: dict[str, Any]) -> dict[str, Any]:
         else:
             key = registry.version_prefix(manifest.name, manifest.version) + artifact.path
             body = s3.get_object(Bucket=registry.bucket, Key=key)["Body"]
+            digest = hashlib.sha256() if request["how"] == "single-verified" else None
             with target.open("wb") as stream:
                 for chunk in body.iter_chunks(CHUNK_BYTES):
+                    if digest is not None:
+                        digest.update(chunk)
                     stream.write(chunk)
+            if digest is not None and digest.hexdigest() != artifact.sha256:
+                raise RuntimeError(f"{artifact.path}: expected the sha256 in the manifest, got another")
         seconds = time.perf_counter() - started
         landed = target.stat().st_size
     finally:

@@ -11,7 +11,8 @@ Each measurement runs in a fresh process (benchmarks.large_model_process, benchm
   with onnxruntime's defaults and one run, paired and alternating as in test_cold_start; the serving
   process's peak RSS after its first answer against the weights' bytes;
 - download: the registry's `download_artifact` (parallel ranged GETs, each part's sha256 checked as it
-  lands) against one plain GET streamed to a file, of the data file, alternating;
+  lands) against one plain GET streamed to a file, unverified and verified as it streams (how maas
+  downloaded before), of the data file, taking turns;
 - session creation: prepacked (onnxruntime's default) and mapped (session.disable_prepacking=1) on the
   built files, alternating, with the memory each holds.
 
@@ -219,9 +220,10 @@ def test_download_parallel_against_one_stream(
             }
             return run_isolated(CHILD, request, env, CHILD_TIMEOUT_S)
 
-        reports: dict[str, list[dict[str, Any]]] = {"parallel": [], "single": []}
+        ways = ("parallel", "single", "single-verified")
+        reports: dict[str, list[dict[str, Any]]] = {how: [] for how in ways}
         for index in range(PAIRS):
-            for how in ("parallel", "single") if index % 2 == 0 else ("single", "parallel"):
+            for how in ways[index % len(ways) :] + ways[: index % len(ways)]:
                 reports[how].append(download(how))
     speeds = {how: [r["bytes"] / MIB / r["seconds"] for r in runs] for how, runs in reports.items()}
     parts = manifest.artifact(DATA_FILE).parts
@@ -233,6 +235,7 @@ def test_download_parallel_against_one_stream(
     for how, what in (
         ("parallel", "registry.download_artifact: ranged GETs per part, each verified as it lands"),
         ("single", "one GET streamed to the file, unverified"),
+        ("single-verified", "one GET streamed to the file, sha256 checked as it streams"),
     ):
         bench_results.record(
             CASE,
@@ -244,12 +247,13 @@ def test_download_parallel_against_one_stream(
                 "part_mb": round(parts.bytes / MIB, 1) if parts else None,
             },
         )
-    bench_results.record(
-        CASE,
-        f"{size} download MB/s, parallel / one stream",
-        [p / s for p, s in zip(speeds["parallel"], speeds["single"], strict=True)],
-        "x",
-    )
+    for single, what in (("single", "unverified"), ("single-verified", "verified as it streams")):
+        bench_results.record(
+            CASE,
+            f"{size} download MB/s, parallel / one stream {what}",
+            [p / s for p, s in zip(speeds["parallel"], speeds[single], strict=True)],
+            "x",
+        )
 
 
 def test_session_creation_prepacked_and_mapped(chain: MatmulChain, bench_results: BenchResults) -> None:
