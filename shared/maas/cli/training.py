@@ -127,7 +127,8 @@ def train_command(args: argparse.Namespace) -> int:
     from maas.cli.llm_training import is_llm_recipe, llm_train_command
     from maas.errors import InvalidInput
     from maas.registry import validate_name
-    from maas.training import ensure_publishable, publish_trained, recipe, train_recipe
+    from maas.training import ensure_publishable, publish_trained, train_recipe
+    from maas.training.pipeline import recipe
     from maas.training.quantize import quantize_trained, with_base_version
     from maas.training.run_config import RunConfig, load_run_config
     from maas.training.search import trial_table
@@ -256,7 +257,7 @@ def synthesize_command(args: argparse.Namespace) -> int:
 def _overrides_and_plan(args: argparse.Namespace, run: RunConfig) -> tuple[dict[str, Any], SearchPlan | None]:
     """Config overrides (the file's, then the flags') and the search plan, if any, for `maas train`."""
     from maas.errors import InvalidInput
-    from maas.training import recipe
+    from maas.training.pipeline import recipe
     from maas.training.recipe import TrainingConfig, apply_overrides
     from maas.training.search import default_space, make_plan
 

@@ -3,7 +3,8 @@
 The names below are imported on first use, not with the package: importing torch costs seconds and about
 230 MB, and some submodules need none of it (`maas publish` of an ONNX file through
 maas.training.byo.onnx_import, the synthetic model of maas.training.matmul_chain). Importing one of them must
-not import the recipes.
+not import the recipes. Looking a recipe up by name is `maas.training.pipeline.recipe`: as a name of this
+package, `recipe` is the submodule maas.training.recipe.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
         ensure_publishable,
         export_trained,
         publish_trained,
-        recipe,
         recipe_names,
         train_and_publish,
         train_recipe,
@@ -45,7 +45,6 @@ _HOME = {
     "ensure_publishable": "maas.training.pipeline",
     "export_trained": "maas.training.pipeline",
     "publish_trained": "maas.training.pipeline",
-    "recipe": "maas.training.pipeline",
     "recipe_names": "maas.training.pipeline",
     "train_and_publish": "maas.training.pipeline",
     "train_recipe": "maas.training.pipeline",
@@ -74,7 +73,6 @@ __all__ = [
     "measure_parity",
     "open_session",
     "publish_trained",
-    "recipe",
     "recipe_names",
     "signature_of",
     "train_and_publish",
