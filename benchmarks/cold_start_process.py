@@ -65,8 +65,10 @@ def instrument_first_invocation(steps: PhaseClock, load_steps: PhaseClock) -> No
     )
 
     registry.read_artifact = load_steps.wrap("S3 GET + sha256", registry.read_artifact)
+    registry.download_artifact = load_steps.wrap(
+        "download to /tmp, verified as it lands", registry.download_artifact
+    )
     loaded: Any = loaded_model
-    loaded.write_model_files = load_steps.wrap("write /tmp", loaded.write_model_files)
     loaded.TextTokenizer = load_steps.wrap("build tokenizer", loaded.TextTokenizer)
     loaded._warm_up = load_steps.wrap("warm-up run", loaded._warm_up)
     runtime: Any = onnxruntime

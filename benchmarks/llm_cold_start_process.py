@@ -37,7 +37,6 @@ def instrument_generator_load(steps: PhaseClock, load_steps: PhaseClock) -> None
     from maas.generation import loader
     from maas.generation.text_generator import TextGenerator
     from maas.registry.store import ModelRegistry
-    from maas.runtime import loaded_model
 
     registry: Any = ModelRegistry
     registry.alias_document = steps.wrap("resolve: GET alias", registry.alias_document)
@@ -47,8 +46,9 @@ def instrument_generator_load(steps: PhaseClock, load_steps: PhaseClock) -> None
     generation_loader.load_generator = steps.wrap("load_generator", generation_loader.load_generator)
 
     registry.read_artifact = load_steps.wrap("S3 GET + sha256", registry.read_artifact)
-    files: Any = loaded_model
-    files.write_model_files = load_steps.wrap("write /tmp", files.write_model_files)
+    registry.download_artifact = load_steps.wrap(
+        "download to /tmp, verified as it lands", registry.download_artifact
+    )
     runtime: Any = onnxruntime
     runtime.InferenceSession = load_steps.wrap("InferenceSession", runtime.InferenceSession)
     generator: Any = TextGenerator
