@@ -22,6 +22,19 @@ from maas.registry.manifest import MODEL_FILE
 from maas.training.errors import ModelCheckFailed
 from maas.training.onnx_checks import read_folder_files
 
+# read_folder_files is also this module's name for it, as before the checks moved to onnx_checks.
+__all__ = [
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "GraphSpec",
+    "compare_outputs",
+    "export_onnx",
+    "measure_parity",
+    "onnx_outputs",
+    "read_folder_files",
+    "torch_outputs",
+]
+
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 # The exporter's own loggers: torch's, and the ONNX IR passes it runs through onnxscript.

@@ -21,8 +21,9 @@ from maas.training.digits_resnet import (
     fit_digits_resnet,
     make_dataset,
 )
-from maas.training.export import INPUT_NAME, GraphSpec, export_onnx, measure_parity, open_session
+from maas.training.export import INPUT_NAME, GraphSpec, export_onnx, measure_parity
 from maas.training.lineage import dataset_hash
+from maas.training.onnx_checks import open_session
 from maas.training.recipe import DEFAULT_PARITY_TOLERANCE, FitResult
 
 N_DIGITS = 1797
