@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -277,6 +278,6 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigurationError(f"{name}: expected a number, got {raw!r}") from None
-    if value < 0:
-        raise ConfigurationError(f"{name}: expected a non-negative number, got {raw!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigurationError(f"{name}: expected a finite, non-negative number, got {raw!r}")
     return value

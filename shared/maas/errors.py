@@ -60,6 +60,12 @@ class Unavailable(MaasError, status=503):
     """A dependency (storage, execution provider) cannot serve right now. HTTP 503."""
 
 
+class ModelTooLarge(MaasError, status=503):
+    """A model does not fit the function's memory even with every other cached model evicted. HTTP 503, as
+    for any capacity the server lacks; unlike Unavailable it is not transient (a fresh container has the same
+    memory), so event sources answer it rather than redeliver it until the dead-letter queue."""
+
+
 class InsufficientStorage(MaasError, status=507):
     """A model's files do not fit the function's temp space (its ephemeral storage). HTTP 507: no retry helps
     until the operator gives the function more, so event sources answer it rather than redeliver it."""

@@ -43,3 +43,22 @@ def test_the_mapped_weights_threshold_is_set_in_bytes() -> None:
 def test_a_size_that_is_no_number_stops_the_function_naming_the_variable(name: str) -> None:
     with pytest.raises(ConfigurationError, match=f"{name}: expected a number, got 'lots'"):
         Settings.from_env({name: "lots"})
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "-1"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "MAAS_EPHEMERAL_STORAGE_MB",
+        "MAAS_MAPPED_WEIGHTS_BYTES",
+        "MAAS_CACHE_BYTES",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    ],
+)
+def test_a_size_that_is_not_a_finite_non_negative_number_stops_the_function_naming_it(
+    name: str, value: str
+) -> None:
+    with pytest.raises(
+        ConfigurationError, match=f"{name}: expected a finite, non-negative number, got '{value}'"
+    ):
+        Settings.from_env({name: value})

@@ -70,8 +70,8 @@ class GeneratorLoader:
         started = time.perf_counter()
         manifest = self.registry.manifest(name, version)
         generation_of(manifest)  # a version that generates no text is a 400 before any budget or download
-        config = self.budget.admit(manifest, self.config, self.cache, _session_of)
-        generator = load_generator(self.registry, manifest, config)
+        with self.budget.admitted(manifest, self.config, self.cache, _session_of) as config:
+            generator = load_generator(self.registry, manifest, config)
         report_model_load(
             generator.manifest,
             generator.decoder.session,

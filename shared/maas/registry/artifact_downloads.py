@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -30,8 +31,8 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
-from maas.errors import IntegrityError, Unavailable
-from maas.objects import storage_errors
+from maas.errors import InsufficientStorage, IntegrityError, Unavailable
+from maas.objects import MIB, storage_errors
 from maas.registry.integrity import integrity_failure
 from maas.registry.manifest import HASH_CHUNK_BYTES, Artifact
 
@@ -117,6 +118,17 @@ def download_artifact(
                 fetch.in_parallel(concurrency)
         finally:
             os.close(descriptor)
+    except OSError as exc:
+        target.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            # The load's budget saw room, but the disk filled since (another process, another file).
+            free = shutil.disk_usage(target.parent).free
+            raise InsufficientStorage(
+                f"{what}: expected {-(-artifact.bytes // MIB)} MB of temp space for it in {target.parent}, "
+                f"got a full disk ({free // MIB} MB free after removing it); raise the template parameter "
+                "EphemeralStorageSize (up to 10240 MB)"
+            ) from None
+        raise
     except BaseException:
         target.unlink(missing_ok=True)
         raise

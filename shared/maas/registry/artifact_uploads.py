@@ -32,9 +32,9 @@ from maas.registry.onnx_graph_file import vet_graph_file
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-# protobuf refuses to parse a message over 2 GiB, so no runtime can open a larger graph file: the weights
-# belong in external data beside it.
-MAX_GRAPH_FILE_BYTES = 2 * 1024**3
+# protobuf refuses to parse a message of 2 GiB or more (2**31 - 1 bytes is its limit), so no runtime can open
+# a larger graph file: the weights belong in external data beside it.
+MAX_GRAPH_FILE_BYTES = 2 * 1024**3 - 1
 # Parts in flight per file (ADR 0021): 8 parts of 8 MiB keep a publish near 100 MB above the process's own
 # size whatever the file's, and at S3's ~88 MB/s per request 8 already outrun most uplinks.
 UPLOAD_CONCURRENCY = 8

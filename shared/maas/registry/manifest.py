@@ -53,7 +53,9 @@ class Artifact(_Frozen):
     path: str = Field(pattern=SAFE_RELATIVE_PATH)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     bytes: int = Field(ge=0)
-    # Set for an artifact uploaded in parts (a large one); the whole-file sha256 above covers it as well.
+    # Set for an artifact uploaded in parts (a large one). A download checks each part against these as it
+    # lands and does not read the file again for the whole-file sha256 above, which stays for tools that hash
+    # the file (decision 0021); the manifest, and its signature, covers both.
     parts: ArtifactParts | None = None
 
     @model_validator(mode="after")

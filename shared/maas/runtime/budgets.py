@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -25,7 +27,7 @@ from maas.config import (
     LAMBDA_MAX_MEMORY_MB,
     Settings,
 )
-from maas.errors import InsufficientStorage, Unavailable
+from maas.errors import InsufficientStorage, ModelTooLarge
 from maas.registry.manifest import Manifest
 from maas.runtime.cache import CachedModel, ModelCache, ModelKey
 from maas.runtime.footprint import footprint_of
@@ -122,6 +124,12 @@ class _Memory:
         )
 
 
+# One load at a time per process, from its budget check until its session is open: two loads checked
+# against the same free space and memory would each pass and together not fit. Lambda runs one request per
+# environment; the local stack, which serves concurrently, is where two loads meet.
+_ONE_LOAD_AT_A_TIME = threading.Lock()
+
+
 class LoadBudget:
     """The budgets of one model cache's loads (one per function's cache), read from the settings and the
     machine at each load."""
@@ -129,6 +137,18 @@ class LoadBudget:
     def __init__(self, settings: Settings, readings: MachineReadings | None = None) -> None:
         self.settings = settings
         self.readings = readings or MachineReadings()
+
+    @contextmanager
+    def admitted(
+        self,
+        manifest: Manifest,
+        config: SessionConfig,
+        cache: ModelCache[M],
+        session_of: Callable[[M], ort.InferenceSession],
+    ) -> Iterator[SessionConfig]:
+        """`admit`, and no other load in this process until the block (the load itself) ends."""
+        with _ONE_LOAD_AT_A_TIME:
+            yield self.admit(manifest, config, cache, session_of)
 
     def admit(
         self,
@@ -141,7 +161,7 @@ class LoadBudget:
         its peak the memory; cached models are evicted first, least recently used first, when that makes
         the room.
 
-        InsufficientStorage (507) or Unavailable (503) otherwise, having evicted nothing."""
+        InsufficientStorage (507) or ModelTooLarge (503) otherwise, having evicted nothing."""
         # What a killed process left in the temp dir is not this load's to count against.
         remove_abandoned_load_folders(self.readings.temp_dir())
         evictable = [
@@ -226,8 +246,8 @@ class LoadBudget:
             f"parameter EphemeralStorageSize (up to {LAMBDA_MAX_EPHEMERAL_STORAGE_MB} MB)"
         )
 
-    def _no_memory(self, manifest: Manifest, loading: WeightLoading, memory: _Memory) -> Unavailable:
-        return Unavailable(
+    def _no_memory(self, manifest: Manifest, loading: WeightLoading, memory: _Memory) -> ModelTooLarge:
+        return ModelTooLarge(
             f"model '{manifest.name}' v{manifest.version}: expected {_mb_up(memory.needed)} MB of memory "
             f"for its weights, held {loading}, got {_mb(memory.available)} MB available ({memory.detail()}); "
             f"raise the function's memory, template parameter {self.settings.memory_parameter} (up to "

@@ -239,8 +239,8 @@ class InferenceService:
                 f"use POST /v2/models/{name}/generate or POST /openai/v1/chat/completions"
             )
         # Both budgets before any download: a refusal costs a manifest read, never a /tmp filled half way.
-        config = self.budget.admit(manifest, session_config(self.settings), self.cache, _session_of)
-        model = load_model(self.registry, manifest, config)
+        with self.budget.admitted(manifest, session_config(self.settings), self.cache, _session_of) as config:
+            model = load_model(self.registry, manifest, config)
         report_model_load(manifest, model.session, started)
         return model
 

@@ -33,6 +33,7 @@ from tests.support.events import json_event
 from tests.support.external_data import CHAIN_WIDTH, DATA_FILE, MiB, matmul_chain_model
 from tests.support.functions import start_function
 from tests.support.llm import TINY_LLM_NAME, publish_tiny_llm
+from tests.support.queues import record, result
 
 NAME = "chain"
 CHAT = "/openai/v1/chat/completions"
@@ -231,3 +232,30 @@ def test_the_generate_function_refuses_a_decoder_that_does_not_fit(
 
     assert answered == status
     assert re.fullmatch(refusal, body["error"]["message"]), body["error"]["message"]
+
+
+@pytest.mark.usefixtures("own_temp_dir")
+def test_an_async_request_for_a_model_too_large_for_memory_is_answered_not_redelivered(
+    monkeypatch: pytest.MonkeyPatch, registry: ModelRegistry, s3: Any
+) -> None:
+    """Refused with every cached model counted as evicted: a fresh container has the same memory, so a
+    redelivery would only end in the dead-letter queue with no answer."""
+    manifest = publish_chain(registry)
+    function = start_function(monkeypatch, "async", AWS_LAMBDA_FUNCTION_MEMORY_SIZE=LAMBDA_MIN_MEMORY_MB)
+    rows = np.ones((1, CHAIN_WIDTH), dtype=np.float32)
+    body = {
+        "id": "too-large",
+        "model": f"{NAME}@latest",
+        "inputs": [
+            {"name": "x", "datatype": "FP32", "shape": [1, CHAIN_WIDTH], "data": rows.ravel().tolist()}
+        ],
+    }
+
+    response = function.lambda_handler({"Records": [record(body, "message-1")]}, None)
+
+    assert response == {"batchItemFailures": []}
+    answer = result(s3, "too-large")
+    assert answer["status"] == 503
+    assert "of memory for its weights" in answer["error"]
+    assert answer["error"].endswith("template parameter InferMemorySize (up to 10240 MB)")
+    assert external_data.private_folders(manifest) == []

@@ -3,6 +3,7 @@ it lands; any object that is not the published one is refused by name and leaves
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import urllib.request
@@ -14,7 +15,7 @@ import pytest
 from botocore.exceptions import ResponseStreamingError
 
 from maas.aws_clients import s3_client
-from maas.errors import IntegrityError, NotFound, Unavailable
+from maas.errors import InsufficientStorage, IntegrityError, NotFound, Unavailable
 from maas.objects import MIB, MIN_PART_BYTES
 from maas.registry import Manifest, ModelRegistry
 from maas.registry.artifact_downloads import STREAM_ATTEMPTS
@@ -166,6 +167,33 @@ def test_a_missing_object_propagates_and_leaves_no_file(
     with pytest.raises(NotFound):
         parted.download_artifact(manifest, manifest.artifact(WEIGHTS), target)
 
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("where", ["reserving the file", "writing a range"])
+def test_a_disk_that_fills_during_a_download_is_507_and_leaves_no_file(
+    monkeypatch: pytest.MonkeyPatch, parted: ModelRegistry, tmp_path: Path, where: str
+) -> None:
+    manifest = publish_weights(parted, tmp_path, os.urandom(11 * MIB))
+    full = OSError(errno.ENOSPC, "No space left on device")
+
+    def no_space(*args: Any) -> Any:
+        raise full
+
+    monkeypatch.setattr(os, "posix_fallocate" if where == "reserving the file" else "pwrite", no_space)
+    target = tmp_path / "target"
+
+    with pytest.raises(InsufficientStorage) as refused:
+        parted.download_artifact(manifest, manifest.artifact(WEIGHTS), target)
+
+    assert refused.value.status == 507
+    assert refused.value.message.startswith(
+        f"artifact '{WEIGHTS}' of model 'big' v1: expected 11 MB of temp space for it in {tmp_path}, "
+        "got a full disk ("
+    )
+    assert refused.value.message.endswith(
+        "raise the template parameter EphemeralStorageSize (up to 10240 MB)"
+    )
     assert not target.exists()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -18,12 +19,19 @@ import numpy as np
 import pytest
 
 from maas.config import Settings
-from maas.errors import InsufficientStorage, IntegrityError, MaasError, Unavailable
+from maas.errors import InsufficientStorage, IntegrityError, MaasError, ModelTooLarge
 from maas.infer_types import InferenceRequest, Tensor
 from maas.objects import MIN_PART_BYTES
 from maas.registry import Manifest, ModelRef, ModelRegistry
 from maas.registry.manifest import Quantization
-from maas.runtime import DISABLE_PREPACKING, LoadBudget, LoadedModel, MachineReadings, footprint_of
+from maas.runtime import (
+    DISABLE_PREPACKING,
+    LoadBudget,
+    LoadedModel,
+    MachineReadings,
+    footprint_of,
+    session_config,
+)
 from maas.runtime.budgets import DISK_HEADROOM_BYTES, MEMORY_MARGIN_SHARE
 from maas.runtime.load_folders import LOCK_FILE
 from maas.service.inference import InferenceService
@@ -185,7 +193,7 @@ def test_a_quantized_version_is_prepacked_whatever_its_size_and_refused_rather_t
     tight = InferenceService(
         registry, given, budget=LoadBudget(given, MachineReadings(resident_bytes=lambda: resident))
     )
-    with pytest.raises(Unavailable, match="of memory for its weights, held prepacked, got"):
+    with pytest.raises(ModelTooLarge, match="of memory for its weights, held prepacked, got"):
         infer(tight, NAME, manifest.version)
 
 
@@ -304,7 +312,7 @@ def test_too_little_memory_is_refused_with_503_naming_the_numbers_and_the_parame
     service = machine.service_over(registry, memory_parameter="InferMemorySize")
     fetched = get_object_calls(s3)
 
-    with pytest.raises(Unavailable) as refused:
+    with pytest.raises(ModelTooLarge) as refused:
         infer(service, NAME, manifest.version)
 
     # Prepacked would not fit either, so the rule tried mapped: 1x the graph files.
@@ -347,7 +355,7 @@ def test_a_refusal_evicts_nothing_when_evicting_everything_would_not_be_enough(
     service = machine.service_over(registry)
     infer(service, NAME, small.version)
 
-    with pytest.raises(Unavailable, match=r"model 'large-chain' v1: expected \d+ MB of memory"):
+    with pytest.raises(ModelTooLarge, match=r"model 'large-chain' v1: expected \d+ MB of memory"):
         service.infer(
             ModelRef("large-chain", version=large.version),
             InferenceRequest([Tensor("x", "FP32", np.zeros((1, CHAIN_WIDTH), np.float32))]),
@@ -364,7 +372,7 @@ def test_the_memory_budget_reads_the_machine_when_lambda_sets_no_memory(registry
         budget=LoadBudget(settings(), MachineReadings(machine_memory_bytes=lambda: 64 * MiB)),
     )
 
-    with pytest.raises(Unavailable, match=r"\(this machine's 64 MB less \d+ MB this process holds"):
+    with pytest.raises(ModelTooLarge, match=r"\(this machine's 64 MB less \d+ MB this process holds"):
         infer(service, NAME, manifest.version)
 
 
@@ -463,3 +471,38 @@ def test_a_load_first_removes_what_a_killed_load_left_in_the_temp_dir(
 
     assert not abandoned.exists()
     assert private_folders(manifest) == []
+
+
+def test_a_second_load_waits_for_the_first_to_open_its_session(registry: ModelRegistry) -> None:
+    """Two loads checked against the same free space and memory would each pass and together not fit."""
+    first, second = publish_chain(registry), publish_chain(registry, name="other-chain")
+    service = InferenceService(registry, settings())
+    first_admitted, first_may_finish = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def load(manifest: Manifest, label: str, hold: threading.Event | None) -> None:
+        with service.budget.admitted(manifest, session_config(settings()), service.cache, _session_of):
+            order.append(f"{label} admitted")
+            if hold is not None:
+                first_admitted.set()
+                hold.wait(timeout=60)
+            order.append(f"{label} loaded")
+
+    loads = [
+        threading.Thread(target=load, args=(first, "first", first_may_finish)),
+        threading.Thread(target=load, args=(second, "second", None)),
+    ]
+    loads[0].start()
+    assert first_admitted.wait(timeout=60)
+    loads[1].start()
+    # Without the lock the second load is admitted at once, while the first still holds its place.
+    loads[1].join(timeout=1)
+    first_may_finish.set()
+    for thread in loads:
+        thread.join(timeout=60)
+
+    assert order == ["first admitted", "first loaded", "second admitted", "second loaded"]
+
+
+def _session_of(model: LoadedModel) -> Any:
+    return model.session
