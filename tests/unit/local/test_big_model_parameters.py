@@ -1,7 +1,8 @@
 """The local stack takes a big model's deploy settings as `sam deploy --parameter-overrides` does (make serve
 reads them from MAAS_LOCAL_PARAMETERS): EphemeralStorageSize reaches the process as MAAS_EPHEMERAL_STORAGE_MB,
-the one environment every local function shares, and the memory parameters become the functions' memory, so
-the local stack refuses what Lambda would."""
+the one environment every local function shares, so the local stack refuses a model whose files would not fit
+Lambda's /tmp. The memory parameters become each function's context.memory_limit_in_mb; the memory budget
+itself reads the machine locally, since one process cannot tell each function its own memory."""
 
 from __future__ import annotations
 
