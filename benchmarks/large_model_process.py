@@ -9,12 +9,13 @@ reset as it starts, once the checks have released the weights they mapped), and 
 a memory map, so for a moment the whole data file is resident as file-backed page cache, which the kernel
 drops under pressure and VmHWM counts all the same.
 
-Request {"side": "download", "how": "parallel" | "single" | "single-verified", "name", "version", "path",
-"target"}: one artifact of a published version into `target`: "parallel" is the registry's
-`download_artifact` (ranged GETs per part, each verified as it lands, as a cold start fetches); "single" one
+Request {"side": "download", "how": "parallel" | "download_file" | "single" | "single-verified", "name",
+"version", "path", "target"}: one artifact of a published version into `target`: "parallel" is the registry's
+`download_artifact` (ranged GETs per part, each verified as it lands, as a cold start fetches);
+"download_file" boto3's managed download with its default TransferConfig, unverified; "single" one
 plain GET streamed to the file in 1 MiB chunks, unverified: the least work a download can do;
 "single-verified" the same with the sha256 taken as it streams and checked at the end (how maas fetched
-every artifact before parts). All through the functions' botocore client (maas.aws_clients). The file is
+every artifact before parts). All but download_file through the functions' botocore client. The file is
 removed before reporting.
 
 Request {"side": "session", "model_path", "mapped"}: an onnxruntime session on the graph (intra-op threads
@@ -135,6 +136,13 @@ def run_download(request: dict[str, Any]) -> dict[str, Any]:
     try:
         if request["how"] == "parallel":
             registry.download_artifact(manifest, artifact, target)
+        elif request["how"] == "download_file":
+            from maas.aws_clients import s3_transfer_client
+
+            # boto3's managed download as it comes (default TransferConfig: 10 threads, 8 MB ranges),
+            # unverified: the plain download_file the cold-start baseline uses.
+            key = registry.version_prefix(manifest.name, manifest.version) + artifact.path
+            s3_transfer_client(settings.endpoint_url).download_file(registry.bucket, key, str(target))
         else:
             key = registry.version_prefix(manifest.name, manifest.version) + artifact.path
             body = s3.get_object(Bucket=registry.bucket, Key=key)["Body"]

@@ -226,7 +226,7 @@ def test_download_parallel_against_one_stream(
             }
             return run_isolated(CHILD, request, env, CHILD_TIMEOUT_S)
 
-        ways = ("parallel", "single", "single-verified")
+        ways = ("parallel", "download_file", "single", "single-verified")
         reports: dict[str, list[dict[str, Any]]] = {how: [] for how in ways}
         for index in range(PAIRS):
             for how in ways[index % len(ways) :] + ways[: index % len(ways)]:
@@ -240,6 +240,7 @@ def test_download_parallel_against_one_stream(
 
     for how, what in (
         ("parallel", "registry.download_artifact: ranged GETs per part, each verified as it lands"),
+        ("download_file", "boto3 download_file (default TransferConfig), unverified"),
         ("single", "one GET streamed to the file, unverified"),
         ("single-verified", "one GET streamed to the file, sha256 checked as it streams"),
     ):
@@ -253,11 +254,15 @@ def test_download_parallel_against_one_stream(
                 "part_mb": round(parts.bytes / MIB, 1) if parts else None,
             },
         )
-    for single, what in (("single", "unverified"), ("single-verified", "verified as it streams")):
+    for other, what in (
+        ("download_file", "boto3 download_file, unverified"),
+        ("single", "one stream unverified"),
+        ("single-verified", "one stream verified as it streams"),
+    ):
         bench_results.record(
             CASE,
-            f"{size} download MB/s, parallel / one stream {what}",
-            [p / s for p, s in zip(speeds["parallel"], speeds[single], strict=True)],
+            f"{size} download MB/s, parallel / {what}",
+            [p / s for p, s in zip(speeds["parallel"], speeds[other], strict=True)],
             "x",
         )
 
