@@ -16,7 +16,7 @@ from maas.service.inference import InferenceService
 def build_async_app(settings: Settings | None = None) -> BehindEdge[AsyncFunctionApp]:
     inference = InferenceService.from_settings(function_settings("InferMemorySize", settings))
     s3 = s3_client(inference.settings.endpoint_url)
-    completions = EventCompletionsOnDemand(inference.registry, inference.settings)
+    completions = EventCompletionsOnDemand(inference.registry, inference.settings, models=inference)
     return BehindEdge(
         AsyncFunctionApp(inference, s3, inference.settings.bucket, completions, inference.settings.prefix)
     )

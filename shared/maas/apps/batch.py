@@ -16,6 +16,6 @@ from maas.service.inference import InferenceService
 def build_batch_app(settings: Settings | None = None) -> BehindEdge[BatchFunctionApp]:
     inference = InferenceService.from_settings(function_settings("BatchMemorySize", settings))
     s3 = s3_client(inference.settings.endpoint_url)
-    completions = EventCompletionsOnDemand(inference.registry, inference.settings)
+    completions = EventCompletionsOnDemand(inference.registry, inference.settings, models=inference)
     jobs = BatchJobService(inference, s3, inference.settings.bucket, completions, inference.settings.prefix)
     return BehindEdge(BatchFunctionApp(jobs))

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import onnxruntime as ort
 
@@ -74,6 +74,7 @@ class _Evictable:
     key: ModelKey
     memory_bytes: int
     scratch_bytes: int
+    cache: ModelCache[Any]
 
 
 @dataclass(slots=True)
@@ -137,6 +138,13 @@ class LoadBudget:
     def __init__(self, settings: Settings, readings: MachineReadings | None = None) -> None:
         self.settings = settings
         self.readings = readings or MachineReadings()
+        self._neighbours: list[tuple[ModelCache[Any], Callable[[Any], ort.InferenceSession]]] = []
+
+    def share_with(self, cache: ModelCache[M], session_of: Callable[[M], ort.InferenceSession]) -> None:
+        """Count `cache`, another cache of this function's process, as this budget's own: its models hold the
+        same memory and /tmp, and a load may evict them (after its own cache's) to make room. The async and
+        batch functions keep models and text generators in two caches."""
+        self._neighbours.append((cache, session_of))
 
     @contextmanager
     def admitted(
@@ -165,20 +173,21 @@ class LoadBudget:
         # What a killed process left in the temp dir is not this load's to count against.
         remove_abandoned_load_folders(self.readings.temp_dir())
         evictable = [
-            _Evictable(key, model.size_bytes, _scratch_bytes(session_of(model)))
-            for key, model in cache.entries()
+            _Evictable(key, model.size_bytes, _scratch_bytes(sessions(model)), source)
+            for source, sessions in [(cache, session_of), *self._neighbours]
+            for key, model in source.entries()
         ]
         disk = self._temp_space(manifest, evictable)
         memory = self._memory(evictable)
         loading = self._weight_loading(manifest, config, memory, evictable)
         if memory is not None:
             memory.needed = peak_resident_bytes(manifest, loading)
-        evicted: list[ModelKey] = []
+        evicted: list[_Evictable] = []
         for entry in evictable:
             memory_short = memory is not None and memory.needed > memory.available
             disk_short = disk.needed > disk.available
             if memory_short or (disk_short and entry.scratch_bytes > 0):
-                evicted.append(entry.key)
+                evicted.append(entry)
                 disk.freed += entry.scratch_bytes
                 if memory is not None:
                     memory.freed += entry.memory_bytes
@@ -187,8 +196,8 @@ class LoadBudget:
         if memory is not None and memory.needed > memory.available:
             raise self._no_memory(manifest, loading, memory)
         if evicted:
-            for name, version in evicted:
-                cache.discard(name, version)
+            for entry in evicted:
+                entry.cache.discard(*entry.key)
             # The evicted sessions' arenas and buffers, freed to the allocator, go back before the load.
             release_freed_memory()
         return with_weight_loading(config, loading)

@@ -15,9 +15,14 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+    import onnxruntime as ort
+
     from maas.config import Settings
+    from maas.generation.text_generator import TextGenerator
     from maas.registry.store import ModelRegistry
+    from maas.runtime.loaded_model import LoadedModel
     from maas.service.event_completions import EventCompletions
+    from maas.service.inference import InferenceService
 
 # What makes a body a text-generation request: a chat completion's messages, a completion's prompt.
 CHAT_FIELD = "messages"
@@ -33,9 +38,14 @@ class EventCompletionsOnDemand:
     """Builds the completion service once, on first call, over the inference service's registry client
     and settings; every later call returns the same one, so its loaded generators stay warm."""
 
-    def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
+    def __init__(
+        self, registry: ModelRegistry, settings: Settings, *, models: InferenceService | None = None
+    ) -> None:
+        """`models`: the function's inference service, whose cache shares the process with the
+        generators'; each cache's loads may then evict the other's models to make room."""
         self.registry = registry
         self.settings = settings
+        self.models = models
         self._built: EventCompletions | None = None
         self._lock = threading.Lock()
 
@@ -43,9 +53,26 @@ class EventCompletionsOnDemand:
         with self._lock:
             if self._built is None:
                 from maas.generation.loader import GeneratorLoader
+                from maas.runtime.budgets import LoadBudget
                 from maas.service.completions import CompletionService
                 from maas.service.event_completions import EventCompletions
 
-                loader = GeneratorLoader(self.registry, self.settings)
+                if self.models is None:
+                    loader = GeneratorLoader(self.registry, self.settings)
+                else:
+                    # One process, one memory and one /tmp: otherwise a generator could be refused for
+                    # memory that a cached model, which evicting would free, holds (and the other way).
+                    budget = LoadBudget(self.settings, self.models.budget.readings)
+                    loader = GeneratorLoader(self.registry, self.settings, budget=budget)
+                    budget.share_with(self.models.cache, _session_of_model)
+                    self.models.budget.share_with(loader.cache, _session_of_generator)
                 self._built = EventCompletions(CompletionService(self.registry, self.settings, loader))
             return self._built
+
+
+def _session_of_model(model: LoadedModel) -> ort.InferenceSession:
+    return model.session
+
+
+def _session_of_generator(generator: TextGenerator) -> ort.InferenceSession:
+    return generator.decoder.session
