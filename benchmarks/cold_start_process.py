@@ -59,7 +59,10 @@ def instrument_first_invocation(steps: PhaseClock, load_steps: PhaseClock) -> No
     # A bare name reads the default alias and the latest pointer at once: the two overlap.
     registry.alias_document = steps.wrap("resolve: GET alias", registry.alias_document)
     pointer: Any = store
-    pointer.read_pointer = steps.wrap("resolve: GET latest pointer (beside the alias)", pointer.read_pointer)
+    if hasattr(pointer, "read_pointer"):  # absent from a checkout before decision 0024, for an A/B against it
+        pointer.read_pointer = steps.wrap(
+            "resolve: GET latest pointer (beside the alias)", pointer.read_pointer
+        )
     registry.versions = steps.wrap("resolve: list versions", registry.versions)
     registry.manifest = steps.wrap("manifest (handed off by the resolution, or a GET)", registry.manifest)
     service: Any = inference

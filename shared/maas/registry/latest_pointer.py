@@ -96,26 +96,18 @@ def write_pointer(
     metadata = {VERSION_METADATA: str(copy.version)}
     if copy.signature is not None:
         metadata[SIGNATURE_METADATA] = base64.b64encode(copy.signature.encode()).decode("ascii")
+    # Only over the object the writer read, or only where there is none.
+    condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
     try:
         with storage_errors(f"writing {what}"):
-            if etag is None:
-                s3.put_object(
-                    Bucket=bucket,
-                    Key=key,
-                    Body=copy.manifest,
-                    ContentType="application/json",
-                    Metadata=metadata,
-                    IfNoneMatch="*",
-                )
-            else:
-                s3.put_object(
-                    Bucket=bucket,
-                    Key=key,
-                    Body=copy.manifest,
-                    ContentType="application/json",
-                    Metadata=metadata,
-                    IfMatch=etag,
-                )
+            s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=copy.manifest,
+                ContentType="application/json",
+                Metadata=metadata,
+                **condition,  # type: ignore[arg-type]
+            )
     except PreconditionFailed:
         return False
     return True

@@ -39,43 +39,37 @@ def assert_pointer_agrees_with_listing(registry: ModelRegistry) -> None:
     assert pointed(registry) == listed(registry)
 
 
-HISTORIES: dict[str, tuple[Callable[[RegistryAdmin], object], int | None]] = {
-    "three publishes": (lambda a: [publish(a.registry) for _ in range(3)], 3),
-    "delete the newest": (lambda a: ([publish(a.registry) for _ in range(3)], a.delete_version(NAME, 3)), 2),
-    "archive the newest": (lambda a: ([publish(a.registry) for _ in range(3)], a.archive(NAME, 3)), 2),
-    "archive the two newest": (
-        lambda a: ([publish(a.registry) for _ in range(3)], a.archive(NAME, 3), a.archive(NAME, 2)),
-        1,
-    ),
-    "delete an older one": (
-        lambda a: ([publish(a.registry) for _ in range(3)], a.delete_version(NAME, 1)),
-        3,
-    ),
-    "delete every version": (
-        lambda a: (
-            [publish(a.registry) for _ in range(2)],
-            a.delete_version(NAME, 2),
-            a.delete_version(NAME, 1),
-        ),
-        None,
-    ),
-    "archive every version": (
-        lambda a: ([publish(a.registry) for _ in range(2)], a.archive(NAME, 2), a.archive(NAME, 1)),
-        None,
-    ),
-    "publish after deleting the newest": (
-        lambda a: ([publish(a.registry) for _ in range(2)], a.delete_version(NAME, 2), publish(a.registry)),
-        3,
-    ),
+# Each history as steps ("publish", "delete <n>", "archive <n>"), and the version the pointer names after it.
+HISTORIES: dict[str, tuple[list[str], int | None]] = {
+    "three publishes": (["publish"] * 3, 3),
+    "delete the newest": ([*["publish"] * 3, "delete 3"], 2),
+    "archive the newest": ([*["publish"] * 3, "archive 3"], 2),
+    "archive the two newest": ([*["publish"] * 3, "archive 3", "archive 2"], 1),
+    "delete an older one": ([*["publish"] * 3, "delete 1"], 3),
+    "delete every version": ([*["publish"] * 2, "delete 2", "delete 1"], None),
+    "archive every version": ([*["publish"] * 2, "archive 2", "archive 1"], None),
+    "publish after deleting the newest": ([*["publish"] * 2, "delete 2", "publish"], 3),
 }
+
+
+def play(admin: RegistryAdmin, step: str) -> None:
+    action, _, version = step.partition(" ")
+    if action == "publish":
+        publish(admin.registry)
+    elif action == "delete":
+        admin.delete_version(NAME, int(version))
+    else:
+        admin.archive(NAME, int(version))
 
 
 @pytest.mark.parametrize("history", HISTORIES, ids=str)
 def test_the_pointer_names_the_newest_ready_version_after_every_history(
     registry: ModelRegistry, history: str
 ) -> None:
-    play, expected = HISTORIES[history]
-    play(RegistryAdmin(registry))
+    steps, expected = HISTORIES[history]
+    admin = RegistryAdmin(registry)
+    for step in steps:
+        play(admin, step)
     assert pointed(registry) == expected
     assert_pointer_agrees_with_listing(registry)
     if expected is None:
@@ -190,26 +184,16 @@ def test_two_publishers_racing_never_move_the_pointer_back(registry: ModelRegist
     assert registry.resolve(ModelRef(NAME)) == 3
 
 
-def test_a_delete_racing_the_publish_of_the_same_version_leaves_the_pointer_off_it(
-    registry: ModelRegistry, s3: Any
+@pytest.mark.parametrize("action", ["delete 2", "archive 2"])
+def test_a_delete_or_archive_racing_the_publish_of_the_same_version_leaves_the_pointer_off_it(
+    registry: ModelRegistry, s3: Any, action: str
 ) -> None:
-    """v2 is committed, then deleted while its publisher is about to move the pointer (so the delete finds
-    the pointer still on v1 and leaves it): the publisher's check after its move sees v2 gone and moves it
-    back."""
+    """v2 is committed, then deleted (or archived) while its publisher is about to move the pointer, so that
+    writer finds the pointer still on v1 and leaves it: the publisher's check after its move sees v2 gone (or
+    archived) and moves the pointer back."""
     publish(registry)
     admin = RegistryAdmin(ModelRegistry(s3, TEST_BUCKET))
-    raced = before_pointer_write(s3, registry, 2, lambda: admin.delete_version(NAME, 2))
-    publish(registry)
-    assert raced and pointed(registry) == 1
-    assert registry.resolve(ModelRef(NAME)) == 1
-
-
-def test_an_archive_racing_the_publish_of_the_same_version_leaves_the_pointer_off_it(
-    registry: ModelRegistry, s3: Any
-) -> None:
-    publish(registry)
-    admin = RegistryAdmin(ModelRegistry(s3, TEST_BUCKET))
-    raced = before_pointer_write(s3, registry, 2, lambda: admin.archive(NAME, 2))
+    raced = before_pointer_write(s3, registry, 2, lambda: play(admin, action))
     publish(registry)
     assert raced and pointed(registry) == 1
     assert registry.resolve(ModelRef(NAME)) == 1
