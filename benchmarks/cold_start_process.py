@@ -50,14 +50,21 @@ def instrument_first_invocation(steps: PhaseClock, load_steps: PhaseClock) -> No
     `load_model`. Only attributes looked up at call time are replaced, so the code path is the same."""
     import onnxruntime
 
+    from maas.registry import store
     from maas.registry.store import ModelRegistry
     from maas.runtime import loaded_model
     from maas.service import inference
 
     registry: Any = ModelRegistry
+    # A bare name reads the default alias and the latest pointer at once: the two overlap.
     registry.alias_document = steps.wrap("resolve: GET alias", registry.alias_document)
+    pointer: Any = store
+    if hasattr(pointer, "read_pointer"):  # absent from a checkout before decision 0024, for an A/B against it
+        pointer.read_pointer = steps.wrap(
+            "resolve: GET latest pointer (beside the alias)", pointer.read_pointer
+        )
     registry.versions = steps.wrap("resolve: list versions", registry.versions)
-    registry.manifest = steps.wrap("GET manifest", registry.manifest)
+    registry.manifest = steps.wrap("manifest (handed off by the resolution, or a GET)", registry.manifest)
     service: Any = inference
     service.load_model = steps.wrap("load_model", service.load_model)
     service.InferenceService.infer_loaded = steps.wrap(

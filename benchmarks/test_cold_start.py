@@ -3,8 +3,8 @@
 maas: import functions/infer/app.py (timed apart), then one HTTP API v2 infer request on an empty model
 cache: resolve the reference, read the manifest, GET each artifact from the moto server with its sha256,
 write it to /tmp, open the session, check its signature, warm it up, answer. The request names the model
-bare, as clients do; the bench store sets no alias, so that is the default alias's GET (a 404), then a
-listing for the latest version.
+bare, as clients do; the bench store sets no alias, so that is the default alias's GET (a 404) and, at the
+same time, the GET of the latest pointer, which brings the manifest with it (decision 0024).
 Baseline: boto3's `download_file` of the same objects, an InferenceSession on the file, one run; its
 imports and its S3 client are timed apart, as the function makes its client at import.
 

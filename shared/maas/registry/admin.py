@@ -23,6 +23,7 @@ from maas.registry.documents import (
     VersionMeta,
     utc_now,
 )
+from maas.registry.latest_moves import repair_latest, settle_latest
 from maas.registry.manifest import MANIFEST_FILE, Manifest
 from maas.registry.references import ALIAS_PATTERN, LATEST, validate_name
 from maas.registry.store import CLAIM_FILE, ModelRegistry, Stored, VersionConflict
@@ -196,16 +197,25 @@ class RegistryAdmin:
             return VersionMeta(status="archived", tags=tags, updated_at=utc_now(), updated_by=by)
 
         key = self.registry.meta_key(name, version)
-        return self._update(key, lambda: self.registry.version_meta(name, version), change)
+        archived = self._update(key, lambda: self.registry.version_meta(name, version), change)
+        settle_latest(self.registry, name, version)
+        return archived
 
     def delete_version(self, name: str, version: int) -> None:
         """Remove a version: the manifest first, so readers stop seeing it before its files go. Its claim
         stays, so its number is never given to another version (warm servers still holding it answer 404
-        once MAAS_ALIAS_TTL passes)."""
+        once MAAS_ALIAS_TTL passes). The latest pointer moves off it last."""
         self._require_version(name, version)
         self._refuse_if_aliased(name, version, "delete")
         self.registry.retire_version_folder(name, version)
         self.registry.delete_keys([self.registry.meta_key(name, version)])
+        settle_latest(self.registry, name, version)
+
+    def repair_latest(self, name: str) -> int | None:
+        """Write the `latest` pointer from the listing (a registry published before it existed); the version
+        it names now, or None when no version is ready."""
+        validate_name(name)
+        return repair_latest(self.registry, name)
 
     def diff(self, name: str, a: int, b: int) -> list[Difference]:
         first, second = self.registry.manifest(name, a), self.registry.manifest(name, b)

@@ -7,6 +7,8 @@ Layout under the configured prefix:
     models/<name>/versions/<n>/manifest.json     written last: the commit point
     models/<name>/aliases/<alias>.json           {"version": n}, moved with If-Match
     models/<name>/meta/<n>.json                  status (ready or archived) and tags, moved with If-Match
+    models/<name>/latest.json                    a copy of the newest ready version's manifest, moved by
+                                                 compare-and-swap (maas.registry.latest_pointer)
 
 A version number is never given twice. The next number is one above the highest folder, and a folder is
 never emptied: deleting a version, or collecting an abandoned upload, removes every file but `claim.json`
@@ -17,6 +19,7 @@ publisher that read the folder list before the delete still loses the create-onl
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,25 +28,29 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from pydantic import BaseModel
 
 from maas.aws_clients import s3_client
-from maas.config import ENV_MANIFEST_SIGNING, Settings
-from maas.errors import IntegrityError, MaasError, NotFound, Unavailable
-from maas.objects import DEFAULT_PART_BYTES, PreconditionFailed, put_new, storage_errors
+from maas.config import Settings
+from maas.errors import NotFound, Unavailable
+from maas.objects import DEFAULT_PART_BYTES, put_new, storage_errors
 from maas.registry.artifact_downloads import download_artifact, read_artifact
 from maas.registry.artifact_uploads import ArtifactSource, artifact_sources, upload_artifact
 from maas.registry.documents import AliasDocument, CanarySplit, VersionClaim, VersionMeta, utc_now
+from maas.registry.exceptions import VersionConflict
 from maas.registry.integrity import integrity_failure
+from maas.registry.latest_moves import advance_latest
+from maas.registry.latest_pointer import LATEST_POINTER_FILE, PointerCopy, read_pointer
 from maas.registry.manifest import (
     MANIFEST_FILE,
     Artifact,
     Manifest,
     ManifestDraft,
 )
+from maas.registry.manifest_reads import HandedOffManifests, parse_manifest, read_object, read_signature
 from maas.registry.references import LATEST, ModelRef, validate_name
 from maas.registry.signing import SIGNATURE_FILE, ManifestSigner, signer_from_settings
+from maas.registry.storage_calls import delete_document, delete_keys, list_keys, write_document
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 MAX_VERSION_CLAIM_ATTEMPTS = 20
 CLAIM_FILE = "claim.json"
@@ -51,10 +58,15 @@ CLAIM_FILE = "claim.json"
 REGISTRY_FILES = frozenset({CLAIM_FILE, MANIFEST_FILE, SIGNATURE_FILE})
 ARCHIVED = "archived"
 D = TypeVar("D", bound=BaseModel)
-
-
-class VersionConflict(MaasError, status=409):
-    """A create-only or compare-and-swap write lost a race. HTTP 409."""
+__all__ = [
+    "ARCHIVED",
+    "CLAIM_FILE",
+    "REGISTRY_FILES",
+    "ModelRegistry",
+    "ResolvedTarget",
+    "Stored",
+    "VersionConflict",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +106,14 @@ class ModelRegistry:
         self.signer = signer
         # A file's part size when it is published (grown for files past 10,000 parts); S3's floor is 5 MiB.
         self.part_bytes = part_bytes
+        # Manifests a resolution read, waiting for the load that follows (HANDED_OFF_SECONDS).
+        self._handed_off = HandedOffManifests()
+        # Reads made at once (an alias and the latest pointer); its threads start on first use.
+        self._reads = ThreadPoolExecutor(2, "registry-reads")
+
+    @property
+    def s3(self) -> S3Client:
+        return self._s3
 
     @classmethod
     def from_settings(cls, settings: Settings, s3: S3Client | None = None) -> ModelRegistry:
@@ -117,6 +137,9 @@ class ModelRegistry:
 
     def alias_key(self, name: str, alias: str) -> str:
         return f"{self.model_prefix(name)}aliases/{alias}.json"
+
+    def latest_key(self, name: str) -> str:
+        return self.model_prefix(name) + LATEST_POINTER_FILE
 
     # ---- reading
 
@@ -147,16 +170,22 @@ class ModelRegistry:
         prefix = f"{self.model_prefix(name)}versions/"
         found: list[int] = []
         with storage_errors(f"listing versions of model '{name}'"):
-            paginator = self._s3.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    folder, _, file = item["Key"][len(prefix) :].partition("/")
-                    if file == MANIFEST_FILE and folder.isdigit():
-                        found.append(int(folder))
+            for key in list_keys(self._s3, self.bucket, prefix):
+                folder, _, file = key[len(prefix) :].partition("/")
+                if file == MANIFEST_FILE and folder.isdigit():
+                    found.append(int(folder))
         return sorted(found)
 
     def latest_version(self, name: str) -> int:
-        """The newest version that is not archived: an archived version is served only when pinned."""
+        """The newest version that is not archived: an archived version is served only when pinned.
+
+        One GET of the `latest` pointer, whose manifest the load that follows then uses; a listing where
+        there is no pointer (a registry published before it existed, or one whose versions are all gone)."""
+        latest = self._latest_from_pointer(name)
+        return latest if latest is not None else self.latest_listed_version(name)
+
+    def latest_listed_version(self, name: str) -> int:
+        """`latest_version` from the listing and each version's status: what the pointer is moved to."""
         versions = self.versions(name)
         if not versions:
             raise NotFound(f"model '{name}': not found (no published version)")
@@ -216,62 +245,84 @@ class ModelRegistry:
     def resolve_target(self, ref: ModelRef) -> ResolvedTarget:
         validate_name(ref.name)
         if ref.version is not None:
-            if not self.manifest_exists(ref.name, ref.version):
-                raise NotFound(f"model '{ref.name}' version {ref.version}: not found")
+            # The manifest itself rather than a HEAD: the load that follows needs it anyway (handed off).
+            try:
+                self._handed_off.put(self._read_manifest(ref.name, ref.version))
+            except NotFound:
+                raise NotFound(f"model '{ref.name}' version {ref.version}: not found") from None
             return ResolvedTarget(ref.version)
         if ref.alias == LATEST:
             return ResolvedTarget(self.latest_version(ref.name))
         alias = ref.alias or self.default_alias
+        if ref.alias is not None:
+            stored = self.alias_document(ref.name, alias)
+            if stored is None:
+                raise NotFound(f"model '{ref.name}': alias '{alias}' is not set")
+            return ResolvedTarget(stored.document.version, stored.document.canary)
+        # A bare name: the default alias wins when it is set, else the latest version. Both are read at
+        # once, so an unset alias costs no round trip of its own.
+        pointer = self._reads.submit(self._latest_from_pointer, ref.name)
         stored = self.alias_document(ref.name, alias)
         if stored is not None:
+            pointer.cancel()
             return ResolvedTarget(stored.document.version, stored.document.canary)
-        if ref.alias is None:
-            return ResolvedTarget(self.latest_version(ref.name))
-        raise NotFound(f"model '{ref.name}': alias '{alias}' is not set")
+        latest = pointer.result()
+        return ResolvedTarget(latest if latest is not None else self.latest_listed_version(ref.name))
+
+    def _latest_from_pointer(self, name: str) -> int | None:
+        """The version the `latest` pointer names, its manifest verified and handed off; None without one."""
+        key = self.latest_key(name)
+        copy = read_pointer(self._s3, self.bucket, key, what=f"the latest pointer of model '{name}'")
+        if copy is None:
+            return None
+        self._handed_off.put(self._parse_manifest(name, copy.version, copy.manifest, key, copy.signature))
+        return copy.version
 
     def manifest(self, name: str, version: int) -> Manifest:
+        """The version's manifest, verified: the one its resolution just read, or a fresh GET."""
+        handed_off = self._handed_off.take(name, version)
+        return handed_off if handed_off is not None else self._read_manifest(name, version)
+
+    def _read_manifest(self, name: str, version: int) -> Manifest:
+        copy = self.manifest_copy(name, version, signed=False)
+        return self._parse_manifest(
+            name, version, copy.manifest, self.version_prefix(name, version) + MANIFEST_FILE
+        )
+
+    def manifest_copy(self, name: str, version: int, *, signed: bool = True) -> PointerCopy:
+        """The version's manifest bytes, unparsed, with their signature document (`signed`, with a signer):
+        what the latest pointer copies."""
         key = self.version_prefix(name, version) + MANIFEST_FILE
-        with storage_errors(f"reading the manifest of model '{name}' version {version}"):
-            body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        if self.signer is not None:
-            # Before parsing: nothing of an unverified manifest is believed, not even its name.
-            self._verify_signature(name, version, body, self.signer)
-        try:
-            manifest = Manifest.model_validate_json(body)
-        except ValueError as exc:
-            raise integrity_failure(
-                f"model '{name}' version {version}: {MANIFEST_FILE}: expected a valid manifest, got one "
-                "that does not parse or validate",
-                detail=f"{key}: {exc}",
-            ) from None
-        if (manifest.name, manifest.version) != (name, version):
-            # A manifest copied between folders must not pass for another version.
-            raise integrity_failure(
-                f"model '{name}' version {version}: {MANIFEST_FILE}: expected the manifest of this version, "
-                "got one describing another model or version",
-                detail=f"{key} describes model {manifest.name!r} version {manifest.version}",
+        body = read_object(
+            self._s3, self.bucket, key, what=f"the manifest of model '{name}' version {version}"
+        )
+        signature = None
+        if signed and self.signer is not None:
+            signature = read_signature(
+                self._s3, self.bucket, self.signature_key(name, version), name, version
             )
-        return manifest
+        return PointerCopy(version, body, signature)
+
+    def _parse_manifest(
+        self, name: str, version: int, body: bytes, key: str, signature: str | None = None
+    ) -> Manifest:
+        """`body` as the manifest of `name` v`version`; its signature document is read from storage unless
+        given (the pointer carries its own)."""
+        signature_key = self.signature_key(name, version)
+        return parse_manifest(
+            name,
+            version,
+            body,
+            key=key,
+            signer=self.signer,
+            signature=lambda: (
+                signature or read_signature(self._s3, self.bucket, signature_key, name, version)
+            ),
+            signature_key=signature_key,
+        )
 
     def signature_key(self, name: str, version: int) -> str:
         return self.version_prefix(name, version) + SIGNATURE_FILE
-
-    def _verify_signature(self, name: str, version: int, body: bytes, signer: ManifestSigner) -> None:
-        key = self.signature_key(name, version)
-        try:
-            with storage_errors(f"reading the manifest signature of model '{name}' version {version}"):
-                signature = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except NotFound:
-            raise IntegrityError(
-                f"model '{name}' version {version}: {MANIFEST_FILE} is not signed, and "
-                f"{ENV_MANIFEST_SIGNING} requires it"
-            ) from None
-        try:
-            signer.verify(body, signature.decode("utf-8", errors="replace"))
-        except IntegrityError as exc:
-            raise integrity_failure(
-                f"model '{name}' version {version}: {exc.message}", detail=f"{key}: {exc.detail}"
-            ) from None
 
     def read_artifact(self, manifest: Manifest, artifact: Artifact) -> bytes:
         """Fetch one (small) artifact into memory, verifying its size and sha256 against the manifest as it
@@ -338,52 +389,24 @@ class ModelRegistry:
             artifacts.append(uploaded)
         manifest = draft.commit(name, version, artifacts)
         body = manifest.model_dump_json(indent=2).encode()
-        if self.signer is not None and not self._put_new(
-            self.signature_key(name, version), self.signer.sign(body).encode()
-        ):
+        signature = self.signer.sign(body) if self.signer is not None else None
+        if signature is not None and not self._put_new(self.signature_key(name, version), signature.encode()):
             raise VersionConflict(f"model '{name}' version {version}: manifest signature already exists")
         if not self._put_new(self.version_prefix(name, version) + MANIFEST_FILE, body):
             raise VersionConflict(f"model '{name}' version {version}: manifest already exists")
+        advance_latest(self, name, PointerCopy(version, body, signature))
         return manifest
 
     def write_document(self, key: str, document: BaseModel, *, etag: str | None) -> str | None:
-        """Compare-and-swap write: with `etag`, only over that exact object; without, only if absent.
-
-        Returns the new ETag, or None when another writer got there first."""
-        body = document.model_dump_json().encode()
-        try:
-            with storage_errors(f"writing s3://{self.bucket}/{key}"):
-                if etag is None:
-                    response = self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
-                else:
-                    response = self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfMatch=etag)
-        except PreconditionFailed:
-            return None
-        return response["ETag"]
+        """Compare-and-swap write (maas.registry.storage_calls): the new ETag, or None on a lost race."""
+        return write_document(self._s3, self.bucket, key, document, etag=etag)
 
     def delete_document(self, key: str, *, etag: str) -> bool:
         """Compare-and-swap delete: only the exact object read. False when it changed in between."""
-        try:
-            with storage_errors(f"deleting s3://{self.bucket}/{key}"):
-                self._s3.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag)
-        except PreconditionFailed:
-            return False
-        return True
+        return delete_document(self._s3, self.bucket, key, etag=etag)
 
     def delete_keys(self, keys: list[str]) -> None:
-        with storage_errors(f"deleting {len(keys)} objects from s3://{self.bucket}"):
-            for start in range(0, len(keys), 1000):
-                chunk: list[ObjectIdentifierTypeDef] = [{"Key": key} for key in keys[start : start + 1000]]
-                response = self._s3.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True}
-                )
-                # A multi-object delete answers 200 even when single keys fail; those must not pass silently.
-                failed = response.get("Errors", [])
-                if failed:
-                    raise Unavailable(
-                        f"deleting from s3://{self.bucket}: {len(failed)} objects failed "
-                        f"({failed[0].get('Code', 'unknown error')})"
-                    )
+        delete_keys(self._s3, self.bucket, keys)
 
     def retire_version_folder(self, name: str, version: int) -> None:
         """Delete everything in a version folder but its claim, so the number stays taken.
