@@ -77,7 +77,7 @@ def run_probe(
 ) -> set[str]:
     """The modules loaded after importing `apps` and `modules` in a fresh `python` with `path` first on
     sys.path; `isolated`: -I -S, so nothing but the standard library and `path` can be imported."""
-    flags = ["-I", "-S"] if isolated else []
+    flags = ["-B", "-I", "-S"] if isolated else ["-B"]
     prefix = f"import sys; sys.path[:0] = {[str(p) for p in path]!r}\n"
     document = json.dumps({"apps": [str(a) for a in apps], "modules": list(modules)})
     done = subprocess.run(
