@@ -1,15 +1,17 @@
 """Bundle size: the unzipped layer plus function, built as `sam build` builds it, against Lambda's limits.
 
-infra/build_bundle.py builds MaasLayer (shared/requirements.txt's wheels for CPython 3.12 on Linux, plus
-shared/ less SAM's EXCLUDED_FILES, under python/) and each functions/<name>/ folder, for x86_64 and arm64.
-Lambda holds a function's unzipped code plus its layers against 250 MB; the target is ≤ 160 MB, for what we
-ship (boto3 and its dependencies included, since shared/requirements.txt lists boto3). The size without the
-distributions the python3.12 runtime already provides is recorded beside it for reference.
+infra/build_bundle.py builds MaasLayer through shared/Makefile, the target `sam build` runs (exactly
+shared/requirements.lock's wheels for CPython 3.12 on Linux, onnxruntime's offline tooling and all but four
+of botocore's service models left out, plus maas less its offline subpackages, under python/) and each
+functions/<name>/ folder, for x86_64 and arm64, checks the layer against the lock and, for this machine's
+architecture when a python3.12 is on PATH, imports every function with the layer alone. Lambda holds a
+function's unzipped code plus its layers against 250 MB; the target is ≤ 160 MB for what we ship (our own
+botocore included, decision 0025). The size without the distributions the python3.12 runtime also provides
+is recorded beside it: what relying on the runtime's SDK would save.
 
-The wheels are kept in bench-results/bundle/wheelhouse/, so a run after the first downloads nothing new,
-and pip's resolution is reused for a day (MAAS_BENCH_BUNDLE_REFRESH=1 resolves again, as `sam build`
-always does); the built trees live in a temporary folder. Without a reachable package index (and no
-wheelhouse to fall back on) the case records that it could not measure and skips; it does not fail the run.
+The lock's wheels are kept in bench-results/bundle/wheelhouse/, so a run after the first asks no index; the
+built trees live in a temporary folder. Without a reachable package index and with wheels missing from the
+wheelhouse, the case records that it could not measure and skips; it does not fail the run.
 """
 
 from __future__ import annotations
@@ -29,9 +31,7 @@ from infra.build_bundle import (
     ARCHITECTURES,
     DEFAULT_WHEELHOUSE,
     FUNCTIONS_SOURCE,
-    LAYER_SOURCE,
-    OFFLINE_ONLY_SUBPACKAGES,
-    PLATFORMS,
+    LOCK_NAME,
     RUNTIME,
     RUNTIME_PROVIDED,
     Bundle,
@@ -42,6 +42,8 @@ from infra.build_bundle import (
     excluded_bytes,
     measure,
 )
+from infra.layer_lock import BOTOCORE_SERVICES, LAYER_SOURCE, OFFLINE_ONLY_SUBPACKAGES, PRUNED_PATHS
+from infra.lock_layer import PLATFORMS
 
 from benchmarks.harness import MIB, BenchError, BenchResults
 
@@ -54,10 +56,6 @@ DIRECT_UPLOAD_ZIP_LIMIT_MB = 50.0
 TOP_PACKAGES = 5
 # The architecture template.yaml deploys (Globals Architectures, CompatibleArchitectures of MaasLayer).
 DEPLOYED_ARCH = "x86_64"
-# pip needs ~20 s of CPU per architecture to resolve against the index even with every wheel at hand, so a
-# resolution under a day old is reused; MAAS_BENCH_BUNDLE_REFRESH=1 asks the index again.
-REUSE_RESOLUTION_S = 24 * 3600.0
-REFRESH_ENV = "MAAS_BENCH_BUNDLE_REFRESH"
 # Both architectures' trees and their zips, with room to spare.
 SCRATCH_NEEDED_BYTES = 2 * 1024 * MIB
 
@@ -121,8 +119,7 @@ def scratch_root() -> Path | None:
 
 def build_and_measure(arch: str, out: Path) -> Built:
     started = time.perf_counter()
-    reuse_s = None if os.environ.get(REFRESH_ENV) == "1" else REUSE_RESOLUTION_S
-    bundle = build_bundle(arch, out, wheelhouse=DEFAULT_WHEELHOUSE / arch, reuse_within_s=reuse_s)
+    bundle = build_bundle(arch, out, wheelhouse=DEFAULT_WHEELHOUSE / arch)
     built = time.perf_counter()
     sizes = measure(bundle, scratch=out.parent)
     return Built(bundle, sizes, built - started, time.perf_counter() - built)
@@ -159,17 +156,20 @@ def record_arch(
             "dist_info_mb": mb(sizes.dist_info),
             "by_distribution_mb": mb_map(sizes.by_distribution()),
             "maas_mb": mb(sizes.entries.get("maas", 0)),
-            # Shipped although no function imports them: SAM copies all of shared/.
-            "maas_offline_only_mb": mb_map(sizes.offline_only),
-            "maas_offline_only_total_mb": mb(sum(sizes.offline_only.values())),
+            # Left out of the layer by shared/Makefile (their size in shared/, not shipped).
+            "maas_offline_only_left_out_mb": mb_map(sizes.offline_only),
             "offline_only_subpackages": list(OFFLINE_ONLY_SUBPACKAGES),
-            # Left out by SAM's EXCLUDED_FILES when it copies the source folders (not shipped, not counted).
+            "pruned_paths": list(PRUNED_PATHS),
+            "botocore_services_kept": list(BOTOCORE_SERVICES),
+            # Left out by SAM's EXCLUDED_FILES when it copies the functions' folders (not shipped).
             "excluded_from_sources_mb": dict(excluded),
-            "versions": bundle.resolution.versions,
-            # index: pip just resolved them; lock: a resolution under a day old was reused (see module doc).
-            "wheels_resolved_by": bundle.resolution.source,
-            "wheels_resolved_at": bundle.resolution.resolved_at.isoformat(timespec="seconds"),
-            "resolve_s": round(bundle.resolution.seconds, 1),
+            "lock": f"shared/{LOCK_NAME}",
+            "versions": bundle.versions,
+            # wheelhouse: every locked wheel was at hand; index: some were downloaded first.
+            "wheels_from": bundle.fetch.source,
+            "fetch_s": round(bundle.fetch.seconds, 1),
+            # True, or why the layer was not imported on CPython 3.12 with nothing else on sys.path.
+            "imports_on_cpython312_alone": bundle.imports_checked,
             "build_s": round(built.build_s, 1),
             "measure_and_zip_s": round(built.measure_s, 1),
             "case_s": round(elapsed_s, 1),
@@ -184,7 +184,7 @@ def record_arch(
             "left_out_mb": mb_map(runtime_provided),
             "left_out_total_mb": mb(sizes.runtime_provided),
             "distributions": sorted(RUNTIME_PROVIDED),
-            "note": "for reference: the target applies to what we ship (shared/requirements.txt lists boto3)",
+            "note": "what relying on the runtime's own botocore would save; decision 0025 ships a pinned one",
         },
     )
     if sizes.layer_zipped is not None:

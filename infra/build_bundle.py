@@ -1,29 +1,29 @@
 """Build the Lambda deployment tree the way `sam build` builds it, for one architecture, and measure it.
 
-`sam build` builds MaasLayer (ContentUri shared/, BuildMethod python3.12) with aws-lambda-builders' pip
-workflow: it downloads Linux wheels for CPython 3.12 and the function's architecture, unzips them into the
-layer's `python/` folder (no byte-compiling, `.data/purelib` and `.data/platlib` moved up), then copies the
-ContentUri folder into the same `python/` folder, leaving out its EXCLUDED_FILES (`__pycache__`, `*.pyc`,
-`*.egg-info`, ...). Each function's CodeUri (functions/<name>/) is copied the same way; its requirements.txt
-lists no package, so it gets no dependencies. This module does the same with pip's `--platform` download,
-so it runs on any machine with network access, without Python 3.12, Docker or the SAM CLI:
+`sam build` builds MaasLayer (ContentUri shared/, BuildMethod makefile) by copying shared/ into a scratch
+folder and running its Makefile's `build-MaasLayer` target there with ARTIFACTS_DIR set: pip installs
+shared/requirements.lock exactly (--no-deps, hashes checked) for CPython 3.12 on the architecture, then the
+maas package less its offline subpackages is copied in (docs/deploy.md, "Building"). Each function's CodeUri
+(functions/<name>/) is copied by aws-lambda-builders' python workflow, less its EXCLUDED_FILES; its
+requirements.txt lists no package, so it gets no dependencies. This module does the same: it runs the same
+Makefile target, with pip pointed at a wheelhouse folder, so it needs make and any Python with pip, not
+Python 3.12, Docker or the SAM CLI:
 
     python infra/build_bundle.py --arch x86_64 --out build/bundle-x86_64
 
-Downloaded wheels are kept in a wheelhouse folder (`--wheelhouse`, by default
-bench-results/bundle/wheelhouse/<arch>), so a second build downloads nothing new, though pip still spends
-tens of seconds resolving against the index; `--reuse-hours H` reuses the wheelhouse's last resolution when
-it is at most H hours old. When the index cannot be reached, a build falls back to the wheelhouse alone.
+The wheelhouse (`--wheelhouse`, by default bench-results/bundle/wheelhouse/<arch>) keeps the lock's wheels:
+a build whose wheels are all there asks no index; otherwise pip downloads the missing ones first. The built
+layer is then checked against the lock (infra/layer_lock.py) and, where a CPython 3.12 is at hand and the
+architecture is this machine's, imported: every function and online maas module, with the layer as the only
+site-packages (infra/layer_imports.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
-import hashlib
-import json
 import os
-import re
+import platform
 import shutil
 import stat
 import subprocess
@@ -31,47 +31,41 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: python infra/build_bundle.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from infra.layer_imports import function_apps, online_modules, run_probe, third_party_imports
+from infra.layer_lock import (
+    LAYER_SOURCE,
+    OFFLINE_ONLY_SUBPACKAGES,
+    canonical_name,
+    installed_distributions,
+    layer_problems,
+    read_lock,
+)
+from infra.lock_layer import PLATFORMS, pip_platform_args
+
 ROOT = Path(__file__).resolve().parent.parent
-LAYER_SOURCE = ROOT / "shared"
 FUNCTIONS_SOURCE = ROOT / "functions"
-# Kept between builds so a second one downloads nothing new; bench-results/ is ignored by git.
+# Kept between builds so a second one downloads nothing; bench-results/ is ignored by git.
 DEFAULT_WHEELHOUSE = ROOT / "bench-results" / "bundle" / "wheelhouse"
 LAYER_NAME = "MaasLayer"
 # A Python layer's packages must sit under python/ in the layer zip: the runtime puts /opt/python on sys.path.
 LAYER_SUBDIR = "python"
+LOCK_NAME = "requirements.lock"
 RUNTIME = "python3.12"
-PYTHON_VERSION = "3.12"
-ABI = "cp312"
-ARCHITECTURES = ("x86_64", "arm64")
-# aws-lambda-builders' DependencyBuilder.compatible_platforms for python3.12 (Lambda's runtime is Amazon
-# Linux 2023, glibc 2.34): the platforms it downloads wheels for and accepts.
-PLATFORMS: Mapping[str, tuple[str, ...]] = {
-    "x86_64": (
-        "any",
-        "linux_x86_64",
-        "manylinux1_x86_64",
-        "manylinux2010_x86_64",
-        "manylinux2014_x86_64",
-        "manylinux_2_17_x86_64",
-        "manylinux_2_28_x86_64",
-        "manylinux_2_34_x86_64",
-    ),
-    "arm64": (
-        "any",
-        "linux_aarch64",
-        "manylinux2014_aarch64",
-        "manylinux_2_17_aarch64",
-        "manylinux_2_28_aarch64",
-        "manylinux_2_34_aarch64",
-    ),
-}
-# aws-lambda-builders' PythonPipWorkflow.EXCLUDED_FILES: left out when it copies a CodeUri/ContentUri folder
-# (not when it installs the wheels).
+ARCHITECTURES = tuple(PLATFORMS)
+# This machine's architecture as Lambda names it, for the import check.
+HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(
+    platform.machine().lower(), ""
+)
+# What the custom-make workflow leaves out when it copies ContentUri into its scratch folder.
+MAKE_EXCLUDED_FILES = (".aws-sam", ".git")
+# aws-lambda-builders' PythonPipWorkflow.EXCLUDED_FILES: left out when it copies a function's CodeUri.
 EXCLUDED_FILES = (
     ".aws-sam",
     ".chalice",
@@ -105,17 +99,12 @@ EXCLUDED_FILES = (
     ".vscode",
     ".idea",
 )
-# Distributions the Lambda python3.12 runtime already has (boto3 and what it pulls in): a layer that leaves
-# them out uses the runtime's versions instead.
-RUNTIME_PROVIDED = frozenset(
-    {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "urllib3", "six"}
-)
-# maas subpackages no function imports: training (torch), the local emulator and the CLI.
-OFFLINE_ONLY_SUBPACKAGES = ("maas/training", "maas/local", "maas/cli")
+# Distributions the Lambda python3.12 runtime has too (boto3's): a layer relying on the runtime's SDK would
+# leave these out (decision 0025 measures it and keeps them).
+RUNTIME_PROVIDED = frozenset({"botocore", "jmespath", "python-dateutil", "urllib3", "six"})
 PIP_TIMEOUT_S = 900.0
+MAKE_TIMEOUT_S = 600.0
 PIP_RETRIES = 2
-# In the wheelhouse: the last index resolution (wheel files, when, for which requirements and platforms).
-LOCK_FILE = "resolved.json"
 # Substrings of pip's output when the index cannot be reached at all (as opposed to a package it lacks).
 UNREACHABLE_MARKERS = (
     "NewConnectionError",
@@ -127,47 +116,23 @@ UNREACHABLE_MARKERS = (
     "ConnectTimeoutError",
     "ProxyError",
 )
-_ALREADY_DOWNLOADED = "File was already downloaded "
-_SAVED = "Saved "
 _NOISE = "is ignored: it is neither a file nor a directory"
 
 
 class BundleError(RuntimeError):
-    """The bundle could not be built."""
+    """The bundle could not be built, or what was built is not what the lock says."""
 
 
 class IndexUnreachableError(BundleError):
-    """The package index could not be reached and the wheelhouse cannot stand in for it."""
+    """The package index could not be reached and the wheelhouse lacks some of the lock's wheels."""
 
 
 @dataclass(frozen=True, slots=True)
-class Wheel:
-    path: Path
+class WheelFetch:
+    """Where a build's wheels came from: "wheelhouse" (all there already) or "index" (some downloaded)."""
 
-    @property
-    def name(self) -> str:
-        return canonical_name(self.path.name.split("-")[0])
-
-    @property
-    def version(self) -> str:
-        return self.path.name.split("-")[1]
-
-
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """The wheels a build installs, and where that list came from."""
-
-    wheels: tuple[Wheel, ...]
-    # "index": pip resolved against the package index just now; "wheelhouse": the index was unreachable and
-    # pip resolved against the wheelhouse alone; "lock": a recent "index" resolution was reused, without pip.
     source: str
-    resolved_at: datetime
-    # Seconds spent resolving and downloading: most of a build unless the lock was reused.
     seconds: float
-
-    @property
-    def versions(self) -> dict[str, str]:
-        return {wheel.name: wheel.version for wheel in sorted(self.wheels, key=lambda w: w.name)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +141,10 @@ class Bundle:
 
     arch: str
     root: Path
-    resolution: Resolution
+    fetch: WheelFetch
     functions: tuple[str, ...]
+    # The layer imported on CPython 3.12 with nothing else on sys.path: True, or why it was not tried.
+    imports_checked: bool | str = False
 
     @property
     def layer(self) -> Path:
@@ -186,6 +153,10 @@ class Bundle:
     @property
     def site_packages(self) -> Path:
         return self.layer / LAYER_SUBDIR
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return installed_distributions(self.site_packages)
 
     def function(self, name: str) -> Path:
         return self.root / name
@@ -240,141 +211,110 @@ class BundleSizes:
         return dict(sorted(totals.items(), key=lambda item: item[1], reverse=True))
 
 
-def canonical_name(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def build_bundle(
     arch: str,
     out: Path,
     *,
     wheelhouse: Path,
-    reuse_within_s: float | None = None,
-    requirements: Path | None = None,
     layer_source: Path = LAYER_SOURCE,
     functions_source: Path = FUNCTIONS_SOURCE,
     python: str = sys.executable,
+    python312: str | None = None,
 ) -> Bundle:
     """Build the layer and every function into `out` (emptied first), as `sam build` would for `arch`.
 
-    `reuse_within_s`: reuse the wheelhouse's last index resolution when it is at most this old (and for the
-    same requirements), instead of asking pip again; None always asks pip, as `sam build` does."""
+    Raises BundleError when the built layer differs from the lock, or does not import on `python312`
+    (by default a python3.12 on PATH, where there is one and `arch` is this machine's)."""
     if arch not in PLATFORMS:
         raise BundleError(f"expected an architecture in {sorted(PLATFORMS)}, got {arch!r}")
-    requirements = requirements or layer_source / "requirements.txt"
-    resolution = resolve_wheels(requirements, wheelhouse, arch, reuse_within_s=reuse_within_s, python=python)
+    lock_path = layer_source / LOCK_NAME
+    fetch = fetch_wheels(lock_path, arch, wheelhouse, python=python)
     if out.exists() and any(out.iterdir()):
         if not (out / LAYER_NAME).is_dir():
             raise BundleError(f"refusing to empty {out}: it is not empty and holds no earlier bundle")
         shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    run_layer_makefile(layer_source, out / LAYER_NAME, arch, wheelhouse, python=python)
     site = out / LAYER_NAME / LAYER_SUBDIR
-    install_wheels(resolution.wheels, site)
-    copy_source(layer_source, site)
+    problems = layer_problems(site, read_lock(lock_path))
+    if problems:
+        raise BundleError(f"the {arch} layer is not what {LOCK_NAME} says:\n  " + "\n  ".join(problems))
     functions = sorted(p.name for p in functions_source.iterdir() if (p / "app.py").is_file())
     for name in functions:
         copy_source(functions_source / name, out / name)
-    return Bundle(arch, out, resolution, tuple(functions))
+    imports_checked = check_layer_imports(site, arch, functions_source, python312=python312)
+    return Bundle(arch, out, fetch, tuple(functions), imports_checked)
 
 
-def resolve_wheels(
-    requirements: Path,
-    wheelhouse: Path,
-    arch: str,
-    *,
-    reuse_within_s: float | None = None,
-    python: str = sys.executable,
-) -> Resolution:
-    """The wheels `requirements` resolve to for Lambda's python3.12 on `arch`, downloaded into `wheelhouse`.
-
-    pip spends tens of seconds of CPU on the index's long release lists even when every wheel is already
-    in the wheelhouse, so an index resolution is written to the wheelhouse's lock file for reuse."""
+def fetch_wheels(lock: Path, arch: str, wheelhouse: Path, *, python: str = sys.executable) -> WheelFetch:
+    """Make sure `wheelhouse` holds every wheel `lock` pins for `arch`; downloads only what is missing."""
     started = time.perf_counter()
-    key = _lock_key(requirements, arch)
-    lock = wheelhouse / LOCK_FILE
-    if reuse_within_s is not None:
-        reused = _read_lock(lock, key, wheelhouse, reuse_within_s)
-        if reused is not None:
-            return Resolution(reused[0], "lock", reused[1], time.perf_counter() - started)
-    wheels, offline = download_wheels(requirements, wheelhouse, arch, python=python)
-    now = datetime.now(UTC)
-    if not offline:
-        document = {"key": key, "resolved_at": now.isoformat(), "wheels": [w.path.name for w in wheels]}
-        lock.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    source = "wheelhouse" if offline else "index"
-    return Resolution(tuple(wheels), source, now, time.perf_counter() - started)
-
-
-def download_wheels(
-    requirements: Path, wheelhouse: Path, arch: str, *, python: str = sys.executable
-) -> tuple[list[Wheel], bool]:
-    """Run `pip download` for `requirements` on Lambda's python3.12 and `arch`, into `wheelhouse`.
-
-    Returns the wheels it resolved to and whether the index was unreachable (they then come from the
-    wheelhouse alone)."""
     wheelhouse.mkdir(parents=True, exist_ok=True)
-    argv = [python, "-m", "pip", "download", *pip_platform_args(arch), "--dest", str(wheelhouse)]
+    argv = [python, "-m", "pip", "download", "--no-deps", "--require-hashes", "--ignore-requires-python"]
+    argv += [*pip_platform_args(arch), "--dest", str(wheelhouse), "--requirement", str(lock)]
+    local = _run([*argv, "--no-index", "--find-links", str(wheelhouse)], PIP_TIMEOUT_S)
+    if local.returncode == 0:
+        return WheelFetch("wheelhouse", time.perf_counter() - started)
     # At least one retry: pip names the connection error it met (what is_unreachable looks for) only then.
-    argv += ["--retries", str(PIP_RETRIES), "--requirement", str(requirements)]
-    done = _run_pip(argv)
-    offline = False
-    if done.returncode != 0 and is_unreachable(done.stdout):
-        if not any(wheelhouse.glob("*.whl")):
-            raise IndexUnreachableError(
-                f"the package index is unreachable and {wheelhouse} holds no wheels:\n{_tail(done.stdout)}"
-            )
-        done = _run_pip([*argv, "--no-index", "--find-links", str(wheelhouse)])
-        offline = True
-    if done.returncode != 0:
-        reason = "the wheelhouse alone cannot satisfy it" if offline else "pip failed"
-        raise BundleError(f"pip download for {arch}: {reason}:\n{_tail(done.stdout)}")
-    return downloaded_wheels(done.stdout, wheelhouse), offline
+    online = _run([*argv, "--retries", str(PIP_RETRIES)], PIP_TIMEOUT_S)
+    if online.returncode != 0:
+        error = IndexUnreachableError if is_unreachable(online.stdout) else BundleError
+        raise error(f"pip download of {lock.name}'s wheels for {arch} failed:\n{_tail(online.stdout)}")
+    return WheelFetch("index", time.perf_counter() - started)
 
 
-def pip_platform_args(arch: str) -> list[str]:
-    args = ["--only-binary=:all:", "--implementation", "cp", "--python-version", PYTHON_VERSION]
-    args += ["--abi", ABI]
-    for platform in PLATFORMS[arch]:
-        args += ["--platform", platform]
-    return args
-
-
-def downloaded_wheels(pip_output: str, wheelhouse: Path) -> list[Wheel]:
-    """The wheels one `pip download` run used, from its log: the wheelhouse may hold older ones too."""
-    names: list[str] = []
-    for raw in pip_output.splitlines():
-        line = raw.strip()
-        for prefix in (_ALREADY_DOWNLOADED, _SAVED):
-            if line.startswith(prefix) and line.endswith(".whl"):
-                names.append(Path(line.removeprefix(prefix)).name)
-    wheels = [Wheel(wheelhouse / name) for name in dict.fromkeys(names)]
-    expected = _successfully_downloaded(pip_output)
-    found = {wheel.name for wheel in wheels}
-    if not wheels or (expected and expected != found) or len(found) != len(wheels):
-        raise BundleError(
-            "expected pip's log to name one wheel per distribution it downloaded; "
-            f"it named {sorted(w.path.name for w in wheels)} for {sorted(expected)}"
+def run_layer_makefile(
+    layer_source: Path, artifacts: Path, arch: str, wheelhouse: Path, *, python: str = sys.executable
+) -> None:
+    """What `sam build` does for a makefile layer: copy ContentUri to a scratch folder, run make there."""
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="maas-layer-scratch-", dir=artifacts.parent) as scratch:
+        shutil.copytree(
+            layer_source, scratch, ignore=shutil.ignore_patterns(*MAKE_EXCLUDED_FILES), dirs_exist_ok=True
         )
-    missing = [wheel.path.name for wheel in wheels if not wheel.path.is_file()]
-    if missing:
-        raise BundleError(f"expected pip's wheels in {wheelhouse}, missing {missing}")
-    return wheels
+        makefile = Path(scratch) / "Makefile"
+        environment = {
+            **os.environ,
+            "ARTIFACTS_DIR": str(artifacts),
+            "MAAS_LAYER_ARCH": arch,
+            "PYTHON": python,
+            # The wheels fetch_wheels checked: the build itself asks no index.
+            "PIP_NO_INDEX": "1",
+            "PIP_FIND_LINKS": str(wheelhouse),
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        }
+        done = _run(
+            ["make", "--makefile", str(makefile), f"build-{LAYER_NAME}"], MAKE_TIMEOUT_S, environment, scratch
+        )
+    if done.returncode != 0:
+        raise BundleError(f"make build-{LAYER_NAME} for {arch} failed:\n{_tail(done.stdout)}")
+
+
+def check_layer_imports(
+    site: Path, arch: str, functions_source: Path, *, python312: str | None = None
+) -> bool | str:
+    """Import every function and online maas module with `site` as the only site-packages, on CPython 3.12.
+
+    Returns True, or why it could not be tried; raises BundleError when an import fails."""
+    if arch != HOST_ARCH:
+        return f"not tried: the {arch} layer does not run on this {HOST_ARCH or platform.machine()} machine"
+    python312 = python312 or shutil.which("python3.12")
+    if python312 is None:
+        return "not tried: no python3.12 on PATH"
+    version = _run([python312, "-c", "import sys; print(sys.version_info[:2])"], 30.0)
+    if version.returncode != 0 or version.stdout.strip() != "(3, 12)":
+        return f"not tried: {python312} is not a working CPython 3.12"
+    modules = online_modules(site)
+    names = modules + sorted(third_party_imports(site, modules))
+    try:
+        run_probe(python312, [site], function_apps(functions_source), names, isolated=True)
+    except ImportError as exc:
+        raise BundleError(f"the {arch} layer does not import on its own: {exc}") from exc
+    return True
 
 
 def is_unreachable(pip_output: str) -> bool:
     return any(marker in pip_output for marker in UNREACHABLE_MARKERS)
-
-
-def install_wheels(wheels: Iterable[Wheel], target: Path) -> None:
-    """Unzip each wheel into `target` as aws-lambda-builders does: no byte-compiling, no scripts."""
-    target.mkdir(parents=True, exist_ok=True)
-    for wheel in wheels:
-        with zipfile.ZipFile(wheel.path) as archive:
-            archive.extractall(target)
-        for data_dir in target.glob("*.data"):
-            for scheme in ("purelib", "platlib"):
-                if (data_dir / scheme).is_dir():
-                    shutil.copytree(data_dir / scheme, target, dirs_exist_ok=True)
-                    shutil.rmtree(data_dir / scheme)
 
 
 def copy_source(source: Path, target: Path) -> None:
@@ -423,7 +363,9 @@ def zipped_bytes(folder: Path, scratch: Path) -> int:
         archive_path.unlink(missing_ok=True)
 
 
-def measure(bundle: Bundle, *, zipped: bool = True, scratch: Path | None = None) -> BundleSizes:
+def measure(
+    bundle: Bundle, *, zipped: bool = True, scratch: Path | None = None, layer_source: Path = LAYER_SOURCE
+) -> BundleSizes:
     site = bundle.site_packages
     entries = {entry.name: tree_bytes(entry) for entry in site.iterdir()}
     owners = record_owners(site)
@@ -439,12 +381,19 @@ def measure(bundle: Bundle, *, zipped: bool = True, scratch: Path | None = None)
         functions={name: tree_bytes(bundle.function(name)) for name in bundle.functions},
         entries=dict(sorted(entries.items(), key=lambda item: item[1], reverse=True)),
         owners={entry: owners.get(entry, "") for entry in entries},
-        offline_only={
-            sub: tree_bytes(site / sub) for sub in OFFLINE_ONLY_SUBPACKAGES if (site / sub).exists()
-        },
+        offline_only={sub: source_bytes(layer_source / sub) for sub in OFFLINE_ONLY_SUBPACKAGES},
         layer_zipped=layer_zipped,
         functions_zipped=functions_zipped,
     )
+
+
+def source_bytes(path: Path) -> int:
+    """The size of a source folder as it would ship: its files less the __pycache__ folders."""
+    total = 0
+    for folder, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        total += sum(tree_bytes(Path(folder) / name) for name in files)
+    return total
 
 
 def excluded_bytes(source: Path) -> dict[str, int]:
@@ -459,50 +408,25 @@ def excluded_bytes(source: Path) -> dict[str, int]:
     return left_out
 
 
-def _lock_key(requirements: Path, arch: str) -> str:
-    digest = hashlib.sha256(requirements.read_bytes())
-    digest.update(json.dumps([RUNTIME, arch, pip_platform_args(arch)]).encode())
-    return digest.hexdigest()
-
-
-def _read_lock(
-    lock: Path, key: str, wheelhouse: Path, max_age_s: float
-) -> tuple[tuple[Wheel, ...], datetime] | None:
-    """The lock's wheels and time when it is for `key`, young enough and its wheels are all there."""
-    try:
-        document = json.loads(lock.read_text(encoding="utf-8"))
-        resolved_at = datetime.fromisoformat(document["resolved_at"])
-        wheels = tuple(Wheel(wheelhouse / str(name)) for name in document["wheels"])
-        fresh = (datetime.now(UTC) - resolved_at).total_seconds() <= max_age_s
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if document.get("key") != key or not fresh or not wheels:
-        return None
-    if not all(wheel.path.is_file() for wheel in wheels):
-        return None
-    return wheels, resolved_at
-
-
-def _run_pip(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+def _run(
+    argv: Sequence[str], timeout_s: float, env: Mapping[str, str] | None = None, cwd: str | None = None
+) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
             argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            timeout=PIP_TIMEOUT_S,
+            timeout=timeout_s,
             check=False,
-            env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+            env=dict(env) if env is not None else {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+            cwd=cwd,
         )
     except subprocess.TimeoutExpired as exc:
-        raise BundleError(f"pip download: expected to finish within {PIP_TIMEOUT_S:.0f} s") from exc
-
-
-def _successfully_downloaded(pip_output: str) -> set[str]:
-    for line in reversed(pip_output.splitlines()):
-        if line.startswith("Successfully downloaded "):
-            return {canonical_name(n) for n in line.removeprefix("Successfully downloaded ").split()}
-    return set()
+        raise BundleError(
+            f"{Path(argv[0]).name} {argv[1] if len(argv) > 1 else ''}: expected to finish "
+            f"within {timeout_s:.0f} s"
+        ) from exc
 
 
 def _tail(output: str, lines: int = 30) -> str:
@@ -519,24 +443,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder to build into (emptied first)")
     parser.add_argument("--wheelhouse", type=Path, help="where downloaded wheels are kept")
     parser.add_argument("--no-zip", action="store_true", help="skip measuring the zipped sizes")
-    parser.add_argument(
-        "--reuse-hours",
-        type=float,
-        help="reuse the wheelhouse's last resolution when at most this old, instead of asking pip again",
-    )
+    parser.add_argument("--python312", help="the CPython 3.12 to import the layer with (default: PATH's)")
     args = parser.parse_args(argv)
     out: Path = args.out.resolve()
     wheelhouse: Path = args.wheelhouse or DEFAULT_WHEELHOUSE / args.arch
     try:
-        reuse_s = None if args.reuse_hours is None else 3600 * args.reuse_hours
-        bundle = build_bundle(args.arch, out, wheelhouse=wheelhouse, reuse_within_s=reuse_s)
+        bundle = build_bundle(args.arch, out, wheelhouse=wheelhouse.resolve(), python312=args.python312)
     except BundleError as exc:
         print(f"build_bundle: {exc}", file=sys.stderr)
         return 1
     sizes = measure(bundle, zipped=not args.no_zip)
     print(f"built {bundle.layer} and {len(bundle.functions)} functions for {bundle.arch}")
-    resolution = bundle.resolution
-    print(f"wheels resolved by {resolution.source} at {resolution.resolved_at:%Y-%m-%d %H:%M} UTC")
+    print(f"wheels from the {bundle.fetch.source} ({bundle.fetch.seconds:.1f} s); layer = {LOCK_NAME}")
+    imported = bundle.imports_checked
+    print("imports on CPython 3.12 with the layer alone: " + ("yes" if imported is True else str(imported)))
     for entry, size in sizes.packages().items():
         print(f"  {_mb(size)}  {entry}")
     print(f"  {_mb(sizes.dist_info)}  *.dist-info")

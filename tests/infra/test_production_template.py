@@ -247,12 +247,16 @@ def test_functions_and_layer_follow_the_architecture_and_python_312(
         assert properties["Runtime"] == "python3.12"
 
 
-def test_the_layer_is_built_by_sam_for_python_312() -> None:
+def test_the_layer_is_built_by_its_makefile_for_python_312() -> None:
     from maas.local.cloudformation_yaml import parse_cloudformation_yaml
     from tests.infra.deployed import TEMPLATE
 
     layer = parse_cloudformation_yaml(TEMPLATE.read_text(encoding="utf-8"))["Resources"]["MaasLayer"]
-    assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": {"Ref": "Architecture"}}
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": {"Ref": "Architecture"}}
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    # SAM runs `make build-<LogicalId>` with the Makefile of ContentUri (tests/infra/test_layer_build.py).
+    makefile = TEMPLATE.parent / layer["Properties"]["ContentUri"] / "Makefile"
+    assert "\nbuild-MaasLayer:" in makefile.read_text(encoding="utf-8")
 
 
 def test_functions_never_trace_or_log_payloads_and_get_their_settings(translated: dict[str, Any]) -> None:
