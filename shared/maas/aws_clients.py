@@ -10,11 +10,17 @@ upload and download whole files (the CLI) ask for `s3_transfer_client`, a boto3 
 KMS and Secrets Manager are called only when manifest signing is configured (MAAS_MANIFEST_SIGNING). Their
 clients are typed by the small protocols below, the slice of each API maas calls, so no stub package is
 needed for them.
+
+Each client is handed out as a RenewableClient: a copy of the function restored from a SnapStart snapshot
+calls `renew_clients()`, and every holder (a registry, a job service, a queue adapter) is then served by a
+new client, with credentials resolved afresh and no connection from the snapshot, without being told.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
+from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -57,19 +63,53 @@ class SecretsClient(Protocol):
     def get_secret_value(self, *, SecretId: str) -> dict[str, Any]: ...  # noqa: N803
 
 
+class RenewableClient:
+    """A botocore client behind one indirection, so that `renew` replaces it under every holder at once.
+
+    A snapshot holds the client's resolved credentials and its pooled connections; neither may serve a
+    restored copy (credentials expire, and a connection's peer forgot it long ago)."""
+
+    __slots__ = ("__weakref__", "_client", "_make")
+
+    def __init__(self, make: Callable[[], BaseClient]) -> None:
+        self._make = make
+        self._client = make()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def renew(self) -> None:
+        self._client = self._make()
+
+
+# Every client handed out and still held, for `renew_clients`.
+_handed_out: weakref.WeakSet[RenewableClient] = weakref.WeakSet()
+
+
+def renew_clients() -> int:
+    """A new client (new session, credentials and connections) under every client handed out; the number
+    renewed. Called after a SnapStart restore."""
+    clients = list(_handed_out)
+    for client in clients:
+        client.renew()
+    # The CLI's boto3 client has no holder in a function; a later call simply makes a new one.
+    s3_transfer_client.cache_clear()
+    return len(clients)
+
+
 @lru_cache(maxsize=8)
 def s3_client(endpoint_url: str | None = None) -> S3Client:
-    return cast("S3Client", _botocore_client("s3", endpoint_url))
+    return cast("S3Client", _renewable("s3", endpoint_url))
 
 
 @lru_cache(maxsize=8)
 def kms_client(endpoint_url: str | None = None) -> KmsMacClient:
-    return cast("KmsMacClient", _botocore_client("kms", endpoint_url))
+    return cast("KmsMacClient", _renewable("kms", endpoint_url))
 
 
 @lru_cache(maxsize=8)
 def secrets_client(endpoint_url: str | None = None) -> SecretsClient:
-    return cast("SecretsClient", _botocore_client("secretsmanager", endpoint_url))
+    return cast("SecretsClient", _renewable("secretsmanager", endpoint_url))
 
 
 @lru_cache(maxsize=8)
@@ -79,6 +119,12 @@ def s3_transfer_client(endpoint_url: str | None = None) -> S3Client:
 
     with _lock:
         return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=_CLIENT_CONFIG)
+
+
+def _renewable(service: str, endpoint_url: str | None) -> RenewableClient:
+    client = RenewableClient(lambda: _botocore_client(service, endpoint_url))
+    _handed_out.add(client)
+    return client
 
 
 def _botocore_client(service: str, endpoint_url: str | None) -> BaseClient:
