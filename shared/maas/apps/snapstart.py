@@ -100,6 +100,35 @@ def register_snapshot_hooks(
     return True
 
 
+def run_before_snapshot() -> int:
+    """Every before-snapshot hook, last registered first, as Lambda's Python runtime runs them; the count.
+    For a runtime loop of our own (maas.apps.streaming_runtime); the managed loop runs them itself."""
+    hooks = _hook_list("get_before_snapshot")
+    ran = 0
+    while hooks:
+        func, args, kwargs = hooks.pop()
+        func(*args, **kwargs)
+        ran += 1
+    return ran
+
+
+def run_after_restore() -> int:
+    """Every after-restore hook, in the order registered, as Lambda's Python runtime runs them."""
+    hooks = _hook_list("get_after_restore")
+    for func, args, kwargs in hooks:
+        func(*args, **kwargs)
+    return len(hooks)
+
+
+def _hook_list(getter: str) -> list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]:
+    try:
+        module = importlib.import_module("snapshot_restore_py")
+    except ImportError:
+        return []
+    hooks: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = getattr(module, getter)()
+    return hooks
+
+
 def warm_inference(service: InferenceService) -> Callable[[], dict[str, Any]]:
     """The infer function's scheduled warm-up (maas.events.infer_events) over `service`: each WarmModels
     version loaded into its cache, and run once by the load's own warm-up."""
