@@ -4,15 +4,18 @@ a failing hook is reported as the managed runtime reports it."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Iterator
 
 import pytest
-import snapshot_restore_py
 
 from maas.apps.runtime_api import RuntimeApiClient
 from maas.apps.streaming_runtime import snapshot_and_restore
 from tests.support.runtime_api import RuntimeApiStandIn, runtime_api_stand_in
+
+# By name, as the runtime loads it: it ships no type information.
+snapshot_restore_py = importlib.import_module("snapshot_restore_py")
 
 
 @pytest.fixture
