@@ -24,7 +24,7 @@ def test_a_holder_keeps_working_through_a_new_client_after_renewal(s3: Any) -> N
 
 
 def test_renewed_clients_resolve_credentials_again(s3: Any, monkeypatch: Any) -> None:
-    client = s3_client()
+    client: Any = s3_client()
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "restored-copy-key")
 
     renew_clients()
