@@ -83,13 +83,13 @@ class RenewableClient:
 
 
 # Every client handed out and still held, for `renew_clients`.
-_handed_out: weakref.WeakSet[RenewableClient] = weakref.WeakSet()
+_renewable_clients: weakref.WeakSet[RenewableClient] = weakref.WeakSet()
 
 
 def renew_clients() -> int:
     """A new client (new session, credentials and connections) under every client handed out; the number
     renewed. Called after a SnapStart restore."""
-    clients = list(_handed_out)
+    clients = list(_renewable_clients)
     for client in clients:
         client.renew()
     # The CLI's boto3 client has no holder in a function; a later call simply makes a new one.
@@ -99,17 +99,17 @@ def renew_clients() -> int:
 
 @lru_cache(maxsize=8)
 def s3_client(endpoint_url: str | None = None) -> S3Client:
-    return cast("S3Client", _renewable("s3", endpoint_url))
+    return cast("S3Client", _handed_out(lambda: _botocore_client("s3", endpoint_url)))
 
 
 @lru_cache(maxsize=8)
 def kms_client(endpoint_url: str | None = None) -> KmsMacClient:
-    return cast("KmsMacClient", _renewable("kms", endpoint_url))
+    return cast("KmsMacClient", _handed_out(lambda: _botocore_client("kms", endpoint_url)))
 
 
 @lru_cache(maxsize=8)
 def secrets_client(endpoint_url: str | None = None) -> SecretsClient:
-    return cast("SecretsClient", _renewable("secretsmanager", endpoint_url))
+    return cast("SecretsClient", _handed_out(lambda: _botocore_client("secretsmanager", endpoint_url)))
 
 
 @lru_cache(maxsize=8)
@@ -121,9 +121,9 @@ def s3_transfer_client(endpoint_url: str | None = None) -> S3Client:
         return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=_CLIENT_CONFIG)
 
 
-def _renewable(service: str, endpoint_url: str | None) -> RenewableClient:
-    client = RenewableClient(lambda: _botocore_client(service, endpoint_url))
-    _handed_out.add(client)
+def _handed_out(make: Callable[[], BaseClient]) -> RenewableClient:
+    client = RenewableClient(make)
+    _renewable_clients.add(client)
     return client
 
 
