@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 _lock = threading.Lock()
+# Read-only parts every client's session can share (botocore's parsed service models).
+_shared_components: dict[str, Any] = {}
 
 _CLIENT_CONFIG = Config(
     retries={"max_attempts": 4, "mode": "standard"},
@@ -130,6 +132,9 @@ def _handed_out(make: Callable[[], BaseClient]) -> RenewableClient:
 def _botocore_client(service: str, endpoint_url: str | None) -> BaseClient:
     # Client creation is not thread-safe while a session initialises.
     with _lock:
-        return botocore.session.get_session().create_client(
-            service, endpoint_url=endpoint_url, config=_CLIENT_CONFIG
-        )
+        # A session of its own (its own credentials), but the parsed service models of the first: a renewal
+        # after a restore then costs about 25 ms instead of 150 (measured; decision 0023).
+        session = botocore.session.get_session()
+        loader = _shared_components.setdefault("data_loader", session.get_component("data_loader"))
+        session.register_component("data_loader", loader)
+        return session.create_client(service, endpoint_url=endpoint_url, config=_CLIENT_CONFIG)
