@@ -16,6 +16,8 @@ RESOURCES: dict[str, Any] = DOCUMENT["Resources"]
 GLOBAL_TIMEOUT = DOCUMENT["Globals"]["Function"]["Timeout"]
 # What AWS advises for an SQS event source: a visibility timeout at least six times the function's timeout.
 VISIBILITY_FACTOR = 6
+# SAM's reference to the alias AutoPublishAlias creates.
+ALIAS_REFERENCE = ".Alias"
 
 
 def _sqs_events() -> list[tuple[str, dict[str, Any]]]:
@@ -24,14 +26,20 @@ def _sqs_events() -> list[tuple[str, dict[str, Any]]]:
     for resource in RESOURCES.values():
         if resource["Type"] == "AWS::Lambda::EventSourceMapping":
             properties = resource["Properties"]
-            found.append(
-                (properties["FunctionName"]["Ref"], {**properties, "Queue": properties["EventSourceArn"]})
-            )
+            function = properties["FunctionName"]["Ref"].removesuffix(ALIAS_REFERENCE)
+            found.append((function, {**properties, "Queue": properties["EventSourceArn"]}))
     return found
 
 
 def test_there_are_two_queue_driven_functions() -> None:
     assert sorted(rid for rid, _ in _sqs_events()) == ["AsyncFunction", "BatchFunction"]
+
+
+def test_each_queue_invokes_its_functions_live_alias() -> None:
+    """The published version, as every other event source: SnapStart applies to published versions only."""
+    for function, source in _sqs_events():
+        assert source["FunctionName"] == {"Ref": f"{function}{ALIAS_REFERENCE}"}
+        assert RESOURCES[function]["Properties"]["AutoPublishAlias"] == "live"
 
 
 @pytest.mark.parametrize(("function", "source"), _sqs_events())

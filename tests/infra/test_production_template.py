@@ -46,6 +46,8 @@ SECURITY_BY_MODE: dict[str, list[dict[str, list[str]]]] = {
     "AWS_IAM": [{"AWS_IAM": []}],
 }
 ISSUER = "https://idp.example.com/realms/maas"
+# The logical id suffix of the alias SAM makes for AutoPublishAlias live.
+LIVE_ALIAS = "Aliaslive"
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +69,14 @@ def _operations(body: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def _target(operation: dict[str, Any]) -> str:
+    """The function a route invokes: `<Function.Arn>`, or `<FunctionAliaslive>` for its live alias."""
     uri: str = operation["x-amazon-apigateway-integration"]["uri"]
-    return uri.split("functions/<", 1)[1].split(".Arn>", 1)[0]
+    invoked = uri.split("functions/<", 1)[1].split(">", 1)[0]
+    return invoked.removesuffix(".Arn").removesuffix(LIVE_ALIAS)
+
+
+def _invokes_the_live_alias(operation: dict[str, Any]) -> bool:
+    return f"{LIVE_ALIAS}>/invocations" in operation["x-amazon-apigateway-integration"]["uri"]
 
 
 @pytest.mark.parametrize("mode", SECURITY_BY_MODE)
@@ -81,6 +89,8 @@ def test_the_data_plane_uses_the_chosen_auth_and_the_registry_always_needs_iam(
     infer_routes = {route for route, operation in operations.items() if _target(operation) == "InferFunction"}
     # The conditional security list and the function's events describe the same routes.
     assert infer_routes == DATA_PLANE_ROUTES
+    # Through the published version, which SnapStart applies to.
+    assert all(_invokes_the_live_alias(operations[route]) for route in infer_routes)
     for route in DATA_PLANE_ROUTES:
         assert operations[route]["security"] == SECURITY_BY_MODE[mode], route
     registry_routes = [
@@ -104,7 +114,7 @@ def test_the_data_plane_uses_the_chosen_auth_and_the_registry_always_needs_iam(
 
 
 def test_jwt_mode_cannot_be_deployed_without_an_issuer_and_an_audience(translated: dict[str, Any]) -> None:
-    (rule,) = translated["Rules"].values()
+    rule = translated["Rules"]["JwtNeedsIssuerAndAudience"]
     assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "DataPlaneAuth"}, "JWT"]}
     asserted = [a["Assert"] for a in rule["Assertions"]]
     assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "JwtIssuer"}, ""]}]} in asserted

@@ -20,7 +20,7 @@ STREAMED_PATHS = {
     "/v2/models/{name}/versions/{version}/generate_stream",
 }
 STREAMING_URI = (
-    f"arn:aws:apigateway:{REGION}:lambda:path/2021-11-15/functions/<GenerateFunction.Arn>"
+    f"arn:aws:apigateway:{REGION}:lambda:path/2021-11-15/functions/<GenerateFunctionAliaslive>"
     "/response-streaming-invocations"
 )
 HTTP_API_SECURITY: dict[str, list[dict[str, list[str]]]] = {
@@ -77,7 +77,7 @@ def test_api_gateway_may_invoke_the_generate_function_from_the_streaming_api_onl
     permission = deploy(translated).resources["GenerateStreamApiInvokes"]["Properties"]
     assert permission == {
         "Action": "lambda:InvokeFunction",  # what InvokeWithResponseStream is authorized by
-        "FunctionName": "<GenerateFunction.Arn>",
+        "FunctionName": "<GenerateFunctionAliaslive>",  # the alias the integrations invoke
         "Principal": "apigateway.amazonaws.com",
         "SourceArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:<GenerateStreamApi>/*/POST/*",
     }
@@ -107,7 +107,7 @@ def test_whole_answers_go_through_the_http_api_with_the_data_planes_auth(
         (method, path): operation
         for path, methods in paths.items()
         for method, operation in methods.items()
-        if "<GenerateFunction.Arn>" in operation["x-amazon-apigateway-integration"]["uri"]
+        if "<GenerateFunctionAliaslive>" in operation["x-amazon-apigateway-integration"]["uri"]
     }
     assert {path for _, path in generate} >= STREAMED_PATHS | {"/openai/v1/models", "/openai/v1/{proxy+}"}
     for route, operation in generate.items():

@@ -96,7 +96,8 @@ def test_registry_routes_require_iam_and_reach_the_registry_function(translated:
             verb = "x-amazon-apigateway-any-method" if method == "ANY" else method.lower()
             operation = body["paths"][path][verb]
             uri = operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
-            assert f"${{{FUNCTION_IDS[function]}.Arn}}" in uri, route
+            # The live alias: the published version, which SnapStart applies to.
+            assert f"${{{FUNCTION_IDS[function]}Aliaslive}}" in uri, route
 
 
 @pytest.mark.parametrize("function", [INFER, REGISTRY, GENERATE])

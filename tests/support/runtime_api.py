@@ -50,6 +50,8 @@ class RuntimeApiStandIn:
         self.posted: list[Posted] = []
         self.chunks_received = 0
         self.answered = 0
+        # GET /runtime/restore/next calls: a SnapStart runtime's wait for the snapshot.
+        self.restore_requests = 0
         self.chunk_arrived = threading.Condition()
 
     @property
@@ -90,6 +92,12 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_GET(self) -> None:
+        if self.path.endswith("/runtime/restore/next"):
+            self.server.stand_in.restore_requests += 1
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if not self.path.endswith("/runtime/invocation/next"):
             answer_json(self, 404, {"errorMessage": "unknown path"})
             return

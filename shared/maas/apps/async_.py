@@ -6,6 +6,7 @@ keyword, hence the underscore.)"""
 from __future__ import annotations
 
 from maas.apps.edge import BehindEdge
+from maas.apps.snapstart import register_snapshot_hooks, warm_inference
 from maas.aws_clients import s3_client
 from maas.config import Settings, function_settings
 from maas.events.queues import AsyncFunctionApp
@@ -17,6 +18,7 @@ def build_async_app(settings: Settings | None = None) -> BehindEdge[AsyncFunctio
     inference = InferenceService.from_settings(function_settings("InferMemorySize", settings))
     s3 = s3_client(inference.settings.endpoint_url)
     completions = EventCompletionsOnDemand(inference.registry, inference.settings, models=inference)
+    register_snapshot_hooks(warm_inference(inference))
     return BehindEdge(
         AsyncFunctionApp(inference, s3, inference.settings.bucket, completions, inference.settings.prefix)
     )

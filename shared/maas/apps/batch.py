@@ -5,6 +5,7 @@ is built (and the generation stack imported) only when the first of them arrives
 from __future__ import annotations
 
 from maas.apps.edge import BehindEdge
+from maas.apps.snapstart import register_snapshot_hooks, warm_inference
 from maas.aws_clients import s3_client
 from maas.config import Settings, function_settings
 from maas.events.queues import BatchFunctionApp
@@ -17,5 +18,6 @@ def build_batch_app(settings: Settings | None = None) -> BehindEdge[BatchFunctio
     inference = InferenceService.from_settings(function_settings("BatchMemorySize", settings))
     s3 = s3_client(inference.settings.endpoint_url)
     completions = EventCompletionsOnDemand(inference.registry, inference.settings, models=inference)
+    register_snapshot_hooks(warm_inference(inference))
     jobs = BatchJobService(inference, s3, inference.settings.bucket, completions, inference.settings.prefix)
     return BehindEdge(BatchFunctionApp(jobs))

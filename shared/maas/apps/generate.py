@@ -22,6 +22,7 @@ from maas.api.http_transport import register_error_handlers
 from maas.api.openai_routes import in_openai_shape, register_openai_routes
 from maas.api.routing import ServedRoutes
 from maas.apps.edge import Edge
+from maas.apps.snapstart import register_snapshot_hooks
 from maas.config import function_settings
 from maas.errors import InvalidInput
 from maas.service.completions import CompletionService
@@ -61,4 +62,6 @@ class GenerateFunction(Edge):
 def build_generate_app(service: CompletionService | None = None) -> GenerateFunction:
     if service is None:
         service = CompletionService.from_settings(function_settings("GenerateMemorySize"))
+    # No warm-up: WarmModels names the infer function's models, not text generators.
+    register_snapshot_hooks()
     return GenerateFunction(service)

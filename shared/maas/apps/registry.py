@@ -8,6 +8,7 @@ from maas.api.http_transport import MultiFormatApp, register_error_handlers
 from maas.api.registry_routes import register_registry_routes
 from maas.api.routing import ServedRoutes
 from maas.apps.edge import BehindEdge
+from maas.apps.snapstart import register_snapshot_hooks
 from maas.config import Settings
 from maas.registry.admin import RegistryAdmin
 from maas.registry.store import ModelRegistry
@@ -36,4 +37,6 @@ def build_registry_app(
 ) -> BehindEdge[MultiFormatApp]:
     settings = settings or Settings.from_env()
     registry = registry or ModelRegistry.from_settings(settings)
+    # Not onnxruntime's packages: this function never loads a model.
+    register_snapshot_hooks(packages=("maas.registry",))
     return BehindEdge(registry_http_app(RegistryAdmin(registry), settings))

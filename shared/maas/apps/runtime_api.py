@@ -71,6 +71,10 @@ def http_integration_prelude(status: int, headers: Mapping[str, str]) -> bytes:
     return json.dumps(prelude, separators=(",", ":")).encode() + PRELUDE_DELIMITER
 
 
+class RuntimeApiError(Exception):
+    """The Runtime API answered a call with a status it does not answer a well-behaved runtime with."""
+
+
 class RuntimeApiClient:
     """The Runtime API at `address` (AWS_LAMBDA_RUNTIME_API, host:port), over one kept-alive connection."""
 
@@ -105,6 +109,20 @@ class RuntimeApiClient:
 
     def post_init_error(self, error: FunctionError) -> None:
         path = f"/{API_VERSION}/runtime/init/error"
+        self._request("POST", path, error.document(), self._error_headers(error)).read()
+
+    def restore_next(self) -> None:
+        """SnapStart: init is done and the hooks have run. Lambda snapshots the function while this call
+        waits, and it returns in each copy restored from the snapshot."""
+        response = self._request("GET", f"/{API_VERSION}/runtime/restore/next")
+        response.read()
+        # The connection was made before the snapshot; a restored copy makes its own.
+        self._disconnect()
+        if response.status != 200:
+            raise RuntimeApiError(f"/runtime/restore/next: expected 200, got {response.status}")
+
+    def post_restore_error(self, error: FunctionError) -> None:
+        path = f"/{API_VERSION}/runtime/restore/error"
         self._request("POST", path, error.document(), self._error_headers(error)).read()
 
     def stream_response(

@@ -12,6 +12,10 @@ Each invocation goes where its event says it came from:
     anything else (an HTTP API 2.0 request,
     a schedule, a direct invoke)            -> app.lambda_handler -> posted whole, as the managed runtime does
 
+With SnapStart (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start) init ends as the managed loop ends it: the
+before-snapshot hooks, GET /runtime/restore/next while Lambda snapshots, then in each restored copy the
+after-restore hooks (maas.apps.snapstart), before the first /invocation/next.
+
 The template's streaming REST API is the only REST API that invokes the function, and it invokes it with
 InvokeWithResponseStream. A handler that fails is logged by type and traceback, never by its message (it
 can quote the payload): a buffered one is reported to /error as the managed runtime would; a streaming
@@ -39,11 +43,22 @@ from maas.api.http_stream import (
     error_document,
 )
 from maas.apps.runtime_api import FunctionError, Invocation, RuntimeApiClient
+from maas.apps.snapstart import (
+    ENV_INITIALIZATION_TYPE,
+    SNAP_START,
+    run_after_restore,
+    run_before_snapshot,
+)
 from maas.observability import logger
 
 ENV_RUNTIME_API = "AWS_LAMBDA_RUNTIME_API"
 ENV_HANDLER = "_HANDLER"
 ENV_TRACE_ID = "_X_AMZN_TRACE_ID"
+# The error types and exit statuses the managed Python runtime (awslambdaric) uses for failing hooks.
+BEFORE_SNAPSHOT_ERROR = "Runtime.BeforeSnapshotError"
+AFTER_RESTORE_ERROR = "Runtime.AfterRestoreError"
+BEFORE_SNAPSHOT_EXIT = 64
+AFTER_RESTORE_EXIT = 65
 Handler = Callable[[Any, Any], Any]
 
 
@@ -213,8 +228,32 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         _log_failure("the function could not be loaded", exc)
         client.post_init_error(function_error(exc, "Runtime.ImportModuleError", with_message=True))
         return 1
+    if environ.get(ENV_INITIALIZATION_TYPE) == SNAP_START:
+        failed = snapshot_and_restore(client)
+        if failed is not None:
+            return failed
     StreamingRuntime(client, handlers, environ).run()
     return 0
+
+
+def snapshot_and_restore(client: RuntimeApiClient) -> int | None:
+    """SnapStart's part of init, as the managed runtime does it: the before-snapshot hooks, the wait for
+    the snapshot (/restore/next), then in each restored copy the after-restore hooks. The exit status of
+    a failure, reported to Lambda first; None when the copy may serve."""
+    try:
+        run_before_snapshot()
+        client.restore_next()
+    except Exception as exc:
+        _log_failure("a before-snapshot hook failed", exc)
+        client.post_init_error(function_error(exc, BEFORE_SNAPSHOT_ERROR, with_message=True))
+        return BEFORE_SNAPSHOT_EXIT
+    try:
+        run_after_restore()
+    except Exception as exc:
+        _log_failure("an after-restore hook failed", exc)
+        client.post_restore_error(function_error(exc, AFTER_RESTORE_ERROR, with_message=True))
+        return AFTER_RESTORE_EXIT
+    return None
 
 
 if __name__ == "__main__":

@@ -28,8 +28,10 @@ OPENAPI_INTEGRATION = "x-amazon-apigateway-integration"
 STREAM_TRANSFER_MODE = "STREAM"
 STREAMING_INVOCATIONS = "/response-streaming-invocations"
 _OPENAPI_METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
-# ${Function.Arn} inside the integration URI's Fn::Sub: the function the route invokes.
-_FUNCTION_ARN = re.compile(r"\$\{(\w+)\.Arn\}")
+# Inside the integration URI's Fn::Sub, the function the route invokes: ${Function.Arn}, or its
+# AutoPublishAlias alias, ${FunctionAlias<name>} (the logical id SAM gives it). Locally, the function.
+ALIAS_INFIX = "Alias"
+_FUNCTION_ARN = re.compile(r"\$\{(\w+)(\.Arn)?\}")
 
 
 def streaming_routes(
@@ -102,12 +104,22 @@ def _streamed_function(integration: Any, functions: Mapping[str, FunctionSpec], 
             f"{integration.get('responseTransferMode', 'BUFFERED')!r} and URI {uri!r}"
         )
     assert uri is not None
-    targets = _FUNCTION_ARN.findall(uri)
+    targets = [_invoked_function(name, bool(arn), functions) for name, arn in _FUNCTION_ARN.findall(uri)]
     if len(targets) != 1 or targets[0] not in functions:
         raise TemplateError(
-            f"{where}: expected its URI to name one template function as ${{<Function>.Arn}}, got {uri!r}"
+            f"{where}: expected its URI to name one template function as ${{<Function>.Arn}} or its alias "
+            f"${{<Function>Alias<name>}}, got {uri!r}"
         )
     return str(targets[0])
+
+
+def _invoked_function(name: str, arn: bool, functions: Mapping[str, FunctionSpec]) -> str | None:
+    """The template function behind ${name.Arn}, or behind ${name} when it names one's alias."""
+    if arn:
+        return name
+    return next(
+        (f for f in functions if name.startswith(f"{f}{ALIAS_INFIX}") and name != f + ALIAS_INFIX), None
+    )
 
 
 def _sub_text(value: Any) -> str | None:

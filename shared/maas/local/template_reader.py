@@ -51,6 +51,7 @@ TEMPLATE_FILE = "template.yaml"
 FUNCTION_TYPE = "AWS::Serverless::Function"
 QUEUE_TYPE = "AWS::SQS::Queue"
 EVENT_SOURCE_MAPPING_TYPE = "AWS::Lambda::EventSourceMapping"
+ALIAS_REFERENCE = ".Alias"
 HTTP_API_TYPE = "AWS::Serverless::HttpApi"
 HTTP_API_EVENT = "HttpApi"
 SQS_EVENT = "SQS"
@@ -264,7 +265,10 @@ def _event_source_mappings(
         properties = resource.get("Properties") or {}
         function = properties.get("FunctionName")
         source = properties.get("EventSourceArn")
-        function_id = str(function.get("Ref")) if isinstance(function, dict) else ""
+        # `!Ref <Function>.Alias` (SAM's reference to the AutoPublishAlias alias) invokes that function too.
+        function_id = (
+            str(function.get("Ref")).removesuffix(ALIAS_REFERENCE) if isinstance(function, dict) else ""
+        )
         try:
             _queue_arn_reference(source, queues, f"{rid}.EventSourceArn")
         except TemplateError:

@@ -4,16 +4,19 @@ Versions are immutable and their numbers are never given twice, so a loaded (nam
 weights for as long as the version exists. References that can move (aliases, `latest`, the default) are
 re-resolved after `alias_ttl_seconds`; a pinned version is re-checked then too (one HEAD of its manifest),
 so a deleted version answers 404, and leaves the cache, within one TTL. Within the TTL no request touches
-storage.
+storage. A copy restored from a SnapStart snapshot may wake long after its entries were made, so
+`expire_every_resolver` lets its first request resolve each reference again.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, Protocol, TypeVar
 
 from maas.errors import NotFound, Unavailable
@@ -135,6 +138,16 @@ class VersionResolver:
         self._forget = forget
         self._entries: OrderedDict[ModelRef, _Resolution] = OrderedDict()
         self._lock = threading.Lock()
+        _resolvers.add(self)
+
+    def expire_all(self) -> int:
+        """Every entry expires now, so each reference is resolved again on its next use; the number expired.
+        The answers are kept for what expired entries are still good for (a pinned version served through
+        a storage outage)."""
+        with self._lock:
+            for ref, entry in self._entries.items():
+                self._entries[ref] = replace(entry, expires_at=-math.inf)
+            return len(self._entries)
 
     def resolve(self, ref: ModelRef) -> ResolvedTarget:
         now = self._clock()
@@ -166,3 +179,12 @@ class VersionResolver:
             self._entries.move_to_end(ref)
             while len(self._entries) > self._max_entries:
                 self._entries.popitem(last=False)
+
+
+# Every resolver alive in the process: a restore from a snapshot expires them all, whoever holds them.
+_resolvers: weakref.WeakSet[VersionResolver] = weakref.WeakSet()
+
+
+def expire_every_resolver() -> int:
+    """`expire_all` on every resolver in the process; the number of entries expired."""
+    return sum(resolver.expire_all() for resolver in list(_resolvers))
