@@ -86,6 +86,9 @@ def _bad_alias(s3: Any, registry: ModelRegistry, seed: TrainedModel) -> None:
 
 def _bad_meta(s3: Any, registry: ModelRegistry, seed: TrainedModel) -> None:
     put(s3, f"models/{MODEL}/meta/1.json", json.dumps({"status": MARKER}).encode())
+    # Without the latest pointer (a registry published before it), 'latest' is found by reading each
+    # version's metadata document, which must then read.
+    s3.delete_object(Bucket=TEST_BUCKET, Key=registry.latest_key(MODEL))
 
 
 def _graph_not_onnx(s3: Any, registry: ModelRegistry, seed: TrainedModel) -> None:
