@@ -1,9 +1,11 @@
 """One import in a fresh process: a function's app.py, or plain modules (`import onnxruntime, numpy`).
 
-Request {"function_path"} or {"modules": [...]}, and "importtime": true for a breakdown. Report: the seconds
-the import took, resident memory after it, the modules it loaded, and which heavy packages are among them;
-with "importtime", also the `-X importtime` lines of that import (Python writes them to file descriptor 2,
-which goes to a temporary file around the measured import only).
+Request {"function_path"} or {"modules": [...]}, "s3_client": true to also make the S3 client every function
+makes at import (maas.aws_clients.s3_client, after the modules), and "importtime": true for a breakdown.
+Report: the seconds the import took (the client included), the seconds the client alone took, resident
+memory after it, the modules it loaded, and which heavy packages are among them; with "importtime", also
+the `-X importtime` lines of that import (Python writes them to file descriptor 2, which goes to a temporary
+file around the measured import only).
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ def main() -> None:
         # The flag only takes effect at startup: start over as `python -X importtime -m <this module>`.
         os.execv(sys.executable, [sys.executable, "-X", "importtime", "-m", MODULE, *sys.argv[1:]])
     before = set(sys.modules)
+    client_s: list[float] = []
     with tempfile.TemporaryFile() as captured:
-        started, finished = capturing_stderr(captured, lambda: import_subject(request))
+        started, finished = capturing_stderr(captured, lambda: import_subject(request, client_s))
         captured.seek(0)
         importtime = [
             line
@@ -54,6 +57,7 @@ def main() -> None:
     write_report(
         {
             "import_s": finished - started,
+            "client_s": sum(client_s),
             "rss_kib": rss_kib(),
             "peak_rss_kib": peak_rss_kib(),
             "modules_loaded": len(loaded),
@@ -63,12 +67,20 @@ def main() -> None:
     )
 
 
-def import_subject(request: dict[str, Any]) -> None:
+def import_subject(request: dict[str, Any], client_s: list[float]) -> None:
+    """Import the subject; with "s3_client", then make the S3 client and append the seconds it took."""
     if "function_path" in request:
         import_app(Path(request["function_path"]))
     else:
         for name in request["modules"]:
             importlib.import_module(name)
+    if request.get("s3_client"):
+        from maas.aws_clients import s3_client
+
+        started = time.perf_counter()
+        # The functions pass Settings.endpoint_url; botocore reads the same AWS_ENDPOINT_URL without it.
+        s3_client()
+        client_s.append(time.perf_counter() - started)
 
 
 def capturing_stderr(target: BinaryIO, call: Callable[[], None]) -> tuple[float, float]:

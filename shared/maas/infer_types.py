@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy.typing as npt
+if TYPE_CHECKING:
+    # numpy.typing costs an import at start; the annotations are strings at runtime.
+    import numpy.typing as npt
 
-from maas.signature import TensorSpec
+    from maas.signature import TensorSpec
 
 
 @dataclass(frozen=True, slots=True)

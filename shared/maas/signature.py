@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from maas.datatypes import V2_NAMES
+from maas.datatype_table import V2_NAMES
 
 
 class _Frozen(BaseModel):

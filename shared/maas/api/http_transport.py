@@ -27,7 +27,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from maas.api.routing import ServedRoutes, json_response
 from maas.errors import MaasError, MethodNotAllowed
 from maas.observability import MetricUnit, logger, metrics
-from maas.protocol.v2_types import ErrorResponse
 
 MAX_ECHOED_PATH = 200
 UNSUPPORTED_HTTP_EVENT = "event: expected an API Gateway REST (v1), HTTP API (v2) or Function URL event"
@@ -43,7 +42,9 @@ def method_not_allowed(path: str, method: str, allowed: list[str]) -> MethodNotA
 
 
 def error_response(status: int, message: str) -> Response[Any]:
-    return json_response(ErrorResponse(error=message).model_dump_json(), status)
+    """The body maas.protocol.v2_types.ErrorResponse documents, written without it: the registry function
+    would otherwise import (and build) the V2 wire types for its errors alone."""
+    return json_response(json.dumps({"error": message}, ensure_ascii=False, separators=(",", ":")), status)
 
 
 class MultiFormatApp:

@@ -34,16 +34,17 @@ from maas.objects import object_exists, put_new
 from maas.observability import MetricUnit, logger, metrics
 from maas.protocol.tensor_codec import TensorLimits
 from maas.protocol.v2_codec import encode_infer_response
-from maas.service.batch_jobs import BatchJobService
 from maas.service.generation_on_demand import asks_for_text
-from maas.service.inference import InferenceService
 from maas.service.job_layout import AsyncError, JobLocation, job_key_from_event, result_key, validate_id
 from maas.service.json_values import NotJson, json_kind, loads_json
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    # Types only: the async function would otherwise import the batch-job stack it never runs.
+    from maas.service.batch_jobs import BatchJobService
     from maas.service.event_completions import EventCompletions
+    from maas.service.inference import InferenceService
 
 S3_TEST_EVENT = "s3:TestEvent"
 V2_INPUTS_FIELD = "inputs"

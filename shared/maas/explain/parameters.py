@@ -1,6 +1,7 @@
 """What an explain request may ask for: the `parameters` of a V2 (or KServe V1) request.
 
-One pydantic model validates them (at the adapters) and documents them in the OpenAPI document.
+One pydantic model validates them (at the adapters) and documents them in the OpenAPI document. It is built
+on first use: every function imports it, and only explain requests validate with it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ TOKENS_SUFFIX = "_tokens"
 
 
 class ExplainParameters(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     method: Method = Field(
         default="ablation",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from maas.errors import InvalidInput
 from maas.explain.parameters import ATTRIBUTION_SUFFIX, EXPLANATION, TOKENS_SUFFIX, ExplainParameters
@@ -20,7 +20,9 @@ from maas.protocol.validation_messages import describe_validation_error
 
 
 class _Envelope(BaseModel):
-    # Validation errors then name their field as parameters.<name>.
+    # Validation errors then name their field as parameters.<name>. Built by the first explain request.
+    model_config = ConfigDict(defer_build=True)
+
     parameters: ExplainParameters
 
 

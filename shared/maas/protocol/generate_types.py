@@ -3,6 +3,8 @@
 The request is the prompt as `text_input` with the sampling `parameters`; the answer is `text_output`, whole
 or as one SSE `data: {...}` event per decoded piece. Besides Triton's fields, an answer says why it ended
 and how many tokens it used, which Triton leaves to the backend.
+
+Built on first use: the generate function's first request is more often an OpenAI-compatible one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from maas.protocol.openai_types import MAX_STOP_SEQUENCES
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class GenerateParameters(_Wire):
@@ -43,6 +45,8 @@ class GenerateRequest(_Wire):
 
 class GenerateResponse(BaseModel):
     """A whole answer of /generate, and each event of /generate_stream (its `text_output` a piece)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     id: str | None = None
     model_name: str

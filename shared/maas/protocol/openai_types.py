@@ -9,6 +9,10 @@ same, so that the service can refuse a value it would otherwise ignore with a 40
 non-zero penalty, tools, a JSON response format); unknown fields are refused as OpenAI refuses them. Ranges
 are documented in the schema and checked by the service (maas.service.completions_limits), whose messages
 say the limit and the value that broke it.
+
+A chat completion's request, answer, chunks and the error shape are built when this module is imported: the
+generate function's first request is most often a chat completion. The types of completions and of the model
+list are built on first use (`_ON_DEMAND`), by the route that uses them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ MAX_TOP_LOGPROBS = 20
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# The config of a type only some routes use: pydantic builds its validator and serializer on first use.
+_ON_DEMAND = ConfigDict(defer_build=True)
 
 
 def _omitted_when_none(value: object) -> bool:
@@ -126,6 +134,8 @@ class ChatCompletionRequest(_SamplingFields):
 
 
 class CompletionRequest(_SamplingFields):
+    model_config = _ON_DEMAND
+
     prompt: StrictStr | list[StrictStr] | list[StrictInt] = Field(
         description="A string, or a list of strings (choices for each, in order); token ids are refused."
     )
@@ -224,6 +234,8 @@ class ChatCompletionChunk(_Answer):
 
 
 class CompletionLogprobs(BaseModel):
+    model_config = _ON_DEMAND
+
     tokens: list[str]
     token_logprobs: list[float | None]
     top_logprobs: list[dict[str, float] | None]
@@ -231,6 +243,8 @@ class CompletionLogprobs(BaseModel):
 
 
 class CompletionChoice(BaseModel):
+    model_config = _ON_DEMAND
+
     index: int
     text: str
     logprobs: CompletionLogprobs | None = None
@@ -239,6 +253,8 @@ class CompletionChoice(BaseModel):
 
 class Completion(_Answer):
     """A whole completion, and also each chunk of a streamed one (as OpenAI streams them)."""
+
+    model_config = _ON_DEMAND
 
     object: Literal["text_completion"] = "text_completion"
     choices: list[CompletionChoice]
@@ -249,6 +265,8 @@ class Completion(_Answer):
 
 
 class ModelObject(BaseModel):
+    model_config = _ON_DEMAND
+
     id: str
     object: Literal["model"] = "model"
     created: int
@@ -256,6 +274,8 @@ class ModelObject(BaseModel):
 
 
 class ModelList(BaseModel):
+    model_config = _ON_DEMAND
+
     object: Literal["list"] = "list"
     data: list[ModelObject]
 

@@ -15,7 +15,9 @@ MAX_REASON_LENGTH = 1024
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Each type serves one or two registry routes: pydantic builds it when its route first runs, so a cold
+    # start pays for the types of its first request only.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 # ---- requests

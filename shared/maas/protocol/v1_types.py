@@ -1,4 +1,7 @@
-"""KServe V1 (TensorFlow-Serving style) wire types."""
+"""KServe V1 (TensorFlow-Serving style) wire types.
+
+As in maas.protocol.v2_types, predict's request and answer are built at import, the rest on first use.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,12 @@ from maas.explain.parameters import ExplainParameters
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _OnDemand(_Wire):
+    """A type only some routes use: pydantic builds its validator and serializer when it is first used."""
+
+    model_config = ConfigDict(defer_build=True)
 
 
 class PredictRequest(_Wire):
@@ -26,10 +35,12 @@ class PredictResponse(_Wire):
 
 
 class ExplainRequest(PredictRequest):
+    model_config = ConfigDict(defer_build=True)
+
     parameters: ExplainParameters | None = None  # type: ignore[assignment]
 
 
-class V1ExplainResponse(_Wire):
+class V1ExplainResponse(_OnDemand):
     predictions: list[Any]
     explanations: list[Any] = Field(
         description="One per instance: its attribution shaped like it (an object per input for several "
@@ -38,16 +49,16 @@ class V1ExplainResponse(_Wire):
     parameters: dict[str, Any] = Field(description="The method, target and settings the attributions used.")
 
 
-class V1ServerLive(_Wire):
+class V1ServerLive(_OnDemand):
     """KServe V1's liveness answer at the server root."""
 
     status: Literal["alive"]
 
 
-class V1ModelList(_Wire):
+class V1ModelList(_OnDemand):
     models: list[str]
 
 
-class V1ModelStatus(_Wire):
+class V1ModelStatus(_OnDemand):
     name: str
     ready: bool

@@ -1,4 +1,9 @@
-"""Open Inference Protocol V2 wire types. They are the contract, and the source of the OpenAPI document."""
+"""Open Inference Protocol V2 wire types. They are the contract, and the source of the OpenAPI document.
+
+The types of an inference request and its answer are built when this module is imported: a function's
+first request needs them. The others (explain, metadata, health, listings) are built on first use, each by
+the route that uses it, so a cold start does not pay for the routes its first request does not take.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,12 @@ from maas.explain.parameters import ExplainParameters
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _OnDemand(_Wire):
+    """A type only some routes use: pydantic builds its validator and serializer when it is first used."""
+
+    model_config = ConfigDict(defer_build=True)
 
 
 class RequestInput(_Wire):
@@ -54,6 +65,8 @@ class HttpInferenceRequestBody(InferenceRequestBody):
 
 
 class ExplainRequestBody(HttpInferenceRequestBody):
+    model_config = ConfigDict(defer_build=True)
+
     parameters: ExplainParameters | None = None  # type: ignore[assignment]
 
 
@@ -73,13 +86,13 @@ class InferenceResponseBody(_Wire):
     outputs: list[ResponseOutput]
 
 
-class MetadataTensor(_Wire):
+class MetadataTensor(_OnDemand):
     name: str
     datatype: str
     shape: list[int]
 
 
-class ModelMetadataResponse(_Wire):
+class ModelMetadataResponse(_OnDemand):
     name: str
     versions: list[str]
     platform: str
@@ -88,30 +101,30 @@ class ModelMetadataResponse(_Wire):
     parameters: dict[str, Any] | None = None
 
 
-class ServerMetadataResponse(_Wire):
+class ServerMetadataResponse(_OnDemand):
     name: str
     version: str
     extensions: list[str]
 
 
-class LiveResponse(_Wire):
+class LiveResponse(_OnDemand):
     live: bool
 
 
-class ReadyResponse(_Wire):
+class ReadyResponse(_OnDemand):
     ready: bool
 
 
-class ModelIndexEntry(_Wire):
+class ModelIndexEntry(_OnDemand):
     name: str
     versions: list[str]
 
 
-class ModelListResponse(_Wire):
+class ModelListResponse(_OnDemand):
     models: list[ModelIndexEntry]
 
 
-class RepositoryIndexEntry(_Wire):
+class RepositoryIndexEntry(_OnDemand):
     """One row of Triton's repository index."""
 
     name: str
@@ -120,7 +133,7 @@ class RepositoryIndexEntry(_Wire):
     reason: str = ""
 
 
-class ModelReadyResponse(_Wire):
+class ModelReadyResponse(_OnDemand):
     name: str
     version: str
     ready: bool

@@ -15,9 +15,6 @@ from typing import TYPE_CHECKING
 from maas import __version__
 from maas.config import ENV_REQUEST_TIMEOUT, Settings
 from maas.errors import InvalidInput
-from maas.explain.batching import ExplainLimits
-from maas.explain.explainer import explain_loaded
-from maas.explain.parameters import ExplainParameters
 from maas.infer_types import InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata, Tensor
 from maas.observability import MetricUnit, metrics
 from maas.registry.manifest import Manifest
@@ -41,6 +38,8 @@ from maas.signature import Signature
 if TYPE_CHECKING:
     import onnxruntime as ort
     from mypy_boto3_s3 import S3Client
+
+    from maas.explain.parameters import ExplainParameters
 
 SERVER_NAME = "maas"
 MANIFEST_CACHE_ENTRIES = 256
@@ -112,6 +111,11 @@ class InferenceService:
         remaining_ms: Callable[[], int] | None = None,
     ) -> InferenceResponse:
         """Predictions with attributions, computed by perturbing the inputs, within the request's budget."""
+        # The explainer (plans, baselines, perturbation batches) is imported by the first explain request
+        # rather than by every cold start: a function's first request is a plain inference far more often.
+        from maas.explain.batching import ExplainLimits
+        from maas.explain.explainer import explain_loaded
+
         deadline = self.request_deadline(remaining_ms)
         model = self._routed_model(ref, request)
         started = time.perf_counter()

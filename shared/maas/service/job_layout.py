@@ -193,6 +193,9 @@ class JobStatus(_Document):
 class AsyncError(_Document):
     """results/<id>.json for a request that failed for good: a client mistake or a permanent server error."""
 
+    # Built by the first failed request: the async function's imports need not pay for an error path.
+    model_config = ConfigDict(defer_build=True)
+
     id: str
     model: str | None = None
     status: int = Field(description="The HTTP status the same request would have got.")
