@@ -328,6 +328,9 @@ class Manifest(_Provenance, _Artifacts, _Graph, _Registration):
 class ManifestDraft(_Provenance, _Graph):
     """Everything the publisher knows before the registry assigns a version and checksums."""
 
+    # Only publishing builds one, offline: no function should pay its build at import.
+    model_config = ConfigDict(defer_build=True)
+
     def commit(self, name: str, version: int, artifacts: list[Artifact]) -> Manifest:
         return Manifest(
             name=name,

@@ -3,8 +3,12 @@ there, the process-wide hooks once however many apps a process builds, and resto
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
 import sys
+import textwrap
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +21,8 @@ from maas.apps.snapstart import (
     restore_uniqueness,
     snapshot_hook_registry,
 )
+
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 
 
 class Recorded:
@@ -62,3 +68,23 @@ def test_restoring_uniqueness_reseeds_random() -> None:
     snapshot = random.getstate()
     restore_uniqueness()
     assert random.getstate() != snapshot
+
+
+
+def test_before_the_snapshot_the_deferred_wire_types_are_built() -> None:
+    # A fresh process: built on their route's first use on a plain cold start, they must be built in a
+    # snapshot, or the first request after every restore pays the build.
+    probe = textwrap.dedent(
+        """
+        from maas.protocol import v2_types
+        deferred = [v2_types.ModelMetadataResponse, v2_types.ModelListResponse]
+        before = [model.__pydantic_complete__ for model in deferred]
+        from maas.apps.snapstart import import_modules
+        import_modules(("maas.protocol",))
+        print(before, [model.__pydantic_complete__ for model in deferred])
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(SHARED)}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+
+    assert result.stdout.split("\n")[-2] == "[False, False] [True, True]"
