@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from maas.aws_clients import renew_clients
 from maas.observability import logger
-from maas.runtime.cache import expire_every_resolver
 
 if TYPE_CHECKING:
     from maas.service.inference import InferenceService
@@ -185,6 +184,10 @@ def restore_uniqueness() -> None:
     if numpy is not None:
         numpy.random.seed()
     clients = renew_clients()
+    # Imported here: maas.runtime brings onnxruntime and numpy, which the registry function never loads,
+    # and pydantic, which the queue functions must not load before Powertools' batch types.
+    from maas.runtime.cache import expire_every_resolver
+
     expired = expire_every_resolver()
     logger.info(
         "restored from a snapshot", extra={"clients_renewed": clients, "resolutions_expired": expired}

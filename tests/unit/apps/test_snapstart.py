@@ -8,8 +8,8 @@ import random
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,7 +70,6 @@ def test_restoring_uniqueness_reseeds_random() -> None:
     assert random.getstate() != snapshot
 
 
-
 def test_before_the_snapshot_the_deferred_wire_types_are_built() -> None:
     # A fresh process: built on their route's first use on a plain cold start, they must be built in a
     # snapshot, or the first request after every restore pays the build.
@@ -85,6 +84,8 @@ def test_before_the_snapshot_the_deferred_wire_types_are_built() -> None:
         """
     )
     env = {**os.environ, "PYTHONPATH": str(SHARED)}
-    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
 
     assert result.stdout.split("\n")[-2] == "[False, False] [True, True]"
