@@ -32,7 +32,10 @@ _OUTPUT_FIELDS = frozenset({"name"})
 # which converts them exactly (numpy would round a large one through float64 on the way to float32).
 _ELEMENT_TYPE = {"f": float, "i": int, "u": int}
 _NUMERIC: Mapping[str, Datatype] = {d.v2: d for d in DATATYPES if d.numpy.kind in _ELEMENT_TYPE}
-_WIDEST_FLOAT = np.dtype(np.float64).itemsize
+# Floats narrower than JSON's doubles, and their largest finite value (JSON has no NaN or Infinity).
+_LARGEST_FLOAT = {np.dtype(t): float(np.finfo(t).max) for t in (np.float16, np.float32)}
+_OPTIONAL_STRING = frozenset({str, type(None)})
+_INTEGER = frozenset({int})
 _PARAMETER_SCALARS = (str, int, float, bool, type(None))
 # Output kinds written from numpy: floats widen to float64 first, so each value is written as the general
 # codec writes it (the double nearest the float32, not the float32's own shortest form).
@@ -52,12 +55,16 @@ def decode_flat_request(body: str | bytes, limits: TensorLimits) -> DecodedInfer
     inputs = _plain_inputs(document.get("inputs"))
     outputs = _output_names(document.get("outputs"))
     parameters = document.get("parameters")
-    strings = (document.get("id"), document.get("model_name"), document.get("model_version"))
+    request_id, model_name, model_version = strings = (
+        document.get("id"),
+        document.get("model_name"),
+        document.get("model_version"),
+    )
     if (
         inputs is None
         or outputs is None
         or not _plain_parameters(parameters)
-        or any(value is not None and type(value) is not str for value in strings)
+        or not set(map(type, strings)) <= _OPTIONAL_STRING
     ):
         return None
     # The general codec's checks, in its order: the free-form fields' depth, then each input's shape.
@@ -71,7 +78,6 @@ def decode_flat_request(body: str | bytes, limits: TensorLimits) -> DecodedInfer
         if array is None:
             return None
         tensors.append(Tensor(name, datatype.v2, array))
-    request_id, model_name, model_version = strings
     return DecodedInferRequest(
         request=InferenceRequest(
             inputs=tensors, outputs=outputs or None, id=request_id, parameters=parameters or {}
@@ -95,7 +101,7 @@ def _plain_inputs(inputs: object) -> list[_Input] | None:
             or type(name) is not str
             or type(shape) is not list
             or type(data) is not list
-            or not all(type(dim) is int for dim in shape)
+            or not set(map(type, shape)) <= _INTEGER
         ):
             return None
         plain.append((index, name, datatype, shape, data))
@@ -135,17 +141,13 @@ def _flat_array(
     # One pass in C over the element types: floats only, or integers only (bool is neither).
     if count == 0 or len(data) != count or set(map(type, data)) != {element}:
         return None
+    largest = _LARGEST_FLOAT.get(datatype.numpy)
+    if largest is not None and (max(data) > largest or min(data) < -largest):
+        return None  # 1e39 as FP32 may overflow: the general codec decides, and names it
     try:
-        if datatype.numpy.itemsize < _WIDEST_FLOAT and element is float:
-            # Overflow to infinity is caught below, as the general codec catches it, without numpy's warning.
-            with np.errstate(over="ignore"):
-                array = np.asarray(data, dtype=datatype.numpy)
-        else:
-            array = np.asarray(data, dtype=datatype.numpy)
+        array = np.asarray(data, dtype=datatype.numpy)
     except OverflowError:
         return None  # an integer outside the dtype: the general codec names the range
-    if element is float and not np.isfinite(array).all():
-        return None  # beyond the dtype's range (1e39 as FP32): the general codec says it overflows
     return array.reshape(shape)
 
 
