@@ -56,21 +56,26 @@ class V2Inference:
     def infer(
         self, event: BaseProxyEvent, name: str, version: str | None, remaining_ms: RemainingMs
     ) -> EncodedAnswer:
-        decoded = self.decode(event)
-        ref = model_ref(name, version)
-        check_body_names(decoded, ref, name, version)
+        decoded, ref = self.checked_request(event, name, version)
         response = self.service.infer(ref, decoded.request, remaining_ms=remaining_ms)
         return self.encode(response, decoded)
 
     def explain(
         self, event: BaseProxyEvent, name: str, version: str | None, remaining_ms: RemainingMs
     ) -> EncodedAnswer:
-        decoded = self.decode(event)
-        ref = model_ref(name, version)
-        check_body_names(decoded, ref, name, version)
+        decoded, ref = self.checked_request(event, name, version)
         parameters = decode_explain_parameters(decoded.request.parameters)
         response = self.service.explain(ref, decoded.request, parameters, remaining_ms=remaining_ms)
         return self.encode(response, decoded)
+
+    def checked_request(
+        self, event: BaseProxyEvent, name: str, version: str | None
+    ) -> tuple[DecodedInferRequest, ModelRef]:
+        """The request and the model its path names, the body's own naming of the model checked."""
+        decoded = self.decode(event)
+        ref = model_ref(name, version)
+        check_body_names(decoded, ref, name, version)
+        return decoded, ref
 
     def decode(self, event: BaseProxyEvent) -> DecodedInferRequest:
         body = read_body(event, self.settings.max_request_bytes, compressed=self.settings.compressed_bodies)

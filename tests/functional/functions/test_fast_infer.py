@@ -22,7 +22,7 @@ from tests.support.events import JSON, http_event, json_event, load_event
 from tests.support.functions import start_function
 
 ROWS = [[0.1 * (i + j) - 1.0 for j in range(10)] for i in range(3)]
-FLAT = {
+FLAT: dict[str, Any] = {
     "id": "req-7",
     "inputs": [
         {
@@ -64,19 +64,10 @@ def function_url_event(path: str, body: str) -> dict[str, Any]:
 
 
 def binary_event(path: str) -> dict[str, Any]:
-    header = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "input",
-                    "datatype": "FP32",
-                    "shape": [3, 10],
-                    "parameters": {"binary_data_size": 120},
-                }
-            ],
-            "parameters": {"binary_data_output": True},
-        }
-    ).encode()
+    """FLAT's request in Triton's binary format, asking for binary outputs."""
+    tensor = {key: value for key, value in FLAT["inputs"][0].items() if key != "data"}
+    document = {"inputs": [{**tensor, "parameters": {"binary_data_size": 120}}]}
+    header = json.dumps({**document, "parameters": {"binary_data_output": True}}).encode()
     body = header + np.asarray(ROWS, dtype="<f4").tobytes()
     headers = {
         "content-type": "application/octet-stream",
