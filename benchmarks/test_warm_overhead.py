@@ -28,8 +28,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 from tests.support.events import load_event
 
 from benchmarks.harness import BenchError, BenchResults
@@ -43,19 +43,11 @@ from benchmarks.workloads import (
     repeats_within,
     workload,
 )
-from maas.api import v2_routes
-from maas.api.http_body import header_length, read_body
-from maas.api.routing import json_response
-from maas.api.v2_routes import BINARY_CONTENT_TYPE, MODEL_VERSION_HEADER
+from maas.api import fast_infer
+from maas.api.v2_inference import V2Inference
 from maas.apps.infer import InferFunction
 from maas.observability import MetricUnit, metrics
-from maas.protocol.tensor_codec import TensorLimits
-from maas.protocol.v2_codec import (
-    HEADER_LENGTH,
-    DecodedInferRequest,
-    decode_infer_request,
-    encode_infer_response,
-)
+from maas.protocol.v2_codec import DecodedInferRequest
 from maas.registry import Manifest
 from maas.registry.references import parse_ref
 from maas.runtime import (
@@ -174,12 +166,12 @@ def handler_parts(
     service = app.service
     clock = StageClock()
     stages: Mapping[str, list[tuple[object, str]]] = {
-        DECODE: [(v2_routes, "read_body"), (v2_routes, "header_length"), (v2_routes, "decode_infer_request")],
+        DECODE: [(V2Inference, "decode")],
         VALIDATE: [(inference, "check_inputs"), (inference, "check_requested_outputs")],
         LOOKUP: [(service, "select_version"), (service.cache, "get")],
         TOKENIZE: [(TextTokenizer, "encode")],
         RUN: [(LoadedModel, "run")],
-        ENCODE: [(v2_routes, "encode_infer_response"), (v2_routes, "json_response"), (v2_routes, "Response")],
+        ENCODE: [(V2Inference, "encode"), (fast_infer, "_answered")],
         EMF: [(metrics, "add_metric"), (metrics, "flush_metrics")],
     }
     totals: list[float] = []
@@ -217,13 +209,11 @@ def handler_parts(
 def parts_alone(app: InferFunction, model: LoadedModel, event: dict[str, Any]) -> dict[str, list[float]]:
     """Microseconds per call of each part timed alone in a loop, with the real functions on this event."""
     service = app.service
-    settings = service.settings
-    limits = TensorLimits.from_settings(settings)
-    proxy = APIGatewayProxyEventV2(event)
+    inference = app.fast.inference
+    proxy = BaseProxyEvent(event)
 
     def decode() -> DecodedInferRequest:
-        body = read_body(proxy, settings.max_request_bytes)
-        return decode_infer_request(body, limits, header_length=header_length(proxy, HEADER_LENGTH))
+        return inference.decode(proxy)
 
     decoded = decode()
     request = decoded.request
@@ -234,16 +224,9 @@ def parts_alone(app: InferFunction, model: LoadedModel, event: dict[str, Any]) -
 
     response = service.infer_loaded(model, request)
 
-    def encode() -> Response[Any]:
-        # As the infer route builds its answer from the service's response.
-        encoded = encode_infer_response(response, decoded)
-        headers = {MODEL_VERSION_HEADER: str(response.model_version)}
-        if encoded.header_length is None:
-            return json_response(encoded.content, headers=headers)
-        headers[HEADER_LENGTH] = str(encoded.header_length)
-        return Response(
-            status_code=OK, content_type=BINARY_CONTENT_TYPE, body=encoded.content, headers=headers
-        )
+    def encode() -> dict[str, Any]:
+        # As the fast path builds its answer from the service's response.
+        return fast_infer._answered(fast_infer.HTTP_API, inference.encode(response, decoded))
 
     alone = {DECODE: alone_us(decode), VALIDATE: alone_us(validate)}
     tokenizer = model.tokenizer

@@ -165,7 +165,7 @@ def _decode_input(
     *,
     may_hold_booleans: bool = True,
 ) -> tuple[Tensor, int]:
-    where = f"inputs[{index}] ('{item.name[:MAX_ECHOED_NAME]}')"
+    where = input_location(index, item.name)
     datatype = BY_V2.get(item.datatype)
     if datatype is None:
         raise InvalidInput(f"{where}.datatype: expected one of {list(V2_NAMES)}, got {item.datatype[:32]!r}")
@@ -197,6 +197,11 @@ def _decode_input(
         binary[offset : offset + size], datatype, item.shape, where, max_string_bytes=limits.max_string_bytes
     )
     return Tensor(item.name, datatype.v2, array), offset + size
+
+
+def input_location(index: int, name: str) -> str:
+    """How an error names an input: its position and (the start of) its name."""
+    return f"inputs[{index}] ('{name[:MAX_ECHOED_NAME]}')"
 
 
 def _flag(value: Any, where: str) -> bool:
