@@ -44,6 +44,10 @@ NOT_IMPORTED: dict[str, dict[str, str]] = {
         # Powertools' batch utility imports its pydantic parser models when pydantic is imported first.
         "aws_lambda_powertools.utilities.parser": "the queue functions parse SQS records as data classes",
     },
+    "infer": {
+        "aws_lambda_powertools.event_handler": "the fast path answers infer and explain without the router",
+        "maas.api.docs_routes": "the general HTTP app is built by the first request the fast path leaves",
+    },
     "batch": {
         "aws_lambda_powertools.event_handler": "the queue functions serve no HTTP",
         "aws_lambda_powertools.utilities.parser": "the queue functions parse SQS records as data classes",

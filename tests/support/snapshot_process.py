@@ -10,9 +10,8 @@
 
     python -m tests.support.snapshot_process <infer|async|batch> <model name>
 
-What it sees is printed as `REPORT <json>` lines (the function's own logs share stdout). The infer
-function's composition root is not this helper's to change, so for it the process registers the hooks
-the way maas.apps.infer's build function does once wired: register_snapshot_hooks(warm_inference(...)).
+What it sees is printed as `REPORT <json>` lines (the function's own logs share stdout). Each function's
+build registers its own hooks; the process only runs them.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from maas.apps.snapstart import register_snapshot_hooks, warm_inference
 from maas.aws_clients import s3_client
 from maas.registry.references import parse_ref
 from maas.service.inference import InferenceService
@@ -74,8 +72,6 @@ def main(function: str, model: str) -> None:
     module = load_function_module(function)
     app = module.app
     service = inference_service(function, app)
-    if function == "infer":
-        register_snapshot_hooks(warm_inference(service))
     client = s3_client(service.settings.endpoint_url)
 
     hooks = snapshot_restore_py.get_before_snapshot()
@@ -93,6 +89,8 @@ def main(function: str, model: str) -> None:
         hooks_registered=registered,
         loaded=[list(key) for key in service.cache.loaded_keys()],
         cached_version=cached_version,
+        # The infer function's general HTTP app is built on first use, so its hook builds it.
+        http_app_built=function != "infer" or "http" in vars(app),
     )
 
     sys.stdin.readline()  # the snapshot sits in Lambda's cache until the test says a copy is restored

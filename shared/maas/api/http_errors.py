@@ -8,17 +8,19 @@ payload.
 
 from __future__ import annotations
 
+import json
 import traceback
 
 from maas.errors import MaasError
 from maas.observability import logger
-from maas.protocol.v2_types import ErrorResponse
 
 INTERNAL_ERROR_MESSAGE = "internal error; see the function's logs"
 
 
 def error_body(message: str) -> str:
-    return ErrorResponse(error=message).model_dump_json()
+    """The body maas.protocol.v2_types.ErrorResponse documents, byte for byte, written without it: the
+    registry function would otherwise import (and build) the V2 wire types for its errors alone."""
+    return json.dumps({"error": message}, ensure_ascii=False, separators=(",", ":"))
 
 
 def log_failure(exc: MaasError) -> None:

@@ -9,7 +9,6 @@ here imports the inference service, so the registry function starts without onnx
 from __future__ import annotations
 
 import json
-import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,9 +23,10 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from maas.api.http_errors import INTERNAL_ERROR_MESSAGE, error_body, log_failure, log_unexpected
 from maas.api.routing import ServedRoutes, json_response
 from maas.errors import MaasError, MethodNotAllowed
-from maas.observability import MetricUnit, logger, metrics
+from maas.observability import MetricUnit, metrics
 
 MAX_ECHOED_PATH = 200
 UNSUPPORTED_HTTP_EVENT = "event: expected an API Gateway REST (v1), HTTP API (v2) or Function URL event"
@@ -42,9 +42,7 @@ def method_not_allowed(path: str, method: str, allowed: list[str]) -> MethodNotA
 
 
 def error_response(status: int, message: str) -> Response[Any]:
-    """The body maas.protocol.v2_types.ErrorResponse documents, written without it: the registry function
-    would otherwise import (and build) the V2 wire types for its errors alone."""
-    return json_response(json.dumps({"error": message}, ensure_ascii=False, separators=(",", ":")), status)
+    return json_response(error_body(message), status)
 
 
 class MultiFormatApp:
@@ -95,8 +93,7 @@ def register_error_handlers(routes: ServedRoutes, route_hint: str = INFERENCE_RO
 
     @router.exception_handler(MaasError)
     def domain_error(exc: MaasError) -> Response[Any]:
-        if exc.status >= 500:
-            logger.error("request failed", extra={"status": exc.status, "error": exc.message})
+        log_failure(exc)
         response = error_response(exc.status, exc.message)
         if isinstance(exc, MethodNotAllowed):
             response.headers["Allow"] = ", ".join(exc.allowed)
@@ -116,12 +113,5 @@ def register_error_handlers(routes: ServedRoutes, route_hint: str = INFERENCE_RO
 
     @router.exception_handler(Exception)
     def unexpected_error(exc: Exception) -> Response[Any]:
-        # The traceback, not the message: an exception's text can quote the payload that caused it.
-        logger.error(
-            "unhandled error",
-            extra={
-                "error_type": type(exc).__name__,
-                "traceback": "".join(traceback.format_tb(exc.__traceback__)),
-            },
-        )
-        return error_response(500, "internal error; see the function's logs")
+        log_unexpected(exc)
+        return error_response(500, INTERNAL_ERROR_MESSAGE)

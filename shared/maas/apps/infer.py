@@ -10,13 +10,14 @@ over one inference service, behind the Lambda edge.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from maas.api.fast_infer import FastInfer
 from maas.apps.edge import Edge
+from maas.apps.snapstart import register_snapshot_hooks, warm_inference
 from maas.config import function_settings
 from maas.errors import InvalidInput
 from maas.events.infer_events import InferEvents, is_direct_invoke, is_warm_up
@@ -78,4 +79,18 @@ class InferFunction(Edge):
 
 
 def build_infer_app(service: InferenceService | None = None) -> InferFunction:
-    return InferFunction(service or InferenceService.from_settings(function_settings("InferMemorySize")))
+    function = InferFunction(service or InferenceService.from_settings(function_settings("InferMemorySize")))
+    register_snapshot_hooks(warm_infer_function(function))
+    return function
+
+
+def warm_infer_function(function: InferFunction) -> Callable[[], dict[str, Any]]:
+    """Before a snapshot: the WarmModels versions loaded, and the general HTTP app built, so no copy
+    restored from the snapshot builds it on its first request."""
+    warm_models = warm_inference(function.service)
+
+    def warm_up() -> dict[str, Any]:
+        function.http  # noqa: B018 - the cached property builds the app
+        return warm_models()
+
+    return warm_up

@@ -112,6 +112,7 @@ def test_hooks_warm_the_snapshot_and_make_each_restored_copy_unique_and_current(
     assert snapshot["hooks_registered"] >= 2
     assert [MODEL, 1] in snapshot["loaded"]
     assert snapshot["cached_version"] == 1
+    assert snapshot["http_app_built"]
     # and the restored copy draws its own random numbers, through a new S3 client
     assert restored["random_state_changed"] and restored["numpy_draw_changed"]
     assert restored["next_draw"] != restored["draw_the_snapshot_would_make"]
