@@ -137,21 +137,32 @@ def _runner(session: ort.InferenceSession, feeds: Feeds) -> Callable[[], object]
 def _interleaved(
     first: Callable[[], object], second: Callable[[], object], *, pairs: int
 ) -> tuple[list[float], list[float]]:
-    """Seconds per call of each, alternating which goes first, with the collector off as timeit does."""
+    """Seconds per call of each, a pair at a time, alternating which goes first, with the collector off as
+    timeit does."""
     for _ in range(WARMUP_PAIRS):
         first()
         second()
-    times: tuple[list[float], list[float]] = ([], [])
     enabled = gc.isenabled()
     gc.disable()
     try:
-        for index in range(pairs):
-            order = ((0, first), (1, second)) if index % 2 == 0 else ((1, second), (0, first))
-            for slot, call in order:
-                started = time.perf_counter()
-                call()
-                times[slot].append(time.perf_counter() - started)
+        timed = [_pair(first, second, second_first=index % 2 == 1) for index in range(pairs)]
     finally:
         if enabled:
             gc.enable()
-    return times
+    return [one for one, _ in timed], [two for _, two in timed]
+
+
+def _pair(
+    first: Callable[[], object], second: Callable[[], object], *, second_first: bool
+) -> tuple[float, float]:
+    if second_first:
+        second_s = _seconds(second)
+        return _seconds(first), second_s
+    first_s = _seconds(first)
+    return first_s, _seconds(second)
+
+
+def _seconds(call: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
