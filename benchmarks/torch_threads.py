@@ -21,10 +21,14 @@ def thread_counts(threads: int) -> list[int]:
     return sorted({1, threads})
 
 
-def median_us_by_threads(calls: Mapping[int, Callable[[], object]]) -> dict[int, float]:
-    """The median microseconds of each call, keyed by the thread count it runs at."""
+def median_us_by_threads(
+    calls: Mapping[int, Callable[[], object]], *, before: Callable[[int], object] = lambda count: None
+) -> dict[int, float]:
+    """The median microseconds of each call, keyed by the thread count it runs at; `before` is called with
+    the count first (torch's count is process-wide: set once, outside the timed calls)."""
     microseconds: dict[int, float] = {}
     for count, call in calls.items():
+        before(count)
         repeats = repeats_within(
             (call,), THREADS_BUDGET_S, least=LEAST_THREADS_CALLS, most=MOST_THREADS_CALLS
         )
@@ -42,15 +46,9 @@ def fastest_torch_threads(eager: Callable[[], object], threads: int) -> tuple[in
     torch's OpenMP threads meet at the end of every op; on two cores shared with other work, measured
     here, two threads ran the small recipes 10 to 40 times slower than one. Comparing against the slower
     setting would credit onnxruntime with torch's threading trouble."""
-
-    def at(count: int) -> Callable[[], object]:
-        def call() -> object:
-            torch.set_num_threads(count)
-            return eager()
-
-        return call
-
-    microseconds = median_us_by_threads({count: at(count) for count in thread_counts(threads)})
+    microseconds = median_us_by_threads(
+        dict.fromkeys(thread_counts(threads), eager), before=torch.set_num_threads
+    )
     chosen = fastest(microseconds)
     torch.set_num_threads(chosen)
     return chosen, microseconds
