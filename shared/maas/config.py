@@ -22,6 +22,7 @@ ENV_MAX_RESPONSE_BYTES = "MAAS_MAX_RESPONSE_BYTES"
 ENV_MAX_BATCH = "MAAS_MAX_BATCH"
 ENV_MAX_ELEMENTS = "MAAS_MAX_ELEMENTS"
 ENV_INTRA_OP_THREADS = "MAAS_INTRA_OP_THREADS"
+ENV_INTRA_OP_SPINNING = "MAAS_INTRA_OP_SPINNING"
 ENV_GRAPH_OPTIMIZATION = "MAAS_GRAPH_OPTIMIZATION"
 ENV_DOCS = "MAAS_DOCS"
 ENV_WARM_MODELS = "MAAS_WARM_MODELS"
@@ -97,6 +98,10 @@ DEFAULT_MAPPED_WEIGHTS_BYTES = 1 << 30
 DEFAULT_MEMORY_PARAMETER = "InferMemorySize, BatchMemorySize or GenerateMemorySize"
 # Lambda's largest memory and ephemeral storage, both in MB: what a refusal says the parameters go up to.
 LAMBDA_MAX_MEMORY_MB = 10240
+# Lambda gives CPU in proportion to memory: 1,769 MB buys one vCPU's worth, 10,240 MB (its most) six.
+# Threads beyond the share only queue for it (decision 0026).
+LAMBDA_MB_PER_VCPU = 1769
+LAMBDA_MAX_VCPUS = 6
 LAMBDA_MAX_EPHEMERAL_STORAGE_MB = 10240
 
 # What each variable does, one line each: docs/configuration.md is generated from these and the defaults
@@ -116,7 +121,11 @@ ENV_DESCRIPTIONS: Mapping[str, str] = {
     ENV_MAX_RESPONSE_BYTES: "largest response body; binary responses count their base64 size",
     ENV_MAX_BATCH: "largest first dimension of any input",
     ENV_MAX_ELEMENTS: "largest element count of any input",
-    ENV_INTRA_OP_THREADS: "onnxruntime intra-op threads; unset, one per CPU this process may run on",
+    ENV_INTRA_OP_THREADS: "onnxruntime intra-op threads. Unset: on Lambda, the whole vCPUs the function's "
+    f"memory buys, to the nearest ({LAMBDA_MB_PER_VCPU} MB each, at most {LAMBDA_MAX_VCPUS}: 2048 MB runs "
+    "one thread, 3538 two, 10240 six); elsewhere one per CPU this process may run on",
+    ENV_INTRA_OP_SPINNING: "`1` lets onnxruntime's idle intra-op threads spin for work instead of sleeping; "
+    "off by default, since spinning threads burn the CPU share the working ones need (decision 0026)",
     ENV_GRAPH_OPTIMIZATION: "onnxruntime graph optimization: `disable`, `basic`, `extended` or `all`",
     ENV_DOCS: "`0` switches Swagger UI at `/docs` off (`/openapi.json` stays)",
     ENV_WARM_MODELS: "comma-separated model references the scheduled warm-up keeps loaded (template "
@@ -166,8 +175,10 @@ class Settings:
     max_response_bytes: int = LAMBDA_PAYLOAD_BYTES
     max_batch: int = DEFAULT_MAX_BATCH
     max_elements: int = DEFAULT_MAX_ELEMENTS
-    # None: one thread per CPU this process may run on.
+    # None: one thread per CPU this process may run on. On Lambda, from_env sets the function's vCPUs.
     intra_op_threads: int | None = None
+    # Off: idle intra-op threads sleep rather than spin (decision 0026).
+    intra_op_spinning: bool = False
     graph_optimization: GraphOptimization = "all"
     docs_enabled: bool = True
     endpoint_url: str | None = None
@@ -203,7 +214,10 @@ class Settings:
         prefix = env.get(ENV_PREFIX, "")
         if prefix and not prefix.endswith("/"):
             prefix += "/"
-        intra_op_threads = _number(env, ENV_INTRA_OP_THREADS, 0)
+        intra_op_threads = int(_number(env, ENV_INTRA_OP_THREADS, 0))
+        function_memory_bytes = _megabytes(env, ENV_LAMBDA_MEMORY_MB)
+        if not intra_op_threads and function_memory_bytes is not None:
+            intra_op_threads = lambda_vcpus(function_memory_bytes)
         return cls(
             bucket=env.get(ENV_BUCKET) or DEFAULT_BUCKET,
             prefix=prefix,
@@ -216,7 +230,8 @@ class Settings:
             max_response_bytes=int(_number(env, ENV_MAX_RESPONSE_BYTES, LAMBDA_PAYLOAD_BYTES)),
             max_batch=int(_number(env, ENV_MAX_BATCH, DEFAULT_MAX_BATCH)),
             max_elements=int(_number(env, ENV_MAX_ELEMENTS, DEFAULT_MAX_ELEMENTS)),
-            intra_op_threads=int(intra_op_threads) or None,
+            intra_op_threads=intra_op_threads or None,
+            intra_op_spinning=_flag(env, ENV_INTRA_OP_SPINNING, default=False),
             graph_optimization=graph_optimization,
             docs_enabled=_flag(env, ENV_DOCS, default=True),
             endpoint_url=env.get(ENV_ENDPOINT_URL) or None,
@@ -233,7 +248,7 @@ class Settings:
             generation_timeout_seconds=_number(
                 env, ENV_GENERATION_TIMEOUT, DEFAULT_GENERATION_TIMEOUT_SECONDS
             ),
-            function_memory_bytes=_megabytes(env, ENV_LAMBDA_MEMORY_MB),
+            function_memory_bytes=function_memory_bytes,
             ephemeral_storage_bytes=_megabytes(env, ENV_EPHEMERAL_STORAGE_MB),
             mapped_weights_bytes=int(_number(env, ENV_MAPPED_WEIGHTS_BYTES, DEFAULT_MAPPED_WEIGHTS_BYTES)),
         )
@@ -243,6 +258,14 @@ def function_settings(memory_parameter: str, settings: Settings | None = None) -
     """The settings a function's composition root serves with: `settings` (else the environment's), naming
     the template parameter that sets this function's memory, which a refusal for want of memory cites."""
     return replace(settings or Settings.from_env(), memory_parameter=memory_parameter)
+
+
+def lambda_vcpus(memory_bytes: int) -> int:
+    """The whole vCPUs a Lambda function of `memory_bytes` gets, to the nearest: 2048 MB is 1.16 vCPUs, so
+    one; 3008 MB (1.70) two; 10240 MB (5.79) six, as AWS documents it. Two threads on a share of 1.16 gain
+    at most 16% on a parallel op, and when the share runs out mid-op both wait for the next period."""
+    share = memory_bytes / (1024 * 1024) / LAMBDA_MB_PER_VCPU
+    return max(1, min(LAMBDA_MAX_VCPUS, math.floor(share + 0.5)))
 
 
 def _default_cache_bytes(env: Mapping[str, str]) -> float:

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from maas.config import DEFAULT_MAPPED_WEIGHTS_BYTES, DEFAULT_MEMORY_PARAMETER, Settings
+from maas.config import (
+    DEFAULT_MAPPED_WEIGHTS_BYTES,
+    DEFAULT_MEMORY_PARAMETER,
+    LAMBDA_MAX_VCPUS,
+    Settings,
+    lambda_vcpus,
+)
 from maas.errors import ConfigurationError
 
 MiB = 1024 * 1024
@@ -62,3 +68,24 @@ def test_a_size_that_is_not_a_finite_non_negative_number_stops_the_function_nami
         ConfigurationError, match=f"{name}: expected a finite, non-negative number, got '{value}'"
     ):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize(
+    ("memory_mb", "threads"),
+    [("128", 1), ("1769", 1), ("2048", 1), ("2654", 2), ("3008", 2), ("3538", 2), ("5308", 3), ("10240", 6)],
+)
+def test_on_lambda_the_threads_are_the_whole_vcpus_the_memory_buys(memory_mb: str, threads: int) -> None:
+    assert Settings.from_env({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": memory_mb}).intra_op_threads == threads
+
+
+def test_a_thread_count_that_is_set_wins_over_lambdas_memory_and_off_lambda_none_means_every_cpu() -> None:
+    on_lambda = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048", "MAAS_INTRA_OP_THREADS": "4"}
+
+    assert Settings.from_env(on_lambda).intra_op_threads == 4
+    assert Settings.from_env({}).intra_op_threads is None
+    assert lambda_vcpus(100 * 1024 * 1024 * 1024) == LAMBDA_MAX_VCPUS
+
+
+def test_spinning_is_off_unless_asked_for() -> None:
+    assert Settings.from_env({}).intra_op_spinning is False
+    assert Settings.from_env({"MAAS_INTRA_OP_SPINNING": "1"}).intra_op_spinning is True

@@ -13,6 +13,7 @@ from maas.cli import common
 
 if TYPE_CHECKING:
     from maas.registry import ManifestDraft
+    from maas.training import TrainedModel
     from maas.training.run_config import RunConfig
     from maas.training.search import SearchPlan
 
@@ -48,6 +49,13 @@ def add_training_commands(commands: common.Commands) -> None:
         help="largest primary-metric loss int8 may have against fp32 (default: the recipe's); for an LLM "
         "recipe, the largest rise in held-out perplexity as a fraction of fp32's (default 0.01 int8, "
         "0.25 int4)",
+    )
+    train.add_argument(
+        "--min-int8-speedup",
+        type=common.non_negative("number"),
+        metavar="X",
+        help="how many times as fast as fp32 int8 must run on the recipe's benchmark input to be published "
+        "(default 1.2; 0: no speed check)",
     )
     train.add_argument("--checkpoint-dir", metavar="DIR", help="keep the best-epoch state_dict in DIR")
     target = train.add_mutually_exclusive_group()
@@ -128,8 +136,7 @@ def train_command(args: argparse.Namespace) -> int:
     from maas.errors import InvalidInput
     from maas.registry import validate_name
     from maas.training import ensure_publishable, publish_trained, train_recipe
-    from maas.training.pipeline import recipe
-    from maas.training.quantize import quantize_trained, with_base_version
+    from maas.training.quantize import with_base_version
     from maas.training.run_config import RunConfig, load_run_config
     from maas.training.search import trial_table
 
@@ -152,15 +159,7 @@ def train_command(args: argparse.Namespace) -> int:
 
     quantized = None
     if args.quantize:
-        max_degradation = args.max_degradation
-        if max_degradation is None:
-            max_degradation = (
-                run.max_degradation
-                if run.max_degradation is not None
-                else recipe(args.recipe).int8_max_degradation
-            )
-        per_channel = run.per_channel if run.per_channel is not None else True
-        quantized = quantize_trained(trained, max_degradation=max_degradation, per_channel=per_channel)
+        quantized = _quantized(args, run, trained)
         print("int8 (dynamic quantization):")
         print(common.table(_result_rows(quantized.draft)))
 
@@ -189,6 +188,26 @@ def train_command(args: argparse.Namespace) -> int:
         )
         print(f"      to choose: maas models alias {int8.name} production {manifest.version}")
     return 0
+
+
+def _quantized(args: argparse.Namespace, run: RunConfig, trained: TrainedModel) -> TrainedModel:
+    """The int8 version, with the gates' thresholds from the flags, else the --config file, else defaults."""
+    from maas.training.int8_speed import DEFAULT_MIN_INT8_SPEEDUP
+    from maas.training.pipeline import recipe
+    from maas.training.quantize import quantize_trained
+
+    max_degradation = args.max_degradation
+    if max_degradation is None:
+        max_degradation = run.max_degradation
+    if max_degradation is None:
+        max_degradation = recipe(args.recipe).int8_max_degradation
+    min_speedup = args.min_int8_speedup if args.min_int8_speedup is not None else run.min_speedup
+    return quantize_trained(
+        trained,
+        max_degradation=max_degradation,
+        per_channel=run.per_channel if run.per_channel is not None else True,
+        min_speedup=min_speedup if min_speedup is not None else DEFAULT_MIN_INT8_SPEEDUP,
+    )
 
 
 def export_command(args: argparse.Namespace) -> int:

@@ -118,18 +118,22 @@ def external_data_files(files: Mapping[str, bytes], model_file: str = MODEL_FILE
     return locations
 
 
-def open_session(files: Mapping[str, bytes], model_file: str = MODEL_FILE) -> ort.InferenceSession:
+def open_session(
+    files: Mapping[str, bytes], model_file: str = MODEL_FILE, *, threads: int | None = None
+) -> ort.InferenceSession:
     """A CPU onnxruntime session over the files, opened from a directory as the runtime opens them."""
     with materialized(files) as directory:
-        return open_session_at(directory / model_file)
+        return open_session_at(directory / model_file, threads=threads)
 
 
-def open_session_at(path: Path, *, mapped: bool = False) -> ort.InferenceSession:
+def open_session_at(path: Path, *, mapped: bool = False, threads: int | None = None) -> ort.InferenceSession:
     """A CPU onnxruntime session on the graph at `path`. `mapped`: the weights stay in the memory-mapped
     external data (file-backed pages the kernel can drop and read again) instead of a private packed copy
-    as large as the weights."""
+    as large as the weights. `threads`: intra-op threads (None: onnxruntime's default, one per core)."""
     options = ort.SessionOptions()
     options.log_severity_level = _ORT_ERRORS_ONLY
+    if threads is not None:
+        options.intra_op_num_threads = threads
     if mapped:
         options.add_session_config_entry(DISABLE_PREPACKING, "1")
     return ort.InferenceSession(str(path), options, providers=[CPU_PROVIDER])

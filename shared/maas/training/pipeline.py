@@ -18,6 +18,7 @@ from maas.training.errors import ModelCheckFailed, ParityCheckFailed, Quantizati
 from maas.training.export import GraphSpec, compare_outputs, export_onnx, onnx_outputs, torch_outputs
 from maas.training.history import SearchSummary
 from maas.training.importance import measure_feature_importance
+from maas.training.int8_speed import Int8Speed, speed_refusal
 from maas.training.lineage import build_lineage
 from maas.training.llm.recipes import LLM_RECIPES
 from maas.training.metrics import degradation, evaluate
@@ -176,7 +177,8 @@ def report_for(
 
 
 def ensure_publishable(draft: ManifestDraft) -> None:
-    """Refuse a model whose export was not shown to match torch, or a quantized one that lost too much.
+    """Refuse a model whose export was not shown to match torch, or a quantized one that lost too much or
+    gained too little speed (int8_speed).
 
     A quantized graph is not expected to match torch to 1e-4; its gate is the measured metric delta."""
     # JSON has no NaN: a non-finite metric would make an immutable manifest that nothing can read back.
@@ -192,6 +194,10 @@ def ensure_publishable(draft: ManifestDraft) -> None:
                 f"{quantization.max_degradation:g} against fp32 ({quantization.fp32_value:.6g}), "
                 f"got {quantization.quantized_value:.6g} (worse by {lost:.6g})"
             )
+        speed = Int8Speed.from_params(draft.params)
+        refusal = speed_refusal(speed) if speed is not None else None
+        if refusal is not None:
+            raise QuantizationRefused(refusal)
         return
     ensure_parity(draft)
 

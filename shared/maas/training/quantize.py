@@ -20,6 +20,7 @@ from maas.registry.manifest import MODEL_FILE
 from maas.training.card import render_report
 from maas.training.export import onnx_outputs, torch_outputs
 from maas.training.importance import measure_feature_importance
+from maas.training.int8_speed import DEFAULT_MIN_INT8_SPEEDUP, benchmark_feeds, measure_int8_speed
 from maas.training.metrics import evaluate
 from maas.training.onnx_checks import (
     check_onnx,
@@ -29,7 +30,7 @@ from maas.training.onnx_checks import (
     read_folder_files,
     signature_of,
 )
-from maas.training.pipeline import TrainedModel, report_for
+from maas.training.pipeline import TrainedModel, recipe, report_for
 
 DEFAULT_MAX_DEGRADATION = 0.01
 QUANTIZED_FILE = "model.onnx"
@@ -69,8 +70,11 @@ def quantize_trained(
     *,
     max_degradation: float = DEFAULT_MAX_DEGRADATION,
     per_channel: bool = True,
+    min_speedup: float = DEFAULT_MIN_INT8_SPEEDUP,
 ) -> TrainedModel:
-    """An int8 version of `trained`, evaluated on its test set, with the metric delta in its manifest.
+    """An int8 version of `trained`, evaluated on its test set, with the metric delta in its manifest, and
+    timed against fp32 on the recipe's benchmark input (its speedup in the params, which the publishing
+    gate holds against `min_speedup`).
 
     Its feature importance is measured again on the int8 graph, which is what it claims to describe; the
     training means are the data's, not the graph's, so they carry over from the fp32 draft.
@@ -80,6 +84,8 @@ def quantize_trained(
     picked by the test score, which would bias the very number the gate checks."""
     if not max_degradation >= 0:
         raise InvalidInput(f"quantization: max_degradation: expected a number >= 0, got {max_degradation!r}")
+    if not min_speedup >= 0:
+        raise InvalidInput(f"quantization: min_speedup: expected a number >= 0, got {min_speedup!r}")
     draft = trained.draft
     metric = draft.primary_metric
     if metric is None or metric not in draft.metrics or draft.task is None:
@@ -92,6 +98,12 @@ def quantize_trained(
     check_onnx(files)
     session = open_session(files)
     served = onnx_outputs(session, trained.test_inputs)
+    speed = measure_int8_speed(
+        graph_files,
+        files,
+        benchmark_feeds(trained.test_inputs, recipe(trained.recipe).benchmark_batch),
+        min_speedup=min_speedup,
+    )
     metrics, evaluation = evaluate(
         draft.task,  # type: ignore[arg-type]  # set from the recipe's Task
         served[0],
@@ -114,7 +126,12 @@ def quantize_trained(
             "signature": signature_of(session),
             "metrics": metrics,
             "evaluation": evaluation,
-            "params": {**draft.params, "quantization": "int8-dynamic", "per_channel": per_channel},
+            "params": {
+                **draft.params,
+                "quantization": "int8-dynamic",
+                "per_channel": per_channel,
+                **speed.as_params(),
+            },
             "parity": None,
             "quantization": quantization,
             "feature_importance": measure_feature_importance(

@@ -141,6 +141,9 @@ class Recipe(Generic[ConfigT]):
     primary_metric_goal: Literal["minimize", "maximize"]
     # How much of the primary metric (in its own units) an int8 version may lose before it is refused.
     int8_max_degradation: float = 0.01
+    # The int8 speed gate's input: this many rows of the test set, one call (int8_speed.benchmark_feeds).
+    # One row: a function serves requests one at a time, and the int8 target is batch 1.
+    benchmark_batch: int = 1
 
 
 def apply_overrides(config: ConfigT, overrides: Mapping[str, Any] | None) -> ConfigT:

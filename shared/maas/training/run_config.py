@@ -12,6 +12,7 @@
     quantization:
       max_degradation: 0.005   # in the primary metric's units
       per_channel: false       # default true: one scale per output channel
+      min_speedup: 1.0         # int8 must run this many times as fast as fp32 (default 1.2; 0: no check)
 
 YAML or JSON (YAML is a superset). Every other top-level key is a field of the recipe's config.
 """
@@ -39,6 +40,7 @@ class RunConfig:
     space: dict[str, Dimension] | None = None
     max_degradation: float | None = None
     per_channel: bool | None = None
+    min_speedup: float | None = None
 
 
 def load_run_config(path: Path) -> RunConfig:
@@ -56,7 +58,7 @@ def parse_run_config(raw: object, source: str = "config") -> RunConfig:
         raise InvalidInput(f"{source}: expected a mapping of config fields, got {type(raw).__name__}")
     overrides = {str(k): v for k, v in raw.items() if k not in SECTIONS}
     search = _section(raw, "search", source, {"sampler", "trials", "space"})
-    quantization = _section(raw, "quantization", source, {"max_degradation", "per_channel"})
+    quantization = _section(raw, "quantization", source, {"max_degradation", "per_channel", "min_speedup"})
     trials = search.get("trials")
     if trials is not None and (not isinstance(trials, int) or isinstance(trials, bool) or trials < 1):
         raise InvalidInput(f"{source}: search.trials: expected an integer >= 1, got {trials!r}")
@@ -66,15 +68,8 @@ def parse_run_config(raw: object, source: str = "config") -> RunConfig:
     space = search.get("space")
     if space is not None and not isinstance(space, Mapping):
         raise InvalidInput(f"{source}: search.space: expected a mapping, got {type(space).__name__}")
-    max_degradation = quantization.get("max_degradation")
-    if max_degradation is not None and (
-        not isinstance(max_degradation, int | float)
-        or isinstance(max_degradation, bool)
-        or max_degradation < 0
-    ):
-        raise InvalidInput(
-            f"{source}: quantization.max_degradation: expected a number >= 0, got {max_degradation!r}"
-        )
+    max_degradation = _non_negative(quantization, "max_degradation", source)
+    min_speedup = _non_negative(quantization, "min_speedup", source)
     per_channel = quantization.get("per_channel")
     if per_channel is not None and not isinstance(per_channel, bool):
         raise InvalidInput(f"{source}: quantization.per_channel: expected a boolean, got {per_channel!r}")
@@ -83,9 +78,19 @@ def parse_run_config(raw: object, source: str = "config") -> RunConfig:
         sampler=sampler,
         trials=trials,
         space=parse_space(space) if space is not None else None,
-        max_degradation=float(max_degradation) if max_degradation is not None else None,
+        max_degradation=max_degradation,
         per_channel=per_channel,
+        min_speedup=min_speedup,
     )
+
+
+def _non_negative(section: Mapping[str, Any], key: str, source: str) -> float | None:
+    value = section.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
+        raise InvalidInput(f"{source}: quantization.{key}: expected a number >= 0, got {value!r}")
+    return float(value)
 
 
 def _section(raw: Mapping[Any, Any], name: str, source: str, allowed: set[str]) -> Mapping[str, Any]:

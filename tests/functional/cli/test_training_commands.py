@@ -98,7 +98,7 @@ def test_train_with_a_config_file_search_and_quantization_publishes_fp32_then_in
     config.write_text(
         "n_samples: 300\nepochs: 2\n"
         "search:\n  space:\n    width: [4, 8]\n"
-        "quantization:\n  max_degradation: 1.0\n",
+        "quantization:\n  max_degradation: 1.0\n  min_speedup: 0\n",
         encoding="utf-8",
     )
 

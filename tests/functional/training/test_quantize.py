@@ -17,7 +17,9 @@ from maas.training.quantize import quantize_trained, with_base_version
 
 @pytest.fixture(scope="module")
 def int8_seed(seed_model: TrainedModel) -> TrainedModel:
-    return quantize_trained(seed_model, max_degradation=0.05)
+    # The seed MLP's int8 is slower than its fp32 (test_int8_speed): the speed gate is off here, so these
+    # tests see the metric gate alone.
+    return quantize_trained(seed_model, max_degradation=0.05, min_speedup=0)
 
 
 def test_int8_graph_has_integer_weights_and_its_own_measured_metric(
