@@ -32,6 +32,8 @@ TRAINING_FLAGS = (
     ("search", "--search"),
     ("trials", "--trials"),
     ("checkpoint_dir", "--checkpoint-dir"),
+    # The int8 speed gate times a trained recipe's int8 graph; an LLM's int4 build has no such gate.
+    ("min_int8_speedup", "--min-int8-speedup"),
 )
 
 

@@ -20,6 +20,7 @@ def session_config(settings: Settings, *, config_entries: tuple[tuple[str, str],
     return SessionConfig(
         providers=tuple(select_providers(settings.provider)),
         intra_op_threads=settings.intra_op_threads,
+        spinning=settings.intra_op_spinning,
         graph_optimization=settings.graph_optimization,
         warmup=settings.warmup,
         required_provider=CUDA if settings.provider == "cuda" else None,

@@ -58,7 +58,7 @@ def open_verified_session(
         before = resident_bytes()
         session = ort.InferenceSession(
             str(graph_path),
-            sess_options=config.session_options(),
+            sess_options=config.for_graph(graph_bytes(manifest)).session_options(),
             providers=list(config.providers),
         )
         scratch = mapped_file_bytes(folder)
