@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.build_bundle import Bundle, tree_bytes
+from infra.build_bundle import Bundle, BundleSizes
 
 from benchmarks.harness import MIB, BenchError, BenchResults
 
@@ -108,19 +108,13 @@ def measure_layer_imports(
         )
 
 
-def record_bytecode_size(bench_results: BenchResults, bundle: Bundle, total_bytes: int) -> None:
-    site = bundle.site_packages
-    added = sum(tree_bytes(cache) for cache in site.rglob("__pycache__"))
+def record_bytecode_size(bench_results: BenchResults, arch: str, sizes: BundleSizes, build_said: str) -> None:
     bench_results.record(
         CASE,
-        f"bytecode in the layer, {bundle.arch}",
-        added / MIB,
+        f"bytecode in the layer, {arch}",
+        sizes.bytecode / MIB,
         "MB",
-        details={
-            "pycs": sum(1 for _ in site.rglob("*.pyc")),
-            "build_said": bundle.bytecode,
-            "share_of_total_%": round(100 * added / total_bytes, 1),
-        },
+        details={"build_said": build_said, "share_of_total_%": round(100 * sizes.bytecode / sizes.total, 1)},
     )
 
 

@@ -127,7 +127,7 @@ def test_bundle_size_against_lambdas_limits(bench_results: BenchResults) -> None
             unmeasured.append(arch)
             continue
         record_arch(bench_results, outcome, excluded, elapsed_s)
-        record_bytecode_size(bench_results, outcome.bundle, outcome.sizes.total)
+        record_bytecode_size(bench_results, arch, outcome.sizes, outcome.bundle.bytecode)
     if unmeasured:
         pytest.skip(f"{CASE}: not measured for {', '.join(unmeasured)}: the package index is unreachable")
 
