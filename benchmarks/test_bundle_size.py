@@ -4,10 +4,12 @@ infra/build_bundle.py builds MaasLayer through shared/Makefile, the target `sam 
 shared/requirements.lock's wheels for CPython 3.12 on Linux, onnxruntime's offline tooling and all but four
 of botocore's service models left out, plus maas less its offline subpackages, under python/) and each
 functions/<name>/ folder, for x86_64 and arm64, checks the layer against the lock and, for this machine's
-architecture when a python3.12 is on PATH, imports every function with the layer alone. Lambda holds a
+architecture when a CPython 3.12 is found, imports every function with the layer alone. Lambda holds a
 function's unzipped code plus its layers against 250 MB; the target is ≤ 160 MB for what we ship (our own
 botocore included, decision 0025). The size without the distributions the python3.12 runtime also provides
-is recorded beside it: what relying on the runtime's SDK would save.
+is recorded beside it: what relying on the runtime's SDK would save. The layer holds CPython 3.12 bytecode
+of the modules the functions import (shared/layer_bytecode.py): its size, and what it saves each function's
+import from the layer (benchmarks/layer_import.py), are the "layer bytecode" rows.
 
 The lock's wheels are kept in bench-results/bundle/wheelhouse/, so a run after the first asks no index; the
 built trees live in a temporary folder. Without a reachable package index and with wheels missing from the
@@ -16,6 +18,7 @@ wheelhouse, the case records that it could not measure and skips; it does not fa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -31,6 +34,7 @@ from infra.build_bundle import (
     ARCHITECTURES,
     DEFAULT_WHEELHOUSE,
     FUNCTIONS_SOURCE,
+    HOST_ARCH,
     LOCK_NAME,
     RUNTIME,
     RUNTIME_PROVIDED,
@@ -40,12 +44,15 @@ from infra.build_bundle import (
     IndexUnreachableError,
     build_bundle,
     excluded_bytes,
+    fetch_wheels,
     measure,
 )
 from infra.layer_lock import BOTOCORE_SERVICES, LAYER_SOURCE, OFFLINE_ONLY_SUBPACKAGES, PRUNED_PATHS
 from infra.lock_layer import PLATFORMS
+from infra.runtime_python import find_python312
 
 from benchmarks.harness import MIB, BenchError, BenchResults
+from benchmarks.layer_import import measure_layer_imports, record_bytecode_size, record_not_measured
 
 CASE = "bundle size"
 TARGET_MB = 160.0
@@ -71,6 +78,11 @@ class Built:
 def test_bundle_size_against_lambdas_limits(bench_results: BenchResults) -> None:
     started = time.perf_counter()
     outcomes: dict[str, Built | IndexUnreachableError] = {}
+    if HOST_ARCH:
+        # Each architecture's build compiles its bytecode with this machine's wheels: fetched once, here,
+        # so that the two builds do not download the same files into one folder at once.
+        with contextlib.suppress(IndexUnreachableError):
+            fetch_wheels(LAYER_SOURCE / LOCK_NAME, HOST_ARCH, DEFAULT_WHEELHOUSE / HOST_ARCH)
     with tempfile.TemporaryDirectory(prefix="maas-bundle-", dir=scratch_root()) as folder:
         # Both architectures at once: each is mostly waiting on pip's index queries or on zlib.
         with ThreadPoolExecutor(max_workers=len(ARCHITECTURES)) as pool:
@@ -84,6 +96,17 @@ def test_bundle_size_against_lambdas_limits(bench_results: BenchResults) -> None
                 outcomes[arch] = exc
             except BundleError as exc:
                 raise BenchError(f"{CASE}: could not build the {arch} bundle: {exc}") from exc
+        # What the bytecode saves, on the one architecture this machine runs.
+        host = outcomes.get(HOST_ARCH)
+        python312 = find_python312()
+        if not isinstance(host, Built):
+            record_not_measured(
+                bench_results, f"no layer was built for this machine ({HOST_ARCH or 'unknown'})"
+            )
+        elif python312 is None:
+            record_not_measured(bench_results, "no working CPython 3.12 found (infra/runtime_python.py)")
+        else:
+            measure_layer_imports(bench_results, host.bundle, python312, Path(folder))
     elapsed_s = time.perf_counter() - started
 
     excluded = {
@@ -104,6 +127,7 @@ def test_bundle_size_against_lambdas_limits(bench_results: BenchResults) -> None
             unmeasured.append(arch)
             continue
         record_arch(bench_results, outcome, excluded, elapsed_s)
+        record_bytecode_size(bench_results, arch, outcome.sizes, outcome.bundle.bytecode)
     if unmeasured:
         pytest.skip(f"{CASE}: not measured for {', '.join(unmeasured)}: the package index is unreachable")
 
@@ -156,6 +180,8 @@ def record_arch(
             "dist_info_mb": mb(sizes.dist_info),
             "by_distribution_mb": mb_map(sizes.by_distribution()),
             "maas_mb": mb(sizes.entries.get("maas", 0)),
+            # CPython 3.12 pycs of the modules the functions import (shared/layer_bytecode.py).
+            "bytecode_mb": mb(sizes.bytecode),
             # Left out of the layer by shared/Makefile (their size in shared/, not shipped).
             "maas_offline_only_left_out_mb": mb_map(sizes.offline_only),
             "offline_only_subpackages": list(OFFLINE_ONLY_SUBPACKAGES),

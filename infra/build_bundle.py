@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: python infra/build_bundle.py
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1] / sub) for sub in ("", "shared")]
 
 from infra.layer_imports import function_apps, online_modules, run_probe, third_party_imports
 from infra.layer_lock import (
@@ -48,6 +48,7 @@ from infra.layer_lock import (
     read_lock,
 )
 from infra.lock_layer import PLATFORMS, pip_platform_args
+from infra.runtime_python import find_python312
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_SOURCE = ROOT / "functions"
@@ -116,6 +117,8 @@ UNREACHABLE_MARKERS = (
     "ConnectTimeoutError",
     "ProxyError",
 )
+# The lines shared/layer_bytecode.py prints: what it compiled, or why it compiled nothing.
+BYTECODE_MARKERS = ("layer bytecode:", "warning: the layer ships no bytecode")
 _NOISE = "is ignored: it is neither a file nor a directory"
 
 
@@ -145,6 +148,8 @@ class Bundle:
     functions: tuple[str, ...]
     # The layer imported on CPython 3.12 with nothing else on sys.path: True, or why it was not tried.
     imports_checked: bool | str = False
+    # What shared/layer_bytecode.py said: how many modules it compiled, or why the layer has no bytecode.
+    bytecode: str = ""
 
     @property
     def layer(self) -> Path:
@@ -176,6 +181,8 @@ class BundleSizes:
     offline_only: Mapping[str, int]
     layer_zipped: int | None = None
     functions_zipped: Mapping[str, int] = field(default_factory=dict)
+    # The __pycache__ folders shared/layer_bytecode.py wrote (part of `layer`).
+    bytecode: int = 0
 
     @property
     def largest_function(self) -> str:
@@ -223,18 +230,26 @@ def build_bundle(
 ) -> Bundle:
     """Build the layer and every function into `out` (emptied first), as `sam build` would for `arch`.
 
-    Raises BundleError when the built layer differs from the lock, or does not import on `python312`
-    (by default a python3.12 on PATH, where there is one and `arch` is this machine's)."""
+    `python312` (default: infra/runtime_python.py's) compiles its bytecode. Raises BundleError when the
+    layer differs from the lock, or does not import on `python312` (where `arch` is this machine's)."""
     if arch not in PLATFORMS:
         raise BundleError(f"expected an architecture in {sorted(PLATFORMS)}, got {arch!r}")
     lock_path = layer_source / LOCK_NAME
+    python312 = find_python312(python312)
     fetch = fetch_wheels(lock_path, arch, wheelhouse, python=python)
+    wheelhouses = [wheelhouse]
+    if python312 is not None and HOST_ARCH and arch != HOST_ARCH:
+        # layer_bytecode.py imports a layer of the other architecture with the lock installed for this one.
+        wheelhouses.append(wheelhouse.parent / HOST_ARCH)
+        fetch_wheels(lock_path, HOST_ARCH, wheelhouses[-1], python=python)
     if out.exists() and any(out.iterdir()):
         if not (out / LAYER_NAME).is_dir():
             raise BundleError(f"refusing to empty {out}: it is not empty and holds no earlier bundle")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    run_layer_makefile(layer_source, out / LAYER_NAME, arch, wheelhouse, python=python)
+    bytecode = run_layer_makefile(
+        layer_source, out / LAYER_NAME, arch, wheelhouses, python=python, bytecode_python=python312
+    )
     site = out / LAYER_NAME / LAYER_SUBDIR
     problems = layer_problems(site, read_lock(lock_path))
     if problems:
@@ -243,7 +258,7 @@ def build_bundle(
     for name in functions:
         copy_source(functions_source / name, out / name)
     imports_checked = check_layer_imports(site, arch, functions_source, python312=python312)
-    return Bundle(arch, out, fetch, tuple(functions), imports_checked)
+    return Bundle(arch, out, fetch, tuple(functions), imports_checked, bytecode)
 
 
 def fetch_wheels(lock: Path, arch: str, wheelhouse: Path, *, python: str = sys.executable) -> WheelFetch:
@@ -264,9 +279,17 @@ def fetch_wheels(lock: Path, arch: str, wheelhouse: Path, *, python: str = sys.e
 
 
 def run_layer_makefile(
-    layer_source: Path, artifacts: Path, arch: str, wheelhouse: Path, *, python: str = sys.executable
-) -> None:
-    """What `sam build` does for a makefile layer: copy ContentUri to a scratch folder, run make there."""
+    layer_source: Path,
+    artifacts: Path,
+    arch: str,
+    wheelhouses: Sequence[Path],
+    *,
+    python: str = sys.executable,
+    bytecode_python: str | None = None,
+) -> str:
+    """What `sam build` does for a makefile layer: copy ContentUri to a scratch folder, run make there.
+
+    Returns what the bytecode step said (modules compiled, or why none were)."""
     artifacts.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="maas-layer-scratch-", dir=artifacts.parent) as scratch:
         shutil.copytree(
@@ -280,14 +303,17 @@ def run_layer_makefile(
             "PYTHON": python,
             # The wheels fetch_wheels checked: the build itself asks no index.
             "PIP_NO_INDEX": "1",
-            "PIP_FIND_LINKS": str(wheelhouse),
+            "PIP_FIND_LINKS": " ".join(str(folder) for folder in wheelhouses),
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            **({"BYTECODE_PYTHON": bytecode_python} if bytecode_python else {}),
         }
         done = _run(
             ["make", "--makefile", str(makefile), f"build-{LAYER_NAME}"], MAKE_TIMEOUT_S, environment, scratch
         )
     if done.returncode != 0:
         raise BundleError(f"make build-{LAYER_NAME} for {arch} failed:\n{_tail(done.stdout)}")
+    said = [line for line in done.stdout.splitlines() if line.startswith(BYTECODE_MARKERS)]
+    return said[-1] if said else "the Makefile said nothing about bytecode"
 
 
 def check_layer_imports(
@@ -298,12 +324,9 @@ def check_layer_imports(
     Returns True, or why it could not be tried; raises BundleError when an import fails."""
     if arch != HOST_ARCH:
         return f"not tried: the {arch} layer does not run on this {HOST_ARCH or platform.machine()} machine"
-    python312 = python312 or shutil.which("python3.12")
+    python312 = find_python312(python312)
     if python312 is None:
-        return "not tried: no python3.12 on PATH"
-    version = _run([python312, "-c", "import sys; print(sys.version_info[:2])"], 30.0)
-    if version.returncode != 0 or version.stdout.strip() != "(3, 12)":
-        return f"not tried: {python312} is not a working CPython 3.12"
+        return "not tried: no working CPython 3.12 found"
     modules = online_modules(site)
     names = modules + sorted(third_party_imports(site, modules))
     try:
@@ -384,6 +407,7 @@ def measure(
         offline_only={sub: source_bytes(layer_source / sub) for sub in OFFLINE_ONLY_SUBPACKAGES},
         layer_zipped=layer_zipped,
         functions_zipped=functions_zipped,
+        bytecode=sum(tree_bytes(cache) for cache in site.rglob("__pycache__")),
     )
 
 
@@ -443,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder to build into (emptied first)")
     parser.add_argument("--wheelhouse", type=Path, help="where downloaded wheels are kept")
     parser.add_argument("--no-zip", action="store_true", help="skip measuring the zipped sizes")
-    parser.add_argument("--python312", help="the CPython 3.12 to import the layer with (default: PATH's)")
+    parser.add_argument("--python312", help="the CPython 3.12 to compile and import the layer with")
     args = parser.parse_args(argv)
     out: Path = args.out.resolve()
     wheelhouse: Path = args.wheelhouse or DEFAULT_WHEELHOUSE / args.arch
@@ -457,6 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wheels from the {bundle.fetch.source} ({bundle.fetch.seconds:.1f} s); layer = {LOCK_NAME}")
     imported = bundle.imports_checked
     print("imports on CPython 3.12 with the layer alone: " + ("yes" if imported is True else str(imported)))
+    print(f"{bundle.bytecode}; {_mb(sizes.bytecode).strip()} of bytecode")
     for entry, size in sizes.packages().items():
         print(f"  {_mb(size)}  {entry}")
     print(f"  {_mb(sizes.dist_info)}  *.dist-info")

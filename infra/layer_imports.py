@@ -5,19 +5,21 @@ environment and asks which distributions the loaded modules come from: each must
 infra/build_bundle.py imports all of it with a built layer as the only site-packages (CPython 3.12, `-S`):
 the layer must hold everything it needs. Third-party imports are read from the source (imports inside
 functions included, `if TYPE_CHECKING:` blocks left out), since maas defers several (tokenizers, jinja2)
-until a model needs them.
+until a model needs them; shared/layer_bytecode.py, which the layer's Makefile runs to choose the modules
+it compiles, reads them the same way.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from infra.layer_lock import LAYER_SOURCE, OFFLINE_ONLY_SUBPACKAGES
+
+from layer_bytecode import package_modules
+from layer_bytecode import third_party_imports as layer_third_party_imports
 
 FUNCTIONS_SOURCE = LAYER_SOURCE.parent / "functions"
 # Imported here in a fresh interpreter: the functions' modules, then every name given, then the AWS clients
@@ -44,28 +46,14 @@ PROBE_ENV = {"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1", "LANG":
 
 def online_modules(package_root: Path) -> list[str]:
     """Every module of the maas package at `package_root` (the folder holding maas/) but the offline ones."""
-    offline = tuple(sub.replace("/", ".") for sub in OFFLINE_ONLY_SUBPACKAGES)
-    names: list[str] = []
-    for path in sorted((package_root / "maas").rglob("*.py")):
-        parts = list(path.relative_to(package_root).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        name = ".".join(parts)
-        if not any(name == sub or name.startswith(sub + ".") for sub in offline):
-            names.append(name)
-    return names
+    return package_modules(package_root, "maas", [sub.replace("/", ".") for sub in OFFLINE_ONLY_SUBPACKAGES])
 
 
 def third_party_imports(package_root: Path, modules: Iterable[str]) -> set[str]:
-    """The non-maas modules the given maas modules import, anywhere but under `if TYPE_CHECKING:`."""
-    found: set[str] = set()
-    for module in modules:
-        path = package_root.joinpath(*module.split("."))
-        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
-        found |= _imports(ast.parse(path.read_text(encoding="utf-8")))
-    stdlib = sys.stdlib_module_names
-    skipped = {*stdlib, "maas", *OFFLINE_CALLERS_ONLY}
-    return {name for name in found if name.split(".")[0] not in skipped}
+    """The non-maas modules the given maas modules import, anywhere but under `if TYPE_CHECKING:`, less
+    those only offline callers reach."""
+    found = layer_third_party_imports(package_root, modules)
+    return {name for name in found if name.split(".")[0] not in OFFLINE_CALLERS_ONLY}
 
 
 def function_apps(functions_root: Path = FUNCTIONS_SOURCE) -> list[Path]:
@@ -90,32 +78,3 @@ def run_probe(
     if done.returncode != 0:
         raise ImportError(f"importing the functions with {python} failed:\n{done.stderr[-4000:]}")
     return set(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
-def _imports(tree: ast.AST) -> set[str]:
-    names: set[str] = set()
-    for node in _nodes_outside_type_checking(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module)
-    return names
-
-
-def _nodes_outside_type_checking(tree: ast.AST) -> list[ast.AST]:
-    found: list[ast.AST] = []
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.If) and _is_type_checking(node.test):
-            stack.extend(node.orelse)
-            continue
-        found.append(node)
-        stack.extend(ast.iter_child_nodes(node))
-    return found
-
-
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )

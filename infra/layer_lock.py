@@ -7,6 +7,7 @@ module reads it and checks a built layer against it, for the tests and for infra
 
 from __future__ import annotations
 
+import _imp
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,7 +32,12 @@ PRUNED_PATHS = ("onnxruntime/tools", "onnxruntime/transformers", "onnxruntime/qu
 # assume a role.
 BOTOCORE_SERVICES = ("kms", "s3", "secretsmanager", "sts")
 # Files of shared/ that build the layer and must not end up in it.
-BUILD_FILES = ("Makefile", "requirements.lock", "requirements.txt")
+BUILD_FILES = ("Makefile", "requirements.lock", "requirements.txt", "layer_bytecode.py")
+# The bytecode shared/layer_bytecode.py writes: CPython 3.12's (the runtime's), whatever Python checks it.
+RUNTIME_PYC_TAG = "cpython-312"
+RUNTIME_PYC_MAGIC = bytes.fromhex("cb0d0d0a")
+# PEP 552's flags word: hash-based, source not checked on import.
+UNCHECKED_HASH_FLAGS = 0b01
 
 _LINE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s\\;]+)")
 _HASH = re.compile(r"--hash=sha256:(?P<digest>[0-9a-f]{64})")
@@ -104,9 +110,40 @@ def layer_problems(site: Path, lock: Mapping[str, LockedDistribution]) -> list[s
     services = sorted(p.name for p in models.iterdir() if p.is_dir()) if models.is_dir() else []
     if "botocore" in lock and services != sorted(BOTOCORE_SERVICES):
         problems.append(f"expected botocore's models for {sorted(BOTOCORE_SERVICES)} alone, got {services}")
-    caches = sorted(str(p.relative_to(site)) for p in (site / "maas").rglob("__pycache__"))
-    problems += [f"{cache} is a bytecode cache of the build machine" for cache in caches]
+    problems += bytecode_problems(site)
     return problems
+
+
+def bytecode_problems(site: Path) -> list[str]:
+    """Each compiled file in the layer that is not CPython 3.12's unchecked-hash pyc of the source beside it.
+
+    On Lambda nothing rechecks an unchecked-hash pyc against its source, so a stale one would run instead
+    of the code shipped; a timestamp pyc or another version's is a cache of the build machine."""
+    problems: list[str] = []
+    for pyc in sorted(site.rglob("*.py[co]")):
+        name = str(pyc.relative_to(site))
+        stem, _, tag = pyc.name.removesuffix(".pyc").rpartition(".")
+        source = pyc.parent.parent / f"{stem}.py"
+        if pyc.parent.name != "__pycache__" or tag != RUNTIME_PYC_TAG or pyc.suffix != ".pyc":
+            problems.append(f"{name} is not CPython 3.12 bytecode in a __pycache__ folder")
+        elif not source.is_file():
+            problems.append(f"{name} has no source beside it")
+        else:
+            problems += [f"{name} {problem}" for problem in _header_problems(pyc, source)]
+    return problems
+
+
+def _header_problems(pyc: Path, source: Path) -> list[str]:
+    with pyc.open("rb") as file:
+        header = file.read(16)
+    if header[:4] != RUNTIME_PYC_MAGIC:
+        return [f"is not CPython 3.12 bytecode (magic {header[:4].hex()})"]
+    if int.from_bytes(header[4:8], "little") != UNCHECKED_HASH_FLAGS:
+        return ["is not an unchecked-hash pyc (a timestamp or checked one is a cache of the build machine)"]
+    key = int.from_bytes(RUNTIME_PYC_MAGIC, "little")
+    if header[8:16] != _imp.source_hash(key, source.read_bytes()):
+        return [f"was compiled from another source than {source.name}"]
+    return []
 
 
 def _logical_lines(text: str) -> list[str]:

@@ -6,19 +6,14 @@ real layer and holds it to the same checks."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from infra.layer_lock import BUILD_FILES, OFFLINE_ONLY_SUBPACKAGES, layer_problems, read_lock
 
-from tests.support.paths import ROOT
+from tests.support.layer_make import SHARED, make_layer, scratch_copy
 from tests.support.wheels import BuiltWheel, build_wheel, lock_text
-
-SHARED = ROOT / "shared"
 
 
 @pytest.fixture
@@ -35,38 +30,6 @@ def wheels(tmp_path: Path) -> list[BuiltWheel]:
         ),
         build_wheel(house, "gamma", "1.0"),
     ]
-
-
-def scratch_copy(tmp_path: Path, lock: str) -> Path:
-    """shared/ as the custom-make workflow copies it, with the test lock in place of the real one."""
-    scratch = tmp_path / "scratch"
-    shutil.copytree(SHARED, scratch, ignore=shutil.ignore_patterns(".aws-sam", ".git"))
-    (scratch / "requirements.lock").write_text(lock, encoding="utf-8")
-    return scratch
-
-
-def make_layer(
-    scratch: Path, artifacts: Path, wheelhouse: Path, arch: str
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "ARTIFACTS_DIR": str(artifacts),
-        "MAAS_LAYER_ARCH": arch,
-        "PYTHON": sys.executable,
-        # Only the test's wheels: no index, no configuration of this machine's pip.
-        "PIP_CONFIG_FILE": os.devnull,
-        "PIP_NO_INDEX": "1",
-        "PIP_FIND_LINKS": str(wheelhouse),
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-    }
-    return subprocess.run(
-        ["make", "--makefile", str(scratch / "Makefile"), "build-MaasLayer"],
-        cwd=scratch,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize("arch", ["x86_64", "arm64"])
