@@ -123,6 +123,14 @@ def add_registry_commands(commands: common.Commands, output: argparse.ArgumentPa
     )
     gc.add_argument("--apply", action="store_true", help="delete them (default: list only)")
     gc.set_defaults(command=registry_gc_command)
+    repair = registry_commands.add_parser(
+        "repair-latest",
+        parents=[output],
+        help="write each model's latest pointer from its versions: for a registry published before the "
+        "pointer existed, copied without it, or left behind by a publisher or deleter that died mid-change",
+    )
+    repair.add_argument("names", metavar="NAME", nargs="*", help="models to repair (default: all)")
+    repair.set_defaults(command=registry_repair_latest_command)
 
 
 def _add_version_argument(parser: argparse.ArgumentParser) -> None:
@@ -343,6 +351,25 @@ def registry_gc_command(args: argparse.Namespace) -> int:
             print(f"{verb} {registry.version_prefix(name, version)} (all but {CLAIM_FILE})")
     if not args.apply:
         print("dry run: pass --apply to delete them")
+    return 0
+
+
+def registry_repair_latest_command(args: argparse.Namespace) -> int:
+    from maas.registry import validate_name
+    from maas.registry.admin import RegistryAdmin
+
+    registry = common.registry()
+    admin = RegistryAdmin(registry)
+    names = [validate_name(name) for name in args.names] or _model_folders(registry)
+    latest = {name: admin.repair_latest(name) for name in names}
+    if args.json:
+        return common.print_json({"latest": latest})
+    for name, version in latest.items():
+        print(
+            f"{name}: latest is v{version}"
+            if version is not None
+            else f"{name}: no ready version, no pointer"
+        )
     return 0
 
 

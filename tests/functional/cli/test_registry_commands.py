@@ -198,3 +198,16 @@ def test_gc_lists_an_abandoned_folder_and_deletes_it_only_with_apply(
     assert cli_registry.versions(NAME) == [1, 2, 3]
     assert run(capsys, "registry", "gc", "--older-than", "0", "--apply")["abandoned"] == {}
     assert cli_registry.publish("x", seed_model.files, seed_model.draft).version == 10
+
+
+def test_repair_latest_writes_the_pointer_a_registry_lacks(
+    demo: list[Manifest], cli_registry: ModelRegistry, s3: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A registry copied without its pointer: bare names fall back to the listing until it is repaired.
+    s3.delete_object(Bucket=TEST_BUCKET, Key=cli_registry.latest_key(NAME))
+
+    assert run(capsys, "registry", "repair-latest") == {"latest": {NAME: 3}}
+    pointer = s3.get_object(Bucket=TEST_BUCKET, Key=cli_registry.latest_key(NAME))["Body"].read()
+    assert json.loads(pointer)["version"] == 3
+    assert main(["registry", "repair-latest", NAME]) == 0
+    assert capsys.readouterr().out == f"{NAME}: latest is v3\n"
