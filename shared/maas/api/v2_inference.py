@@ -25,6 +25,7 @@ from maas.protocol.v2_codec import (
     decode_infer_request,
     encode_infer_response,
 )
+from maas.protocol.v2_flat_binary import decode_binary_request, encode_binary_response
 from maas.protocol.v2_flat_codec import decode_flat_request, encode_json_response
 from maas.registry.references import ModelRef, describe_name, parse_ref, parse_version_selector
 from maas.service.inference import ROUTING_KEY, InferenceService
@@ -80,7 +81,10 @@ class V2Inference:
     def decode(self, event: BaseProxyEvent) -> DecodedInferRequest:
         body = read_body(event, self.settings.max_request_bytes, compressed=self.settings.compressed_bodies)
         length = header_length(event, HEADER_LENGTH)
-        decoded = decode_flat_request(body, self.limits) if length is None else None
+        if length is None:
+            decoded = decode_flat_request(body, self.limits)
+        else:
+            decoded = decode_binary_request(body, length, self.limits)
         if decoded is None:
             decoded = decode_infer_request(body, self.limits, header_length=length)
         routing_key = header(event, ROUTING_KEY_HEADER)
@@ -100,7 +104,7 @@ class V2Inference:
         if content is not None:
             check_response_size(len(content), limit)
             return EncodedAnswer(content, headers)
-        encoded = encode_infer_response(response, decoded)
+        encoded = encode_binary_response(response, decoded) or encode_infer_response(response, decoded)
         if encoded.header_length is None:
             check_response_size(len(encoded.content), limit)
             return EncodedAnswer(encoded.content, headers)

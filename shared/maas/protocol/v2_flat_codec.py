@@ -25,7 +25,7 @@ from maas.protocol.json_depth import check_depth, check_leading_depth
 from maas.protocol.tensor_codec import TensorLimits, check_shape
 from maas.protocol.v2_codec import BINARY_DATA_OUTPUT, DecodedInferRequest, input_location
 
-_BODY_FIELDS = frozenset({"id", "inputs", "outputs", "parameters", "model_name", "model_version"})
+BODY_FIELDS = frozenset({"id", "inputs", "outputs", "parameters", "model_name", "model_version"})
 _INPUT_FIELDS = frozenset({"name", "shape", "datatype", "data"})
 _OUTPUT_FIELDS = frozenset({"name"})
 # The element type a flat list must hold throughout: integers in a float tensor go to the general codec,
@@ -34,9 +34,9 @@ _ELEMENT_TYPE = {"f": float, "i": int, "u": int}
 _NUMERIC: Mapping[str, Datatype] = {d.v2: d for d in DATATYPES if d.numpy.kind in _ELEMENT_TYPE}
 # Floats narrower than JSON's doubles, and their largest finite value (JSON has no NaN or Infinity).
 _LARGEST_FLOAT = {np.dtype(t): float(np.finfo(t).max) for t in (np.float16, np.float32)}
-_OPTIONAL_STRING = frozenset({str, type(None)})
-_INTEGER = frozenset({int})
-_PARAMETER_SCALARS = (str, int, float, bool, type(None))
+OPTIONAL_STRING = frozenset({str, type(None)})
+INTEGER = frozenset({int})
+PARAMETER_SCALARS = (str, int, float, bool, type(None))
 # Output kinds written from numpy: floats widen to float64 first, so each value is written as the general
 # codec writes it (the double nearest the float32, not the float32's own shortest form).
 _WRITTEN_KINDS = frozenset("fiub")
@@ -46,11 +46,8 @@ _Input = tuple[int, str, Datatype, list[int], list[Any]]
 
 def decode_flat_request(body: str | bytes, limits: TensorLimits) -> DecodedInferRequest | None:
     """The request, when its body is plain JSON with flat numeric tensors; None for the general codec."""
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if type(document) is not dict or not document.keys() <= _BODY_FIELDS:
+    document = parse_json(body)
+    if type(document) is not dict or not document.keys() <= BODY_FIELDS:
         return None
     inputs = _plain_inputs(document.get("inputs"))
     outputs = _output_names(document.get("outputs"))
@@ -64,7 +61,7 @@ def decode_flat_request(body: str | bytes, limits: TensorLimits) -> DecodedInfer
         inputs is None
         or outputs is None
         or not _plain_parameters(parameters)
-        or not set(map(type, strings)) <= _OPTIONAL_STRING
+        or not set(map(type, strings)) <= OPTIONAL_STRING
     ):
         return None
     # The general codec's checks, in its order: the free-form fields' depth, then each input's shape.
@@ -87,6 +84,15 @@ def decode_flat_request(body: str | bytes, limits: TensorLimits) -> DecodedInfer
     )
 
 
+def parse_json(text: str | bytes | memoryview) -> Any:
+    """The parsed document; None for text that is not JSON (orjson's reading: NaN and integers past 64 bits
+    are not), which the general codec then reads and names."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+
+
 def _plain_inputs(inputs: object) -> list[_Input] | None:
     if type(inputs) is not list or not inputs:
         return None
@@ -101,7 +107,7 @@ def _plain_inputs(inputs: object) -> list[_Input] | None:
             or type(name) is not str
             or type(shape) is not list
             or type(data) is not list
-            or not set(map(type, shape)) <= _INTEGER
+            or not set(map(type, shape)) <= INTEGER
         ):
             return None
         plain.append((index, name, datatype, shape, data))
@@ -129,7 +135,7 @@ def _plain_parameters(parameters: object) -> bool:
     return (
         type(parameters) is dict
         and BINARY_DATA_OUTPUT not in parameters
-        and all(isinstance(value, _PARAMETER_SCALARS) for value in parameters.values())
+        and all(isinstance(value, PARAMETER_SCALARS) for value in parameters.values())
     )
 
 
@@ -157,18 +163,26 @@ def encode_json_response(response: InferenceResponse) -> bytes | None:
         return None
     outputs: list[dict[str, Any]] = []
     for tensor in response.outputs:
-        array = tensor.array
-        if array.dtype.kind not in _WRITTEN_KINDS or not array.dtype.isnative:
+        output = json_output(tensor)
+        if output is None:
             return None
-        data = array.astype(np.float64, copy=False) if array.dtype.kind == "f" else array
-        outputs.append(
-            {
-                "name": tensor.name,
-                "datatype": tensor.datatype,
-                "shape": list(array.shape),
-                "data": data.ravel(),
-            }
-        )
+        outputs.append(output)
+    return dump_response(response, outputs)
+
+
+def json_output(tensor: Tensor) -> dict[str, Any] | None:
+    """A numeric output as the general codec writes it in JSON, `data` still numpy; None for any other."""
+    array = tensor.array
+    if array.dtype.kind not in _WRITTEN_KINDS or not array.dtype.isnative:
+        return None
+    data = array.astype(np.float64, copy=False) if array.dtype.kind == "f" else array
+    shape = list(array.shape)
+    return {"name": tensor.name, "datatype": tensor.datatype, "shape": shape, "data": data.ravel()}
+
+
+def dump_response(response: InferenceResponse, outputs: list[dict[str, Any]]) -> bytes | None:
+    """The response document around its outputs, in the general codec's field order; None when orjson
+    cannot write it."""
     body: dict[str, Any] = {"model_name": response.model_name, "model_version": str(response.model_version)}
     if response.id is not None:
         body["id"] = response.id
