@@ -44,6 +44,10 @@ _OUTPUT_FIELDS = frozenset({"name", "parameters"})
 # BYTES is length-prefixed element by element: the general codec reads it.
 _FIXED_WIDTH: dict[str, Datatype] = {name: d for name, d in BY_V2.items() if name != "BYTES"}
 _FLAG = frozenset({bool, type(None)})
+# What tritonclient sends as a binary input's parameters; any other parameter goes to the general codec.
+_SIZE_ONLY = frozenset({BINARY_DATA_SIZE})
+# The depth of a parameters object of scalars: below the root's field, and below an input's or output's.
+_FIELD_DEPTH, _TENSOR_FIELD_DEPTH = 2, 4
 
 # (index, name, datatype, shape, binary_data_size, the input's parameters)
 _BinaryInput = tuple[int, str, Datatype, list[int], int, dict[str, Any]]
@@ -79,14 +83,17 @@ def decode_binary_request(
     ):
         return None
     # The general codec's checks, in its order: the free-form fields' depth, then input by input.
+    # Every parameters object here holds scalars only, so it is exactly one level below its field, and
+    # only a limit that low can refuse it.
     limit = limits.max_json_depth
-    if parameters:
+    if parameters and limit < _FIELD_DEPTH:
         check_depth(parameters, "parameters", limit, above=1)
-    for index, _, _, _, _, input_parameters in inputs:
-        check_depth(input_parameters, f"inputs[{index}].parameters", limit, above=3)
-    for index, (_, _, output_parameters) in enumerate(outputs):
-        if output_parameters:
-            check_depth(output_parameters, f"outputs[{index}].parameters", limit, above=3)
+    if limit < _TENSOR_FIELD_DEPTH:
+        for index, _, _, _, _, input_parameters in inputs:
+            check_depth(input_parameters, f"inputs[{index}].parameters", limit, above=3)
+        for index, (_, _, output_parameters) in enumerate(outputs):
+            if output_parameters:
+                check_depth(output_parameters, f"outputs[{index}].parameters", limit, above=3)
     binary = view[header_length:]
     offset = 0
     tensors: list[Tensor] = []
@@ -130,10 +137,10 @@ def _binary_inputs(inputs: object) -> list[_BinaryInput] | None:
             or type(shape) is not list
             or not set(map(type, shape)) <= INTEGER
             or type(parameters) is not dict
-            or not all(isinstance(value, PARAMETER_SCALARS) for value in parameters.values())
+            or parameters.keys() != _SIZE_ONLY
         ):
             return None
-        size = parameters.get(BINARY_DATA_SIZE)
+        size = parameters[BINARY_DATA_SIZE]
         if type(size) is not int or size < 0:
             return None
         plain.append((index, name, datatype, shape, size, parameters))
@@ -158,9 +165,7 @@ def _outputs(outputs: object) -> list[_Output] | None:
         if parameters is None:
             plain.append((output["name"], None, None))
             continue
-        if type(parameters) is not dict or not all(
-            isinstance(value, PARAMETER_SCALARS) for value in parameters.values()
-        ):
+        if type(parameters) is not dict or not set(map(type, parameters.values())) <= PARAMETER_SCALARS:
             return None
         flag = parameters.get(BINARY_DATA)
         if type(flag) not in _FLAG:
@@ -175,7 +180,7 @@ def _plain_parameters(parameters: object) -> bool:
     return (
         type(parameters) is dict
         and type(parameters.get(BINARY_DATA_OUTPUT)) in _FLAG
-        and all(isinstance(value, PARAMETER_SCALARS) for value in parameters.values())
+        and set(map(type, parameters.values())) <= PARAMETER_SCALARS
     )
 
 

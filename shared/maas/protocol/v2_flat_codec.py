@@ -36,7 +36,8 @@ _NUMERIC: Mapping[str, Datatype] = {d.v2: d for d in DATATYPES if d.numpy.kind i
 _LARGEST_FLOAT = {np.dtype(t): float(np.finfo(t).max) for t in (np.float16, np.float32)}
 OPTIONAL_STRING = frozenset({str, type(None)})
 INTEGER = frozenset({int})
-PARAMETER_SCALARS = (str, int, float, bool, type(None))
+# The types orjson reads a scalar as (exactly these: it makes no subclasses).
+PARAMETER_SCALARS = frozenset({str, int, float, bool, type(None)})
 # Output kinds written from numpy: floats widen to float64 first, so each value is written as the general
 # codec writes it (the double nearest the float32, not the float32's own shortest form).
 _WRITTEN_KINDS = frozenset("fiub")
@@ -135,7 +136,7 @@ def _plain_parameters(parameters: object) -> bool:
     return (
         type(parameters) is dict
         and BINARY_DATA_OUTPUT not in parameters
-        and all(isinstance(value, PARAMETER_SCALARS) for value in parameters.values())
+        and set(map(type, parameters.values())) <= PARAMETER_SCALARS
     )
 
 

@@ -95,6 +95,7 @@ DECLINED = {
         binary_input(FLOATS, "FP32"), outputs=[{"name": "y", "datatype": "FP32"}]
     ),
     "no inputs": request(),
+    "input parameters besides the size": request(binary_input(FLOATS, "FP32", content_type="np")),
 }
 
 
