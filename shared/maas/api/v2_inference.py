@@ -8,6 +8,7 @@ here imports Powertools' event handler: the fast path serves without it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -33,6 +34,7 @@ from maas.service.inference import ROUTING_KEY, InferenceService
 MODEL_VERSION_HEADER = "x-maas-model-version"
 ROUTING_KEY_HEADER = "x-maas-routing-key"
 BINARY_CONTENT_TYPE = "application/octet-stream"
+PARSED_PATHS = 1024
 # Lambda returns binary bodies base64-encoded, which grows them by a third.
 BASE64_GROWTH = 4 / 3
 
@@ -113,6 +115,9 @@ class V2Inference:
         return EncodedAnswer(encoded.content, headers, binary=True)
 
 
+# Parsed once per path a client uses, not once per request: a ModelRef is immutable, and a path that does
+# not parse raises, which the cache does not keep. Bounded, as clients choose the paths.
+@functools.lru_cache(maxsize=PARSED_PATHS)
 def model_ref(name: str, version: str | None) -> ModelRef:
     # API Gateway hands path parameters over still percent-encoded (name%40alias). Without a
     # /versions/ segment the name may carry an alias itself, as everywhere else: seed-mlp@staging.
