@@ -30,13 +30,12 @@ from maas.protocol.v2_codec import (
     input_location,
 )
 from maas.protocol.v2_flat_codec import (
-    BODY_FIELDS,
-    INTEGER,
-    OPTIONAL_STRING,
     PARAMETER_SCALARS,
     dump_response,
     json_output,
     parse_json,
+    plain_fields,
+    plain_tensor,
 )
 
 _INPUT_FIELDS = frozenset({"name", "shape", "datatype", "parameters"})
@@ -65,24 +64,14 @@ def decode_binary_request(
         return None
     view = memoryview(raw)
     document = parse_json(view[:header_length])
-    if type(document) is not dict or not document.keys() <= BODY_FIELDS:
+    fields = plain_fields(document)
+    if fields is None or type(fields.parameters.get(BINARY_DATA_OUTPUT)) not in _FLAG:
         return None
     inputs = _binary_inputs(document.get("inputs"))
     outputs = _outputs(document.get("outputs"))
-    parameters = document.get("parameters")
-    request_id, model_name, model_version = strings = (
-        document.get("id"),
-        document.get("model_name"),
-        document.get("model_version"),
-    )
-    if (
-        inputs is None
-        or outputs is None
-        or not _plain_parameters(parameters)
-        or not set(map(type, strings)) <= OPTIONAL_STRING
-    ):
+    if inputs is None or outputs is None:
         return None
-    # The general codec's checks, in its order: the free-form fields' depth, then input by input.
+    parameters = fields.parameters
     # Every parameters object here holds scalars only, so it is exactly one level below its field, and
     # only a limit that low can refuse it.
     limit = limits.max_json_depth
@@ -112,13 +101,13 @@ def decode_binary_request(
         request=InferenceRequest(
             inputs=tensors,
             outputs=None if document.get("outputs") is None else [name for name, _, _ in outputs],
-            id=request_id,
-            parameters=parameters or {},
+            id=fields.id,
+            parameters=parameters,
         ),
         binary_by_output={name: flag for name, flag, _ in outputs if flag is not None},
-        binary_by_default=bool(parameters and parameters.get(BINARY_DATA_OUTPUT)),
-        model_name=model_name,
-        model_version=model_version,
+        binary_by_default=bool(parameters.get(BINARY_DATA_OUTPUT)),
+        model_name=fields.model_name,
+        model_version=fields.model_version,
     )
 
 
@@ -127,23 +116,16 @@ def _binary_inputs(inputs: object) -> list[_BinaryInput] | None:
         return None
     plain: list[_BinaryInput] = []
     for index, item in enumerate(inputs):
-        if type(item) is not dict or item.keys() != _INPUT_FIELDS:
+        tensor = plain_tensor(item, _INPUT_FIELDS, _FIXED_WIDTH)
+        if tensor is None:
             return None
-        name, shape, parameters = item["name"], item["shape"], item["parameters"]
-        datatype = _FIXED_WIDTH.get(item["datatype"]) if type(item["datatype"]) is str else None
-        if (
-            datatype is None
-            or type(name) is not str
-            or type(shape) is not list
-            or not set(map(type, shape)) <= INTEGER
-            or type(parameters) is not dict
-            or parameters.keys() != _SIZE_ONLY
-        ):
+        parameters = item["parameters"]
+        if type(parameters) is not dict or parameters.keys() != _SIZE_ONLY:
             return None
         size = parameters[BINARY_DATA_SIZE]
         if type(size) is not int or size < 0:
             return None
-        plain.append((index, name, datatype, shape, size, parameters))
+        plain.append((index, *tensor, size, parameters))
     return plain
 
 
@@ -172,16 +154,6 @@ def _outputs(outputs: object) -> list[_Output] | None:
             return None  # not true or false: the general codec names it
         plain.append((output["name"], flag, parameters))
     return plain
-
-
-def _plain_parameters(parameters: object) -> bool:
-    if parameters is None:
-        return True
-    return (
-        type(parameters) is dict
-        and type(parameters.get(BINARY_DATA_OUTPUT)) in _FLAG
-        and set(map(type, parameters.values())) <= PARAMETER_SCALARS
-    )
 
 
 def encode_binary_response(response: InferenceResponse, decoded: DecodedInferRequest) -> EncodedBody | None:
