@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections import defaultdict
 from typing import Any
@@ -33,6 +34,15 @@ SERVICE_NAME = os.environ.get(ENV_SERVICE_NAME) or "maas"
 METRICS_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "maas"
 STANDARD_RESOLUTION = 60
 SERVICE_DIMENSION = "service"
+
+_SERVICE_ONLY = frozenset({SERVICE_DIMENSION})
+# Keys of the EMF document itself, which a metric's name cannot take in the template.
+_RESERVED_KEYS = frozenset({SERVICE_DIMENSION, "_aws"})
+# The variables that can turn metrics off, and their keys in os.environ's underlying mapping (bytes on
+# POSIX) where it has one.
+_SWITCHES = (POWERTOOLS_DEV_ENV, METRICS_DISABLED_ENV)
+_encode_key = getattr(os.environ, "encodekey", None)
+_SWITCH_KEYS = None if _encode_key is None else tuple(_encode_key(name) for name in _SWITCHES)
 
 # The (name, CloudWatch unit) of each metric in a flushed set, in order: the key of its template.
 _Definitions = tuple[tuple[str, str], ...]
@@ -85,18 +95,20 @@ class EmfMetrics(Metrics):
         if line is None or _may_be_disabled():
             super().flush_metrics(raise_on_empty_metrics=raise_on_empty_metrics)
             return
-        print(line)
+        # print's bytes in one write rather than two.
+        sys.stdout.write(f"{line}\n")
         self.clear_metrics()
 
     def _templated_line(self) -> str | None:
         """The EMF document Powertools would print for the current set, or None when the set has anything
         the template does not cover."""
+        dimensions = self.dimension_set
         if (
             self.metadata_set
             or self.provider.dimension_sets
             or self.provider.timestamp is not None
-            or any(key != SERVICE_DIMENSION for key in self.dimension_set)
-            or self.dimension_set.get(SERVICE_DIMENSION, self._service) != self._service
+            or not dimensions.keys() <= _SERVICE_ONLY
+            or dimensions.get(SERVICE_DIMENSION, self._service) != self._service
         ):
             return None
         definitions: list[tuple[str, str]] = []
@@ -104,10 +116,12 @@ class EmfMetrics(Metrics):
         for name, metric in self.metric_set.items():
             samples = metric.get("Value")
             if (
-                name in (SERVICE_DIMENSION, "_aws")
+                name in _RESERVED_KEYS
                 or metric.get("StorageResolution") != STANDARD_RESOLUTION
                 or not samples
-                or not all(math.isfinite(sample) for sample in samples)
+                # A sum overflows to infinity only if a sample is not finite or the samples are huge: the
+                # latter go to Powertools too, which is merely slower.
+                or not math.isfinite(sum(samples))
             ):
                 return None
             definitions.append((name, metric.get("Unit", "")))
@@ -144,8 +158,14 @@ class EmfMetrics(Metrics):
 
 def _may_be_disabled() -> bool:
     # Powertools' own check parses two variables on every call; when neither is set the answer is no.
-    environ = os.environ
-    if POWERTOOLS_DEV_ENV not in environ and METRICS_DISABLED_ENV not in environ:
+    # Asked of the mapping behind os.environ (which its writes keep current): os.environ's own `in` raises
+    # and catches a KeyError for each absent name, a microsecond apiece on every request.
+    environ: Any = getattr(os.environ, "_data", None)
+    if environ is None or _SWITCH_KEYS is None:
+        environ, keys = os.environ, _SWITCHES
+    else:
+        keys = _SWITCH_KEYS
+    if keys[0] not in environ and keys[1] not in environ:
         return False
     return is_metrics_disabled()
 

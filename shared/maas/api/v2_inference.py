@@ -8,6 +8,7 @@ here imports Powertools' event handler: the fast path serves without it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -25,6 +26,7 @@ from maas.protocol.v2_codec import (
     decode_infer_request,
     encode_infer_response,
 )
+from maas.protocol.v2_flat_binary import decode_binary_request, encode_binary_response
 from maas.protocol.v2_flat_codec import decode_flat_request, encode_json_response
 from maas.registry.references import ModelRef, describe_name, parse_ref, parse_version_selector
 from maas.service.inference import ROUTING_KEY, InferenceService
@@ -32,6 +34,7 @@ from maas.service.inference import ROUTING_KEY, InferenceService
 MODEL_VERSION_HEADER = "x-maas-model-version"
 ROUTING_KEY_HEADER = "x-maas-routing-key"
 BINARY_CONTENT_TYPE = "application/octet-stream"
+PARSED_PATHS = 1024
 # Lambda returns binary bodies base64-encoded, which grows them by a third.
 BASE64_GROWTH = 4 / 3
 
@@ -80,7 +83,10 @@ class V2Inference:
     def decode(self, event: BaseProxyEvent) -> DecodedInferRequest:
         body = read_body(event, self.settings.max_request_bytes, compressed=self.settings.compressed_bodies)
         length = header_length(event, HEADER_LENGTH)
-        decoded = decode_flat_request(body, self.limits) if length is None else None
+        if length is None:
+            decoded = decode_flat_request(body, self.limits)
+        else:
+            decoded = decode_binary_request(body, length, self.limits)
         if decoded is None:
             decoded = decode_infer_request(body, self.limits, header_length=length)
         routing_key = header(event, ROUTING_KEY_HEADER)
@@ -100,7 +106,7 @@ class V2Inference:
         if content is not None:
             check_response_size(len(content), limit)
             return EncodedAnswer(content, headers)
-        encoded = encode_infer_response(response, decoded)
+        encoded = encode_binary_response(response, decoded) or encode_infer_response(response, decoded)
         if encoded.header_length is None:
             check_response_size(len(encoded.content), limit)
             return EncodedAnswer(encoded.content, headers)
@@ -109,6 +115,9 @@ class V2Inference:
         return EncodedAnswer(encoded.content, headers, binary=True)
 
 
+# Parsed once per path a client uses, not once per request: a ModelRef is immutable, and a path that does
+# not parse raises, which the cache does not keep. Bounded, as clients choose the paths.
+@functools.lru_cache(maxsize=PARSED_PATHS)
 def model_ref(name: str, version: str | None) -> ModelRef:
     # API Gateway hands path parameters over still percent-encoded (name%40alias). Without a
     # /versions/ segment the name may carry an alias itself, as everywhere else: seed-mlp@staging.

@@ -21,7 +21,7 @@ from maas.config import (
     ENV_MAX_STRING_BYTES,
     Settings,
 )
-from maas.datatypes import Datatype
+from maas.datatypes import DATATYPES, Datatype
 from maas.errors import InvalidInput, PayloadTooLarge
 
 _KIND_NAMES = {
@@ -34,6 +34,8 @@ _KIND_NAMES = {
     "O": "a ragged or mixed-type list",
 }
 _LENGTH_PREFIX = struct.Struct("<I")
+# The wire's byte order for each dtype, made once: newbyteorder builds a new dtype on every call.
+_LITTLE_ENDIAN = {d.numpy: d.numpy.newbyteorder("<") for d in DATATYPES}
 # numpy's own limit is 64; no ONNX model we serve needs more than a handful.
 MAX_RANK = 32
 MAX_ECHOED_DIMS = 8
@@ -77,18 +79,25 @@ def check_shape(shape: list[int], where: str, limits: TensorLimits) -> int:
     huge integers and nothing downstream (numpy's reshape) sees a dimension it cannot hold."""
     if len(shape) > MAX_RANK:
         raise InvalidInput(f"{where}.shape: expected at most {MAX_RANK} dimensions, got {len(shape)}")
-    if any(dim < 0 for dim in shape):
-        raise InvalidInput(f"{where}.shape: expected non-negative dimensions, got {describe_shape(shape)}")
-    if shape and shape[0] > limits.max_batch:
-        raise PayloadTooLarge(
-            f"{where}.shape: expected a batch of at most {limits.max_batch} (MAAS_MAX_BATCH), got {shape[0]}"
-        )
-    if any(dim > limits.max_elements for dim in shape) or math.prod(shape) > limits.max_elements:
+    count: int | None = 1
+    if shape:
+        # min and max in C rather than a generator per check: this runs for every tensor of every request.
+        if min(shape) < 0:
+            raise InvalidInput(
+                f"{where}.shape: expected non-negative dimensions, got {describe_shape(shape)}"
+            )
+        if shape[0] > limits.max_batch:
+            raise PayloadTooLarge(
+                f"{where}.shape: expected a batch of at most {limits.max_batch} (MAAS_MAX_BATCH), "
+                f"got {shape[0]}"
+            )
+        count = math.prod(shape) if max(shape) <= limits.max_elements else None
+    if count is None or count > limits.max_elements:
         raise PayloadTooLarge(
             f"{where}.shape: expected at most {limits.max_elements} elements (MAAS_MAX_ELEMENTS), "
             f"got {describe_shape(shape)}"
         )
-    return math.prod(shape)
+    return count
 
 
 def describe_shape(shape: list[int]) -> str:
@@ -317,7 +326,7 @@ def array_from_binary(
             f"{where}.parameters.binary_data_size: shape {describe_shape(shape)} of {datatype.v2} "
             f"needs {expected} bytes, got {len(chunk)}"
         )
-    array = np.frombuffer(chunk, dtype=datatype.numpy.newbyteorder("<")).reshape(shape)
+    array = np.frombuffer(chunk, dtype=_LITTLE_ENDIAN[datatype.numpy]).reshape(shape)
     # onnxruntime wants native, aligned memory; copying only when the wire layout forbids sharing.
     if not array.dtype.isnative or not array.flags.aligned:
         array = array.astype(datatype.numpy)
@@ -361,7 +370,7 @@ def array_to_json(array: npt.NDArray[Any]) -> list[Any]:
 
 def array_to_binary(array: npt.NDArray[Any], datatype: Datatype) -> bytes:
     if datatype.v2 != "BYTES":
-        return np.ascontiguousarray(array, dtype=datatype.numpy.newbyteorder("<")).tobytes()
+        return np.ascontiguousarray(array, dtype=_LITTLE_ENDIAN[datatype.numpy]).tobytes()
     parts: list[bytes] = []
     for item in array.ravel().tolist():
         encoded = item if isinstance(item, bytes) else str(item).encode("utf-8")

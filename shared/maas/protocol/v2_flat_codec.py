@@ -13,7 +13,7 @@ very check the general codec makes, in the same order.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +36,8 @@ _NUMERIC: Mapping[str, Datatype] = {d.v2: d for d in DATATYPES if d.numpy.kind i
 _LARGEST_FLOAT = {np.dtype(t): float(np.finfo(t).max) for t in (np.float16, np.float32)}
 _OPTIONAL_STRING = frozenset({str, type(None)})
 _INTEGER = frozenset({int})
-_PARAMETER_SCALARS = (str, int, float, bool, type(None))
+# The types orjson reads a scalar as (exactly these: it makes no subclasses).
+PARAMETER_SCALARS = frozenset({str, int, float, bool, type(None)})
 # Output kinds written from numpy: floats widen to float64 first, so each value is written as the general
 # codec writes it (the double nearest the float32, not the float32's own shortest form).
 _WRITTEN_KINDS = frozenset("fiub")
@@ -46,27 +47,15 @@ _Input = tuple[int, str, Datatype, list[int], list[Any]]
 
 def decode_flat_request(body: str | bytes, limits: TensorLimits) -> DecodedInferRequest | None:
     """The request, when its body is plain JSON with flat numeric tensors; None for the general codec."""
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if type(document) is not dict or not document.keys() <= _BODY_FIELDS:
+    document = parse_json(body)
+    fields = plain_fields(document)
+    if fields is None or BINARY_DATA_OUTPUT in fields.parameters:
         return None
     inputs = _plain_inputs(document.get("inputs"))
     outputs = _output_names(document.get("outputs"))
-    parameters = document.get("parameters")
-    request_id, model_name, model_version = strings = (
-        document.get("id"),
-        document.get("model_name"),
-        document.get("model_version"),
-    )
-    if (
-        inputs is None
-        or outputs is None
-        or not _plain_parameters(parameters)
-        or not set(map(type, strings)) <= _OPTIONAL_STRING
-    ):
+    if inputs is None or outputs is None:
         return None
+    parameters = fields.parameters
     # The general codec's checks, in its order: the free-form fields' depth, then each input's shape.
     if parameters:
         check_depth(parameters, "parameters", limits.max_json_depth, above=1)
@@ -80,11 +69,20 @@ def decode_flat_request(body: str | bytes, limits: TensorLimits) -> DecodedInfer
         tensors.append(Tensor(name, datatype.v2, array))
     return DecodedInferRequest(
         request=InferenceRequest(
-            inputs=tensors, outputs=outputs or None, id=request_id, parameters=parameters or {}
+            inputs=tensors, outputs=outputs or None, id=fields.id, parameters=parameters
         ),
-        model_name=model_name,
-        model_version=model_version,
+        model_name=fields.model_name,
+        model_version=fields.model_version,
     )
+
+
+def parse_json(text: str | bytes | memoryview) -> Any:
+    """The parsed document; None for text that is not JSON (orjson's reading: NaN and integers past 64 bits
+    are not), which the general codec then reads and names."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _plain_inputs(inputs: object) -> list[_Input] | None:
@@ -92,20 +90,30 @@ def _plain_inputs(inputs: object) -> list[_Input] | None:
         return None
     plain: list[_Input] = []
     for index, item in enumerate(inputs):
-        if type(item) is not dict or item.keys() != _INPUT_FIELDS:
+        tensor = plain_tensor(item, _INPUT_FIELDS, _NUMERIC)
+        if tensor is None or type(item["data"]) is not list:
             return None
-        name, shape, data = item["name"], item["shape"], item["data"]
-        datatype = _NUMERIC.get(item["datatype"]) if type(item["datatype"]) is str else None
-        if (
-            datatype is None
-            or type(name) is not str
-            or type(shape) is not list
-            or type(data) is not list
-            or not set(map(type, shape)) <= _INTEGER
-        ):
-            return None
-        plain.append((index, name, datatype, shape, data))
+        plain.append((index, *tensor, item["data"]))
     return plain
+
+
+def plain_tensor(
+    item: Any, fields: frozenset[str], datatypes: Mapping[str, Datatype]
+) -> tuple[str, Datatype, list[int]] | None:
+    """An input's name, datatype and shape, when it is an object of exactly `fields` with a string name, a
+    datatype among `datatypes` and integers for a shape; None otherwise."""
+    if type(item) is not dict or item.keys() != fields:
+        return None
+    name, shape = item["name"], item["shape"]
+    datatype = datatypes.get(item["datatype"]) if type(item["datatype"]) is str else None
+    if (
+        datatype is None
+        or type(name) is not str
+        or type(shape) is not list
+        or not set(map(type, shape)) <= _INTEGER
+    ):
+        return None
+    return name, datatype, shape
 
 
 def _output_names(outputs: object) -> list[str] | None:
@@ -123,14 +131,29 @@ def _output_names(outputs: object) -> list[str] | None:
     return names
 
 
-def _plain_parameters(parameters: object) -> bool:
+class PlainFields(NamedTuple):
+    """A request body's fields besides its tensors."""
+
+    parameters: dict[str, Any]
+    id: str | None
+    model_name: str | None
+    model_version: str | None
+
+
+def plain_fields(document: Any) -> PlainFields | None:
+    """The fields besides the tensors, when the document is an object of known fields whose parameters are
+    scalars (or absent) and whose id and model names are strings (or absent); None otherwise."""
+    if type(document) is not dict or not document.keys() <= _BODY_FIELDS:
+        return None
+    parameters = document.get("parameters")
     if parameters is None:
-        return True
-    return (
-        type(parameters) is dict
-        and BINARY_DATA_OUTPUT not in parameters
-        and all(isinstance(value, _PARAMETER_SCALARS) for value in parameters.values())
+        parameters = {}
+    elif type(parameters) is not dict or not set(map(type, parameters.values())) <= PARAMETER_SCALARS:
+        return None
+    fields = PlainFields(
+        parameters, document.get("id"), document.get("model_name"), document.get("model_version")
     )
+    return fields if set(map(type, fields[1:])) <= _OPTIONAL_STRING else None
 
 
 def _flat_array(
@@ -157,18 +180,26 @@ def encode_json_response(response: InferenceResponse) -> bytes | None:
         return None
     outputs: list[dict[str, Any]] = []
     for tensor in response.outputs:
-        array = tensor.array
-        if array.dtype.kind not in _WRITTEN_KINDS or not array.dtype.isnative:
+        output = json_output(tensor)
+        if output is None:
             return None
-        data = array.astype(np.float64, copy=False) if array.dtype.kind == "f" else array
-        outputs.append(
-            {
-                "name": tensor.name,
-                "datatype": tensor.datatype,
-                "shape": list(array.shape),
-                "data": data.ravel(),
-            }
-        )
+        outputs.append(output)
+    return dump_response(response, outputs)
+
+
+def json_output(tensor: Tensor) -> dict[str, Any] | None:
+    """A numeric output as the general codec writes it in JSON, `data` still numpy; None for any other."""
+    array = tensor.array
+    if array.dtype.kind not in _WRITTEN_KINDS or not array.dtype.isnative:
+        return None
+    data = array.astype(np.float64, copy=False) if array.dtype.kind == "f" else array
+    shape = list(array.shape)
+    return {"name": tensor.name, "datatype": tensor.datatype, "shape": shape, "data": data.ravel()}
+
+
+def dump_response(response: InferenceResponse, outputs: list[dict[str, Any]]) -> bytes | None:
+    """The response document around its outputs, in the general codec's field order; None when orjson
+    cannot write it."""
     body: dict[str, Any] = {"model_name": response.model_name, "model_version": str(response.model_version)}
     if response.id is not None:
         body["id"] = response.id
