@@ -32,10 +32,14 @@ _ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 def header(event: BaseProxyEvent, name: str) -> str | None:
     # The raw event's dict: Powertools' `event.headers` builds a new case-insensitive copy on every read.
     headers: Mapping[str, str] = event.raw_event.get("headers") or {}
-    value = headers.get(name)  # HTTP API and Function URL events already lowercase header names
+    value = headers.get(name)
     if value is not None:
         return value
     wanted = name.lower()
+    # HTTP API and Function URL events already lowercase header names: one lookup, no scan.
+    value = headers.get(wanted)
+    if value is not None:
+        return value
     for key, value in headers.items():
         if key.lower() == wanted:
             return value
