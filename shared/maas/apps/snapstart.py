@@ -73,6 +73,12 @@ def snapshot_hook_registry(environ: Mapping[str, str] = os.environ) -> HookRegis
         # By name: the runtime provides it, and a type checker need not know it.
         registry: HookRegistry = importlib.import_module("snapshot_restore_py")
     except ImportError:
+        # A snapshot is being taken without the hooks: no warm-up before it, and no reseeding or new
+        # clients after each restore. Say so once, loudly, rather than serve copies that share a state.
+        logger.warning(
+            "snapshot: snapshot_restore_py is not importable; SnapStart hooks are not registered",
+            extra={"sys_path_has_var_runtime": "/var/runtime" in sys.path},
+        )
         return None
     return registry
 

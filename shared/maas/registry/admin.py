@@ -204,9 +204,11 @@ class RegistryAdmin:
     def delete_version(self, name: str, version: int) -> None:
         """Remove a version: the manifest first, so readers stop seeing it before its files go. Its claim
         stays, so its number is never given to another version (warm servers still holding it answer 404
-        once MAAS_ALIAS_TTL passes). The latest pointer moves off it last."""
+        once MAAS_ALIAS_TTL passes). The latest pointer moves off it first, and is settled again last in
+        case a concurrent writer put it back meanwhile."""
         self._require_version(name, version)
         self._refuse_if_aliased(name, version, "delete")
+        settle_latest(self.registry, name, version, leaving=True)
         self.registry.retire_version_folder(name, version)
         self.registry.delete_keys([self.registry.meta_key(name, version)])
         settle_latest(self.registry, name, version)

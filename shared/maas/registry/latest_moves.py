@@ -42,15 +42,17 @@ def advance_latest(registry: ModelRegistry, name: str, copy: PointerCopy) -> Non
         settle_latest(registry, name, copy.version)
 
 
-def settle_latest(registry: ModelRegistry, name: str, version: int) -> None:
+def settle_latest(registry: ModelRegistry, name: str, version: int, *, leaving: bool = False) -> None:
     """After `version` was archived or deleted: if `latest` names it, move it to the newest version still
-    ready, or delete it when there is none."""
+    ready, or delete it when there is none. `leaving`: before `version` is deleted, while it is still listed,
+    so the pointer never names a version whose files are going (a deleter that dies half way leaves it on
+    one that serves)."""
     key, what = registry.latest_key(name), _what(name)
     for _ in range(MAX_POINTER_ATTEMPTS):
         state = pointer_state(registry.s3, registry.bucket, key, what=what)
         if state is None or state.version != version:
             return
-        if _swap_to_listed(registry, name, state.etag):
+        if _swap_to_listed(registry, name, state.etag, excluding=version if leaving else None):
             return
     raise VersionConflict(f"{what}: too many concurrent writers; retry later")
 
@@ -73,12 +75,14 @@ def repair_latest(registry: ModelRegistry, name: str) -> int | None:
     raise VersionConflict(f"{what}: too many concurrent writers; retry later")
 
 
-def _swap_to_listed(registry: ModelRegistry, name: str, etag: str | None) -> bool:
+def _swap_to_listed(
+    registry: ModelRegistry, name: str, etag: str | None, *, excluding: int | None = None
+) -> bool:
     """One compare-and-swap of the pointer (the object with `etag`, or none) to the listing's latest
     version, or its deletion when no version is ready; False when something changed in between."""
     key, what = registry.latest_key(name), _what(name)
     try:
-        target = registry.latest_listed_version(name)
+        target = registry.latest_listed_version(name, excluding=excluding)
     except NotFound:
         return etag is None or delete_pointer(registry.s3, registry.bucket, key, etag=etag, what=what)
     try:

@@ -184,9 +184,10 @@ class ModelRegistry:
         latest = self._latest_from_pointer(name)
         return latest if latest is not None else self.latest_listed_version(name)
 
-    def latest_listed_version(self, name: str) -> int:
-        """`latest_version` from the listing and each version's status: what the pointer is moved to."""
-        versions = self.versions(name)
+    def latest_listed_version(self, name: str, *, excluding: int | None = None) -> int:
+        """`latest_version` from the listing and each version's status: what the pointer is moved to.
+        `excluding`: a version about to be deleted, still listed, that the pointer must leave first."""
+        versions = [version for version in self.versions(name) if version != excluding]
         if not versions:
             raise NotFound(f"model '{name}': not found (no published version)")
         for version in reversed(versions):

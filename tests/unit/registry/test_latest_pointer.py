@@ -141,6 +141,26 @@ def test_a_pointer_left_on_a_deleted_version_is_repaired(registry: ModelRegistry
     assert registry.resolve(ModelRef(NAME)) == 1
 
 
+def test_a_deleter_that_dies_before_removing_a_file_leaves_the_pointer_on_a_version_that_serves(
+    registry: ModelRegistry, s3: Any
+) -> None:
+    """The pointer leaves the version first: a delete killed when it starts removing files never leaves a
+    bare name resolving to a version whose files are gone."""
+    publish(registry)
+    publish(registry)
+
+    def killed(**_: Any) -> None:
+        raise RuntimeError("the deleter was killed")
+
+    for operation in ("DeleteObject", "DeleteObjects"):
+        s3.meta.events.register(f"before-call.s3.{operation}", killed)
+    with pytest.raises(RuntimeError):
+        RegistryAdmin(registry).delete_version(NAME, 2)
+
+    assert pointed(registry) == 1
+    assert registry.resolve(ModelRef(NAME)) == 1
+
+
 def test_a_pointer_copied_from_another_model_is_refused(registry: ModelRegistry, s3: Any) -> None:
     publish(registry, name="other")
     publish(registry)
