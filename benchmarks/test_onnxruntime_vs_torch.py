@@ -205,7 +205,7 @@ def test_int8_against_fp32(
 
     bench_results.record(
         INT8_CASE,
-        f"{recipe}: int8 published by `maas train --quantize int8` (1 yes, 0 refused)",
+        f"{recipe}: int8 published by maas train --quantize int8 (1 yes, 0 refused)",
         0.0 if refusal is not None else 1.0,
         "",
         details={"refused_because": refusal, "gates": "accuracy (default 0.01) and speed (default 1.2x)"},
