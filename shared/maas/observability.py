@@ -38,11 +38,6 @@ SERVICE_DIMENSION = "service"
 _SERVICE_ONLY = frozenset({SERVICE_DIMENSION})
 # Keys of the EMF document itself, which a metric's name cannot take in the template.
 _RESERVED_KEYS = frozenset({SERVICE_DIMENSION, "_aws"})
-# The variables that can turn metrics off, and their keys in os.environ's underlying mapping (bytes on
-# POSIX) where it has one.
-_SWITCHES = (POWERTOOLS_DEV_ENV, METRICS_DISABLED_ENV)
-_encode_key = getattr(os.environ, "encodekey", None)
-_SWITCH_KEYS = None if _encode_key is None else tuple(_encode_key(name) for name in _SWITCHES)
 
 # The (name, CloudWatch unit) of each metric in a flushed set, in order: the key of its template.
 _Definitions = tuple[tuple[str, str], ...]
@@ -158,14 +153,7 @@ class EmfMetrics(Metrics):
 
 def _may_be_disabled() -> bool:
     # Powertools' own check parses two variables on every call; when neither is set the answer is no.
-    # Asked of the mapping behind os.environ (which its writes keep current): os.environ's own `in` raises
-    # and catches a KeyError for each absent name, a microsecond apiece on every request.
-    environ: Any = getattr(os.environ, "_data", None)
-    if environ is None or _SWITCH_KEYS is None:
-        environ, keys = os.environ, _SWITCHES
-    else:
-        keys = _SWITCH_KEYS
-    if keys[0] not in environ and keys[1] not in environ:
+    if POWERTOOLS_DEV_ENV not in os.environ and METRICS_DISABLED_ENV not in os.environ:
         return False
     return is_metrics_disabled()
 
