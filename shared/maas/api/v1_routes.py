@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler import Response
 from maas.api.http_body import header, read_body
 from maas.api.route_table import V1_EXPLAIN, V1_LIST_MODELS, V1_LIVE, V1_MODEL_STATUS, V1_PREDICT
 from maas.api.routing import ServedRoutes, json_response, remaining_time
-from maas.api.v2_routes import MODEL_VERSION_HEADER, ROUTING_KEY_HEADER
+from maas.api.v2_inference import MODEL_VERSION_HEADER, ROUTING_KEY_HEADER
 from maas.infer_types import InferenceRequest
 from maas.protocol.explain_codec import decode_explain_parameters, encode_v1_explain_response
 from maas.protocol.tensor_codec import TensorLimits

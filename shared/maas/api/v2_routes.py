@@ -25,8 +25,6 @@ from maas.api.route_table import (
 from maas.api.routing import ServedRoutes, json_response, remaining_time
 from maas.api.v2_inference import (
     BINARY_CONTENT_TYPE,
-    MODEL_VERSION_HEADER,
-    ROUTING_KEY_HEADER,
     EncodedAnswer,
     V2Inference,
     model_ref,
@@ -42,9 +40,6 @@ from maas.protocol.v2_types import (
     ServerMetadataResponse,
 )
 from maas.service.inference import InferenceService
-
-# Named here too: clients and tests read them from the routes module.
-__all__ = ["BINARY_CONTENT_TYPE", "MODEL_VERSION_HEADER", "ROUTING_KEY_HEADER", "register_v2_routes"]
 
 
 def register_v2_routes(routes: ServedRoutes, service: InferenceService) -> None:

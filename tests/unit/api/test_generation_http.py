@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from maas.api import v2_routes
+from maas.api import v2_inference
 from maas.api.generate_routes import triton_error_event
 from maas.api.generation_http import (
     MODEL_VERSION_HEADER,
@@ -201,6 +201,6 @@ def test_the_openapi_document_describes_the_generate_routes() -> None:
 
 def test_the_generate_routes_speak_the_v2_routes_headers() -> None:
     assert (MODEL_VERSION_HEADER, ROUTING_KEY_HEADER) == (
-        v2_routes.MODEL_VERSION_HEADER,
-        v2_routes.ROUTING_KEY_HEADER,
+        v2_inference.MODEL_VERSION_HEADER,
+        v2_inference.ROUTING_KEY_HEADER,
     )
