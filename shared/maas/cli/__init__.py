@@ -14,6 +14,7 @@ from maas.cli.common import default_user
 from maas.cli.explain import add_explain_command
 from maas.cli.jobs import add_jobs_commands
 from maas.cli.models import add_models_commands, add_registry_commands
+from maas.cli.serve_command import add_serve_command
 from maas.cli.training import add_training_commands
 from maas.errors import MaasError
 
@@ -45,38 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_jobs_commands(commands, output)
     add_explain_command(commands, output)
 
-    serve = commands.add_parser("serve", help="run the local API Gateway emulator over an embedded S3/SQS")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=3000)
-    serve.add_argument(
-        "--parameter-overrides",
-        metavar="NAME=VALUE ...",
-        help="template parameters, as `sam deploy` takes them (default: $MAAS_LOCAL_PARAMETERS), "
-        "e.g. 'DataPlaneAuth=AWS_IAM'",
-    )
-    serve.add_argument(
-        "--no-llm",
-        dest="llm",
-        action="store_false",
-        default=None,
-        help="do not publish the LLM (smollm2-135m) in the background (default: $MAAS_SERVE_LLM, else do)",
-    )
-    serve.set_defaults(command=serve_command)
+    add_serve_command(commands)
     return parser
-
-
-def serve_command(args: argparse.Namespace) -> int:
-    from maas.cli.serve import serve
-    from maas.local.stack import parse_parameter_overrides
-
-    overrides = args.parameter_overrides
-    serve(
-        host=args.host,
-        port=args.port,
-        parameters=None if overrides is None else parse_parameter_overrides(overrides),
-        llm=args.llm,
-    )
-    return 0
 
 
 if __name__ == "__main__":
