@@ -13,39 +13,70 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from maas.cli.serve_llm import ENV_SERVE_LLM, SERVED_LLM, LlmSeeding, llm_wanted
+from maas.local.data_folder import data_folder
 from maas.local.stack import (
     DEFAULT_PORT,
     ENV_LOCAL_PARAMETERS,
     SEED_MODELS,
     LocalStack,
     Seeder,
+    find_project_root,
     parse_parameter_overrides,
     read_timeout_from_environment,
 )
 from maas.local.stack_banner import llm_banner
 from maas.registry import Manifest, ModelRegistry
+from maas.registry.admin import NO_ALIAS, RegistryAdmin
+from maas.registry.store import VersionConflict
 
 logger = logging.getLogger(__name__)
+
+# The aliases README.md and docs/ use, set by `make serve` when missing (never moved once set).
+DOCUMENTED_ALIASES = {"seed-mlp": "production"}
+ALIAS_REASON = "set by maas serve where missing: the docs' examples use it"
 
 
 def seed_registry(
     registry: ModelRegistry, models: Sequence[str] = SEED_MODELS, overrides: Mapping[str, Any] | None = None
 ) -> list[Manifest]:
-    """Train and publish each recipe that has no version yet; returns what was published."""
+    """Train and publish each recipe that has no version yet, then set the aliases the docs use where they
+    are missing; returns what was published. What is there already is left as it is."""
     missing = [name for name in models if not registry.versions(name)]
-    if not missing:
-        return []
-    from maas.training import train_and_publish  # torch stays out of the CLI's import time
-
     published = []
-    for name in missing:
-        logger.info("publishing %s: no version in s3://%s yet (first run only)", name, registry.bucket)
-        published.append(train_and_publish(name, registry, overrides=overrides))
+    if missing:
+        from maas.training import train_and_publish  # torch stays out of the CLI's import time
+
+        for name in missing:
+            logger.info("publishing %s: no version in s3://%s yet (first run only)", name, registry.bucket)
+            published.append(train_and_publish(name, registry, overrides=overrides))
+    set_documented_aliases(registry, [name for name in models if name in DOCUMENTED_ALIASES])
     return published
+
+
+def set_documented_aliases(registry: ModelRegistry, models: Sequence[str]) -> list[str]:
+    """Point each documented alias that is not set (seed-mlp@production) at its model's latest version, by
+    the registry's own API (so it has a history entry); returns the `model@alias` references it set."""
+    admin = RegistryAdmin(registry)
+    set_now = []
+    for name in models:
+        alias = DOCUMENTED_ALIASES[name]
+        versions = registry.versions(name)
+        if not versions or alias in registry.aliases(name):
+            continue
+        try:
+            admin.set_alias(
+                name, alias, versions[-1], expected_version=NO_ALIAS, reason=ALIAS_REASON, by="maas serve"
+            )
+        except VersionConflict:  # someone set it meanwhile: theirs stands
+            continue
+        logger.info("%s@%s -> version %d (the docs use it)", name, alias, versions[-1])
+        set_now.append(f"{name}@{alias}")
+    return set_now
 
 
 def example_seeder(models: Sequence[str] = SEED_MODELS, overrides: Mapping[str, Any] | None = None) -> Seeder:
@@ -64,9 +95,13 @@ def serve(
     parameters: Mapping[str, str] | None = None,
     *,
     llm: bool | None = None,
+    data_dir: Path | None = None,
+    store_port: int | None = None,
 ) -> None:
     """Run the local stack until Ctrl-C. Template parameter overrides come from `parameters`, else from
-    MAAS_LOCAL_PARAMETERS; whether to publish the LLM from `llm`, else from MAAS_SERVE_LLM."""
+    MAAS_LOCAL_PARAMETERS; whether to publish the LLM from `llm`, else from MAAS_SERVE_LLM. The store is
+    kept in `data_dir` (else MAAS_DATA_DIR, else `.maas/` in the checkout) on `store_port` (else the one
+    remembered there, else `port` + 1)."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("maas.local").setLevel(logging.INFO)
     logging.getLogger(__name__).setLevel(logging.INFO)
@@ -84,6 +119,8 @@ def serve(
             parameters=parameters,
             read_timeout_seconds=read_timeout,
             seeder=example_seeder(),
+            data_dir=data_dir or data_folder(os.environ, find_project_root()),
+            store_port=store_port,
         ) as stack:
             print(stack.banner(), flush=True)
             wanted = llm if llm is not None else llm_wanted(os.environ)

@@ -48,6 +48,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import io
 import os
 import tempfile
 import threading
@@ -144,7 +145,9 @@ class AssembledObject:
 
 def _on_disk(key: Any) -> bool:
     # Under the rollover size the value is a BytesIO: small, read as moto does; fileno() would roll it over.
-    return bool(getattr(key._value_buffer, "_rolled", False))
+    # A plain file (a body kept in the data folder, maas.local.store_state) is on disk.
+    buffer = key._value_buffer
+    return bool(getattr(buffer, "_rolled", not isinstance(buffer, io.BytesIO)))
 
 
 @contextmanager

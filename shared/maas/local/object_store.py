@@ -8,11 +8,14 @@ client exists, because botocore and maas.aws_clients cache endpoints.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import boto3
@@ -20,7 +23,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from maas.config import DEFAULT_BUCKET, ENV_BUCKET, ENV_ENDPOINT_URL
 from maas.errors import ConfigurationError
+from maas.local.ports import remember_store_port, store_port_in_use
 from maas.local.process_environment import EnvironmentPatch
+from maas.local.store_state import StoreState
 
 if TYPE_CHECKING:
     from moto.server import ThreadedMotoServer
@@ -33,6 +38,11 @@ EMBEDDED_CREDENTIALS = {
     "AWS_SECURITY_TOKEN": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
+
+# How far the saved queues may lag behind the served ones (maas.local.store_state).
+SQS_SAVE_INTERVAL_SECONDS = 1.0
+
+logger = logging.getLogger(__name__)
 
 StoreKind = Literal["embedded", "endpoint", "aws"]
 
@@ -66,19 +76,38 @@ def _aws_credentials_found() -> bool:
         return False
 
 
-def start_moto_server() -> tuple[ThreadedMotoServer, str]:
-    """A moto server on a free port of 127.0.0.1 that holds multi-GB objects (maas.local.moto_large_objects:
-    ranged GETs read only their range, multipart completions stream); returns it, to stop, and its endpoint.
-    moto keeps one state per process: every server of this process sees the same buckets."""
+def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadedMotoServer, str]:
+    """A moto server on `host:port` (0: a free port) that holds multi-GB objects
+    (maas.local.moto_large_objects: ranged GETs read only their range, multipart completions stream) and
+    applies each conditional write
+    atomically (maas.local.store_requests); returns it, to stop, and its endpoint. A taken port raises
+    PortInUse. moto keeps one state per process: every server of this process sees the same buckets."""
     from moto.server import ThreadedMotoServer  # dev-only and slow to import
 
     from maas.local.moto_large_objects import install_large_object_support
+    from maas.local.store_requests import install_serialized_mutations
 
     install_large_object_support()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    install_serialized_mutations()
+
+    class ReportingServer(ThreadedMotoServer):
+        """moto's server thread waits forever when its port is taken; this one reports the failure."""
+
+        bind_error: OSError | None = None
+
+        def _server_entry(self) -> None:
+            try:
+                super()._server_entry()
+            except OSError as exc:
+                self.bind_error = exc
+                self._server_ready_event.set()
+
+    server = ReportingServer(ip_address=host, port=port, verbose=False)
     server.start()
-    host, port = server.get_host_and_port()
-    return server, f"http://{host}:{port}"
+    if server.bind_error is not None:
+        raise store_port_in_use(host, port) from None
+    bound_host, bound_port = server.get_host_and_port()
+    return server, f"http://{bound_host}:{bound_port}"
 
 
 @contextmanager
@@ -92,20 +121,45 @@ def running_moto_server() -> Iterator[str]:
 
 
 class EmbeddedStore:
-    """moto's S3 and SQS on 127.0.0.1, started empty, with this process's AWS settings (endpoint, dummy
-    credentials, region) pointed at it through `environment`, whose owner restores them."""
+    """moto's S3 and SQS on 127.0.0.1, with this process's AWS settings (endpoint, dummy credentials, region)
+    pointed at it through `environment`, whose owner restores them.
 
-    def __init__(self, environment: EnvironmentPatch) -> None:
+    Without `data_dir` it starts empty and keeps nothing. With one it starts from the state saved there and
+    keeps what changes (maas.local.store_state), on the port maas.local.ports chooses."""
+
+    def __init__(
+        self,
+        environment: EnvironmentPatch,
+        *,
+        data_dir: Path | None = None,
+        port: int = 0,
+        host: str = "127.0.0.1",
+    ) -> None:
         self._environment = environment
         self._server: ThreadedMotoServer | None = None
+        self._data_dir = data_dir
+        self._port = port
+        self._host = host
+        self._state: StoreState | None = None
+        self._saver: PeriodicSqsSaver | None = None
+        self.restored = False
 
     def start(self) -> str:
         """Start the server and point the process at it; returns its endpoint URL."""
-        self._server, endpoint = start_moto_server()
-        # moto keeps its state per process, not per server: an embedded store starts empty, as promised.
+        from maas.local.store_requests import keep_state_in
+
+        self._server, endpoint = start_moto_server(self._host, self._port)
+        # moto keeps its state per process, not per server: an embedded store starts from nothing, or
+        # from what its data folder holds, never from what another store of this process left.
         urllib.request.urlopen(
             urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10
         )
+        if self._data_dir is not None:
+            self._state = StoreState(self._data_dir)
+            self.restored = self._state.restore()
+            keep_state_in(self._state)
+            self._saver = PeriodicSqsSaver(self._state).start()
+            remember_store_port(self._data_dir, int(endpoint.rsplit(":", 1)[1]))
         self._environment.set(ENV_ENDPOINT_URL, endpoint)
         for name, value in EMBEDDED_CREDENTIALS.items():
             self._environment.set(name, value)
@@ -115,9 +169,43 @@ class EmbeddedStore:
         return endpoint
 
     def stop(self) -> None:
+        from maas.local.store_requests import keep_state_in
+
         server, self._server = self._server, None
         if server is not None:
             server.stop()
+        saver, self._saver = self._saver, None
+        if saver is not None:
+            saver.stop()  # after the server: the last SQS request is in the final save
+        if self._state is not None:
+            keep_state_in(None)
+            self._state = None
+
+
+class PeriodicSqsSaver:
+    """Saves the SQS state about once a second, and a last time at stop."""
+
+    def __init__(self, state: StoreState, interval_seconds: float = SQS_SAVE_INTERVAL_SECONDS) -> None:
+        self._state = state
+        self._interval = interval_seconds
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="maas-sqs-saver", daemon=True)
+
+    def start(self) -> PeriodicSqsSaver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+        self._state.save_sqs()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                self._state.save_sqs()
+            except Exception:  # the next second tries again; stop() saves once more, and raises there
+                logger.exception("saving the local store's queues")
 
 
 def ensure_bucket(s3: S3Client, bucket: str) -> None:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from maas.local.cloudformation import IntrinsicResolver
 from maas.local.sam import DEFAULT_SQS_BATCH_SIZE, QueueNotification, QueueSpec, SqsEventSource
@@ -144,13 +145,28 @@ def create_queues(
                 }
             )
         name = local_queue_name(queue)
-        url: str = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        url = _created_or_updated_queue(sqs, name, attributes)
         arn: str = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
         created[queue.logical_id] = LocalQueue(queue.logical_id, name, url, arn)
         logger.debug("queue %s: %s", queue.logical_id, url)
     return created
+
+
+def _created_or_updated_queue(
+    sqs: SQSClient, name: str, attributes: Mapping[QueueAttributeNameType, str]
+) -> str:
+    """The queue's URL, creating it; one a kept store restored (maas.local.store_state) keeps its messages
+    and takes today's attributes (another visibility timeout, say)."""
+    try:
+        return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("QueueAlreadyExists", "QueueNameExists"):
+            raise
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    return url
 
 
 def visibility_seconds(seconds: float) -> int:

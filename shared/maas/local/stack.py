@@ -19,11 +19,13 @@ embedded store).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import math
 import os
 import shlex
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,10 +34,18 @@ from maas.aws_clients import s3_client
 from maas.config import ENV_BUCKET, Settings
 from maas.errors import ConfigurationError
 from maas.local.cloudformation import IntrinsicResolver, TemplateError
+from maas.local.data_folder import (
+    ENV_DATA_DIR,
+    StackDescriptor,
+    remove_descriptor,
+    running_stack,
+    write_descriptor,
+)
 from maas.local.gateway import LocalGateway
 from maas.local.http_server import READ_TIMEOUT_SECONDS
 from maas.local.lambdas import LocalFunctions
 from maas.local.object_store import (
+    EMBEDDED_CREDENTIALS,
     EmbeddedStore,
     StoreChoice,
     choose_store,
@@ -43,6 +53,7 @@ from maas.local.object_store import (
     process_region,
     require_bucket,
 )
+from maas.local.ports import DataFolderInUse, choose_store_port, gateway_port_in_use
 from maas.local.process_environment import EnvironmentPatch
 from maas.local.queues import (
     LocalQueue,
@@ -116,6 +127,11 @@ class LocalStack:
     `read_timeout_seconds`: how long the gateway waits for a whole request (maas.local.http_server's
     READ_TIMEOUT_SECONDS by default; `make serve` reads MAAS_LOCAL_READ_TIMEOUT_SECONDS).
 
+    `data_dir` keeps the embedded store's state there across restarts (maas.local.store_state), on a port
+    that stays the same (maas.local.ports; `store_port` overrides it), and holds the descriptor by which
+    every `maas` command finds the running stack (maas.local.data_folder). Without one the store lives in
+    memory on a free port, as tests want.
+
     `parameters` overrides template.yaml's parameter defaults, as `sam deploy --parameter-overrides`
     does (e.g. {"DataPlaneAuth": "AWS_IAM"}); a name the template does not declare, or a value its
     AllowedValues or AllowedPattern refuses, fails here.
@@ -133,6 +149,8 @@ class LocalStack:
         parameters: Mapping[str, str] | None = None,
         queue_visibility_seconds: float | None = None,
         read_timeout_seconds: float = READ_TIMEOUT_SECONDS,
+        data_dir: Path | None = None,
+        store_port: int | None = None,
     ) -> None:
         self.host = host
         self.read_timeout_seconds = read_timeout_seconds
@@ -145,6 +163,8 @@ class LocalStack:
         self.queue_visibility_seconds = queue_visibility_seconds
         self._bucket = bucket
         self._embedded = embedded
+        self.data_dir = data_dir
+        self._store_port = store_port
         self._env = EnvironmentPatch()
         self._embedded_store: EmbeddedStore | None = None
         self._gateway: LocalGateway | None = None
@@ -158,6 +178,8 @@ class LocalStack:
         self.seeded: list[Manifest] = []
 
     def start(self) -> LocalStack:
+        if self.data_dir is not None:
+            refuse_second_stack(self.data_dir)
         try:
             store = self._start_store()
             settings = dataclasses.replace(Settings.from_env(), bucket=store.bucket)
@@ -201,9 +223,16 @@ class LocalStack:
                 region=region,
                 read_timeout_seconds=self.read_timeout_seconds,
             )
-            self._gateway.bind()  # a busy port fails now, not after training; requests wait for start()
+            try:
+                self._gateway.bind()  # a busy port fails now, not after training; requests wait for start()
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                raise gateway_port_in_use(self.host, self.port) from None
             self.seeded = list(self.seeder(registry)) if self.seeder else []
             self._gateway.start()
+            if self.data_dir is not None:
+                write_descriptor(self.data_dir, self._descriptor(store, region))
             if sqs is not None:
                 self._start_pollers(sqs, functions, resolver)
         except BaseException:
@@ -212,6 +241,8 @@ class LocalStack:
         return self
 
     def close(self) -> None:
+        if self.data_dir is not None:
+            remove_descriptor(self.data_dir)
         pollers, self._pollers = self._pollers, []
         for poller in pollers:
             poller.request_stop()  # all at once, so their long polls end together
@@ -296,8 +327,25 @@ class LocalStack:
         store = choose_store(os.environ, bucket=self._bucket, embedded=self._embedded)
         if store.kind != "embedded":
             return store
-        self._embedded_store = EmbeddedStore(self._env)
+        if self.data_dir is None:
+            port = self._store_port or 0
+        else:
+            port = choose_store_port(self.data_dir, self._store_port, self.port)
+        self._embedded_store = EmbeddedStore(self._env, data_dir=self.data_dir, port=port)
         return dataclasses.replace(store, endpoint_url=self._embedded_store.start())
+
+    def _descriptor(self, store: StoreChoice, region: str) -> StackDescriptor:
+        assert self.data_dir is not None
+        return StackDescriptor(
+            url=self.url,
+            endpoint_url=store.endpoint_url or "",
+            bucket=store.bucket,
+            region=region,
+            pid=os.getpid(),
+            data_dir=str(self.data_dir),
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            credentials=dict(EMBEDDED_CREDENTIALS) if store.kind == "embedded" else {},
+        )
 
     def _create_queues(self, sqs: Any, s3: S3Client, bucket_names: Mapping[str, str], region: str) -> None:
         parameters = IntrinsicResolver.for_template(self.template, self.parameters, region=region)
@@ -340,6 +388,16 @@ class LocalStack:
             rid: model_bucket if rid == MODEL_BUCKET_RESOURCE else f"{model_bucket}-{rid.lower()}"
             for rid in self.template.resources_of_type(BUCKET_TYPE)
         } or {MODEL_BUCKET_RESOURCE: model_bucket}
+
+
+def refuse_second_stack(data_dir: Path) -> None:
+    """Two stacks saving into one folder would overwrite each other's state: the second one stops here."""
+    running = running_stack(data_dir)
+    if running is not None and running.pid != os.getpid():
+        raise DataFolderInUse(
+            f"{data_dir}: a local stack already serves from this data folder (pid {running.pid}, "
+            f"{running.url}): use it, stop it, or give this one another folder ({ENV_DATA_DIR}=PATH)"
+        )
 
 
 def read_timeout_from_environment(environ: Mapping[str, str]) -> float:
