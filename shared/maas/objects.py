@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from maas.config import DEFAULT_BUCKET, ENV_BUCKET, ENV_ENDPOINT_URL
 from maas.errors import NotFound, Unavailable
 
 if TYPE_CHECKING:
@@ -28,6 +31,14 @@ MIB = 1024 * 1024
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 # 409 ConditionalRequestConflict: another conditional write to the key is in flight and will decide it.
 PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
+# Failures that no retry mends: the caller has no usable credentials for the store it was pointed at.
+MISSING_CREDENTIALS = frozenset({"NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"})
+CREDENTIAL_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "ExpiredToken", "SignatureDoesNotMatch"})
+CREDENTIALS_ADVICE = (
+    "configure AWS credentials that may use the bucket (aws configure, AWS_PROFILE), or use the local "
+    "stack (`make serve`)"
+)
+AWS_DOMAINS = (".amazonaws.com", ".amazonaws.com.cn")
 # S3 refuses parts under 5 MiB (except the last) and uploads of more than 10,000 parts.
 MIN_PART_BYTES = 5 * MIB
 MAX_PARTS = 10_000
@@ -40,9 +51,10 @@ class PreconditionFailed(Exception):
 
 
 @contextmanager
-def storage_errors(action: str) -> Iterator[None]:
+def storage_errors(action: str, *, s3: S3Client | None = None, bucket: str | None = None) -> Iterator[None]:
     """Translate boto errors once: missing keys to NotFound, lost conditions to PreconditionFailed,
-    anything else to Unavailable (503), since the client did nothing wrong."""
+    anything else to Unavailable (503), since the client did nothing wrong. An Unavailable names the bucket
+    and where it was looked for (`s3`'s endpoint, else the environment's), and says what to do."""
     try:
         yield
     except ClientError as exc:
@@ -51,16 +63,74 @@ def storage_errors(action: str) -> Iterator[None]:
             raise NotFound(f"{action}: not found") from None
         if code in PRECONDITION_CODES:
             raise PreconditionFailed(action) from None
+        where = storage_location(action, s3=s3, bucket=bucket)
         if code == "NoSuchBucket":
-            raise Unavailable(f"{action}: the bucket does not exist") from None
-        raise Unavailable(f"{action}: storage error {code}") from None
+            raise Unavailable(f"{action}: the bucket does not exist ({where})") from None
+        advice = f"; {CREDENTIALS_ADVICE}" if code in CREDENTIAL_CODES else ""
+        raise Unavailable(f"{action}: storage error {code} ({where}){advice}") from None
     except BotoCoreError as exc:
-        raise Unavailable(f"{action}: storage unreachable ({type(exc).__name__})") from None
+        raise Unavailable(unreachable(action, exc, s3=s3, bucket=bucket)) from None
+
+
+def unreachable(action: str, exc: Exception, *, s3: S3Client | None = None, bucket: str | None = None) -> str:
+    """The message of a storage call that never got an answer: what failed, where, and what to do."""
+    endpoint = _endpoint_tried(exc)
+    where = storage_location(action, s3=s3, bucket=bucket, endpoint_url=endpoint)
+    message = f"{action}: storage unreachable ({type(exc).__name__}) {where}"
+    if type(exc).__name__ in MISSING_CREDENTIALS:
+        return f"{message}; {CREDENTIALS_ADVICE}"
+    local = _local_endpoint(_client_endpoint(s3) or endpoint or _environment_endpoint())
+    if local is not None:
+        return (
+            f"{message}; nothing answers at {local}: is the local stack running? Start it with `make serve`"
+        )
+    return message
+
+
+def storage_location(
+    action: str, *, s3: S3Client | None = None, bucket: str | None = None, endpoint_url: str | None = None
+) -> str:
+    """`s3://BUCKET at ENDPOINT`, or `s3://BUCKET in AWS S3 (REGION)`; without the bucket when `action`
+    already names one."""
+    endpoint = _client_endpoint(s3) or endpoint_url or _environment_endpoint()
+    named = "" if "s3://" in action else f"s3://{bucket or os.environ.get(ENV_BUCKET) or DEFAULT_BUCKET} "
+    if endpoint and _local_endpoint(endpoint) is not None:
+        return f"{named}at {endpoint}"
+    region = getattr(getattr(s3, "meta", None), "region_name", None)
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return f"{named}in AWS S3 ({region or 'the default region'})"
+
+
+def _client_endpoint(s3: S3Client | None) -> str | None:
+    # A stand-in client (a test's) may have no botocore metadata; the message must still be made.
+    endpoint = getattr(getattr(s3, "meta", None), "endpoint_url", None)
+    return endpoint if isinstance(endpoint, str) else None
+
+
+def _environment_endpoint() -> str | None:
+    return os.environ.get(ENV_ENDPOINT_URL) or None
+
+
+def _endpoint_tried(exc: Exception) -> str | None:
+    """The scheme and host a connection error was trying (botocore keeps the URL in its kwargs)."""
+    url = getattr(exc, "kwargs", {}).get("endpoint_url")
+    if not isinstance(url, str):
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else None
+
+
+def _local_endpoint(endpoint: str | None) -> str | None:
+    """`endpoint` unless it is AWS's own (an S3-compatible store: the local stack, moto, MinIO)."""
+    if not endpoint:
+        return None
+    host = urlsplit(endpoint).hostname or ""
+    return None if host.endswith(AWS_DOMAINS) else endpoint
 
 
 def object_exists(s3: S3Client, bucket: str, key: str) -> bool:
     try:
-        with storage_errors(f"checking s3://{bucket}/{key}"):
+        with storage_errors(f"checking s3://{bucket}/{key}", s3=s3):
             s3.head_object(Bucket=bucket, Key=key)
     except NotFound:
         return False
@@ -80,7 +150,7 @@ def put_new(
 
     With `sha256` (the data's digest), S3 checks the body against it and stores it with the object."""
     try:
-        with storage_errors(f"writing s3://{bucket}/{key}"):
+        with storage_errors(f"writing s3://{bucket}/{key}", s3=s3):
             if sha256 is None:
                 s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*")
             else:
@@ -179,7 +249,7 @@ class PartsUpload:
             raise RuntimeError(f"{self.where}: no part was sent")
         parts = [self._completed[number] for number in sorted(self._completed)]
         try:
-            with storage_errors(f"completing {self.where}"):
+            with storage_errors(f"completing {self.where}", s3=self._s3):
                 self._s3.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=self.key,
@@ -201,13 +271,13 @@ class PartsUpload:
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is not None:
             try:
-                with storage_errors(f"aborting the upload of {self.where}"):
+                with storage_errors(f"aborting the upload of {self.where}", s3=self._s3):
                     self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
             except (NotFound, Unavailable):
                 pass
 
     def _start(self) -> None:
-        with storage_errors(f"starting the upload of {self.where}"):
+        with storage_errors(f"starting the upload of {self.where}", s3=self._s3):
             if self.checksums:
                 started = self._s3.create_multipart_upload(
                     Bucket=self.bucket,
@@ -235,7 +305,7 @@ class PartsUpload:
                 # On the worker: hashlib lets go of the GIL, so parts are hashed in parallel too.
                 digest = hashlib.sha256(body).digest()
                 checksum = sha256_checksum(digest)
-                with storage_errors(where):
+                with storage_errors(where, s3=self._s3):
                     response = self._s3.upload_part(
                         Bucket=self.bucket,
                         Key=self.key,
@@ -251,7 +321,7 @@ class PartsUpload:
                     "ChecksumSHA256": checksum,
                 }
             else:
-                with storage_errors(where):
+                with storage_errors(where, s3=self._s3):
                     response = self._s3.upload_part(
                         Bucket=self.bucket,
                         Key=self.key,

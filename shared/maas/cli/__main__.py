@@ -1,4 +1,4 @@
-"""`python -m maas.cli ...`: the console script without its wrapper (a worktree, a subprocess in tests)."""
+"""`python -m maas.cli ...`: the `maas` command from any checkout, whichever console script is on PATH."""
 
 from __future__ import annotations
 

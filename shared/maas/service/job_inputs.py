@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from maas.config import Settings
 from maas.errors import MaasError, Unavailable
-from maas.objects import storage_errors
+from maas.objects import storage_errors, unreachable
 from maas.observability import logger
 from maas.runtime import LoadedModel
 from maas.service.job_csv import CsvDecoder, iter_csv_records
@@ -32,16 +32,20 @@ class StorageStream:
     """The input's body: a read that fails in transit is a storage failure (transient, retried), never
     mistaken for a malformed file."""
 
-    def __init__(self, body: ByteStream, action: str) -> None:
+    def __init__(
+        self, body: ByteStream, action: str, *, s3: S3Client | None = None, bucket: str | None = None
+    ) -> None:
         self._body = body
         self._action = action
+        self._s3 = s3
+        self._bucket = bucket
 
     def read(self, amt: int | None = None, /) -> bytes:
         try:
-            with storage_errors(self._action):
+            with storage_errors(self._action, s3=self._s3, bucket=self._bucket):
                 return self._body.read(amt)
         except OSError as exc:  # a connection reset that botocore did not wrap
-            raise Unavailable(f"{self._action}: storage unreachable ({type(exc).__name__})") from None
+            raise Unavailable(unreachable(self._action, exc, s3=self._s3, bucket=self._bucket)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +58,10 @@ class JobInput:
 
 def open_job_input(s3: S3Client, bucket: str, job: JobLocation) -> JobInput:
     action = f"reading the job input s3://{bucket}/{job.input_key}"
-    with storage_errors(action):
+    with storage_errors(action, s3=s3, bucket=bucket):
         response = s3.get_object(Bucket=bucket, Key=job.input_key)
     return JobInput(
-        body=StorageStream(response["Body"], action),
+        body=StorageStream(response["Body"], action, s3=s3, bucket=bucket),
         size=response["ContentLength"],
         csv_header=csv_header_setting(response.get("Metadata", {})) if job.input_format == "csv" else None,
     )
