@@ -11,6 +11,7 @@ from pydantic.json_schema import models_json_schema
 
 from maas import __version__
 from maas.api.route_table import GENERATE, GET, INFER, OPENAI_PREFIX, ROUTES, Route
+from maas.protocol import request_examples
 from maas.protocol.openai_types import OpenAIErrorResponse
 from maas.protocol.v2_types import ErrorResponse
 
@@ -46,6 +47,8 @@ _PATH_PARAMETERS = {
         "^[a-z0-9][a-z0-9._-]{0,63}([@:][a-z0-9][a-z0-9._-]{0,63})?$",
     ),
 }
+# What Swagger UI fills in: the model whose request examples the wire types carry.
+_PATH_EXAMPLES = {"name": request_examples.EXAMPLE_MODEL, "version": request_examples.EXAMPLE_VERSION}
 
 
 def wire_type(name: str) -> type[BaseModel]:
@@ -93,7 +96,10 @@ def _operation(op: Route) -> dict[str, Any]:
         "operationId": op.operation_id,
         "responses": {"200": _ok(op), **{str(status): _error(op, status) for status in op.errors}},
     }
-    parameters = [_path_parameter(name) for name in _PATH_PARAMETERS if f"{{{name}}}" in op.path]
+    # Only the infer function's routes speak to seed-mlp; a generator's name differs per deployment.
+    path_examples = _PATH_EXAMPLES if op.function == INFER else {}
+    in_path = [name for name in _PATH_PARAMETERS if f"{{{name}}}" in op.path]
+    parameters = [_path_parameter(name, path_examples.get(name)) for name in in_path]
     if op.binary:
         parameters.append(
             {
@@ -107,7 +113,14 @@ def _operation(op: Route) -> dict[str, Any]:
     if parameters:
         operation["parameters"] = parameters
     if op.request is not None:
-        content: dict[str, Any] = {"application/json": {"schema": _ref(wire_type(op.request))}}
+        request = wire_type(op.request)
+        body: dict[str, Any] = {"schema": _ref(request)}
+        extra = request.model_config.get("json_schema_extra")
+        examples = extra.get("examples") if isinstance(extra, dict) else None
+        if isinstance(examples, list) and examples:
+            # Swagger UI's "Try it out" starts from the media type's example; the schema keeps them all.
+            body["example"] = examples[0]
+        content: dict[str, Any] = {"application/json": body}
         if op.binary:
             content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
         operation["requestBody"] = {"required": True, "content": content}
@@ -154,12 +167,15 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
 
 
-def _path_parameter(name: str) -> dict[str, Any]:
+def _path_parameter(name: str, example: str | None) -> dict[str, Any]:
     description, pattern = _PATH_PARAMETERS[name]
-    return {
+    parameter: dict[str, Any] = {
         "name": name,
         "in": "path",
         "required": True,
         "description": description,
         "schema": {"type": "string", "pattern": pattern},
     }
+    if example is not None:
+        parameter["example"] = example
+    return parameter

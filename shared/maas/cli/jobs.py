@@ -15,6 +15,7 @@ from maas.cli import common, job_bucket
 from maas.config import Settings
 
 if TYPE_CHECKING:
+    from maas.errors import InvalidInput
     from maas.service.job_layout import InputFormat, JobLocation, JobStatus
 
 # Lambda's 15-minute ceiling, plus a minute for the S3 notification to reach the function through SQS.
@@ -50,9 +51,14 @@ def add_jobs_commands(commands: common.Commands, output: argparse.ArgumentParser
     )
     submit.add_argument(
         "--out",
+        "--output",
         type=Path,
         metavar="PATH",
-        help="where to download the output (default: <FILE stem>.out.jsonl next to FILE)",
+        help="where to download the output (default: <FILE stem>.out.jsonl next to FILE); an existing file "
+        "is refused before anything is submitted, unless --overwrite",
+    )
+    submit.add_argument(
+        "--overwrite", action="store_true", help="replace the output file when it already exists"
     )
     submit.add_argument(
         "--timeout",
@@ -94,7 +100,7 @@ def jobs_submit_command(args: argparse.Namespace) -> int:
     job_id = validate_id(args.job_id, field="--job-id") if args.job_id is not None else uuid4().hex
     if not source.is_file():
         raise NotFound(f"FILE: expected a readable file, got {str(source)!r} (no such file)")
-    destination = _destination(source, args.out, wait=not args.no_wait)
+    destination = _destination(source, args.out, wait=not args.no_wait, overwrite=args.overwrite)
 
     settings = Settings.from_env()
     s3 = job_bucket.s3_client(settings)
@@ -142,18 +148,23 @@ def jobs_submit_command(args: argparse.Namespace) -> int:
         return 130
     output_path = None
     if status.output_key is not None:
+        if not args.overwrite and destination.exists():
+            # Something wrote it while the job ran: still not ours to replace.
+            raise _output_exists(destination, f"; the output stays at s3://{bucket}/{status.output_key}")
         job_bucket.download(s3, bucket, status.output_key, destination)
         output_path = destination
     return _print_finished(args, location, bucket, status, output_path)
 
 
-def _destination(source: Path, out: Path | None, *, wait: bool) -> Path | None:
-    """Where the output goes: None without waiting. Checked before uploading, not after a long job."""
+def _destination(source: Path, out: Path | None, *, wait: bool, overwrite: bool) -> Path | None:
+    """Where the output goes: None without waiting. Checked before uploading, not after a long job, so a
+    second job never silently replaces the first one's output."""
     from maas.errors import InvalidInput
 
     if not wait:
-        if out is not None:
-            raise InvalidInput("--out: expected only when waiting (nothing is downloaded with --no-wait)")
+        if out is not None or overwrite:
+            flag = "--out" if out is not None else "--overwrite"
+            raise InvalidInput(f"{flag}: expected only when waiting (nothing is downloaded with --no-wait)")
         return None
     default_name = f"{source.stem}.out.jsonl"
     destination = out if out is not None else source.with_name(default_name)
@@ -163,7 +174,19 @@ def _destination(source: Path, out: Path | None, *, wait: bool) -> Path | None:
         raise InvalidInput(f"--out: expected a path in an existing folder, got {str(destination)!r}")
     if destination.resolve() == source.resolve():
         raise InvalidInput(f"--out: expected a path other than FILE, got {str(destination)!r}")
+    if destination.exists() and not overwrite:
+        raise _output_exists(destination, "; nothing was submitted")
     return destination
+
+
+def _output_exists(destination: Path, outcome: str) -> InvalidInput:
+    from maas.errors import InvalidInput
+
+    return InvalidInput(
+        f"--out: expected a file that does not exist yet, got {str(destination)!r}, which does{outcome}: "
+        "name another with --out PATH, or replace it with --overwrite",
+        status=409,
+    )
 
 
 def _print_finished(

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from maas.explain.parameters import ExplainParameters
+from maas.protocol import request_examples
 
 
 class _Wire(BaseModel):
@@ -23,6 +24,8 @@ class _OnDemand(_Wire):
 
 
 class PredictRequest(_Wire):
+    model_config = ConfigDict(json_schema_extra={"examples": [request_examples.V1_PREDICT]})
+
     instances: list[Any] = Field(
         min_length=1,
         description="One entry per row: the row itself for a single-input model, or {input: row} objects.",
@@ -35,7 +38,7 @@ class PredictResponse(_Wire):
 
 
 class ExplainRequest(PredictRequest):
-    model_config = ConfigDict(defer_build=True)
+    model_config = ConfigDict(defer_build=True, json_schema_extra={"examples": [request_examples.V1_EXPLAIN]})
 
     parameters: ExplainParameters | None = None  # type: ignore[assignment]
 

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from maas.explain.parameters import ExplainParameters
+from maas.protocol import request_examples
 
 
 class _Wire(BaseModel):
@@ -54,6 +55,8 @@ class HttpInferenceRequestBody(InferenceRequestBody):
     """The body of POST .../infer and .../explain. The path selects the model; clients such as KServe's
     SDK also name it in the body, which must then agree with the path."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [request_examples.V2_INFER]})
+
     model_name: StrictStr | None = Field(
         default=None,
         description="Checked, not used: the path's model name (or the path's `name@alias` as written).",
@@ -65,7 +68,7 @@ class HttpInferenceRequestBody(InferenceRequestBody):
 
 
 class ExplainRequestBody(HttpInferenceRequestBody):
-    model_config = ConfigDict(defer_build=True)
+    model_config = ConfigDict(defer_build=True, json_schema_extra={"examples": [request_examples.V2_EXPLAIN]})
 
     parameters: ExplainParameters | None = None  # type: ignore[assignment]
 

@@ -265,7 +265,7 @@ class BatchJobService:
                     chunk.fail(position, exc.message)
         errors = chunk.errors
         for position, message in sorted(errors.items()):
-            lines[position] = error_line(message)
+            lines[position] = error_line(chunk.lines[position], message)
             progress.line_failed(chunk.lines[position], message)
         progress.lines_answered(len(chunk), failed=len(errors))
         return b"\n".join(line or b"" for line in lines) + b"\n"

@@ -125,8 +125,7 @@ class PromptJob:
         except MaasError as exc:
             if exc.status >= 500:  # a server failure is the job's, not the line's
                 raise
-            message = f"line {number}: {exc.message}"
-            return PromptLine(error_line(message), error=message)
+            return PromptLine(error_line(number, exc.message), error=exc.message)
         return PromptLine(answer.document, answer=answer)
 
     def _request(self, line: bytes) -> TextRequest:

@@ -25,9 +25,10 @@ def encode_rows(
         lines[position] = b'{"outputs":{' + fields + b"}}"
 
 
-def error_line(message: str) -> bytes:
-    """The line of a row that got no outputs, saying why."""
-    return orjson.dumps({"error": message})
+def error_line(line: int, message: str) -> bytes:
+    """The line of a row that got no outputs, saying why. Only here does the message name its line: the
+    job's status carries the line as its own field, so its message names it nowhere (no `line 6: line 6:`)."""
+    return orjson.dumps({"error": f"line {line}: {message}"})
 
 
 def _json_rows(array: npt.NDArray[Any]) -> list[bytes]:

@@ -41,7 +41,8 @@ class RowBatch:
 
 @dataclass(slots=True)
 class RowChunk:
-    """Consecutive rows of the input: `lines[i]` is row i's 1-based line (or npy row) number."""
+    """Consecutive rows of the input: `lines[i]` is row i's 1-based line (or npy row) number, and `errors`
+    the failed rows' messages by position, without their line (the output line and the status add it)."""
 
     lines: list[int]
     batches: list[RowBatch] = field(default_factory=list)
@@ -51,8 +52,8 @@ class RowChunk:
         return len(self.lines)
 
     def fail(self, position: int, message: str) -> None:
-        """The row at `position` gets no output but this error, named by its line."""
-        self.errors[position] = f"line {self.lines[position]}: {message}"
+        """The row at `position` gets no output but this error."""
+        self.errors[position] = message
 
 
 class RowGroups:

@@ -359,6 +359,63 @@ def test_submit_refuses_an_out_in_a_missing_folder(
     assert keys(bucket) == []
 
 
+@pytest.mark.parametrize("given_out", [False, True])
+def test_submit_refuses_an_existing_output_file_before_submitting(
+    bucket: Any, data: Path, capsys: pytest.CaptureFixture[str], given_out: bool
+) -> None:
+    earlier = data.with_name("data.out.jsonl")
+    earlier.write_bytes(b"an earlier job's answers\n")
+    out = ["--out", str(earlier)] if given_out else []
+
+    message = fail(capsys, "jobs", "submit", str(data), "--model", "demo", *out)
+
+    assert message.count("\n") == 1
+    assert f"got {str(earlier)!r}, which does; nothing was submitted" in message
+    assert "name another with --out PATH, or replace it with --overwrite" in message
+    assert keys(bucket) == []
+    assert earlier.read_bytes() == b"an earlier job's answers\n"
+
+
+def test_submit_overwrite_replaces_an_existing_output_file(
+    start_worker: Any, data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    earlier = data.with_name("data.out.jsonl")
+    earlier.write_bytes(b"an earlier job's answers\n")
+    start_worker(succeeded, OUTPUT)
+
+    assert main(["jobs", "submit", str(data), "--model", "demo", "--overwrite", *FAST]) == 0
+
+    assert earlier.read_bytes() == OUTPUT
+    capsys.readouterr()
+
+
+def test_submit_keeps_an_output_file_that_appears_while_the_job_runs(
+    bucket: Any, on_upload: Any, data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = data.with_name("data.out.jsonl")
+
+    def another_writer_then_the_job(input_key: str) -> None:
+        out.write_bytes(b"written meanwhile\n")
+        job = JobLocation.from_input_key(input_key, Settings.from_env().prefix)
+        store_job(bucket, job, succeeded(job), OUTPUT, input_stored=True)
+
+    on_upload(another_writer_then_the_job)
+
+    code = main(["jobs", "submit", str(data), "--model", "demo", "--job-id", "j", *FAST])
+
+    captured = capsys.readouterr()
+    assert code == 1
+    assert out.read_bytes() == b"written meanwhile\n"
+    assert "the output stays at s3://" in captured.err and "--overwrite" in captured.err
+
+
+def test_submit_overwrite_needs_waiting(bucket: Any, data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    message = fail(capsys, "jobs", "submit", str(data), "--model", "demo", "--no-wait", "--overwrite")
+
+    assert "--overwrite: expected only when waiting" in message
+    assert keys(bucket) == []
+
+
 def test_submit_refuses_a_zero_poll_interval(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["jobs", "submit", str(data), "--model", "demo", "--poll", "0"])

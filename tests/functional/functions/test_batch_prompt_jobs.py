@@ -162,8 +162,11 @@ def test_a_1000_line_prompt_job_answers_each_line_in_order_as_the_completion_ser
         len(BAD_LINES),
     )
     assert [error.line for error in status.errors] == sorted(BAD_LINES)
-    assert all(error.error.startswith(f"line {error.line}: ") for error in status.errors)
-    assert not any(error.error.startswith(f"line {error.line}: line") for error in status.errors)
+    # The status names each line in its own field, the output line in its message: neither twice.
+    assert [f"line {error.line}: {error.error}" for error in status.errors] == [
+        out[line - 1]["error"] for line in sorted(BAD_LINES)
+    ]
+    assert not any(error.error.startswith("line ") for error in status.errors)
     assert status.tokens is not None
     assert status.tokens.prompt_tokens == sum(a["usage"]["prompt_tokens"] for a in answered.values())
     assert status.tokens.completion_tokens == sum(a["usage"]["completion_tokens"] for a in answered.values())

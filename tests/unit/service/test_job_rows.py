@@ -53,12 +53,13 @@ def test_each_bad_line_gets_its_own_message_and_the_rest_still_batch() -> None:
     )
 
     assert chunk.errors == {
-        1: "line 11: input 'input': expected a row of shape [3] (-1 = any size), got [2]",
-        2: "line 12: input 'input'.data: expected FP32 values, got booleans",
-        3: "line 13: input 'input': expected a row of shape [3] (-1 = any size), got []",
-        4: "line 14: expected an object with the keys ['input'], got the keys ['other']",
-        6: "line 16: expected one JSON value per line, got text that is not JSON",
+        1: "input 'input': expected a row of shape [3] (-1 = any size), got [2]",
+        2: "input 'input'.data: expected FP32 values, got booleans",
+        3: "input 'input': expected a row of shape [3] (-1 = any size), got []",
+        4: "expected an object with the keys ['input'], got the keys ['other']",
+        6: "expected one JSON value per line, got text that is not JSON",
     }
+    assert [chunk.lines[position] for position in sorted(chunk.errors)] == [11, 12, 13, 14, 16]
     (batch,) = chunk.batches
     assert batch.positions == [0, 5]
 
@@ -76,7 +77,7 @@ def test_multi_input_rows_are_objects_and_rows_of_different_lengths_run_in_separ
         ),
     )
 
-    assert chunk.errors == {3: "line 4: expected an object with the keys ['ids', 'scale'], got a JSON array"}
+    assert chunk.errors == {3: "expected an object with the keys ['ids', 'scale'], got a JSON array"}
     by_positions = {tuple(b.positions): b for b in chunk.batches}
     assert set(by_positions) == {(0, 2), (1,)}
     np.testing.assert_array_equal(by_positions[(0, 2)].inputs["ids"], [[1, 2], [6, 7]])
@@ -88,7 +89,7 @@ def test_text_rows_are_strings() -> None:
     chunk = JsonlDecoder("m", TEXT).chunk(1, lines('"hello"', '"wörld"', "3"))
 
     assert list(chunk.batches[0].inputs["text"]) == ["hello", "wörld"]
-    assert chunk.errors == {2: "line 3: input 'text'.data: expected BYTES values, got integers"}
+    assert chunk.errors == {2: "input 'text'.data: expected BYTES values, got integers"}
 
 
 def test_csv_and_npy_need_a_single_input_model() -> None:
@@ -106,8 +107,8 @@ def test_csv_records_batch_in_numpy_and_bad_records_are_named() -> None:
     chunk = decoder.chunk(records[1:])
 
     assert chunk.errors == {
-        1: "line 3: input 'input': expected FP32 values, got an empty cell",
-        2: "line 4: input 'input': expected 3 values per record (shape [3]), got 2",
+        1: "input 'input': expected FP32 values, got an empty cell",
+        2: "input 'input': expected 3 values per record (shape [3]), got 2",
     }
     (batch,) = chunk.batches
     np.testing.assert_array_equal(batch.inputs["input"], [[1, 2, 3], [9, 10, 11]])

@@ -131,7 +131,7 @@ def test_jsonl_fp_inputs_take_nan_and_infinity_and_others_refuse_them_as_a_line_
         assert chunk.errors == {}
         np.testing.assert_array_equal(rows[1].astype(np.float64), outcome)
     else:
-        assert chunk.errors == {1: f"line 2: input 'input'.data: {outcome}"}
+        assert chunk.errors == {1: f"input 'input'.data: {outcome}"}
 
 
 def test_jsonl_lines_orjson_refuses_and_no_parser_reads_stay_line_errors_in_place() -> None:
@@ -142,9 +142,9 @@ def test_jsonl_lines_orjson_refuses_and_no_parser_reads_stay_line_errors_in_plac
     )
 
     assert chunk.errors == {
-        2: "line 3: expected one JSON value per line, got JSON nested too deep to read",
-        3: "line 4: expected UTF-8 text, got other bytes",
-        4: "line 5: expected one JSON value per line, got text that is not JSON",
+        2: "expected one JSON value per line, got JSON nested too deep to read",
+        3: "expected UTF-8 text, got other bytes",
+        4: "expected one JSON value per line, got text that is not JSON",
     }
     assert sorted(rows_by_position(chunk)) == [0, 1, 5]
 
@@ -153,7 +153,7 @@ def test_jsonl_text_with_a_lone_surrogate_is_refused_by_the_text_check() -> None
     chunk = JsonlDecoder("m", TEXT).chunk(1, lines('"fine"', '"\\ud800"'))
 
     assert chunk.errors == {
-        1: "line 2: input 'input'.data: expected valid Unicode text, got a lone surrogate in BYTES element 0"
+        1: "input 'input'.data: expected valid Unicode text, got a lone surrogate in BYTES element 0"
     }
 
 
@@ -267,7 +267,7 @@ def test_csv_cells_other_inputs_refuse_are_line_errors_alone_or_among_good_recor
     alone = csv_chunk(model, good, cell)
     among_bad = csv_chunk(model, good, cell, "x")
 
-    assert alone.errors == {1: f"line 2: input 'input'{message}"}
+    assert alone.errors == {1: f"input 'input'{message}"}
     assert among_bad.errors[1] == alone.errors[1]
     assert sorted(rows_by_position(alone)) == [0]
 
@@ -304,8 +304,8 @@ def test_a_cell_past_the_csv_default_limit_is_read_and_one_past_the_string_limit
         "input 'input': BYTES element 0 holds {} bytes, expected at most 262144 (MAAS_MAX_STRING_BYTES)"
     )
     assert chunk.errors == {
-        2: "line 3: " + too_long.format(262_145),
-        3: "line 4: " + too_long.format(280_000),
+        2: too_long.format(262_145),
+        3: too_long.format(280_000),
     }
     rows = rows_by_position(chunk)
     assert [len(rows[i]) for i in (0, 1, 4, 5)] == [5, 200_000, 200_008, 4]
@@ -349,9 +349,9 @@ def test_a_record_the_csv_reader_refuses_or_that_is_not_utf8_is_its_own_line_err
     chunk = CsvDecoder("m", FP32_ROW).chunk(records)
     assert chunk.lines == [1, 2, 3, 4, 5, 7]
     assert chunk.errors == {
-        1: "line 2: expected a csv record, got a carriage return inside an unquoted cell (quote the cell)",
-        3: "line 4: expected UTF-8 text, got other bytes",
-        4: "line 5: expected UTF-8 text, got other bytes",
+        1: "expected a csv record, got a carriage return inside an unquoted cell (quote the cell)",
+        3: "expected UTF-8 text, got other bytes",
+        4: "expected UTF-8 text, got other bytes",
     }
 
 
