@@ -72,16 +72,18 @@ def adoption_overrides(
 
 
 def reconnect_job_notifications(
-    cloudformation: CloudFormationClient, s3: S3Client, *, stack: str, bucket: str
-) -> bool:
-    """Point `bucket`'s job notifications at `stack`'s JobsQueue when the stack serves that bucket as an
-    existing one (an adopted, retained bucket). True when it changed something."""
+    cloudformation: CloudFormationClient, s3: S3Client, *, stack: str, account: str, region: str
+) -> str | None:
+    """Point the retained bucket's job notifications at `stack`'s JobsQueue when the stack serves it as an
+    existing bucket (adopted: its name is the fixed name of the stack's own Stage). Returns the bucket when
+    something changed."""
     description = stack_description(cloudformation, stack)
     if description is None:
-        return False
+        return None
     parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in description.get("Parameters", [])}
+    bucket = fixed_bucket_name(parameters.get("Stage", "dev"), account, region)
     if parameters.get("ExistingBucketName") != bucket:
-        return False
+        return None
     outputs = {o["OutputKey"]: o["OutputValue"] for o in description.get("Outputs", [])}
     queue = outputs["JobsQueueArn"]
     current: dict[str, Any] = dict(s3.get_bucket_notification_configuration(Bucket=bucket))
@@ -89,10 +91,10 @@ def reconnect_job_notifications(
     others = [c for c in current.get("QueueConfigurations", []) if not _is_job_rule(c)]
     wanted = others + [_job_rule(queue, suffix) for suffix in JOB_INPUT_SUFFIXES]
     if _normalised(current.get("QueueConfigurations", [])) == _normalised(wanted):
-        return False
+        return None
     current["QueueConfigurations"] = wanted
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=current)  # type: ignore[arg-type]
-    return True
+    return bucket
 
 
 def retained_summary(cloudformation: CloudFormationClient, *, stack: str) -> str:
@@ -103,9 +105,10 @@ def retained_summary(cloudformation: CloudFormationClient, *, stack: str) -> str
     key = outputs.get("ModelKeyArn")
     kept = f"s3://{bucket} (your models, every version)" + (f" and its KMS key {key}" if key else "")
     return (
-        f"kept: {kept}, and the maas layer versions. They are retained on purpose (DeletionPolicy: Retain): "
-        "deleting a stack must never delete the models it served. `make deploy` with the same STACK, STAGE "
-        "and REGION adopts the bucket again; docs/deploy.md#tear-down removes them for good."
+        f"deleting stack {stack} keeps {kept}, and the maas layer versions, on purpose (DeletionPolicy: "
+        "Retain): deleting a stack must never delete the models it served. `make deploy` with the same "
+        "STACK, STAGE and REGION adopts the bucket again; docs/deploy.md#tear-down-and-redeploy says how "
+        "to remove them for good. The CLI still points at the bucket: `maas use-stack --local` forgets it."
     )
 
 
@@ -171,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("action", choices=["overrides", "reconnect", "retained"])
     parser.add_argument("--stack", required=True)
     parser.add_argument("--region", required=True)
-    parser.add_argument("--stage", default="dev", help="the stack's Stage parameter (default: dev)")
+    parser.add_argument("--stage", default="dev", help="overrides: the new stack's Stage (default: dev)")
     args = parser.parse_args(argv)
     session = boto3.session.Session(region_name=args.region)
     cloudformation = session.client("cloudformation")
@@ -179,15 +182,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(retained_summary(cloudformation, stack=args.stack))
         return 0
     account = session.client("sts").get_caller_identity()["Account"]
-    bucket = fixed_bucket_name(args.stage, account, args.region)
     s3 = session.client("s3")
     if args.action == "overrides":
+        bucket = fixed_bucket_name(args.stage, account, args.region)
         overrides = adoption_overrides(cloudformation, s3, stack=args.stack, bucket=bucket)
         if overrides:
             print(f"adopting the retained bucket {bucket} (a deleted stack kept it)", file=sys.stderr)
         print(" ".join(overrides))
-    elif reconnect_job_notifications(cloudformation, s3, stack=args.stack, bucket=bucket):
-        print(f"s3://{bucket}: job notifications now go to stack {args.stack}'s JobsQueue", file=sys.stderr)
+        return 0
+    reconnected = reconnect_job_notifications(
+        cloudformation, s3, stack=args.stack, account=account, region=args.region
+    )
+    if reconnected is not None:
+        print(f"s3://{reconnected}: job notifications go to stack {args.stack}'s JobsQueue", file=sys.stderr)
     return 0
 
 

@@ -29,9 +29,13 @@ ACCOUNT = "123456789012"  # moto's account
 STACK = "maas"
 BUCKET = fixed_bucket_name("dev", ACCOUNT, REGION)
 # Only what the script reads: the ExistingBucketName parameter and the outputs, as template.yaml names them.
+WHERE = {"stack": STACK, "account": ACCOUNT, "region": REGION}
 STACK_TEMPLATE = json.dumps(
     {
-        "Parameters": {"ExistingBucketName": {"Type": "String", "Default": ""}},
+        "Parameters": {
+            "Stage": {"Type": "String", "Default": "dev"},
+            "ExistingBucketName": {"Type": "String", "Default": ""},
+        },
         "Resources": {"JobsQueue": {"Type": "AWS::SQS::Queue"}},
         "Outputs": {
             "JobsQueueArn": {"Value": {"Fn::GetAtt": ["JobsQueue", "Arn"]}},
@@ -128,25 +132,25 @@ def test_the_adopted_bucket_sends_jobs_to_the_new_stacks_queue_and_keeps_its_oth
     new_queue = _deploy(aws, existing_bucket=BUCKET)
     exports = _queues_by_prefix(aws)["exports/*.csv"]
 
-    changed = reconnect_job_notifications(aws["cloudformation"], aws["s3"], stack=STACK, bucket=BUCKET)
+    changed = reconnect_job_notifications(aws["cloudformation"], aws["s3"], **WHERE)
 
-    assert changed
+    assert changed == BUCKET
     assert new_queue != old_queue
     assert _queues_by_prefix(aws) == {
         **{f"jobs/*{suffix}": {new_queue} for suffix in JOB_INPUT_SUFFIXES},
         "exports/*.csv": exports,
     }
     # Run again (every `make deploy` runs it): nothing left to change.
-    assert not reconnect_job_notifications(aws["cloudformation"], aws["s3"], stack=STACK, bucket=BUCKET)
+    assert reconnect_job_notifications(aws["cloudformation"], aws["s3"], **WHERE) is None
 
 
 def test_a_stack_that_created_its_bucket_is_left_alone(aws: dict[str, Any]) -> None:
     queue = _deploy(aws)
     _retained_bucket(aws, "arn:aws:sqs:us-east-1:123456789012:someone-elses")
 
-    changed = reconnect_job_notifications(aws["cloudformation"], aws["s3"], stack=STACK, bucket=BUCKET)
+    changed = reconnect_job_notifications(aws["cloudformation"], aws["s3"], **WHERE)
 
-    assert not changed
+    assert changed is None
     assert queue not in set().union(*_queues_by_prefix(aws).values())
 
 
