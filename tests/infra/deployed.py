@@ -68,6 +68,12 @@ class Deployment:
         statements = [s for document in documents for s in _as_list(document["Statement"])]
         return [s for s in statements if s["Effect"] == "Allow"]
 
+    def policy_statements(self, policy_id: str) -> list[dict[str, Any]]:
+        """The Allow statements of one of the stack's managed policies (e.g. PublisherPolicy, which no role
+        attaches: the stack hands it to people through an output)."""
+        document = self.resources[policy_id]["Properties"]["PolicyDocument"]
+        return [s for s in _as_list(document["Statement"]) if s["Effect"] == "Allow"]
+
     def aws_managed_policies(self, role_id: str) -> list[str]:
         role = self.resources[role_id]["Properties"]
         return sorted(arn for arn in role.get("ManagedPolicyArns", []) if arn.startswith("arn:"))
