@@ -13,7 +13,7 @@ from tests.support.paths import ROOT
 
 GUIDE = (ROOT / "docs" / "deploy.md").read_text()
 TEMPLATE = parse_cloudformation_yaml((ROOT / "template.yaml").read_text())
-STACK_NAMES = re.compile(r"(?:--stack-name|--stack|use-stack|\bSTACK=)\s*=?\s*\"?([$A-Za-z0-9][$A-Za-z0-9-]*)")
+STACK_NAMES = re.compile(r"(?:--stack-name|--stack|use-stack|\bSTACK=)\s*\"?([$A-Za-z0-9][$A-Za-z0-9-]*)")
 OVERRIDES = re.compile(r"(?:--parameter-overrides|PARAMETERS=\"?|MAAS_LOCAL_PARAMETERS=\")(.*)")
 CAMEL_CASE_ASSIGNMENT = re.compile(r"\b([A-Z][a-z][A-Za-z0-9]*)=")
 TABLE_PARAMETER = re.compile(r"`([A-Z][A-Za-z0-9]+)`")

@@ -6,6 +6,7 @@ the policy against the code's calls)."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from tests.infra.deployed import ACCOUNT, REGION, deploy, translate
 from tests.support.paths import ROOT
@@ -13,7 +14,7 @@ from tests.support.paths import ROOT
 PUBLISH_SECTION = re.compile(
     r"^## Publish a model to the deployed bucket\n(.*?)^## ", re.MULTILINE | re.DOTALL
 )
-SIGNING_CONFIGURATIONS = (
+SIGNING_CONFIGURATIONS: tuple[dict[str, str], ...] = (
     {},
     {"ManifestSigningKmsKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/mac-0000-1111"},
     {"ManifestSigningSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:maas/hmac-AbCdEf"},
@@ -26,7 +27,7 @@ def _publisher_actions() -> set[str]:
         action
         for overrides in SIGNING_CONFIGURATIONS
         for statement in deploy(translated, overrides).policy_statements("PublisherPolicy")
-        for action in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+        for action in _as_list(statement["Action"])
     }
 
 
@@ -42,3 +43,7 @@ def test_the_documented_publisher_permissions_are_the_policys() -> None:
 
     assert missing == []
     assert "PublisherPolicyArn" in section.group(1)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
