@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from maas.config import DEFAULT_BUCKET, ENV_BUCKET, ENV_ENDPOINT_URL
 from maas.errors import ConfigurationError
-from maas.local.ports import remember_store_port, store_port_in_use
+from maas.local.ports import port_is_free, remember_store_port, store_port_in_use
 from maas.local.process_environment import EnvironmentPatch
 from maas.local.store_state import StoreState
 
@@ -91,21 +91,24 @@ def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadedM
     install_serialized_mutations()
 
     class ReportingServer(ThreadedMotoServer):
-        """moto's server thread waits forever when its port is taken; this one reports the failure."""
+        """moto's server thread waits forever when werkzeug cannot bind (werkzeug prints two lines and
+        exits the thread); this one reports the failure."""
 
-        bind_error: OSError | None = None
+        bind_failed = False
 
         def _server_entry(self) -> None:
             try:
                 super()._server_entry()
-            except OSError as exc:
-                self.bind_error = exc
+            except (OSError, SystemExit):
+                self.bind_failed = True
                 self._server_ready_event.set()
 
+    if port and not port_is_free(host, port):  # before werkzeug, which would print its own lines
+        raise store_port_in_use(host, port)
     server = ReportingServer(ip_address=host, port=port, verbose=False)
     server.start()
-    if server.bind_error is not None:
-        raise store_port_in_use(host, port) from None
+    if server.bind_failed:
+        raise store_port_in_use(host, port)
     bound_host, bound_port = server.get_host_and_port()
     return server, f"http://{bound_host}:{bound_port}"
 

@@ -8,6 +8,7 @@ gateway's port + 1 (when the gateway's is not 0), else any free port; it is reme
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 from maas.errors import MaasError
@@ -35,6 +36,17 @@ def store_port_in_use(host: str, port: int) -> PortInUse:
         f"the local store's port {host}:{port} is already in use (another `make serve`?): stop it, or pick "
         f"another with `maas serve --store-port PORT` (the new one is remembered in the data folder)"
     )
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could bind `host:port` now (as werkzeug binds: reusing a port in TIME_WAIT)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def choose_store_port(data_dir: Path | None, requested: int | None, gateway_port: int) -> int:
