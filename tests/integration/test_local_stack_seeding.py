@@ -33,6 +33,8 @@ def test_an_empty_store_is_seeded_once_and_the_environment_is_restored(
     ) as stack:
         assert [(m.name, m.version) for m in stack.seeded] == [("seed-mlp", 1)]
         assert seed_registry(stack.registry, overrides={"epochs": 2}) == []
+        production = stack.registry.aliases("seed-mlp")["production"]
+        assert (production.version, len(production.history)) == (1, 1)  # set once, by the first seeding
         assert stack.store.kind == "embedded"
         assert stack.store.endpoint_url is not None
         assert stack.store.endpoint_url in stack.banner()

@@ -318,6 +318,7 @@ class LocalStack:
             pollers=self._pollers,
             queue_urls=self.queue_urls,
             signing_example=self._signing_example(),
+            kept_in=self.data_dir,
         )
 
     def _signing_example(self) -> SigningExample | None:

@@ -11,6 +11,7 @@ import posixpath
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from maas.config import ENV_BUCKET
@@ -120,8 +121,10 @@ def stack_banner(
     pollers: Sequence[SqsPoller],
     queue_urls: Mapping[str, str],
     signing_example: SigningExample | None,
+    kept_in: Path | None = None,
 ) -> str:
-    """The banner of a stack serving `url`; `model` is the one the examples call."""
+    """The banner of a stack serving `url`; `model` is the one the examples call; `kept_in` is the data
+    folder an embedded store is saved into."""
     where = {
         "embedded": f"embedded S3 (moto) at {store.endpoint_url}, bucket {store.bucket}",
         "endpoint": f"S3 endpoint {store.endpoint_url}, bucket {store.bucket}",
@@ -129,6 +132,8 @@ def stack_banner(
     }[store.kind]
     lines = [f"maas is serving {url} ({len(template.routes)} routes from {TEMPLATE_FILE})"]
     lines.append(f"models: {where}")
+    if store.kind == "embedded" and kept_in is not None:
+        lines.append(f"kept in {kept_in} across restarts (start afresh: maas serve --reset)")
     if store.kind == "embedded":
         lines.append(
             "from another shell, first: "
