@@ -14,11 +14,9 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 
 from maas.local.data_folder import running_stack
 from maas.local.stack import LocalStack
@@ -27,18 +25,9 @@ from maas.training import TrainedModel, publish_trained
 from tests.integration.waiting import eventually
 from tests.support.aws import AWS_VARIABLES
 from tests.support.registry import publish
+from tests.support.s3_objects import read_object
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def read_object(s3: Any, bucket: str, key: str) -> bytes | None:
-    try:
-        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-            return None
-        raise
-    return body
 
 
 def kept_stack(data_dir: Path) -> LocalStack:
