@@ -79,11 +79,8 @@ def unreachable(action: str, exc: Exception, *, s3: S3Client | None = None, buck
     message = f"{action}: storage unreachable ({type(exc).__name__}) {where}"
     if type(exc).__name__ in MISSING_CREDENTIALS:
         return f"{message}; {CREDENTIALS_ADVICE}"
-    local = _local_endpoint(_client_endpoint(s3) or endpoint or _environment_endpoint())
-    if local is not None:
-        return (
-            f"{message}; nothing answers at {local}: is the local stack running? Start it with `make serve`"
-        )
+    if _local_endpoint(_client_endpoint(s3) or endpoint or _environment_endpoint()) is not None:
+        return f"{message}: nothing answers there; is the local stack running? Start it with `make serve`"
     return message
 
 

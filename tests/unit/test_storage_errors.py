@@ -33,8 +33,8 @@ def test_a_store_that_does_not_answer_names_bucket_and_endpoint_and_the_local_st
         s3.list_objects_v2(Bucket="maas-models")
 
     assert failed.value.message == (
-        f"listing models: storage unreachable (EndpointConnectionError) s3://maas-models at {endpoint}; "
-        f"nothing answers at {endpoint}: is the local stack running? Start it with `make serve`"
+        f"listing models: storage unreachable (EndpointConnectionError) s3://maas-models at {endpoint}: "
+        "nothing answers there; is the local stack running? Start it with `make serve`"
     )
     assert failed.value.status == 503
 

@@ -18,7 +18,7 @@ from maas.cli.jobs import add_jobs_commands
 from maas.cli.models import add_models_commands, add_registry_commands
 from maas.cli.serve_command import add_serve_command
 from maas.cli.stack_commands import add_stack_commands
-from maas.cli.target import NoStorageTarget, resolve_target
+from maas.cli.target import NoStorageTarget, resolve_target, storage_failure_message
 from maas.cli.training import add_training_commands
 from maas.errors import MaasError
 
@@ -59,6 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return BROKEN_PIPE_STATUS
+    except Exception as exc:
+        message = storage_failure_message(exc, f"maas {args.command_name}")
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 1
 
 
 def touches_storage(args: argparse.Namespace) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Mapping, MutableMapping
 from dataclasses import asdict, dataclass, field
@@ -107,6 +108,30 @@ class StorageTarget:
         if self.source == "local stack":
             # A profile would be looked up (and may not exist) though the stack's keys are in the environment.
             environ.pop(ENV_PROFILE, None)
+
+
+def storage_failure_message(exc: Exception, action: str) -> str | None:
+    """One line for a boto error a command let through (a transfer, a call outside the registry), naming
+    the bucket and endpoint as the registry's own errors do; None for any other exception."""
+    botocore_errors = sys.modules.get("botocore.exceptions")
+    boto3_errors = sys.modules.get("boto3.exceptions")
+    from_botocore = botocore_errors is not None and isinstance(
+        exc, botocore_errors.BotoCoreError | botocore_errors.ClientError
+    )
+    if not from_botocore and (boto3_errors is None or not isinstance(exc, boto3_errors.Boto3Error)):
+        return None
+    from maas.errors import Unavailable
+    from maas.objects import storage_errors, storage_location
+
+    if from_botocore:
+        try:
+            with storage_errors(action):
+                raise exc
+        except Unavailable as translated:
+            return translated.message
+        except Exception:  # a missing key or a lost condition: boto's own words say more than "not found"
+            pass
+    return f"{action}: {exc} ({storage_location(action)})"
 
 
 def resolve_target(environ: Mapping[str, str], *, project_root: Path | None = None) -> StorageTarget:

@@ -4,7 +4,9 @@ before any long work; and a reader that closes the pipe early ends it quietly.""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,3 +122,21 @@ def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(
     status, stderr = run_maas_into_closed_pipe(user_environment, *argv, cwd=tmp_path)
 
     assert (status, stderr) == (BROKEN_PIPE, "")
+
+
+def test_a_local_stack_that_stopped_answering_is_one_line_naming_its_endpoint(
+    stack_folder: Path, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        silent = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    descriptor = StackDescriptor.from_json((stack_folder / "stack.json").read_text())
+    write_descriptor(stack_folder, dataclasses.replace(descriptor, endpoint_url=silent))
+
+    failed = run_maas(bare_environment(tmp_path, stack_folder), "models", "list", cwd=tmp_path)
+
+    assert failed.returncode == 1
+    assert failed.stderr == (
+        f"error: listing models in s3://{BUCKET}/models/: storage unreachable (EndpointConnectionError) "
+        f"at {silent}: nothing answers there; is the local stack running? Start it with `make serve`\n"
+    )

@@ -63,7 +63,11 @@ def test_train_publishes_then_models_list_and_show_read_it_back(
     assert (manifest["name"], manifest["version"], manifest["lineage"]["seed"]) == ("cli-model", 1, 3)
 
 
-def test_domain_errors_print_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+def test_domain_errors_print_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A storage target, as a user's would be: without one every storage command stops at that first.
+    monkeypatch.setenv("MAAS_BUCKET", BUCKET)
     assert main(["train", "no-such-recipe", "--no-publish"]) == 1
     assert capsys.readouterr().err.startswith(
         "error: recipe: expected one of ['digits-resnet', 'minilm-embed', 'seed-mlp'"
