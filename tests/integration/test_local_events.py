@@ -18,13 +18,13 @@ import boto3
 import numpy as np
 import onnxruntime as ort
 import pytest
-from botocore.exceptions import ClientError
 
 from maas.cli import main
 from maas.local.stack import LocalStack
 from maas.local.stack_banner import example_infer_body
 from maas.training import TrainedModel, publish_trained
 from tests.integration.waiting import eventually
+from tests.support.s3_objects import read_object
 
 MAX_RECEIVES = 3
 
@@ -46,16 +46,6 @@ def sqs(stack: LocalStack) -> Any:
 @pytest.fixture(scope="module")
 def s3(stack: LocalStack) -> Any:
     return boto3.client("s3", endpoint_url=stack.store.endpoint_url, region_name="us-east-1")
-
-
-def read_object(s3: Any, bucket: str, key: str) -> bytes | None:
-    try:
-        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-            return None
-        raise
-    return body
 
 
 def messages_left(sqs: Any, url: str) -> int:

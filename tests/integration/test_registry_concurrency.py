@@ -34,28 +34,9 @@ ROUNDS = 4
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    with pytest.MonkeyPatch.context() as patch:
-        _make_conditional_writes_atomic(patch)
-        with moto_server() as endpoint:
-            yield endpoint
-
-
-def _make_conditional_writes_atomic(patch: pytest.MonkeyPatch) -> None:
-    """S3 checks If-Match / If-None-Match and writes as one atomic step; moto (5.x) checks, then writes,
-    with no lock between, so two racing writers can both pass the check. That is moto's race, not the
-    registry's, and it made these tests flaky under load. One lock around moto's put and delete handlers
-    gives the emulator S3's semantics, so the tests judge our compare-and-swap, not moto's."""
-    from moto.s3.responses import S3Response
-
-    lock = threading.Lock()
-    for handler in ("put_object", "delete_object"):
-        original = getattr(S3Response, handler)
-
-        def serialized(self: Any, _original: Callable[[Any], Any] = original) -> Any:
-            with lock:
-                return _original(self)
-
-        patch.setattr(S3Response, handler, serialized)
+    # The served store makes conditional writes atomic, as S3 does (maas.local.store_requests).
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
