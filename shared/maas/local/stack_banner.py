@@ -134,14 +134,19 @@ def stack_banner(
     lines.append(f"models: {where}")
     if store.kind == "embedded" and kept_in is not None:
         lines.append(f"kept in {kept_in} across restarts (start afresh: maas serve --reset)")
+    if store.kind == "embedded" and kept_in is not None:
+        # The CLI reads the descriptor in the data folder: no variable to export for `maas` itself.
+        lines.append(
+            f"from another shell, `maas ...` finds this stack through {kept_in}/stack.json "
+            "(`source .venv/bin/activate` first, or run .venv/bin/maas)"
+        )
     if store.kind == "embedded":
         lines.append(
-            "from another shell, first: "
+            "other S3 tools: "
             f"export AWS_ENDPOINT_URL={store.endpoint_url} AWS_ACCESS_KEY_ID=testing "
             f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={EMBEDDED_REGION} "
             f"{ENV_BUCKET}={store.bucket}"
         )
-        lines.append("  then `maas ...` publishes into it")
     lines += _auth_lines(template.routes, parameters, model, signing_example)
     streamed = [route for route in template.routes if route.streaming]
     if streamed:
