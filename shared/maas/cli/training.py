@@ -6,6 +6,7 @@ Each command imports torch (through maas.training) only when it runs.
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -181,11 +182,11 @@ def train_command(args: argparse.Namespace) -> int:
         print(f"wrote {', '.join(sorted(trained.files))} and {DRAFT_FILE} to {args.out}")
     # Both gates before any write: a refused int8 publishes nothing, so a retry makes no duplicate fp32.
     ensure_publishable(trained.draft)
+    name = args.publish or trained.recipe
     if quantized is not None:
-        ensure_publishable(quantized.draft)
+        _ensure_int8_publishable(trained, quantized, name, publishing=registry is not None)
     if registry is None:
         return 0
-    name = args.publish or trained.recipe
     try:
         manifest = publish_trained(trained, registry, name)
     except MaasError as exc:
@@ -203,6 +204,26 @@ def train_command(args: argparse.Namespace) -> int:
         )
         print(f"      to choose: maas models alias {int8.name} production {manifest.version}")
     return 0
+
+
+def _ensure_int8_publishable(
+    trained: TrainedModel, quantized: TrainedModel, name: str, *, publishing: bool
+) -> None:
+    """The int8 gates; a refusal says that nothing was published and keeps the fp32 model, which passed
+    its own gates, so that it publishes alone without training again."""
+    from maas.training import QuantizationRefused, ensure_publishable
+
+    try:
+        ensure_publishable(quantized.draft)
+    except QuantizationRefused as exc:
+        if not publishing:
+            raise
+        kept = _write_run(_unpublished(name), trained, None)
+        raise QuantizationRefused(
+            f"{exc.message}. Nothing was published, not even fp32 (so a retry makes no duplicate); the "
+            f"fp32 model is kept in {kept}: publish it alone with "
+            f"`maas publish {shlex.quote(str(kept))} --name {name}`"
+        ) from None
 
 
 def _write_run(folder: Path, trained: TrainedModel, quantized: TrainedModel | None) -> Path:
@@ -247,8 +268,6 @@ def _kept_unpublished(
     exc: MaasError, name: str, folder: Path, published: Manifest | None = None
 ) -> MaasError:
     """The publish error, saying where the trained files are and the command that publishes them."""
-    import shlex
-
     done = (
         f"{name} version {published.version} (fp32) was published, the int8 one was not; "
         if published
