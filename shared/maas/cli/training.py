@@ -6,17 +6,20 @@ Each command imports torch (through maas.training) only when it runs.
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from maas.cli import common
+from maas.errors import MaasError
 
 if TYPE_CHECKING:
-    from maas.registry import ManifestDraft
+    from maas.registry import Manifest, ManifestDraft, ModelRegistry
     from maas.training import TrainedModel
     from maas.training.run_config import RunConfig
     from maas.training.search import SearchPlan
 
+# As maas.training.saved_runs names it; spelled here so `maas --help` imports nothing of training.
 DRAFT_FILE = "draft.json"
 
 
@@ -95,8 +98,17 @@ def add_training_commands(commands: common.Commands) -> None:
     _add_publish_target(export)
     export.set_defaults(command=export_command)
 
-    publish = commands.add_parser("publish", help="publish an existing ONNX file after the same checks")
-    publish.add_argument("model", type=Path, metavar="MODEL.onnx")
+    publish = commands.add_parser(
+        "publish",
+        help="publish an existing ONNX file, or a folder `maas train --out` wrote (or a failed publish "
+        "kept), after the same checks",
+    )
+    publish.add_argument(
+        "model",
+        type=Path,
+        metavar="MODEL.onnx|DIR",
+        help=f"an ONNX file, or a folder holding a trained model's files and {DRAFT_FILE} (and int8/)",
+    )
     publish.add_argument("--name", required=True, metavar="NAME", help="the model's name in the registry")
     publish.add_argument("--description", default="", metavar="TEXT")
     publish.set_defaults(command=publish_command)
@@ -150,6 +162,8 @@ def train_command(args: argparse.Namespace) -> int:
         validate_name(args.publish)
     run = load_run_config(args.config) if args.config is not None else RunConfig()
     overrides, plan = _overrides_and_plan(args, run)
+    # Where to publish is settled before training: a missing target fails now, not after the training.
+    registry = None if args.no_publish else common.registry()
     trained = train_recipe(args.recipe, overrides, search=plan)
     print(f"trained {trained.recipe}")
     if trained.search is not None:
@@ -164,23 +178,25 @@ def train_command(args: argparse.Namespace) -> int:
         print(common.table(_result_rows(quantized.draft)))
 
     if args.out is not None:
-        _write_out(args.out, trained.files, trained.draft.model_dump_json(indent=2))
+        _write_run(args.out, trained, quantized)
         print(f"wrote {', '.join(sorted(trained.files))} and {DRAFT_FILE} to {args.out}")
-        if quantized is not None:
-            _write_out(args.out / "int8", quantized.files, quantized.draft.model_dump_json(indent=2))
     # Both gates before any write: a refused int8 publishes nothing, so a retry makes no duplicate fp32.
     ensure_publishable(trained.draft)
+    name = args.publish or trained.recipe
     if quantized is not None:
-        ensure_publishable(quantized.draft)
-    if args.no_publish:
+        _ensure_int8_publishable(trained, quantized, name, publishing=registry is not None)
+    if registry is None:
         return 0
-    registry = common.registry()
-    manifest = publish_trained(trained, registry, args.publish)
+    try:
+        manifest = publish_trained(trained, registry, name)
+    except MaasError as exc:
+        kept = args.out or _write_run(_unpublished(name), trained, quantized)
+        raise _kept_unpublished(exc, name, kept) from None
     print(f"published {manifest.name} version {manifest.version}")
     folder = registry.version_prefix(manifest.name, manifest.version)
     print(f"model card: s3://{registry.bucket}/{folder}card.md")
     if quantized is not None:
-        int8 = publish_trained(with_base_version(quantized, manifest.version), registry, manifest.name)
+        int8 = _publish_int8(registry, manifest, with_base_version(quantized, manifest.version))
         print(f"published {int8.name} version {int8.version} (int8, from version {manifest.version})")
         # Both are new; which one `NAME` serves is the alias's business, as with any other version.
         print(
@@ -188,6 +204,80 @@ def train_command(args: argparse.Namespace) -> int:
         )
         print(f"      to choose: maas models alias {int8.name} production {manifest.version}")
     return 0
+
+
+def _ensure_int8_publishable(
+    trained: TrainedModel, quantized: TrainedModel, name: str, *, publishing: bool
+) -> None:
+    """The int8 gates; a refusal says that nothing was published and keeps the fp32 model, which passed
+    its own gates, so that it publishes alone without training again."""
+    from maas.training import QuantizationRefused, ensure_publishable
+
+    try:
+        ensure_publishable(quantized.draft)
+    except QuantizationRefused as exc:
+        if not publishing:
+            raise
+        kept = _write_run(_unpublished(name), trained, None)
+        raise QuantizationRefused(
+            f"{exc.message}. Nothing was published, not even fp32 (so a retry makes no duplicate); the "
+            f"fp32 model is kept in {kept}: publish it alone with "
+            f"`maas publish {shlex.quote(str(kept))} --name {name}`"
+        ) from None
+
+
+def _write_run(folder: Path, trained: TrainedModel, quantized: TrainedModel | None) -> Path:
+    from maas.training.saved_runs import INT8_FOLDER, write_run
+
+    write_run(folder, trained.files, trained.draft)
+    if quantized is not None:
+        write_run(folder / INT8_FOLDER, quantized.files, quantized.draft)
+    return folder
+
+
+def _unpublished(name: str) -> Path:
+    """A fresh folder under the local data folder (`.maas/unpublished/`), or the working directory's
+    `.maas/` outside a checkout, for the files of a run whose publish failed."""
+    import os
+    from datetime import UTC, datetime
+
+    from maas.errors import ConfigurationError
+    from maas.local.data_folder import data_folder
+    from maas.local.stack import find_project_root
+    from maas.training.saved_runs import unpublished_folder
+
+    try:
+        root = find_project_root()
+    except ConfigurationError:
+        root = Path.cwd()
+    return unpublished_folder(data_folder(os.environ, root), name, datetime.now(UTC))
+
+
+def _publish_int8(registry: ModelRegistry, fp32: Manifest, int8: TrainedModel) -> Manifest:
+    """The int8 version, or, when its publish fails, its files kept (the fp32 version is out already)."""
+    from maas.training import publish_trained
+
+    try:
+        return publish_trained(int8, registry, fp32.name)
+    except MaasError as exc:
+        kept = _write_run(_unpublished(f"{fp32.name}-int8"), int8, None)
+        raise _kept_unpublished(exc, fp32.name, kept, published=fp32) from None
+
+
+def _kept_unpublished(
+    exc: MaasError, name: str, folder: Path, published: Manifest | None = None
+) -> MaasError:
+    """The publish error, saying where the trained files are and the command that publishes them."""
+    done = (
+        f"{name} version {published.version} (fp32) was published, the int8 one was not; "
+        if published
+        else ""
+    )
+    return MaasError(
+        f"{exc.message}; {done}the trained model is kept in {folder}: publish it with "
+        f"`maas publish {shlex.quote(str(folder))} --name {name}`",
+        status=exc.status,
+    )
 
 
 def _quantized(args: argparse.Namespace, run: RunConfig, trained: TrainedModel) -> TrainedModel:
@@ -233,7 +323,7 @@ def export_command(args: argparse.Namespace) -> int:
     print(f"exported {args.factory}")
     print(common.table(_result_rows(trained.draft)))
     if args.out is not None:
-        _write_out(args.out, trained.files, trained.draft.model_dump_json(indent=2))
+        _write_run(args.out, trained, None)
     if args.no_publish:
         ensure_publishable(trained.draft)
         return 0
@@ -245,8 +335,11 @@ def export_command(args: argparse.Namespace) -> int:
 def publish_command(args: argparse.Namespace) -> int:
     from maas.registry import validate_name
     from maas.training.byo.onnx_import import import_onnx, publish_imported
+    from maas.training.saved_runs import is_saved_run
 
     validate_name(args.name)
+    if is_saved_run(args.model):
+        return _publish_saved_run(args.model, args.name)
     imported = import_onnx(args.model, description=args.description)
     rows = [("INPUT/OUTPUT", "DATATYPE", "SHAPE")]
     signature = imported.draft.signature
@@ -254,6 +347,21 @@ def publish_command(args: argparse.Namespace) -> int:
     print(common.table(rows))
     manifest = publish_imported(imported, common.registry(), args.name)
     print(f"published {manifest.name} version {manifest.version}")
+    return 0
+
+
+def _publish_saved_run(folder: Path, name: str) -> int:
+    from maas.training.saved_runs import publish_run
+
+    registry = common.registry()
+    published = publish_run(folder, registry, name)
+    manifest = published.manifest
+    print(f"published {manifest.name} version {manifest.version}")
+    folder_key = registry.version_prefix(manifest.name, manifest.version)
+    print(f"model card: s3://{registry.bucket}/{folder_key}card.md")
+    if published.int8 is not None:
+        int8 = published.int8
+        print(f"published {int8.name} version {int8.version} (int8, from version {manifest.version})")
     return 0
 
 
@@ -316,10 +424,3 @@ def _result_rows(draft: ManifestDraft) -> list[tuple[str, ...]]:
             ("per-channel", "yes" if quantization.per_channel else "no"),
         ]
     return rows
-
-
-def _write_out(directory: Path, files: dict[str, bytes], draft_json: str) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        (directory / name).write_bytes(data)
-    (directory / DRAFT_FILE).write_text(draft_json + "\n", encoding="utf-8")

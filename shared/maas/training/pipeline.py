@@ -192,7 +192,8 @@ def ensure_publishable(draft: ManifestDraft) -> None:
             raise QuantizationRefused(
                 f"quantization: expected {quantization.metric} to degrade by at most "
                 f"{quantization.max_degradation:g} against fp32 ({quantization.fp32_value:.6g}), "
-                f"got {quantization.quantized_value:.6g} (worse by {lost:.6g})"
+                f"got {quantization.quantized_value:.6g} (worse by {lost:.6g}); to publish it anyway, raise "
+                "the limit with --max-degradation or `quantization: max_degradation` in the --config file"
             )
         speed = Int8Speed.from_params(draft.params)
         refusal = speed_refusal(speed) if speed is not None else None

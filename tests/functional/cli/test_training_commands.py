@@ -216,5 +216,7 @@ def test_a_refused_int8_version_publishes_nothing(
         assert "published q version 2 (int8" in captured.out
         return
     assert "error: quantization: expected mse to degrade by at most 0" in captured.err
+    assert "raise the limit with --max-degradation" in captured.err
+    assert "Nothing was published, not even fp32" in captured.err
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix="models/q/").get("KeyCount", 0) == 0
