@@ -1,0 +1,433 @@
+"""Fidelity probes for an S3-compatible endpoint: the S3 behaviours maas relies on, each checked the way
+AWS behaves. `infra/store_survey.py` runs them and prints the table of docs/architecture/store-survey.md.
+
+Each probe works under a key prefix of its own run, so probes can run again on a store that keeps its
+data, and returns a `ProbeResult` instead of raising: a candidate that fails a probe is a finding."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+RACERS = 16
+RACE_ROUNDS = 10
+PART_BYTES = 5 * 1024 * 1024  # S3's smallest part that is not the last
+# How long a notification may take to arrive: AWS delivers within seconds.
+NOTIFICATION_WAIT_SECONDS = 8.0
+# Conditional writes that lose answer 412; AWS answers 409 to one that raced another still in flight.
+LOSING_STATUSES = (409, 412)
+# Racers write bodies this large: a store that checks, then hashes and writes, has a window as wide as the
+# write (hashlib lets other threads run past 2 KiB), as maas's own conditional artifact writes would.
+RACE_BODY_BYTES = 256 * 1024
+
+
+class ProbeFailed(Exception):
+    """What a probe saw differ from S3; its message becomes the table's detail."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The clients under test; `sqs` and `kms` are None where the candidate has no such service."""
+
+    s3: Any
+    bucket: str
+    region: str
+    sqs: Any | None = None
+    kms: Any | None = None
+    # Racing writers get a client without retries, so a lost race is seen as it was answered.
+    s3_raw: Any | None = None
+    race_rounds: int = RACE_ROUNDS
+
+
+def status_of(exc: Exception) -> int | None:
+    if isinstance(exc, ClientError):
+        return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)) or None
+    return None
+
+
+def expect_status(call: Callable[[], Any], expected: int, what: str) -> None:
+    try:
+        call()
+    except ClientError as exc:
+        if status_of(exc) == expected:
+            return
+        raise ProbeFailed(f"{what}: expected {expected}, got {status_of(exc)} {exc}") from None
+    raise ProbeFailed(f"{what}: expected {expected}, got success")
+
+
+def fresh_key(stem: str) -> str:
+    return f"survey/{uuid.uuid4().hex[:12]}/{stem}"
+
+
+def probe_if_none_match_twice(target: Target) -> str:
+    key = fresh_key("inm")
+    target.s3.put_object(Bucket=target.bucket, Key=key, Body=b"first", IfNoneMatch="*")
+    expect_status(
+        lambda: target.s3.put_object(Bucket=target.bucket, Key=key, Body=b"second", IfNoneMatch="*"),
+        412,
+        "second PUT If-None-Match:*",
+    )
+    body = target.s3.get_object(Bucket=target.bucket, Key=key)["Body"].read()
+    if body != b"first":
+        raise ProbeFailed(f"the refused PUT overwrote the object: got {body!r}")
+    return "second PUT 412, first body kept"
+
+
+def probe_if_match_stale(target: Target) -> str:
+    key = fresh_key("if-match")
+    stale = target.s3.put_object(Bucket=target.bucket, Key=key, Body=b"v1")["ETag"]
+    current = target.s3.put_object(Bucket=target.bucket, Key=key, Body=b"v2", IfMatch=stale)["ETag"]
+    expect_status(
+        lambda: target.s3.put_object(Bucket=target.bucket, Key=key, Body=b"v3", IfMatch=stale),
+        412,
+        "PUT If-Match stale ETag",
+    )
+    expect_status(
+        lambda: target.s3.delete_object(Bucket=target.bucket, Key=key, IfMatch=stale),
+        412,
+        "DELETE If-Match stale ETag",
+    )
+    target.s3.delete_object(Bucket=target.bucket, Key=key, IfMatch=current)
+    expect_status(lambda: target.s3.head_object(Bucket=target.bucket, Key=key), 404, "HEAD after DELETE")
+    return "PUT and DELETE with a stale ETag 412; with the current one applied"
+
+
+def run_together(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """`count` threads released at once; each one's result or exception."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def runner(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = work(index)
+        except Exception as exc:  # the outcome under test, kept as data
+            results[index] = exc
+
+    threads = [threading.Thread(target=runner, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def judge_round(outcomes: list[Any], round_number: int) -> int:
+    """The winner's index; raises unless exactly one writer won and every other lost with 409/412."""
+    winners = [index for index, outcome in enumerate(outcomes) if not isinstance(outcome, Exception)]
+    odd = [o for o in outcomes if isinstance(o, Exception) and status_of(o) not in LOSING_STATUSES]
+    if odd:
+        raise ProbeFailed(f"round {round_number}: a loser answered {type(odd[0]).__name__}: {odd[0]}")
+    if len(winners) != 1:
+        raise ProbeFailed(f"round {round_number}: {len(winners)} of {len(outcomes)} writers won, expected 1")
+    return winners[0]
+
+
+def race_body(name: str) -> bytes:
+    return name.encode().ljust(RACE_BODY_BYTES, b".")
+
+
+def probe_race_if_none_match(target: Target) -> str:
+    s3 = target.s3_raw or target.s3
+    for round_number in range(1, target.race_rounds + 1):
+        key = fresh_key("race-inm")
+        outcomes = run_together(
+            RACERS,
+            lambda i, key=key: s3.put_object(  # type: ignore[misc]
+                Bucket=target.bucket, Key=key, Body=race_body(f"writer-{i}"), IfNoneMatch="*"
+            ),
+        )
+        winner = judge_round(outcomes, round_number)
+        body = target.s3.get_object(Bucket=target.bucket, Key=key)["Body"].read()
+        if body != race_body(f"writer-{winner}"):
+            raise ProbeFailed(f"round {round_number}: writer {winner} won but the object holds {body[:24]!r}")
+    return f"{target.race_rounds} rounds x {RACERS} writers: one winner each"
+
+
+def probe_race_if_match(target: Target) -> str:
+    s3 = target.s3_raw or target.s3
+    key = fresh_key("race-if-match")
+    etag = target.s3.put_object(Bucket=target.bucket, Key=key, Body=b"start")["ETag"]
+    for round_number in range(1, target.race_rounds + 1):
+        outcomes = run_together(
+            RACERS,
+            lambda i, etag=etag, n=round_number: s3.put_object(  # type: ignore[misc]
+                Bucket=target.bucket, Key=key, Body=race_body(f"round-{n}-writer-{i}"), IfMatch=etag
+            ),
+        )
+        winner = judge_round(outcomes, round_number)
+        etag = outcomes[winner]["ETag"]
+        body = target.s3.get_object(Bucket=target.bucket, Key=key)["Body"].read()
+        if body != race_body(f"round-{round_number}-writer-{winner}"):
+            raise ProbeFailed(f"round {round_number}: writer {winner} won but the object holds {body[:24]!r}")
+    return f"{target.race_rounds} rounds x {RACERS} writers: one winner each"
+
+
+def upload_in_parts(target: Target, key: str, parts: list[bytes], **complete: Any) -> dict[str, Any]:
+    upload_id = target.s3.create_multipart_upload(Bucket=target.bucket, Key=key)["UploadId"]
+    done = []
+    for number, body in enumerate(parts, start=1):
+        etag = target.s3.upload_part(
+            Bucket=target.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+        )["ETag"]
+        done.append({"ETag": etag, "PartNumber": number})
+    try:
+        return dict(
+            target.s3.complete_multipart_upload(
+                Bucket=target.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}, **complete
+            )
+        )
+    except ClientError:
+        target.s3.abort_multipart_upload(Bucket=target.bucket, Key=key, UploadId=upload_id)
+        raise
+
+
+def probe_multipart_if_none_match(target: Target) -> str:
+    key = fresh_key("mpu-inm")
+    first = [b"a" * PART_BYTES, b"tail"]
+    upload_in_parts(target, key, first, IfNoneMatch="*")
+    expect_status(
+        lambda: upload_in_parts(target, key, [b"b" * PART_BYTES, b"other"], IfNoneMatch="*"),
+        412,
+        "second CompleteMultipartUpload If-None-Match:*",
+    )
+    head = target.s3.head_object(Bucket=target.bucket, Key=key)
+    if head["ContentLength"] != PART_BYTES + 4 or not head["ETag"].rstrip('"').endswith("-2"):
+        raise ProbeFailed(f"the first upload's object changed: {head['ContentLength']} bytes, {head['ETag']}")
+    return "second completion 412, first object (ETag ...-2) kept"
+
+
+def probe_part_copy_and_range(target: Target) -> str:
+    source_key, key = fresh_key("copy-source"), fresh_key("copy-target")
+    source = bytes(range(256)) * (PART_BYTES // 256 + 1)
+    target.s3.put_object(Bucket=target.bucket, Key=source_key, Body=source)
+    upload_id = target.s3.create_multipart_upload(Bucket=target.bucket, Key=key)["UploadId"]
+    ranges = [(0, PART_BYTES - 1), (PART_BYTES, len(source) - 1)]
+    parts = []
+    for number, (first, last) in enumerate(ranges, start=1):
+        copied = target.s3.upload_part_copy(
+            Bucket=target.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            CopySource={"Bucket": target.bucket, "Key": source_key},
+            CopySourceRange=f"bytes={first}-{last}",
+        )
+        parts.append({"ETag": copied["CopyPartResult"]["ETag"], "PartNumber": number})
+    target.s3.complete_multipart_upload(
+        Bucket=target.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+    )
+    whole = target.s3.get_object(Bucket=target.bucket, Key=key)["Body"].read()
+    if whole != source:
+        raise ProbeFailed(f"the copied object differs from its source ({len(whole)} vs {len(source)} bytes)")
+    ranged = target.s3.get_object(Bucket=target.bucket, Key=key, Range="bytes=1000-1999")
+    body = ranged["Body"].read()
+    expected_range = f"bytes 1000-1999/{len(source)}"
+    if body != source[1000:2000] or ranged.get("ContentRange") != expected_range:
+        raise ProbeFailed(f"ranged GET: {len(body)} bytes, Content-Range {ranged.get('ContentRange')!r}")
+    if ranged["ResponseMetadata"]["HTTPStatusCode"] != 206:
+        raise ProbeFailed(f"ranged GET answered {ranged['ResponseMetadata']['HTTPStatusCode']}, expected 206")
+    return "2 ranged part copies reassemble the source; ranged GET 206 with Content-Range"
+
+
+def kms_key_id(target: Target) -> str:
+    """A key of the candidate's KMS when it has one; else an id S3 cannot check."""
+    if target.kms is not None:
+        try:
+            return str(target.kms.create_key(Description="store survey")["KeyMetadata"]["KeyId"])
+        except (ClientError, BotoCoreError):
+            pass
+    return str(uuid.uuid4())
+
+
+def sse_echoed(answer: dict[str, Any], algorithm: str, key_id: str | None) -> str | None:
+    """What differs from S3's echo of the encryption, or None."""
+    if answer.get("ServerSideEncryption") != algorithm:
+        return f"ServerSideEncryption {answer.get('ServerSideEncryption')!r}, expected {algorithm!r}"
+    if key_id is None:
+        return None
+    echoed = str(answer.get("SSEKMSKeyId", ""))
+    # AWS answers the key's ARN whatever form the request named it in.
+    if echoed != key_id and not echoed.endswith(f"key/{key_id}"):
+        return f"SSEKMSKeyId {echoed!r}, expected {key_id} or its ARN"
+    return None
+
+
+def probe_sse_headers(target: Target) -> str:
+    key_id = kms_key_id(target)
+    cases: list[tuple[str, str | None, dict[str, str]]] = [
+        ("AES256", None, {"ServerSideEncryption": "AES256"}),
+        ("aws:kms", key_id, {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_id}),
+    ]
+    for algorithm, expected_key, arguments in cases:
+        key = fresh_key("sse")
+        answers = {
+            "PUT": target.s3.put_object(Bucket=target.bucket, Key=key, Body=b"secret", **arguments),
+            "HEAD": target.s3.head_object(Bucket=target.bucket, Key=key),
+            "GET": target.s3.get_object(Bucket=target.bucket, Key=key),
+        }
+        for verb, answer in answers.items():
+            problem = sse_echoed(answer, algorithm, expected_key)
+            if problem:
+                raise ProbeFailed(f"{algorithm} {verb}: {problem}")
+    return "AES256 and aws:kms (+ key id) echoed on PUT, HEAD and GET"
+
+
+@contextmanager
+def notified_queue(target: Target, sqs: Any, prefix: str, suffix: str) -> Iterator[str]:
+    """A queue receiving the bucket's ObjectCreated events filtered as template.yaml filters jobs."""
+    queue_url = sqs.create_queue(QueueName=f"survey-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    try:
+        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        rules = [{"Name": "prefix", "Value": prefix}, {"Name": "suffix", "Value": suffix}]
+        target.s3.put_bucket_notification_configuration(
+            Bucket=target.bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "QueueArn": arn,
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {"Key": {"FilterRules": rules}},
+                    }
+                ]
+            },
+        )
+        yield queue_url
+    finally:
+        target.s3.put_bucket_notification_configuration(Bucket=target.bucket, NotificationConfiguration={})
+        sqs.delete_queue(QueueUrl=queue_url)
+
+
+def received_records(sqs: Any, queue_url: str, wanted: int) -> list[dict[str, Any]]:
+    """S3 event records from the queue (test events skipped) until `wanted` arrived and a quiet second
+    passed, or the wait ran out: a quiet second is how extra, unfiltered events show up."""
+    records: list[dict[str, Any]] = []
+    deadline = time.monotonic() + NOTIFICATION_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        messages = answer.get("Messages", [])
+        for message in messages:
+            body = json.loads(message["Body"])
+            records.extend(body.get("Records", []))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        if not messages and len(records) >= wanted:
+            break
+    return records
+
+
+def record_problem(record: dict[str, Any], bucket: str, sizes: dict[str, int], region: str) -> str | None:
+    s3_part = record.get("s3", {})
+    key = unquote_plus(str(s3_part.get("object", {}).get("key", "")))
+    checks = {
+        "eventSource": (record.get("eventSource"), "aws:s3"),
+        "eventName": (str(record.get("eventName", "")).split(":")[0], "ObjectCreated"),
+        "awsRegion": (record.get("awsRegion"), region),
+        "s3.bucket.name": (s3_part.get("bucket", {}).get("name"), bucket),
+        "s3.object.size": (s3_part.get("object", {}).get("size"), sizes.get(key)),
+    }
+    for field, (got, expected) in checks.items():
+        if got != expected:
+            return f"record for {key!r}: {field} {got!r}, expected {expected!r}"
+    if not s3_part.get("object", {}).get("eTag"):
+        return f"record for {key!r}: no s3.object.eTag"
+    return None
+
+
+def probe_notification_to_sqs(target: Target) -> str:
+    if target.sqs is None:
+        raise ProbeFailed("no SQS endpoint: the candidate has no queue to notify")
+    run = uuid.uuid4().hex[:8]
+    matching = {f"jobs/seed mlp@2/{run}/input.jsonl": b'{"x": 1}\n', f"jobs/m/{run}/input.jsonl": b"{}\n"}
+    ignored = {f"jobs/m/{run}/output.jsonl": b"{}\n", f"other/m/{run}/input.jsonl": b"{}\n"}
+    with notified_queue(target, target.sqs, "jobs/", "/input.jsonl") as queue_url:
+        for key, body in {**matching, **ignored}.items():
+            target.s3.put_object(Bucket=target.bucket, Key=key, Body=body)
+        records = received_records(target.sqs, queue_url, len(matching))
+    keys = sorted(unquote_plus(str(r.get("s3", {}).get("object", {}).get("key", ""))) for r in records)
+    if keys != sorted(matching):
+        raise ProbeFailed(f"records for {keys}, expected exactly {sorted(matching)}")
+    sizes = {key: len(body) for key, body in matching.items()}
+    for record in records:
+        problem = record_problem(record, target.bucket, sizes, target.region)
+        if problem:
+            raise ProbeFailed(problem)
+    return "prefix+suffix filter honoured; record shape as S3's (key URL-encoded)"
+
+
+def listed_pages(target: Target, prefix: str, **arguments: Any) -> list[dict[str, Any]]:
+    pages = []
+    token: str | None = None
+    while True:
+        extra = {"ContinuationToken": token} if token else {}
+        page = target.s3.list_objects_v2(
+            Bucket=target.bucket, Prefix=prefix, MaxKeys=10, **arguments, **extra
+        )
+        pages.append(page)
+        if not page.get("IsTruncated"):
+            return pages
+        token = page.get("NextContinuationToken")
+        if not token or len(pages) > 10:
+            raise ProbeFailed(f"page {len(pages)}: truncated without a usable NextContinuationToken")
+
+
+def probe_list_pagination(target: Target) -> str:
+    prefix = fresh_key("list") + "/"
+    keys = [f"{prefix}{index:03d}/{leaf}" for index in range(25) for leaf in ("a", "b")]
+    for key in keys:
+        target.s3.put_object(Bucket=target.bucket, Key=key, Body=b"")
+    pages = listed_pages(target, prefix)
+    listed = [item["Key"] for page in pages for item in page.get("Contents", [])]
+    if listed != keys or [page.get("KeyCount") for page in pages] != [10, 10, 10, 10, 10]:
+        raise ProbeFailed(
+            f"{len(listed)} keys in pages of {[p.get('KeyCount') for p in pages]}, expected 5x10"
+        )
+    folders = listed_pages(target, prefix, Delimiter="/")
+    common = [entry["Prefix"] for page in folders for entry in page.get("CommonPrefixes", [])]
+    if common != sorted({key.rsplit("/", 1)[0] + "/" for key in keys}) or len(folders) != 3:
+        raise ProbeFailed(
+            f"Delimiter='/': {len(common)} common prefixes over {len(folders)} pages, expected 25/3"
+        )
+    after = target.s3.list_objects_v2(Bucket=target.bucket, Prefix=prefix, StartAfter=keys[44])
+    if [item["Key"] for item in after.get("Contents", [])] != keys[45:]:
+        raise ProbeFailed("StartAfter did not start after the named key")
+    return "50 keys in 5 pages; 25 common prefixes in 3 pages; StartAfter"
+
+
+PROBES: dict[str, Callable[[Target], str]] = {
+    "if-none-match twice": probe_if_none_match_twice,
+    "if-match stale": probe_if_match_stale,
+    "race if-none-match": probe_race_if_none_match,
+    "race if-match": probe_race_if_match,
+    "multipart if-none-match": probe_multipart_if_none_match,
+    "part copy + range": probe_part_copy_and_range,
+    "sse headers": probe_sse_headers,
+    "notification to sqs": probe_notification_to_sqs,
+    "list v2 pagination": probe_list_pagination,
+}
+
+
+def run_probe(name: str, target: Target) -> ProbeResult:
+    try:
+        return ProbeResult(name, True, PROBES[name](target))
+    except ProbeFailed as exc:
+        return ProbeResult(name, False, str(exc))
+    except (ClientError, BotoCoreError) as exc:
+        return ProbeResult(name, False, f"{type(exc).__name__}: {exc}")
