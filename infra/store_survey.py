@@ -15,6 +15,7 @@ import dataclasses
 import json
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,20 +47,15 @@ CLIENT_CONFIG = Config(
 RACE_CONFIG = Config(
     retries={"max_attempts": 1, "mode": "standard"}, read_timeout=60, max_pool_connections=64
 )
-# Emulators take any credentials; named here so no real ones from the shell are ever sent to them.
+# Emulators take these (s3rver wants its own: --access-key S3RVER --secret-key S3RVER); given explicitly,
+# so no real credentials from the shell are ever sent to a candidate.
 DUMMY_KEY = "testing"
+_credentials = {"aws_access_key_id": DUMMY_KEY, "aws_secret_access_key": DUMMY_KEY}
 
 
 def client(service: str, endpoint: str, region: str, config: Config = CLIENT_CONFIG) -> Any:
     make: Any = boto3.client  # the service name is a runtime string, not one of boto3's literal overloads
-    return make(
-        service,
-        endpoint_url=endpoint,
-        region_name=region,
-        config=config,
-        aws_access_key_id=DUMMY_KEY,
-        aws_secret_access_key=DUMMY_KEY,
-    )
+    return make(service, endpoint_url=endpoint, region_name=region, config=config, **_credentials)
 
 
 def optional_client(service: str, endpoint: str | None, region: str) -> Any | None:
@@ -137,8 +133,19 @@ def command_persist_write(arguments: argparse.Namespace) -> int:
     }
     if target.sqs is not None:
         queue_url = target.sqs.create_queue(QueueName=PERSIST_QUEUE)["QueueUrl"]
-        target.sqs.send_message(QueueUrl=queue_url, MessageBody="kept across a restart")
+        # A body of this run only: a message left from an earlier run must not pass for this one.
+        state["message"] = f"kept across a restart {uuid.uuid4()}"
+        target.sqs.send_message(QueueUrl=queue_url, MessageBody=state["message"])
         state["queue"] = PERSIST_QUEUE
+        arn = target.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        s3.put_bucket_notification_configuration(
+            Bucket=PERSIST_BUCKET,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {"QueueArn": arn["Attributes"]["QueueArn"], "Events": ["s3:ObjectCreated:*"]}
+                ]
+            },
+        )
     arguments.state.write_text(json.dumps(state, indent=2) + "\n")
     print(f"wrote {len(state['objects'])} objects{' and 1 message' if state['queue'] else ''}; now restart")
     return 0
@@ -162,6 +169,15 @@ def persisted_object_results(s3: Any, state: dict[str, Any]) -> list[ProbeResult
     return results
 
 
+def kept_notification_result(s3: Any) -> ProbeResult:
+    try:
+        configuration = s3.get_bucket_notification_configuration(Bucket=PERSIST_BUCKET)
+    except ClientError as exc:
+        return ProbeResult("kept notification config", False, f"{status_of(exc)}: {exc}")
+    queues = configuration.get("QueueConfigurations", [])
+    return ProbeResult("kept notification config", len(queues) == 1, f"{len(queues)} queue configurations")
+
+
 def command_persist_check(arguments: argparse.Namespace) -> int:
     state = json.loads(arguments.state.read_text())
     s3 = client("s3", arguments.endpoint, arguments.region)
@@ -172,11 +188,15 @@ def command_persist_check(arguments: argparse.Namespace) -> int:
     except ClientError as exc:
         results.append(ProbeResult("If-None-Match after restart", status_of(exc) == 412, str(status_of(exc))))
     if state["queue"]:
+        results.append(kept_notification_result(s3))
         sqs = client("sqs", arguments.sqs_endpoint or arguments.endpoint, arguments.region)
         try:
             url = sqs.get_queue_url(QueueName=state["queue"])["QueueUrl"]
-            messages = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2).get("Messages", [])
-            results.append(ProbeResult("kept SQS message", len(messages) == 1, f"{len(messages)} received"))
+            answer = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2, MaxNumberOfMessages=10)
+            bodies = [message["Body"] for message in answer.get("Messages", [])]
+            kept = state["message"] in bodies
+            detail = f"{len(bodies)} received, this run's among them: {kept}"
+            results.append(ProbeResult("kept SQS message", kept, detail))
         except ClientError as exc:
             results.append(ProbeResult("kept SQS message", False, f"queue: {exc}"))
     return print_results(results, arguments.json)
@@ -194,6 +214,8 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--endpoint", required=True, help="the S3 endpoint URL (127.0.0.1, path style)")
         command.add_argument("--sqs-endpoint", help="the SQS endpoint, when not the S3 one")
         command.add_argument("--region", default="us-east-1")
+        command.add_argument("--access-key", default=DUMMY_KEY)
+        command.add_argument("--secret-key", default=DUMMY_KEY)
         command.add_argument("--json", type=Path, help="also write the results here as JSON")
         if name == "probe":
             command.add_argument("--bucket", default=DEFAULT_BUCKET)
@@ -206,8 +228,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser().parse_args(argv)
+    _credentials.update(aws_access_key_id=arguments.access_key, aws_secret_access_key=arguments.secret_key)
     handlers = {"probe": command_probe, "persist-write": command_persist_write}
-    return handlers.get(arguments.command, command_persist_check)(arguments)
+    try:
+        return handlers.get(arguments.command, command_persist_check)(arguments)
+    except (ClientError, BotoCoreError) as exc:
+        # A candidate that cannot even make the survey's bucket fails every probe; one line says why.
+        print(f"{arguments.endpoint}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
