@@ -4,6 +4,7 @@ probes of infra/store_probes.py, and check that data written before a restart of
     python -m infra.store_survey probe --endpoint http://127.0.0.1:4566 [--sqs-endpoint URL]
     python -m infra.store_survey persist-write --endpoint URL --state /tmp/x.json   # then restart the server
     python -m infra.store_survey persist-check --endpoint URL --state /tmp/x.json
+    python -m infra.store_survey large --endpoint URL --pid SERVER_PID --mib 512
 
 Exit status 0 when every probe or check passed, 1 otherwise. docs/architecture/store-survey.md has the
 candidates' results and the commands that started each one."""
@@ -23,6 +24,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from infra.store_large_objects import measure_large_object
 from infra.store_probes import (
     PART_BYTES,
     PROBES,
@@ -202,6 +204,11 @@ def command_persist_check(arguments: argparse.Namespace) -> int:
     return print_results(results, arguments.json)
 
 
+def command_large(arguments: argparse.Namespace) -> int:
+    target = make_target(arguments, arguments.bucket)
+    return print_results(measure_large_object(target, arguments.pid, arguments.mib), arguments.json)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m infra.store_survey", description=__doc__.split("\n\n")[0])
     commands = root.add_subparsers(dest="command", required=True)
@@ -209,6 +216,7 @@ def parser() -> argparse.ArgumentParser:
         ("probe", "run the fidelity probes"),
         ("persist-write", "write what a restart must keep"),
         ("persist-check", "check it after the restart"),
+        ("large", "the server's memory for one large object"),
     ):
         command = commands.add_parser(name, help=summary)
         command.add_argument("--endpoint", required=True, help="the S3 endpoint URL (127.0.0.1, path style)")
@@ -217,10 +225,14 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--access-key", default=DUMMY_KEY)
         command.add_argument("--secret-key", default=DUMMY_KEY)
         command.add_argument("--json", type=Path, help="also write the results here as JSON")
-        if name == "probe":
+        if name in ("probe", "large"):
             command.add_argument("--bucket", default=DEFAULT_BUCKET)
+        if name == "probe":
             command.add_argument("--only", action="append", choices=list(PROBES), help="run this probe only")
             command.add_argument("--rounds", type=int, default=RACE_ROUNDS, help="rounds of each race probe")
+        elif name == "large":
+            command.add_argument("--pid", type=int, required=True, help="the server's process id")
+            command.add_argument("--mib", type=int, default=512, help="the object's size in MiB")
         else:
             command.add_argument("--state", type=Path, required=True, help="what persist-write wrote")
     return root
@@ -229,7 +241,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser().parse_args(argv)
     _credentials.update(aws_access_key_id=arguments.access_key, aws_secret_access_key=arguments.secret_key)
-    handlers = {"probe": command_probe, "persist-write": command_persist_write}
+    handlers = {"probe": command_probe, "persist-write": command_persist_write, "large": command_large}
     try:
         return handlers.get(arguments.command, command_persist_check)(arguments)
     except (ClientError, BotoCoreError) as exc:

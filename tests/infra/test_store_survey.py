@@ -3,6 +3,7 @@ where moto behaves as S3, and the restart check fails when the store forgot what
 
 from __future__ import annotations
 
+import os
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,3 +62,15 @@ def test_data_kept_by_the_store_passes_the_restart_check_and_data_lost_fails_it(
     assert lost == 1
     assert any(line.startswith("kept small.json") and "  FAIL  " in line for line in lost_lines)
     assert any(line.startswith("kept SQS message") and "  FAIL  " in line for line in lost_lines)
+
+
+def test_the_large_object_measure_reports_each_phase_of_the_server_it_watches(
+    endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The moto server runs in this process, so this process's memory is the server's.
+    status = main(["large", "--endpoint", endpoint, "--pid", str(os.getpid()), "--mib", "32"])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert [line.split("  ")[0] for line in lines] == ["multipart upload", "ranged GETs", "whole GET"]
+    assert "2 parts of 16 MiB" in lines[0] and "32 MiB read" in lines[2]
