@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -109,23 +110,17 @@ def probe_if_match_stale(target: Target) -> str:
 
 
 def run_together(count: int, work: Callable[[int], Any]) -> list[Any]:
-    """`count` threads released at once; each one's result or exception."""
+    """`count` workers released at the same instant; each one's result, or the exception it raised (a lost
+    race is an outcome under test, kept as data)."""
     barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
 
-    def runner(index: int) -> None:
+    def released(index: int) -> Any:
         barrier.wait()
-        try:
-            results[index] = work(index)
-        except Exception as exc:  # the outcome under test, kept as data
-            results[index] = exc
+        return work(index)
 
-    threads = [threading.Thread(target=runner, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        futures = [pool.submit(released, index) for index in range(count)]
+    return [future.exception() or future.result() for future in futures]
 
 
 def judge_round(outcomes: list[Any], round_number: int) -> int:
