@@ -2,28 +2,24 @@
 AWS behaves. `infra/store_survey.py` runs them and prints the table of docs/architecture/store-survey.md.
 
 Each probe works under a key prefix of its own run, so probes can run again on a store that keeps its
-data, and returns a `ProbeResult` instead of raising: a candidate that fails a probe is a finding."""
+data. A probe returns what it saw or raises `ProbeFailed`; the survey turns either into a `ProbeResult`,
+because a candidate that fails a probe is a finding, not an error. The notification probe is in
+infra/store_notification_probe.py."""
 
 from __future__ import annotations
 
-import json
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 RACERS = 16
 RACE_ROUNDS = 10
 PART_BYTES = 5 * 1024 * 1024  # S3's smallest part that is not the last
-# How long a notification may take to arrive: AWS delivers within seconds.
-NOTIFICATION_WAIT_SECONDS = 8.0
 # Conditional writes that lose answer 412; AWS answers 409 to one that raced another still in flight.
 LOSING_STATUSES = (409, 412)
 # Racers write bodies this large: a store that checks, then hashes and writes, has a window as wide as the
@@ -284,89 +280,6 @@ def probe_sse_headers(target: Target) -> str:
     return "AES256 and aws:kms (+ key id) echoed on PUT, HEAD and GET"
 
 
-@contextmanager
-def notified_queue(target: Target, sqs: Any, prefix: str, suffix: str) -> Iterator[str]:
-    """A queue receiving the bucket's ObjectCreated events filtered as template.yaml filters jobs."""
-    queue_url = sqs.create_queue(QueueName=f"survey-{uuid.uuid4().hex[:12]}")["QueueUrl"]
-    try:
-        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        rules = [{"Name": "prefix", "Value": prefix}, {"Name": "suffix", "Value": suffix}]
-        target.s3.put_bucket_notification_configuration(
-            Bucket=target.bucket,
-            NotificationConfiguration={
-                "QueueConfigurations": [
-                    {
-                        "QueueArn": arn,
-                        "Events": ["s3:ObjectCreated:*"],
-                        "Filter": {"Key": {"FilterRules": rules}},
-                    }
-                ]
-            },
-        )
-        yield queue_url
-    finally:
-        target.s3.put_bucket_notification_configuration(Bucket=target.bucket, NotificationConfiguration={})
-        sqs.delete_queue(QueueUrl=queue_url)
-
-
-def received_records(sqs: Any, queue_url: str, wanted: int) -> list[dict[str, Any]]:
-    """S3 event records from the queue (test events skipped) until `wanted` arrived and a quiet second
-    passed, or the wait ran out: a quiet second is how extra, unfiltered events show up."""
-    records: list[dict[str, Any]] = []
-    deadline = time.monotonic() + NOTIFICATION_WAIT_SECONDS
-    while time.monotonic() < deadline:
-        answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-        messages = answer.get("Messages", [])
-        for message in messages:
-            body = json.loads(message["Body"])
-            records.extend(body.get("Records", []))
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        if not messages and len(records) >= wanted:
-            break
-    return records
-
-
-def record_problem(record: dict[str, Any], bucket: str, sizes: dict[str, int], region: str) -> str | None:
-    s3_part = record.get("s3", {})
-    key = unquote_plus(str(s3_part.get("object", {}).get("key", "")))
-    checks = {
-        "eventSource": (record.get("eventSource"), "aws:s3"),
-        "eventName": (str(record.get("eventName", "")).split(":")[0], "ObjectCreated"),
-        "awsRegion": (record.get("awsRegion"), region),
-        "s3.bucket.name": (s3_part.get("bucket", {}).get("name"), bucket),
-        "s3.object.size": (s3_part.get("object", {}).get("size"), sizes.get(key)),
-    }
-    for field, (got, expected) in checks.items():
-        if got != expected:
-            return f"record for {key!r}: {field} {got!r}, expected {expected!r}"
-    if not s3_part.get("object", {}).get("eTag"):
-        return f"record for {key!r}: no s3.object.eTag"
-    return None
-
-
-def probe_notification_to_sqs(target: Target) -> str:
-    if target.sqs is None:
-        raise ProbeFailed("no SQS endpoint: the candidate has no queue to notify")
-    run = uuid.uuid4().hex[:8]
-    matching = {f"jobs/seed mlp@2/{run}/input.jsonl": b'{"x": 1}\n', f"jobs/m/{run}/input.jsonl": b"{}\n"}
-    ignored = {f"jobs/m/{run}/output.jsonl": b"{}\n", f"other/m/{run}/input.jsonl": b"{}\n"}
-    with notified_queue(target, target.sqs, "jobs/", "/input.jsonl") as queue_url:
-        for key, body in {**matching, **ignored}.items():
-            target.s3.put_object(Bucket=target.bucket, Key=key, Body=body)
-        records = received_records(target.sqs, queue_url, len(matching))
-    keys = sorted(unquote_plus(str(r.get("s3", {}).get("object", {}).get("key", ""))) for r in records)
-    if keys != sorted(matching):
-        raise ProbeFailed(f"records for {keys}, expected exactly {sorted(matching)}")
-    sizes = {key: len(body) for key, body in matching.items()}
-    for record in records:
-        problem = record_problem(record, target.bucket, sizes, target.region)
-        if problem:
-            raise ProbeFailed(problem)
-    return "prefix+suffix filter honoured; record shape as S3's (key URL-encoded)"
-
-
 def listed_pages(target: Target, prefix: str, **arguments: Any) -> list[dict[str, Any]]:
     pages = []
     token: str | None = None
@@ -404,25 +317,3 @@ def probe_list_pagination(target: Target) -> str:
     if [item["Key"] for item in after.get("Contents", [])] != keys[45:]:
         raise ProbeFailed("StartAfter did not start after the named key")
     return "50 keys in 5 pages; 25 common prefixes in 3 pages; StartAfter"
-
-
-PROBES: dict[str, Callable[[Target], str]] = {
-    "if-none-match twice": probe_if_none_match_twice,
-    "if-match stale": probe_if_match_stale,
-    "race if-none-match": probe_race_if_none_match,
-    "race if-match": probe_race_if_match,
-    "multipart if-none-match": probe_multipart_if_none_match,
-    "part copy + range": probe_part_copy_and_range,
-    "sse headers": probe_sse_headers,
-    "notification to sqs": probe_notification_to_sqs,
-    "list v2 pagination": probe_list_pagination,
-}
-
-
-def run_probe(name: str, target: Target) -> ProbeResult:
-    try:
-        return ProbeResult(name, True, PROBES[name](target))
-    except ProbeFailed as exc:
-        return ProbeResult(name, False, str(exc))
-    except (ClientError, BotoCoreError) as exc:
-        return ProbeResult(name, False, f"{type(exc).__name__}: {exc}")

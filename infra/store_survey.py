@@ -17,7 +17,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +25,21 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from infra.store_large_objects import measure_large_object
+from infra.store_notification_probe import probe_notification_to_sqs
 from infra.store_probes import (
     PART_BYTES,
-    PROBES,
     RACE_ROUNDS,
+    ProbeFailed,
     ProbeResult,
     Target,
-    run_probe,
+    probe_if_match_stale,
+    probe_if_none_match_twice,
+    probe_list_pagination,
+    probe_multipart_if_none_match,
+    probe_part_copy_and_range,
+    probe_race_if_match,
+    probe_race_if_none_match,
+    probe_sse_headers,
     status_of,
     upload_in_parts,
 )
@@ -53,6 +61,28 @@ RACE_CONFIG = Config(
 # so no real credentials from the shell are ever sent to a candidate.
 DUMMY_KEY = "testing"
 _credentials = {"aws_access_key_id": DUMMY_KEY, "aws_secret_access_key": DUMMY_KEY}
+
+
+PROBES: dict[str, Callable[[Target], str]] = {
+    "if-none-match twice": probe_if_none_match_twice,
+    "if-match stale": probe_if_match_stale,
+    "race if-none-match": probe_race_if_none_match,
+    "race if-match": probe_race_if_match,
+    "multipart if-none-match": probe_multipart_if_none_match,
+    "part copy + range": probe_part_copy_and_range,
+    "sse headers": probe_sse_headers,
+    "notification to sqs": probe_notification_to_sqs,
+    "list v2 pagination": probe_list_pagination,
+}
+
+
+def run_probe(name: str, target: Target) -> ProbeResult:
+    try:
+        return ProbeResult(name, True, PROBES[name](target))
+    except ProbeFailed as exc:
+        return ProbeResult(name, False, str(exc))
+    except (ClientError, BotoCoreError) as exc:
+        return ProbeResult(name, False, f"{type(exc).__name__}: {exc}")
 
 
 def client(service: str, endpoint: str, region: str, config: Config = CLIENT_CONFIG) -> Any:

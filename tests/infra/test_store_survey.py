@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from infra.store_probes import PROBES
-from infra.store_survey import main
+from infra.store_survey import PROBES, main
 
 from tests.support.aws import moto_server
 
