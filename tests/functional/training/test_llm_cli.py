@@ -27,8 +27,10 @@ def test_training_flags_are_refused_for_an_llm_recipe(
 
 
 def test_an_invalid_publish_name_is_refused_before_anything_is_built(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A storage target, as a user's would be: without one, a publishing command stops at that first.
+    monkeypatch.setenv("MAAS_BUCKET", "llm-cli-tests")
     message = fail(capsys, "train", "smollm2-135m", "--publish", "Not A Name")
 
     assert "Not A Name" in message
