@@ -4,8 +4,10 @@ containers or CI jobs would hit S3 at once."""
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -41,7 +43,9 @@ def moto_endpoint() -> Iterator[str]:
 
 @pytest.fixture
 def registry(moto_endpoint: str, request: pytest.FixtureRequest) -> ModelRegistry:
-    bucket = f"race-{request.node.name.lower().replace('_', '-')[:40]}"
+    # A valid S3 name (no trailing '-', which S3 refuses though moto does not), one per test and per case.
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    bucket = f"race-{stem}-{uuid.uuid4().hex[:8]}"
     s3: Any = boto3.client(
         "s3",
         endpoint_url=moto_endpoint,
