@@ -61,6 +61,7 @@ def test_a_marker_that_marks_nothing_runnable_is_refused(tmp_path: Path, page: s
         ("json", '{"a": 1}\n{"a": 2}\n', '{"a":1}\n{"a":2}\n'),
         ("text", "seed-mlp v1\n...\nend", "seed-mlp v1\nx\ny\nend\n"),
         ("text", "seed-mlp v1\n...\nend", "seed-mlp v1\nend"),
+        ("text", "row 0\n  input[1]\n  ...", "row 0\n  input[1]\n  input[4]\n  input[6]"),
         ("text", "took ... s", "took 1.5 s   \n"),
         ("", "\nhello\n", "hello\n\n"),
     ],

@@ -8,8 +8,9 @@ before it prints on stdout. Comparison (docs/development.md says the same):
 - an output block fenced as `json` is a sequence of JSON values (one document, or JSON lines): each is parsed
   and compared with what was printed, numbers within a relative 1e-4 (absolute 1e-5 near zero), the string
   `"..."` standing for any value;
-- any other output block is compared line by line, trailing spaces ignored: a line that is only `...` stands
-  for any number of lines (none included), and `...` inside a line for any text on that line.
+- any other output block is compared line by line, trailing spaces ignored: a line that is only `...`
+  (indented or not) stands for any number of lines (none included), and `...` inside a line for any text on
+  that line.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def _json_difference(want: Any, have: Any, where: str) -> str | None:
 def _text_mismatch(expected_text: str, printed: str) -> str | None:
     wanted = _trimmed_lines(expected_text)
     got = _trimmed_lines(printed)
-    patterns = [None if line == ANY else _line_pattern(line) for line in wanted]
+    patterns = [None if line.strip() == ANY else _line_pattern(line) for line in wanted]
     if _lines_match(patterns, got):
         return None
     expected_listing = "\n".join(wanted)

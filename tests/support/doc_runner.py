@@ -32,6 +32,8 @@ SEPARATOR = "\n@@maas-doc-block {}@@\n"
 SEPARATOR_PATTERN = re.compile(r"\n@@maas-doc-block (\d+)@@\n")
 PYTHON_DELIMITER = "MAAS_DOC_PYTHON_BLOCK"
 VIRTUAL_ENV = Path(sys.prefix)
+# `make serve` without the LLM; both ports free ones, since the store's default (the API's + 1) may be taken.
+SERVE = (sys.executable, "-m", "maas.cli", "serve", "--no-llm")
 
 
 def block_environment(data_dir: Path, config_home: Path) -> dict[str, str]:
@@ -68,10 +70,9 @@ def served_stack(folder: Path) -> Iterator[ServedStack]:
     environment = block_environment(folder / "data", folder / "config")
     environment["MAAS_SERVE_LLM"] = "0"
     log = folder / "serve.log"
-    command = [sys.executable, "-c", "import sys; from maas.cli import main; sys.exit(main())"]
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [*command, "serve", "--no-llm", "--port", str(port)],
+            [*SERVE, "--port", str(port), "--store-port", str(_free_port())],
             cwd=folder,
             env=environment,
             stdout=output,
@@ -141,10 +142,11 @@ def run_blocks(
     """Run the blocks in order in one bash session (variables and the working folder carry over, as in a
     reader's terminal) and check each one's output; the failures (the first failing block ends the session)
     and how long the session took."""
+    blocks = [_rewritten(block, stack.url) for block in blocks]
     with tempfile.TemporaryDirectory(prefix="maas-docs-") as work:
         # A checkout's `.venv`, so that the README's `source .venv/bin/activate` works as in the checkout.
         (Path(work) / ".venv").symlink_to(VIRTUAL_ENV)
-        script = session_script([_rewritten(block, stack.url) for block in blocks])
+        script = session_script(blocks)
         started = time.monotonic()
         try:
             ran = subprocess.run(
