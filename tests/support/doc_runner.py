@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from maas.cli.serve_llm import ENV_SERVE_LLM_CACHE
 from maas.local.data_folder import ENV_DATA_DIR, running_stack
 from tests.support.doc_blocks import DocBlock, output_mismatch
 from tests.support.paths import ROOT
@@ -32,8 +33,8 @@ SEPARATOR = "\n@@maas-doc-block {}@@\n"
 SEPARATOR_PATTERN = re.compile(r"\n@@maas-doc-block (\d+)@@\n")
 PYTHON_DELIMITER = "MAAS_DOC_PYTHON_BLOCK"
 VIRTUAL_ENV = Path(sys.prefix)
-# `make serve` without the LLM; both ports free ones, since the store's default (the API's + 1) may be taken.
-SERVE = (sys.executable, "-m", "maas.cli", "serve", "--no-llm")
+# `make serve`; both ports free ones, since the store's default (the API's + 1) may be taken.
+SERVE = (sys.executable, "-m", "maas.cli", "serve")
 
 
 def block_environment(data_dir: Path, config_home: Path) -> dict[str, str]:
@@ -54,6 +55,16 @@ def block_environment(data_dir: Path, config_home: Path) -> dict[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
+class LlmServing:
+    """The LLM `make serve` publishes in the background: its reference, the build cache it is published from,
+    and how long to wait for it (a first build on this machine takes minutes)."""
+
+    reference: str
+    cache: Path
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
 class ServedStack:
     url: str
     environment: Mapping[str, str]
@@ -64,15 +75,21 @@ class ServedStack:
 
 
 @contextmanager
-def served_stack(folder: Path) -> Iterator[ServedStack]:
-    """`maas serve --no-llm` on a free port over a data folder in `folder`, until the block ends."""
+def served_stack(folder: Path, llm: LlmServing | None = None) -> Iterator[ServedStack]:
+    """`maas serve` on a free port over a data folder in `folder`, until the block ends: without the LLM, or,
+    with `llm`, once it has published the LLM from the build cache `llm` names (building it there first if
+    it is not)."""
     port = _free_port()
     environment = block_environment(folder / "data", folder / "config")
-    environment["MAAS_SERVE_LLM"] = "0"
+    command = [*SERVE, "--port", str(port), "--store-port", str(_free_port())]
+    if llm is None:
+        command.append("--no-llm")
+    else:
+        environment[ENV_SERVE_LLM_CACHE] = str(llm.cache)
     log = folder / "serve.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [*SERVE, "--port", str(port), "--store-port", str(_free_port())],
+            command,
             cwd=folder,
             env=environment,
             stdout=output,
@@ -81,7 +98,9 @@ def served_stack(folder: Path) -> Iterator[ServedStack]:
         )
     stack = ServedStack(f"http://127.0.0.1:{port}", environment, log)
     try:
-        _wait_until_ready(process, stack)
+        _wait_until_ready(process, stack, "/v2/health/ready", SERVE_START_SECONDS)
+        if llm is not None:
+            _wait_until_ready(process, stack, f"/openai/v1/models/{llm.reference}", llm.timeout)
         yield stack
     finally:
         _stop(process)
@@ -94,13 +113,15 @@ def _free_port() -> int:
         return port
 
 
-def _wait_until_ready(process: subprocess.Popen[bytes], stack: ServedStack) -> None:
-    deadline = time.monotonic() + SERVE_START_SECONDS
-    while not _ready(f"{stack.url}/v2/health/ready"):
+def _wait_until_ready(
+    process: subprocess.Popen[bytes], stack: ServedStack, path: str, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not _ready(f"{stack.url}{path}"):
         if process.poll() is not None:
             raise AssertionError(f"maas serve exited with {process.returncode}:\n{stack.log_tail()}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"maas serve not ready in {SERVE_START_SECONDS:.0f} s:\n{stack.log_tail()}")
+            raise AssertionError(f"GET {path}: not 200 in {timeout:.0f} s:\n{stack.log_tail()}")
         time.sleep(0.25)
     # The CLI finds the stack by its descriptor; a stack that leaves none shows up as the blocks' failures.
     data_dir = Path(stack.environment[ENV_DATA_DIR])
