@@ -56,7 +56,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedStack]:
 def test_every_marked_block_runs_and_prints_what_the_doc_shows(stack: ServedStack, path: str) -> None:
     blocks = runnable(path)
 
-    failures, _ = run_blocks(blocks, stack, FILE_TIMEOUT_SECONDS)
+    failures = run_blocks(blocks, stack, FILE_TIMEOUT_SECONDS)
 
     assert failures == [], "\n\n".join(str(failure) for failure in failures)
 
@@ -81,6 +81,6 @@ def stack_with_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedS
 def test_every_llm_block_runs_once_the_llm_is_published(stack_with_llm: ServedStack, path: str) -> None:
     blocks = runnable(path, LLM_TAG)
 
-    failures, _ = run_blocks(blocks, stack_with_llm, FILE_TIMEOUT_SECONDS)
+    failures = run_blocks(blocks, stack_with_llm, FILE_TIMEOUT_SECONDS)
 
     assert failures == [], "\n\n".join(str(failure) for failure in failures)

@@ -157,23 +157,20 @@ class BlockFailure:
         return f"{self.block.where} ({self.block.language}):\n{self.block.code}\n{self.why}"
 
 
-def run_blocks(
-    blocks: Sequence[DocBlock], stack: ServedStack, timeout: float
-) -> tuple[list[BlockFailure], float]:
+def run_blocks(blocks: Sequence[DocBlock], stack: ServedStack, timeout: float) -> list[BlockFailure]:
     """Run the blocks in order in one bash session (variables and the working folder carry over, as in a
-    reader's terminal) and check each one's output; the failures (the first failing block ends the session)
-    and how long the session took."""
+    reader's terminal) and check each one's output; the failures (a failing block ends the session)."""
     blocks = [_rewritten(block, stack.url) for block in blocks]
     with tempfile.TemporaryDirectory(prefix="maas-docs-") as work:
         # A checkout's `.venv`, so that the README's `source .venv/bin/activate` works as in the checkout.
         (Path(work) / ".venv").symlink_to(VIRTUAL_ENV)
         script = session_script(blocks)
-        started = time.monotonic()
         try:
             ran = subprocess.run(
                 ["bash", "-c", script],
                 cwd=work,
                 env=dict(stack.environment),
+                stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
                 timeout=timeout,
@@ -182,8 +179,7 @@ def run_blocks(
             stdout, stderr, status = ran.stdout, ran.stderr, ran.returncode
         except subprocess.TimeoutExpired as expired:
             stdout, stderr, status = _text(expired.stdout), _text(expired.stderr), None
-        took = time.monotonic() - started
-    return _judge(blocks, stack, stdout, stderr, status, timeout), took
+    return _judge(blocks, stack, stdout, stderr, status, timeout)
 
 
 def session_script(blocks: Sequence[DocBlock]) -> str:
