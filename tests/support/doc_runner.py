@@ -100,7 +100,9 @@ def served_stack(folder: Path, llm: LlmServing | None = None) -> Iterator[Served
     try:
         _wait_until_ready(process, stack, "/v2/health/ready", SERVE_START_SECONDS)
         if llm is not None:
-            _wait_until_ready(process, stack, f"/openai/v1/models/{llm.reference}", llm.timeout)
+            # What the banner says when the background publishing fails (maas.local.stack_banner.llm_banner).
+            failed = f"LLM: publishing {llm.reference.partition('@')[0]} failed"
+            _wait_until_ready(process, stack, f"/openai/v1/models/{llm.reference}", llm.timeout, failed)
         yield stack
     finally:
         _stop(process)
@@ -114,12 +116,16 @@ def _free_port() -> int:
 
 
 def _wait_until_ready(
-    process: subprocess.Popen[bytes], stack: ServedStack, path: str, timeout: float
+    process: subprocess.Popen[bytes], stack: ServedStack, path: str, timeout: float, gives_up: str = ""
 ) -> None:
+    """Until GET `path` answers 200; an AssertionError when the stack exits, says `gives_up` in its log, or
+    takes longer than `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not _ready(f"{stack.url}{path}"):
         if process.poll() is not None:
             raise AssertionError(f"maas serve exited with {process.returncode}:\n{stack.log_tail()}")
+        if gives_up and gives_up in stack.log.read_text(errors="replace"):
+            raise AssertionError(f"GET {path}: never ready:\n{stack.log_tail()}")
         if time.monotonic() > deadline:
             raise AssertionError(f"GET {path}: not 200 in {timeout:.0f} s:\n{stack.log_tail()}")
         time.sleep(0.25)
