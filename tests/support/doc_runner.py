@@ -171,20 +171,25 @@ def run_blocks(blocks: Sequence[DocBlock], stack: ServedStack, timeout: float) -
         # A checkout's `.venv`, so that the README's `source .venv/bin/activate` works as in the checkout.
         (Path(work) / ".venv").symlink_to(VIRTUAL_ENV)
         script = session_script(blocks)
+        session = subprocess.Popen(
+            ["bash", "-c", script],
+            cwd=work,
+            env=dict(stack.environment),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        status: int | None
         try:
-            ran = subprocess.run(
-                ["bash", "-c", script],
-                cwd=work,
-                env=dict(stack.environment),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-            stdout, stderr, status = ran.stdout, ran.stderr, ran.returncode
-        except subprocess.TimeoutExpired as expired:
-            stdout, stderr, status = _text(expired.stdout), _text(expired.stderr), None
+            stdout, stderr = session.communicate(timeout=timeout)
+            status = session.returncode
+        except subprocess.TimeoutExpired:
+            # The whole group: a hung command's children would otherwise hold the pipes open.
+            os.killpg(session.pid, signal.SIGKILL)
+            stdout, stderr = session.communicate()
+            status = None
     return _judge(blocks, stack, stdout, stderr, status, timeout)
 
 
@@ -245,9 +250,3 @@ def _per_block(output: str) -> tuple[dict[int, str], int]:
     printed = {int(pieces[i]): pieces[i + 1] for i in range(1, len(pieces) - 1, 2)}
     finished = max(printed) if printed else 0
     return printed, finished
-
-
-def _text(output: str | bytes | None) -> str:
-    if isinstance(output, bytes):
-        return output.decode(errors="replace")
-    return output or ""
