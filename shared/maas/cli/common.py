@@ -24,6 +24,18 @@ def registry() -> ModelRegistry:
     return ModelRegistry.from_settings(Settings.from_env())
 
 
+def reachable_registry() -> ModelRegistry:
+    """The registry, once its bucket has answered: for commands that work a long time before their first
+    storage call (training), so a store that is down, a stale endpoint or missing credentials fail in the
+    first second, not after the work."""
+    from maas.objects import storage_errors
+
+    found = registry()
+    with storage_errors(f"s3://{found.bucket}", s3=found.s3, bucket=found.bucket):
+        found.s3.head_bucket(Bucket=found.bucket)
+    return found
+
+
 def admin() -> RegistryAdmin:
     from maas.registry.admin import RegistryAdmin
 

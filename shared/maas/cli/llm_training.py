@@ -67,6 +67,8 @@ def llm_train_command(args: argparse.Namespace) -> int:
     explicit = args.quantize is not None
     precisions = list(dict.fromkeys(args.quantize or DEFAULT_PRECISIONS))
 
+    # The build takes minutes: a store that cannot be reached fails before it, not after.
+    registry = None if args.no_publish else common.reachable_registry()
     with tempfile.TemporaryDirectory(prefix="maas-llm-") as work:
         run = build_llm(recipe, Path(work), precisions)
         print(f"built {recipe.name}")
@@ -80,9 +82,8 @@ def llm_train_command(args: argparse.Namespace) -> int:
                 print(f"refused {built.precision}: {built.refusal.message}", file=sys.stderr)
                 if explicit:
                     raise built.refusal
-        if args.no_publish:
+        if registry is None:
             return 0
-        registry = common.registry()
         fp32 = publish_llm(run, run.fp32, registry, args.publish)
         print(f"published {fp32.name} version {fp32.version} (fp32)")
         for built in run.quantized:

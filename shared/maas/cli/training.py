@@ -163,7 +163,7 @@ def train_command(args: argparse.Namespace) -> int:
     run = load_run_config(args.config) if args.config is not None else RunConfig()
     overrides, plan = _overrides_and_plan(args, run)
     # Where to publish is settled before training: a missing target fails now, not after the training.
-    registry = None if args.no_publish else common.registry()
+    registry = None if args.no_publish else common.reachable_registry()
     trained = train_recipe(args.recipe, overrides, search=plan)
     print(f"trained {trained.recipe}")
     if trained.search is not None:
@@ -308,6 +308,7 @@ def export_command(args: argparse.Namespace) -> int:
 
     if args.publish is not None:
         validate_name(args.publish)
+    registry = None if args.no_publish else common.reachable_registry()
     trained = export_module(
         args.factory,
         args.weights,
@@ -324,10 +325,10 @@ def export_command(args: argparse.Namespace) -> int:
     print(common.table(_result_rows(trained.draft)))
     if args.out is not None:
         _write_run(args.out, trained, None)
-    if args.no_publish:
+    if registry is None:
         ensure_publishable(trained.draft)
         return 0
-    manifest = publish_trained(trained, common.registry(), args.publish)
+    manifest = publish_trained(trained, registry, args.publish)
     print(f"published {manifest.name} version {manifest.version}")
     return 0
 

@@ -140,3 +140,24 @@ def test_a_local_stack_that_stopped_answering_is_one_line_naming_its_endpoint(
         f"error: listing models in s3://{BUCKET}/models/: storage unreachable (EndpointConnectionError) "
         f"at {silent}: nothing answers there; is the local stack running? Start it with `make serve`\n"
     )
+
+
+def test_train_against_a_stale_endpoint_stops_before_training(tmp_path: Path) -> None:
+    """The banner's exports of a stack that is gone: the first storage call fails, not after the training."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        gone = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    environment = {
+        **bare_environment(tmp_path, tmp_path / "empty-data"),
+        "AWS_ENDPOINT_URL": gone,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "MAAS_BUCKET": BUCKET,
+    }
+    stopped = run_maas(environment, "train", "seed-mlp", cwd=tmp_path)
+
+    assert stopped.returncode == 1
+    assert stopped.stdout == ""  # not even "trained seed-mlp"
+    assert stopped.stderr.startswith(f"error: s3://{BUCKET}: storage unreachable (EndpointConnectionError)")
+    assert gone in stopped.stderr

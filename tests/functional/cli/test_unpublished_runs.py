@@ -43,8 +43,12 @@ def target(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Target]:
 
 
 def test_a_failed_publish_keeps_the_run_and_its_command_publishes_it(
-    target: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    target: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The bucket answers, so training starts; the publish then fails at its signature (no such KMS key), the
+    # way a publish fails after the training: a store that went away, a policy, a key.
+    target.create_bucket()
+    monkeypatch.setenv("MAAS_MANIFEST_SIGNING", "kms:alias/maas-no-such-key")
     assert main(["train", "seed-mlp", "--epochs", "2", "--publish", "kept-model"]) == 1
 
     error = capsys.readouterr().err
@@ -58,11 +62,13 @@ def test_a_failed_publish_keeps_the_run_and_its_command_publishes_it(
     command = shlex.split(found["command"])
     assert command == ["maas", "publish", str(folder), "--name", "kept-model"]
 
-    target.create_bucket()
+    monkeypatch.delenv("MAAS_MANIFEST_SIGNING")
     assert main(command[1:]) == 0
 
-    assert "published kept-model version 1" in capsys.readouterr().out
-    manifest = ModelRegistry(target.s3, target.bucket).manifest("kept-model", 1)
+    # The failed publish had claimed a version number; claims are never reused, so this one is the next.
+    published = re.search(r"published kept-model version (\d+)", capsys.readouterr().out)
+    assert published is not None
+    manifest = ModelRegistry(target.s3, target.bucket).manifest("kept-model", int(published[1]))
     draft = ManifestDraft.model_validate_json((folder / "draft.json").read_bytes())
     assert manifest.metrics == draft.metrics
     assert manifest.parity == draft.parity
