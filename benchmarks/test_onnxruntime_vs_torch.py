@@ -37,7 +37,7 @@ from benchmarks.workloads import BATCH_SIZES, Workload, repeats_within, workload
 from maas.runtime import SessionConfig, write_model_files
 from maas.training import TrainedModel
 from maas.training.int8_speed import Int8Speed, speed_refusal
-from maas.training.metrics import degradation
+from maas.training.metric_goals import degradation
 from maas.training.quantize import DEFAULT_MAX_DEGRADATION
 
 TORCH_CASE = "onnxruntime vs torch"

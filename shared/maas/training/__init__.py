@@ -19,14 +19,13 @@ if TYPE_CHECKING:
     from maas.training.pipeline import (
         RECIPES,
         TrainedModel,
-        ensure_parity,
-        ensure_publishable,
         export_trained,
         publish_trained,
         recipe_names,
         train_and_publish,
         train_recipe,
     )
+    from maas.training.publish_gates import ensure_parity, ensure_publishable
     from maas.training.recipe import FitResult, Recipe, RecipeConfig, TrainingConfig
 
 _HOME = {
@@ -41,8 +40,8 @@ _HOME = {
     "signature_of": "maas.training.onnx_checks",
     "RECIPES": "maas.training.pipeline",
     "TrainedModel": "maas.training.pipeline",
-    "ensure_parity": "maas.training.pipeline",
-    "ensure_publishable": "maas.training.pipeline",
+    "ensure_parity": "maas.training.publish_gates",
+    "ensure_publishable": "maas.training.publish_gates",
     "export_trained": "maas.training.pipeline",
     "publish_trained": "maas.training.pipeline",
     "recipe_names": "maas.training.pipeline",

@@ -21,7 +21,8 @@ import onnxruntime as ort
 
 from maas.registry import FeatureImportance, GlobalImportance
 from maas.training.export import onnx_outputs
-from maas.training.metrics import MetricGoal, Task, degradation, evaluate
+from maas.training.metric_goals import MetricGoal, degradation
+from maas.training.metrics import Task, evaluate
 from maas.training.recipe import FitResult
 
 __all__ = [

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 
 from maas.training.errors import ModelCheckFailed
 from maas.training.history import EpochRecord, History
-from maas.training.metrics import MetricGoal, improved
+from maas.training.metric_goals import MetricGoal
+from maas.training.metrics import improved
 from maas.training.recipe import TrainingConfig
 
 BEST_CHECKPOINT = "best.pt"

@@ -12,8 +12,9 @@ from typing import Any, Literal
 import numpy as np
 from sklearn import metrics as sk
 
+from maas.training.metric_goals import MetricGoal
+
 Task = Literal["regression", "classification", "embedding"]
-MetricGoal = Literal["minimize", "maximize"]
 
 Evaluation = tuple[dict[str, float], dict[str, Any]]
 
@@ -102,8 +103,3 @@ def improved(value: float, best: float, goal: MetricGoal) -> bool:
     if np.isnan(best):
         return True
     return value < best if goal == "minimize" else value > best
-
-
-def degradation(value: float, reference: float, goal: MetricGoal) -> float:
-    """How much worse `value` is than `reference`, in the metric's units (negative when better)."""
-    return value - reference if goal == "minimize" else reference - value

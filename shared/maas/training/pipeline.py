@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,16 +13,15 @@ from maas.errors import InvalidInput
 from maas.registry import Manifest, ManifestDraft, ModelRegistry
 from maas.training.card import render_report
 from maas.training.digits_resnet import DIGITS_RESNET
-from maas.training.errors import ModelCheckFailed, ParityCheckFailed, QuantizationRefused
 from maas.training.export import GraphSpec, compare_outputs, export_onnx, onnx_outputs, torch_outputs
 from maas.training.history import SearchSummary
 from maas.training.importance import measure_feature_importance
-from maas.training.int8_speed import Int8Speed, speed_refusal
 from maas.training.lineage import build_lineage
 from maas.training.llm.recipes import LLM_RECIPES
-from maas.training.metrics import degradation, evaluate
+from maas.training.metrics import evaluate
 from maas.training.minilm_embed import MINILM_EMBED
 from maas.training.onnx_checks import check_onnx, external_data_files, open_session, signature_of
+from maas.training.publish_gates import ensure_publishable
 from maas.training.recipe import FitResult, Recipe, RecipeConfig, apply_overrides
 from maas.training.report import ModelReport
 from maas.training.search import SearchPlan, run_search
@@ -174,45 +172,6 @@ def report_for(
         history=fitted.history,
         search=search,
     )
-
-
-def ensure_publishable(draft: ManifestDraft) -> None:
-    """Refuse a model whose export was not shown to match torch, or a quantized one that lost too much or
-    gained too little speed (int8_speed).
-
-    A quantized graph is not expected to match torch to 1e-4; its gate is the measured metric delta."""
-    # JSON has no NaN: a non-finite metric would make an immutable manifest that nothing can read back.
-    broken = sorted(name for name, value in draft.metrics.items() if not math.isfinite(value))
-    if broken:
-        raise ModelCheckFailed(f"metrics: expected finite values, got NaN or infinity for {broken}")
-    quantization = draft.quantization
-    if quantization is not None:
-        lost = degradation(quantization.quantized_value, quantization.fp32_value, draft.primary_metric_goal)
-        if not lost <= quantization.max_degradation:
-            raise QuantizationRefused(
-                f"quantization: expected {quantization.metric} to degrade by at most "
-                f"{quantization.max_degradation:g} against fp32 ({quantization.fp32_value:.6g}), "
-                f"got {quantization.quantized_value:.6g} (worse by {lost:.6g}); to publish it anyway, raise "
-                "the limit with --max-degradation or `quantization: max_degradation` in the --config file"
-            )
-        speed = Int8Speed.from_params(draft.params)
-        refusal = speed_refusal(speed) if speed is not None else None
-        if refusal is not None:
-            raise QuantizationRefused(refusal)
-        return
-    ensure_parity(draft)
-
-
-def ensure_parity(draft: ManifestDraft) -> None:
-    """Refuse a model whose ONNX export was not shown to match torch."""
-    parity = draft.parity
-    if parity is None:
-        raise ParityCheckFailed("parity: expected a measured torch/onnxruntime parity check, found none")
-    if not parity.passed:
-        raise ParityCheckFailed(
-            f"parity: expected max abs diff <= {parity.tolerance:g} between torch and onnxruntime, "
-            f"got {parity.max_abs_diff:g} over {parity.samples} samples"
-        )
 
 
 def publish_trained(trained: TrainedModel, registry: ModelRegistry, name: str | None = None) -> Manifest:

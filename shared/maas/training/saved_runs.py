@@ -89,7 +89,7 @@ def read_run(folder: Path) -> tuple[dict[str, bytes], ManifestDraft]:
 def publish_run(folder: Path, registry: ModelRegistry, name: str) -> PublishedRun:
     """Publish a saved folder under `name` through the same gates as `maas train`, then its int8 version,
     if the folder holds one, recording the fp32 version it was made from."""
-    from maas.training.pipeline import ensure_publishable
+    from maas.training.publish_gates import ensure_publishable
 
     files, draft = read_run(folder)
     int8_folder = folder / INT8_FOLDER

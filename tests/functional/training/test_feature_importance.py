@@ -29,7 +29,8 @@ from maas.training.importance import (
     measure_feature_importance,
     permutation_importance,
 )
-from maas.training.metrics import MetricGoal, Task, evaluate
+from maas.training.metric_goals import MetricGoal
+from maas.training.metrics import Task, evaluate
 from maas.training.recipe import apply_overrides
 from maas.training.report import ModelReport
 from maas.training.seed_mlp import N_FEATURES, SeedMlpConfig, make_dataset

@@ -36,7 +36,7 @@ from maas.training.llm.perplexity import Perplexity, heldout_text, perplexity
 from maas.training.llm.quantize import GREEDY_AGREEMENT, PERPLEXITY
 from maas.training.llm.recipes import DATA_DESCRIPTION, LlmRecipe
 from maas.training.llm.torch_reference import TorchDecoder
-from maas.training.pipeline import ensure_publishable
+from maas.training.publish_gates import ensure_publishable
 from maas.training.report import ModelReport
 
 LLM_PACKAGES = ("torch", "transformers", "gguf", "onnxruntime", "onnxruntime-genai", "tokenizers", "numpy")
