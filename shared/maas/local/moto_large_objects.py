@@ -110,8 +110,8 @@ def is_installed() -> bool:
 
 class KeyFileContent:
     """A key's bytes as moto's GET path uses them (len, slices, iteration), read with os.pread on a duplicate
-    of the key's descriptor: concurrent requests never share a file position, and only the bytes asked for
-    are read."""
+    of the key's descriptor (or one opened on a kept body's file): concurrent requests never share a file
+    position, and only the bytes asked for are read."""
 
     __slots__ = ("_key", "_size")
 
@@ -153,9 +153,15 @@ def _on_disk(key: Any) -> bool:
 @contextmanager
 def _duplicate_descriptor(key: Any) -> Iterator[int]:
     # The duplicate keeps the (unlinked) file open if the key is deleted or replaced while it is being read.
+    # A body kept in the data folder (maas.local.store_state.StoredBody) holds no descriptor: it opens one.
     with key.lock:
-        key._value_buffer.flush()  # bytes still in the file object's buffer are invisible to os.pread
-        descriptor = os.dup(key._value_buffer.fileno())
+        buffer = key._value_buffer
+        opener = getattr(buffer, "open_descriptor", None)
+        if opener is not None:
+            descriptor = opener()
+        else:
+            buffer.flush()  # bytes still in the file object's buffer are invisible to os.pread
+            descriptor = os.dup(buffer.fileno())
     try:
         yield descriptor
     finally:

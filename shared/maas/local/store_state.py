@@ -9,20 +9,25 @@ Layout, under `<data folder>/store/`:
 - `sqs.pickle`: moto's SQS backends (queues and their messages).
 
 S3 is saved after every mutating request and before its response is sent, under the lock that also makes
-conditional writes atomic (maas.local.store_requests), so nothing acknowledged is lost. SQS is saved about
-once a second and at stop: a crash can lose the last second of queue traffic or deliver a message twice,
-which the functions' idempotency absorbs (a job or an event handled twice writes the same outputs).
-Multipart uploads in progress are not kept: after a restart their completion fails with NoSuchUpload.
+conditional writes atomic (maas.local.store_requests), so nothing acknowledged is lost; when that request
+queued a bucket notification, SQS is saved with it (a job input acknowledged is a job that will run). Other
+SQS traffic (receives, deletes) is saved about once a second and at stop: a crash can lose the last second
+of it or deliver a message twice, which the functions' idempotency absorbs (a job or an event handled twice
+writes the same outputs). Multipart uploads in progress are not kept: after a restart their completion
+fails with NoSuchUpload.
 
-Bodies are never read into memory: a restored key reads its own file, and a saved key whose body is
-already a file of the folder is not copied again. The pickles are this folder's own (written by this
-process's code), so loading them trusts nothing a stranger wrote.
+Bodies are never read into memory, and no file stays open per object: a kept key's body is a `StoredBody`,
+which opens its file only for the read asked of it (the number of open files does not grow with the number
+of objects). A saved key whose body is already a file of the folder is not copied again; a restored key
+whose file is missing is dropped with a warning naming it, and the rest of the store is used. The pickles
+are this folder's own (written by this process's code), so loading them trusts nothing a stranger wrote.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import pickle
 import shutil
@@ -33,6 +38,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from maas.errors import MaasError
+
+logger = logging.getLogger(__name__)
 
 STATE_FORMAT = 1
 STORE_FOLDER = "store"
@@ -91,6 +98,70 @@ class BodyFile:
         self.name = name
 
 
+class StoredBody:
+    """A kept key's body (moto's `_value_buffer`) read from its file in `objects/` only when a read asks for
+    it: seek, tell and read as moto's FakeKey uses them, and `open_descriptor` for the large-object patch's
+    os.pread path. Nothing is held open between reads. Read-only: a body is never rewritten (a PUT makes a
+    new key)."""
+
+    __slots__ = ("_position", "closed", "path")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.closed = False
+        self._position = 0
+
+    def open_descriptor(self) -> int:
+        """A descriptor of its own on the body's file, for the caller to close."""
+        self._check_open()
+        return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check_open()
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size()}[whence]
+        self._position = max(base + offset, 0)
+        return self._position
+
+    def tell(self) -> int:
+        self._check_open()
+        return self._position
+
+    def read(self, size: int | None = -1) -> bytes:
+        descriptor = self.open_descriptor()
+        try:
+            wanted = os.fstat(descriptor).st_size - self._position if size is None or size < 0 else size
+            pieces = []
+            while wanted > 0:
+                piece = os.pread(descriptor, wanted, self._position)
+                if not piece:
+                    break
+                pieces.append(piece)
+                self._position += len(piece)
+                wanted -= len(piece)
+        finally:
+            os.close(descriptor)
+        return b"".join(pieces)
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        self._check_open()
+
+    def close(self) -> None:
+        self.closed = True
+
+    def _size(self) -> int:
+        return self.path.stat().st_size
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError(f"{self.path.name}: I/O operation on a closed body")
+
+
 class StoreState:
     """Saves moto's S3 and SQS backends into a data folder and restores them from it."""
 
@@ -117,11 +188,14 @@ class StoreState:
                 continue
             try:
                 with open(path, "rb") as saved:
-                    restored = _BodyUnpickler(saved, self.objects).load()
+                    unpickler = _BodyUnpickler(saved, self.objects)
+                    restored = unpickler.load()
                 for account, region, backend in restored:
                     backends[account][region] = backend
             except Exception as exc:
                 raise self._unusable(f"{file}: {type(exc).__name__}: {exc}") from None
+            if unpickler.missing:
+                _drop_keys_without_body([backend for _, _, backend in restored], unpickler.missing)
         kept = self.objects.iterdir() if self.objects.exists() else iter(())
         self._saved_bodies = {path.name for path in kept}
         self._last_sqs = None
@@ -136,6 +210,9 @@ class StoreState:
             buffer = io.BytesIO()
             pickler = _BodyPickler(buffer, self.objects)
             pickler.dump(list(s3_backends.iter_backends()))
+            if pickler.written:
+                # The new bodies' names must be durable before the pickle that names them replaces the old.
+                _fsync_folder(self.objects)
             write_atomically(self.folder / S3_FILE, buffer.getvalue())
             # Bodies of keys deleted or replaced since the last save: no saved state names them any more.
             for name in self._saved_bodies - pickler.referenced:
@@ -227,6 +304,7 @@ class _BodyPickler(pickle.Pickler):
         super().__init__(out, protocol=pickle.HIGHEST_PROTOCOL)
         self._objects = objects
         self.referenced: set[str] = set()
+        self.written = 0
         from moto.s3.models import FakeBucket, FakeKey, FakeMultipart
         from moto.s3.utils import _VersionedKeyStore
 
@@ -279,19 +357,51 @@ class _BodyPickler(pickle.Pickler):
                 shutil.copyfileobj(source, out, COPY_CHUNK_BYTES)
                 out.flush()
                 os.fsync(out.fileno())
-            key._value_buffer = open(path, "rb")  # noqa: SIM115 - the key owns it until dispose()
+            key._value_buffer = StoredBody(path)
             source.close()
             key.maas_body_file = name
+        self.written += 1
         return name
 
 
 class _BodyUnpickler(pickle.Unpickler):
+    """Each body restored as a StoredBody on its file (nothing opened); the names whose file is missing are
+    collected in `missing`."""
+
     def __init__(self, source: IO[bytes], objects: Path) -> None:
         super().__init__(source)
         self._objects = objects
+        self.missing: set[str] = set()
 
     def persistent_load(self, pid: Any) -> Any:
         kind, name = pid
         if kind != "body":
             raise pickle.UnpicklingError(f"unknown reference {kind!r}")
-        return open(self._objects / name, "rb")  # the restored key owns it
+        path = self._objects / name
+        if not path.is_file():
+            self.missing.add(name)
+        return StoredBody(path)
+
+
+def _drop_keys_without_body(backends: Iterable[Any], missing: set[str]) -> None:
+    """Forget each restored key (version) whose body file is gone, one warning line each: one lost file
+    costs that object, not the whole store. The next save writes the state without it."""
+    for backend in backends:
+        for bucket in backend.buckets.values():
+            for name, versions in list(dict.items(bucket.keys)):
+                kept = [key for key in versions if getattr(key, "maas_body_file", None) not in missing]
+                for key in versions:
+                    if key not in kept:
+                        logger.warning(
+                            "s3://%s/%s (version %s): its body file %s is missing from the saved local "
+                            "store; the object is dropped",
+                            bucket.name,
+                            name,
+                            key.version_id,
+                            key._value_buffer.path,
+                        )
+                        key.dispose()
+                if not kept:
+                    dict.__delitem__(bucket.keys, name)
+                elif len(kept) != len(versions):
+                    dict.__setitem__(bucket.keys, name, kept)

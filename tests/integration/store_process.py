@@ -1,0 +1,105 @@
+"""A kept local store, or a whole local stack, on a data folder in a process of its own: for tests that kill
+it (SIGKILL, as a crash would) or run it under a lowered open-files limit.
+
+    python -m tests.integration.store_process DATA_DIR [--stack] [--open-files N]
+
+It prints `READY <endpoint> <bucket>` once serving, and stops cleanly when its stdin closes.
+`StoreProcess` starts one from a test."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from tests.support.aws import AWS_VARIABLES
+
+ROOT = Path(__file__).resolve().parents[2]
+READY = "READY"
+STORE_BUCKET = "kept"
+
+
+class StoreProcess:
+    """`python -m tests.integration.store_process` started and waited for; `s3` is a client of its store."""
+
+    def __init__(self, data_dir: Path, *, stack: bool = False, open_files: int | None = None) -> None:
+        environ = {
+            name: value
+            for name, value in os.environ.items()
+            if name not in AWS_VARIABLES and not name.startswith("MAAS_")
+        }
+        environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "shared"), str(ROOT)])
+        command = [sys.executable, "-m", "tests.integration.store_process", str(data_dir)]
+        command += ["--stack"] if stack else []
+        command += ["--open-files", str(open_files)] if open_files else []
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=environ, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith(READY):
+                _, self.endpoint, self.bucket = line.split()
+                break
+        else:
+            raise AssertionError(f"the store process exited with {self.process.wait()} before serving")
+        self.s3: Any = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def stop(self) -> int:
+        """Stop it as Ctrl-C would (its state saved a last time); returns its exit status."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        return self.process.wait(timeout=60)
+
+    def kill(self) -> None:
+        """SIGKILL: nothing is saved that was not saved already."""
+        self.process.kill()
+        self.process.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--stack", action="store_true", help="the whole LocalStack, functions and pollers")
+    parser.add_argument("--open-files", type=int, help="the soft RLIMIT_NOFILE to run under")
+    args = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
+    if args.open_files:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.open_files, hard))
+    if args.stack:
+        from maas.local.stack import LocalStack
+
+        with LocalStack(port=0, embedded=True, queue_visibility_seconds=1, data_dir=args.data_dir) as stack:
+            print(READY, stack.store.endpoint_url, stack.store.bucket, flush=True)
+            sys.stdin.read()
+        return
+    from maas.local.object_store import EmbeddedStore, ensure_bucket
+    from maas.local.process_environment import EnvironmentPatch
+
+    environment = EnvironmentPatch()
+    store = EmbeddedStore(environment, data_dir=args.data_dir)
+    endpoint = store.start()
+    try:
+        ensure_bucket(boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1"), STORE_BUCKET)
+        print(READY, endpoint, STORE_BUCKET, flush=True)
+        sys.stdin.read()
+    finally:
+        store.stop()
+        environment.restore()
+
+
+if __name__ == "__main__":
+    main()
