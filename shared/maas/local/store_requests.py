@@ -5,7 +5,9 @@ conditional DELETE) and applies it as one step; moto 5.2.6 checks, then writes, 
 two racing writers could both pass. One process-wide lock around every mutating S3 request gives the
 served store S3's semantics (the registry's compare-and-swap relies on it). Inside the same lock, when a
 data folder is kept (maas.local.store_state), the new state is written before the response leaves, so a
-client never hears "done" for something a crash would lose.
+client never hears "done" for something a crash would lose; when the request queued a bucket notification
+(a job input, say), the queues are written too, or a crash right after the reply would lose the message
+and the job would never run. Other SQS traffic is saved by the store's periodic saver.
 
 UploadPart stays outside the lock: parts of an upload in progress are neither conditional nor kept, and
 serialising them would make a parallel multipart upload one part at a time.
@@ -28,6 +30,12 @@ _install_lock = threading.Lock()
 _installed = threading.Event()
 
 
+class _SentMessages:
+    """How many SQS messages this process's moto has queued: a request that changed it changed the queues."""
+
+    count = 0
+
+
 class _Kept:
     """Where S3 mutations are saved: one store per process, as moto keeps one state per process."""
 
@@ -40,9 +48,11 @@ def install_serialized_mutations() -> None:
         if _installed.is_set():
             return
         from moto.s3.responses import S3Response
+        from moto.sqs.models import SQSBackend
 
         for name in ("bucket_response", "key_response"):
             setattr(S3Response, name, _serialized(vars(S3Response)[name]))
+        setattr(SQSBackend, "send_message", _counted(vars(SQSBackend)["send_message"]))  # noqa: B010
         _installed.set()
 
 
@@ -66,9 +76,22 @@ def _serialized(stock: Callable[..., Any]) -> Callable[..., Any]:
         if not is_mutation(str(request.method), full_url):
             return stock(self, request, full_url, headers)
         with _mutation_lock:
+            sent_before = _SentMessages.count
             response = stock(self, request, full_url, headers)
             if _Kept.state is not None:
                 _Kept.state.save_s3()
+                if _SentMessages.count != sent_before:
+                    _Kept.state.save_sqs()
             return response
 
     return respond
+
+
+def _counted(stock: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(stock)
+    def send_message(self: Any, *args: Any, **kwargs: Any) -> Any:
+        message = stock(self, *args, **kwargs)
+        _SentMessages.count += 1  # two racing increments may count one, but the count still moves
+        return message
+
+    return send_message
