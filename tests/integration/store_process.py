@@ -26,16 +26,37 @@ READY = "READY"
 STORE_BUCKET = "kept"
 
 
+def clean_environment() -> dict[str, str]:
+    """This process's environment without the shell's AWS and MAAS_* settings, with the checkout's code."""
+    environ = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in AWS_VARIABLES and not name.startswith("MAAS_")
+    }
+    environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "shared"), str(ROOT)])
+    return environ
+
+
+def run_maas(
+    *args: str, data_dir: Path, environ: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`maas ARGS` as a user runs it, with no AWS settings and `data_dir` as the data folder."""
+    return subprocess.run(
+        [sys.executable, "-m", "maas.cli", *args],
+        cwd=ROOT,
+        env={**clean_environment(), **(environ or {}), "MAAS_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 class StoreProcess:
     """`python -m tests.integration.store_process` started and waited for; `s3` is a client of its store."""
 
     def __init__(self, data_dir: Path, *, stack: bool = False, open_files: int | None = None) -> None:
-        environ = {
-            name: value
-            for name, value in os.environ.items()
-            if name not in AWS_VARIABLES and not name.startswith("MAAS_")
-        }
-        environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "shared"), str(ROOT)])
+        environ = clean_environment()
         command = [sys.executable, "-m", "tests.integration.store_process", str(data_dir)]
         command += ["--stack"] if stack else []
         command += ["--open-files", str(open_files)] if open_files else []

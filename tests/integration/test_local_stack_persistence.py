@@ -7,10 +7,7 @@ Also what a user meets when a port is taken (one line, exit status 1) and how `m
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +19,10 @@ from maas.local.data_folder import running_stack
 from maas.local.stack import LocalStack
 from maas.registry.admin import RegistryAdmin
 from maas.training import TrainedModel, publish_trained
+from tests.integration.store_process import run_maas
 from tests.integration.waiting import eventually
-from tests.support.aws import AWS_VARIABLES
 from tests.support.registry import publish
 from tests.support.s3_objects import read_object
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def kept_stack(data_dir: Path) -> LocalStack:
@@ -87,22 +82,6 @@ def test_a_stack_without_a_data_folder_keeps_nothing(isolated_env: pytest.Monkey
 
 
 # ---- what `maas serve` says, as a user runs it
-
-
-def run_maas(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    environ = {name: value for name, value in os.environ.items() if name not in AWS_VARIABLES}
-    environ = {name: value for name, value in environ.items() if not name.startswith("MAAS_")}
-    environ["PYTHONPATH"] = str(ROOT / "shared")
-    environ["MAAS_DATA_DIR"] = str(data_dir)
-    return subprocess.run(
-        [sys.executable, "-m", "maas.cli", *args],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -89,20 +89,30 @@ def reset_command(data_dir: Path | None) -> int:
     """`maas serve --reset`: forget the saved store, unless a stack is serving from it."""
     import os
 
-    from maas.local.data_folder import data_folder, running_stack
+    from maas.local.data_folder import LOCK_WAIT_SECONDS, DataFolderLock, data_folder, running_stack
     from maas.local.stack import find_project_root
     from maas.local.store_state import reset_store, store_folder
 
     folder = data_dir.expanduser().resolve() if data_dir else data_folder(os.environ, find_project_root())
-    running = running_stack(folder)
-    if running is not None:
+    if not store_folder(folder).exists():
+        print(f"no saved local store in {store_folder(folder)}: nothing to reset")
+        return 0
+    # The stack's own lock, held while deleting: a stack that starts meanwhile waits for it or is refused.
+    lock = DataFolderLock(folder)
+    if not lock.acquire(wait_seconds=LOCK_WAIT_SECONDS):
+        running = running_stack(folder)
+        holder = f"pid {running.pid}, {running.url}" if running is not None else "still starting"
         print(
-            f"error: a local stack serves from {folder} (pid {running.pid}, {running.url}): stop it first "
+            f"error: a local stack serves from {folder} ({holder}): stop it first "
             "(Ctrl-C where `make serve` runs), then reset",
             file=sys.stderr,
         )
         return 1
-    if reset_store(folder):
+    try:
+        deleted = reset_store(folder)
+    finally:
+        lock.release()
+    if deleted:
         print(f"deleted the saved local store in {store_folder(folder)}; `make serve` starts afresh")
     else:
         print(f"no saved local store in {store_folder(folder)}: nothing to reset")

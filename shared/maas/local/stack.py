@@ -36,6 +36,8 @@ from maas.errors import ConfigurationError
 from maas.local.cloudformation import IntrinsicResolver, TemplateError
 from maas.local.data_folder import (
     ENV_DATA_DIR,
+    LOCK_WAIT_SECONDS,
+    DataFolderLock,
     StackDescriptor,
     remove_descriptor,
     running_stack,
@@ -165,6 +167,7 @@ class LocalStack:
         self._embedded = embedded
         self.data_dir = data_dir
         self._store_port = store_port
+        self._folder_lock: DataFolderLock | None = None
         self._env = EnvironmentPatch()
         self._embedded_store: EmbeddedStore | None = None
         self._gateway: LocalGateway | None = None
@@ -179,7 +182,7 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         if self.data_dir is not None:
-            refuse_second_stack(self.data_dir)
+            self._folder_lock = claim_data_folder(self.data_dir)
         try:
             store = self._start_store()
             settings = dataclasses.replace(Settings.from_env(), bucket=store.bucket)
@@ -259,6 +262,9 @@ class LocalStack:
         if embedded_store is not None:
             embedded_store.stop()
         self._env.restore()
+        folder_lock, self._folder_lock = self._folder_lock, None
+        if folder_lock is not None:
+            folder_lock.release()  # last: the store's final save is done
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -391,14 +397,19 @@ class LocalStack:
         } or {MODEL_BUCKET_RESOURCE: model_bucket}
 
 
-def refuse_second_stack(data_dir: Path) -> None:
-    """Two stacks saving into one folder would overwrite each other's state: the second one stops here."""
+def claim_data_folder(data_dir: Path) -> DataFolderLock:
+    """Hold `data_dir`'s lock (maas.local.data_folder) for a stack's whole run: two stacks saving into one
+    folder would overwrite each other's state and remembered port, so the second one stops here, before
+    its store starts, even while the first is still seeding."""
+    lock = DataFolderLock(data_dir)
+    if lock.acquire(wait_seconds=LOCK_WAIT_SECONDS):
+        return lock
     running = running_stack(data_dir)
-    if running is not None and running.pid != os.getpid():
-        raise DataFolderInUse(
-            f"{data_dir}: a local stack already serves from this data folder (pid {running.pid}, "
-            f"{running.url}): use it, stop it, or give this one another folder ({ENV_DATA_DIR}=PATH)"
-        )
+    holder = f"pid {running.pid}, {running.url}" if running is not None else "still starting"
+    raise DataFolderInUse(
+        f"{data_dir}: a local stack already serves from this data folder ({holder}): use it, stop it, or "
+        f"give this one another folder ({ENV_DATA_DIR}=PATH)"
+    )
 
 
 def read_timeout_from_environment(environ: Mapping[str, str]) -> float:
