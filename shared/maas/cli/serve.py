@@ -18,6 +18,8 @@ from types import FrameType
 from typing import Any
 
 from maas.cli.serve_llm import ENV_SERVE_LLM, SERVED_LLM, LlmSeeding, llm_wanted
+from maas.cli.target import read_saved_stack
+from maas.errors import ConfigurationError
 from maas.local.data_folder import data_folder
 from maas.local.stack import (
     DEFAULT_PORT,
@@ -123,6 +125,9 @@ def serve(
             store_port=store_port,
         ) as stack:
             print(stack.banner(), flush=True)
+            notice = saved_stack_notice(os.environ)
+            if notice is not None:
+                print(notice, flush=True)
             wanted = llm if llm is not None else llm_wanted(os.environ)
             if wanted:
                 seeding = LlmSeeding(stack.registry, url=stack.url, routes=stack.template.routes).start()
@@ -138,6 +143,22 @@ def serve(
                     seeding.stop()
     except KeyboardInterrupt:
         print("\nstopped", flush=True)
+
+
+def saved_stack_notice(environ: Mapping[str, str]) -> str | None:
+    """One line when `maas use-stack NAME` remembered a deployed stack: `maas` commands go there, not to
+    the stack the banner announces (maas.cli.target's precedence), until `maas use-stack --local`."""
+    try:
+        saved = read_saved_stack(environ)
+    except ConfigurationError as exc:
+        return f"note: `maas` commands will fail until the remembered deployed stack is fixed: {exc.message}"
+    if saved is None:
+        return None
+    return (
+        f"note: `maas` commands go to the deployed stack {saved.stack} ({saved.region}, bucket "
+        f"{saved.bucket}), remembered by `maas use-stack`, not to this one; `maas use-stack --local` makes "
+        "them use this one"
+    )
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
