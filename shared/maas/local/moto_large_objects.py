@@ -145,7 +145,7 @@ class AssembledObject:
 
 def _on_disk(key: Any) -> bool:
     # Under the rollover size the value is a BytesIO: small, read as moto does; fileno() would roll it over.
-    # A plain file (a body kept in the data folder, maas.local.store_state) is on disk.
+    # A body kept in the data folder (maas.local.store_state.StoredBody) is on disk.
     buffer = key._value_buffer
     return bool(getattr(buffer, "_rolled", not isinstance(buffer, io.BytesIO)))
 
