@@ -145,7 +145,7 @@ class AssembledObject:
 
 def _on_disk(key: Any) -> bool:
     # Under the rollover size the value is a BytesIO: small, read as moto does; fileno() would roll it over.
-    # A body kept in the data folder (maas.local.store_state.StoredBody) is on disk.
+    # A body kept in the data folder (maas.local.stored_body.StoredBody) is on disk.
     buffer = key._value_buffer
     return bool(getattr(buffer, "_rolled", not isinstance(buffer, io.BytesIO)))
 
@@ -153,7 +153,7 @@ def _on_disk(key: Any) -> bool:
 @contextmanager
 def _duplicate_descriptor(key: Any) -> Iterator[int]:
     # The duplicate keeps the (unlinked) file open if the key is deleted or replaced while it is being read.
-    # A body kept in the data folder (maas.local.store_state.StoredBody) holds no descriptor: it opens one.
+    # A body kept in the data folder (maas.local.stored_body.StoredBody) holds no descriptor: it opens one.
     with key.lock:
         buffer = key._value_buffer
         opener = getattr(buffer, "open_descriptor", None)
