@@ -54,7 +54,9 @@ def choose_store_port(data_dir: Path | None, requested: int | None, gateway_port
     if requested is not None:
         return requested
     remembered = remembered_store_port(data_dir) if data_dir is not None else None
-    if remembered is not None:
+    # The gateway moved onto the store's old port (`make serve PORT=3001` after a first run on 3000): the
+    # gateway has it now, and the store takes the next one.
+    if remembered is not None and remembered != gateway_port:
         return remembered
     return gateway_port + 1 if gateway_port else 0
 
