@@ -11,7 +11,6 @@ that touches storage looks for a running stack.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from maas.config import DEFAULT_BUCKET, ENV_BUCKET, ENV_ENDPOINT_URL
 from maas.errors import ConfigurationError
@@ -62,14 +61,15 @@ class SavedStack:
     format: int = SAVED_STACK_FORMAT
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        from maas.local.data_folder import record_json  # maas.local's package imports the whole emulator
+
+        return record_json(self)
 
     @classmethod
     def from_json(cls, text: str) -> SavedStack:
-        document: Any = json.loads(text)
-        if not isinstance(document, dict) or document.get("format") != SAVED_STACK_FORMAT:
-            raise ValueError(f"expected a saved stack of format {SAVED_STACK_FORMAT}")
-        return cls(**document)
+        from maas.local.data_folder import record_fields
+
+        return cls(**record_fields(text, SAVED_STACK_FORMAT, "a saved stack"))
 
 
 @dataclass(frozen=True, slots=True)

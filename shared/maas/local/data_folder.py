@@ -54,14 +54,25 @@ class StackDescriptor:
     format: int = DESCRIPTOR_FORMAT
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        return record_json(self)
 
     @classmethod
     def from_json(cls, text: str) -> StackDescriptor:
-        document: Any = json.loads(text)
-        if not isinstance(document, dict) or document.get("format") != DESCRIPTOR_FORMAT:
-            raise ValueError(f"expected a stack descriptor of format {DESCRIPTOR_FORMAT}")
-        return cls(**document)
+        return cls(**record_fields(text, DESCRIPTOR_FORMAT, "a stack descriptor"))
+
+
+def record_json(record: Any) -> str:
+    """A small dataclass record as the JSON file that holds it (the descriptor, a saved deployed stack)."""
+    return json.dumps(asdict(record), indent=2, sort_keys=True) + "\n"
+
+
+def record_fields(text: str, expected_format: int, what: str) -> dict[str, Any]:
+    """The fields of a record file, refused (ValueError) unless it is a JSON object of `expected_format`:
+    a file of another maas version is not guessed at."""
+    document: Any = json.loads(text)
+    if not isinstance(document, dict) or document.get("format") != expected_format:
+        raise ValueError(f"expected {what} of format {expected_format}")
+    return document
 
 
 def write_descriptor(folder: Path, descriptor: StackDescriptor) -> Path:
