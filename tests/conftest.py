@@ -27,6 +27,13 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     use_fake_aws(monkeypatch)
 
 
+@pytest.fixture(autouse=True)
+def local_data_folder(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The local data folder (kept runs, a stack's store) in a temporary folder, never the checkout's
+    `.maas/`: a test that does not choose one must not write into the developer's."""
+    monkeypatch.setenv("MAAS_DATA_DIR", str(tmp_path_factory.mktemp("maas-data")))
+
+
 @pytest.fixture
 def s3() -> Iterator[Any]:
     with moto_bucket() as client:
