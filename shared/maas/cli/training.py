@@ -301,14 +301,20 @@ def _quantized(args: argparse.Namespace, run: RunConfig, trained: TrainedModel) 
 
 
 def export_command(args: argparse.Namespace) -> int:
+    from maas.errors import InvalidInput
     from maas.registry import validate_name
+
+    # Checked before torch is imported (seconds): a mistyped path is answered at once.
+    if args.weights is not None and not args.weights.is_file():
+        raise InvalidInput(f"--weights: expected a state_dict file at {args.weights}, found none")
+    if args.publish is not None:
+        validate_name(args.publish)
+    registry = None if args.no_publish else common.reachable_registry()
+
     from maas.training import ensure_publishable, publish_trained
     from maas.training.byo.arguments import parse_tensor_spec
     from maas.training.byo.module_export import export_module
 
-    if args.publish is not None:
-        validate_name(args.publish)
-    registry = None if args.no_publish else common.reachable_registry()
     trained = export_module(
         args.factory,
         args.weights,

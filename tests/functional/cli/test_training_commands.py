@@ -12,6 +12,7 @@ import pytest
 from maas.cli import main
 from maas.registry import ManifestDraft
 from tests.support.aws import moto_server
+from tests.support.cli_processes import bare_environment, run_python
 
 BUCKET = "maas-cli-test"
 
@@ -220,3 +221,19 @@ def test_a_refused_int8_version_publishes_nothing(
     assert "Nothing was published, not even fp32" in captured.err
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix="models/q/").get("KeyCount", 0) == 0
+
+
+def test_export_with_a_missing_weights_file_stops_before_torch_is_imported(tmp_path: Path) -> None:
+    probe = (
+        "import sys\n"
+        "from maas.cli import main\n"
+        "status = main(['export', 'mymodels:make_model', '--weights', 'absent.pt',\n"
+        "               '--input', 'x:FP32:[-1,10]', '--no-publish'])\n"
+        "print('torch loaded' if 'torch' in sys.modules else 'torch not loaded')\n"
+        "sys.exit(status)\n"
+    )
+    stopped = run_python(bare_environment(tmp_path, tmp_path / "data"), "-c", probe, cwd=tmp_path)
+
+    assert stopped.returncode == 1
+    assert stopped.stdout == "torch not loaded\n"
+    assert stopped.stderr == "error: --weights: expected a state_dict file at absent.pt, found none\n"
