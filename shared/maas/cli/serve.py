@@ -137,12 +137,22 @@ def serve(
                 off = f"{ENV_SERVE_LLM}=0 or --no-llm"
                 print(llm_banner(url=stack.url, routes=[], reference=SERVED_LLM, state="off", detail=off))
             try:
-                threading.Event().wait()
+                _wait_for_a_signal()
             finally:
                 if seeding is not None:
                     seeding.stop()
     except KeyboardInterrupt:
         print("\nstopped", flush=True)
+
+
+def _wait_for_a_signal() -> None:
+    """Block until Ctrl-C or SIGTERM raises KeyboardInterrupt here. The kernel may hand a signal to any
+    thread; Python then only runs its handler when the main thread next runs bytecode, which a wait with
+    no timeout never does: a `make serve` hit by SIGTERM under load kept serving (seen in a test). Short
+    waits let the main thread run the handler within a second."""
+    forever = threading.Event()
+    while not forever.wait(timeout=0.5):
+        pass
 
 
 def saved_stack_notice(environ: Mapping[str, str]) -> str | None:
