@@ -124,3 +124,32 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def serve_seeded_folder(
+    data_dir: Path, seed_model: Any, extra_environment: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], list[str]]:
+    """`maas serve --no-llm` in a process of its own on `data_dir`, with the seed model already published
+    there (so it trains nothing); returns the process and its stdout up to the end of the banner (the
+    `LLM:` line), when every thread of the stack runs. The caller stops the process."""
+    from maas.local.stack import LocalStack
+    from maas.training import publish_trained
+
+    with LocalStack(port=0, embedded=True, data_dir=data_dir) as stack:
+        publish_trained(seed_model, stack.registry)
+    environ = {**clean_environment(), **(extra_environment or {}), "MAAS_DATA_DIR": str(data_dir)}
+    serving = subprocess.Popen(
+        [sys.executable, "-m", "maas.cli", "serve", "--no-llm", "--port", "0"],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: list[str] = []
+    assert serving.stdout is not None
+    for line in serving.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith("LLM:"):
+            break
+    return serving, lines

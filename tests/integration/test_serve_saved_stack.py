@@ -3,17 +3,14 @@ banner (which tells another shell's `maas` that it finds this stack), with the c
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from maas.cli.serve import saved_stack_notice
 from maas.cli.target import SavedStack, save_stack, saved_stack_path
-from maas.local.stack import LocalStack
-from maas.training import TrainedModel, publish_trained
-from tests.integration.store_process import ROOT, clean_environment
+from maas.training import TrainedModel
+from tests.integration.store_process import serve_seeded_folder
 
 DEPLOYED = SavedStack(
     stack="maas-prod", region="eu-west-1", bucket="maas-deployed", api_url="https://api.example"
@@ -37,30 +34,12 @@ def test_a_damaged_remembered_stack_is_named_too(tmp_path: Path) -> None:
 def test_serve_says_under_its_banner_that_maas_commands_go_to_the_deployed_stack(
     isolated_env: pytest.MonkeyPatch, seed_model: TrainedModel, tmp_path: Path
 ) -> None:
-    with LocalStack(port=0, embedded=True, data_dir=tmp_path / "data") as stack:
-        publish_trained(seed_model, stack.registry)  # so that serve has nothing to train
-    environ = {**clean_environment(), "XDG_CONFIG_HOME": str(tmp_path / "config")}
-    save_stack(environ, DEPLOYED)
-    environ["MAAS_DATA_DIR"] = str(tmp_path / "data")
-    serving = subprocess.Popen(
-        [sys.executable, "-m", "maas.cli", "serve", "--no-llm", "--port", "0"],
-        cwd=ROOT,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert serving.stdout is not None
-        lines = []
-        for line in serving.stdout:
-            lines.append(line.rstrip("\n"))
-            if line.startswith("LLM:"):  # the line after the banner and its notes
-                break
-    finally:
-        # Only the banner is under test here; a clean stop is the persistence tests' business.
-        serving.kill()
-        serving.wait(timeout=60)
+    config = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    save_stack(config, DEPLOYED)
+    serving, lines = serve_seeded_folder(tmp_path / "data", seed_model, config)
+    # Only the banner is under test here; a clean stop is test_serve_signals' business.
+    serving.kill()
+    serving.wait(timeout=60)
 
     assert any(line.startswith("LLM:") for line in lines), lines
     banner_line = next(i for i, line in enumerate(lines) if "finds this stack" in line)

@@ -7,15 +7,13 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from maas.local.stack import LocalStack
-from maas.training import TrainedModel, publish_trained
-from tests.integration.store_process import ROOT, clean_environment
+from maas.training import TrainedModel
+from tests.integration.store_process import serve_seeded_folder
 
 SYS_TGKILL = 234  # x86_64; aarch64 numbers it 131
 
@@ -30,22 +28,8 @@ def _tgkill(pid: int, thread_id: int, signum: int) -> None:
 def test_sigterm_delivered_to_a_worker_thread_stops_serve(
     isolated_env: pytest.MonkeyPatch, seed_model: TrainedModel, tmp_path: Path
 ) -> None:
-    with LocalStack(port=0, embedded=True, data_dir=tmp_path / "data") as stack:
-        publish_trained(seed_model, stack.registry)  # so that serve has nothing to train
-    environ = {**clean_environment(), "MAAS_DATA_DIR": str(tmp_path / "data")}
-    serving = subprocess.Popen(
-        [sys.executable, "-m", "maas.cli", "serve", "--no-llm", "--port", "0"],
-        cwd=ROOT,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    serving, _ = serve_seeded_folder(tmp_path / "data", seed_model)
     try:
-        assert serving.stdout is not None
-        for line in serving.stdout:
-            if line.startswith("LLM:"):  # the banner is out: every thread runs
-                break
         workers = [int(task) for task in os.listdir(f"/proc/{serving.pid}/task") if int(task) != serving.pid]
         assert workers, "expected the stack's threads"
 
