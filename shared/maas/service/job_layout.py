@@ -160,6 +160,18 @@ class JobTokens(_Document):
     )
 
 
+class ShardSummary(_Document):
+    """One shard of a sharded job, as status.json reports it (maas.service.shard_layout)."""
+
+    index: int = Field(description="0-based position of the shard in the input.")
+    start: int = Field(description="First input byte the shard read.")
+    end: int = Field(description="The byte after the last record it consumed.")
+    lines: int = Field(description="Input lines (or npy rows) it read.")
+    succeeded: int
+    failed: int
+    seconds: float
+
+
 class JobStatus(_Document):
     """status.json: written once, after output.jsonl, so its presence means the job is over."""
 
@@ -188,6 +200,9 @@ class JobStatus(_Document):
     seconds: float
     rows_per_second: float | None = None
     tokens: JobTokens | None = Field(None, description="A text generator's job only.")
+    shards: list[ShardSummary] | None = Field(
+        None, description="A job run in shards (Step Functions): each shard's range, counts and time."
+    )
 
 
 class AsyncError(_Document):
