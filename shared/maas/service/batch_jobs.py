@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +50,7 @@ from maas.service.job_layout import (
 from maas.service.job_output import encode_rows, error_line
 from maas.service.job_rows import MalformedJobInput, RowBatch, RowChunk, max_rows_per_run
 from maas.service.job_streams import iter_lines
+from maas.signature import Signature
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -71,7 +72,9 @@ class JobOutOfTime(MaasError, status=504):
 
 
 @dataclass(slots=True)
-class _Progress:
+class JobProgress:
+    """What answering the input has counted so far (a whole job's, or one shard's)."""
+
     counts: JobCounts
     errors: list[LineError]
     # csv: whether line 1 was read as a header; None until known (and for other formats).
@@ -92,6 +95,14 @@ class _Progress:
         self.counts.succeeded += lines - failed
 
 
+class JobSharding(Protocol):
+    """The decision to run a large job in shards (maas.service.sharded_jobs.ShardedJobStarter)."""
+
+    def start(self, job: JobLocation, version: int, *, generates_text: bool) -> bool:
+        """True when the job now runs in shards elsewhere (or already does); False: run it here."""
+        ...
+
+
 class BatchJobService:
     def __init__(
         self,
@@ -100,11 +111,15 @@ class BatchJobService:
         bucket: str,
         completions: Callable[[], EventCompletions],
         prefix: str = "",
+        *,
+        sharding: JobSharding | None = None,
     ) -> None:
         self.inference = inference
         self.s3 = s3
         self.bucket = bucket
         self.prefix = prefix
+        # None: every job runs in one invocation.
+        self.sharding = sharding
         # Built on first use (maas.service.generation_on_demand): most containers never generate text.
         self.completions = completions
         # Versions are immutable: whether one generates text is read once per process.
@@ -121,28 +136,22 @@ class BatchJobService:
             return None
         started = datetime.now(UTC)
         clock = time.perf_counter()
-        progress = _Progress(JobCounts(), [])
+        progress = JobProgress(JobCounts(), [])
         served_version: int | None = None
         input_bytes: int | None = None
         try:
             version = self.inference.select_version(job.model)
-            prompts = self._prompt_job(job, version)
-            model = self.inference.cache.get(job.model.name, version) if prompts is None else None
+            if self.sharding is not None and self.sharding.start(
+                job, version, generates_text=self.generates_text(job.model.name, version)
+            ):
+                return None
+            loaded = self.load(job, version)
             served_version = version
             job_input = open_job_input(self.s3, self.bucket, job)
             input_bytes = job_input.size
-            if model is not None:
-                answers = self._answer(job, model, job_input, progress, remaining_ms)
-            else:
-                assert prompts is not None
-                answers = self._answer_prompts(prompts, job_input, progress, remaining_ms)
-            with CreateOnceUpload(
-                self.s3, self.bucket, job.output_key, content_type="application/x-ndjson"
-            ) as output:
-                for chunk_lines in answers:
-                    output.write(chunk_lines)
-                if not output.commit():
-                    logger.info("job output already written by another delivery", extra={"job": job.path})
+            answers = self.answer_lines(job, loaded, job_input, progress, remaining_ms)
+            if self.write_output(job.output_key, answers) is None:
+                logger.info("job output already written by another delivery", extra={"job": job.path})
             failure: str | None = None
         except Unavailable:
             raise
@@ -209,17 +218,51 @@ class BatchJobService:
         self._record_status(job_id, status)
         return status
 
+    def generates_text(self, name: str, version: int) -> bool:
+        """Whether `version` is a text generator, whose jobs are prompt jobs."""
+        if self.inference.cache.peek(name, version) is not None:
+            return False  # only graphs that answer tensors are loaded into the model cache
+        return self._manifest(name, version).generation is not None
+
+    def load(self, job: JobLocation, version: int) -> LoadedModel | PromptJob:
+        """What answers the job's lines: the model, or for a text generator the prompt job (loaded now, so a
+        model that cannot load fails the job rather than every line)."""
+        prompts = self._prompt_job(job, version)
+        return self.inference.cache.get(job.model.name, version) if prompts is None else prompts
+
+    def answer_lines(
+        self,
+        job: JobLocation,
+        loaded: LoadedModel | PromptJob,
+        job_input: JobInput,
+        progress: JobProgress,
+        remaining_ms: Callable[[], int] | None,
+    ) -> Iterator[bytes]:
+        """The output lines of `job_input`, in order, a chunk of them at a time (each ending in a newline):
+        the one pipeline that a whole job and each of its shards run."""
+        if isinstance(loaded, LoadedModel):
+            return self._answer(job, loaded, job_input, progress, remaining_ms)
+        return self._answer_prompts(loaded, job_input, progress, remaining_ms)
+
+    def write_output(self, key: str, answers: Iterator[bytes]) -> int | None:
+        """Stream `answers` to `key`, create-only: the bytes written, or None when the key already existed."""
+        with CreateOnceUpload(self.s3, self.bucket, key, content_type="application/x-ndjson") as output:
+            for chunk_lines in answers:
+                output.write(chunk_lines)
+            return output.bytes_written if output.commit() else None
+
     def _answer(
         self,
         job: JobLocation,
         model: LoadedModel,
         job_input: JobInput,
-        progress: _Progress,
+        progress: JobProgress,
         remaining_ms: Callable[[], int] | None,
     ) -> Iterator[bytes]:
-        wanted = self.inference.settings.job_batch_rows
-        rows = max_rows_per_run(
-            model.signature, wanted if model.tokenizer is None else min(wanted, TEXT_JOB_BATCH_ROWS)
+        rows = job_rows_per_run(
+            model.signature,
+            tokenized=model.tokenizer is not None,
+            wanted=self.inference.settings.job_batch_rows,
         )
         chunks = row_chunks(
             job,
@@ -243,7 +286,7 @@ class BatchJobService:
             yield lines
 
     def _run_chunk(
-        self, model: LoadedModel, chunk: RowChunk, progress: _Progress, deadline: Deadline | None = None
+        self, model: LoadedModel, chunk: RowChunk, progress: JobProgress, deadline: Deadline | None = None
     ) -> bytes:
         lines: list[bytes | None] = [None] * len(chunk)
         for batch in chunk.batches:
@@ -273,30 +316,28 @@ class BatchJobService:
     def _prompt_job(self, job: JobLocation, version: int) -> PromptJob | None:
         """The job's lines as prompts, the generator loaded, when `version` generates text; else None."""
         name = job.model.name
-        if (
-            self.inference.cache.peek(name, version) is not None
-            or self._manifest(name, version).generation is None
-        ):
+        if not self.generates_text(name, version):
             return None
-        if job.input_format != "jsonl":
-            raise MalformedJobInput(
-                f"input.{job.input_format}: expected input.jsonl, as model '{name}' v{version} generates "
-                "text: one chat completion ('messages') or completion ('prompt') body per line"
-            )
+        check_prompt_job_format(job, version)
         return self.completions().prompt_job(name, version)
 
     def _answer_prompts(
         self,
         prompts: PromptJob,
         job_input: JobInput,
-        progress: _Progress,
+        progress: JobProgress,
         remaining_ms: Callable[[], int] | None,
     ) -> Iterator[bytes]:
         """One line at a time, each held to the function's clock less the margin that leaves the job time
         to write its status: a line cut there ends with finish_reason "length", and the job then runs out
         of time as any other does, with no output."""
         tokens = progress.tokens = JobTokens()
-        lines = iter_lines(job_input.body, self.inference.settings.max_request_bytes)
+        lines = iter_lines(
+            job_input.body,
+            self.inference.settings.max_request_bytes,
+            strip_bom=job_input.start == 0,
+            position=job_input.position,
+        )
         for number, line in enumerate(lines, start=1):
             clock = None
             if remaining_ms is not None:
@@ -340,7 +381,22 @@ class BatchJobService:
         )
 
 
-def _time_to_start_a_run(progress: _Progress, remaining_ms: Callable[[], int]) -> int:
+def job_rows_per_run(signature: Signature, *, tokenized: bool, wanted: int) -> int:
+    """Rows a job runs per onnxruntime call: `wanted` (MAAS_JOB_BATCH_ROWS), at most TEXT_JOB_BATCH_ROWS for
+    a text model, 1 for a model whose batch dimension is fixed at 1."""
+    return max_rows_per_run(signature, min(wanted, TEXT_JOB_BATCH_ROWS) if tokenized else wanted)
+
+
+def check_prompt_job_format(job: JobLocation, version: int) -> None:
+    """A text generator's job reads jsonl only: one request body per line."""
+    if job.input_format != "jsonl":
+        raise MalformedJobInput(
+            f"input.{job.input_format}: expected input.jsonl, as model '{job.model.name}' v{version} "
+            "generates text: one chat completion ('messages') or completion ('prompt') body per line"
+        )
+
+
+def _time_to_start_a_run(progress: JobProgress, remaining_ms: Callable[[], int]) -> int:
     """The function's milliseconds left; JobOutOfTime when too few are left to start a run and still say
     how far the job got."""
     left_ms = remaining_ms()
@@ -354,7 +410,7 @@ def _less_margin(remaining_ms: Callable[[], int]) -> int:
     return remaining_ms() - RUN_DEADLINE_MARGIN_MS
 
 
-def _out_of_time(progress: _Progress) -> JobOutOfTime:
+def _out_of_time(progress: JobProgress) -> JobOutOfTime:
     return JobOutOfTime(
         f"job: expected to finish within the function's timeout, got through {progress.counts.lines} lines; "
         "split the input into smaller jobs"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import TYPE_CHECKING
 
@@ -17,12 +17,12 @@ from maas.errors import MaasError, Unavailable
 from maas.objects import storage_errors, unreachable
 from maas.observability import logger
 from maas.runtime import LoadedModel
-from maas.service.job_csv import CsvDecoder, iter_csv_records
+from maas.service.job_csv import CsvDecoder, CsvRecord, iter_csv_records
 from maas.service.job_jsonl import JsonlDecoder
 from maas.service.job_layout import CSV_HEADER_METADATA, JobLocation
-from maas.service.job_npy import npy_chunk, npy_chunks, read_npy_header
+from maas.service.job_npy import NpyHeader, npy_chunk, npy_chunks, read_npy_header
 from maas.service.job_rows import MalformedJobInput, RowChunk, single_row_spec
-from maas.service.job_streams import ByteStream, iter_lines
+from maas.service.job_streams import ByteStream, StreamPosition, iter_lines
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -50,10 +50,23 @@ class StorageStream:
 
 @dataclass(frozen=True, slots=True)
 class JobInput:
+    """The bytes a job (or one shard of it) reads, and where they sit in the input object."""
+
     body: ByteStream
+    # The whole input object's size.
     size: int
     # The job's own say on a csv header (object metadata csv-header); None: only an unambiguous one.
     csv_header: bool | None = None
+    # The object byte `body` starts at. Only at 0 may a byte-order mark be dropped or a csv header be read.
+    start: int = 0
+    # csv: stop after the record that ends at or past this many bytes of `body` (a shard's end, where the
+    # body reads on to finish its last record); None: read to the end of `body`.
+    stop: int | None = None
+    # npy: the file's header, read apart, when `body` holds only rows (a shard's), and the first row's number.
+    npy_header: NpyHeader | None = None
+    first_row: int = 1
+    # How far the rows read got: physical lines (npy: rows) and bytes of `body`.
+    position: StreamPosition = field(default_factory=StreamPosition)
 
 
 def open_job_input(s3: S3Client, bucket: str, job: JobLocation) -> JobInput:
@@ -65,6 +78,14 @@ def open_job_input(s3: S3Client, bucket: str, job: JobLocation) -> JobInput:
         size=response["ContentLength"],
         csv_header=csv_header_setting(response.get("Metadata", {})) if job.input_format == "csv" else None,
     )
+
+
+def read_input_range(s3: S3Client, bucket: str, key: str, start: int, end: int) -> StorageStream:
+    """Bytes [start, end) of the input object, as they arrive (end > start)."""
+    action = f"reading bytes {start}-{end - 1} of the job input s3://{bucket}/{key}"
+    with storage_errors(action, s3=s3, bucket=bucket):
+        response = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+    return StorageStream(response["Body"], action, s3=s3, bucket=bucket)
 
 
 def csv_header_setting(metadata: Mapping[str, str]) -> bool | None:
@@ -90,14 +111,19 @@ def row_chunks(
     settings: Settings,
     csv_header_found: Callable[[bool], None],
 ) -> Iterator[RowChunk]:
-    """The input as chunks of `rows` rows for `model`; a csv input says first whether line 1 is a header."""
+    """The input as chunks of `rows` rows for `model`; a csv input says first whether line 1 is a header.
+
+    Lines (npy: rows) are numbered from 1 in `job_input.body` (npy: from `job_input.first_row`), and
+    `job_input.position` follows the reading."""
     signature = model.signature
     max_line = settings.max_request_bytes
     max_string_bytes = settings.max_string_bytes
     body = job_input.body
+    position = job_input.position
+    at_start = job_input.start == 0
     if job.input_format == "jsonl":
         jsonl_decoder = JsonlDecoder(model.name, signature, max_string_bytes=max_string_bytes)
-        lines = iter_lines(body, max_line)
+        lines = iter_lines(body, max_line, strip_bom=at_start, position=position)
         first = 1
         while batch := list(islice(lines, rows)):
             yield jsonl_decoder.chunk(first, batch)
@@ -106,18 +132,23 @@ def row_chunks(
         csv_decoder = CsvDecoder(
             model.name, signature, max_string_bytes=max_string_bytes, csv_header=job_input.csv_header
         )
-        records = iter_csv_records(iter_lines(body, max_line), max_record_bytes=max_line)
-        first_record = next(records, None)
-        if first_record is not None:
-            is_header = csv_decoder.is_header(first_record)
-            csv_header_found(is_header)
-            if not is_header:
-                yield csv_decoder.chunk([first_record])
+        records = iter_csv_records(
+            iter_lines(body, max_line, strip_bom=at_start, position=position), max_record_bytes=max_line
+        )
+        if job_input.stop is not None:
+            records = _records_until(records, position, job_input.stop)
+        if at_start:
+            first_record = next(records, None)
+            if first_record is not None:
+                is_header = csv_decoder.is_header(first_record)
+                csv_header_found(is_header)
+                if not is_header:
+                    yield csv_decoder.chunk([first_record])
         while batch_records := list(islice(records, rows)):
             yield csv_decoder.chunk(batch_records)
     else:
         spec = single_row_spec(model.name, signature, "npy")
-        header = read_npy_header(body, file_bytes=job_input.size)
+        header = job_input.npy_header or read_npy_header(body, file_bytes=job_input.size)
         if header.row_bytes > max_line:
             # A row is read whole, so it is bounded as a jsonl line or a csv record is, before any read.
             raise MalformedJobInput(
@@ -125,8 +156,27 @@ def row_chunks(
                 f"got {header.row_bytes}"
             )
         spec.check(header.row_shape, "input.npy rows")
-        for first_row, array in npy_chunks(body, header, rows):
+        for first_row, array in npy_chunks(body, header, rows, first_row=job_input.first_row):
             yield npy_chunk(first_row, array, signature.inputs[0], max_string_bytes=max_string_bytes)
+            position.lines += len(array)
+            position.bytes += array.nbytes
+
+
+def shard_rows_header(header: NpyHeader, start: int, end: int) -> NpyHeader:
+    """The header of the rows in bytes [start, end) of the file: what a shard's body holds."""
+    return replace(header, rows=(end - start) // max(header.row_bytes, 1))
+
+
+def _records_until(records: Iterator[CsvRecord], position: StreamPosition, stop: int) -> Iterator[CsvRecord]:
+    """The records up to the first that ends at or past byte `stop`: a shard answers the records that start
+    before its end, the last of them read to its own end. The csv reader takes a line at a time, so
+    `position` stands at the end of the record just read."""
+    if stop <= 0:
+        return
+    for record in records:
+        yield record
+        if position.bytes >= stop:
+            return
 
 
 def decoding_guarded(job: JobLocation, chunks: Iterator[RowChunk]) -> Iterator[RowChunk]:

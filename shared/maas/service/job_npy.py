@@ -153,10 +153,10 @@ def _npy_dtype(descr: Any) -> np.dtype[Any]:
 
 
 def npy_chunks(
-    stream: ByteStream, header: NpyHeader, rows_per_chunk: int
+    stream: ByteStream, header: NpyHeader, rows_per_chunk: int, *, first_row: int = 1
 ) -> Iterator[tuple[int, npt.NDArray[Any]]]:
     """(first row number, rows) pieces of the array, read `rows_per_chunk` rows (at most NPY_CHUNK_BYTES)
-    at a time."""
+    at a time. A shard's stream holds `header.rows` rows from row number `first_row` on."""
     reader = ExactReader(stream)
     rows_per_read = max(1, min(rows_per_chunk, NPY_CHUNK_BYTES // max(header.row_bytes, 1)))
     done = 0
@@ -170,7 +170,7 @@ def npy_chunks(
                 f"{done + len(data) // max(header.row_bytes, 1)}"
             )
         rows = np.frombuffer(data, dtype=header.dtype).reshape(count, *header.row_shape)
-        yield done + 1, rows
+        yield first_row + done, rows
         done += count
     if reader.read(1):
         raise MalformedJobInput(f"input.npy: expected {header.rows} rows as the header says, got more bytes")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from maas.service.job_rows import MalformedJobInput
@@ -22,14 +23,30 @@ class ByteStream(Protocol):
     def read(self, amt: int | None = ..., /) -> bytes: ...
 
 
+@dataclass(slots=True)
+class StreamPosition:
+    """How far a reader of the stream got: the lines (npy: rows) it gave, and the stream's bytes up to the
+    end of the last of them (its newline included). A shard reports with it where its records ended."""
+
+    lines: int = 0
+    bytes: int = 0
+
+
 def iter_lines(
-    stream: ByteStream, max_line_bytes: int, chunk_bytes: int = READ_CHUNK_BYTES
+    stream: ByteStream,
+    max_line_bytes: int,
+    chunk_bytes: int = READ_CHUNK_BYTES,
+    *,
+    strip_bom: bool = True,
+    position: StreamPosition | None = None,
 ) -> Iterator[bytes]:
     """Lines without their endings (\\n or \\r\\n), read chunk by chunk; a final line needs no newline.
 
-    A line longer than `max_line_bytes` fails the job: holding it would break the streaming promise."""
+    A UTF-8 byte-order mark is dropped only at the start of a file (`strip_bom`: the stream starts at byte 0).
+    `position` is kept up to date as each line is given. A line longer than `max_line_bytes` fails the job:
+    holding it would break the streaming promise."""
     pending = b""
-    bom_checked = False
+    bom_checked = not strip_bom
     line_number = 0
     while True:
         chunk = stream.read(chunk_bytes)
@@ -37,12 +54,18 @@ def iter_lines(
             break
         pending += chunk
         if not bom_checked and len(pending) >= len(UTF8_BOM):
-            pending = pending.removeprefix(UTF8_BOM)
+            if pending.startswith(UTF8_BOM):
+                pending = pending[len(UTF8_BOM) :]
+                if position is not None:
+                    position.bytes += len(UTF8_BOM)
             bom_checked = True
         lines = pending.split(b"\n")
         pending = lines.pop()
         for line in lines:
             line_number += 1
+            if position is not None:
+                position.lines = line_number
+                position.bytes += len(line) + 1
             yield line.removesuffix(b"\r")
         if len(pending) > max_line_bytes:
             raise MalformedJobInput(
@@ -50,6 +73,9 @@ def iter_lines(
                 "(MAAS_MAX_REQUEST_BYTES)"
             )
     if pending:
+        if position is not None:
+            position.lines = line_number + 1
+            position.bytes += len(pending)
         yield pending.removesuffix(b"\r")
 
 
