@@ -7,9 +7,10 @@ The functions' client comes from botocore directly: maas calls only the S3 API, 
 cold start about 150 ms more (its managed-transfer layer, s3transfer) for nothing a function uses. Tools that
 upload and download whole files (the CLI) ask for `s3_transfer_client`, a boto3 client, instead.
 
-KMS and Secrets Manager are called only when manifest signing is configured (MAAS_MANIFEST_SIGNING). Their
-clients are typed by the small protocols below, the slice of each API maas calls, so no stub package is
-needed for them.
+KMS and Secrets Manager are called only when manifest signing is configured (MAAS_MANIFEST_SIGNING), Step
+Functions only by the batch function starting a job in shards (MAAS_JOB_STATE_MACHINE_ARN). Their clients
+are typed by the small protocols below, the slice of each API maas calls, so no stub package is needed for
+them.
 
 Each client is handed out as a RenewableClient: a copy of the function restored from a SnapStart snapshot
 calls `renew_clients()`, and every holder (a registry, a job service, a queue adapter) is then served by a
@@ -65,6 +66,12 @@ class SecretsClient(Protocol):
     def get_secret_value(self, *, SecretId: str) -> dict[str, Any]: ...  # noqa: N803
 
 
+class StepFunctionsClient(Protocol):
+    """The Step Functions call the batch function makes to run a large job in shards."""
+
+    def start_execution(self, *, stateMachineArn: str, name: str, input: str) -> dict[str, Any]: ...  # noqa: N803
+
+
 class RenewableClient:
     """A botocore client behind one indirection, so that `renew` replaces it under every holder at once.
 
@@ -112,6 +119,11 @@ def kms_client(endpoint_url: str | None = None) -> KmsMacClient:
 @lru_cache(maxsize=8)
 def secrets_client(endpoint_url: str | None = None) -> SecretsClient:
     return cast("SecretsClient", _handed_out(lambda: _botocore_client("secretsmanager", endpoint_url)))
+
+
+@lru_cache(maxsize=8)
+def stepfunctions_client(endpoint_url: str | None = None) -> StepFunctionsClient:
+    return cast("StepFunctionsClient", _handed_out(lambda: _botocore_client("stepfunctions", endpoint_url)))
 
 
 @lru_cache(maxsize=8)

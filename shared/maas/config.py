@@ -36,6 +36,10 @@ ENV_EXPLAIN_MAX_EVALS = "MAAS_EXPLAIN_MAX_EVALS"
 ENV_EXPLAIN_BATCH_ROWS = "MAAS_EXPLAIN_BATCH_ROWS"
 ENV_MAX_CHOICES = "MAAS_MAX_CHOICES"
 ENV_GENERATION_TIMEOUT = "MAAS_GENERATION_TIMEOUT"
+ENV_JOB_SHARD_BYTES = "MAAS_JOB_SHARD_BYTES"
+ENV_PROMPT_JOB_SHARD_BYTES = "MAAS_PROMPT_JOB_SHARD_BYTES"
+ENV_JOB_SHARD_CONCURRENCY = "MAAS_JOB_SHARD_CONCURRENCY"
+ENV_JOB_STATE_MACHINE_ARN = "MAAS_JOB_STATE_MACHINE_ARN"
 ENV_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 ENV_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 ENV_LAMBDA_MEMORY_MB = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
@@ -88,6 +92,14 @@ DEFAULT_MAX_CHOICES = 4
 # Seconds one text generation may decode before it ends with finish_reason "length": below API Gateway's
 # 30 s integration timeout, so a whole answer still arrives, cut short and saying so.
 DEFAULT_GENERATION_TIMEOUT_SECONDS = 25.0
+# A batch job's input larger than this runs in shards of about this size (when a state machine is
+# configured): 64 MiB of MLP rows take about 10 s in one function, so a shard is well inside its timeout and
+# a 1 GB file is 16 shards at once.
+DEFAULT_JOB_SHARD_BYTES = 64 * 1024 * 1024
+# A text generator's job: a prompt line takes about a second, so a shard is a few hundred prompts at most.
+DEFAULT_PROMPT_JOB_SHARD_BYTES = 64 * 1024
+# Shards of one job run at most this many at once (the Distributed Map's MaxConcurrency).
+DEFAULT_JOB_SHARD_CONCURRENCY = 100
 
 # Graph files (the graph and its external data) from which a session on the CPU keeps its weights
 # memory-mapped instead of prepacked: prepacking 3 GB took 3.6-4.4 s of session creation, mapping 0.01 s,
@@ -146,6 +158,15 @@ ENV_DESCRIPTIONS: Mapping[str, str] = {
     ENV_GENERATION_TIMEOUT: "seconds one text generation may decode before it stops with `finish_reason` "
     "`length` and `maas.time_budget_exhausted`; the function's own remaining time (less 1 s) caps it; `0` "
     "leaves only that cap",
+    ENV_JOB_SHARD_BYTES: "a batch job's input larger than this runs in shards of about this size, one "
+    "function each, through the jobs state machine (`MAAS_JOB_STATE_MACHINE_ARN`); smaller ones run in one "
+    "invocation (template parameter `JobShardBytes`)",
+    ENV_PROMPT_JOB_SHARD_BYTES: "the same threshold and shard size for a text generator's (prompt) jobs, "
+    "whose lines take far longer each",
+    ENV_JOB_SHARD_CONCURRENCY: "most shards of one job that run at once (template parameter "
+    "`JobShardConcurrency`)",
+    ENV_JOB_STATE_MACHINE_ARN: "the jobs state machine that runs large jobs in shards (the template sets "
+    "it); unset: every job runs in one invocation",
     ENV_ENDPOINT_URL: "any S3-compatible endpoint (moto server, LocalStack, MinIO): the same code path as "
     "AWS",
     ENV_SERVICE_NAME: "the `service` field of the structured logs; `maas` when unset",
@@ -205,6 +226,11 @@ class Settings:
     mapped_weights_bytes: int = DEFAULT_MAPPED_WEIGHTS_BYTES
     # Which template parameter a refusal for want of memory tells the operator to raise.
     memory_parameter: str = DEFAULT_MEMORY_PARAMETER
+    job_shard_bytes: int = DEFAULT_JOB_SHARD_BYTES
+    prompt_job_shard_bytes: int = DEFAULT_PROMPT_JOB_SHARD_BYTES
+    job_shard_concurrency: int = DEFAULT_JOB_SHARD_CONCURRENCY
+    # "": no state machine, every job runs in one invocation.
+    job_state_machine_arn: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -251,6 +277,14 @@ class Settings:
             function_memory_bytes=function_memory_bytes,
             ephemeral_storage_bytes=_megabytes(env, ENV_EPHEMERAL_STORAGE_MB),
             mapped_weights_bytes=int(_number(env, ENV_MAPPED_WEIGHTS_BYTES, DEFAULT_MAPPED_WEIGHTS_BYTES)),
+            job_shard_bytes=max(1, int(_number(env, ENV_JOB_SHARD_BYTES, DEFAULT_JOB_SHARD_BYTES))),
+            prompt_job_shard_bytes=max(
+                1, int(_number(env, ENV_PROMPT_JOB_SHARD_BYTES, DEFAULT_PROMPT_JOB_SHARD_BYTES))
+            ),
+            job_shard_concurrency=max(
+                1, int(_number(env, ENV_JOB_SHARD_CONCURRENCY, DEFAULT_JOB_SHARD_CONCURRENCY))
+            ),
+            job_state_machine_arn=env.get(ENV_JOB_STATE_MACHINE_ARN, "").strip(),
         )
 
 

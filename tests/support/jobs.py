@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -57,3 +58,91 @@ def read_lines(s3: Any, key: str) -> list[dict[str, Any]]:
 def read_status(s3: Any, folder: str) -> JobStatus:
     body = s3.get_object(Bucket=TEST_BUCKET, Key=f"{folder}status.json")["Body"].read()
     return JobStatus.model_validate_json(body)
+
+
+# ---- sharded jobs: the state machine's steps, driven as template.yaml's JobStateMachine drives them
+
+# Retry TRANSIENT and RunShard's retry: the first attempt and 3 more.
+STEP_ATTEMPTS = 4
+
+
+def job_reference(input_key: str, version: int) -> dict[str, Any]:
+    return {"input_key": input_key, "model_version": version}
+
+
+def lambda_failure(exc: BaseException) -> dict[str, str]:
+    """What a Catch hands on ($.failure) for a Lambda function that raised `exc`."""
+    cause = {"errorMessage": str(exc), "errorType": type(exc).__name__, "stackTrace": ["  File ..."]}
+    return {"Error": type(exc).__name__, "Cause": json.dumps(cause)}
+
+
+class StepRun:
+    """One execution of the jobs state machine over a batch function module: plan, each round's shards in
+    a shuffled order (each retried as RunShard's Retry says, then recorded as failed), merge, until done.
+
+    Records every step payload sent and what each returned or raised."""
+
+    def __init__(self, function: Any, input_key: str, version: int, *, seed: int = 0) -> None:
+        self.function = function
+        self.job = job_reference(input_key, version)
+        self.random = random.Random(seed)
+        self.sent: list[dict[str, Any]] = []
+        self.raised: list[tuple[str, str]] = []
+        self.rounds: list[list[dict[str, Any]]] = []
+        # Called with each round's items before they run: a test may change what the Map reads.
+        self.before_round: Any = None
+        self.failure: dict[str, str] = {}
+
+    def invoke(self, payload: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
+        self.sent.append(payload)
+        answer: dict[str, Any] = self.function.lambda_handler(copy.deepcopy(payload), context or Context())
+        return answer
+
+    def run(self, s3: Any, *, duplicate_steps: bool = False) -> str:
+        """Run to the end; "succeeded", or "failed" (a Fail state: JobFailed)."""
+        work = self._task({"maas_job_step": "plan", "job": self.job})
+        if work is None:
+            return self._fail()
+        while True:
+            if work["failed"]:
+                return "failed"
+            if work["done"]:
+                return "succeeded"
+            items = json.loads(s3.get_object(Bucket=work["bucket"], Key=work["items_key"])["Body"].read())
+            if self.before_round is not None:
+                items = self.before_round(work["round"], items)
+            self.rounds.append(items)
+            order = list(items) * (2 if duplicate_steps else 1)
+            self.random.shuffle(order)
+            for shard in order:
+                self._shard(shard)
+            merge = {"maas_job_step": "merge", "job": self.job, "round": work["round"]}
+            work = self._task(merge)
+            if work is None:
+                return self._fail()
+            if duplicate_steps:
+                assert self.invoke(merge) == work
+
+    def _task(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        for _ in range(STEP_ATTEMPTS):
+            try:
+                return self.invoke(payload)
+            except Exception as exc:
+                self.raised.append((payload["maas_job_step"], type(exc).__name__))
+                self.failure = lambda_failure(exc)
+        return None
+
+    def _fail(self) -> str:
+        self.invoke({"maas_job_step": "fail", "job": self.job, "failure": self.failure})
+        return "failed"
+
+    def _shard(self, shard: dict[str, Any]) -> None:
+        payload = {"maas_job_step": "shard", "job": self.job, "shard": shard}
+        for _ in range(STEP_ATTEMPTS):
+            try:
+                self.invoke(payload)
+                return
+            except Exception as exc:
+                self.raised.append(("shard", type(exc).__name__))
+                failure = lambda_failure(exc)
+        self.invoke({"maas_job_step": "shard_failed", "job": self.job, "shard": shard, "failure": failure})

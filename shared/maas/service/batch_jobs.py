@@ -185,7 +185,7 @@ class BatchJobService:
             tokens=progress.tokens,
         )
         put_new(self.s3, self.bucket, job.status_key, status.model_dump_json(indent=2).encode())
-        self._record_status(job.path, status)
+        self.record_status(job.path, status)
         return status
 
     def reject(self, input_key: str, reason: str) -> JobStatus | None:
@@ -215,8 +215,12 @@ class BatchJobService:
         )
         if not put_new(self.s3, self.bucket, status_key, status.model_dump_json(indent=2).encode()):
             return None
-        self._record_status(job_id, status)
+        self.record_status(job_id, status)
         return status
+
+    def manifest(self, name: str, version: int) -> Manifest:
+        """A version's manifest, read once per process (versions are immutable)."""
+        return self._manifest(name, version)
 
     def generates_text(self, name: str, version: int) -> bool:
         """Whether `version` is a text generator, whose jobs are prompt jobs."""
@@ -363,7 +367,7 @@ class BatchJobService:
         response = self.inference.infer_loaded(model, request, deadline=deadline)
         return {tensor.name: tensor.array for tensor in response.outputs}
 
-    def _record_status(self, job: str, status: JobStatus) -> None:
+    def record_status(self, job: str, status: JobStatus) -> None:
         metrics.add_metric(name="JobLines", unit=MetricUnit.Count, value=status.counts.lines)
         metrics.add_metric(name="JobFailedLines", unit=MetricUnit.Count, value=status.counts.failed)
         metrics.add_metric(name="JobSeconds", unit=MetricUnit.Seconds, value=status.seconds)

@@ -21,7 +21,7 @@ from maas.service.job_csv import CsvDecoder, CsvRecord, iter_csv_records
 from maas.service.job_jsonl import JsonlDecoder
 from maas.service.job_layout import CSV_HEADER_METADATA, JobLocation
 from maas.service.job_npy import NpyHeader, npy_chunk, npy_chunks, read_npy_header
-from maas.service.job_rows import MalformedJobInput, RowChunk, single_row_spec
+from maas.service.job_rows import MalformedJobInput, RowChunk, RowSpec, single_row_spec
 from maas.service.job_streams import ByteStream, StreamPosition, iter_lines
 
 if TYPE_CHECKING:
@@ -149,17 +149,22 @@ def row_chunks(
     else:
         spec = single_row_spec(model.name, signature, "npy")
         header = job_input.npy_header or read_npy_header(body, file_bytes=job_input.size)
-        if header.row_bytes > max_line:
-            # A row is read whole, so it is bounded as a jsonl line or a csv record is, before any read.
-            raise MalformedJobInput(
-                f"input.npy rows: expected at most {max_line} bytes a row (MAAS_MAX_REQUEST_BYTES), "
-                f"got {header.row_bytes}"
-            )
-        spec.check(header.row_shape, "input.npy rows")
+        check_npy_rows(spec, header, max_line)
         for first_row, array in npy_chunks(body, header, rows, first_row=job_input.first_row):
             yield npy_chunk(first_row, array, signature.inputs[0], max_string_bytes=max_string_bytes)
             position.lines += len(array)
             position.bytes += array.nbytes
+
+
+def check_npy_rows(spec: RowSpec, header: NpyHeader, max_row_bytes: int) -> None:
+    """An npy file's rows fit the model's one input, each within `max_row_bytes` (MAAS_MAX_REQUEST_BYTES)."""
+    if header.row_bytes > max_row_bytes:
+        # A row is read whole, so it is bounded as a jsonl line or a csv record is, before any read.
+        raise MalformedJobInput(
+            f"input.npy rows: expected at most {max_row_bytes} bytes a row (MAAS_MAX_REQUEST_BYTES), "
+            f"got {header.row_bytes}"
+        )
+    spec.check(header.row_shape, "input.npy rows")
 
 
 def shard_rows_header(header: NpyHeader, start: int, end: int) -> NpyHeader:
