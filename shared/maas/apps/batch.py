@@ -14,12 +14,16 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+# First: Powertools' batch utility imports its pydantic parser models when pydantic is already imported, and
+# the step payloads are pydantic models.
+from maas.events.queues import BatchFunctionApp
+
+# isort: split
 from maas.apps.edge import Edge
 from maas.apps.snapstart import register_snapshot_hooks, warm_inference
 from maas.aws_clients import s3_client, stepfunctions_client
 from maas.config import Settings, function_settings
 from maas.events.job_steps import JobStepsApp, is_job_step
-from maas.events.queues import BatchFunctionApp
 from maas.service.batch_jobs import BatchJobService
 from maas.service.generation_on_demand import EventCompletionsOnDemand
 from maas.service.inference import InferenceService

@@ -405,7 +405,8 @@ class ShardedJobSteps:
         assert task.renumber_from is not None
         keys = ShardKeys.for_job(job)
         target = keys.renumbered(task.index, task.start, task.renumber_from)
-        if object_exists(self.s3, self.bucket, target):
+        # Once output.jsonl is stitched, the shard outputs are gone: a late duplicate has nothing to do.
+        if object_exists(self.s3, self.bucket, target) or object_exists(self.s3, self.bucket, job.output_key):
             return "already renumbered"
         source = keys.output(task.index, task.start)
         action = f"reading the shard output s3://{self.bucket}/{source}"

@@ -1,23 +1,31 @@
 """Sharded batch jobs through the batch function as Step Functions runs them: every step a direct invoke
-with the payload template.yaml's JobStateMachine sends, over moto, with shard sizes small enough that a
-small input makes many shards. Each job's output must be byte for byte what the single path writes for the
-same input."""
+with the payload template.yaml's JobStateMachine sends (plan, each round's shards in a shuffled order with
+RunShard's retries, merge, until done), over moto, with shard sizes small enough that a small input makes
+many shards. Each job's output must be byte for byte what the single path writes for the same input."""
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
+from maas.errors import InvalidInput
 from maas.registry import Manifest
+from maas.service.job_layout import JobStatus
+from maas.service.shard_layout import JobPlan, ShardResult, execution_name
 from tests.support.aws import TEST_BUCKET
 from tests.support.functions import start_function
-from tests.support.jobs import Context, StepRun, job_event, read_status, submit
+from tests.support.jobs import Context, StepRun, job_event, job_reference, read_status, submit
+from tests.support.queues import stored_versions
 
 SHARD_BYTES = 2000
+CSV_HEADER = ",".join(f"f{i}" for i in range(10))
 
 
 @pytest.fixture
@@ -33,31 +41,476 @@ def output_of(s3: Any, folder: str) -> bytes:
     return bytes(s3.get_object(Bucket=TEST_BUCKET, Key=f"{folder}output.jsonl")["Body"].read())
 
 
-def single_and_sharded(
-    function: ModuleType, s3: Any, version: int, name: str, body: bytes, fmt: str = "jsonl"
-) -> tuple[str, str, StepRun]:
-    single, sharded = f"jobs/seed-mlp/{name}-single/", f"jobs/seed-mlp/{name}-sharded/"
-    submit(s3, f"{single}input.{fmt}", body)
-    submit(s3, f"{sharded}input.{fmt}", body)
-    function.lambda_handler(job_event(f"{single}input.{fmt}"), Context())
-    run = StepRun(function, f"{sharded}input.{fmt}", version)
-    assert run.run(s3) == "succeeded"
-    return single, sharded, run
+def keys_under(s3: Any, prefix: str) -> list[str]:
+    return [item["Key"] for item in s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix=prefix).get("Contents", [])]
 
 
-def test_a_jsonl_job_in_shards_writes_the_single_paths_bytes(
-    function: ModuleType, s3: Any, published_seed: Manifest
-) -> None:
-    lines = [json.dumps(row) for row in rows_of(100).tolist()]
-    lines[3] = "{not json"
-    lines[40] = ""
-    lines[77] = "[1, 2]"
-    body = b"\xef\xbb\xbf" + "\r\n".join(lines).encode()
+def run_single(function: ModuleType, s3: Any, folder: str, name: str, body: bytes, **put: Any) -> JobStatus:
+    s3.put_object(Bucket=TEST_BUCKET, Key=folder + name, Body=body, **put)
+    assert function.lambda_handler(job_event(folder + name), Context()) == {"batchItemFailures": []}
+    return read_status(s3, folder)
 
-    single, sharded, run = single_and_sharded(function, s3, published_seed.version, "j1", body)
 
+def sharded_run(
+    function: ModuleType, s3: Any, version: int, folder: str, name: str, body: bytes, **put: Any
+) -> StepRun:
+    s3.put_object(Bucket=TEST_BUCKET, Key=folder + name, Body=body, **put)
+    return StepRun(function, folder + name, version)
+
+
+def assert_same_job(s3: Any, single: str, sharded: str) -> tuple[JobStatus, JobStatus]:
+    """The sharded job wrote the single path's output, bytes and all, and a status that agrees with it."""
     assert output_of(s3, sharded) == output_of(s3, single)
     one, many = read_status(s3, single), read_status(s3, sharded)
-    assert many.counts == one.counts and many.errors == one.errors
-    assert many.shards is not None and len(many.shards) > 3
-    print(run.rounds)
+    assert many.state == one.state == "succeeded"
+    assert (many.counts, many.errors, many.csv_header) == (one.counts, one.errors, one.csv_header)
+    assert many.model_version == one.model_version and many.input_bytes == one.input_bytes
+    assert many.shards is not None and one.shards is None
+    assert sum(shard.succeeded for shard in many.shards) == many.counts.succeeded
+    # Only the documents are left: the shard outputs are in output.jsonl now.
+    assert not [key for key in keys_under(s3, f"{sharded}shards/") if key.endswith(".jsonl")]
+    return one, many
+
+
+def jsonl_body(count: int, *, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    rows = rows_of(count, seed)
+    return [json.dumps(row) for row in rows.tolist()], rows
+
+
+# ---- byte-identical output
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_jsonl_job_in_shards_writes_the_single_paths_bytes_with_global_line_numbers(
+    function: ModuleType, s3: Any, published_seed: Manifest, seed: int
+) -> None:
+    lines, _ = jsonl_body(120, seed=seed)
+    lines[3] = "{not json"
+    lines[40] = ""  # an empty line is a line too
+    lines[77] = "[1, 2]"
+    lines[118] = '{"input": "text"}'
+    # A byte-order mark, CRLF line ends and no final newline: each is the single path's business alone.
+    body = b"\xef\xbb\xbf" + "\r\n".join(lines).encode()
+    run_single(function, s3, "jobs/seed-mlp/one/", "input.jsonl", body)
+    run = sharded_run(function, s3, published_seed.version, "jobs/seed-mlp/many/", "input.jsonl", body)
+    run.random.seed(seed)
+
+    assert run.run(s3) == "succeeded"
+
+    _, many = assert_same_job(s3, "jobs/seed-mlp/one/", "jobs/seed-mlp/many/")
+    assert [error.line for error in many.errors] == [4, 41, 78, 119]
+    assert many.shards is not None and len(many.shards) > 5
+    assert [shard.lines for shard in many.shards] != [] and sum(s.lines for s in many.shards) == 120
+    # Round 1 renumbered exactly the shards past the first whose output holds error lines.
+    renumbered = {item["index"] for item in run.rounds[1]}
+    with_errors = {shard.index for shard in many.shards if shard.failed and shard.index > 0}
+    assert len(run.rounds) == 2 and renumbered == with_errors
+
+
+def quoted_csv(rows: np.ndarray, *, crlf: bool = False) -> str:
+    """A csv file whose every fifth record has a quoted first cell holding newlines (a valid number still:
+    float() takes the whitespace) and whose every seventh has a bad cell."""
+    end = "\r\n" if crlf else "\n"
+    records = [CSV_HEADER]
+    for number, row in enumerate(rows.tolist()):
+        cells = [repr(value) for value in row]
+        if number % 5 == 0:
+            cells[0] = f'"{end}{cells[0]}{end}{end}"'
+        if number % 7 == 3:
+            cells[4] = "oops"
+        records.append(",".join(cells))
+    return end.join(records) + end
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_a_csv_job_with_multi_line_quoted_cells_and_a_header_writes_the_single_paths_bytes(
+    function: ModuleType, s3: Any, published_seed: Manifest, crlf: bool
+) -> None:
+    body = quoted_csv(rows_of(150, seed=2), crlf=crlf).encode()
+    run_single(function, s3, "jobs/seed-mlp/one/", "input.csv", body)
+    run = sharded_run(function, s3, published_seed.version, "jobs/seed-mlp/many/", "input.csv", body)
+
+    assert run.run(s3) == "succeeded"
+
+    one, many = assert_same_job(s3, "jobs/seed-mlp/one/", "jobs/seed-mlp/many/")
+    assert one.csv_header is True and len(many.errors) == 20 and many.errors[-1].line > 100
+
+
+def test_a_csv_cut_inside_a_quoted_cell_is_found_by_the_merge_and_the_shard_runs_again_from_its_true_start(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    text = quoted_csv(rows_of(150, seed=3))
+    body = text.encode()
+    run_single(function, s3, "jobs/seed-mlp/one/", "input.csv", body)
+    folder = "jobs/seed-mlp/many/"
+    run = sharded_run(function, s3, published_seed.version, folder, "input.csv", body)
+    # A line start inside a quoted cell, past the middle: a cut there is wrong (not a record start).
+    wrong = text.index('"\n', len(text) // 2) + 2
+
+    def cut_wrong(round_number: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if round_number != 0:
+            return items
+        (index,) = [i for i, item in enumerate(items) if item["start"] < wrong < item["end"]]
+        items[index]["end"] = items[index + 1]["start"] = wrong
+        plan = JobPlan.model_validate_json(
+            s3.get_object(Bucket=TEST_BUCKET, Key=f"{folder}shards/plan.json")["Body"].read()
+        )
+        moved = plan.model_copy(
+            update={"shards": [type(plan.shards[0]).model_validate(item) for item in items]}
+        )
+        s3.put_object(Bucket=TEST_BUCKET, Key=f"{folder}shards/plan.json", Body=moved.model_dump_json())
+        return items
+
+    run.before_round = cut_wrong
+
+    assert run.run(s3) == "succeeded"
+
+    assert_same_job(s3, "jobs/seed-mlp/one/", folder)
+    # Round 1 ran the shard after the wrong cut again, from where its neighbour's last record really ended.
+    (rerun,) = [item for item in run.rounds[1] if "renumber_from" not in item]
+    assert rerun["start"] > wrong
+    result = ShardResult.model_validate_json(
+        s3.get_object(
+            Bucket=TEST_BUCKET,
+            Key=f"{folder}shards/{rerun['index'] - 1:05d}-{run.rounds[0][rerun['index'] - 1]['start']}.json",
+        )["Body"].read()
+    )
+    assert result.end == rerun["start"]
+
+
+def npy_bytes(rows: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, rows)
+    return buffer.getvalue()
+
+
+def test_an_npy_job_in_shards_writes_the_single_paths_bytes(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    rows = rows_of(1300, seed=4).astype(np.float64)  # float64 casts to the model's FP32, per chunk
+    rows[700, 3] = np.nan
+    body = npy_bytes(rows)
+    run_single(function, s3, "jobs/seed-mlp/one/", "input.npy", body)
+    run = sharded_run(function, s3, published_seed.version, "jobs/seed-mlp/many/", "input.npy", body)
+
+    assert run.run(s3) == "succeeded"
+
+    _, many = assert_same_job(s3, "jobs/seed-mlp/one/", "jobs/seed-mlp/many/")
+    assert many.shards is not None and [shard.lines for shard in many.shards] == [512, 512, 276]
+    assert len(run.rounds) == 1  # npy rows are numbered globally from the start: nothing to renumber
+
+
+# ---- failures
+
+
+def storage_fault(function: ModuleType, byte_range: str, times: int | None) -> list[str]:
+    """Make the function's reads of `byte_range` of any object fail as an unreachable S3 does, `times`
+    times (None: always); the list records each fault."""
+    faults: list[str] = []
+
+    def fail_read(params: dict[str, Any], **_: Any) -> None:
+        if params.get("headers", {}).get("Range") == byte_range and (times is None or len(faults) < times):
+            faults.append(byte_range)
+            raise EndpointConnectionError(endpoint_url="https://s3.us-east-1.amazonaws.com")
+
+    function.app.steps.steps.s3.meta.events.register("before-call.s3.GetObject", fail_read)
+    return faults
+
+
+def fault_shard(function: ModuleType, run: StepRun, index: int, times: int | None) -> dict[str, Any]:
+    """From round 0 on, shard `index`'s read fails `times` times; the shard, as round 0 has it."""
+    chosen: dict[str, Any] = {}
+
+    def install(round_number: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if round_number == 0:
+            chosen.update(items[index])
+            storage_fault(function, f"bytes={chosen['start']}-{chosen['end'] - 1}", times)
+        return items
+
+    run.before_round = install
+    return chosen
+
+
+def test_a_shard_that_fails_twice_in_transit_is_retried_alone_and_the_output_is_the_same(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    lines, _ = jsonl_body(100, seed=5)
+    body = "\n".join(lines).encode() + b"\n"
+    run_single(function, s3, "jobs/seed-mlp/one/", "input.jsonl", body)
+    run = sharded_run(function, s3, published_seed.version, "jobs/seed-mlp/many/", "input.jsonl", body)
+    fault_shard(function, run, 3, times=2)
+
+    assert run.run(s3) == "succeeded"
+
+    assert run.raised == [("shard", "Unavailable"), ("shard", "Unavailable")]
+    assert_same_job(s3, "jobs/seed-mlp/one/", "jobs/seed-mlp/many/")
+    assert not [key for key in keys_under(s3, "jobs/seed-mlp/many/shards/") if key.endswith(".failed.json")]
+
+
+def test_a_shard_that_always_fails_fails_the_job_with_a_status_naming_it(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    lines, _ = jsonl_body(100, seed=6)
+    folder = "jobs/seed-mlp/many/"
+    run = sharded_run(function, s3, published_seed.version, folder, "input.jsonl", "\n".join(lines).encode())
+    shard = fault_shard(function, run, 4, times=None)
+
+    assert run.run(s3) == "failed"
+
+    assert run.raised == [("shard", "Unavailable")] * 4
+    status = read_status(s3, folder)
+    assert status.state == "failed" and status.output_key is None
+    assert status.error is not None
+    assert status.error.startswith(
+        f"job: shard 4 (input bytes {shard['start']}-{shard['end']}) failed: Unavailable: "
+    )
+    assert "storage unreachable (EndpointConnectionError)" in status.error
+    assert f"{folder}output.jsonl" not in keys_under(s3, folder)
+    assert s3.list_multipart_uploads(Bucket=TEST_BUCKET).get("Uploads", []) == []
+
+
+def test_a_malformed_shard_fails_the_job_without_retries(
+    monkeypatch: pytest.MonkeyPatch, s3: Any, published_seed: Manifest
+) -> None:
+    function = start_function(
+        monkeypatch, "batch", MAAS_JOB_SHARD_BYTES="2000", MAAS_MAX_REQUEST_BYTES="1500"
+    )
+    records = [",".join(repr(value) for value in row) for row in rows_of(80, seed=7).tolist()]
+    # A quoted cell of short lines, longer than a record may be: the single path fails the whole job.
+    records[60] = '"' + "1\n" * 800 + '"' + records[60][records[60].index(",") :]
+    body = ("\n".join(records) + "\n").encode()
+    one = run_single(function, s3, "jobs/seed-mlp/one/", "input.csv", body)
+    folder = "jobs/seed-mlp/many/"
+    run = sharded_run(function, s3, published_seed.version, folder, "input.csv", body)
+
+    assert run.run(s3) == "failed"
+
+    assert run.raised == []  # written as data, not raised: no retry can mend it
+    assert one.error is not None and one.error.startswith(
+        "input.csv: the record starting at line 61 is longer"
+    )
+    status = read_status(s3, folder)
+    assert status.error is not None and re.fullmatch(
+        r"job: shard \d+ \(input bytes \d+-\d+\) failed: MalformedJobInput: "
+        r"input\.csv: the record starting at line \d+ is longer than 1500 bytes .*",
+        status.error,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "metadata"),
+    [
+        ("input.npy", b"\x93NUMPY\x09\x00" + b"x" * 3000, {}),
+        ("input.npy", npy_bytes(rows_of(100).reshape(100, 2, 5)), {}),
+        ("input.npy", npy_bytes(np.array([["a"] * 10] * 100)), {}),
+        ("input.csv", (CSV_HEADER + "\n" + "1,2,3,4,5,6,7,8,9,0\n" * 200).encode(), {"csv-header": "maybe"}),
+    ],
+    ids=["npy-version", "npy-shape", "npy-dtype", "csv-header-metadata"],
+)
+def test_a_job_the_plan_finds_malformed_fails_as_the_single_path_does(
+    function: ModuleType,
+    s3: Any,
+    published_seed: Manifest,
+    name: str,
+    body: bytes,
+    metadata: dict[str, str],
+) -> None:
+    one = run_single(function, s3, "jobs/seed-mlp/one/", name, body, Metadata=metadata)
+    run = sharded_run(
+        function, s3, published_seed.version, "jobs/seed-mlp/many/", name, body, Metadata=metadata
+    )
+
+    assert run.run(s3) == "failed"
+
+    many = read_status(s3, "jobs/seed-mlp/many/")
+    assert (many.state, many.error, many.model_version) == ("failed", one.error, one.model_version)
+    assert run.rounds == [] and keys_under(s3, "jobs/seed-mlp/many/shards/") == []
+
+
+def test_a_failed_step_fails_the_job_once_saying_which_and_why(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    key = "jobs/seed-mlp/many/input.jsonl"
+    submit(s3, key, b"[1]\n" * 1000)
+    failure = {
+        "Error": "Sandbox.Timedout",
+        "Cause": json.dumps({"errorMessage": "Task timed out after 900.00 seconds", "errorType": "Timeout"}),
+    }
+    step = {"maas_job_step": "fail", "job": job_reference(key, published_seed.version), "failure": failure}
+
+    function.lambda_handler(step, Context())
+    written = stored_versions(s3, "jobs/seed-mlp/many/")
+    function.lambda_handler(step | {"failure": {"Error": "Other", "Cause": "later"}}, Context())
+
+    status = read_status(s3, "jobs/seed-mlp/many/")
+    assert status.error == (
+        "job: the jobs state machine failed while planning: Sandbox.Timedout: "
+        "Task timed out after 900.00 seconds"
+    )
+    assert stored_versions(s3, "jobs/seed-mlp/many/") == written
+
+
+# ---- idempotence
+
+
+def test_every_step_invoked_twice_writes_each_object_once(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    lines, _ = jsonl_body(100, seed=8)
+    lines[10] = lines[60] = lines[95] = "nope"
+    body = "\n".join(lines).encode()
+    run_single(function, s3, "jobs/seed-mlp/one/", "input.jsonl", body)
+    run = sharded_run(function, s3, published_seed.version, "jobs/seed-mlp/many/", "input.jsonl", body)
+
+    assert run.run(s3, duplicate_steps=True) == "succeeded"
+    written = stored_versions(s3, "jobs/seed-mlp/many/")
+    # And once more, late, each step of the whole run as it was sent: nothing changes.
+    for payload in list(run.sent):
+        run.invoke(payload)
+
+    assert stored_versions(s3, "jobs/seed-mlp/many/") == written
+    assert_same_job(s3, "jobs/seed-mlp/one/", "jobs/seed-mlp/many/")
+
+
+def test_a_restarted_plan_reuses_its_plan(function: ModuleType, s3: Any, published_seed: Manifest) -> None:
+    key = "jobs/seed-mlp/many/input.jsonl"
+    submit(s3, key, b"\n".join(json.dumps(row).encode() for row in rows_of(50).tolist()))
+    plan = {"maas_job_step": "plan", "job": job_reference(key, published_seed.version)}
+
+    first = function.lambda_handler(plan, Context())
+    written = stored_versions(s3, "jobs/seed-mlp/")
+    second = function.lambda_handler(plan, Context())
+
+    assert (
+        first
+        == second
+        == {
+            "done": False,
+            "failed": False,
+            "bucket": TEST_BUCKET,
+            "items_key": "jobs/seed-mlp/many/shards/round-0.json",
+            "round": 0,
+        }
+    )
+    assert stored_versions(s3, "jobs/seed-mlp/") == written
+
+
+# ---- payloads
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (
+            {"maas_job_step": "explode"},
+            "maas_job_step: expected one of ['plan', 'shard', 'shard_failed', 'merge', 'fail'], "
+            "got 'explode'",
+        ),
+        ({"maas_job_step": "plan"}, "maas_job_step plan: expected a valid payload, got job: Field required"),
+        (
+            {
+                "maas_job_step": "merge",
+                "job": {"input_key": "jobs/seed-mlp/j/input.jsonl", "model_version": 1},
+            },
+            "maas_job_step merge: expected a valid payload, got round: Field required",
+        ),
+        (
+            {
+                "maas_job_step": "shard",
+                "job": {"input_key": "jobs/seed-mlp/j/input.jsonl", "model_version": 1},
+                "shard": {"index": 0, "start": 0},
+            },
+            "maas_job_step shard: expected a valid payload, got shard.end: Field required",
+        ),
+        (
+            {"maas_job_step": "plan", "job": {"input_key": "elsewhere/input.jsonl", "model_version": 1}},
+            "job key: expected it under jobs/",
+        ),
+    ],
+)
+def test_a_payload_that_is_no_step_is_refused_naming_what_is_wrong(
+    function: ModuleType, payload: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        function.lambda_handler(payload, Context())
+    assert raised.value.message.startswith(message)
+
+
+# ---- the start
+
+
+@pytest.fixture
+def state_machine(s3: Any) -> str:
+    import boto3
+
+    client = boto3.client("stepfunctions", region_name="us-east-1")
+    return str(
+        client.create_state_machine(
+            name="maas-test-jobs",
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+            roleArn="arn:aws:iam::123456789012:role/maas-test-jobs",
+        )["stateMachineArn"]
+    )
+
+
+def executions(state_machine: str) -> list[dict[str, Any]]:
+    import boto3
+
+    client = boto3.client("stepfunctions", region_name="us-east-1")
+    listed = client.list_executions(stateMachineArn=state_machine)["executions"]
+    return [client.describe_execution(executionArn=item["executionArn"]) for item in listed]
+
+
+def test_a_large_job_starts_one_execution_however_often_its_event_comes_and_a_small_one_runs_at_once(
+    monkeypatch: pytest.MonkeyPatch, s3: Any, published_seed: Manifest, state_machine: str
+) -> None:
+    function = start_function(
+        monkeypatch,
+        "batch",
+        MAAS_JOB_SHARD_BYTES=str(SHARD_BYTES),
+        MAAS_JOB_STATE_MACHINE_ARN=state_machine,
+        MAAS_JOB_SHARD_CONCURRENCY="7",
+    )
+    large, small = "jobs/seed-mlp@latest/big.1/input.jsonl", "jobs/seed-mlp/small/input.jsonl"
+    rows = [json.dumps(row).encode() for row in rows_of(30).tolist()]
+    submit(s3, large, b"\n".join(rows))
+    submit(s3, small, b"\n".join(rows[:5]))
+
+    for _ in range(3):
+        assert function.lambda_handler(job_event(large), Context()) == {"batchItemFailures": []}
+    function.lambda_handler(job_event(small), Context())
+
+    (started,) = executions(state_machine)
+    assert started["name"] == execution_name("big.1", large) and started["name"].startswith("big1-")
+    assert json.loads(started["input"]) == {
+        "job": {"input_key": large, "model_version": published_seed.version},
+        "concurrency": 7,
+    }
+    assert keys_under(s3, "jobs/seed-mlp@latest/big.1/") == [large]  # nothing run here
+    assert read_status(s3, "jobs/seed-mlp/small/").state == "succeeded"
+
+
+# ---- large outputs
+
+
+def test_shard_outputs_of_5_mib_and_more_are_stitched_server_side(
+    monkeypatch: pytest.MonkeyPatch, s3: Any, published_seed: Manifest
+) -> None:
+    shard_rows = 160 * 512  # shards are whole batches of MAAS_JOB_BATCH_ROWS
+    rows = rows_of(3 * shard_rows, seed=9)
+    body = npy_bytes(rows)
+    function = start_function(monkeypatch, "batch", MAAS_JOB_SHARD_BYTES=str(shard_rows * rows.itemsize * 10))
+    copies: list[str] = []
+    function.app.steps.steps.s3.meta.events.register(
+        "before-call.s3.UploadPartCopy", lambda **_: copies.append("copied")
+    )
+    run_single(function, s3, "jobs/seed-mlp/one/", "input.npy", body)
+    run = sharded_run(function, s3, published_seed.version, "jobs/seed-mlp/many/", "input.npy", body)
+
+    assert run.run(s3) == "succeeded"
+
+    _, many = assert_same_job(s3, "jobs/seed-mlp/one/", "jobs/seed-mlp/many/")
+    assert many.shards is not None and len(many.shards) == 3
+    assert many.shards is not None and min(shard.lines for shard in many.shards) == shard_rows
+    assert len(output_of(s3, "jobs/seed-mlp/many/")) > 3 * 5 * 1024 * 1024
+    assert copies  # at least one shard's output went in as a copied part, not through this function
