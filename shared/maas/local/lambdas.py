@@ -50,6 +50,23 @@ LAMBDA_STARTUP_VARIABLES = frozenset({"AWS_LAMBDA_EXEC_WRAPPER"})
 ENVIRONMENT_WAIT_SECONDS = 0.05
 
 
+def local_function_arn(logical_id: str, region: str, account_id: str, qualifier: str | None = None) -> str:
+    """The ARN of a template function locally, where its name is its logical id (an alias: `qualifier`)."""
+    arn = f"arn:aws:lambda:{region}:{account_id}:function:{logical_id}"
+    return f"{arn}:{qualifier}" if qualifier else arn
+
+
+def function_name_of(reference: str) -> str:
+    """The function's name in any form Lambda's Invoke takes: a name, `name:qualifier`, a full or a partial
+    (`account:function:name`) ARN, each maybe qualified."""
+    parts = reference.split(":")
+    if reference.startswith("arn:") and len(parts) >= 7:
+        return parts[6]
+    if len(parts) >= 3 and parts[1] == "function":
+        return parts[2]
+    return parts[0]
+
+
 @dataclass(slots=True)
 class LocalLambdaContext:
     """The attributes of the Lambda runtime's context object that handlers and Powertools read."""
@@ -130,9 +147,7 @@ class LocalFunction:
         return LocalLambdaContext(
             function_name=self.spec.logical_id,
             memory_limit_in_mb=self.memory_mb,
-            invoked_function_arn=(
-                f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.spec.logical_id}"
-            ),
+            invoked_function_arn=local_function_arn(self.spec.logical_id, self.region, self.account_id),
             aws_request_id=str(uuid.uuid4()),
             deadline_ms=int((time.time() + self.timeout_seconds) * 1000),
             log_group_name=f"/aws/lambda/{self.spec.logical_id}",
