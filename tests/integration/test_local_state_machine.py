@@ -48,8 +48,9 @@ Resources:
       Environment:
         Variables:
           RECORD_FILE: !Ref RecordFile
-          JOB_STATE_MACHINE_ARN: !Sub "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:\
-            stateMachine:maas-${Stage}-jobs"
+          JOB_STATE_MACHINE_ARN: !Sub
+            - "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${Name}"
+            - Name: !Sub maas-${Stage}-jobs
 """ + job_state_machine("StepsFunction")
 
 STEPS = """\
