@@ -48,6 +48,7 @@ Resources:
       Environment:
         Variables:
           RECORD_FILE: !Ref RecordFile
+          MAAS_JOB_SHARD_BYTES: "67108864"
           JOB_STATE_MACHINE_ARN: !Sub
             - "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${Name}"
             - Name: !Sub maas-${Stage}-jobs
@@ -182,6 +183,18 @@ def test_the_functions_get_the_arn_of_the_state_machine_the_stack_created(stack:
         "arn:aws:lambda:us-east-1:123456789012:function:StepsFunction:live"
     )
     assert "state machines: maas-test-jobs run here" in stack.banner()
+    assert os.environ["MAAS_JOB_SHARD_BYTES"] == "67108864"
+
+
+def test_job_sharding_settings_from_the_shell_beat_the_templates(
+    isolated_env: pytest.MonkeyPatch, project: Path, recording: Recording
+) -> None:
+    isolated_env.setenv("MAAS_JOB_SHARD_BYTES", "4096")
+    isolated_env.setenv("MAAS_JOB_SHARD_CONCURRENCY", "7")
+
+    with local_stack(project, recording):
+        assert os.environ["MAAS_JOB_SHARD_BYTES"] == "4096"
+        assert os.environ["MAAS_JOB_SHARD_CONCURRENCY"] == "7"
 
 
 def test_an_execution_started_through_boto3_runs_to_succeeded_with_its_output(

@@ -189,16 +189,18 @@ class QueueNotification:
 class StateMachineSpec:
     """An AWS::Serverless::StateMachine (or AWS::StepFunctions::StateMachine) with its Definition inline.
 
-    `name` and `substitutions` (DefinitionSubstitutions) may hold unresolved intrinsics; the definition
-    still holds its `${Name}` placeholders (a DefinitionString may be an unresolved intrinsic, then it
-    is checked when the stack resolves it). `name` None: CloudFormation would generate one."""
+    `name` and `substitutions` (DefinitionSubstitutions) may hold unresolved intrinsics; `definition` is
+    the Definition mapping, checked, with its `${Name}` placeholders; without one, `definition_string` is
+    CloudFormation's DefinitionString (text, or an intrinsic that builds it), checked when the stack
+    resolves it. `name` None: CloudFormation would generate one."""
 
     logical_id: str
     resource_type: str
     name: Any
     type: Any
-    definition: Any
+    definition: Mapping[str, Any] | None
     substitutions: Mapping[str, Any] = field(default_factory=dict)
+    definition_string: Any = None
 
 
 @dataclass(frozen=True, slots=True)

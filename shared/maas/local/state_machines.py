@@ -134,9 +134,9 @@ def local_state_machine(spec: StateMachineSpec, resolver: IntrinsicResolver) -> 
         key: _resolved(resolver, value, f"{spec.logical_id}.DefinitionSubstitutions.{key}")
         for key, value in spec.substitutions.items()
     }
-    definition = spec.definition
-    if not isinstance(definition, dict):  # a DefinitionString, maybe built by an intrinsic
-        text = _resolved(resolver, definition, f"{spec.logical_id}.DefinitionString")
+    definition: Any = spec.definition
+    if definition is None:  # a DefinitionString, maybe built by an intrinsic
+        text = _resolved(resolver, spec.definition_string, f"{spec.logical_id}.DefinitionString")
         try:
             definition = json.loads(text)
         except ValueError as exc:

@@ -210,9 +210,12 @@ def _state_machine_spec(logical_id: str, resource: Mapping[str, Any]) -> StateMa
             raise TemplateError(
                 f"{logical_id}.{external}: the local stack runs inline definitions only (Definition)"
             )
-    definition = properties.get("Definition", properties.get("DefinitionString"))
-    if definition is None:
+    definition = properties.get("Definition")
+    definition_string = None if serverless else properties.get("DefinitionString")
+    if definition is None and definition_string is None:
         raise TemplateError(f"{logical_id}: expected an inline Definition")
+    if definition is not None and not isinstance(definition, dict):
+        raise TemplateError(f"{logical_id}.Definition: expected a mapping, got {definition!r}")
     substitutions = properties.get("DefinitionSubstitutions") or {}
     if not isinstance(substitutions, dict):
         raise TemplateError(
@@ -233,6 +236,7 @@ def _state_machine_spec(logical_id: str, resource: Mapping[str, Any]) -> StateMa
         type=properties.get("Type" if serverless else "StateMachineType", "STANDARD"),
         definition=definition,
         substitutions=substitutions,
+        definition_string=definition_string,
     )
 
 
