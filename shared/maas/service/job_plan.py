@@ -9,8 +9,10 @@ Each nominal cut (a multiple of the shard size) is moved to a record start near 
   start, the lines that follow are parsed twice with the csv reader the single path uses (job_csv): once
   as if a record starts there, once as if a quoted cell is open there. A line start is either one or the
   other, so the first line after which both parses stand at a record start is a proven record boundary.
-  When they never agree in the window, the cut stays at the first line start, an assumption the merge
-  verifies (a shard that ends elsewhere has the next one run again from its true start).
+  When they never agree in the window, the cut is where the likelier parse starts a record (the one whose
+  records have the file's width; the first line start when nothing tells them apart), an assumption the
+  merge verifies: a shard that ends elsewhere has the next one run again from its true start. Near the end
+  of the input, an unclear cut is dropped instead.
 - npy: rows are fixed-size, so the header alone places every cut, at multiples of the batch rows.
 
 Reads are bounded per cut: a window starts small (a sixteenth of a shard, at most PLAN_WINDOW_BYTES) and
