@@ -9,11 +9,19 @@ object appears whole when the upload completes with If-None-Match, or not at all
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from maas.objects import MAX_PARTS, MIN_PART_BYTES, PartsUpload, object_exists, put_new, storage_errors
+from maas.objects import (
+    MAX_PARTS,
+    MIN_PART_BYTES,
+    PartMaker,
+    PartsUpload,
+    object_exists,
+    put_new,
+    storage_errors,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -93,7 +101,7 @@ def compose_in_order(
     # A completed upload would be refused anyway; checking first spares copying what nobody will see.
     if object_exists(s3, bucket, key):
         return False
-    upload = _ComposingUpload(s3, bucket, key, content_type=content_type, concurrency=copy_concurrency)
+    upload = PartsUpload(s3, bucket, key, content_type=content_type, concurrency=copy_concurrency)
     try:
         for part in parts:
             upload.send_part(_part_maker(s3, bucket, key, part))
@@ -171,10 +179,6 @@ def _read(s3: S3Client, bucket: str, piece_range: PieceRange) -> bytes:
     return data
 
 
-PartMaker = Callable[[str, int], "CompletedPartTypeDef"]
-"""Makes part `number` of upload `upload_id` on a worker thread, and returns it as completion lists it."""
-
-
 def _part_maker(s3: S3Client, bucket: str, key: str, part: ComposedPart) -> PartMaker:
     def copy(upload_id: str, number: int) -> CompletedPartTypeDef:
         (source,) = part.ranges
@@ -199,41 +203,3 @@ def _part_maker(s3: S3Client, bucket: str, key: str, part: ComposedPart) -> Part
         return {"ETag": response["ETag"], "PartNumber": number}
 
     return copy if part.copied else join
-
-
-class _ComposingUpload(PartsUpload):
-    """A PartsUpload whose parts are made on its workers by a function (copied, or read and uploaded), so
-    reads and copies overlap as uploads do.
-
-    It reaches into PartsUpload's state; `send_part` belongs in maas.objects.PartsUpload itself, where
-    `send` would become `send_part` with an upload_part maker."""
-
-    def send_part(self, make_part: PartMaker) -> None:
-        """Make the next part with `make_part(upload_id, number)` (every part but the last must be at least
-        MIN_PART_BYTES)."""
-        if self.parts_sent >= MAX_PARTS:
-            raise TooManyParts(f"{self.where}: expected at most {MAX_PARTS} parts, got more")
-        if self._upload_id is None:
-            self._start()
-        self._slots.acquire()
-        if self._failure is not None:
-            self._slots.release()
-            raise self._failure
-        self.parts_sent += 1
-        number = self.parts_sent
-        if self._pool is None:
-            self._make_part(number, make_part)
-            return
-        self._pending.append(self._pool.submit(self._make_part, number, make_part))
-
-    def _make_part(self, number: int, make_part: PartMaker) -> None:
-        assert self._upload_id is not None
-        try:
-            self._completed[number] = make_part(self._upload_id, number)
-        except BaseException as exc:
-            if self._failure is None:
-                self._failure = exc
-            if self._pool is None:
-                raise
-        finally:
-            self._slots.release()
