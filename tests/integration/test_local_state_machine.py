@@ -301,3 +301,22 @@ def test_an_execution_running_at_a_stop_finishes_after_a_restart_on_the_same_dat
     assert len(recording.steps(job_id, "plan")) == 2  # once per run: the steps are idempotent
     assert len(recording.steps(job_id, "merge")) == 1
     assert json.loads((store_folder(data_dir) / EXECUTIONS_FILE).read_text())["executions"] == []
+
+
+def test_the_projects_template_creates_its_job_state_machine_for_the_batch_function(
+    isolated_env: pytest.MonkeyPatch,
+) -> None:
+    with LocalStack(port=0, embedded=True) as stack:
+        arn = stack.state_machine_arn("JobStateMachine")
+        described = sfn_client(stack).describe_state_machine(stateMachineArn=arn)
+        state_machine_variable = os.environ["MAAS_JOB_STATE_MACHINE_ARN"]
+        banner = stack.banner()
+
+    assert arn == "arn:aws:states:us-east-1:123456789012:stateMachine:maas-dev-jobs"
+    assert state_machine_variable == arn
+    plan = json.loads(described["definition"])["States"]["PlanJob"]
+    assert (
+        plan["Parameters"]["FunctionName"]
+        == "arn:aws:lambda:us-east-1:123456789012:function:BatchFunction:live"
+    )
+    assert "state machines: maas-dev-jobs run here" in banner
