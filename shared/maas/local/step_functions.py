@@ -810,7 +810,7 @@ class _Execution:
         distributed = (processor.get("ProcessorConfig") or {}).get("Mode") == "DISTRIBUTED"
         scope = _Scope(processor["StartAt"], processor["States"])
         tolerance = _Tolerance.of(state, len(items)) if distributed else None
-        logger.info("state %s: %d item(s), %d at a time", name, len(items), limit)
+        logger.debug("state %s: %d item(s), %d at a time", name, len(items), limit)
 
         def item_input(index: int) -> Any:
             if "ItemSelector" not in state:
@@ -870,7 +870,7 @@ class _Execution:
                 interrupted = True
             elif isinstance(error, StatesError) and tolerance is not None:
                 failures += 1
-                logger.info("state %s: item %d failed (%s)", name, index, error.error)
+                logger.debug("state %s: item %d failed (%s)", name, index, error.error)
                 if tolerance.exceeded(failures) and first_error is None:
                     first_error = StatesError(EXCEED_TOLERATED_FAILURE, EXCEED_TOLERATED_FAILURE_CAUSE)
             else:
