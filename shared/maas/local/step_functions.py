@@ -671,17 +671,13 @@ class _Execution:
         if self.options.stop.is_set():
             raise ExecutionInterrupted()
 
-    def context(
-        self, state: str, retry_count: int = 0, item: tuple[int, Any] | None = None
-    ) -> dict[str, Any]:
-        context: dict[str, Any] = {
+    def context(self, state: str, retry_count: int = 0) -> dict[str, Any]:
+        """The context object ($$) in `state`; a Map's ItemSelector adds Map.Item."""
+        return {
             "Execution": self.execution_context,
             "StateMachine": {"Id": self.info.state_machine_arn, "Name": self.info.state_machine_name},
             "State": {"Name": state, "EnteredTime": _iso(datetime.now(UTC)), "RetryCount": retry_count},
         }
-        if item is not None:
-            context["Map"] = {"Item": {"Index": item[0], "Value": item[1]}}
-        return context
 
     def scope(self, scope: _Scope, data: Any) -> Any:
         following: str | None = scope.start_at
