@@ -18,8 +18,9 @@ Each nominal cut (a multiple of the shard size) is moved to a record start near 
 Reads are bounded per cut: a window starts small (a sixteenth of a shard, at most PLAN_WINDOW_BYTES) and
 doubles while it must. A newline is looked for no further than one shard (beyond it, it is the next cut's
 newline) nor past the longest line allowed (such a line fails the job whichever shard holds it). A csv
-proof reads at most a quarter of a shard and never past the longest record: proving a cut is worth less
-than what a wrong guess costs, one shard run again.
+proof reads at most a quarter of a shard and never past the longest record, and stops at PLAN_WINDOW_BYTES
+when the window holds no quote (only a quote can close a cell, so nothing further can prove the cut):
+proving a cut is worth less than what a wrong guess costs, one shard run again.
 """
 
 from __future__ import annotations
@@ -119,10 +120,15 @@ def plan_csv_ranges(
         if line_start is None:
             return None
         while True:
-            proven = proven_csv_boundary(found.after(line_start), max_record_bytes=max_record_bytes)
+            block = found.after(line_start)
+            proven = proven_csv_boundary(block, max_record_bytes=max_record_bytes)
             if proven is not None:
                 return line_start + proven
-            if not found.grow(line_start - found.start + proof_reach):
+            # Only a quote can close a cell, so a quote-free window proves nothing however far it grows:
+            # past PLAN_WINDOW_BYTES its likely start is taken (the merge verifies it), and a plain csv
+            # file costs one window a cut, not a quarter of every shard.
+            quote_free = _QUOTE not in block and len(block) >= PLAN_WINDOW_BYTES
+            if quote_free or not found.grow(line_start - found.start + proof_reach):
                 if found.end >= input_bytes and _QUOTE in found.after(line_start):
                     # Less than a window is left, and quotes make it unclear: it is safer in the shard before.
                     return None

@@ -253,20 +253,47 @@ def test_a_quoted_cell_with_newlines_is_never_split(record: bytes) -> None:
         assert_cuts_are_record_starts(data, ranges)
 
 
-def test_a_cut_inside_a_long_quoted_cell_moves_past_the_cell() -> None:
-    # Given a 600 KiB quoted cell of many lines, and a nominal cut 200 KiB before its end
-    shard_bytes = 1024 * 1024
+def long_cell_input(shard_bytes: int, before_end: int) -> tuple[bytes, int]:
+    """A 600 KiB quoted cell of many quote-free lines whose end lies `before_end` bytes past the first
+    nominal cut; the input and where the record after the cell starts."""
     cell = b'"' + b"long text, with commas\n" * (600 * 1024 // 23) + b'"'
-    before = b"1,short\n" * ((shard_bytes - len(cell) + 200 * 1024) // 8)
+    before = b"1,short\n" * ((shard_bytes - len(cell) + before_end) // 8)
     data = before + b"2," + cell + b"\n" + b"3,after\n" * 100_000
-    cell_end = data.index(b"3,after")
-    assert len(before) < shard_bytes < cell_end - 100 * 1024
+    return data, data.index(b"3,after")
+
+
+def test_a_cut_near_the_end_of_a_long_quoted_cell_moves_past_the_cell() -> None:
+    # Given a nominal cut 40 KiB before the end of a 600 KiB quoted cell: its closing quote is in the window
+    shard_bytes = 1024 * 1024
+    data, cell_end = long_cell_input(shard_bytes, 40 * 1024)
 
     ranges = csv_plan(data, shard_bytes)
 
-    # Then it is proven after the cell, not assumed at the first line start
+    # Then the cut is proven after the cell, not assumed at the first line start
     assert starts(ranges)[1] == cell_end
     assert_cuts_are_record_starts(data, ranges)
+
+
+def test_a_cut_deep_in_a_quote_free_stretch_is_assumed_after_one_window_and_left_to_the_merge() -> None:
+    # Given a nominal cut 200 KiB before the end of a quote-free 600 KiB quoted cell
+    shard_bytes = 1024 * 1024
+    data, cell_end = long_cell_input(shard_bytes, 200 * 1024)
+    reads: list[tuple[int, int]] = []
+
+    def read_range(start: int, end: int) -> bytes:
+        reads.append((start, end))
+        return data[start:end]
+
+    ranges = plan_csv_ranges(len(data), shard_bytes, read_range, max_record_bytes=6 * 1024 * 1024)
+
+    # Then no window can prove a cut there, and none grows past PLAN_WINDOW_BYTES looking for a quote: the
+    # first line start is assumed (inside the cell, so the merge's check that shard 1 starts where shard 0
+    # ended reruns it from the cell's end)
+    first_cut = starts(ranges)[1]
+    assert shard_bytes <= first_cut < cell_end
+    assert data[first_cut - 1 : first_cut] == b"\n"
+    near_the_cut = [(start, end) for start, end in reads if start < cell_end and end > shard_bytes - 1]
+    assert sum(end - start for start, end in near_the_cut) <= 2 * PLAN_WINDOW_BYTES
 
 
 def test_a_csv_error_ends_a_record_at_its_line_as_in_the_single_path() -> None:
