@@ -403,7 +403,7 @@ class LocalStack:
         if self.data_dir is None:
             port = self._store_port or 0
         else:
-            port = choose_store_port(self.data_dir, self._store_port, self.port)
+            port = choose_store_port(self.data_dir, self._store_port, self.port, self.host)
         self._embedded_store = EmbeddedStore(self._env, data_dir=self.data_dir, port=port)
         return dataclasses.replace(store, endpoint_url=self._embedded_store.start())
 
