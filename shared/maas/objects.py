@@ -8,10 +8,11 @@ PreconditionFailed, and anything else is Unavailable (503), which event sources 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from types import TracebackType
@@ -44,6 +45,11 @@ MIN_PART_BYTES = 5 * MIB
 MAX_PARTS = 10_000
 # 8 MiB parts give objects up to 80 GB within the part limit; larger ones get larger parts (part_bytes_for).
 DEFAULT_PART_BYTES = 8 * MIB
+
+
+PartMaker = Callable[[str, int], "CompletedPartTypeDef"]
+"""Makes part `number` of multipart upload `upload_id` (on a worker thread) and returns it as the completion
+lists it."""
 
 
 class PreconditionFailed(Exception):
@@ -221,6 +227,12 @@ class PartsUpload:
 
     def send(self, body: bytes) -> None:
         """Upload the next part (every part but the last must be at least MIN_PART_BYTES)."""
+        self.send_part(functools.partial(self._upload_part, body))
+
+    def send_part(self, make_part: PartMaker) -> None:
+        """Make the next part with `make_part(upload_id, number)`, on a worker when concurrency allows: an
+        uploaded body, or a copy of another object's range (UploadPartCopy). Every part but the last must be
+        at least MIN_PART_BYTES."""
         if self.parts_sent >= MAX_PARTS:
             raise Unavailable(f"{self.where}: more than {MAX_PARTS} parts")
         if self._upload_id is None:
@@ -232,9 +244,9 @@ class PartsUpload:
         self.parts_sent += 1
         number = self.parts_sent
         if self._pool is None:
-            self._upload_part(number, body)
+            self._make_part(number, make_part)
             return
-        self._pending.append(self._pool.submit(self._upload_part, number, body))
+        self._pending.append(self._pool.submit(self._make_part, number, make_part))
 
     def complete(self) -> bool:
         """Make the object visible. False when the key already existed (another writer won): the upload is
@@ -294,39 +306,10 @@ class PartsUpload:
             self._pool = None
         self._pending = []
 
-    def _upload_part(self, number: int, body: bytes) -> None:
+    def _make_part(self, number: int, make_part: PartMaker) -> None:
         assert self._upload_id is not None
         try:
-            where = f"uploading part {number} of {self.where}"
-            if self.checksums:
-                # On the worker: hashlib lets go of the GIL, so parts are hashed in parallel too.
-                digest = hashlib.sha256(body).digest()
-                checksum = sha256_checksum(digest)
-                with storage_errors(where, s3=self._s3):
-                    response = self._s3.upload_part(
-                        Bucket=self.bucket,
-                        Key=self.key,
-                        UploadId=self._upload_id,
-                        PartNumber=number,
-                        Body=body,
-                        ChecksumSHA256=checksum,
-                    )
-                self._sha256[number] = digest.hex()
-                self._completed[number] = {
-                    "ETag": response["ETag"],
-                    "PartNumber": number,
-                    "ChecksumSHA256": checksum,
-                }
-            else:
-                with storage_errors(where, s3=self._s3):
-                    response = self._s3.upload_part(
-                        Bucket=self.bucket,
-                        Key=self.key,
-                        UploadId=self._upload_id,
-                        PartNumber=number,
-                        Body=body,
-                    )
-                self._completed[number] = {"ETag": response["ETag"], "PartNumber": number}
+            self._completed[number] = make_part(self._upload_id, number)
         except BaseException as exc:
             if self._failure is None:
                 self._failure = exc
@@ -334,6 +317,29 @@ class PartsUpload:
                 raise
         finally:
             self._slots.release()
+
+    def _upload_part(self, body: bytes, upload_id: str, number: int) -> CompletedPartTypeDef:
+        where = f"uploading part {number} of {self.where}"
+        if not self.checksums:
+            with storage_errors(where, s3=self._s3):
+                response = self._s3.upload_part(
+                    Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=body
+                )
+            return {"ETag": response["ETag"], "PartNumber": number}
+        # On the worker: hashlib lets go of the GIL, so parts are hashed in parallel too.
+        digest = hashlib.sha256(body).digest()
+        checksum = sha256_checksum(digest)
+        with storage_errors(where, s3=self._s3):
+            response = self._s3.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=body,
+                ChecksumSHA256=checksum,
+            )
+        self._sha256[number] = digest.hex()
+        return {"ETag": response["ETag"], "PartNumber": number, "ChecksumSHA256": checksum}
 
 
 class CreateOnceUpload:

@@ -6,6 +6,10 @@ Decisions worth knowing:
   serialized, as in a single warm Lambda container (Powertools resolvers keep the current event on
   the app object). The local stack shares one `LocalFunctions` between the gateway and its SQS
   pollers, so a function invoked by HTTP and by a queue is one environment with one model cache.
+- Where Lambda would scale a function out (a Step Functions Map invoking it N at a time),
+  `FunctionEnvironments` hands each invoke a free environment of the function, making more (up to a
+  limit) when all are busy. Each new one imports its handler module afresh, as another container
+  would; shared packages (maas itself) stay one import per process.
 - Each function's template environment (resolved by an `IntrinsicResolver`) is applied to
   `os.environ` before any handler is imported, and restored afterwards, by whoever owns the
   `LocalFunctions` (the gateway, when it builds its own). The process has one environment, so
@@ -18,6 +22,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import sys
@@ -42,6 +47,24 @@ LambdaHandler = Callable[[dict[str, Any], Any], Any]
 # Read by Lambda's runtime bootstrap before any Python runs (the generate function's exec wrapper): they
 # mean nothing to an in-process function and would only leak into processes the stack starts.
 LAMBDA_STARTUP_VARIABLES = frozenset({"AWS_LAMBDA_EXEC_WRAPPER"})
+ENVIRONMENT_WAIT_SECONDS = 0.05
+
+
+def local_function_arn(logical_id: str, region: str, account_id: str, qualifier: str | None = None) -> str:
+    """The ARN of a template function locally, where its name is its logical id (an alias: `qualifier`)."""
+    arn = f"arn:aws:lambda:{region}:{account_id}:function:{logical_id}"
+    return f"{arn}:{qualifier}" if qualifier else arn
+
+
+def function_name_of(reference: str) -> str:
+    """The function's name in any form Lambda's Invoke takes: a name, `name:qualifier`, a full or a partial
+    (`account:function:name`) ARN, each maybe qualified."""
+    parts = reference.split(":")
+    if reference.startswith("arn:") and len(parts) >= 7:
+        return parts[6]
+    if len(parts) >= 3 and parts[1] == "function":
+        return parts[2]
+    return parts[0]
 
 
 @dataclass(slots=True)
@@ -78,12 +101,26 @@ class LocalFunction:
 
     def invoke(self, event: dict[str, Any]) -> Any:
         with self._lock:
-            handler = self._handler(self.spec.handler_function)
-            started = time.monotonic()
-            try:
-                return handler(event, self._context())
-            finally:
-                self._warn_if_over_timeout(started)
+            return self._invoke_held(event)
+
+    def try_claim(self) -> bool:
+        """Take the environment if it is free (then `invoke_claimed`, then `release`); never waits."""
+        return self._lock.acquire(blocking=False)
+
+    def invoke_claimed(self, event: dict[str, Any]) -> Any:
+        """`invoke` in an environment this thread claimed with `try_claim`."""
+        return self._invoke_held(event)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def _invoke_held(self, event: dict[str, Any]) -> Any:
+        handler = self._handler(self.spec.handler_function)
+        started = time.monotonic()
+        try:
+            return handler(event, self._context())
+        finally:
+            self._warn_if_over_timeout(started)
 
     def invoke_streaming(self, event: dict[str, Any]) -> HttpStream:
         """The module's `stream_handler(event, context)` answer, in this same execution environment.
@@ -110,9 +147,7 @@ class LocalFunction:
         return LocalLambdaContext(
             function_name=self.spec.logical_id,
             memory_limit_in_mb=self.memory_mb,
-            invoked_function_arn=(
-                f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.spec.logical_id}"
-            ),
+            invoked_function_arn=local_function_arn(self.spec.logical_id, self.region, self.account_id),
             aws_request_id=str(uuid.uuid4()),
             deadline_ms=int((time.time() + self.timeout_seconds) * 1000),
             log_group_name=f"/aws/lambda/{self.spec.logical_id}",
@@ -137,6 +172,56 @@ class LocalFunction:
                 f"{self.spec.logical_id}: handler '{self.spec.handler_module}.{name}' is not a function"
             )
         return cast(LambdaHandler, handler)
+
+
+class FunctionEnvironments:
+    """Up to `limit` execution environments of one function, as Lambda scales it out under concurrent
+    invokes: an invoke takes a free one; when all are busy and fewer than `limit` exist, a new one
+    (imported afresh on its first invoke); otherwise it waits for one to be free.
+
+    The first is `first`, which the gateway and SQS pollers may be using too."""
+
+    def __init__(self, first: LocalFunction, *, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"{first.spec.logical_id}: expected an environment limit >= 1, got {limit}")
+        self.limit = limit
+        self._environments = [first]
+        self._freed = threading.Condition()
+
+    @property
+    def logical_id(self) -> str:
+        return self._environments[0].spec.logical_id
+
+    @property
+    def size(self) -> int:
+        """How many environments exist now."""
+        with self._freed:
+            return len(self._environments)
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        environment = self._claim()
+        try:
+            return environment.invoke_claimed(event)
+        finally:
+            environment.release()
+            with self._freed:
+                self._freed.notify()
+
+    def _claim(self) -> LocalFunction:
+        with self._freed:
+            while True:
+                for environment in self._environments:
+                    if environment.try_claim():
+                        return environment
+                if len(self._environments) < self.limit:
+                    # A new container: its own handler module and lock, the same settings.
+                    environment = dataclasses.replace(self._environments[0])
+                    environment.try_claim()
+                    self._environments.append(environment)
+                    logger.debug("%s: execution environment %d", self.logical_id, len(self._environments))
+                    return environment
+                # The gateway and pollers free the first one without notifying: look again soon.
+                self._freed.wait(ENVIRONMENT_WAIT_SECONDS)
 
 
 class _ReleaseOnce:

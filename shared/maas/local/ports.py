@@ -49,7 +49,9 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def choose_store_port(data_dir: Path | None, requested: int | None, gateway_port: int) -> int:
+def choose_store_port(
+    data_dir: Path | None, requested: int | None, gateway_port: int, host: str = "127.0.0.1"
+) -> int:
     """Which port the store listens on (0: any free one)."""
     if requested is not None:
         return requested
@@ -58,7 +60,10 @@ def choose_store_port(data_dir: Path | None, requested: int | None, gateway_port
     # gateway has it now, and the store takes the next one.
     if remembered is not None and remembered != gateway_port:
         return remembered
-    return gateway_port + 1 if gateway_port else 0
+    # The next port is only a convenience: when something else holds it, any free port does.
+    if gateway_port and port_is_free(host, gateway_port + 1):
+        return gateway_port + 1
+    return 0
 
 
 def remembered_store_port(data_dir: Path) -> int | None:

@@ -1,5 +1,5 @@
 """The SAM model the local stack runs: functions, HTTP routes and their authorization, queues, SQS event
-sources and bucket notifications, as template.yaml declares them.
+sources, bucket notifications and state machines, as template.yaml declares them.
 
 These are plain values with intrinsics unresolved (a Timeout may still be {"Ref": ...}); reading them
 from template.yaml is maas.local.template_reader's, and deciding a route's authorization is
@@ -37,6 +37,8 @@ class FunctionSpec:
     timeout: Any
     memory_size: Any
     environment: Mapping[str, Any]
+    # AutoPublishAlias: `!Ref <Function>.Alias` is that alias's ARN.
+    auto_publish_alias: Any = None
 
     @property
     def handler_module(self) -> str:
@@ -184,6 +186,24 @@ class QueueNotification:
 
 
 @dataclass(frozen=True, slots=True)
+class StateMachineSpec:
+    """An AWS::Serverless::StateMachine (or AWS::StepFunctions::StateMachine) with its Definition inline.
+
+    `name` and `substitutions` (DefinitionSubstitutions) may hold unresolved intrinsics; `definition` is
+    the Definition mapping, checked, with its `${Name}` placeholders; without one, `definition_string` is
+    CloudFormation's DefinitionString (text, or an intrinsic that builds it), checked when the stack
+    resolves it. `name` None: CloudFormation would generate one."""
+
+    logical_id: str
+    resource_type: str
+    name: Any
+    type: Any
+    definition: Mapping[str, Any] | None
+    substitutions: Mapping[str, Any] = field(default_factory=dict)
+    definition_string: Any = None
+
+
+@dataclass(frozen=True, slots=True)
 class SamTemplate:
     """What the local stack needs from template.yaml."""
 
@@ -197,6 +217,7 @@ class SamTemplate:
     # Defaults with the overrides it was read with on top; Conditions as written (already applied).
     parameter_values: Mapping[str, str] = field(default_factory=dict)
     conditions: Mapping[str, Any] = field(default_factory=dict)
+    state_machines: Mapping[str, StateMachineSpec] = field(default_factory=dict)
 
     def queues_in_creation_order(self) -> list[QueueSpec]:
         """Dead-letter queues before the queues that redrive to them, as CloudFormation orders them."""

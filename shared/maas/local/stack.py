@@ -5,9 +5,18 @@ stack itself never imports training code). Tests use `LocalStack` directly on an
 object store is the environment's or an embedded moto server (see maas.local.object_store).
 
 Events run only against the embedded store: there the stack creates template.yaml's queues, gives
-the model bucket its notifications and polls each function's SQS events (see maas.local.queues).
-Another store's queues and notifications belong to whoever deployed it, so the stack leaves them
-alone and serves HTTP only. Schedules are not emulated.
+the model bucket its notifications and polls each function's SQS events (see maas.local.queues), and
+creates the template's state machines in moto and runs their executions (see
+maas.local.state_machines). Another store's queues, notifications and state machines belong to
+whoever deployed it, so the stack leaves them alone and serves HTTP only; the functions then get an
+empty MAAS_JOB_STATE_MACHINE_ARN, so every batch job runs in one invocation. Schedules are not
+emulated.
+
+Explicit beats template: the job-sharding variables MAAS_JOB_SHARD_BYTES, MAAS_PROMPT_JOB_SHARD_BYTES
+and MAAS_JOB_SHARD_CONCURRENCY, when set in the shell that starts the stack, beat the template's values
+for the local functions (a small shard size makes a small job run sharded). The Map's concurrency is
+capped locally at `shard_workers` (MAAS_LOCAL_SHARD_WORKERS for `make serve`, 4 by default), and
+`retry_interval_scale` (MAAS_LOCAL_RETRY_INTERVAL_SCALE) multiplies every Retry wait.
 
 Template parameters take their defaults unless overridden (`parameters=`, or for `make serve` the
 MAAS_LOCAL_PARAMETERS variable, e.g. "DataPlaneAuth=AWS_IAM"): they decide Conditions, and so which
@@ -30,6 +39,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import boto3
+
 from maas.aws_clients import s3_client
 from maas.config import ENV_BUCKET, Settings
 from maas.errors import ConfigurationError
@@ -45,7 +56,7 @@ from maas.local.data_folder import (
 )
 from maas.local.gateway import LocalGateway
 from maas.local.http_server import READ_TIMEOUT_SECONDS
-from maas.local.lambdas import LocalFunctions
+from maas.local.lambdas import FunctionEnvironments, LocalFunctions, local_function_arn
 from maas.local.object_store import (
     EMBEDDED_CREDENTIALS,
     EmbeddedStore,
@@ -66,8 +77,18 @@ from maas.local.queues import (
     visibility_seconds,
 )
 from maas.local.sam import BUCKET_TYPE, DEFAULT_SQS_BATCH_SIZE, SamTemplate
+from maas.local.sigv4 import LOCAL_ACCOUNT_ID
 from maas.local.stack_banner import SigningExample, curl_example, stack_banner
-from maas.local.template_reader import TEMPLATE_FILE, load_template
+from maas.local.state_machines import (
+    LocalLambdaInvoker,
+    LocalStateMachine,
+    StateMachineRunner,
+    local_state_machine,
+    retry_interval_scale_from_environment,
+    shard_workers_from_environment,
+    state_machine_references,
+)
+from maas.local.template_reader import ALIAS_REFERENCE, TEMPLATE_FILE, load_template
 from maas.registry import Manifest, ModelRegistry
 
 if TYPE_CHECKING:
@@ -82,6 +103,10 @@ ENV_LOCAL_PARAMETERS = "MAAS_LOCAL_PARAMETERS"
 # `make serve`'s read timeout: seconds a whole request may take to arrive (maas.local.http_server).
 ENV_LOCAL_READ_TIMEOUT = "MAAS_LOCAL_READ_TIMEOUT_SECONDS"
 MODEL_BUCKET_RESOURCE = "ModelBucket"
+# Read by the batch function (maas.config): empty where the stack runs no state machine.
+ENV_JOB_STATE_MACHINE_ARN = "MAAS_JOB_STATE_MACHINE_ARN"
+# Settings the shell's value of beats the template's for the local functions (module docstring).
+SHELL_JOB_SETTINGS = ("MAAS_JOB_SHARD_BYTES", "MAAS_PROMPT_JOB_SHARD_BYTES", "MAAS_JOB_SHARD_CONCURRENCY")
 SEED_MODELS: tuple[str, ...] = ("seed-mlp",)
 # Publishes what the stack should start with into its registry (after the gateway binds, before it
 # serves), returning what it published: the CLI passes one that trains the example models.
@@ -137,6 +162,11 @@ class LocalStack:
     `parameters` overrides template.yaml's parameter defaults, as `sam deploy --parameter-overrides`
     does (e.g. {"DataPlaneAuth": "AWS_IAM"}); a name the template does not declare, or a value its
     AllowedValues or AllowedPattern refuses, fails here.
+
+    `shard_workers` caps a state machine Map's concurrency, and so the execution environments of a
+    function it invokes (default: MAAS_LOCAL_SHARD_WORKERS, else 4); `retry_interval_scale` multiplies
+    every Retry wait of a state machine (default: MAAS_LOCAL_RETRY_INTERVAL_SCALE, else 1; tests use
+    ~0.001). Only the embedded store runs state machines, so elsewhere they change nothing.
     """
 
     def __init__(
@@ -153,6 +183,8 @@ class LocalStack:
         read_timeout_seconds: float = READ_TIMEOUT_SECONDS,
         data_dir: Path | None = None,
         store_port: int | None = None,
+        shard_workers: int | None = None,
+        retry_interval_scale: float | None = None,
     ) -> None:
         self.host = host
         self.read_timeout_seconds = read_timeout_seconds
@@ -167,6 +199,20 @@ class LocalStack:
         self._embedded = embedded
         self.data_dir = data_dir
         self._store_port = store_port
+        self.shard_workers = (
+            shard_workers if shard_workers is not None else shard_workers_from_environment(os.environ)
+        )
+        if self.shard_workers < 1:
+            raise ConfigurationError(f"shard workers: expected >= 1, got {self.shard_workers}")
+        self.retry_interval_scale = (
+            retry_interval_scale
+            if retry_interval_scale is not None
+            else retry_interval_scale_from_environment(os.environ)
+        )
+        if not self.retry_interval_scale >= 0:
+            raise ConfigurationError(f"retry interval scale: expected >= 0, got {self.retry_interval_scale}")
+        self._state_machines: list[LocalStateMachine] = []
+        self._runner: StateMachineRunner | None = None
         self._folder_lock: DataFolderLock | None = None
         self._env = EnvironmentPatch()
         self._embedded_store: EmbeddedStore | None = None
@@ -200,23 +246,18 @@ class LocalStack:
             if store.kind == "embedded":
                 sqs = local_sqs_client(store.endpoint_url, region)
                 self._create_queues(sqs, s3, bucket_names, region)
-            resolver = IntrinsicResolver.for_template(
-                self.template,
-                self.parameters,
-                resources={**bucket_names, **{rid: queue.url for rid, queue in self._queues.items()}},
-                attributes=self._attributes(bucket_names),
-                region=region,
-            )
+            resolver = self._resolver(bucket_names, region)
             functions = LocalFunctions(
                 self.template.functions.values(),
                 root=self.root,
                 resolver=resolver,
-                # The template names the deployed bucket (maas-<stage>-<account>-<region>, or an existing
-                # one); locally every function reads the store's.
-                environment_overrides={ENV_BUCKET: store.bucket},
+                environment_overrides=self._environment_overrides(store),
             )
             functions.apply_environment()  # before any handler is imported, routed or not
             self._functions = functions
+            runner = None
+            if sqs is not None:
+                runner = self._state_machine_runner(store, s3, functions, resolver)  # refused now, not later
             self._gateway = LocalGateway(
                 self.template.routes,
                 root=self.root,
@@ -236,6 +277,8 @@ class LocalStack:
             self._gateway.start()
             if self.data_dir is not None:
                 write_descriptor(self.data_dir, self._descriptor(store, region))
+            if runner is not None:
+                self._runner = runner.start()  # before the pollers, whose functions start executions
             if sqs is not None:
                 self._start_pollers(sqs, functions, resolver)
         except BaseException:
@@ -247,10 +290,16 @@ class LocalStack:
         if self.data_dir is not None:
             remove_descriptor(self.data_dir)
         pollers, self._pollers = self._pollers, []
+        runner, self._runner = self._runner, None
         for poller in pollers:
             poller.request_stop()  # all at once, so their long polls end together
+        if runner is not None:
+            runner.request_stop()
         for poller in pollers:
             poller.stop()
+        if runner is not None:
+            runner.stop()
+        self._state_machines = []
         gateway, self._gateway = self._gateway, None
         if gateway is not None:
             gateway.stop()
@@ -309,6 +358,21 @@ class LocalStack:
             known = ", ".join(self._queues) or "none: events are emulated on the embedded store only"
             raise KeyError(f"queue {logical_id!r}: expected one of the template's queues ({known})") from None
 
+    @property
+    def state_machines(self) -> Mapping[str, LocalStateMachine]:
+        """The template's state machines the stack runs, by logical id; empty off the embedded store."""
+        return {machine.logical_id: machine for machine in self._state_machines}
+
+    def state_machine_arn(self, logical_id: str) -> str:
+        """The local ARN of template state machine `logical_id`."""
+        try:
+            return self.state_machines[logical_id].arn
+        except KeyError:
+            known = ", ".join(self.state_machines) or "none: state machines run on the embedded store only"
+            raise KeyError(
+                f"state machine {logical_id!r}: expected one of the template's ({known})"
+            ) from None
+
     def curl_example(self, model: str = SEED_MODELS[0]) -> str:
         """An infer call as curl, signed or with a bearer token when the route requires one."""
         return curl_example(self.url, self.template.routes, model, self._signing_example())
@@ -325,6 +389,8 @@ class LocalStack:
             queue_urls=self.queue_urls,
             signing_example=self._signing_example(),
             kept_in=self.data_dir,
+            state_machines=[machine.name for machine in self._state_machines],
+            shard_workers=self.shard_workers,
         )
 
     def _signing_example(self) -> SigningExample | None:
@@ -337,7 +403,7 @@ class LocalStack:
         if self.data_dir is None:
             port = self._store_port or 0
         else:
-            port = choose_store_port(self.data_dir, self._store_port, self.port)
+            port = choose_store_port(self.data_dir, self._store_port, self.port, self.host)
         self._embedded_store = EmbeddedStore(self._env, data_dir=self.data_dir, port=port)
         return dataclasses.replace(store, endpoint_url=self._embedded_store.start())
 
@@ -381,6 +447,70 @@ class LocalStack:
             )
             self._pollers.append(poller)
             poller.start()
+
+    def _resolver(self, bucket_names: Mapping[str, str], region: str) -> IntrinsicResolver:
+        """What the template's intrinsics resolve to on this stack: buckets, queues, function aliases and
+        state machines (their ARNs are known before they are created: they are built from their names)."""
+        parameters = IntrinsicResolver.for_template(self.template, self.parameters, region=region)
+        resources = {**bucket_names, **{rid: queue.url for rid, queue in self._queues.items()}}
+        for rid, spec in self.template.functions.items():
+            if spec.auto_publish_alias is not None:
+                alias = parameters.resolve(spec.auto_publish_alias)
+                resources[f"{rid}{ALIAS_REFERENCE}"] = local_function_arn(
+                    rid, region, LOCAL_ACCOUNT_ID, alias
+                )
+        base = IntrinsicResolver.for_template(
+            self.template,
+            self.parameters,
+            resources=resources,
+            attributes=self._attributes(bucket_names),
+            region=region,
+        )
+        references, attributes = state_machine_references(self.template.state_machines.values(), base)
+        return IntrinsicResolver.for_template(
+            self.template,
+            self.parameters,
+            resources={**resources, **references},
+            attributes={**self._attributes(bucket_names), **attributes},
+            region=region,
+        )
+
+    def _environment_overrides(self, store: StoreChoice) -> dict[str, str]:
+        """Local values that beat the template's: the store's bucket (the template names the deployed one),
+        the shell's job-sharding settings, and no state machine where none runs."""
+        overrides = {ENV_BUCKET: store.bucket}
+        overrides.update({name: os.environ[name] for name in SHELL_JOB_SETTINGS if os.environ.get(name)})
+        if store.kind != "embedded":
+            overrides[ENV_JOB_STATE_MACHINE_ARN] = ""
+        return overrides
+
+    def _state_machine_runner(
+        self, store: StoreChoice, s3: S3Client, functions: LocalFunctions, resolver: IntrinsicResolver
+    ) -> StateMachineRunner | None:
+        """The runner of the template's state machines, checked (definitions, function names); not started."""
+        if not self.template.state_machines:
+            return None
+        machines = [local_state_machine(spec, resolver) for spec in self.template.state_machines.values()]
+        sfn = boto3.session.Session().client(
+            "stepfunctions", endpoint_url=store.endpoint_url, region_name=resolver.region
+        )
+
+        def read_object(bucket: str, key: str) -> bytes:
+            return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+        runner = StateMachineRunner(
+            machines,
+            sfn=sfn,
+            invoke=LocalLambdaInvoker(
+                {f.spec.logical_id: FunctionEnvironments(f, limit=self.shard_workers) for f in functions}
+            ),
+            read_object=read_object,
+            max_concurrency=self.shard_workers,
+            retry_interval_scale=self.retry_interval_scale,
+            data_dir=self.data_dir,
+        )
+        self._state_machines = machines
+        return runner
 
     def _attributes(self, bucket_names: Mapping[str, str]) -> dict[str, dict[str, str]]:
         """What Fn::GetAtt returns for the resources the stack created."""

@@ -122,9 +122,12 @@ def stack_banner(
     queue_urls: Mapping[str, str],
     signing_example: SigningExample | None,
     kept_in: Path | None = None,
+    state_machines: Sequence[str] = (),
+    shard_workers: int | None = None,
 ) -> str:
     """The banner of a stack serving `url`; `model` is the one the examples call; `kept_in` is the data
-    folder an embedded store is saved into."""
+    folder an embedded store is saved into; `state_machines` the names of those it runs, with a Map at
+    most `shard_workers` items at a time."""
     where = {
         "embedded": f"embedded S3 (moto) at {store.endpoint_url}, bucket {store.bucket}",
         "endpoint": f"S3 endpoint {store.endpoint_url}, bucket {store.bucket}",
@@ -155,6 +158,13 @@ def stack_banner(
         )
     lines += ["try:", curl_example(url, template.routes, model, signing_example)]
     lines += _event_lines(template, store, prefix=prefix, model=model, pollers=pollers, queue_urls=queue_urls)
+    if state_machines:
+        cap = (
+            f", Map items {shard_workers} at a time at most (MAAS_LOCAL_SHARD_WORKERS)"
+            if shard_workers
+            else ""
+        )
+        lines.append(f"state machines: {', '.join(state_machines)} run here, from {TEMPLATE_FILE}{cap}")
     lines.append("Ctrl-C stops.")
     return "\n".join(lines)
 

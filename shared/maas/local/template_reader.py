@@ -5,7 +5,9 @@ streaming integrations, see maas.local.rest_api_routes), SQS events become polle
 resources become queues and a bucket's QueueConfigurations become its notifications. Globals merge
 under each function. The parameter values are known when the template is read, so Conditions decide
 then which resources exist (see maas.local.cloudformation), and each route gets the authorization API
-Gateway would enforce on it (see maas.local.sam_authorization).
+Gateway would enforce on it (see maas.local.sam_authorization). A state machine's inline Definition is
+checked here, whole, against what maas.local.step_functions interprets: a template the local stack
+would run differently from AWS fails to load.
 Event types the emulator does not run (Schedule, ...) are skipped.
 """
 
@@ -41,9 +43,11 @@ from maas.local.sam import (
     RedrivePolicy,
     SamTemplate,
     SqsEventSource,
+    StateMachineSpec,
     TemplateRoute,
 )
 from maas.local.sam_authorization import route_authorization
+from maas.local.step_functions import StateMachineDefinition
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +61,8 @@ HTTP_API_EVENT = "HttpApi"
 SQS_EVENT = "SQS"
 REPORT_BATCH_ITEM_FAILURES = "ReportBatchItemFailures"
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", ANY_METHOD})
+SERVERLESS_STATE_MACHINE_TYPE = "AWS::Serverless::StateMachine"
+STATE_MACHINE_TYPE = "AWS::StepFunctions::StateMachine"
 
 
 def load_template(
@@ -136,6 +142,11 @@ def parse_template(
         queue_notifications=tuple(notifications),
         parameter_values=values,
         conditions=conditions,
+        state_machines={
+            rid: _state_machine_spec(rid, res)
+            for rid, res in resources.items()
+            if res.get("Type") in (SERVERLESS_STATE_MACHINE_TYPE, STATE_MACHINE_TYPE)
+        },
     )
     template.queues_in_creation_order()  # a redrive cycle is a template error, found at load time
     return template
@@ -185,7 +196,62 @@ def _function_spec(
         timeout=merged.get("Timeout", DEFAULT_TIMEOUT_SECONDS),
         memory_size=merged.get("MemorySize", DEFAULT_MEMORY_MB),
         environment=environment,
+        auto_publish_alias=merged.get("AutoPublishAlias"),
     )
+
+
+def _state_machine_spec(logical_id: str, resource: Mapping[str, Any]) -> StateMachineSpec:
+    """A state machine with an inline definition (SAM's Definition, CloudFormation's Definition or
+    DefinitionString), its definition checked now when it is written inline."""
+    properties = resource.get("Properties") or {}
+    serverless = resource.get("Type") == SERVERLESS_STATE_MACHINE_TYPE
+    for external in ("DefinitionUri", "DefinitionS3Location"):
+        if external in properties:
+            raise TemplateError(
+                f"{logical_id}.{external}: the local stack runs inline definitions only (Definition)"
+            )
+    definition = properties.get("Definition")
+    definition_string = None if serverless else properties.get("DefinitionString")
+    if definition is None and definition_string is None:
+        raise TemplateError(f"{logical_id}: expected an inline Definition")
+    if definition is not None and not isinstance(definition, dict):
+        raise TemplateError(f"{logical_id}.Definition: expected a mapping, got {definition!r}")
+    substitutions = properties.get("DefinitionSubstitutions") or {}
+    if not isinstance(substitutions, dict):
+        raise TemplateError(
+            f"{logical_id}.DefinitionSubstitutions: expected a mapping, got {substitutions!r}"
+        )
+    if isinstance(definition, dict):
+        intrinsic = _first_intrinsic(definition)
+        if intrinsic is not None:
+            raise TemplateError(
+                f"{logical_id}.Definition: intrinsic {intrinsic} inside the definition is not resolved "
+                "locally; pass the value through DefinitionSubstitutions and write ${Name}"
+            )
+        StateMachineDefinition(definition, name=logical_id)
+    return StateMachineSpec(
+        logical_id=logical_id,
+        resource_type=str(resource.get("Type")),
+        name=properties.get("Name" if serverless else "StateMachineName"),
+        type=properties.get("Type" if serverless else "StateMachineType", "STANDARD"),
+        definition=definition,
+        substitutions=substitutions,
+        definition_string=definition_string,
+    )
+
+
+def _first_intrinsic(value: Any) -> str | None:
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (key,) = value
+            if key == "Ref" or str(key).startswith("Fn::"):
+                return str(key)
+        found = (_first_intrinsic(item) for item in value.values())
+    elif isinstance(value, list):
+        found = (_first_intrinsic(item) for item in value)
+    else:
+        return None
+    return next((name for name in found if name is not None), None)
 
 
 def _route(function: FunctionSpec, event_id: str, properties: Mapping[str, Any]) -> TemplateRoute:

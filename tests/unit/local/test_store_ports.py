@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from maas.local.ports import choose_store_port, remember_store_port
@@ -30,3 +31,18 @@ def test_with_nothing_remembered_the_store_takes_the_port_after_the_api_or_any(t
     assert choose_store_port(tmp_path, requested=None, gateway_port=3000) == 3001
     assert choose_store_port(tmp_path, requested=None, gateway_port=0) == 0
     assert choose_store_port(None, requested=None, gateway_port=3000) == 3001
+
+
+def test_a_held_next_port_gives_any_free_one_unless_the_port_was_asked_for_or_remembered(
+    tmp_path: Path,
+) -> None:
+    # Given something else holding the port after the gateway's, and no store port remembered
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        held = holder.getsockname()[1]
+
+        # Then the store takes any free port, rather than refusing to start over a port nobody asked for
+        assert choose_store_port(tmp_path, requested=None, gateway_port=held - 1) == 0
+        # But a port asked for is kept, and refused later in one line if it is taken
+        assert choose_store_port(tmp_path, requested=held, gateway_port=held - 1) == held
