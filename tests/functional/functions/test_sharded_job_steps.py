@@ -6,6 +6,7 @@ many shards. Each job's output must be byte for byte what the single path writes
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 from types import ModuleType
@@ -18,7 +19,7 @@ from botocore.exceptions import EndpointConnectionError
 from maas.errors import InvalidInput
 from maas.registry import Manifest
 from maas.service.job_layout import JobStatus
-from maas.service.shard_layout import JobPlan, ShardResult, execution_name
+from maas.service.shard_layout import JobPlan, execution_name
 from tests.support.aws import TEST_BUCKET
 from tests.support.functions import start_function
 from tests.support.jobs import Context, StepRun, job_event, job_reference, read_status, submit
@@ -66,6 +67,8 @@ def assert_same_job(s3: Any, single: str, sharded: str) -> tuple[JobStatus, JobS
     assert (many.counts, many.errors, many.csv_header) == (one.counts, one.errors, one.csv_header)
     assert many.model_version == one.model_version and many.input_bytes == one.input_bytes
     assert many.shards is not None and one.shards is None
+    # Each shard starts where the one before it ended: every record answered once.
+    assert all(shard.start == before.end for before, shard in itertools.pairwise(many.shards))
     assert sum(shard.succeeded for shard in many.shards) == many.counts.succeeded
     # Only the documents are left: the shard outputs are in output.jsonl now.
     assert not [key for key in keys_under(s3, f"{sharded}shards/") if key.endswith(".jsonl")]
@@ -146,12 +149,14 @@ def test_a_csv_cut_inside_a_quoted_cell_is_found_by_the_merge_and_the_shard_runs
     run = sharded_run(function, s3, published_seed.version, folder, "input.csv", body)
     # A line start inside a quoted cell, past the middle: a cut there is wrong (not a record start).
     wrong = text.index('"\n', len(text) // 2) + 2
+    forced: dict[str, int] = {}
 
     def cut_wrong(round_number: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if round_number != 0:
             return items
         (index,) = [i for i, item in enumerate(items) if item["start"] < wrong < item["end"]]
         items[index]["end"] = items[index + 1]["start"] = wrong
+        forced["index"] = index + 1
         plan = JobPlan.model_validate_json(
             s3.get_object(Bucket=TEST_BUCKET, Key=f"{folder}shards/plan.json")["Body"].read()
         )
@@ -166,16 +171,18 @@ def test_a_csv_cut_inside_a_quoted_cell_is_found_by_the_merge_and_the_shard_runs
     assert run.run(s3) == "succeeded"
 
     assert_same_job(s3, "jobs/seed-mlp/one/", folder)
-    # Round 1 ran the shard after the wrong cut again, from where its neighbour's last record really ended.
-    (rerun,) = [item for item in run.rounds[1] if "renumber_from" not in item]
+    # A later round ran the shard after the wrong cut again, from where its neighbour's last record ended
+    # (the planner's own cuts in this file, its quoted cells' lines all alike, may be wrong guesses too).
+    reruns = [
+        item
+        for items in run.rounds[1:]
+        for item in items
+        if item["index"] == forced["index"] and "renumber_from" not in item
+    ]
+    (rerun,) = reruns
     assert rerun["start"] > wrong
-    result = ShardResult.model_validate_json(
-        s3.get_object(
-            Bucket=TEST_BUCKET,
-            Key=f"{folder}shards/{rerun['index'] - 1:05d}-{run.rounds[0][rerun['index'] - 1]['start']}.json",
-        )["Body"].read()
-    )
-    assert result.end == rerun["start"]
+    status = read_status(s3, folder)
+    assert status.shards is not None and status.shards[forced["index"]].start == rerun["start"]
 
 
 def npy_bytes(rows: np.ndarray) -> bytes:
