@@ -65,7 +65,7 @@ from maas.service.job_plan import (
     shard_size,
 )
 from maas.service.job_rows import MalformedJobInput, row_specs, single_row_spec
-from maas.service.job_streams import READ_CHUNK_BYTES
+from maas.service.job_streams import READ_CHUNK_BYTES, ByteStream
 from maas.service.shard_layout import (
     JobPlan,
     ShardFailure,
@@ -413,7 +413,7 @@ class ShardedJobSteps:
         try:
             with storage_errors(action, s3=self.s3, bucket=self.bucket):
                 body = self.s3.get_object(Bucket=self.bucket, Key=source)["Body"]
-            lines = _renumbered(
+            lines = renumbered_lines(
                 StorageStream(body, action, s3=self.s3, bucket=self.bucket), task.renumber_from - 1
             )
             self.jobs.write_output(target, lines)
@@ -755,10 +755,11 @@ def _first_lines(results: list[ShardResult]) -> list[int]:
     return firsts
 
 
-def _renumbered(body: StorageStream, offset: int) -> Iterator[bytes]:
-    """The output lines of `body`, an error line's number raised by `offset`, a chunk at a time."""
+def renumbered_lines(body: ByteStream, offset: int, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[bytes]:
+    """A shard's output lines from `body`, each error line's number raised by `offset`, a chunk at a time:
+    `{"error":"line 7: ...` becomes `{"error":"line 7+offset: ...`, as error_line writes it for that line."""
     pending = b""
-    while chunk := body.read(READ_CHUNK_BYTES):
+    while chunk := body.read(chunk_bytes):
         complete, newline, pending = (pending + chunk).rpartition(b"\n")
         if newline:
             yield _renumber_lines(complete, offset) + b"\n"
