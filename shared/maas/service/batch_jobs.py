@@ -9,6 +9,11 @@ A job whose version is a text generator is a prompt job: each jsonl line a chat 
 body, answered by the completion service (maas.service.event_completions) one line after the other, each
 output line the OpenAI response object; status.json then also counts the tokens used.
 
+A job whose input is larger than the shard size (MAAS_JOB_SHARD_BYTES; MAAS_PROMPT_JOB_SHARD_BYTES for a
+prompt job) starts the jobs state machine instead, when one is configured (maas.service.sharded_jobs): its
+shards each run `answer_lines`, this module's pipeline, over a byte range of the input, and the output is the
+same, byte for byte.
+
 Failures split three ways:
 - a bad line: that line's output is `{"error": ...}`, the job goes on;
 - a bad job (unknown model, malformed file, out of time): status.json says why, with state "failed";
