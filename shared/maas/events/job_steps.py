@@ -21,13 +21,14 @@ and Step Functions retries them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import traceback
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from maas.errors import InvalidInput
+from maas.errors import InvalidInput, MaasError
 from maas.observability import logger
 from maas.service.job_layout import JobLocation
 from maas.service.shard_layout import ShardTask
@@ -123,6 +124,10 @@ def parse_job_step(event: Mapping[str, Any]) -> JobStep:
         ) from None
 
 
+class JobStepFailed(MaasError, status=500):
+    """A step raised something unexpected: Step Functions retries it, and sees only its type."""
+
+
 class JobStepsApp:
     """Runs one step of a sharded job per invocation (maas.service.sharded_jobs)."""
 
@@ -133,8 +138,30 @@ class JobStepsApp:
         step = parse_job_step(event)
         job = JobLocation.from_input_key(step.job.input_key, self.steps.prefix)
         logger.set_correlation_id(job.path)
-        version = step.job.model_version
         remaining_ms = context.get_remaining_time_in_millis if context is not None else None
+        try:
+            return self._run(step, job, remaining_ms)
+        except MaasError:
+            raise
+        except Exception as exc:
+            # The type and the frames only: an exception's text can quote the input. What Step Functions
+            # hands on (and a failed status may quote) says no more.
+            logger.error(
+                "job step failed unexpectedly",
+                extra={
+                    "job": job.path,
+                    "step": step.maas_job_step,
+                    "error_type": type(exc).__name__,
+                    "traceback": "".join(traceback.format_tb(exc.__traceback__)),
+                },
+            )
+            raise JobStepFailed(
+                f"job step {step.maas_job_step}: failed unexpectedly ({type(exc).__name__}); the batch "
+                "function's logs have its traceback"
+            ) from None
+
+    def _run(self, step: JobStep, job: JobLocation, remaining_ms: Callable[[], int] | None) -> dict[str, Any]:
+        version = step.job.model_version
         if isinstance(step, PlanStep):
             return self._work(self.steps.plan(job, version))
         if isinstance(step, ShardStep):

@@ -23,9 +23,11 @@ from maas.service.shard_layout import JobPlan, execution_name
 from tests.support.aws import TEST_BUCKET
 from tests.support.functions import start_function
 from tests.support.jobs import Context, StepRun, job_event, job_reference, read_status, submit
+from tests.support.logs import JsonLogs
 from tests.support.queues import stored_versions
 
 SHARD_BYTES = 2000
+SECRET = "my passport number is X1234567"
 CSV_HEADER = ",".join(f"f{i}" for i in range(10))
 
 
@@ -274,6 +276,57 @@ def test_a_shard_that_always_fails_fails_the_job_with_a_status_naming_it(
     assert "storage unreachable (EndpointConnectionError)" in status.error
     assert f"{folder}output.jsonl" not in keys_under(s3, folder)
     assert s3.list_multipart_uploads(Bucket=TEST_BUCKET).get("Uploads", []) == []
+
+
+def test_an_unexpected_failure_is_retried_and_told_on_by_its_type_alone(
+    function: ModuleType, s3: Any, published_seed: Manifest, json_logs: JsonLogs
+) -> None:
+    lines, _ = jsonl_body(60, seed=10)
+    folder = "jobs/seed-mlp/many/"
+    run = sharded_run(function, s3, published_seed.version, folder, "input.jsonl", "\n".join(lines).encode())
+
+    def install(round_number: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        wanted = f"bytes={items[1]['start']}-{items[1]['end'] - 1}"
+
+        def fail_read(params: dict[str, Any], **_: Any) -> None:
+            if params.get("headers", {}).get("Range") == wanted:
+                raise RuntimeError(f"a bug that quotes the input: {SECRET}")
+
+        function.app.steps.steps.s3.meta.events.register("before-call.s3.GetObject", fail_read)
+        return items
+
+    run.before_round = install
+
+    assert run.run(s3) == "failed"
+
+    assert run.raised == [("shard", "JobStepFailed")] * 4
+    status = read_status(s3, folder)
+    assert status.error is not None and status.error.endswith(
+        "failed: JobStepFailed: job step shard: failed unexpectedly (RuntimeError); the batch function's "
+        "logs have its traceback"
+    )
+    assert "job step failed unexpectedly" in json_logs.text
+    assert SECRET not in json_logs.text
+
+
+def test_payload_values_never_reach_the_logs_of_a_sharded_job(
+    function: ModuleType,
+    s3: Any,
+    published_seed: Manifest,
+    json_logs: JsonLogs,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    marker = 123.456789
+    lines = [json.dumps([marker] * 10)] * 40 + [json.dumps([marker] * 3), f"[{marker}"] * 20
+    run = sharded_run(
+        function, s3, published_seed.version, "jobs/seed-mlp/p/", "input.jsonl", "\n".join(lines).encode()
+    )
+
+    assert run.run(s3) == "succeeded"
+
+    captured = capsys.readouterr()
+    assert "job shard answered" in json_logs.text and "job finished" in json_logs.text
+    assert "123.456" not in captured.out + captured.err + json_logs.text
 
 
 def test_a_malformed_shard_fails_the_job_without_retries(
