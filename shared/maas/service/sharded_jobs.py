@@ -207,12 +207,16 @@ class ShardedJobSteps:
         plan = self._read(keys.plan, JobPlan)
         if plan is None:
             created = datetime.now(UTC)
+            manifest: Manifest | None = None
             try:
-                plan = self._new_plan(job, version, created)
+                manifest = self.jobs.manifest(job.model.name, version)
+                plan = self._new_plan(job, manifest, created)
             except Unavailable:
                 raise
             except MaasError as exc:
-                self._write_failed(job, exc.message, started_at=created, version=version)
+                # As the single path's status: no version served when its manifest could not be read.
+                served = version if manifest is not None else None
+                self._write_failed(job, exc.message, started_at=created, version=served)
                 return JobWork(done=True, failed=True)
             if not self._put_document(keys.plan, plan):
                 plan = self._read_existing(keys.plan, JobPlan)
@@ -223,12 +227,12 @@ class ShardedJobSteps:
         self._put_items(keys.round(0), plan.shards, create_only=True)
         return JobWork(done=False, items_key=keys.round(0), round=0)
 
-    def _new_plan(self, job: JobLocation, version: int, created: datetime) -> JobPlan:
+    def _new_plan(self, job: JobLocation, manifest: Manifest, created: datetime) -> JobPlan:
         """Read what the plan needs (the input's size and metadata, an npy header, a window at each cut) and
         check the job as the single path would before its first row."""
+        version = manifest.version
         head = _head(self.s3, self.bucket, job.input_key)
         size = head["ContentLength"]
-        manifest = self.jobs.manifest(job.model.name, version)
         generates_text = manifest.generation is not None
         settings = self.settings
         shard_bytes = shard_size(

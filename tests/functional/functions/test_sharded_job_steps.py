@@ -17,13 +17,14 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from maas.errors import InvalidInput
-from maas.registry import Manifest
+from maas.registry import Manifest, ModelRegistry
 from maas.service.job_layout import JobStatus
 from maas.service.shard_layout import JobPlan, execution_name
 from tests.support.aws import TEST_BUCKET
 from tests.support.functions import start_function
 from tests.support.jobs import Context, StepRun, job_event, job_reference, read_status, submit
 from tests.support.logs import JsonLogs
+from tests.support.models import pair_sum_model
 from tests.support.queues import stored_versions
 
 SHARD_BYTES = 2000
@@ -385,6 +386,104 @@ def test_a_job_the_plan_finds_malformed_fails_as_the_single_path_does(
     many = read_status(s3, "jobs/seed-mlp/many/")
     assert (many.state, many.error, many.model_version) == ("failed", one.error, one.model_version)
     assert run.rounds == [] and keys_under(s3, "jobs/seed-mlp/many/shards/") == []
+
+
+@pytest.mark.parametrize("name", ["input.csv", "input.npy"])
+def test_a_csv_or_npy_job_for_a_two_input_model_fails_in_its_plan_as_in_the_single_path(
+    function: ModuleType, s3: Any, registry: ModelRegistry, name: str
+) -> None:
+    version = registry.publish("pair", *pair_sum_model())
+    body = npy_bytes(rows_of(100)[:, :2].copy()) if name.endswith("npy") else b"1,2\n" * 1000
+    one = run_single(function, s3, "jobs/pair/one/", name, body)
+    run = sharded_run(function, s3, version.version, "jobs/pair/many/", name, body)
+
+    assert run.run(s3) == "failed"
+
+    many = read_status(s3, "jobs/pair/many/")
+    assert one.error is not None and "model 'pair' has 2 inputs" in one.error
+    assert (many.error, many.model_version) == (one.error, one.model_version)
+
+
+def test_a_jsonl_job_for_a_two_input_model_in_shards_writes_the_single_paths_bytes(
+    function: ModuleType, s3: Any, registry: ModelRegistry
+) -> None:
+    version = registry.publish("pair", *pair_sum_model())
+    lines = [json.dumps({"a": [i, i + 0.5], "b": [1.0, -i]}) for i in range(150)]
+    lines[100] = json.dumps({"a": [1, 2]})
+    body = "\n".join(lines).encode()
+    run_single(function, s3, "jobs/pair/one/", "input.jsonl", body)
+    run = sharded_run(function, s3, version.version, "jobs/pair/many/", "input.jsonl", body)
+
+    assert run.run(s3) == "succeeded"
+
+    _, many = assert_same_job(s3, "jobs/pair/one/", "jobs/pair/many/")
+    assert [error.line for error in many.errors] == [101]
+
+
+def test_a_pinned_version_that_is_gone_fails_the_job_in_its_plan(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    run = sharded_run(
+        function, s3, published_seed.version + 5, "jobs/seed-mlp/many/", "input.jsonl", b"[1]\n" * 10
+    )
+
+    assert run.run(s3) == "failed"
+
+    status = read_status(s3, "jobs/seed-mlp/many/")
+    assert (
+        status.error
+        == f"reading the manifest of model 'seed-mlp' version {published_seed.version + 5}: not found"
+    )
+    assert status.model_version is None
+
+
+def test_a_merge_that_stops_before_its_status_finishes_the_job_when_run_again(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    lines, _ = jsonl_body(100, seed=11)
+    lines[50] = lines[90] = "[]"
+    body = "\n".join(lines).encode()
+    run_single(function, s3, "jobs/seed-mlp/one/", "input.jsonl", body)
+    run = sharded_run(function, s3, published_seed.version, "jobs/seed-mlp/many/", "input.jsonl", body)
+    failed: list[str] = []
+
+    def fail_status_once(params: dict[str, Any], **_: Any) -> None:
+        if params["url_path"].endswith("/many/status.json") and not failed:
+            failed.append("status")
+            raise EndpointConnectionError(endpoint_url="https://s3.us-east-1.amazonaws.com")
+
+    function.app.steps.steps.s3.meta.events.register("before-call.s3.PutObject", fail_status_once)
+
+    assert run.run(s3) == "succeeded"
+
+    # The output was stitched and the shard outputs (renumbered copies too) deleted before the status
+    # failed: the merge run again found them gone and the output there, and wrote the status alone.
+    assert run.raised == [("merge", "Unavailable")]
+    assert_same_job(s3, "jobs/seed-mlp/one/", "jobs/seed-mlp/many/")
+
+
+def test_rounds_that_never_settle_fail_the_job(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    key = "jobs/seed-mlp/many/input.jsonl"
+    submit(s3, key, b"\n".join(json.dumps(row).encode() for row in rows_of(50).tolist()))
+    job = job_reference(key, published_seed.version)
+    function.lambda_handler({"maas_job_step": "plan", "job": job}, Context())
+    shards = len(
+        JobPlan.model_validate_json(
+            s3.get_object(Bucket=TEST_BUCKET, Key="jobs/seed-mlp/many/shards/plan.json")["Body"].read()
+        ).shards
+    )
+
+    # No shard ran, and this is already the last round a job may have.
+    work = function.lambda_handler({"maas_job_step": "merge", "job": job, "round": shards + 2}, Context())
+
+    assert (work["done"], work["failed"]) == (True, True)
+    status = read_status(s3, "jobs/seed-mlp/many/")
+    assert status.error == (
+        f"job: expected the shards to settle within {shards + 2} rounds, got to round {shards + 3} with "
+        f"{shards} shards still to run"
+    )
 
 
 def test_a_failed_step_fails_the_job_once_saying_which_and_why(
