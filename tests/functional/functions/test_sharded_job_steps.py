@@ -113,6 +113,25 @@ def test_a_jsonl_job_in_shards_writes_the_single_paths_bytes_with_global_line_nu
     assert len(run.rounds) == 2 and renumbered == with_errors
 
 
+def test_a_20000_line_jsonl_job_whose_shards_cut_across_the_batches_writes_the_single_paths_bytes(
+    monkeypatch: pytest.MonkeyPatch, s3: Any, published_seed: Manifest
+) -> None:
+    # Shards of about 300 lines: each of the single path's 512-row runs is split between shards, so every
+    # row runs in another batch than there, and must still be answered to the same bytes.
+    function = start_function(monkeypatch, "batch", MAAS_JOB_SHARD_BYTES=str(60_000))
+    lines, _ = jsonl_body(20_000, seed=12)
+    for number in range(7, 20_000, 997):
+        lines[number] = "[0.5, " + lines[number][1:] if number % 2 else "{}"
+    body = "\n".join(lines).encode() + b"\n"
+    run_single(function, s3, "jobs/seed-mlp/one/", "input.jsonl", body)
+    run = sharded_run(function, s3, published_seed.version, "jobs/seed-mlp/many/", "input.jsonl", body)
+
+    assert run.run(s3) == "succeeded"
+
+    _, many = assert_same_job(s3, "jobs/seed-mlp/one/", "jobs/seed-mlp/many/")
+    assert many.shards is not None and len(many.shards) > 50 and many.counts.failed == 21
+
+
 def quoted_csv(rows: np.ndarray, *, crlf: bool = False) -> str:
     """A csv file whose every fifth record has a quoted first cell holding newlines (a valid number still:
     float() takes the whitespace) and whose every seventh has a bad cell."""
