@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -525,3 +526,21 @@ def test_a_sharded_job_that_moves_is_followed_past_the_idle_timeout(bucket: Any)
     worker.join(WORKER_PATIENCE_SECONDS)
 
     assert status.state == "succeeded"
+
+
+def test_submit_on_a_terminal_rewrites_the_progress_line_in_place_of_the_spinner(
+    steps: Steps, data: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+
+    code = main(["jobs", "submit", str(data), "--model", "demo", "--job-id", "big", "--poll", "0.01"])
+
+    drawn = terminal.getvalue()
+    assert code == 0, drawn
+    assert "\rjob demo/big: " in drawn
+    # The last state drawn stays on its own line, above the download bar.
+    progress, _, after = drawn.rpartition("\x1b[K\n")
+    assert "/2 shards done" in progress.rpartition("\r")[2]
+    assert "download data.out.jsonl" in after
+    assert capsys.readouterr().out.startswith("demo/big\n")
