@@ -1,5 +1,6 @@
-"""Least privilege, proved on what SAM and CloudFormation would deploy: each function's role may do exactly
-its job, for every way the stack can be configured (bucket and key created or brought, signing on or off)."""
+"""Least privilege, proved on what SAM and CloudFormation would deploy: each function's role, and the job
+state machine's, may do exactly its job, for every way the stack can be configured (bucket and key created
+or brought, signing on or off)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,18 @@ CREATED_KEY = "<ModelKey.Arn>"
 EXISTING_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 HMAC_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/mac-0000-1111"
 SIGNING_SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:maas/manifest-hmac-AbCdEf"
-BASIC_MANAGED = [
-    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
-    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-]
-DATA_ACTION_PREFIXES = ("s3:", "kms:", "sqs:", "secretsmanager:")
+XRAY_MANAGED = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
+BASIC_MANAGED = [XRAY_MANAGED, "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]
+# The state machine writes no logs of its own (Step Functions keeps the execution history): tracing only.
+MANAGED_POLICIES = {"JobStateMachineRole": [XRAY_MANAGED]}
+DATA_ACTION_PREFIXES = ("s3:", "kms:", "sqs:", "secretsmanager:", "states:", "lambda:")
+JOB_STATE_MACHINE = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:maas-dev-jobs"
+# A Distributed Map's child executions, as AWS documents them for the state machine's role.
+JOB_EXECUTIONS = (
+    f"arn:aws:states:{REGION}:{ACCOUNT}:execution:maas-dev-jobs/*",
+    f"arn:aws:states:{REGION}:{ACCOUNT}:execution:maas-dev-jobs:*",
+)
+BATCH_ALIAS = "<BatchFunctionAliaslive>"
 VIA_S3 = {"StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}}
 
 CONFIGURATIONS: dict[str, dict[str, str]] = {
@@ -65,7 +73,11 @@ def _expected(overrides: Mapping[str, str]) -> dict[str, set[Grant]]:
     if "ManifestSigningSecretArn" in overrides:
         read.add(("secretsmanager:GetSecretValue", SIGNING_SECRET))
     encrypt = {("kms:GenerateDataKey", key)} if key else set()
-    job_outputs = {f"{bucket}/jobs/*/output.jsonl", f"{bucket}/jobs/*/status.json"}
+    job_outputs = {
+        f"{bucket}/jobs/*/output.jsonl",
+        f"{bucket}/jobs/*/status.json",
+        f"{bucket}/jobs/*/shards/*",
+    }
     consume = (
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
@@ -88,16 +100,30 @@ def _expected(overrides: Mapping[str, str]) -> dict[str, set[Grant]]:
             for action in ("s3:PutObject", "s3:AbortMultipartUpload")
             for resource in job_outputs
         }
+        # The merge deletes stitched shard outputs, nothing else; sharded jobs start on JobStateMachine alone.
+        | {("s3:DeleteObject", f"{bucket}/jobs/*/shards/*.jsonl")}
+        | {("states:StartExecution", JOB_STATE_MACHINE)}
         | {(action, "<JobsQueue.Arn>") for action in consume},
         "AsyncFunctionRole": read
         | encrypt
         | {("s3:GetObject", f"{bucket}/results/*"), ("s3:PutObject", f"{bucket}/results/*")}
         | {(action, "<AsyncQueue.Arn>") for action in consume},
+        # Every step is the batch function's alias; the Distributed Map's children are its own executions;
+        # the Map's item reader reads each round's shard list.
+        "JobStateMachineRole": {("lambda:InvokeFunction", BATCH_ALIAS)}
+        | {("states:StartExecution", JOB_STATE_MACHINE)}
+        | {
+            (action, execution)
+            for action in ("states:DescribeExecution", "states:StopExecution")
+            for execution in JOB_EXECUTIONS
+        }
+        | {("s3:GetObject", f"{bucket}/jobs/*/shards/round-*.json")}
+        | ({("kms:Decrypt", key)} if key else set()),
     }
 
 
 @pytest.mark.parametrize("configuration", CONFIGURATIONS)
-def test_each_function_role_grants_exactly_its_job(translated: dict[str, Any], configuration: str) -> None:
+def test_each_role_grants_exactly_its_job(translated: dict[str, Any], configuration: str) -> None:
     overrides = CONFIGURATIONS[configuration]
     deployment = deploy(translated, overrides)
     roles = set(deployment.of_type("AWS::IAM::Role"))
@@ -121,7 +147,7 @@ def test_no_role_has_wildcard_actions_or_resources_on_data(
                         role
                     )
         # Only logging and tracing come from AWS-managed policies; nothing that reaches data.
-        assert deployment.aws_managed_policies(role) == BASIC_MANAGED, role
+        assert deployment.aws_managed_policies(role) == MANAGED_POLICIES.get(role, BASIC_MANAGED), role
 
 
 @pytest.mark.parametrize("role", ["InferFunctionRole", "GenerateFunctionRole"])
