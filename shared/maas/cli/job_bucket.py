@@ -143,28 +143,66 @@ def read_status(s3: S3Client, bucket: str, key: str) -> JobStatus | None:
 
 
 def wait_for_status(
-    s3: S3Client, bucket: str, location: JobLocation, *, timeout: float, poll: float
+    s3: S3Client,
+    bucket: str,
+    location: JobLocation,
+    *,
+    timeout: float | None,
+    idle_timeout: float,
+    poll: float,
 ) -> JobStatus:
-    from maas.errors import MaasError
+    """Wait for status.json. With `timeout`, give up after that long. Without it, give up after
+    `idle_timeout` with no sign of life: a job that runs in one invocation shows none (its limit is the
+    function's), a sharded one shows every shard that starts or ends, so it is followed as long as it moves.
+    A sharded job's progress is shown on stderr (maas.cli.job_progress)."""
+    from maas.cli.job_progress import ProgressLine, ShardWatch
 
-    deadline = time.monotonic() + timeout
-    spinner = _progress(f"waiting for {location.path}", None, bar_format="{desc} {elapsed}")
+    started = time.monotonic()
+    watch = ShardWatch(s3, bucket, location)
+    line = ProgressLine(sys.stderr, f"job {location.path}")
+    spinner: _Progress | None = _progress(f"waiting for {location.path}", None, bar_format="{desc} {elapsed}")
     try:
         while True:
             status = read_status(s3, bucket, location.status_key)
             if status is not None:
                 return status
-            remaining = deadline - time.monotonic()
+            progress = watch.poll()
+            if progress is not None:
+                if spinner is not None:
+                    # The progress line takes the spinner's place.
+                    spinner.close()
+                    spinner = None
+                line.show(progress)
+            elif spinner is not None:
+                spinner.refresh()
+            now = time.monotonic()
+            if timeout is not None:
+                remaining = started + timeout - now
+            else:
+                remaining = max(started, watch.changed_at or started) + idle_timeout - now
             if remaining <= 0:
-                raise MaasError(
-                    f"job {location.path}: still running after {timeout:g} s (no status.json yet); "
-                    f"it goes on: check it with `maas jobs status {location.path}`",
-                    status=504,
-                )
-            spinner.refresh()
+                raise _still_running(location, timeout, idle_timeout, sharded=progress is not None)
             time.sleep(min(poll, remaining))
     finally:
-        spinner.close()
+        if spinner is not None:
+            spinner.close()
+        line.close()
+
+
+def _still_running(location: JobLocation, timeout: float | None, idle: float, *, sharded: bool) -> Exception:
+    from maas.errors import MaasError
+
+    if timeout is not None:
+        waited = f"still running after {timeout:g} s"
+    elif sharded:
+        waited = f"still running, but no shard started or finished in {idle:g} s"
+    else:
+        waited = f"still running after {idle:g} s"
+    return MaasError(
+        f"job {location.path}: {waited} (no status.json yet); "
+        f"it goes on: check it with `maas jobs status {location.path}`",
+        status=504,
+    )
 
 
 def upload(s3: S3Client, source: Path, bucket: str, key: str, metadata: dict[str, str]) -> None:

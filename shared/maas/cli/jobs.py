@@ -15,15 +15,18 @@ from maas.cli import common, job_bucket
 from maas.config import Settings
 
 if TYPE_CHECKING:
+    from maas.cli.job_progress import ShardProgress
     from maas.errors import InvalidInput
-    from maas.service.job_layout import InputFormat, JobLocation, JobStatus
+    from maas.service.job_layout import InputFormat, JobLocation, JobStatus, ShardSummary
 
-# Lambda's 15-minute ceiling, plus a minute for the S3 notification to reach the function through SQS.
+# Lambda's 15-minute ceiling, plus a minute for the S3 notification to reach the function through SQS: the
+# longest a job run in one invocation can take, and the longest one step of a sharded job can.
 DEFAULT_TIMEOUT_SECONDS = 15 * 60 + 60
 DEFAULT_POLL_SECONDS = 1.0
 SHOWN_ERRORS = 5
 
-JobView = Literal["pending", "not found", "succeeded", "failed"]
+# "running": a sharded job whose plan is written and whose status is not yet.
+JobView = Literal["pending", "running", "not found", "succeeded", "failed"]
 
 
 def add_jobs_commands(commands: common.Commands, output: argparse.ArgumentParser) -> None:
@@ -63,9 +66,11 @@ def add_jobs_commands(commands: common.Commands, output: argparse.ArgumentParser
     submit.add_argument(
         "--timeout",
         type=_seconds,
-        default=float(DEFAULT_TIMEOUT_SECONDS),
+        default=None,
         metavar="SECONDS",
-        help=f"stop waiting after this long; the job goes on (default: {DEFAULT_TIMEOUT_SECONDS})",
+        help=f"stop waiting after this long; the job goes on (default: after {DEFAULT_TIMEOUT_SECONDS} s "
+        "for a job run in one invocation; a sharded job is followed until no shard has started or "
+        f"finished for {DEFAULT_TIMEOUT_SECONDS} s)",
     )
     submit.add_argument(
         "--poll",
@@ -139,7 +144,9 @@ def jobs_submit_command(args: argparse.Namespace) -> int:
         return 0
 
     try:
-        status = job_bucket.wait_for_status(s3, bucket, location, timeout=args.timeout, poll=args.poll)
+        status = job_bucket.wait_for_status(
+            s3, bucket, location, timeout=args.timeout, idle_timeout=DEFAULT_TIMEOUT_SECONDS, poll=args.poll
+        )
     except KeyboardInterrupt:
         print(
             f"\nstopped waiting; job {location.path} goes on: maas jobs status {location.path}",
@@ -220,6 +227,7 @@ def _print_finished(
 
 
 def jobs_status_command(args: argparse.Namespace) -> int:
+    from maas.cli.job_progress import ShardWatch
     from maas.service.job_layout import STATUS_NAME, JobLocation
 
     settings = Settings.from_env()
@@ -232,7 +240,15 @@ def jobs_status_command(args: argparse.Namespace) -> int:
         location, names = job_bucket.find_job(s3, bucket, settings.prefix, args.job)
     location = job_bucket.with_stored_format(location, names)
     status = job_bucket.read_status(s3, bucket, location.status_key) if STATUS_NAME in names else None
-    state: JobView = status.state if status is not None else "pending" if names else "not found"
+    watch = ShardWatch(s3, bucket, location)
+    progress = watch.poll() if status is None and names else None
+    state: JobView
+    if status is not None:
+        state = status.state
+    elif progress is not None:
+        state = "running"
+    else:
+        state = "pending" if names else "not found"
 
     if args.json:
         document: dict[str, Any] = {"job": location.path, "bucket": bucket}
@@ -245,6 +261,8 @@ def jobs_status_command(args: argparse.Namespace) -> int:
                 job_id=location.job_id,
                 input_key=location.input_key if names else None,
             )
+            if progress is not None:
+                document["progress"] = progress.as_json()
         common.print_json(document)
         return 1 if state == "not found" else 0
 
@@ -252,6 +270,8 @@ def jobs_status_command(args: argparse.Namespace) -> int:
     if status is None:
         if names:
             rows.append(("input", f"s3://{bucket}/{location.input_key}"))
+        if progress is not None and watch.plan is not None:
+            rows += _progress_rows(watch.plan.model_version, progress)
         print(common.table(rows))
         return 1 if state == "not found" else 0
     counts = status.counts
@@ -261,6 +281,8 @@ def jobs_status_command(args: argparse.Namespace) -> int:
     ]
     if status.csv_header is not None:
         rows.append(("header", "line 1 (no output line)" if status.csv_header else "none"))
+    if status.shards:
+        rows.append(("shards", _shards_summary(status.shards)))
     rows += [
         ("seconds", f"{status.seconds:.1f}"),
         ("finished", status.finished_at.isoformat()),
@@ -309,6 +331,25 @@ def _summary(status: JobStatus) -> str:
     if status.counts.failed:
         text += f", {status.counts.failed} failed"
     return f"{text}, {status.seconds:.1f} s"
+
+
+def _progress_rows(model_version: int, progress: ShardProgress) -> list[tuple[str, str]]:
+    return [
+        ("version", str(model_version)),
+        (
+            "shards",
+            f"{progress.done}/{progress.shards} done, {progress.running} running, {progress.failed} failed, "
+            f"{progress.waiting} waiting",
+        ),
+        ("rows", f"{progress.rows:,} so far, {progress.rows_per_second:,.0f} rows/s"),
+        ("seconds", f"{progress.seconds:.1f}"),
+    ]
+
+
+def _shards_summary(shards: list[ShardSummary]) -> str:
+    """`40, slowest 12.3 s (shard 17)`: the slowest shard bounds the job's wall time."""
+    slowest = max(shards, key=lambda shard: shard.seconds)
+    return f"{len(shards)}, slowest {slowest.seconds:.1f} s (shard {slowest.index})"
 
 
 def _error_lines(status: JobStatus) -> list[str]:
