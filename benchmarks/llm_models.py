@@ -70,18 +70,22 @@ class LlmZoo:
         return self.build() / str(self._index()["hf"])
 
     def published(self, store: BenchStore, precision: str) -> BenchLlm:
+        if precision not in self._published:
+            registry = ModelRegistry(store.s3, store.bucket)
+            self._published[precision] = self.publish_into(registry, precision, f"{LLM_RECIPE}-{precision}")
+        return self._published[precision]
+
+    def publish_into(self, registry: ModelRegistry, precision: str, name: str) -> BenchLlm:
+        """Publish one precision as a new version of `name` in `registry` (a local stack's), at every call."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
-        if precision not in self._published:
-            from maas.training.llm.export import published_files
+        from maas.training.llm.export import published_files
 
-            entry = self._index()["versions"][precision]
-            folder = self.build() / entry["folder"]
-            draft = ManifestDraft.model_validate_json((self.build() / entry["draft"]).read_text())
-            registry = ModelRegistry(store.s3, store.bucket)
-            manifest = registry.publish(f"{LLM_RECIPE}-{precision}", published_files(folder), draft)
-            self._published[precision] = BenchLlm(precision, manifest, folder, entry["refusal"])
-        return self._published[precision]
+        entry = self._index()["versions"][precision]
+        folder = self.build() / entry["folder"]
+        draft = ManifestDraft.model_validate_json((self.build() / entry["draft"]).read_text())
+        manifest = registry.publish(name, published_files(folder), draft)
+        return BenchLlm(precision, manifest, folder, entry["refusal"])
 
     def _index(self) -> dict[str, Any]:
         index: dict[str, Any] = json.loads((self.build() / _INDEX).read_text())
