@@ -37,6 +37,7 @@ ENV_EXPLAIN_BATCH_ROWS = "MAAS_EXPLAIN_BATCH_ROWS"
 ENV_MAX_CHOICES = "MAAS_MAX_CHOICES"
 ENV_GENERATION_TIMEOUT = "MAAS_GENERATION_TIMEOUT"
 ENV_JOB_SHARD_BYTES = "MAAS_JOB_SHARD_BYTES"
+ENV_TEXT_JOB_SHARD_BYTES = "MAAS_TEXT_JOB_SHARD_BYTES"
 ENV_PROMPT_JOB_SHARD_BYTES = "MAAS_PROMPT_JOB_SHARD_BYTES"
 ENV_JOB_SHARD_CONCURRENCY = "MAAS_JOB_SHARD_CONCURRENCY"
 ENV_JOB_STATE_MACHINE_ARN = "MAAS_JOB_STATE_MACHINE_ARN"
@@ -96,6 +97,10 @@ DEFAULT_GENERATION_TIMEOUT_SECONDS = 25.0
 # configured): 64 MiB of MLP rows take about 10 s in one function, so a shard is well inside its timeout and
 # a 1 GB file is 16 shards at once.
 DEFAULT_JOB_SHARD_BYTES = 64 * 1024 * 1024
+# A text model's job (a tokenizer before the graph: classifiers, embeddings): MiniLM answers about 110 texts a
+# second on two cores (make bench), so 2 MiB of ~115-byte texts (18,000) take about three minutes there and
+# well under the 15-minute timeout on one vCPU; 64 MiB of texts would take hours.
+DEFAULT_TEXT_JOB_SHARD_BYTES = 2 * 1024 * 1024
 # A text generator's job: a prompt line takes about a second, so a shard is a few hundred prompts at most.
 DEFAULT_PROMPT_JOB_SHARD_BYTES = 64 * 1024
 # Shards of one job run at most this many at once (the Distributed Map's MaxConcurrency).
@@ -161,8 +166,11 @@ ENV_DESCRIPTIONS: Mapping[str, str] = {
     ENV_JOB_SHARD_BYTES: "a batch job's input larger than this runs in shards of about this size, one "
     "function each, through the jobs state machine (`MAAS_JOB_STATE_MACHINE_ARN`); smaller ones run in one "
     "invocation (template parameter `JobShardBytes`)",
+    ENV_TEXT_JOB_SHARD_BYTES: "the same threshold and shard size for a text model's jobs (a tokenizer before "
+    "the graph: classifiers, embeddings), whose rows take far longer a byte (template parameter "
+    "`TextJobShardBytes`)",
     ENV_PROMPT_JOB_SHARD_BYTES: "the same threshold and shard size for a text generator's (prompt) jobs, "
-    "whose lines take far longer each",
+    "whose lines take far longer each (template parameter `PromptJobShardBytes`)",
     ENV_JOB_SHARD_CONCURRENCY: "most shards of one job that run at once (template parameter "
     "`JobShardConcurrency`)",
     ENV_JOB_STATE_MACHINE_ARN: "the jobs state machine that runs large jobs in shards (the template sets "
@@ -227,6 +235,7 @@ class Settings:
     # Which template parameter a refusal for want of memory tells the operator to raise.
     memory_parameter: str = DEFAULT_MEMORY_PARAMETER
     job_shard_bytes: int = DEFAULT_JOB_SHARD_BYTES
+    text_job_shard_bytes: int = DEFAULT_TEXT_JOB_SHARD_BYTES
     prompt_job_shard_bytes: int = DEFAULT_PROMPT_JOB_SHARD_BYTES
     job_shard_concurrency: int = DEFAULT_JOB_SHARD_CONCURRENCY
     # "": no state machine, every job runs in one invocation.
@@ -278,6 +287,9 @@ class Settings:
             ephemeral_storage_bytes=_megabytes(env, ENV_EPHEMERAL_STORAGE_MB),
             mapped_weights_bytes=int(_number(env, ENV_MAPPED_WEIGHTS_BYTES, DEFAULT_MAPPED_WEIGHTS_BYTES)),
             job_shard_bytes=max(1, int(_number(env, ENV_JOB_SHARD_BYTES, DEFAULT_JOB_SHARD_BYTES))),
+            text_job_shard_bytes=max(
+                1, int(_number(env, ENV_TEXT_JOB_SHARD_BYTES, DEFAULT_TEXT_JOB_SHARD_BYTES))
+            ),
             prompt_job_shard_bytes=max(
                 1, int(_number(env, ENV_PROMPT_JOB_SHARD_BYTES, DEFAULT_PROMPT_JOB_SHARD_BYTES))
             ),

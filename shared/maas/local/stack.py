@@ -12,11 +12,11 @@ whoever deployed it, so the stack leaves them alone and serves HTTP only; the fu
 empty MAAS_JOB_STATE_MACHINE_ARN, so every batch job runs in one invocation. Schedules are not
 emulated.
 
-Explicit beats template: the job-sharding variables MAAS_JOB_SHARD_BYTES, MAAS_PROMPT_JOB_SHARD_BYTES
-and MAAS_JOB_SHARD_CONCURRENCY, when set in the shell that starts the stack, beat the template's values
-for the local functions (a small shard size makes a small job run sharded). The Map's concurrency is
-capped locally at `shard_workers` (MAAS_LOCAL_SHARD_WORKERS for `make serve`, 4 by default), and
-`retry_interval_scale` (MAAS_LOCAL_RETRY_INTERVAL_SCALE) multiplies every Retry wait.
+Explicit beats template: the job-sharding variables MAAS_JOB_SHARD_BYTES, MAAS_TEXT_JOB_SHARD_BYTES,
+MAAS_PROMPT_JOB_SHARD_BYTES and MAAS_JOB_SHARD_CONCURRENCY, when set in the shell that starts the stack,
+beat the template's values for the local functions (a small shard size makes a small job run sharded).
+The Map's concurrency is capped locally at `shard_workers` (MAAS_LOCAL_SHARD_WORKERS for `make serve`, 4 by
+default), and `retry_interval_scale` (MAAS_LOCAL_RETRY_INTERVAL_SCALE) multiplies every Retry wait.
 
 Template parameters take their defaults unless overridden (`parameters=`, or for `make serve` the
 MAAS_LOCAL_PARAMETERS variable, e.g. "DataPlaneAuth=AWS_IAM"): they decide Conditions, and so which
@@ -42,7 +42,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import boto3
 
 from maas.aws_clients import s3_client
-from maas.config import ENV_BUCKET, Settings
+from maas.config import (
+    ENV_BUCKET,
+    ENV_JOB_SHARD_BYTES,
+    ENV_JOB_SHARD_CONCURRENCY,
+    ENV_JOB_STATE_MACHINE_ARN,
+    ENV_PROMPT_JOB_SHARD_BYTES,
+    ENV_TEXT_JOB_SHARD_BYTES,
+    Settings,
+)
 from maas.errors import ConfigurationError
 from maas.local.cloudformation import IntrinsicResolver, TemplateError
 from maas.local.data_folder import (
@@ -103,10 +111,13 @@ ENV_LOCAL_PARAMETERS = "MAAS_LOCAL_PARAMETERS"
 # `make serve`'s read timeout: seconds a whole request may take to arrive (maas.local.http_server).
 ENV_LOCAL_READ_TIMEOUT = "MAAS_LOCAL_READ_TIMEOUT_SECONDS"
 MODEL_BUCKET_RESOURCE = "ModelBucket"
-# Read by the batch function (maas.config): empty where the stack runs no state machine.
-ENV_JOB_STATE_MACHINE_ARN = "MAAS_JOB_STATE_MACHINE_ARN"
 # Settings the shell's value of beats the template's for the local functions (module docstring).
-SHELL_JOB_SETTINGS = ("MAAS_JOB_SHARD_BYTES", "MAAS_PROMPT_JOB_SHARD_BYTES", "MAAS_JOB_SHARD_CONCURRENCY")
+SHELL_JOB_SETTINGS = (
+    ENV_JOB_SHARD_BYTES,
+    ENV_TEXT_JOB_SHARD_BYTES,
+    ENV_PROMPT_JOB_SHARD_BYTES,
+    ENV_JOB_SHARD_CONCURRENCY,
+)
 SEED_MODELS: tuple[str, ...] = ("seed-mlp",)
 # Publishes what the stack should start with into its registry (after the gateway binds, before it
 # serves), returning what it published: the CLI passes one that trains the example models.

@@ -103,7 +103,7 @@ class JobProgress:
 class JobSharding(Protocol):
     """The decision to run a large job in shards (maas.service.sharded_jobs.ShardedJobStarter)."""
 
-    def start(self, job: JobLocation, version: int, *, generates_text: bool) -> bool:
+    def start(self, job: JobLocation, manifest: Manifest) -> bool:
         """True when the job now runs in shards elsewhere (or already does); False: run it here."""
         ...
 
@@ -146,9 +146,7 @@ class BatchJobService:
         input_bytes: int | None = None
         try:
             version = self.inference.select_version(job.model)
-            if self.sharding is not None and self.sharding.start(
-                job, version, generates_text=self.generates_text(job.model.name, version)
-            ):
+            if self.sharding is not None and self.sharding.start(job, self.manifest(job.model.name, version)):
                 return None
             loaded = self.load(job, version)
             served_version = version

@@ -132,6 +132,16 @@ class StepFailure:
         return text
 
 
+def shard_bytes_for(settings: Settings, manifest: Manifest) -> int:
+    """The threshold and shard size of a job for `manifest`'s version: a byte of prompts, of texts and of
+    numbers takes very different times to answer, and a shard must end well inside the function's timeout."""
+    if manifest.generation is not None:
+        return settings.prompt_job_shard_bytes
+    if manifest.tokenizer is not None:
+        return settings.text_job_shard_bytes
+    return settings.job_shard_bytes
+
+
 class ShardedJobStarter:
     """The batch function's decision for a job: run it here, or start it in shards on the state machine."""
 
@@ -148,12 +158,13 @@ class ShardedJobStarter:
         # Made on the first large job: most jobs never need the client.
         self.stepfunctions = stepfunctions
 
-    def start(self, job: JobLocation, version: int, *, generates_text: bool) -> bool:
+    def start(self, job: JobLocation, manifest: Manifest) -> bool:
         """True when the job runs in shards (started now, or by an earlier delivery); False: run it here."""
         settings = self.settings
         if not settings.job_state_machine_arn:
             return False
-        shard_bytes = settings.prompt_job_shard_bytes if generates_text else settings.job_shard_bytes
+        shard_bytes = shard_bytes_for(settings, manifest)
+        version = manifest.version
         size = _head(self.s3, self.bucket, job.input_key)["ContentLength"]
         if size <= shard_bytes:
             return False
@@ -235,9 +246,7 @@ class ShardedJobSteps:
         size = head["ContentLength"]
         generates_text = manifest.generation is not None
         settings = self.settings
-        shard_bytes = shard_size(
-            size, settings.prompt_job_shard_bytes if generates_text else settings.job_shard_bytes
-        )
+        shard_bytes = shard_size(size, shard_bytes_for(settings, manifest))
         csv_header: bool | None = None
         npy: NpyHeader | None = None
         if generates_text:
