@@ -8,7 +8,7 @@ memory. The CSV file is quote-free, the planner's worst case: no window can prov
 its largest window.
 
 Shard workers: one local stack per worker count, with MiniLM published, runs one JSONL job of realistic
-texts cut into shards by a forced small MAAS_JOB_SHARD_BYTES; the rows/s is what status.json reports (from
+texts cut into shards by a forced small MAAS_TEXT_JOB_SHARD_BYTES; the rows/s is what status.json reports (from
 the plan to the status, so planning, every shard, and the merge), and each shard's own rows/s is kept for
 the cost estimate in docs/performance.md.
 """
@@ -193,7 +193,7 @@ def test_minilm_rows_per_second_with_1_2_and_4_shard_workers(
         details={"job_s": single.seconds, "input_bytes": len(body)},
     )
     for workers in WORKER_COUNTS:
-        with local_stack(monkeypatch, workers, MAAS_JOB_SHARD_BYTES=str(shard_bytes)) as stack:
+        with local_stack(monkeypatch, workers, MAAS_TEXT_JOB_SHARD_BYTES=str(shard_bytes)) as stack:
             publish_trained(trained, stack.registry, name="minilm")
             status = run_stack_job(stack, "minilm", body)
         rates = shard_rates(status)
