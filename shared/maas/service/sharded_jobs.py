@@ -91,6 +91,9 @@ _NPY_LEAD_BYTES = len(NPY_MAGIC) + 2 + 4
 MAX_FAILURE_MESSAGE = 1_000
 # Shard results the merge reads at once.
 MERGE_READ_CONCURRENCY = 16
+# Parts the merge copies at once: an UploadPartCopy of a large shard output takes time inside S3 (no
+# throughput is published), and the threads only wait on it, so many overlap for the one invocation's time.
+MERGE_COPY_CONCURRENCY = 32
 # Step Functions' error code when the execution name was used before (by a run that has ended since).
 EXECUTION_ALREADY_EXISTS = "ExecutionAlreadyExists"
 # Every error line starts so (maas.service.job_output.error_line): the number after it is the line's.
@@ -549,7 +552,12 @@ class ShardedJobSteps:
     def _compose(self, job: JobLocation, pieces: list[Piece]) -> None:
         if pieces:
             composed = compose_in_order(
-                self.s3, self.bucket, pieces, job.output_key, content_type="application/x-ndjson"
+                self.s3,
+                self.bucket,
+                pieces,
+                job.output_key,
+                content_type="application/x-ndjson",
+                copy_concurrency=MERGE_COPY_CONCURRENCY,
             )
         else:
             composed = put_new(self.s3, self.bucket, job.output_key, b"", "application/x-ndjson")
