@@ -8,9 +8,9 @@ memory. The CSV file is quote-free, the planner's worst case: no window can prov
 its largest window.
 
 Shard workers: one local stack per worker count, with MiniLM published, runs one JSONL job of realistic
-texts cut into shards by a forced small MAAS_TEXT_JOB_SHARD_BYTES; the rows/s is what status.json reports (from
-the plan to the status, so planning, every shard, and the merge), and each shard's own rows/s is kept for
-the cost estimate in docs/performance.md.
+texts cut into shards by a forced small MAAS_TEXT_JOB_SHARD_BYTES; the rows/s is what status.json reports
+(from the plan to the status, so planning, every shard, and the merge), and each shard's own rows/s is kept
+for the cost estimate in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -192,15 +192,22 @@ def test_minilm_rows_per_second_with_1_2_and_4_shard_workers(
         "rows/s",
         details={"job_s": single.seconds, "input_bytes": len(body)},
     )
-    for workers in WORKER_COUNTS:
-        with local_stack(monkeypatch, workers, MAAS_TEXT_JOB_SHARD_BYTES=str(shard_bytes)) as stack:
+    # Each local worker is one function environment of the template's BatchMemorySize (2048 MB: one vCPU,
+    # one onnxruntime thread); the last run gives one worker two threads, a 3,538 MB function's two vCPUs.
+    runs = [(workers, None) for workers in WORKER_COUNTS] + [(1, 2)]
+    for workers, threads in runs:
+        settings = {"MAAS_TEXT_JOB_SHARD_BYTES": str(shard_bytes)}
+        if threads is not None:
+            settings["MAAS_INTRA_OP_THREADS"] = str(threads)
+        with local_stack(monkeypatch, workers, **settings) as stack:
             publish_trained(trained, stack.registry, name="minilm")
             status = run_stack_job(stack, "minilm", body)
         rates = shard_rates(status)
+        threads_text = f", {threads} onnxruntime threads each" if threads else ""
         bench_results.record(
             CASE,
             f"MiniLM: {MINILM_TEXTS:,} texts in {len(status.shards or [])} shards, {workers} local shard "
-            f"worker{'s' if workers > 1 else ''} (plan to status)",
+            f"worker{'s' if workers > 1 else ''}{threads_text} (plan to status)",
             status.rows_per_second or 0.0,
             "rows/s",
             details={
@@ -208,6 +215,7 @@ def test_minilm_rows_per_second_with_1_2_and_4_shard_workers(
                 "shards": len(status.shards or []),
                 "shard_rows_per_s_median": round(statistics.median(rates), 1),
                 "shard_s_median": round(statistics.median(shard.seconds for shard in status.shards or []), 2),
+                "bytes_per_text": round(len(body) / MINILM_TEXTS, 1),
                 "cpu_cores": os.cpu_count(),
             },
         )
