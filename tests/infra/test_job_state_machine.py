@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from maas.local.asl_paths import expand_template, select, with_result
 from maas.local.cloudformation_yaml import parse_cloudformation_yaml
+from maas.local.step_functions import PAYLOAD_LIMIT_BYTES, payload_bytes
 from tests.infra.deployed import ACCOUNT, PARTITION, REGION, TEMPLATE, Deployment, deploy, translate
 
 STATE_MACHINE = "JobStateMachine"
@@ -120,7 +122,8 @@ def test_the_map_is_distributed_reads_its_items_from_s3_and_is_bounded_by_the_jo
     }
     assert run_shards["ItemSelector"] == {"job.$": "$.job", "shard.$": "$$.Map.Item.Value"}
     assert run_shards["MaxConcurrencyPath"] == "$.concurrency"
-    # The Map's results are the shards' documents in S3, not its output.
+    # The Map's results are the shards' documents in S3, not its output (the children's outputs are only
+    # their indexes: see the quota test below).
     assert run_shards["ResultPath"] is None
     assert run_shards["Next"] == "MergeShards"
 
@@ -139,6 +142,56 @@ def test_a_shard_is_retried_alone_with_backoff_then_recorded_as_failed(definitio
     ]
     assert run_shard["End"] is True
     assert shard_states["RecordShardFailure"]["Parameters"]["Payload"]["failure.$"] == "$.failure"
+    for state in shard_states.values():
+        assert (state["ResultPath"], state["OutputPath"]) == (None, "$.shard.index")
+
+
+# The largest job: the most shards the planner makes, at S3's longest key and largest object (5 TiB), each
+# shard failing with the longest cause Step Functions keeps (32,768 characters).
+MAX_SHARDS = 10_000
+LARGEST_JOB = {"input_key": "k" * 1024, "model_version": 10**12}
+LARGEST_SHARD = {
+    "index": MAX_SHARDS - 1,
+    "start": 5 * 1024**4 - 1,
+    "end": 5 * 1024**4,
+    "first_row": 10**12,
+    "renumber_from": 10**12,
+}
+LARGEST_FAILURE = {"Error": "e" * 256, "Cause": "c" * 32_768}
+LARGEST_RESULT = {"ExecutedVersion": "$LATEST", "Payload": {"big": "p" * 100_000}, "StatusCode": 200}
+
+
+def _after(state: Mapping[str, Any], state_input: Any, result: Any) -> Any:
+    """A Task's output: its result through ResultSelector, ResultPath and OutputPath."""
+    if "ResultSelector" in state:
+        result = expand_template(state["ResultSelector"], result, {})
+    return select(
+        with_result(state_input, state.get("ResultPath", "$"), result), state.get("OutputPath", "$")
+    )
+
+
+def test_the_maps_collected_outputs_stay_far_under_the_payload_quota_for_the_largest_job(
+    definition: dict[str, Any],
+) -> None:
+    """A Distributed Map gathers every child's output into one array before its ResultPath applies; past
+    256 KiB the state fails with States.DataLimitExceeded, which no Catch takes, and the job would never
+    get a status. A child ends in RunShard or, after RunShard's Catch, in RecordShardFailure."""
+    run_shards = _states(definition)["RunShards"]
+    shard_states = _states(run_shards["ItemProcessor"])
+    context = {"Map": {"Item": {"Index": MAX_SHARDS - 1, "Value": LARGEST_SHARD}}}
+    child_input = expand_template(
+        run_shards["ItemSelector"], {"job": LARGEST_JOB, "concurrency": MAX_SHARDS}, context
+    )
+    [catcher] = shard_states["RunShard"]["Catch"]
+    caught = with_result(child_input, catcher["ResultPath"], LARGEST_FAILURE)
+
+    answered = _after(shard_states["RunShard"], child_input, LARGEST_RESULT)
+    recorded = _after(shard_states[catcher["Next"]], caught, LARGEST_RESULT)
+    largest = max((answered, recorded), key=payload_bytes)
+    collected = payload_bytes([largest] * MAX_SHARDS)
+
+    assert collected < PAYLOAD_LIMIT_BYTES // 4, f"{collected} bytes for {MAX_SHARDS} shards"
+    assert largest == LARGEST_SHARD["index"]
 
 
 def test_every_step_retries_with_backoff_and_a_failure_ends_in_fail_job(definition: dict[str, Any]) -> None:

@@ -24,7 +24,13 @@ state and the field, so template.yaml and the local stack cannot drift apart sil
 - Retry: ErrorEquals (States.ALL, States.TaskFailed, names), IntervalSeconds, MaxAttempts, BackoffRate,
   MaxDelaySeconds, JitterStrategy FULL/NONE; the first retrier whose ErrorEquals matches decides, as in
   AWS. Catch: ErrorEquals, ResultPath, Next. States.Runtime (a path that selects nothing) is neither
-  retried nor caught: it fails the execution, as in AWS.
+  retried nor caught: it fails the execution, as in AWS;
+- the payload quota: state data is at most 256 KiB (262,144 bytes of JSON as UTF-8). A Task's input after
+  Parameters, the integration's result, a Map's array of its items' outputs (before ResultSelector and
+  ResultPath, so even ResultPath null does not spare it), an item's input and every state's output are
+  measured; past the quota the state fails with States.DataLimitExceeded, which, like States.Runtime, no
+  Retry or Catch takes (States.ALL excludes it), so the execution fails. A distributed Map's item that
+  fails so is a failed item, counted against the Map's tolerated failures.
 
 Refused: Parallel, Wait, timeouts and heartbeats (TimeoutSeconds, HeartbeatSeconds), JSONata,
 variables (Assign), ResultWriter, ItemBatcher, the legacy Map fields Iterator and Parameters, any
@@ -71,6 +77,9 @@ _SERVICE_RESOURCE = re.compile(r"arn:aws[a-z-]*:states:::(.+)")
 STATES_ALL = "States.ALL"
 TASK_FAILED = "States.TaskFailed"
 RUNTIME = "States.Runtime"
+DATA_LIMIT_EXCEEDED = "States.DataLimitExceeded"
+# Errors no Retry or Catch takes, whatever its ErrorEquals says: the execution fails.
+TERMINAL_ERRORS = frozenset({RUNTIME, DATA_LIMIT_EXCEEDED})
 TIMEOUT = "States.Timeout"
 NO_CHOICE_MATCHED = "States.NoChoiceMatched"
 EXCEED_TOLERATED_FAILURE = "States.ExceedToleratedFailureThreshold"
@@ -84,6 +93,8 @@ DEFAULT_INTERVAL_SECONDS = 1
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_BACKOFF_RATE = 2.0
 DEFAULT_MAP_WORKERS = 4
+# Step Functions' quota on a state's input, output and a task's result: 256 KiB of UTF-8 text.
+PAYLOAD_LIMIT_BYTES = 262_144
 
 _COMMON = frozenset({"Type", "Comment"})
 _IO = frozenset({"InputPath", "OutputPath"})
@@ -587,13 +598,30 @@ def _is_service(resource: Any, action: str) -> bool:
 
 
 def error_matches(error_equals: Sequence[str], error: str) -> bool:
-    """Whether a retrier's or catcher's ErrorEquals covers `error`: by name, States.ALL (anything but
-    States.Runtime) or States.TaskFailed (anything but States.Timeout and States.Runtime)."""
-    if error == RUNTIME:
+    """Whether a retrier's or catcher's ErrorEquals covers `error`: by name, States.ALL or States.TaskFailed
+    (not States.Timeout); never a terminal error (States.Runtime, States.DataLimitExceeded)."""
+    if error in TERMINAL_ERRORS:
         return False
     return any(
         name in (error, STATES_ALL) or (name == TASK_FAILED and error != TIMEOUT) for name in error_equals
     )
+
+
+def payload_bytes(value: Any) -> int:
+    """The size Step Functions gives state data: its JSON text (compact) as UTF-8."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode("utf-8", errors="surrogatepass"))
+
+
+def check_payload(state: str, what: str, value: Any) -> None:
+    """States.DataLimitExceeded when `value`, `what` of `state`, is over the payload quota."""
+    size = payload_bytes(value)
+    if size > PAYLOAD_LIMIT_BYTES:
+        raise StatesError(
+            DATA_LIMIT_EXCEEDED,
+            f"state {state}: {what} is {size} bytes of JSON, over the {PAYLOAD_LIMIT_BYTES}-byte limit on "
+            "state data",
+        )
 
 
 def retry_delay(
@@ -696,6 +724,7 @@ class _Execution:
                 with runtime_errors(name):
                     data = with_result(data, catcher.get("ResultPath", "$"), exc.as_output())
                 following = catcher["Next"]
+            check_payload(name, "its output", data)
         return data
 
     def state(self, name: str, state: Mapping[str, Any], raw: Any) -> tuple[Any, str | None]:
@@ -715,6 +744,7 @@ class _Execution:
                     result = state["Result"]
                 elif "Parameters" in state:
                     result = expand_template(state["Parameters"], effective, self.context(name))
+                    check_payload(name, "its input after Parameters", result)
                 else:
                     result = effective
         elif kind == "Task":
@@ -763,6 +793,7 @@ class _Execution:
     def task(self, name: str, state: Mapping[str, Any], effective: Any, retries: int) -> Any:
         with runtime_errors(name):
             parameters = expand_template(state["Parameters"], effective, self.context(name, retries))
+        check_payload(name, "its input after Parameters", parameters)
         function = parameters["FunctionName"]
         if not isinstance(function, str):
             raise StatesError(RUNTIME, f"state {name}: expected FunctionName to be a string")
@@ -784,7 +815,9 @@ class _Execution:
                 "stackTrace": [],
             }
             raise StatesError(MARSHAL_ERROR, json.dumps(cause)) from None
-        return {"ExecutedVersion": "$LATEST", "Payload": payload, "StatusCode": 200}
+        result = {"ExecutedVersion": "$LATEST", "Payload": payload, "StatusCode": 200}
+        check_payload(name, "the lambda:invoke result", result)
+        return result
 
     def choose(self, name: str, state: Mapping[str, Any], data: Any) -> str:
         for rule in state["Choices"]:
@@ -809,13 +842,18 @@ class _Execution:
         logger.debug("state %s: %d item(s), %d at a time", name, len(items), limit)
 
         def item_input(index: int) -> Any:
-            if "ItemSelector" not in state:
-                return items[index]
-            item_context = {**context, "Map": {"Item": {"Index": index, "Value": items[index]}}}
-            with runtime_errors(name):
-                return expand_template(state["ItemSelector"], effective, item_context)
+            selected = items[index]
+            if "ItemSelector" in state:
+                item_context = {**context, "Map": {"Item": {"Index": index, "Value": items[index]}}}
+                with runtime_errors(name):
+                    selected = expand_template(state["ItemSelector"], effective, item_context)
+            check_payload(name, f"item {index}'s input", selected)
+            return selected
 
-        return self.run_items(name, scope, item_input, len(items), limit=limit, tolerance=tolerance)
+        outputs = self.run_items(name, scope, item_input, len(items), limit=limit, tolerance=tolerance)
+        # AWS gathers the items' outputs into the Map's result before ResultSelector and ResultPath apply.
+        check_payload(name, f"the array of its {len(outputs)} items' outputs", outputs)
+        return outputs
 
     def run_items(
         self,

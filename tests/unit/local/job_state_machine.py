@@ -53,6 +53,7 @@ _RESOURCE = """\
                     FunctionName: ${BatchFunctionArn}
                     Payload: {maas_job_step: shard, job.$: $.job, shard.$: $.shard}
                   ResultPath: null
+                  OutputPath: $.shard.index
                   Retry:
                     - {ErrorEquals: [States.ALL], IntervalSeconds: 2, MaxAttempts: 3, BackoffRate: 2,
                        MaxDelaySeconds: 60, JitterStrategy: FULL}
@@ -67,6 +68,7 @@ _RESOURCE = """\
                     Payload:
                       {maas_job_step: shard_failed, job.$: $.job, shard.$: $.shard, failure.$: $.failure}
                   ResultPath: null
+                  OutputPath: $.shard.index
                   Retry: *transient
                   End: true
             ItemReader:

@@ -5,6 +5,7 @@ failures, the S3 ItemReader over moto, and the definitions it refuses, each nami
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import threading
 import time
@@ -14,9 +15,12 @@ from typing import Any
 import pytest
 
 from maas.local.asl_paths import JsonPath, PathNotFound, PathSyntaxError, expand_template, with_result
+from maas.local.cloudformation_yaml import parse_cloudformation_yaml
 from maas.local.step_functions import (
+    DATA_LIMIT_EXCEEDED,
     EXCEED_TOLERATED_FAILURE,
     LAMBDA_INVOKE,
+    PAYLOAD_LIMIT_BYTES,
     DefinitionError,
     ExecutionInfo,
     ExecutionInterrupted,
@@ -24,10 +28,14 @@ from maas.local.step_functions import (
     Interpreter,
     InterpreterOptions,
     StateMachineDefinition,
+    StatesError,
+    check_payload,
     error_matches,
+    payload_bytes,
     retry_delay,
 )
 from tests.support.aws import moto_bucket
+from tests.support.paths import TEMPLATE
 
 INFO = ExecutionInfo(
     execution_arn="arn:aws:states:us-east-1:123456789012:execution:machine:run-1",
@@ -408,6 +416,8 @@ def test_the_first_matching_retrier_decides_even_when_it_is_exhausted() -> None:
         ("States.Timeout", ["States.TaskFailed"], False),
         ("States.Timeout", ["States.ALL"], True),
         ("States.Runtime", ["States.ALL"], False),
+        ("States.DataLimitExceeded", ["States.ALL"], False),
+        ("States.DataLimitExceeded", ["States.TaskFailed"], False),
         ("ValueError", ["KeyError", "ValueError"], True),
         ("ValueError", ["KeyError"], False),
     ],
@@ -607,6 +617,185 @@ def test_the_item_reader_reads_a_json_array_through_the_s3_api() -> None:
     ]
     assert missing.status == "FAILED"
     assert missing.error == "States.ItemReaderFailed"
+
+
+# ---- the payload quota: 256 KiB of state data
+
+
+def test_payload_bytes_is_compact_json_as_utf8_and_the_quota_is_256_kib() -> None:
+    assert payload_bytes({"a": "é", "b": [1, 2]}) == len('{"a":"é","b":[1,2]}'.encode())
+    assert PAYLOAD_LIMIT_BYTES == 256 * 1024
+    check_payload("State", "x", "x" * (PAYLOAD_LIMIT_BYTES - 2))  # with its quotes: exactly the quota
+    with pytest.raises(StatesError) as raised:
+        check_payload("State", "its output", "x" * (PAYLOAD_LIMIT_BYTES - 1))
+    assert raised.value.error == DATA_LIMIT_EXCEEDED
+    assert raised.value.cause == (
+        "state State: its output is 262145 bytes of JSON, over the 262144-byte limit on state data"
+    )
+
+
+CATCH_ALL = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Caught"}]
+RETRY_ALL = [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 3}]
+BIG = "x" * 1000  # 300 items' outputs of ~1 KB: over 256 KiB together, far under it each
+
+
+@pytest.mark.parametrize("mode", ["INLINE", "DISTRIBUTED"])
+@pytest.mark.parametrize(
+    ("output_path", "status"), [(None, "FAILED"), ("$.Payload.index", "SUCCEEDED")], ids=["whole", "index"]
+)
+def test_a_maps_collected_outputs_over_the_quota_fail_it_past_result_path_null_and_any_catch(
+    mode: str, output_path: str | None, status: str
+) -> None:
+    work = task("Work", Retry=RETRY_ALL)
+    if output_path is not None:
+        work["OutputPath"] = output_path
+    each = map_state(mode, ItemsPath="$.items", MaxConcurrency=0, ResultPath=None, Catch=CATCH_ALL)
+    if mode == "DISTRIBUTED":
+        each = {**each, "ItemReader": READER}
+        del each["ItemsPath"]
+    each["ItemProcessor"]["States"]["Work"] = work
+    del each["End"]
+    definition = machine(
+        ("Each", {**each, "Next": "Done"}),
+        ("Done", {"Type": "Succeed"}),
+        ("Caught", {"Type": "Fail", "Error": "Caught"}),
+    )
+    items = list(range(300))
+    functions = Functions(Work=lambda event: {"index": event, "blob": BIG})
+
+    outcome = run(
+        definition,
+        {"items": items, "bucket": "b", "key": "k"},
+        functions,
+        read_object=lambda bucket, key: json.dumps(items).encode(),
+        max_concurrency=32,
+    )
+
+    assert outcome.status == status
+    assert functions.calls("Work") == 300  # each item once: the Map itself is not retried either
+    if status == "FAILED":
+        assert outcome.error == DATA_LIMIT_EXCEEDED
+        assert (outcome.cause or "").startswith("state Each: the array of its 300 items' outputs is ")
+    else:
+        assert outcome.output == {"items": items, "bucket": "b", "key": "k"}
+
+
+def test_a_task_result_over_the_quota_is_neither_retried_nor_caught() -> None:
+    functions = Functions(Big=lambda event: "x" * PAYLOAD_LIMIT_BYTES)
+    definition = machine(
+        ("Call", task("Big", {}, ResultPath=None, Retry=RETRY_ALL, Catch=CATCH_ALL)),
+        ("Caught", {"Type": "Succeed"}),
+    )
+
+    outcome = run(definition, {}, functions)
+
+    assert (outcome.status, outcome.error) == ("FAILED", DATA_LIMIT_EXCEEDED)
+    assert (outcome.cause or "").startswith("state Call: the lambda:invoke result is ")
+    assert functions.calls("Big") == 1
+
+
+@pytest.mark.parametrize(
+    ("state", "what"),
+    [
+        (task("Echo", {"a.$": "$.half", "b.$": "$.half"}, Catch=CATCH_ALL), "its input after Parameters"),
+        ({"Type": "Pass", "Parameters": {"a.$": "$.half", "b.$": "$.half"}, "End": True}, "its input after"),
+        ({"Type": "Pass", "Result": "x" * PAYLOAD_LIMIT_BYTES, "End": True}, "its output"),
+        (
+            map_state(ItemsPath="$.items", ItemSelector={"a.$": "$.half", "b.$": "$.half"}, Catch=CATCH_ALL),
+            "item 0's input",
+        ),
+    ],
+    ids=["task-parameters", "pass-parameters", "pass-output", "map-item-input"],
+)
+def test_a_states_input_or_output_over_the_quota_fails_the_execution(
+    state: dict[str, Any], what: str
+) -> None:
+    """Each half fits; the two together do not."""
+    functions = Functions()
+    definition = machine(("Big", state), ("Caught", {"Type": "Succeed"}))
+
+    outcome = run(definition, {"half": "x" * (PAYLOAD_LIMIT_BYTES // 2), "items": [1]}, functions)
+
+    assert (outcome.status, outcome.error) == ("FAILED", DATA_LIMIT_EXCEEDED)
+    assert (outcome.cause or "").startswith(f"state Big: {what}")
+    assert functions.events == []
+
+
+# template.yaml's JobStateMachine, run with stand-in steps: the largest job the planner makes (10,000
+# shards) at the longest keys and offsets, some shards failing with Lambda's largest error.
+MAX_SHARDS = 10_000
+JOB = {"input_key": f"jobs/{'m' * 64}@production/{'i' * 40}/input.jsonl", "model_version": 999_999}
+LARGEST_CAUSE = "x" * 32_768  # Step Functions keeps at most 32,768 characters of a cause
+
+
+@functools.cache
+def _job_state_machine_text() -> str:
+    document = parse_cloudformation_yaml(TEMPLATE.read_text(encoding="utf-8"))
+    return json.dumps(document["Resources"]["JobStateMachine"]["Properties"]["Definition"])
+
+
+def job_state_machine_definition(*, output_paths: bool = True) -> dict[str, Any]:
+    """The JobStateMachine Definition of template.yaml, its steps invoking `Batch`; without the shard
+    states' OutputPath when `output_paths` is false (as it was before the quota was checked)."""
+    definition: dict[str, Any] = json.loads(_job_state_machine_text().replace("${BatchFunctionArn}", "Batch"))
+    if not output_paths:
+        for shard_state in definition["States"]["RunShards"]["ItemProcessor"]["States"].values():
+            del shard_state["OutputPath"]
+    return definition
+
+
+def stand_in_steps(event: dict[str, Any]) -> Any:
+    """The batch function's steps, as small as they go: one round of shards, every 97th of them failing."""
+    step = event["maas_job_step"]
+    work = {"done": False, "failed": False, "bucket": "b", "items_key": "round-0.json", "round": 0}
+    if step == "plan":
+        return work
+    if step == "shard":
+        shard = event["shard"]
+        if shard["index"] % 97 == 0:
+            raise ValueError(LARGEST_CAUSE)
+        return {"index": shard["index"], "start": shard["start"], "outcome": "answered"}
+    if step == "merge":
+        return {**work, "done": True, "items_key": None, "round": 1}
+    return {"outcome": step}
+
+
+def largest_shards(count: int) -> Callable[[str, str], bytes]:
+    """An ItemReader of `count` shards at the largest offsets (S3's largest object, 5 TiB)."""
+    offset = 5 * 1024**4
+    shards = [
+        {"index": i, "start": offset - 1, "end": offset, "first_row": 10**12, "renumber_from": 10**12}
+        for i in range(count)
+    ]
+    body = json.dumps(shards).encode()
+    return lambda bucket, key: body
+
+
+@pytest.mark.parametrize(
+    ("output_paths", "shards", "status"), [(True, MAX_SHARDS, "SUCCEEDED"), (False, 1_000, "FAILED")]
+)
+def test_the_templates_job_state_machine_runs_the_largest_job_within_the_quota(
+    output_paths: bool, shards: int, status: str
+) -> None:
+    functions = Functions(Batch=stand_in_steps)
+
+    outcome = run(
+        job_state_machine_definition(output_paths=output_paths),
+        {"job": JOB, "concurrency": MAX_SHARDS},
+        functions,
+        read_object=largest_shards(shards),
+        max_concurrency=256,
+        retry_interval_scale=0.0,
+    )
+
+    assert outcome.status == status
+    if status == "SUCCEEDED":
+        steps = [event["maas_job_step"] for _, event in functions.events]
+        assert steps.count("shard_failed") == len(range(0, MAX_SHARDS, 97))
+        assert steps[-1] == "merge"
+    else:  # each child's whole input as its output: 1,000 pass 256 KiB together, and nothing catches it
+        assert outcome.error == DATA_LIMIT_EXCEEDED
+        assert (outcome.cause or "").startswith("state RunShards: the array of its 1000 items' outputs")
 
 
 def test_a_stop_interrupts_an_execution_at_the_next_state() -> None:
