@@ -377,6 +377,33 @@ def test_a_malformed_shard_fails_the_job_without_retries(
     )
 
 
+@pytest.mark.parametrize("where", [45, 99], ids=["inside", "last-line"])
+def test_a_line_too_long_fails_the_job_in_shards_as_in_the_single_path_wherever_the_reads_fall(
+    monkeypatch: pytest.MonkeyPatch, s3: Any, published_seed: Manifest, where: int
+) -> None:
+    # The whole file is one read on either path: the bound must hold for complete lines, not only for
+    # one a read ends inside.
+    function = start_function(
+        monkeypatch, "batch", MAAS_JOB_SHARD_BYTES="2000", MAAS_MAX_REQUEST_BYTES="1500"
+    )
+    lines, _ = jsonl_body(100, seed=13)
+    lines[where] = json.dumps([0.25] * 10) + " " * 1500
+    body = "\n".join(lines).encode() + b"\n"
+    one = run_single(function, s3, "jobs/seed-mlp/one/", "input.jsonl", body)
+    run = sharded_run(function, s3, published_seed.version, "jobs/seed-mlp/many/", "input.jsonl", body)
+
+    assert run.run(s3) == "failed"
+
+    many = read_status(s3, "jobs/seed-mlp/many/")
+    assert (one.state, one.error) == (
+        "failed",
+        f"input: line {where + 1} is longer than 1500 bytes (MAAS_MAX_REQUEST_BYTES)",
+    )
+    assert many.state == "failed" and many.error is not None
+    assert "MalformedJobInput: input: line " in many.error and "is longer than 1500 bytes" in many.error
+    assert run.raised == [] and "jobs/seed-mlp/many/output.jsonl" not in keys_under(s3, "jobs/seed-mlp/many/")
+
+
 @pytest.mark.parametrize(
     ("name", "body", "metadata"),
     [
