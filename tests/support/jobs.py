@@ -91,6 +91,8 @@ class StepRun:
         self.rounds: list[list[dict[str, Any]]] = []
         # Called with each round's items before they run: a test may change what the Map reads.
         self.before_round: Any = None
+        # Called with each shard's item: the Lambda context its invocation gets (None: a fresh one's).
+        self.shard_context: Any = None
         self.failure: dict[str, str] = {}
 
     def invoke(self, payload: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
@@ -140,7 +142,7 @@ class StepRun:
         payload = {"maas_job_step": "shard", "job": self.job, "shard": shard}
         for _ in range(STEP_ATTEMPTS):
             try:
-                self.invoke(payload)
+                self.invoke(payload, self.shard_context(shard) if self.shard_context is not None else None)
                 return
             except Exception as exc:
                 self.raised.append(("shard", type(exc).__name__))

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from maas.service.job_rows import MalformedJobInput
+from maas.service.job_rows import LINE_FIELD, MalformedJobInput
 
 # What one read from the object store asks for; lines longer than a chunk are joined across reads.
 READ_CHUNK_BYTES = 1024 * 1024
@@ -82,8 +82,8 @@ def iter_lines(
 
 def _bounded(line: bytes, number: int, max_line_bytes: int) -> bytes:
     if len(line) > max_line_bytes:
-        raise MalformedJobInput(
-            f"input: line {number} is longer than {max_line_bytes} bytes (MAAS_MAX_REQUEST_BYTES)"
+        raise MalformedJobInput.at_line(
+            f"input: line {LINE_FIELD} is longer than {max_line_bytes} bytes (MAAS_MAX_REQUEST_BYTES)", number
         )
     return line
 

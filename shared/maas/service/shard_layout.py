@@ -122,7 +122,18 @@ class ShardFailure(_ShardDocument):
     start: int
     end: int
     error_type: str
-    error: str
+    error: str = Field(description="As the shard saw it: a line it names is numbered from the shard's start.")
+    line: int | None = Field(
+        None,
+        ge=1,
+        description="The line the error names, from 1 at the shard's start (npy: the global row); None: "
+        "it names none.",
+    )
+    error_template: str | None = Field(
+        None,
+        description="With `line`: the error with {line} where the line's number goes (job_rows.AtLine), so "
+        "that the merge tells it with the line's number in the whole input.",
+    )
     failed_at: datetime
 
 

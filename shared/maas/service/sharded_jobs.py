@@ -34,7 +34,12 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ValidationError
 
-from maas.config import Settings
+from maas.config import (
+    ENV_JOB_SHARD_BYTES,
+    ENV_PROMPT_JOB_SHARD_BYTES,
+    ENV_TEXT_JOB_SHARD_BYTES,
+    Settings,
+)
 from maas.errors import IntegrityError, MaasError, NotFound, Unavailable
 from maas.objects import object_exists, put_new, storage_errors
 from maas.observability import logger
@@ -42,6 +47,7 @@ from maas.registry.manifest import Manifest
 from maas.service.batch_jobs import (
     STATUS_LINE_ERRORS,
     BatchJobService,
+    JobOutOfTime,
     JobProgress,
     check_prompt_job_format,
     job_rows_per_run,
@@ -64,7 +70,7 @@ from maas.service.job_plan import (
     plan_npy_ranges,
     shard_size,
 )
-from maas.service.job_rows import MalformedJobInput, row_specs, single_row_spec
+from maas.service.job_rows import LINE_FIELD, AtLine, MalformedJobInput, row_specs, single_row_spec
 from maas.service.job_streams import READ_CHUNK_BYTES, ByteStream
 from maas.service.shard_layout import (
     JobPlan,
@@ -143,6 +149,15 @@ def shard_bytes_for(settings: Settings, manifest: Manifest) -> int:
     if manifest.tokenizer is not None:
         return settings.text_job_shard_bytes
     return settings.job_shard_bytes
+
+
+def shard_bytes_setting(manifest: Manifest) -> str:
+    """The setting shard_bytes_for reads for `manifest`'s version, and the template parameter that sets it."""
+    if manifest.generation is not None:
+        return f"{ENV_PROMPT_JOB_SHARD_BYTES} (template parameter PromptJobShardBytes)"
+    if manifest.tokenizer is not None:
+        return f"{ENV_TEXT_JOB_SHARD_BYTES} (template parameter TextJobShardBytes)"
+    return f"{ENV_JOB_SHARD_BYTES} (template parameter JobShardBytes)"
 
 
 class ShardedJobStarter:
@@ -342,8 +357,13 @@ class ShardedJobSteps:
                 written = _head(self.s3, self.bucket, output_key)["ContentLength"]
         except Unavailable:
             raise
+        except JobOutOfTime as exc:
+            at = self._out_of_time(job, version, exc)
+            self._put_failure(job, task, type(exc).__name__, exc.message, at)
+            return "failed"
         except MaasError as exc:
-            self._put_failure(job, task, type(exc).__name__, exc.message)
+            at = exc.at if isinstance(exc, MalformedJobInput) else None
+            self._put_failure(job, task, type(exc).__name__, exc.message, at)
             return "failed"
         end = task.end
         lines = 0
@@ -384,6 +404,18 @@ class ShardedJobSteps:
             },
         )
         return "answered"
+
+    def _out_of_time(self, job: JobLocation, version: int, exc: JobOutOfTime) -> AtLine | None:
+        """A shard that ran out of time is too large for the function's timeout: the shard size says so."""
+        if exc.line is None:
+            return None
+        setting = shard_bytes_setting(self.jobs.manifest(job.model.name, version))
+        template = (
+            "job: expected each shard to finish within the function's timeout, got through "
+            f"{exc.lines} lines of this one, stopping at line {LINE_FIELD}; lower {setting} for "
+            "smaller shards"
+        )
+        return AtLine(template, exc.line)
 
     def _shard_input(self, job: JobLocation, plan: JobPlan, task: ShardTask) -> JobInput:
         """The shard's bytes (start < end), read with one ranged GET."""
@@ -447,14 +479,19 @@ class ShardedJobSteps:
             return
         self._put_failure(job, task, failure.error or "Error", failure.message())
 
-    def _put_failure(self, job: JobLocation, task: ShardTask, error_type: str, message: str) -> None:
+    def _put_failure(
+        self, job: JobLocation, task: ShardTask, error_type: str, message: str, at: AtLine | None = None
+    ) -> None:
+        """`at`: the line the error names, for the merge to tell with its number in the whole input."""
         keys = ShardKeys.for_job(job)
         failure = ShardFailure(
             index=task.index,
             start=task.start,
             end=task.end,
             error_type=error_type,
-            error=message,
+            error=at.text() if at is not None else message,
+            line=at.line if at is not None else None,
+            error_template=at.template if at is not None else None,
             failed_at=datetime.now(UTC),
         )
         self._put_document(keys.failure(task.index, task.start), failure)
@@ -490,7 +527,9 @@ class ShardedJobSteps:
             if (planned.index, start) in listed.failures:
                 if verified:
                     failure = self._read_existing(keys.failure(planned.index, start), ShardFailure)
-                    return self._fail_for_shard(job, plan, failure)
+                    # The shards before it are answered: its first line is the one after theirs.
+                    first_line = 1 if plan.input_format == "npy" else 1 + sum(r.lines for r in walked)
+                    return self._fail_for_shard(job, plan, failure, first_line)
             else:
                 missing.append(planned.model_copy(update={"start": start, "renumber_from": None}))
             verified = False
@@ -632,10 +671,17 @@ class ShardedJobSteps:
             ],
         )
 
-    def _fail_for_shard(self, job: JobLocation, plan: JobPlan, failure: ShardFailure) -> JobWork:
+    def _fail_for_shard(
+        self, job: JobLocation, plan: JobPlan, failure: ShardFailure, first_line: int
+    ) -> JobWork:
+        """The job fails for its first shard that failed; a line its error names is numbered in the input,
+        the shard's first line being `first_line` (npy: 1, rows are numbered globally)."""
+        error = failure.error
+        if failure.line is not None and failure.error_template is not None:
+            error = AtLine(failure.error_template, failure.line).text(first_line)
         message = (
             f"job: shard {failure.index} (input bytes {failure.start}-{failure.end}) failed: "
-            f"{failure.error_type}: {failure.error}"
+            f"{failure.error_type}: {error}"
         )
         self._write_failed(job, message, started_at=plan.created_at, version=plan.model_version)
         return JobWork(done=True, failed=True)

@@ -371,8 +371,7 @@ def test_a_malformed_shard_fails_the_job_without_retries(
     )
     status = read_status(s3, folder)
     assert status.error is not None and re.fullmatch(
-        r"job: shard \d+ \(input bytes \d+-\d+\) failed: MalformedJobInput: "
-        r"input\.csv: the record starting at line \d+ is longer than 1500 bytes .*",
+        rf"job: shard [1-9]\d* \(input bytes \d+-\d+\) failed: MalformedJobInput: {re.escape(one.error)}",
         status.error,
     )
 
@@ -399,9 +398,45 @@ def test_a_line_too_long_fails_the_job_in_shards_as_in_the_single_path_wherever_
         "failed",
         f"input: line {where + 1} is longer than 1500 bytes (MAAS_MAX_REQUEST_BYTES)",
     )
-    assert many.state == "failed" and many.error is not None
-    assert "MalformedJobInput: input: line " in many.error and "is longer than 1500 bytes" in many.error
+    # Told as the single path tells it, the line numbered in the whole input, naming the shard.
+    assert many.state == "failed" and many.error is not None and one.error is not None
+    assert re.fullmatch(
+        rf"job: shard [1-9]\d* \(input bytes \d+-\d+\) failed: MalformedJobInput: {re.escape(one.error)}",
+        many.error,
+    )
     assert run.raised == [] and "jobs/seed-mlp/many/output.jsonl" not in keys_under(s3, "jobs/seed-mlp/many/")
+
+
+@pytest.mark.parametrize("name", ["input.jsonl", "input.csv", "input.npy"])
+def test_a_shard_out_of_time_fails_the_job_at_its_line_in_the_input_saying_to_lower_the_shard_size(
+    function: ModuleType, s3: Any, published_seed: Manifest, name: str
+) -> None:
+    rows = rows_of(1300 if name == "input.npy" else 200, seed=14)  # npy shards hold 512 rows
+    body = {
+        "input.jsonl": "\n".join(json.dumps(row) for row in rows.tolist()).encode(),
+        "input.csv": quoted_csv(rows).encode(),
+        "input.npy": npy_bytes(rows),
+    }[name]
+    folder = "jobs/seed-mlp/many/"
+    run = sharded_run(function, s3, published_seed.version, folder, name, body)
+    # Every shard past the first starts with too little time left to run a batch.
+    run.shard_context = lambda shard: Context(remaining_ms=5_000) if shard["index"] > 0 else None
+
+    assert run.run(s3) == "failed"
+
+    assert run.raised == []  # written as data: the same shard would run out of time again
+    plan = JobPlan.model_validate_json(
+        s3.get_object(Bucket=TEST_BUCKET, Key=f"{folder}shards/plan.json")["Body"].read()
+    )
+    first_key = f"{folder}shards/00000-{plan.shards[0].start}.json"
+    first = json.loads(s3.get_object(Bucket=TEST_BUCKET, Key=first_key)["Body"].read())
+    # Shard 1 starts at the line after the first shard's (npy: rows are numbered so from the start).
+    assert read_status(s3, folder).error == (
+        f"job: shard 1 (input bytes {first['end']}-{plan.shards[1].end}) failed: JobOutOfTime: job: expected "
+        "each shard to finish within the function's timeout, got through 0 lines of this one, stopping at "
+        f"line {first['lines'] + 1}; lower MAAS_JOB_SHARD_BYTES (template parameter JobShardBytes) for "
+        "smaller shards"
+    )
 
 
 @pytest.mark.parametrize(
