@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 from maas.service.job_csv import iter_csv_records
 from maas.service.job_npy import NpyHeader
-from maas.service.job_rows import MalformedJobInput
+from maas.service.job_rows import JobInputChanged, MalformedJobInput
 
 RangeReader = Callable[[int, int], bytes]
 """Bytes [start, end) of the input; shorter only at the end of the file. Called from several threads."""
@@ -53,7 +53,7 @@ PLAN_READ_CONCURRENCY = 16
 _QUOTE = b'"'
 
 
-class PlanInputChanged(Exception):
+class PlanInputChanged(JobInputChanged):
     """A ranged read returned fewer bytes than the input's size promises: the input changed while planning."""
 
 
@@ -318,8 +318,8 @@ class _Window:
         data = self._read_range(self.end, self.end + wanted)
         if len(data) != wanted:
             raise PlanInputChanged(
-                f"expected {wanted} bytes at offset {self.end} of an input of {self.input_bytes} bytes, "
-                f"got {len(data)}: the input changed while the job was planned"
+                f"input: expected {wanted} bytes at offset {self.end} of an input of {self.input_bytes} "
+                f"bytes, got {len(data)}: it changed while the job was planned; upload it again as a new job"
             )
         self.data += data
         return True

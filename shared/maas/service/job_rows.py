@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from maas.datatypes import BY_V2, Datatype
-from maas.errors import InvalidInput, PayloadTooLarge
+from maas.errors import InvalidInput, MaasError, PayloadTooLarge
 from maas.signature import Signature
 
 # What makes one row (not the whole file) unusable: a bad value, or a text element over MAAS_MAX_STRING_BYTES.
@@ -59,6 +59,10 @@ class MalformedJobInput(InvalidInput):
         """The error `template` tells (LINE_FIELD where the line's number goes) of line `line`."""
         at = AtLine(template, line)
         return cls(at.text(), at=at)
+
+
+class JobInputChanged(MaasError, status=409):
+    """The input object is not the one the job began with: it was replaced while the job ran."""
 
 
 @dataclass(slots=True)

@@ -144,6 +144,9 @@ class JobPlan(_ShardDocument):
     input_key: str
     input_format: InputFormat
     input_bytes: int
+    input_etag: str = Field(
+        description="The input object's ETag when planned: every read of the job's is of that object alone."
+    )
     model_name: str
     model_version: int
     generates_text: bool

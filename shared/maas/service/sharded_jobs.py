@@ -70,7 +70,14 @@ from maas.service.job_plan import (
     plan_npy_ranges,
     shard_size,
 )
-from maas.service.job_rows import LINE_FIELD, AtLine, MalformedJobInput, row_specs, single_row_spec
+from maas.service.job_rows import (
+    LINE_FIELD,
+    AtLine,
+    JobInputChanged,
+    MalformedJobInput,
+    row_specs,
+    single_row_spec,
+)
 from maas.service.job_streams import READ_CHUNK_BYTES, ByteStream
 from maas.service.shard_layout import (
     JobPlan,
@@ -253,6 +260,9 @@ class ShardedJobSteps:
                 "job planned",
                 extra={"job": job.path, "shards": len(plan.shards), "input_bytes": plan.input_bytes},
             )
+        if plan.input_key != job.input_key:
+            self._write_failed(job, _another_inputs_plan(job, plan), started_at=plan.created_at)
+            return JobWork(done=True, failed=True)
         self._put_items(keys.round(0), plan.shards, create_only=True)
         return JobWork(done=False, items_key=keys.round(0), round=0)
 
@@ -262,6 +272,8 @@ class ShardedJobSteps:
         version = manifest.version
         head = _head(self.s3, self.bucket, job.input_key)
         size = head["ContentLength"]
+        # Every later read, the plan's and the shards', is of this object: no job mixes two inputs' bytes.
+        etag = head["ETag"]
         generates_text = manifest.generation is not None
         settings = self.settings
         shard_bytes = shard_size(size, shard_bytes_for(settings, manifest))
@@ -275,10 +287,10 @@ class ShardedJobSteps:
             single_row_spec(job.model.name, manifest.serving_signature, "csv")
             csv_header = csv_header_setting(head.get("Metadata", {}))
         else:
-            npy = self._checked_npy_header(job, manifest, size)
+            npy = self._checked_npy_header(job, manifest, size, etag)
 
         def read_range(start: int, end: int) -> bytes:
-            return read_input_range(self.s3, self.bucket, job.input_key, start, end).read()
+            return read_input_range(self.s3, self.bucket, job.input_key, start, end, etag=etag).read()
 
         max_line = settings.max_request_bytes
         ranges: list[PlannedRange]
@@ -298,6 +310,7 @@ class ShardedJobSteps:
             input_key=job.input_key,
             input_format=job.input_format,
             input_bytes=size,
+            input_etag=etag,
             model_name=job.model.name,
             model_version=version,
             generates_text=generates_text,
@@ -313,19 +326,23 @@ class ShardedJobSteps:
             created_at=created,
         )
 
-    def _checked_npy_header(self, job: JobLocation, manifest: Manifest, size: int) -> NpyHeader:
+    def _checked_npy_header(self, job: JobLocation, manifest: Manifest, size: int, etag: str) -> NpyHeader:
         signature = manifest.serving_signature
         spec = single_row_spec(job.model.name, signature, "npy")
-        header = self._npy_header(job, size, file_bytes=size)
+        header = self._npy_header(job, size, etag, file_bytes=size)
         check_npy_rows(spec, header, self.settings.max_request_bytes)
         # The rows' dtype must cast to the input's, as every chunk checks: checked once here on no rows.
         npy_rows_as(np.empty((0, *header.row_shape), dtype=header.dtype), signature.inputs[0])
         return header
 
-    def _npy_header(self, job: JobLocation, size: int, *, file_bytes: int | None) -> NpyHeader:
+    def _npy_header(self, job: JobLocation, size: int, etag: str, *, file_bytes: int | None) -> NpyHeader:
         """The input's npy header, from one ranged read of at most the largest header numpy writes."""
         end = min(size, _NPY_LEAD_BYTES + MAX_NPY_HEADER_BYTES)
-        head = read_input_range(self.s3, self.bucket, job.input_key, 0, end).read() if end > 0 else b""
+        head = (
+            read_input_range(self.s3, self.bucket, job.input_key, 0, end, etag=etag).read()
+            if end > 0
+            else b""
+        )
         return read_npy_header(io.BytesIO(head), file_bytes=file_bytes)
 
     # ---- shard
@@ -345,6 +362,8 @@ class ShardedJobSteps:
         progress = JobProgress(JobCounts(), [])
         try:
             plan = self._read_existing(keys.plan, JobPlan)
+            if plan.input_key != job.input_key:
+                raise JobInputChanged(_another_inputs_plan(job, plan))
             job_input = None
             answers: Iterator[bytes] = iter(())
             if task.start < min(task.end, plan.input_bytes):
@@ -421,11 +440,11 @@ class ShardedJobSteps:
         """The shard's bytes (start < end), read with one ranged GET."""
         size = plan.input_bytes
         if plan.input_format == "npy":
-            header = self._npy_header(job, size, file_bytes=None)
+            header = self._npy_header(job, size, plan.input_etag, file_bytes=None)
             if (header.data_offset, header.row_bytes) != (plan.npy_data_offset, plan.npy_row_bytes):
                 raise MalformedJobInput("input.npy: expected the header the plan read, got another one")
             return JobInput(
-                body=self._range(job, task.start, task.end),
+                body=self._range(job, plan, task.start, task.end),
                 size=size,
                 start=task.start,
                 npy_header=shard_rows_header(header, task.start, task.end),
@@ -436,16 +455,16 @@ class ShardedJobSteps:
             # counts lines without their \r, so a record of CRLF lines may hold up to twice its bytes.
             read_end = min(size, task.end + 2 * self.settings.max_request_bytes + 2)
             return JobInput(
-                body=self._range(job, task.start, read_end),
+                body=self._range(job, plan, task.start, read_end),
                 size=size,
                 csv_header=plan.csv_header,
                 start=task.start,
                 stop=task.end - task.start,
             )
-        return JobInput(body=self._range(job, task.start, task.end), size=size, start=task.start)
+        return JobInput(body=self._range(job, plan, task.start, task.end), size=size, start=task.start)
 
-    def _range(self, job: JobLocation, start: int, end: int) -> StorageStream:
-        return read_input_range(self.s3, self.bucket, job.input_key, start, end)
+    def _range(self, job: JobLocation, plan: JobPlan, start: int, end: int) -> StorageStream:
+        return read_input_range(self.s3, self.bucket, job.input_key, start, end, etag=plan.input_etag)
 
     def _renumber(self, job: JobLocation, task: ShardTask) -> str:
         """Copy the shard's output with each error line's number made global: local line L becomes
@@ -511,6 +530,9 @@ class ShardedJobSteps:
         plan = self._read(keys.plan, JobPlan)
         if plan is None:
             self._write_failed(job, "job: expected shards/plan.json before the merge, found none")
+            return JobWork(done=True, failed=True)
+        if plan.input_key != job.input_key:
+            self._write_failed(job, _another_inputs_plan(job, plan), started_at=plan.created_at)
             return JobWork(done=True, failed=True)
         listed = self._listed(keys)
         results = self._results(listed)
@@ -811,6 +833,15 @@ class _Listing:
             for key in sizes
             if (found := shard_object(key)) is not None and found.kind == "failed"
         }
+
+
+def _another_inputs_plan(job: JobLocation, plan: JobPlan) -> str:
+    """Two inputs in one job folder (input.jsonl and input.csv): they would share its shards and results."""
+    planned = plan.input_key.rpartition("/")[2]
+    return (
+        f"job: expected one input in {job.folder}, got {planned} (planned first) and "
+        f"{job.input_key.rpartition('/')[2]}; upload each as a job of its own, under its own job id"
+    )
 
 
 def _first_lines(results: list[ShardResult]) -> list[int]:

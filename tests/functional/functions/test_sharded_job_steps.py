@@ -501,6 +501,99 @@ def test_a_jsonl_job_for_a_two_input_model_in_shards_writes_the_single_paths_byt
     assert [error.line for error in many.errors] == [101]
 
 
+def etag_of(s3: Any, key: str) -> str:
+    return str(s3.head_object(Bucket=TEST_BUCKET, Key=key)["ETag"])
+
+
+def test_an_input_replaced_while_its_shards_run_fails_the_job_instead_of_mixing_two_inputs(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    lines, _ = jsonl_body(100, seed=15)
+    folder = "jobs/seed-mlp/many/"
+    run = sharded_run(function, s3, published_seed.version, folder, "input.jsonl", "\n".join(lines).encode())
+    planned: list[str] = []
+
+    def replace_input(round_number: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # The same size, other lines: only the object's identity tells them apart.
+        planned.append(etag_of(s3, folder + "input.jsonl"))
+        other, _ = jsonl_body(100, seed=16)
+        s3.put_object(Bucket=TEST_BUCKET, Key=folder + "input.jsonl", Body="\n".join(other).encode())
+        return items
+
+    run.before_round = replace_input
+
+    assert run.run(s3) == "failed"
+
+    assert run.raised == []  # no retry can bring the planned object back
+    status = read_status(s3, folder)
+    assert status.error is not None and re.fullmatch(
+        r"job: shard 0 \(input bytes 0-\d+\) failed: JobInputChanged: "
+        + re.escape(
+            f"input.jsonl: expected the object planned (ETag {planned[0]}), got one replaced since; upload "
+            "it again as a new job"
+        ),
+        status.error,
+    )
+    assert f"{folder}output.jsonl" not in keys_under(s3, folder)
+
+
+def test_an_input_replaced_while_the_job_is_planned_fails_it_saying_so(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    lines, _ = jsonl_body(100, seed=17)
+    folder = "jobs/seed-mlp/many/"
+    run = sharded_run(function, s3, published_seed.version, folder, "input.jsonl", "\n".join(lines).encode())
+    planned = etag_of(s3, folder + "input.jsonl")
+
+    def replace_input(params: dict[str, Any], **_: Any) -> None:
+        # The plan's first ranged read finds another object: the plan read the first one's size.
+        if "Range" in params.get("headers", {}) and etag_of(s3, folder + "input.jsonl") == planned:
+            s3.put_object(Bucket=TEST_BUCKET, Key=folder + "input.jsonl", Body=b"[1]\n" * 5000)
+
+    function.app.steps.steps.s3.meta.events.register("before-call.s3.GetObject", replace_input)
+
+    assert run.run(s3) == "failed"
+
+    assert run.raised == [] and run.rounds == []
+    assert read_status(s3, folder).error == (
+        f"input.jsonl: expected the object planned (ETag {planned}), got one replaced since; upload it again "
+        "as a new job"
+    )
+
+
+def test_two_inputs_in_one_job_folder_fail_the_job_instead_of_sharing_a_plan(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    folder = "jobs/seed-mlp/two/"
+    rows = rows_of(100, seed=18)
+    jsonl = sharded_run(
+        function,
+        s3,
+        published_seed.version,
+        folder,
+        "input.jsonl",
+        "\n".join(json.dumps(row) for row in rows.tolist()).encode(),
+    )
+    csv = sharded_run(function, s3, published_seed.version, folder, "input.csv", quoted_csv(rows).encode())
+    work = jsonl.invoke({"maas_job_step": "plan", "job": jsonl.job})
+    # A shard of the csv job handed the jsonl job's plan refuses it too.
+    shard = json.loads(s3.get_object(Bucket=TEST_BUCKET, Key=work["items_key"])["Body"].read())[1]
+    answer = csv.invoke({"maas_job_step": "shard", "job": csv.job, "shard": shard})
+
+    assert csv.run(s3) == "failed"
+    assert jsonl.run(s3) == "failed"  # the folder's one status says why
+
+    expected = (
+        f"job: expected one input in {folder}, got input.jsonl (planned first) and input.csv; upload each "
+        "as a job of its own, under its own job id"
+    )
+    assert read_status(s3, folder).error == expected
+    assert answer["outcome"] == "failed"
+    failure = s3.get_object(Bucket=TEST_BUCKET, Key=f"{folder}shards/00001-{shard['start']}.failed.json")
+    assert json.loads(failure["Body"].read())["error"] == expected
+    assert f"{folder}output.jsonl" not in keys_under(s3, folder)
+
+
 def test_a_pinned_version_that_is_gone_fails_the_job_in_its_plan(
     function: ModuleType, s3: Any, published_seed: Manifest
 ) -> None:
