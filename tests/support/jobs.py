@@ -9,9 +9,18 @@ import random
 from typing import Any
 from urllib.parse import quote_plus
 
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from maas.registry import ManifestDraft
+from maas.registry.manifest import MODEL_FILE
+from maas.runtime import signature_of
 from maas.service.job_layout import JobStatus
 from tests.support.aws import TEST_BUCKET
 from tests.support.events import load_event
+from tests.support.models import IR_VERSION, OPSET
 
 
 class Context:
@@ -148,3 +157,31 @@ class StepRun:
                 self.raised.append(("shard", type(exc).__name__))
                 failure = lambda_failure(exc)
         self.invoke({"maas_job_step": "shard_failed", "job": self.job, "shard": shard, "failure": failure})
+
+
+def batch_mean_model(width: int) -> tuple[dict[str, bytes], ManifestDraft]:
+    """FP32 `x` [-1, width] -> `y` [-1, 1]: each row's sum plus the mean of those sums over the whole batch,
+    so a row's answer tells which rows it ran with (a sharded job must run each in the single path's
+    batch)."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceSum", ["x", "axis_1"], ["sums"], keepdims=1),
+            helper.make_node("ReduceMean", ["sums"], ["batch_mean"], axes=[0], keepdims=1),
+            helper.make_node("Add", ["sums", "batch_mean"], ["y"]),
+        ],
+        "batch_mean",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[numpy_helper.from_array(np.array([1], dtype=np.int64), "axis_1")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+    onnx.checker.check_model(model, full_check=True)
+    content = model.SerializeToString()
+    session = ort.InferenceSession(content, providers=["CPUExecutionProvider"])
+    draft = ManifestDraft(
+        task="regression",
+        description="Each row's sum plus its batch's mean sum.",
+        model_file=MODEL_FILE,
+        signature=signature_of(session),
+    )
+    return {MODEL_FILE: content}, draft

@@ -22,7 +22,15 @@ from maas.service.job_layout import JobStatus
 from maas.service.shard_layout import JobPlan, execution_name
 from tests.support.aws import TEST_BUCKET
 from tests.support.functions import start_function
-from tests.support.jobs import Context, StepRun, job_event, job_reference, read_status, submit
+from tests.support.jobs import (
+    Context,
+    StepRun,
+    batch_mean_model,
+    job_event,
+    job_reference,
+    read_status,
+    submit,
+)
 from tests.support.logs import JsonLogs
 from tests.support.models import pair_sum_model
 from tests.support.queues import stored_versions
@@ -227,6 +235,24 @@ def test_an_npy_job_in_shards_writes_the_single_paths_bytes(
     _, many = assert_same_job(s3, "jobs/seed-mlp/one/", "jobs/seed-mlp/many/")
     assert many.shards is not None and [shard.lines for shard in many.shards] == [512, 512, 276]
     assert len(run.rounds) == 1  # npy rows are numbered globally from the start: nothing to renumber
+
+
+def test_an_npy_job_of_wide_rows_runs_each_row_in_the_single_paths_batch(
+    function: ModuleType, s3: Any, registry: ModelRegistry
+) -> None:
+    # 34,000-byte rows: the single path reads and runs 493 rows at a time (NPY_CHUNK_BYTES), not the 512
+    # batch rows, and the model's answers tell which rows ran together.
+    width = 8500
+    version = registry.publish("batch-mean", *batch_mean_model(width))
+    rows = np.random.default_rng(19).normal(size=(520, width)).astype(np.float32)
+    body = npy_bytes(rows)
+    run_single(function, s3, "jobs/batch-mean/one/", "input.npy", body)
+    run = sharded_run(function, s3, version.version, "jobs/batch-mean/many/", "input.npy", body)
+
+    assert run.run(s3) == "succeeded"
+
+    _, many = assert_same_job(s3, "jobs/batch-mean/one/", "jobs/batch-mean/many/")
+    assert many.shards is not None and [shard.lines for shard in many.shards] == [493, 27]
 
 
 # ---- failures
