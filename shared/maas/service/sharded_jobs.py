@@ -52,7 +52,7 @@ from maas.service.batch_jobs import (
     check_prompt_job_format,
     job_rows_per_run,
 )
-from maas.service.job_compose import Piece, compose_in_order
+from maas.service.job_compose import Piece, PieceSizeMismatch, TooManyParts, compose_in_order
 from maas.service.job_inputs import (
     JobInput,
     StorageStream,
@@ -492,17 +492,27 @@ class ShardedJobSteps:
         return "renumbered"
 
     def record_shard_failure(self, job: JobLocation, task: ShardTask, failure: StepFailure) -> None:
-        """A shard whose retries ran out: failed for good, unless it did finish after all."""
+        """A shard (or its renumbering) whose retries ran out: failed for good, unless it did finish after
+        all."""
         keys = ShardKeys.for_job(job)
-        if object_exists(self.s3, self.bucket, keys.result(task.index, task.start)):
+        if task.renumber_from is not None:
+            done = keys.renumbered(task.index, task.start, task.renumber_from)
+        else:
+            done = keys.result(task.index, task.start)
+        if object_exists(self.s3, self.bucket, done):
             return
         self._put_failure(job, task, failure.error or "Error", failure.message())
 
     def _put_failure(
         self, job: JobLocation, task: ShardTask, error_type: str, message: str, at: AtLine | None = None
     ) -> None:
-        """`at`: the line the error names, for the merge to tell with its number in the whole input."""
+        """`at`: the line the error names, for the merge to tell with its number in the whole input. A
+        renumbering's failure has a key of its own: the shard itself is answered."""
         keys = ShardKeys.for_job(job)
+        if task.renumber_from is not None:
+            key = keys.renumber_failure(task.index, task.start, task.renumber_from)
+        else:
+            key = keys.failure(task.index, task.start)
         failure = ShardFailure(
             index=task.index,
             start=task.start,
@@ -513,7 +523,7 @@ class ShardedJobSteps:
             error_template=at.template if at is not None else None,
             failed_at=datetime.now(UTC),
         )
-        self._put_document(keys.failure(task.index, task.start), failure)
+        self._put_document(key, failure)
         logger.warning(
             "job shard failed",
             extra={"job": job.path, "shard": task.index, "start": task.start, "error": message},
@@ -570,13 +580,24 @@ class ShardedJobSteps:
                 and first > 1
                 and keys.renumbered(r.index, r.start, first) not in listed.sizes
             ]
+            for task in renumber:
+                assert task.renumber_from is not None
+                failed_key = keys.renumber_failure(task.index, task.start, task.renumber_from)
+                if failed_key in listed.sizes:
+                    failure = self._read_existing(failed_key, ShardFailure)
+                    return self._fail_for_shard(
+                        job, plan, failure, task.renumber_from, doing=" while its error lines were renumbered"
+                    )
             if renumber:
                 return self._next_round(job, plan, keys, next_round, renumber)
             pieces = [
                 self._piece(listed, keys, r, first if plan.input_format != "npy" else 1)
                 for r, first in zip(walked, first_lines, strict=True)
             ]
-            self._compose(job, [piece for piece in pieces if piece.size > 0])
+            failed = self._compose(job, [piece for piece in pieces if piece.size > 0])
+            if failed is not None:
+                self._write_failed(job, failed, started_at=plan.created_at, version=plan.model_version)
+                return JobWork(done=True, failed=True)
         self._delete_outputs(listed, keys)
         status = self._succeeded(job, plan, walked, first_lines)
         if put_new(self.s3, self.bucket, job.status_key, status.model_dump_json(indent=2).encode()):
@@ -610,20 +631,34 @@ class ShardedJobSteps:
             raise IntegrityError(f"job: expected the shard output {key} before the merge, found none")
         return Piece(key=key, size=size)
 
-    def _compose(self, job: JobLocation, pieces: list[Piece]) -> None:
-        if pieces:
-            composed = compose_in_order(
-                self.s3,
-                self.bucket,
-                pieces,
-                job.output_key,
-                content_type="application/x-ndjson",
-                copy_concurrency=MERGE_COPY_CONCURRENCY,
+    def _compose(self, job: JobLocation, pieces: list[Piece]) -> str | None:
+        """Stitch the pieces into output.jsonl; why the job fails instead, when no retry can mend it."""
+        try:
+            if pieces:
+                composed = compose_in_order(
+                    self.s3,
+                    self.bucket,
+                    pieces,
+                    job.output_key,
+                    content_type="application/x-ndjson",
+                    copy_concurrency=MERGE_COPY_CONCURRENCY,
+                )
+            else:
+                composed = put_new(self.s3, self.bucket, job.output_key, b"", "application/x-ndjson")
+        except TooManyParts as exc:
+            return (
+                "job: expected the shards' outputs to fit one multipart upload, got more parts than S3 "
+                f"allows ({exc}); split the input into smaller jobs"
             )
-        else:
-            composed = put_new(self.s3, self.bucket, job.output_key, b"", "application/x-ndjson")
+        except PieceSizeMismatch as exc:
+            return (
+                f"job: expected each shard output to hold the bytes listed, got another size ({exc}): "
+                "something else wrote under the job's shards/ folder while it ran; upload the input "
+                "again as a new job"
+            )
         if not composed:
             logger.info("job output already stitched by another merge", extra={"job": job.path})
+        return None
 
     def _delete_outputs(self, listed: _Listing, keys: ShardKeys) -> None:
         """Best effort: the shards' outputs are in output.jsonl now (the lifecycle rule takes any left)."""
@@ -694,15 +729,16 @@ class ShardedJobSteps:
         )
 
     def _fail_for_shard(
-        self, job: JobLocation, plan: JobPlan, failure: ShardFailure, first_line: int
+        self, job: JobLocation, plan: JobPlan, failure: ShardFailure, first_line: int, *, doing: str = ""
     ) -> JobWork:
-        """The job fails for its first shard that failed; a line its error names is numbered in the input,
-        the shard's first line being `first_line` (npy: 1, rows are numbered globally)."""
+        """The job fails for its first shard that failed (`doing`: at what, when not answering); a line its
+        error names is numbered in the input, the shard's first line being `first_line` (npy: 1, rows are
+        numbered globally)."""
         error = failure.error
         if failure.line is not None and failure.error_template is not None:
             error = AtLine(failure.error_template, failure.line).text(first_line)
         message = (
-            f"job: shard {failure.index} (input bytes {failure.start}-{failure.end}) failed: "
+            f"job: shard {failure.index} (input bytes {failure.start}-{failure.end}) failed{doing}: "
             f"{failure.error_type}: {error}"
         )
         self._write_failed(job, message, started_at=plan.created_at, version=plan.model_version)

@@ -686,6 +686,70 @@ def test_rounds_that_never_settle_fail_the_job(
     )
 
 
+def test_a_renumbering_that_always_fails_fails_the_job_naming_its_shard(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    lines, _ = jsonl_body(100, seed=20)
+    lines[60] = "{not json"
+    folder = "jobs/seed-mlp/many/"
+    run = sharded_run(function, s3, published_seed.version, folder, "input.jsonl", "\n".join(lines).encode())
+
+    def fail_reads_of_outputs(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"].startswith(f"{folder}shards/") and params["Key"].endswith(".jsonl"):
+            raise EndpointConnectionError(endpoint_url="https://s3.us-east-1.amazonaws.com")
+
+    def install(round_number: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if round_number == 1:  # the renumbering round: its reads of the shard's output fail
+            function.app.steps.steps.s3.meta.events.register(
+                "provide-client-params.s3.GetObject", fail_reads_of_outputs
+            )
+        return items
+
+    run.before_round = install
+
+    assert run.run(s3) == "failed"
+
+    assert len(run.rounds) == 2 and [item["renumber_from"] for item in run.rounds[1]] != []
+    (task,) = run.rounds[1]
+    assert run.raised == [("shard", "Unavailable")] * 4
+    error = read_status(s3, folder).error
+    assert error is not None and error.startswith(
+        f"job: shard {task['index']} (input bytes {task['start']}-{task['end']}) failed while its error "
+        f"lines were renumbered: Unavailable: reading the shard output s3://{TEST_BUCKET}/{folder}shards/"
+    )
+
+
+def test_a_shard_output_changed_under_the_merge_fails_the_job_saying_so(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    lines, _ = jsonl_body(60, seed=21)
+    folder = "jobs/seed-mlp/many/"
+    run = sharded_run(function, s3, published_seed.version, folder, "input.jsonl", "\n".join(lines).encode())
+    shortened: list[str] = []
+
+    def shorten_an_output(params: dict[str, Any], **_: Any) -> None:
+        # The merge listed the outputs' sizes, then reads them: one is replaced by fewer bytes meanwhile.
+        key = params["Key"]
+        if "Range" in params and key.startswith(f"{folder}shards/") and not shortened:
+            shortened.append(key)
+            s3.put_object(Bucket=TEST_BUCKET, Key=key, Body=b"{}\n")
+
+    function.app.steps.steps.s3.meta.events.register("provide-client-params.s3.GetObject", shorten_an_output)
+
+    assert run.run(s3) == "failed"
+
+    error = read_status(s3, folder).error
+    assert error is not None and error.startswith(
+        f"job: expected each shard output to hold the bytes listed, got another size (s3://{TEST_BUCKET}/"
+        f"{shortened[0]}: expected "
+    )
+    assert error.endswith(
+        "something else wrote under the job's shards/ folder while it ran; upload the input again as a new "
+        "job"
+    )
+    assert f"{folder}output.jsonl" not in keys_under(s3, folder)
+
+
 def test_a_failed_step_fails_the_job_once_saying_which_and_why(
     function: ModuleType, s3: Any, published_seed: Manifest
 ) -> None:

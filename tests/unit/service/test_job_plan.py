@@ -12,6 +12,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
+from maas.errors import MaasError
 from maas.service.job_csv import iter_csv_records
 from maas.service.job_npy import NPY_CHUNK_BYTES, NpyHeader
 from maas.service.job_plan import (
@@ -200,13 +201,17 @@ def test_the_planner_reads_a_small_fraction_of_a_large_input() -> None:
     assert reader.bytes_read < len(data) / 50
 
 
-def test_an_input_that_shrinks_while_planning_is_an_error() -> None:
+def test_an_input_that_shrinks_while_planning_fails_the_job_saying_so() -> None:
     data = b"x" * 100 + b"\n" + b"y" * 100
 
-    with pytest.raises(
-        PlanInputChanged, match="expected 50 bytes at offset 199 of an input of 251 bytes, got 2"
-    ):
+    with pytest.raises(PlanInputChanged) as raised:
         plan_line_ranges(len(data) + 50, 50, CountingReader(data), max_line_bytes=MAX_RECORD, concurrency=1)
+
+    # A MaasError: the plan step writes it into the job's status as it is, not as a failure of its own.
+    assert isinstance(raised.value, MaasError) and raised.value.message == (
+        "input: expected 50 bytes at offset 199 of an input of 251 bytes, got 2: it changed while the job "
+        "was planned; upload it again as a new job"
+    )
 
 
 # ---- csv
