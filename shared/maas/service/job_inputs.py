@@ -81,16 +81,20 @@ def open_job_input(s3: S3Client, bucket: str, job: JobLocation) -> JobInput:
 
 
 def read_input_range(
-    s3: S3Client, bucket: str, key: str, start: int, end: int, *, etag: str
+    s3: S3Client, bucket: str, key: str, start: int, end: int, *, etag: str | None
 ) -> StorageStream:
     """Bytes [start, end) of the input object, as they arrive (end > start), of the object whose ETag is
     `etag` (the one the job was planned on): JobInputChanged when the key holds another one now, so that no
     job mixes two inputs' bytes. (A GET reads one version of the object to its end, whatever happens to the
-    key meanwhile.)"""
+    key meanwhile.) None: whatever the key holds."""
     action = f"reading bytes {start}-{end - 1} of the job input s3://{bucket}/{key}"
+    byte_range = f"bytes={start}-{end - 1}"
     try:
         with storage_errors(action, s3=s3, bucket=bucket):
-            response = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", IfMatch=etag)
+            if etag is None:
+                response = s3.get_object(Bucket=bucket, Key=key, Range=byte_range)
+            else:
+                response = s3.get_object(Bucket=bucket, Key=key, Range=byte_range, IfMatch=etag)
     except PreconditionFailed:
         raise JobInputChanged(
             f"{key.rpartition('/')[2]}: expected the object planned (ETag {etag}), got one replaced since; "

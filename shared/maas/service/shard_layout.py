@@ -147,8 +147,10 @@ class JobPlan(_ShardDocument):
     input_key: str
     input_format: InputFormat
     input_bytes: int
-    input_etag: str = Field(
-        description="The input object's ETag when planned: every read of the job's is of that object alone."
+    input_etag: str | None = Field(
+        None,
+        description="The input object's ETag when planned: every read of the job's is of that object alone "
+        "(the plan step always sets it; None only in a plan written before inputs were pinned).",
     )
     model_name: str
     model_version: int

@@ -335,7 +335,9 @@ class ShardedJobSteps:
         npy_rows_as(np.empty((0, *header.row_shape), dtype=header.dtype), signature.inputs[0])
         return header
 
-    def _npy_header(self, job: JobLocation, size: int, etag: str, *, file_bytes: int | None) -> NpyHeader:
+    def _npy_header(
+        self, job: JobLocation, size: int, etag: str | None, *, file_bytes: int | None
+    ) -> NpyHeader:
         """The input's npy header, from one ranged read of at most the largest header numpy writes."""
         end = min(size, _NPY_LEAD_BYTES + MAX_NPY_HEADER_BYTES)
         head = (
