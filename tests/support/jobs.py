@@ -9,9 +9,18 @@ import random
 from typing import Any
 from urllib.parse import quote_plus
 
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from maas.registry import ManifestDraft
+from maas.registry.manifest import MODEL_FILE
+from maas.runtime import signature_of
 from maas.service.job_layout import JobStatus
 from tests.support.aws import TEST_BUCKET
 from tests.support.events import load_event
+from tests.support.models import IR_VERSION, OPSET
 
 
 class Context:
@@ -91,6 +100,8 @@ class StepRun:
         self.rounds: list[list[dict[str, Any]]] = []
         # Called with each round's items before they run: a test may change what the Map reads.
         self.before_round: Any = None
+        # Called with each shard's item: the Lambda context its invocation gets (None: a fresh one's).
+        self.shard_context: Any = None
         self.failure: dict[str, str] = {}
 
     def invoke(self, payload: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
@@ -140,9 +151,37 @@ class StepRun:
         payload = {"maas_job_step": "shard", "job": self.job, "shard": shard}
         for _ in range(STEP_ATTEMPTS):
             try:
-                self.invoke(payload)
+                self.invoke(payload, self.shard_context(shard) if self.shard_context is not None else None)
                 return
             except Exception as exc:
                 self.raised.append(("shard", type(exc).__name__))
                 failure = lambda_failure(exc)
         self.invoke({"maas_job_step": "shard_failed", "job": self.job, "shard": shard, "failure": failure})
+
+
+def batch_mean_model(width: int) -> tuple[dict[str, bytes], ManifestDraft]:
+    """FP32 `x` [-1, width] -> `y` [-1, 1]: each row's sum plus the mean of those sums over the whole batch,
+    so a row's answer tells which rows it ran with (a sharded job must run each in the single path's
+    batch)."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceSum", ["x", "axis_1"], ["sums"], keepdims=1),
+            helper.make_node("ReduceMean", ["sums"], ["batch_mean"], axes=[0], keepdims=1),
+            helper.make_node("Add", ["sums", "batch_mean"], ["y"]),
+        ],
+        "batch_mean",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[numpy_helper.from_array(np.array([1], dtype=np.int64), "axis_1")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+    onnx.checker.check_model(model, full_check=True)
+    content = model.SerializeToString()
+    session = ort.InferenceSession(content, providers=["CPUExecutionProvider"])
+    draft = ManifestDraft(
+        task="regression",
+        description="Each row's sum plus its batch's mean sum.",
+        model_file=MODEL_FILE,
+        signature=signature_of(session),
+    )
+    return {MODEL_FILE: content}, draft

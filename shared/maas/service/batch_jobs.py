@@ -73,7 +73,13 @@ RUN_DEADLINE_MARGIN_MS = 10_000
 
 
 class JobOutOfTime(MaasError, status=504):
-    """The function's time ran out before the input did."""
+    """The function's time ran out before the input did: after `lines` lines answered, before line `line`
+    (npy: row; as the reader numbered it) could be."""
+
+    def __init__(self, message: str, *, lines: int, line: int | None = None) -> None:
+        super().__init__(message)
+        self.lines = lines
+        self.line = line
 
 
 @dataclass(slots=True)
@@ -282,14 +288,14 @@ class BatchJobService:
         for chunk in decoding_guarded(job, chunks):
             deadline = None
             if remaining_ms is not None:
-                left_ms = _time_to_start_a_run(progress, remaining_ms)
+                left_ms = _time_to_start_a_run(progress, remaining_ms, chunk.lines[0])
                 deadline = Deadline.within(
                     (left_ms - RUN_DEADLINE_MARGIN_MS) / 1000, "the function's remaining time"
                 )
             try:
                 lines = self._run_chunk(model, chunk, progress, deadline)
             except DeadlineExceeded:
-                raise _out_of_time(progress) from None
+                raise _out_of_time(progress, chunk.lines[0]) from None
             yield lines
 
     def _run_chunk(
@@ -348,7 +354,7 @@ class BatchJobService:
         for number, line in enumerate(lines, start=1):
             clock = None
             if remaining_ms is not None:
-                _time_to_start_a_run(progress, remaining_ms)
+                _time_to_start_a_run(progress, remaining_ms, number)
                 clock = functools.partial(_less_margin, remaining_ms)
             answered = prompts.answer(number, line, clock)
             if answered.error is not None:
@@ -403,12 +409,12 @@ def check_prompt_job_format(job: JobLocation, version: int) -> None:
         )
 
 
-def _time_to_start_a_run(progress: JobProgress, remaining_ms: Callable[[], int]) -> int:
-    """The function's milliseconds left; JobOutOfTime when too few are left to start a run and still say
-    how far the job got."""
+def _time_to_start_a_run(progress: JobProgress, remaining_ms: Callable[[], int], line: int) -> int:
+    """The function's milliseconds left; JobOutOfTime when too few are left to start a run (from `line` on)
+    and still say how far the job got."""
     left_ms = remaining_ms()
     if left_ms < DEADLINE_MARGIN_MS:
-        raise _out_of_time(progress)
+        raise _out_of_time(progress, line)
     return left_ms
 
 
@@ -417,10 +423,13 @@ def _less_margin(remaining_ms: Callable[[], int]) -> int:
     return remaining_ms() - RUN_DEADLINE_MARGIN_MS
 
 
-def _out_of_time(progress: JobProgress) -> JobOutOfTime:
+def _out_of_time(progress: JobProgress, line: int) -> JobOutOfTime:
+    lines = progress.counts.lines
     return JobOutOfTime(
-        f"job: expected to finish within the function's timeout, got through {progress.counts.lines} lines; "
-        "split the input into smaller jobs"
+        f"job: expected to finish within the function's timeout, got through {lines} lines; "
+        "split the input into smaller jobs",
+        lines=lines,
+        line=line,
     )
 
 

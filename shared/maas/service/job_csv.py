@@ -21,6 +21,7 @@ from maas.datatypes import Datatype
 from maas.errors import InvalidInput
 from maas.protocol.tensor_codec import array_from_json, check_string_lengths
 from maas.service.job_rows import (
+    LINE_FIELD,
     ROW_ERRORS,
     MalformedJobInput,
     RowBatch,
@@ -239,10 +240,11 @@ class _CsvFeed:
         self._lines_read += 1
         self._record_bytes += len(line) + 1
         if self._max_record_bytes is not None and self._record_bytes > self._max_record_bytes:
-            raise MalformedJobInput(
-                f"input.csv: the record starting at line {self.record_start} is longer than "
+            raise MalformedJobInput.at_line(
+                f"input.csv: the record starting at line {LINE_FIELD} is longer than "
                 f"{self._max_record_bytes} bytes (MAAS_MAX_REQUEST_BYTES); a quoted cell may lack its "
-                "closing quote"
+                "closing quote",
+                self.record_start,
             )
         try:
             # The csv module wants line endings back: a quoted cell may hold a newline.

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 from maas.config import Settings
 from maas.errors import MaasError, Unavailable
-from maas.objects import storage_errors, unreachable
+from maas.objects import PreconditionFailed, storage_errors, unreachable
 from maas.observability import logger
 from maas.runtime import LoadedModel
 from maas.service.job_csv import CsvDecoder, CsvRecord, iter_csv_records
 from maas.service.job_jsonl import JsonlDecoder
 from maas.service.job_layout import CSV_HEADER_METADATA, JobLocation
 from maas.service.job_npy import NpyHeader, npy_chunk, npy_chunks, read_npy_header
-from maas.service.job_rows import MalformedJobInput, RowChunk, RowSpec, single_row_spec
+from maas.service.job_rows import JobInputChanged, MalformedJobInput, RowChunk, RowSpec, single_row_spec
 from maas.service.job_streams import ByteStream, StreamPosition, iter_lines
 
 if TYPE_CHECKING:
@@ -80,11 +80,26 @@ def open_job_input(s3: S3Client, bucket: str, job: JobLocation) -> JobInput:
     )
 
 
-def read_input_range(s3: S3Client, bucket: str, key: str, start: int, end: int) -> StorageStream:
-    """Bytes [start, end) of the input object, as they arrive (end > start)."""
+def read_input_range(
+    s3: S3Client, bucket: str, key: str, start: int, end: int, *, etag: str | None
+) -> StorageStream:
+    """Bytes [start, end) of the input object, as they arrive (end > start), of the object whose ETag is
+    `etag` (the one the job was planned on): JobInputChanged when the key holds another one now, so that no
+    job mixes two inputs' bytes. (A GET reads one version of the object to its end, whatever happens to the
+    key meanwhile.) None: whatever the key holds."""
     action = f"reading bytes {start}-{end - 1} of the job input s3://{bucket}/{key}"
-    with storage_errors(action, s3=s3, bucket=bucket):
-        response = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+    byte_range = f"bytes={start}-{end - 1}"
+    try:
+        with storage_errors(action, s3=s3, bucket=bucket):
+            if etag is None:
+                response = s3.get_object(Bucket=bucket, Key=key, Range=byte_range)
+            else:
+                response = s3.get_object(Bucket=bucket, Key=key, Range=byte_range, IfMatch=etag)
+    except PreconditionFailed:
+        raise JobInputChanged(
+            f"{key.rpartition('/')[2]}: expected the object planned (ETag {etag}), got one replaced since; "
+            "upload it again as a new job"
+        ) from None
     return StorageStream(response["Body"], action, s3=s3, bucket=bucket)
 
 

@@ -152,13 +152,19 @@ def _npy_dtype(descr: Any) -> np.dtype[Any]:
     return dtype
 
 
+def npy_rows_per_read(row_bytes: int, rows_per_chunk: int) -> int:
+    """Rows one read of an npy input takes, and so one batch: `rows_per_chunk`, fewer when that would be
+    more than NPY_CHUNK_BYTES (wide rows, images). A sharded job cuts at multiples of it."""
+    return max(1, min(rows_per_chunk, NPY_CHUNK_BYTES // max(row_bytes, 1)))
+
+
 def npy_chunks(
     stream: ByteStream, header: NpyHeader, rows_per_chunk: int, *, first_row: int = 1
 ) -> Iterator[tuple[int, npt.NDArray[Any]]]:
     """(first row number, rows) pieces of the array, read `rows_per_chunk` rows (at most NPY_CHUNK_BYTES)
     at a time. A shard's stream holds `header.rows` rows from row number `first_row` on."""
     reader = ExactReader(stream)
-    rows_per_read = max(1, min(rows_per_chunk, NPY_CHUNK_BYTES // max(header.row_bytes, 1)))
+    rows_per_read = npy_rows_per_read(header.row_bytes, rows_per_chunk)
     done = 0
     while done < header.rows:
         count = min(rows_per_read, header.rows - done)

@@ -35,8 +35,8 @@ from itertools import pairwise
 from typing import NamedTuple
 
 from maas.service.job_csv import iter_csv_records
-from maas.service.job_npy import NpyHeader
-from maas.service.job_rows import MalformedJobInput
+from maas.service.job_npy import NpyHeader, npy_rows_per_read
+from maas.service.job_rows import JobInputChanged, MalformedJobInput
 
 RangeReader = Callable[[int, int], bytes]
 """Bytes [start, end) of the input; shorter only at the end of the file. Called from several threads."""
@@ -53,7 +53,7 @@ PLAN_READ_CONCURRENCY = 16
 _QUOTE = b'"'
 
 
-class PlanInputChanged(Exception):
+class PlanInputChanged(JobInputChanged):
     """A ranged read returned fewer bytes than the input's size promises: the input changed while planning."""
 
 
@@ -141,14 +141,16 @@ def plan_csv_ranges(
 
 
 def plan_npy_ranges(header: NpyHeader, shard_bytes: int, batch_rows: int) -> list[PlannedRange]:
-    """Row ranges of an npy input, each a whole number of `batch_rows` batches (so every row runs in the
-    same batch as on the single path) and at most `shard_bytes` unless one batch is larger."""
+    """Row ranges of an npy input, each a whole number of the single path's reads (`batch_rows` rows, fewer
+    when the rows are wide: job_npy.npy_rows_per_read), each read one batch, so that every row runs in the
+    same batch as on the single path; at most `shard_bytes` unless one read is larger."""
     if batch_rows < 1:
         raise ValueError(f"expected batch rows of at least 1, got {batch_rows}")
     if shard_bytes < 1:
         raise ValueError(f"expected a shard size of at least 1 byte, got {shard_bytes}")
     if header.rows == 0:
         return []
+    batch_rows = npy_rows_per_read(header.row_bytes, batch_rows)
     batches = max(1, shard_bytes // max(header.row_bytes * batch_rows, 1))
     # Never more shards than MAX_SHARDS, however small the batches.
     batches = max(batches, -(-header.rows // (MAX_SHARDS * batch_rows)))
@@ -318,8 +320,8 @@ class _Window:
         data = self._read_range(self.end, self.end + wanted)
         if len(data) != wanted:
             raise PlanInputChanged(
-                f"expected {wanted} bytes at offset {self.end} of an input of {self.input_bytes} bytes, "
-                f"got {len(data)}: the input changed while the job was planned"
+                f"input: expected {wanted} bytes at offset {self.end} of an input of {self.input_bytes} "
+                f"bytes, got {len(data)}: it changed while the job was planned; upload it again as a new job"
             )
         self.data += data
         return True

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from maas.datatypes import BY_V2, Datatype
-from maas.errors import InvalidInput, PayloadTooLarge
+from maas.errors import InvalidInput, MaasError, PayloadTooLarge
 from maas.signature import Signature
 
 # What makes one row (not the whole file) unusable: a bad value, or a text element over MAAS_MAX_STRING_BYTES.
@@ -27,8 +27,42 @@ ROW_ERRORS = (InvalidInput, PayloadTooLarge)
 Row = dict[str, npt.NDArray[Any]]
 
 
+# Where a message that names an input line holds the line's number (AtLine.template).
+LINE_FIELD = "{line}"
+
+
+@dataclass(frozen=True, slots=True)
+class AtLine:
+    """A job's error that names an input line (npy: row), kept apart from its wording: a shard numbers
+    its lines from 1, and the merge, which knows where the shard starts, tells it with the input's number."""
+
+    # The message with LINE_FIELD where the line's number goes.
+    template: str
+    # As the reader counted it: from 1 in the bytes it read (npy: the global row).
+    line: int
+
+    def text(self, first_line: int = 1) -> str:
+        """The message, the line numbered as in a reading that began at line `first_line` of the input."""
+        return self.template.replace(LINE_FIELD, str(self.line + first_line - 1))
+
+
 class MalformedJobInput(InvalidInput):
-    """The input file as a whole cannot be read as its format (not a single line's problem)."""
+    """The input file as a whole cannot be read as its format (not a single line's problem); `at`: the line
+    it names, if it names one."""
+
+    def __init__(self, message: str, *, at: AtLine | None = None) -> None:
+        super().__init__(message)
+        self.at = at
+
+    @classmethod
+    def at_line(cls, template: str, line: int) -> MalformedJobInput:
+        """The error `template` tells (LINE_FIELD where the line's number goes) of line `line`."""
+        at = AtLine(template, line)
+        return cls(at.text(), at=at)
+
+
+class JobInputChanged(MaasError, status=409):
+    """The input object is not the one the job began with: it was replaced while the job ran."""
 
 
 @dataclass(slots=True)

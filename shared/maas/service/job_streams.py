@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from maas.service.job_rows import MalformedJobInput
+from maas.service.job_rows import LINE_FIELD, MalformedJobInput
 
 # What one read from the object store asks for; lines longer than a chunk are joined across reads.
 READ_CHUNK_BYTES = 1024 * 1024
@@ -43,8 +43,10 @@ def iter_lines(
     """Lines without their endings (\\n or \\r\\n), read chunk by chunk; a final line needs no newline.
 
     A UTF-8 byte-order mark is dropped only at the start of a file (`strip_bom`: the stream starts at byte 0).
-    `position` is kept up to date as each line is given. A line longer than `max_line_bytes` fails the job:
-    holding it would break the streaming promise."""
+    `position` is kept up to date as each line is given. A line longer than `max_line_bytes` (as given:
+    without its ending) fails the job: holding it would break the streaming promise. Every line is held to
+    it, the last one too, wherever the reads fall, so a shard (whose reads start at its own first byte)
+    fails on the same line as the whole file does."""
     pending = b""
     bom_checked = not strip_bom
     line_number = 0
@@ -63,20 +65,27 @@ def iter_lines(
         pending = lines.pop()
         for line in lines:
             line_number += 1
+            given = _bounded(line.removesuffix(b"\r"), line_number, max_line_bytes)
             if position is not None:
                 position.lines = line_number
                 position.bytes += len(line) + 1
-            yield line.removesuffix(b"\r")
-        if len(pending) > max_line_bytes:
-            raise MalformedJobInput(
-                f"input: line {line_number + 1} is longer than {max_line_bytes} bytes "
-                "(MAAS_MAX_REQUEST_BYTES)"
-            )
+            yield given
+        # The unfinished line (the last one, when the stream ends) is held to the bound as it grows: once it
+        # is too long, whatever ends it, the rest need not be read.
+        _bounded(pending.removesuffix(b"\r"), line_number + 1, max_line_bytes)
     if pending:
         if position is not None:
             position.lines = line_number + 1
             position.bytes += len(pending)
         yield pending.removesuffix(b"\r")
+
+
+def _bounded(line: bytes, number: int, max_line_bytes: int) -> bytes:
+    if len(line) > max_line_bytes:
+        raise MalformedJobInput.at_line(
+            f"input: line {LINE_FIELD} is longer than {max_line_bytes} bytes (MAAS_MAX_REQUEST_BYTES)", number
+        )
+    return line
 
 
 class ExactReader:

@@ -9,6 +9,7 @@ All under the job's folder (maas.service.job_layout.JobLocation.folder):
     shards/<index:05d>-<start>.json          ShardResult, create-only, written after the output
     shards/<index:05d>-<start>.failed.json   ShardFailure: the shard failed for good
     shards/<index:05d>-<start>.from-<first_line>.jsonl   the output with error lines renumbered
+    shards/<index:05d>-<start>.from-<first_line>.failed.json   ShardFailure: renumbering it failed for good
     output.jsonl                             the shards' outputs stitched in order, create-only
     status.json                              written last (JobStatus, with `shards`)
 
@@ -58,10 +59,11 @@ EXECUTION_NAME_ID_CHARS = 40
 _EXECUTION_NAME_HASH_CHARS = 32
 _NOT_IN_EXECUTION_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
-ShardObjectKind = Literal["started", "output", "result", "failed", "renumbered"]
+ShardObjectKind = Literal["started", "output", "result", "failed", "renumbered", "renumber_failed"]
 _SHARD_OBJECT = re.compile(
     r"(?P<index>\d{5,})-(?P<start>\d+)"
-    r"(?P<suffix>\.started|\.jsonl|\.json|\.failed\.json|\.from-(?P<first_line>\d+)\.jsonl)"
+    r"(?:(?P<suffix>\.started|\.jsonl|\.json|\.failed\.json)"
+    r"|\.from-(?P<first_line>\d+)(?P<renumber_suffix>\.jsonl|\.failed\.json))"
 )
 _KINDS: dict[str, ShardObjectKind] = {
     ".started": "started",
@@ -69,6 +71,7 @@ _KINDS: dict[str, ShardObjectKind] = {
     ".json": "result",
     ".failed.json": "failed",
 }
+_RENUMBER_KINDS: dict[str, ShardObjectKind] = {".jsonl": "renumbered", ".failed.json": "renumber_failed"}
 
 
 class _ShardDocument(BaseModel):
@@ -122,7 +125,18 @@ class ShardFailure(_ShardDocument):
     start: int
     end: int
     error_type: str
-    error: str
+    error: str = Field(description="As the shard saw it: a line it names is numbered from the shard's start.")
+    line: int | None = Field(
+        None,
+        ge=1,
+        description="The line the error names, from 1 at the shard's start (npy: the global row); None: "
+        "it names none.",
+    )
+    error_template: str | None = Field(
+        None,
+        description="With `line`: the error with {line} where the line's number goes (job_rows.AtLine), so "
+        "that the merge tells it with the line's number in the whole input.",
+    )
     failed_at: datetime
 
 
@@ -133,6 +147,11 @@ class JobPlan(_ShardDocument):
     input_key: str
     input_format: InputFormat
     input_bytes: int
+    input_etag: str | None = Field(
+        None,
+        description="The input object's ETag when planned: every read of the job's is of that object alone "
+        "(the plan step always sets it; None only in a plan written before inputs were pinned).",
+    )
     model_name: str
     model_version: int
     generates_text: bool
@@ -181,6 +200,9 @@ class ShardKeys:
     def renumbered(self, index: int, start: int, first_line: int) -> str:
         return f"{self._stem(index, start)}.from-{first_line}.jsonl"
 
+    def renumber_failure(self, index: int, start: int, first_line: int) -> str:
+        return f"{self._stem(index, start)}.from-{first_line}.failed.json"
+
     def _stem(self, index: int, start: int) -> str:
         return f"{self.shards_folder}{index:05d}-{start}"
 
@@ -201,7 +223,7 @@ def shard_object(key: str) -> ShardObject | None:
     if match is None:
         return None
     first_line = match["first_line"]
-    kind: ShardObjectKind = "renumbered" if first_line is not None else _KINDS[match["suffix"]]
+    kind = _RENUMBER_KINDS[match["renumber_suffix"]] if first_line is not None else _KINDS[match["suffix"]]
     return ShardObject(
         int(match["index"]), int(match["start"]), kind, int(first_line) if first_line is not None else None
     )

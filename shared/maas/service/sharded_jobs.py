@@ -34,7 +34,12 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ValidationError
 
-from maas.config import Settings
+from maas.config import (
+    ENV_JOB_SHARD_BYTES,
+    ENV_PROMPT_JOB_SHARD_BYTES,
+    ENV_TEXT_JOB_SHARD_BYTES,
+    Settings,
+)
 from maas.errors import IntegrityError, MaasError, NotFound, Unavailable
 from maas.objects import object_exists, put_new, storage_errors
 from maas.observability import logger
@@ -42,11 +47,12 @@ from maas.registry.manifest import Manifest
 from maas.service.batch_jobs import (
     STATUS_LINE_ERRORS,
     BatchJobService,
+    JobOutOfTime,
     JobProgress,
     check_prompt_job_format,
     job_rows_per_run,
 )
-from maas.service.job_compose import Piece, compose_in_order
+from maas.service.job_compose import Piece, PieceSizeMismatch, TooManyParts, compose_in_order
 from maas.service.job_inputs import (
     JobInput,
     StorageStream,
@@ -64,7 +70,14 @@ from maas.service.job_plan import (
     plan_npy_ranges,
     shard_size,
 )
-from maas.service.job_rows import MalformedJobInput, row_specs, single_row_spec
+from maas.service.job_rows import (
+    LINE_FIELD,
+    AtLine,
+    JobInputChanged,
+    MalformedJobInput,
+    row_specs,
+    single_row_spec,
+)
 from maas.service.job_streams import READ_CHUNK_BYTES, ByteStream
 from maas.service.shard_layout import (
     JobPlan,
@@ -143,6 +156,15 @@ def shard_bytes_for(settings: Settings, manifest: Manifest) -> int:
     if manifest.tokenizer is not None:
         return settings.text_job_shard_bytes
     return settings.job_shard_bytes
+
+
+def shard_bytes_setting(manifest: Manifest) -> str:
+    """The setting shard_bytes_for reads for `manifest`'s version, and the template parameter that sets it."""
+    if manifest.generation is not None:
+        return f"{ENV_PROMPT_JOB_SHARD_BYTES} (template parameter PromptJobShardBytes)"
+    if manifest.tokenizer is not None:
+        return f"{ENV_TEXT_JOB_SHARD_BYTES} (template parameter TextJobShardBytes)"
+    return f"{ENV_JOB_SHARD_BYTES} (template parameter JobShardBytes)"
 
 
 class ShardedJobStarter:
@@ -238,6 +260,9 @@ class ShardedJobSteps:
                 "job planned",
                 extra={"job": job.path, "shards": len(plan.shards), "input_bytes": plan.input_bytes},
             )
+        if plan.input_key != job.input_key:
+            self._write_failed(job, _another_inputs_plan(job, plan), started_at=plan.created_at)
+            return JobWork(done=True, failed=True)
         self._put_items(keys.round(0), plan.shards, create_only=True)
         return JobWork(done=False, items_key=keys.round(0), round=0)
 
@@ -247,6 +272,8 @@ class ShardedJobSteps:
         version = manifest.version
         head = _head(self.s3, self.bucket, job.input_key)
         size = head["ContentLength"]
+        # Every later read, the plan's and the shards', is of this object: no job mixes two inputs' bytes.
+        etag = head["ETag"]
         generates_text = manifest.generation is not None
         settings = self.settings
         shard_bytes = shard_size(size, shard_bytes_for(settings, manifest))
@@ -260,10 +287,10 @@ class ShardedJobSteps:
             single_row_spec(job.model.name, manifest.serving_signature, "csv")
             csv_header = csv_header_setting(head.get("Metadata", {}))
         else:
-            npy = self._checked_npy_header(job, manifest, size)
+            npy = self._checked_npy_header(job, manifest, size, etag)
 
         def read_range(start: int, end: int) -> bytes:
-            return read_input_range(self.s3, self.bucket, job.input_key, start, end).read()
+            return read_input_range(self.s3, self.bucket, job.input_key, start, end, etag=etag).read()
 
         max_line = settings.max_request_bytes
         ranges: list[PlannedRange]
@@ -283,6 +310,7 @@ class ShardedJobSteps:
             input_key=job.input_key,
             input_format=job.input_format,
             input_bytes=size,
+            input_etag=etag,
             model_name=job.model.name,
             model_version=version,
             generates_text=generates_text,
@@ -298,19 +326,25 @@ class ShardedJobSteps:
             created_at=created,
         )
 
-    def _checked_npy_header(self, job: JobLocation, manifest: Manifest, size: int) -> NpyHeader:
+    def _checked_npy_header(self, job: JobLocation, manifest: Manifest, size: int, etag: str) -> NpyHeader:
         signature = manifest.serving_signature
         spec = single_row_spec(job.model.name, signature, "npy")
-        header = self._npy_header(job, size, file_bytes=size)
+        header = self._npy_header(job, size, etag, file_bytes=size)
         check_npy_rows(spec, header, self.settings.max_request_bytes)
         # The rows' dtype must cast to the input's, as every chunk checks: checked once here on no rows.
         npy_rows_as(np.empty((0, *header.row_shape), dtype=header.dtype), signature.inputs[0])
         return header
 
-    def _npy_header(self, job: JobLocation, size: int, *, file_bytes: int | None) -> NpyHeader:
+    def _npy_header(
+        self, job: JobLocation, size: int, etag: str | None, *, file_bytes: int | None
+    ) -> NpyHeader:
         """The input's npy header, from one ranged read of at most the largest header numpy writes."""
         end = min(size, _NPY_LEAD_BYTES + MAX_NPY_HEADER_BYTES)
-        head = read_input_range(self.s3, self.bucket, job.input_key, 0, end).read() if end > 0 else b""
+        head = (
+            read_input_range(self.s3, self.bucket, job.input_key, 0, end, etag=etag).read()
+            if end > 0
+            else b""
+        )
         return read_npy_header(io.BytesIO(head), file_bytes=file_bytes)
 
     # ---- shard
@@ -330,6 +364,8 @@ class ShardedJobSteps:
         progress = JobProgress(JobCounts(), [])
         try:
             plan = self._read_existing(keys.plan, JobPlan)
+            if plan.input_key != job.input_key:
+                raise JobInputChanged(_another_inputs_plan(job, plan))
             job_input = None
             answers: Iterator[bytes] = iter(())
             if task.start < min(task.end, plan.input_bytes):
@@ -342,8 +378,13 @@ class ShardedJobSteps:
                 written = _head(self.s3, self.bucket, output_key)["ContentLength"]
         except Unavailable:
             raise
+        except JobOutOfTime as exc:
+            at = self._out_of_time(job, version, exc)
+            self._put_failure(job, task, type(exc).__name__, exc.message, at)
+            return "failed"
         except MaasError as exc:
-            self._put_failure(job, task, type(exc).__name__, exc.message)
+            at = exc.at if isinstance(exc, MalformedJobInput) else None
+            self._put_failure(job, task, type(exc).__name__, exc.message, at)
             return "failed"
         end = task.end
         lines = 0
@@ -385,15 +426,27 @@ class ShardedJobSteps:
         )
         return "answered"
 
+    def _out_of_time(self, job: JobLocation, version: int, exc: JobOutOfTime) -> AtLine | None:
+        """A shard that ran out of time is too large for the function's timeout: the shard size says so."""
+        if exc.line is None:
+            return None
+        setting = shard_bytes_setting(self.jobs.manifest(job.model.name, version))
+        template = (
+            "job: expected each shard to finish within the function's timeout, got through "
+            f"{exc.lines} lines of this one, stopping at line {LINE_FIELD}; lower {setting} for "
+            "smaller shards"
+        )
+        return AtLine(template, exc.line)
+
     def _shard_input(self, job: JobLocation, plan: JobPlan, task: ShardTask) -> JobInput:
         """The shard's bytes (start < end), read with one ranged GET."""
         size = plan.input_bytes
         if plan.input_format == "npy":
-            header = self._npy_header(job, size, file_bytes=None)
+            header = self._npy_header(job, size, plan.input_etag, file_bytes=None)
             if (header.data_offset, header.row_bytes) != (plan.npy_data_offset, plan.npy_row_bytes):
                 raise MalformedJobInput("input.npy: expected the header the plan read, got another one")
             return JobInput(
-                body=self._range(job, task.start, task.end),
+                body=self._range(job, plan, task.start, task.end),
                 size=size,
                 start=task.start,
                 npy_header=shard_rows_header(header, task.start, task.end),
@@ -404,16 +457,16 @@ class ShardedJobSteps:
             # counts lines without their \r, so a record of CRLF lines may hold up to twice its bytes.
             read_end = min(size, task.end + 2 * self.settings.max_request_bytes + 2)
             return JobInput(
-                body=self._range(job, task.start, read_end),
+                body=self._range(job, plan, task.start, read_end),
                 size=size,
                 csv_header=plan.csv_header,
                 start=task.start,
                 stop=task.end - task.start,
             )
-        return JobInput(body=self._range(job, task.start, task.end), size=size, start=task.start)
+        return JobInput(body=self._range(job, plan, task.start, task.end), size=size, start=task.start)
 
-    def _range(self, job: JobLocation, start: int, end: int) -> StorageStream:
-        return read_input_range(self.s3, self.bucket, job.input_key, start, end)
+    def _range(self, job: JobLocation, plan: JobPlan, start: int, end: int) -> StorageStream:
+        return read_input_range(self.s3, self.bucket, job.input_key, start, end, etag=plan.input_etag)
 
     def _renumber(self, job: JobLocation, task: ShardTask) -> str:
         """Copy the shard's output with each error line's number made global: local line L becomes
@@ -441,23 +494,38 @@ class ShardedJobSteps:
         return "renumbered"
 
     def record_shard_failure(self, job: JobLocation, task: ShardTask, failure: StepFailure) -> None:
-        """A shard whose retries ran out: failed for good, unless it did finish after all."""
+        """A shard (or its renumbering) whose retries ran out: failed for good, unless it did finish after
+        all."""
         keys = ShardKeys.for_job(job)
-        if object_exists(self.s3, self.bucket, keys.result(task.index, task.start)):
+        if task.renumber_from is not None:
+            done = keys.renumbered(task.index, task.start, task.renumber_from)
+        else:
+            done = keys.result(task.index, task.start)
+        if object_exists(self.s3, self.bucket, done):
             return
         self._put_failure(job, task, failure.error or "Error", failure.message())
 
-    def _put_failure(self, job: JobLocation, task: ShardTask, error_type: str, message: str) -> None:
+    def _put_failure(
+        self, job: JobLocation, task: ShardTask, error_type: str, message: str, at: AtLine | None = None
+    ) -> None:
+        """`at`: the line the error names, for the merge to tell with its number in the whole input. A
+        renumbering's failure has a key of its own: the shard itself is answered."""
         keys = ShardKeys.for_job(job)
+        if task.renumber_from is not None:
+            key = keys.renumber_failure(task.index, task.start, task.renumber_from)
+        else:
+            key = keys.failure(task.index, task.start)
         failure = ShardFailure(
             index=task.index,
             start=task.start,
             end=task.end,
             error_type=error_type,
-            error=message,
+            error=at.text() if at is not None else message,
+            line=at.line if at is not None else None,
+            error_template=at.template if at is not None else None,
             failed_at=datetime.now(UTC),
         )
-        self._put_document(keys.failure(task.index, task.start), failure)
+        self._put_document(key, failure)
         logger.warning(
             "job shard failed",
             extra={"job": job.path, "shard": task.index, "start": task.start, "error": message},
@@ -475,6 +543,9 @@ class ShardedJobSteps:
         if plan is None:
             self._write_failed(job, "job: expected shards/plan.json before the merge, found none")
             return JobWork(done=True, failed=True)
+        if plan.input_key != job.input_key:
+            self._write_failed(job, _another_inputs_plan(job, plan), started_at=plan.created_at)
+            return JobWork(done=True, failed=True)
         listed = self._listed(keys)
         results = self._results(listed)
         walked, missing = [], []
@@ -490,7 +561,9 @@ class ShardedJobSteps:
             if (planned.index, start) in listed.failures:
                 if verified:
                     failure = self._read_existing(keys.failure(planned.index, start), ShardFailure)
-                    return self._fail_for_shard(job, plan, failure)
+                    # The shards before it are answered: its first line is the one after theirs.
+                    first_line = 1 if plan.input_format == "npy" else 1 + sum(r.lines for r in walked)
+                    return self._fail_for_shard(job, plan, failure, first_line)
             else:
                 missing.append(planned.model_copy(update={"start": start, "renumber_from": None}))
             verified = False
@@ -509,13 +582,24 @@ class ShardedJobSteps:
                 and first > 1
                 and keys.renumbered(r.index, r.start, first) not in listed.sizes
             ]
+            for task in renumber:
+                assert task.renumber_from is not None
+                failed_key = keys.renumber_failure(task.index, task.start, task.renumber_from)
+                if failed_key in listed.sizes:
+                    failure = self._read_existing(failed_key, ShardFailure)
+                    return self._fail_for_shard(
+                        job, plan, failure, task.renumber_from, doing=" while its error lines were renumbered"
+                    )
             if renumber:
                 return self._next_round(job, plan, keys, next_round, renumber)
             pieces = [
                 self._piece(listed, keys, r, first if plan.input_format != "npy" else 1)
                 for r, first in zip(walked, first_lines, strict=True)
             ]
-            self._compose(job, [piece for piece in pieces if piece.size > 0])
+            failed = self._compose(job, [piece for piece in pieces if piece.size > 0])
+            if failed is not None:
+                self._write_failed(job, failed, started_at=plan.created_at, version=plan.model_version)
+                return JobWork(done=True, failed=True)
         self._delete_outputs(listed, keys)
         status = self._succeeded(job, plan, walked, first_lines)
         if put_new(self.s3, self.bucket, job.status_key, status.model_dump_json(indent=2).encode()):
@@ -549,20 +633,34 @@ class ShardedJobSteps:
             raise IntegrityError(f"job: expected the shard output {key} before the merge, found none")
         return Piece(key=key, size=size)
 
-    def _compose(self, job: JobLocation, pieces: list[Piece]) -> None:
-        if pieces:
-            composed = compose_in_order(
-                self.s3,
-                self.bucket,
-                pieces,
-                job.output_key,
-                content_type="application/x-ndjson",
-                copy_concurrency=MERGE_COPY_CONCURRENCY,
+    def _compose(self, job: JobLocation, pieces: list[Piece]) -> str | None:
+        """Stitch the pieces into output.jsonl; why the job fails instead, when no retry can mend it."""
+        try:
+            if pieces:
+                composed = compose_in_order(
+                    self.s3,
+                    self.bucket,
+                    pieces,
+                    job.output_key,
+                    content_type="application/x-ndjson",
+                    copy_concurrency=MERGE_COPY_CONCURRENCY,
+                )
+            else:
+                composed = put_new(self.s3, self.bucket, job.output_key, b"", "application/x-ndjson")
+        except TooManyParts as exc:
+            return (
+                "job: expected the shards' outputs to fit one multipart upload, got more parts than S3 "
+                f"allows ({exc}); split the input into smaller jobs"
             )
-        else:
-            composed = put_new(self.s3, self.bucket, job.output_key, b"", "application/x-ndjson")
+        except PieceSizeMismatch as exc:
+            return (
+                f"job: expected each shard output to hold the bytes listed, got another size ({exc}): "
+                "something else wrote under the job's shards/ folder while it ran; upload the input "
+                "again as a new job"
+            )
         if not composed:
             logger.info("job output already stitched by another merge", extra={"job": job.path})
+        return None
 
     def _delete_outputs(self, listed: _Listing, keys: ShardKeys) -> None:
         """Best effort: the shards' outputs are in output.jsonl now (the lifecycle rule takes any left)."""
@@ -632,10 +730,18 @@ class ShardedJobSteps:
             ],
         )
 
-    def _fail_for_shard(self, job: JobLocation, plan: JobPlan, failure: ShardFailure) -> JobWork:
+    def _fail_for_shard(
+        self, job: JobLocation, plan: JobPlan, failure: ShardFailure, first_line: int, *, doing: str = ""
+    ) -> JobWork:
+        """The job fails for its first shard that failed (`doing`: at what, when not answering); a line its
+        error names is numbered in the input, the shard's first line being `first_line` (npy: 1, rows are
+        numbered globally)."""
+        error = failure.error
+        if failure.line is not None and failure.error_template is not None:
+            error = AtLine(failure.error_template, failure.line).text(first_line)
         message = (
-            f"job: shard {failure.index} (input bytes {failure.start}-{failure.end}) failed: "
-            f"{failure.error_type}: {failure.error}"
+            f"job: shard {failure.index} (input bytes {failure.start}-{failure.end}) failed{doing}: "
+            f"{failure.error_type}: {error}"
         )
         self._write_failed(job, message, started_at=plan.created_at, version=plan.model_version)
         return JobWork(done=True, failed=True)
@@ -765,6 +871,15 @@ class _Listing:
             for key in sizes
             if (found := shard_object(key)) is not None and found.kind == "failed"
         }
+
+
+def _another_inputs_plan(job: JobLocation, plan: JobPlan) -> str:
+    """Two inputs in one job folder (input.jsonl and input.csv): they would share its shards and results."""
+    planned = plan.input_key.rpartition("/")[2]
+    return (
+        f"job: expected one input in {job.folder}, got {planned} (planned first) and "
+        f"{job.input_key.rpartition('/')[2]}; upload each as a job of its own, under its own job id"
+    )
 
 
 def _first_lines(results: list[ShardResult]) -> list[int]:

@@ -22,7 +22,15 @@ from maas.service.job_layout import JobStatus
 from maas.service.shard_layout import JobPlan, execution_name
 from tests.support.aws import TEST_BUCKET
 from tests.support.functions import start_function
-from tests.support.jobs import Context, StepRun, job_event, job_reference, read_status, submit
+from tests.support.jobs import (
+    Context,
+    StepRun,
+    batch_mean_model,
+    job_event,
+    job_reference,
+    read_status,
+    submit,
+)
 from tests.support.logs import JsonLogs
 from tests.support.models import pair_sum_model
 from tests.support.queues import stored_versions
@@ -229,6 +237,24 @@ def test_an_npy_job_in_shards_writes_the_single_paths_bytes(
     assert len(run.rounds) == 1  # npy rows are numbered globally from the start: nothing to renumber
 
 
+def test_an_npy_job_of_wide_rows_runs_each_row_in_the_single_paths_batch(
+    function: ModuleType, s3: Any, registry: ModelRegistry
+) -> None:
+    # 34,000-byte rows: the single path reads and runs 493 rows at a time (NPY_CHUNK_BYTES), not the 512
+    # batch rows, and the model's answers tell which rows ran together.
+    width = 8500
+    version = registry.publish("batch-mean", *batch_mean_model(width))
+    rows = np.random.default_rng(19).normal(size=(520, width)).astype(np.float32)
+    body = npy_bytes(rows)
+    run_single(function, s3, "jobs/batch-mean/one/", "input.npy", body)
+    run = sharded_run(function, s3, version.version, "jobs/batch-mean/many/", "input.npy", body)
+
+    assert run.run(s3) == "succeeded"
+
+    _, many = assert_same_job(s3, "jobs/batch-mean/one/", "jobs/batch-mean/many/")
+    assert many.shards is not None and [shard.lines for shard in many.shards] == [493, 27]
+
+
 # ---- failures
 
 
@@ -371,9 +397,71 @@ def test_a_malformed_shard_fails_the_job_without_retries(
     )
     status = read_status(s3, folder)
     assert status.error is not None and re.fullmatch(
-        r"job: shard \d+ \(input bytes \d+-\d+\) failed: MalformedJobInput: "
-        r"input\.csv: the record starting at line \d+ is longer than 1500 bytes .*",
+        rf"job: shard [1-9]\d* \(input bytes \d+-\d+\) failed: MalformedJobInput: {re.escape(one.error)}",
         status.error,
+    )
+
+
+@pytest.mark.parametrize("where", [45, 99], ids=["inside", "last-line"])
+def test_a_line_too_long_fails_the_job_in_shards_as_in_the_single_path_wherever_the_reads_fall(
+    monkeypatch: pytest.MonkeyPatch, s3: Any, published_seed: Manifest, where: int
+) -> None:
+    # The whole file is one read on either path: the bound must hold for complete lines, not only for
+    # one a read ends inside.
+    function = start_function(
+        monkeypatch, "batch", MAAS_JOB_SHARD_BYTES="2000", MAAS_MAX_REQUEST_BYTES="1500"
+    )
+    lines, _ = jsonl_body(100, seed=13)
+    lines[where] = json.dumps([0.25] * 10) + " " * 1500
+    body = "\n".join(lines).encode() + b"\n"
+    one = run_single(function, s3, "jobs/seed-mlp/one/", "input.jsonl", body)
+    run = sharded_run(function, s3, published_seed.version, "jobs/seed-mlp/many/", "input.jsonl", body)
+
+    assert run.run(s3) == "failed"
+
+    many = read_status(s3, "jobs/seed-mlp/many/")
+    assert (one.state, one.error) == (
+        "failed",
+        f"input: line {where + 1} is longer than 1500 bytes (MAAS_MAX_REQUEST_BYTES)",
+    )
+    # Told as the single path tells it, the line numbered in the whole input, naming the shard.
+    assert many.state == "failed" and many.error is not None and one.error is not None
+    assert re.fullmatch(
+        rf"job: shard [1-9]\d* \(input bytes \d+-\d+\) failed: MalformedJobInput: {re.escape(one.error)}",
+        many.error,
+    )
+    assert run.raised == [] and "jobs/seed-mlp/many/output.jsonl" not in keys_under(s3, "jobs/seed-mlp/many/")
+
+
+@pytest.mark.parametrize("name", ["input.jsonl", "input.csv", "input.npy"])
+def test_a_shard_out_of_time_fails_the_job_at_its_line_in_the_input_saying_to_lower_the_shard_size(
+    function: ModuleType, s3: Any, published_seed: Manifest, name: str
+) -> None:
+    rows = rows_of(1300 if name == "input.npy" else 200, seed=14)  # npy shards hold 512 rows
+    body = {
+        "input.jsonl": "\n".join(json.dumps(row) for row in rows.tolist()).encode(),
+        "input.csv": quoted_csv(rows).encode(),
+        "input.npy": npy_bytes(rows),
+    }[name]
+    folder = "jobs/seed-mlp/many/"
+    run = sharded_run(function, s3, published_seed.version, folder, name, body)
+    # Every shard past the first starts with too little time left to run a batch.
+    run.shard_context = lambda shard: Context(remaining_ms=5_000) if shard["index"] > 0 else None
+
+    assert run.run(s3) == "failed"
+
+    assert run.raised == []  # written as data: the same shard would run out of time again
+    plan = JobPlan.model_validate_json(
+        s3.get_object(Bucket=TEST_BUCKET, Key=f"{folder}shards/plan.json")["Body"].read()
+    )
+    first_key = f"{folder}shards/00000-{plan.shards[0].start}.json"
+    first = json.loads(s3.get_object(Bucket=TEST_BUCKET, Key=first_key)["Body"].read())
+    # Shard 1 starts at the line after the first shard's (npy: rows are numbered so from the start).
+    assert read_status(s3, folder).error == (
+        f"job: shard 1 (input bytes {first['end']}-{plan.shards[1].end}) failed: JobOutOfTime: job: expected "
+        "each shard to finish within the function's timeout, got through 0 lines of this one, stopping at "
+        f"line {first['lines'] + 1}; lower MAAS_JOB_SHARD_BYTES (template parameter JobShardBytes) for "
+        "smaller shards"
     )
 
 
@@ -437,6 +525,99 @@ def test_a_jsonl_job_for_a_two_input_model_in_shards_writes_the_single_paths_byt
 
     _, many = assert_same_job(s3, "jobs/pair/one/", "jobs/pair/many/")
     assert [error.line for error in many.errors] == [101]
+
+
+def etag_of(s3: Any, key: str) -> str:
+    return str(s3.head_object(Bucket=TEST_BUCKET, Key=key)["ETag"])
+
+
+def test_an_input_replaced_while_its_shards_run_fails_the_job_instead_of_mixing_two_inputs(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    lines, _ = jsonl_body(100, seed=15)
+    folder = "jobs/seed-mlp/many/"
+    run = sharded_run(function, s3, published_seed.version, folder, "input.jsonl", "\n".join(lines).encode())
+    planned: list[str] = []
+
+    def replace_input(round_number: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # The same size, other lines: only the object's identity tells them apart.
+        planned.append(etag_of(s3, folder + "input.jsonl"))
+        other, _ = jsonl_body(100, seed=16)
+        s3.put_object(Bucket=TEST_BUCKET, Key=folder + "input.jsonl", Body="\n".join(other).encode())
+        return items
+
+    run.before_round = replace_input
+
+    assert run.run(s3) == "failed"
+
+    assert run.raised == []  # no retry can bring the planned object back
+    status = read_status(s3, folder)
+    assert status.error is not None and re.fullmatch(
+        r"job: shard 0 \(input bytes 0-\d+\) failed: JobInputChanged: "
+        + re.escape(
+            f"input.jsonl: expected the object planned (ETag {planned[0]}), got one replaced since; upload "
+            "it again as a new job"
+        ),
+        status.error,
+    )
+    assert f"{folder}output.jsonl" not in keys_under(s3, folder)
+
+
+def test_an_input_replaced_while_the_job_is_planned_fails_it_saying_so(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    lines, _ = jsonl_body(100, seed=17)
+    folder = "jobs/seed-mlp/many/"
+    run = sharded_run(function, s3, published_seed.version, folder, "input.jsonl", "\n".join(lines).encode())
+    planned = etag_of(s3, folder + "input.jsonl")
+
+    def replace_input(params: dict[str, Any], **_: Any) -> None:
+        # The plan's first ranged read finds another object: the plan read the first one's size.
+        if "Range" in params.get("headers", {}) and etag_of(s3, folder + "input.jsonl") == planned:
+            s3.put_object(Bucket=TEST_BUCKET, Key=folder + "input.jsonl", Body=b"[1]\n" * 5000)
+
+    function.app.steps.steps.s3.meta.events.register("before-call.s3.GetObject", replace_input)
+
+    assert run.run(s3) == "failed"
+
+    assert run.raised == [] and run.rounds == []
+    assert read_status(s3, folder).error == (
+        f"input.jsonl: expected the object planned (ETag {planned}), got one replaced since; upload it again "
+        "as a new job"
+    )
+
+
+def test_two_inputs_in_one_job_folder_fail_the_job_instead_of_sharing_a_plan(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    folder = "jobs/seed-mlp/two/"
+    rows = rows_of(100, seed=18)
+    jsonl = sharded_run(
+        function,
+        s3,
+        published_seed.version,
+        folder,
+        "input.jsonl",
+        "\n".join(json.dumps(row) for row in rows.tolist()).encode(),
+    )
+    csv = sharded_run(function, s3, published_seed.version, folder, "input.csv", quoted_csv(rows).encode())
+    work = jsonl.invoke({"maas_job_step": "plan", "job": jsonl.job})
+    # A shard of the csv job handed the jsonl job's plan refuses it too.
+    shard = json.loads(s3.get_object(Bucket=TEST_BUCKET, Key=work["items_key"])["Body"].read())[1]
+    answer = csv.invoke({"maas_job_step": "shard", "job": csv.job, "shard": shard})
+
+    assert csv.run(s3) == "failed"
+    assert jsonl.run(s3) == "failed"  # the folder's one status says why
+
+    expected = (
+        f"job: expected one input in {folder}, got input.jsonl (planned first) and input.csv; upload each "
+        "as a job of its own, under its own job id"
+    )
+    assert read_status(s3, folder).error == expected
+    assert answer["outcome"] == "failed"
+    failure = s3.get_object(Bucket=TEST_BUCKET, Key=f"{folder}shards/00001-{shard['start']}.failed.json")
+    assert json.loads(failure["Body"].read())["error"] == expected
+    assert f"{folder}output.jsonl" not in keys_under(s3, folder)
 
 
 def test_a_pinned_version_that_is_gone_fails_the_job_in_its_plan(
@@ -503,6 +684,70 @@ def test_rounds_that_never_settle_fail_the_job(
         f"job: expected the shards to settle within {shards + 2} rounds, got to round {shards + 3} with "
         f"{shards} shards still to run"
     )
+
+
+def test_a_renumbering_that_always_fails_fails_the_job_naming_its_shard(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    lines, _ = jsonl_body(100, seed=20)
+    lines[60] = "{not json"
+    folder = "jobs/seed-mlp/many/"
+    run = sharded_run(function, s3, published_seed.version, folder, "input.jsonl", "\n".join(lines).encode())
+
+    def fail_reads_of_outputs(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"].startswith(f"{folder}shards/") and params["Key"].endswith(".jsonl"):
+            raise EndpointConnectionError(endpoint_url="https://s3.us-east-1.amazonaws.com")
+
+    def install(round_number: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if round_number == 1:  # the renumbering round: its reads of the shard's output fail
+            function.app.steps.steps.s3.meta.events.register(
+                "provide-client-params.s3.GetObject", fail_reads_of_outputs
+            )
+        return items
+
+    run.before_round = install
+
+    assert run.run(s3) == "failed"
+
+    assert len(run.rounds) == 2 and [item["renumber_from"] for item in run.rounds[1]] != []
+    (task,) = run.rounds[1]
+    assert run.raised == [("shard", "Unavailable")] * 4
+    error = read_status(s3, folder).error
+    assert error is not None and error.startswith(
+        f"job: shard {task['index']} (input bytes {task['start']}-{task['end']}) failed while its error "
+        f"lines were renumbered: Unavailable: reading the shard output s3://{TEST_BUCKET}/{folder}shards/"
+    )
+
+
+def test_a_shard_output_changed_under_the_merge_fails_the_job_saying_so(
+    function: ModuleType, s3: Any, published_seed: Manifest
+) -> None:
+    lines, _ = jsonl_body(60, seed=21)
+    folder = "jobs/seed-mlp/many/"
+    run = sharded_run(function, s3, published_seed.version, folder, "input.jsonl", "\n".join(lines).encode())
+    shortened: list[str] = []
+
+    def shorten_an_output(params: dict[str, Any], **_: Any) -> None:
+        # The merge listed the outputs' sizes, then reads them: one is replaced by fewer bytes meanwhile.
+        key = params["Key"]
+        if "Range" in params and key.startswith(f"{folder}shards/") and not shortened:
+            shortened.append(key)
+            s3.put_object(Bucket=TEST_BUCKET, Key=key, Body=b"{}\n")
+
+    function.app.steps.steps.s3.meta.events.register("provide-client-params.s3.GetObject", shorten_an_output)
+
+    assert run.run(s3) == "failed"
+
+    error = read_status(s3, folder).error
+    assert error is not None and error.startswith(
+        f"job: expected each shard output to hold the bytes listed, got another size (s3://{TEST_BUCKET}/"
+        f"{shortened[0]}: expected "
+    )
+    assert error.endswith(
+        "something else wrote under the job's shards/ folder while it ran; upload the input again as a new "
+        "job"
+    )
+    assert f"{folder}output.jsonl" not in keys_under(s3, folder)
 
 
 def test_a_failed_step_fails_the_job_once_saying_which_and_why(

@@ -95,3 +95,30 @@ def test_a_text_generators_job_is_sharded_past_the_prompt_shard_size_and_refuses
     )
     listed = s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix=f"jobs/{MODEL}/big/")["Contents"]
     assert [item["Key"] for item in listed] == [key]
+
+
+def test_a_prompt_shard_out_of_time_fails_the_job_at_its_line_saying_to_lower_the_prompt_shard_size(
+    monkeypatch: pytest.MonkeyPatch, s3: Any, published_llm: Manifest
+) -> None:
+    function = start_function(
+        monkeypatch, "batch", MAAS_INTRA_OP_THREADS="1", MAAS_PROMPT_JOB_SHARD_BYTES=str(PROMPT_SHARD_BYTES)
+    )
+    folder = f"jobs/{MODEL}/many/"
+    submit(s3, folder + "input.jsonl", prompts(24, {}))
+    run = StepRun(function, folder + "input.jsonl", published_llm.version)
+    run.shard_context = lambda shard: Context(remaining_ms=5_000) if shard["index"] > 0 else None
+
+    assert run.run(s3) == "failed"
+
+    (first,) = [
+        json.loads(s3.get_object(Bucket=TEST_BUCKET, Key=item["Key"])["Body"].read())
+        for item in s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix=f"{folder}shards/00000-")["Contents"]
+        if item["Key"].endswith("-0.json")
+    ]
+    error = read_status(s3, folder).error
+    assert error is not None and error.startswith(f"job: shard 1 (input bytes {first['end']}-")
+    assert error.endswith(
+        "failed: JobOutOfTime: job: expected each shard to finish within the function's timeout, got "
+        f"through 0 lines of this one, stopping at line {first['lines'] + 1}; lower "
+        "MAAS_PROMPT_JOB_SHARD_BYTES (template parameter PromptJobShardBytes) for smaller shards"
+    )

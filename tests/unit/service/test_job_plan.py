@@ -12,8 +12,9 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
+from maas.errors import MaasError
 from maas.service.job_csv import iter_csv_records
-from maas.service.job_npy import NpyHeader
+from maas.service.job_npy import NPY_CHUNK_BYTES, NpyHeader
 from maas.service.job_plan import (
     MAX_SHARDS,
     PLAN_WINDOW_BYTES,
@@ -200,13 +201,17 @@ def test_the_planner_reads_a_small_fraction_of_a_large_input() -> None:
     assert reader.bytes_read < len(data) / 50
 
 
-def test_an_input_that_shrinks_while_planning_is_an_error() -> None:
+def test_an_input_that_shrinks_while_planning_fails_the_job_saying_so() -> None:
     data = b"x" * 100 + b"\n" + b"y" * 100
 
-    with pytest.raises(
-        PlanInputChanged, match="expected 50 bytes at offset 199 of an input of 251 bytes, got 2"
-    ):
+    with pytest.raises(PlanInputChanged) as raised:
         plan_line_ranges(len(data) + 50, 50, CountingReader(data), max_line_bytes=MAX_RECORD, concurrency=1)
+
+    # A MaasError: the plan step writes it into the job's status as it is, not as a failure of its own.
+    assert isinstance(raised.value, MaasError) and raised.value.message == (
+        "input: expected 50 bytes at offset 199 of an input of 251 bytes, got 2: it changed while the job "
+        "was planned; upload it again as a new job"
+    )
 
 
 # ---- csv
@@ -409,6 +414,19 @@ def test_npy_shards_are_whole_batches_of_rows(
             planned.end
             == planned.start + (planned.end - planned.start) // header.row_bytes * header.row_bytes
         )
+
+
+def test_npy_shards_of_wide_rows_are_whole_reads_of_the_single_path() -> None:
+    # 3 x 96 x 96 float32 images, 110,592 bytes a row: the single path reads (and runs) 151 rows at a time,
+    # not the 512 batch rows asked for, so the shards cut at multiples of 151.
+    header = npy_header(1000, row_shape=(3, 96, 96))
+    per_read = NPY_CHUNK_BYTES // header.row_bytes
+    assert per_read == 151
+
+    ranges = plan_npy_ranges(header, 64 * 2**20, 512)
+
+    assert [planned.first_row for planned in ranges] == [1, 1 + 4 * per_read]
+    assert_covers(ranges, header.data_offset, header.data_offset + 1000 * header.row_bytes)
 
 
 def test_npy_shards_never_exceed_the_shard_limit() -> None:

@@ -131,6 +131,32 @@ def test_a_line_longer_than_the_limit_fails_the_job_instead_of_filling_memory() 
         list(iter_lines(io.BytesIO(b"short\n" + b"x" * 100), max_line_bytes=16, chunk_bytes=8))
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 5, 16, 17, 18, 40, 1024])
+@pytest.mark.parametrize(
+    "data",
+    [b"short\n" + b"x" * 17 + b"\nafter\n", b"short\r\n" + b"x" * 17 + b"\r\nafter", b"short\n" + b"x" * 17],
+    ids=["lf", "crlf", "last-line"],
+)
+def test_a_line_longer_than_the_limit_fails_the_job_wherever_the_reads_fall(
+    chunk_bytes: int, data: bytes
+) -> None:
+    # A line one byte over: whether a read ends inside it or holds it whole, and as the last line too.
+    lines = iter_lines(io.BytesIO(data), max_line_bytes=16, chunk_bytes=chunk_bytes)
+
+    assert next(lines) == b"short"
+    with pytest.raises(MalformedJobInput, match=r"^input: line 2 is longer than 16 bytes"):
+        next(lines)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 5, 17, 18, 1024])
+def test_a_line_at_the_limit_is_given_whatever_its_ending_and_the_reads(chunk_bytes: int) -> None:
+    data = b"x" * 16 + b"\r\n" + b"y" * 16 + b"\n" + b"z" * 16
+
+    lines = list(iter_lines(io.BytesIO(data), max_line_bytes=16, chunk_bytes=chunk_bytes))
+
+    assert lines == [b"x" * 16, b"y" * 16, b"z" * 16]
+
+
 def npy_bytes(array: np.ndarray) -> io.BytesIO:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=True)

@@ -107,6 +107,7 @@ def test_shard_keys_and_what_each_key_names() -> None:
     ]
     assert shard_object(keys.failure(12, 0)) == ShardObject(12, 0, "failed")
     assert shard_object(keys.renumbered(1, 9, 41)) == ShardObject(1, 9, "renumbered", 41)
+    assert shard_object(keys.renumber_failure(1, 9, 41)) == ShardObject(1, 9, "renumber_failed", 41)
     assert shard_object(keys.plan) is None and shard_object(keys.round(0)) is None
 
 

@@ -10,7 +10,7 @@ from maas.config import (
     Settings,
 )
 from maas.registry.manifest import Artifact, Manifest, Preprocessing, TokenizerPreprocessing
-from maas.service.sharded_jobs import shard_bytes_for
+from maas.service.sharded_jobs import shard_bytes_for, shard_bytes_setting
 from maas.signature import Signature, TensorSpec
 
 
@@ -53,3 +53,12 @@ def test_each_shard_size_is_its_own_setting() -> None:
 
     assert shard_bytes_for(settings, manifest(tokenizer=False)) == 1_000_000
     assert shard_bytes_for(settings, manifest(tokenizer=True)) == 30_000
+
+
+def test_a_shard_out_of_time_is_told_which_setting_sizes_its_shards() -> None:
+    assert shard_bytes_setting(manifest(tokenizer=False)) == (
+        "MAAS_JOB_SHARD_BYTES (template parameter JobShardBytes)"
+    )
+    assert shard_bytes_setting(manifest(tokenizer=True)) == (
+        "MAAS_TEXT_JOB_SHARD_BYTES (template parameter TextJobShardBytes)"
+    )
