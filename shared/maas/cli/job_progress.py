@@ -178,7 +178,10 @@ class ShardWatch:
         done: list[str] = []
         running = failed = 0
         for index, (start, kinds) in latest.items():
-            if "result" in kinds:
+            # A shard whose error lines could not be renumbered has a result, yet fails the job.
+            if "renumber_failed" in kinds:
+                failed += 1
+            elif "result" in kinds:
                 done.append(self._keys.result(index, start))
             elif "failed" in kinds:
                 failed += 1

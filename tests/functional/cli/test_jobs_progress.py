@@ -197,6 +197,20 @@ def test_shards_are_done_running_failed_or_waiting_and_rows_count_from_the_plan(
     assert progress.describe() == "2/4 shards done, 1 running, 1 failed, 500 rows/s"
 
 
+def test_a_shard_whose_error_lines_could_not_be_renumbered_counts_as_failed(bucket: Any) -> None:
+    # Given shard 1 answered (a result), but its renumbering failed for good: the merge fails the job
+    job = ShardedJob(bucket)
+    job.plan()
+    job.done(0, 3_000, finished_at=at(4))
+    job.done(1, 2_000, finished_at=at(6), failed=5)
+    job.put(job.key(f"00001-{job.bounds[1]}.from-3001.failed.json"))
+
+    progress = watch(job, bucket, now=at(10)).poll()
+
+    assert progress is not None
+    assert (progress.done, progress.failed) == (1, 1)
+
+
 def test_a_shard_without_any_object_is_waiting(bucket: Any) -> None:
     job = ShardedJob(bucket)
     job.plan()
