@@ -28,9 +28,9 @@ OFFLINE_ONLY_SUBPACKAGES = ("maas/training", "maas/local", "maas/cli")
 # lock leaves out. bin/: console scripts pip --target writes, which nothing on Lambda runs.
 PRUNED_PATHS = ("onnxruntime/tools", "onnxruntime/transformers", "onnxruntime/quantization", "bin")
 # The AWS services whose API models shared/Makefile keeps in botocore/data: those maas.aws_clients creates
-# clients for (S3; KMS and Secrets Manager for manifest signing), and STS for credential providers that
-# assume a role.
-BOTOCORE_SERVICES = ("kms", "s3", "secretsmanager", "sts")
+# clients for (S3; KMS and Secrets Manager for manifest signing; Step Functions to start a sharded job), and
+# STS for credential providers that assume a role.
+BOTOCORE_SERVICES = ("kms", "s3", "secretsmanager", "stepfunctions", "sts")
 # Files of shared/ that build the layer and must not end up in it.
 BUILD_FILES = ("Makefile", "requirements.lock", "requirements.txt", "layer_bytecode.py")
 # The bytecode shared/layer_bytecode.py writes: CPython 3.12's (the runtime's), whatever Python checks it.

@@ -46,7 +46,8 @@ def inference_service(function: str, app: Any) -> InferenceService:
     elif function == "async":
         service = app.adapter.inference
     else:
-        service = app.adapter.jobs.inference
+        # The batch function's edge holds the SQS adapter (and the job steps' beside it).
+        service = app.jobs.jobs.inference
     return service
 
 
