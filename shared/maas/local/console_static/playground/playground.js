@@ -1,0 +1,70 @@
+// The playground: one page per model, its form picked from what the model is (its manifest's task and
+// labels, and the inputs it is served with), so a new model needs no console change to be tried.
+
+import { getJson } from "../api.js";
+import { h, fill, facts, link, encode } from "../dom.js";
+import { loading } from "../widgets.js";
+import { imageShape, v2Path } from "./common.js";
+
+/**
+ * Which playground a model gets, from its manifest and the V2 inputs it is served with (a tokenized
+ * model is served with one BYTES input although its graph takes token ids):
+ * "chat" | "embedding" | "text" | "image" | "rows".
+ */
+export function kindOf(manifest, served) {
+  if (manifest.task === "text-generation") return "chat";
+  const inputs = served?.inputs ?? manifest.signature.inputs;
+  if (inputs.length === 1 && inputs[0].datatype === "BYTES") {
+    return manifest.task === "embedding" ? "embedding" : "text";
+  }
+  if (inputs.length === 1 && imageShape(inputs[0])) return "image";
+  return "rows";
+}
+
+const MODULES = {
+  chat: ["./chat.js", "Chat"],
+  embedding: ["./embedding.js", "Embeddings"],
+  text: ["./text.js", "Text classifier"],
+  image: ["./image.js", "Image"],
+  rows: ["./rows.js", "Rows"],
+};
+
+/** The newest version that is not archived: what "latest" means when the URL names none. */
+async function newestVersion(name) {
+  const model = await getJson(`/registry/models/${encode(name)}`);
+  const usable = model.versions.filter((version) => version.status !== "archived").map((version) => version.version);
+  if (!usable.length) throw new Error(`${name} has no version that can serve (all are archived)`);
+  return { version: Math.max(...usable), all: model.versions.map((version) => version.version) };
+}
+
+export async function render(view, params) {
+  const { name } = params;
+  loading(view, `the ${name} playground`);
+  const chosen = params.version ?? params.query.get("version");
+  const { version, all } = chosen ? { version: Number(chosen), all: null } : await newestVersion(name);
+  const { manifest } = await getJson(`/registry/models/${encode(name)}/versions/${encode(version)}`);
+  // A text generator's V2 metadata is its raw graph (token ids and KV caches): only the chat route fits it.
+  const served = manifest.task === "text-generation" ? null : await getJson(v2Path(name, version));
+  const kind = kindOf(manifest, served);
+  const [module, title] = MODULES[kind];
+  const playground = await import(module);
+  const body = h("div", { class: "playground", "data-testid": `playground-${kind}`, dataset: { kind } });
+  fill(
+    view,
+    h("p", { class: "crumbs" }, link("#/", "Models"), " / ", link(`#/models/${encode(name)}`, name), " / ", link(`#/models/${encode(name)}/versions/${encode(version)}`, `v${version}`)),
+    h("h1", {}, `${name} v${version}: ${title.toLowerCase()} playground`),
+    h(
+      "section",
+      { class: "panel" },
+      h("h2", { class: "visually-hidden" }, "About this model"),
+      facts([
+        ["Task", manifest.task ?? "—"],
+        ["Version", chosen ? `v${version}` : `v${version} (newest ready${all && all.length > 1 ? `; others: ${all.filter((v) => v !== version).map((v) => `v${v}`).join(", ")}` : ""})`],
+        ["Served inputs", (served?.inputs ?? []).map((input) => `${input.name} ${input.datatype} [${input.shape.join(", ")}]`).join("; ") || "chat messages (OpenAI-compatible)"],
+        ["Description", manifest.description || "—"],
+      ]),
+    ),
+    body,
+  );
+  await playground.render(body, { name, version, manifest, served });
+}
