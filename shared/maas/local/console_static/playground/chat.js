@@ -1,0 +1,155 @@
+// Text generators: a chat over the OpenAI-compatible route, streamed. Each delta is appended as it
+// arrives (its own text node, so a reader sees the reply grow), Stop aborts the fetch, and the usage
+// chunk the stream ends with is shown.
+
+import { call, sseEvents } from "../api.js";
+import { h, fill, section } from "../dom.js";
+import { curlBox, errorLine } from "../widgets.js";
+import { tracked } from "./common.js";
+
+const CHAT_PATH = "/openai/v1/chat/completions";
+const DEFAULT_MAX_TOKENS = 64;
+
+function bubble(role, text = "") {
+  const body = h("span", { class: "text" }, text);
+  const element = h("div", { class: `message ${role}`, "data-testid": `message-${role}` }, h("span", { class: "role" }, role), body);
+  element.text = body;
+  return element;
+}
+
+export async function render(body, { name, version, manifest }) {
+  const defaults = manifest.generation?.defaults ?? {};
+  const contextLength = manifest.generation?.context_length;
+  const history = [];
+  const log = h("div", { class: "chat-log", role: "log", "aria-live": "polite", "data-testid": "chat-log" });
+  const system = h("input", { id: "chat-system", type: "text", placeholder: "optional", "data-testid": "chat-system" });
+  const prompt = h("textarea", { id: "chat-prompt", rows: "3", "data-testid": "chat-prompt" }, "Write a haiku about the sea.");
+  const temperature = h("input", { id: "chat-temperature", type: "number", min: "0", max: "2", step: "0.1", value: String(defaults.temperature ?? 1), "data-testid": "temperature" });
+  const maxTokens = h("input", { id: "chat-max-tokens", type: "number", min: "1", step: "1", max: contextLength ? String(contextLength) : null, value: String(Math.min(DEFAULT_MAX_TOKENS, defaults.max_tokens ?? DEFAULT_MAX_TOKENS)), "data-testid": "max-tokens" });
+  const seed = h("input", { id: "chat-seed", type: "number", min: "0", step: "1", placeholder: "random", "data-testid": "seed" });
+  const send = h("button", { type: "submit", "data-testid": "send" }, "Send");
+  const stop = h("button", { type: "button", class: "danger", disabled: true, "data-testid": "stop" }, "Stop");
+  const reset = h("button", { type: "button", class: "secondary", "data-testid": "reset" }, "New conversation");
+  const usage = h("p", { class: "usage", role: "status", "data-testid": "usage" });
+  const errors = errorLine();
+  const curl = curlBox();
+  let controller = null;
+
+  const request = () => {
+    const json = {
+      model: `${name}/versions/${version}`,
+      messages: [...(system.value.trim() ? [{ role: "system", content: system.value }] : []), ...history],
+      stream: true,
+      stream_options: { include_usage: true },
+    };
+    if (maxTokens.value !== "") json.max_tokens = Number(maxTokens.value);
+    if (temperature.value !== "") json.temperature = Number(temperature.value);
+    if (seed.value !== "") json.seed = Number(seed.value);
+    return json;
+  };
+
+  const converse = async () => {
+    const text = prompt.value;
+    if (!text.trim()) return;
+    errors.show(null);
+    usage.textContent = "";
+    history.push({ role: "user", content: text });
+    log.append(bubble("user", text));
+    const reply = bubble("assistant");
+    reply.classList.add("streaming");
+    reply.setAttribute("aria-busy", "true");
+    log.append(reply);
+    prompt.value = "";
+    controller = new AbortController();
+    send.disabled = true;
+    stop.disabled = false;
+    let content = "";
+    let finish = null;
+    try {
+      const response = await tracked(curl, () => call("POST", CHAT_PATH, { json: request(), signal: controller.signal }));
+      for await (const event of sseEvents(response)) {
+        // An error after the first byte comes as one event, then the stream ends (docs/generation.md).
+        if (event.error) throw new Error(event.error.message ?? JSON.stringify(event.error));
+        const choice = event.choices?.[0];
+        if (choice?.delta?.content) {
+          content += choice.delta.content;
+          reply.text.append(document.createTextNode(choice.delta.content));
+        }
+        if (choice?.finish_reason) finish = choice.finish_reason;
+        if (event.usage) {
+          const { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: total } = event.usage;
+          usage.textContent = `${promptTokens} prompt + ${completion} completion = ${total} tokens; finished: ${finish ?? "—"}${event.maas?.time_budget_exhausted ? " (time budget)" : ""}; answered by ${event.system_fingerprint ?? event.model}.`;
+        }
+      }
+      reply.dataset.finish = finish ?? "";
+    } catch (error) {
+      if (error.name === "AbortError") {
+        reply.dataset.finish = "stopped";
+        usage.textContent = "Stopped: the request was aborted, so no usage came back.";
+      } else {
+        errors.show(error);
+        reply.dataset.finish = "error";
+      }
+    } finally {
+      reply.classList.remove("streaming");
+      reply.removeAttribute("aria-busy");
+      if (!content) reply.text.textContent = reply.dataset.finish === "error" ? "(no reply)" : "";
+      // What was said stays in the conversation, even a reply cut short by Stop.
+      if (content) history.push({ role: "assistant", content });
+      else history.pop();
+      controller = null;
+      send.disabled = false;
+      stop.disabled = true;
+      prompt.focus();
+    }
+  };
+
+  const form = h(
+    "form",
+    { "aria-label": "Message" },
+    h("label", { for: "chat-prompt", class: "block" }, "Message", prompt),
+    h(
+      "div",
+      { class: "row settings-row" },
+      h("label", { for: "chat-temperature" }, "Temperature", temperature),
+      h("label", { for: "chat-max-tokens" }, "Max tokens", maxTokens),
+      h("label", { for: "chat-seed" }, "Seed", seed),
+      send,
+      stop,
+      reset,
+    ),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (!controller) converse();
+  });
+  prompt.addEventListener("keydown", (event) => {
+    // Ctrl/Cmd+Enter sends; Enter alone is a new line, as in a text editor.
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  stop.addEventListener("click", () => controller?.abort());
+  reset.addEventListener("click", () => {
+    controller?.abort();
+    history.length = 0;
+    fill(log);
+    usage.textContent = "";
+    errors.show(null);
+  });
+
+  fill(
+    body,
+    section(
+      "Chat",
+      h("p", { class: "muted" }, `Streamed from ${CHAT_PATH} (OpenAI-compatible) as Server-Sent Events. Unset fields take the model's defaults${defaults.temperature !== undefined ? ` (temperature ${defaults.temperature}, max tokens ${defaults.max_tokens})` : ""}. Ctrl+Enter sends.`),
+      h("label", { for: "chat-system", class: "block" }, "System prompt", system),
+      log,
+      form,
+      usage,
+      errors,
+      curl,
+    ),
+  );
+}
