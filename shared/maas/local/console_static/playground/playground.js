@@ -37,6 +37,16 @@ async function newestVersion(name) {
   return { version: Math.max(...usable), all: model.versions.map((version) => version.version) };
 }
 
+/** The version shown, and links to the others' playgrounds when "latest" chose it. */
+function versionFacts(name, version, chosen, all) {
+  if (chosen) return `v${version}`;
+  const others = (all ?? []).filter((other) => other !== version);
+  return [
+    `v${version} (the newest that is not archived)`,
+    others.length ? ["; try ", others.map((other, index) => [index ? ", " : "", link(`#/models/${encode(name)}/versions/${encode(other)}/play`, `v${other}`)])] : null,
+  ];
+}
+
 export async function render(view, params) {
   const { name } = params;
   loading(view, `the ${name} playground`);
@@ -59,7 +69,7 @@ export async function render(view, params) {
       h("h2", { class: "visually-hidden" }, "About this model"),
       facts([
         ["Task", manifest.task ?? "—"],
-        ["Version", chosen ? `v${version}` : `v${version} (newest ready${all && all.length > 1 ? `; others: ${all.filter((v) => v !== version).map((v) => `v${v}`).join(", ")}` : ""})`],
+        ["Version", versionFacts(name, version, chosen, all)],
         ["Served inputs", (served?.inputs ?? []).map((input) => `${input.name} ${input.datatype} [${input.shape.join(", ")}]`).join("; ") || "chat messages (OpenAI-compatible)"],
         ["Description", manifest.description || "—"],
       ]),

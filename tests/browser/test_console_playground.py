@@ -1,0 +1,256 @@
+"""The console's playgrounds in the browser: each model kind gets its form, and what the page shows is what
+the API answers for the same request.
+
+Given the console stack's models (tests.support.console), a test opens `#/models/NAME/play`, uses the form
+as a person would (typing, clicking, drawing with the mouse, uploading a file) and holds the page's result
+to the API's own answer, fetched here over HTTP with the request the page says it sent.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import math
+import urllib.error
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from tests.browser.conftest import PHONE
+from tests.support.browser import screenshot
+from tests.support.console import DIGITS, EMBEDDER, LLM, SEED, SENTIMENT
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+    from tests.browser.conftest import ConsoleErrors, ConsoleStack
+
+# The newest seed-mlp version: the playground's "latest" (v2, the one-epoch model, is published last).
+SEED_LATEST = 2
+# Enough tokens that a stream has many deltas, few enough to finish in a blink on the tiny decoder.
+CHAT_TOKENS = 40
+
+
+def post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer: dict[str, Any] = json.load(response)
+        return answer
+
+
+def infer(console: ConsoleStack, name: str, version: int, body: dict[str, Any]) -> dict[str, Any]:
+    return post_json(f"{console.api}/v2/models/{name}/versions/{version}/infer", body)
+
+
+def open_playground(page: Page, console: ConsoleStack, name: str, kind: str) -> None:
+    page.goto(f"{console.url}#/models/{name}/play")
+    page.get_by_test_id(f"playground-{kind}").wait_for()
+
+
+def cell_values(page: Page, selector: str) -> list[float]:
+    values: list[str] = page.locator(selector).evaluate_all("(cells) => cells.map((c) => c.dataset.value)")
+    return [float(value) for value in values]
+
+
+def no_horizontal_scroll(page: Page) -> bool:
+    width: int = page.evaluate("document.documentElement.scrollWidth")
+    return width <= PHONE["width"]
+
+
+def test_mlp_rows_are_inferred_and_the_table_is_what_v2_infer_answers(
+    page: Page, console: ConsoleStack
+) -> None:
+    open_playground(page, console, SEED, "rows")
+    page.get_by_test_id("cell").first.fill("1.5")
+    page.get_by_test_id("add-row").click()
+    page.get_by_test_id("cell").nth(12).fill("-2")
+
+    page.get_by_test_id("infer").click()
+    page.get_by_test_id("result-table").wait_for()
+
+    sent = json.loads(page.get_by_test_id("request-json").text_content() or "")
+    assert sent["inputs"][0]["shape"] == [2, 10]
+    assert sent["inputs"][0]["data"][0] == 1.5 and sent["inputs"][0]["data"][12] == -2
+    expected = infer(console, SEED, SEED_LATEST, sent)["outputs"][0]["data"]
+    assert cell_values(page, "[data-testid=result-table] td[data-value]") == pytest.approx(expected, abs=1e-6)
+    assert f"/v2/models/{SEED}/versions/{SEED_LATEST}/infer" in (
+        page.get_by_test_id("curl").text_content() or ""
+    )
+    screenshot(page, "playground-rows")
+    page.set_viewport_size(PHONE)
+    assert no_horizontal_scroll(page)
+    screenshot(page, "playground-rows-phone")
+
+
+def test_a_request_edited_as_json_is_sent_and_its_refusal_shown_as_the_api_wrote_it(
+    page: Page, console: ConsoleStack, console_errors: ConsoleErrors
+) -> None:
+    wrong = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        infer(console, SEED, SEED_LATEST, wrong)
+    message = json.load(refused.value)["error"]
+    open_playground(page, console, SEED, "rows")
+    console_errors.expect(r"Failed to load resource: the server responded with a status of 400")
+
+    page.get_by_text("Edit the request as JSON").click()
+    page.get_by_label("V2 request body").fill(json.dumps(wrong))
+    page.get_by_test_id("infer-json").click()
+
+    assert page.get_by_test_id("error").text_content() == f"400: {message}"
+    assert json.dumps(wrong, separators=(",", ":")) in (page.get_by_test_id("curl").text_content() or "")
+
+
+def a_digit_the_model_gets_right(console: ConsoleStack) -> tuple[np.ndarray, int]:
+    """The first scikit-learn digit the published model classifies right, and confidently, via the API."""
+    digits = load_digits()
+    images, targets = digits.images[:40].astype(np.float32), digits.target[:40]
+    answer = infer(
+        console,
+        DIGITS,
+        1,
+        {
+            "inputs": [
+                {"name": "input", "datatype": "FP32", "shape": [40, 1, 8, 8], "data": images.ravel().tolist()}
+            ]
+        },
+    )
+    logits = np.asarray(answer["outputs"][0]["data"]).reshape(40, 10)
+    margins = np.sort(logits, axis=1)[:, -1] - np.sort(logits, axis=1)[:, -2]
+    for index in range(40):
+        if logits[index].argmax() == targets[index] and margins[index] > 2:
+            return images[index], int(targets[index])
+    raise AssertionError("the tiny digits model gets none of the first 40 digits confidently right")
+
+
+def test_an_uploaded_digit_is_classified_correctly_with_its_heatmap(
+    page: Page, console: ConsoleStack
+) -> None:
+    image, label = a_digit_the_model_gets_right(console)
+    png = io.BytesIO()
+    Image.fromarray(np.round(image * 255 / 16).astype(np.uint8), mode="L").save(png, format="PNG")
+    open_playground(page, console, DIGITS, "image")
+
+    page.get_by_test_id("upload").set_input_files(
+        {"name": "digit.png", "mimeType": "image/png", "buffer": png.getvalue()}
+    )
+    page.get_by_test_id("upload-note").filter(has_text="digit.png").wait_for()
+    page.get_by_test_id("classify").click()
+
+    assert page.get_by_test_id("predicted-label").text_content() == str(label)
+    page.get_by_test_id("heatmap").wait_for(state="visible")
+    assert page.get_by_test_id("heatmap").get_attribute("data-cells") == "64"
+    screenshot(page, "playground-image-upload")
+
+
+def test_a_digit_drawn_with_the_mouse_gets_a_prediction_and_an_occlusion_heatmap(
+    page: Page, console: ConsoleStack
+) -> None:
+    open_playground(page, console, DIGITS, "image")
+    box = page.get_by_test_id("drawing").bounding_box()
+    assert box is not None
+    # A "7": a bar along the top, then a diagonal down to the bottom left.
+    points = [(0.25, 0.2), (0.75, 0.2), (0.55, 0.5), (0.4, 0.85)]
+    page.mouse.move(box["x"] + box["width"] * points[0][0], box["y"] + box["height"] * points[0][1])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(box["x"] + box["width"] * x, box["y"] + box["height"] * y, steps=8)
+    page.mouse.up()
+    page.get_by_test_id("classify").click()
+
+    page.get_by_test_id("heatmap").wait_for(state="visible")
+    assert page.get_by_test_id("predicted-label").text_content() in [str(digit) for digit in range(10)]
+    assert float(page.get_by_test_id("heatmap").get_attribute("data-max-abs") or 0) > 0
+    curls = page.get_by_test_id("curl").all_text_contents()
+    assert any(f"/v2/models/{DIGITS}/versions/1/explain" in curl and '"occlusion"' in curl for curl in curls)
+    screenshot(page, "playground-image")
+    page.set_viewport_size(PHONE)
+    assert no_horizontal_scroll(page)
+    screenshot(page, "playground-image-phone")
+
+
+def test_a_text_is_classified_with_token_attributions(page: Page, console: ConsoleStack) -> None:
+    open_playground(page, console, SENTIMENT, "text")
+    page.get_by_test_id("text-input").fill("the cat sat on the mat")
+    page.get_by_test_id("classify").click()
+
+    page.get_by_test_id("token").first.wait_for()
+    # The test model's weights: "cat" is +2 positive, "mat" +1 negative, every other token 0.
+    assert page.get_by_test_id("predicted-label").text_content() == "positive"
+    probability = 1 / (1 + math.exp(-1))
+    shown = page.locator("[data-testid=probabilities] tr[data-label=positive]").get_attribute("data-value")
+    assert float(shown or 0) == pytest.approx(probability, abs=1e-6)
+    tokens = page.get_by_test_id("token")
+    words = [
+        text.split("\n")[0] for text in tokens.evaluate_all("(ts) => ts.map((t) => t.firstChild.textContent)")
+    ]
+    assert words == ["the", "cat", "sat", "on", "the", "mat"]
+    assert cell_values(page, "[data-testid=token]") == pytest.approx([0, 2, 0, 0, 0, 0], abs=1e-6)
+    screenshot(page, "playground-text")
+
+
+def test_two_texts_get_the_cosine_of_their_embeddings(page: Page, console: ConsoleStack) -> None:
+    open_playground(page, console, EMBEDDER, "embedding")
+    texts = ["the cat sat on the mat", "hello world"]
+    page.get_by_test_id("text-a").fill(texts[0])
+    page.get_by_test_id("text-b").fill(texts[1])
+    page.get_by_test_id("compare").click()
+
+    page.get_by_test_id("cosine").wait_for()
+    answer = infer(
+        console, EMBEDDER, 1, {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": texts}]}
+    )
+    a, b = np.asarray(answer["outputs"][0]["data"]).reshape(2, -1)
+    expected = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    assert float(page.get_by_test_id("cosine").get_attribute("data-value") or "nan") == pytest.approx(
+        expected, abs=1e-6
+    )
+    assert page.get_by_test_id("cosine").text_content() == f"{expected:.4f}"
+    screenshot(page, "playground-embedding")
+
+
+def test_a_chat_reply_streams_in_growing_and_ends_with_its_usage(page: Page, console: ConsoleStack) -> None:
+    open_playground(page, console, LLM, "chat")
+    page.get_by_test_id("max-tokens").fill(str(CHAT_TOKENS))
+    page.get_by_test_id("seed").fill("7")
+    page.get_by_test_id("chat-prompt").fill("Tell me a story.")
+    # Snapshots of the reply each time the page changes it, recorded in the page as it happens.
+    page.evaluate(
+        """() => {
+            window.replySnapshots = [];
+            const log = document.querySelector("[data-testid=chat-log]");
+            new MutationObserver(() => {
+                const reply = log.querySelector("[data-testid=message-assistant] .text");
+                if (reply && reply.closest(".streaming")) window.replySnapshots.push(reply.textContent);
+            }).observe(log, { childList: true, subtree: true, characterData: true });
+        }"""
+    )
+
+    page.get_by_test_id("send").click()
+    page.get_by_test_id("usage").filter(has_text="completion").wait_for()
+
+    snapshots: list[str] = page.evaluate("window.replySnapshots")
+    final = page.get_by_test_id("message-assistant").locator(".text").text_content() or ""
+    growing = [
+        text for index, text in enumerate(snapshots) if text and (index == 0 or text != snapshots[index - 1])
+    ]
+    assert len(growing) >= 3, growing
+    assert all(
+        later.startswith(earlier) and len(later) > len(earlier)
+        for earlier, later in itertools.pairwise(growing)
+    )
+    assert final.startswith(growing[-1])
+    assert page.get_by_test_id("message-assistant").get_attribute("data-finish") == "length"
+    usage = page.get_by_test_id("usage").text_content() or ""
+    assert f"+ {CHAT_TOKENS} completion" in usage
+    assert page.get_by_test_id("send").is_enabled() and page.get_by_test_id("stop").is_disabled()
+    screenshot(page, "playground-chat")
+    page.set_viewport_size(PHONE)
+    assert no_horizontal_scroll(page)
+    screenshot(page, "playground-chat-phone")
