@@ -254,3 +254,45 @@ def test_a_chat_reply_streams_in_growing_and_ends_with_its_usage(page: Page, con
     page.set_viewport_size(PHONE)
     assert no_horizontal_scroll(page)
     screenshot(page, "playground-chat-phone")
+
+
+def test_stop_ends_a_stream_and_keeps_what_had_arrived(page: Page, console: ConsoleStack) -> None:
+    open_playground(page, console, LLM, "chat")
+    page.get_by_test_id("max-tokens").fill("150")
+    # Stop is pressed the moment the first text arrives, from inside the page, so no timing can race it.
+    page.evaluate(
+        """() => new MutationObserver((_, observer) => {
+            const reply = document.querySelector("[data-testid=message-assistant] .text");
+            if (reply && reply.textContent) {
+                observer.disconnect();
+                document.querySelector("[data-testid=stop]").click();
+            }
+        }).observe(
+            document.querySelector("[data-testid=chat-log]"),
+            { childList: true, subtree: true, characterData: true },
+        )"""
+    )
+
+    page.get_by_test_id("send").click()
+
+    page.locator("[data-testid=message-assistant][data-finish=stopped]").wait_for()
+    assert page.get_by_test_id("message-assistant").locator(".text").text_content()
+    assert (page.get_by_test_id("usage").text_content() or "").startswith("Stopped")
+    assert page.get_by_test_id("error").is_hidden()
+
+
+def test_the_drawing_area_is_usable_from_the_keyboard(page: Page, console: ConsoleStack) -> None:
+    open_playground(page, console, DIGITS, "image")
+    page.get_by_test_id("drawing").focus()
+    # The cursor starts in the middle cell (row 4, column 4 of 0..7); up one, then ink it.
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("Space")
+    page.get_by_test_id("classify").focus()
+    page.keyboard.press("Enter")
+
+    page.get_by_test_id("heatmap").wait_for(state="visible")
+    curl = page.get_by_test_id("curl").first.text_content() or ""
+    sent = json.loads(curl.split(" -d '", 1)[1].split("' ", 1)[0])
+    pixels = sent["inputs"][0]["data"]
+    assert pixels[3 * 8 + 4] == 16
+    assert sum(pixels) == 16

@@ -54,7 +54,8 @@ export async function render(body, { name, version, manifest }) {
     errors.show(null);
     usage.textContent = "";
     history.push({ role: "user", content: text });
-    log.append(bubble("user", text));
+    const asked = bubble("user", text);
+    log.append(asked);
     const reply = bubble("assistant");
     reply.classList.add("streaming");
     reply.setAttribute("aria-busy", "true");
@@ -93,10 +94,15 @@ export async function render(body, { name, version, manifest }) {
     } finally {
       reply.classList.remove("streaming");
       reply.removeAttribute("aria-busy");
-      if (!content) reply.text.textContent = reply.dataset.finish === "error" ? "(no reply)" : "";
-      // What was said stays in the conversation, even a reply cut short by Stop.
+      // What was said stays in the conversation, even a reply cut short by Stop; a refused turn is taken
+      // back, its message returned to the box to be fixed and sent again.
       if (content) history.push({ role: "assistant", content });
-      else history.pop();
+      else {
+        history.pop();
+        asked.remove();
+        reply.remove();
+        if (!prompt.value) prompt.value = text;
+      }
       controller = null;
       send.disabled = false;
       stop.disabled = true;
