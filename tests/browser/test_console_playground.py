@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import expect
 from sklearn.datasets import load_digits
 
 from tests.browser.conftest import PHONE
@@ -49,8 +50,8 @@ def infer(console: ConsoleStack, name: str, version: int, body: dict[str, Any]) 
     return post_json(f"{console.api}/v2/models/{name}/versions/{version}/infer", body)
 
 
-def open_playground(page: Page, console: ConsoleStack, name: str, kind: str) -> None:
-    page.goto(f"{console.url}#/models/{name}/play")
+def open_playground(page: Page, console: ConsoleStack, name: str, kind: str, query: str = "") -> None:
+    page.goto(f"{console.url}#/models/{name}/play{query}")
     page.get_by_test_id(f"playground-{kind}").wait_for()
 
 
@@ -103,7 +104,7 @@ def test_a_request_edited_as_json_is_sent_and_its_refusal_shown_as_the_api_wrote
     page.get_by_label("V2 request body").fill(json.dumps(wrong))
     page.get_by_test_id("infer-json").click()
 
-    assert page.get_by_test_id("error").text_content() == f"400: {message}"
+    expect(page.get_by_test_id("error")).to_have_text(f"400: {message}")
     assert json.dumps(wrong, separators=(",", ":")) in (page.get_by_test_id("curl").text_content() or "")
 
 
@@ -196,7 +197,8 @@ def test_a_text_is_classified_with_token_attributions(page: Page, console: Conso
 
 
 def test_two_texts_get_the_cosine_of_their_embeddings(page: Page, console: ConsoleStack) -> None:
-    open_playground(page, console, EMBEDDER, "embedding")
+    open_playground(page, console, EMBEDDER, "embedding", "?version=production")
+    assert page.get_by_role("heading", level=1).text_content() == f"{EMBEDDER} v1: embeddings playground"
     texts = ["the cat sat on the mat", "hello world"]
     page.get_by_test_id("text-a").fill(texts[0])
     page.get_by_test_id("text-b").fill(texts[1])

@@ -29,9 +29,19 @@ const MODULES = {
   rows: ["./rows.js", "Rows"],
 };
 
-/** The newest version that is not archived: what "latest" means when the URL names none. */
-async function newestVersion(name) {
+/** The version the URL names (a number, or an alias such as production), else the newest version that is
+ * not archived: what "latest" means here. */
+async function resolveVersion(name, chosen) {
+  if (chosen && /^[1-9][0-9]*$/.test(chosen)) return { version: Number(chosen), all: null };
   const model = await getJson(`/registry/models/${encode(name)}`);
+  if (chosen) {
+    const alias = model.aliases?.[chosen];
+    if (!alias) {
+      const known = Object.keys(model.aliases ?? {});
+      throw new Error(`version: expected a number or one of ${name}'s aliases (${known.join(", ") || "it has none"}), got ${JSON.stringify(chosen)}`);
+    }
+    return { version: alias.version, all: null };
+  }
   const usable = model.versions.filter((version) => version.status !== "archived").map((version) => version.version);
   if (!usable.length) throw new Error(`${name} has no version that can serve (all are archived)`);
   return { version: Math.max(...usable), all: model.versions.map((version) => version.version) };
@@ -39,7 +49,7 @@ async function newestVersion(name) {
 
 /** The version shown, and links to the others' playgrounds when "latest" chose it. */
 function versionFacts(name, version, chosen, all) {
-  if (chosen) return `v${version}`;
+  if (chosen) return String(chosen) === String(version) ? `v${version}` : `v${version} (${chosen})`;
   const others = (all ?? []).filter((other) => other !== version);
   return [
     `v${version} (the newest that is not archived)`,
@@ -51,7 +61,7 @@ export async function render(view, params) {
   const { name } = params;
   loading(view, `the ${name} playground`);
   const chosen = params.version ?? params.query.get("version");
-  const { version, all } = chosen ? { version: Number(chosen), all: null } : await newestVersion(name);
+  const { version, all } = await resolveVersion(name, chosen);
   const { manifest } = await getJson(`/registry/models/${encode(name)}/versions/${encode(version)}`);
   // A text generator's V2 metadata is its raw graph (token ids and KV caches): only the chat route fits it.
   const served = manifest.task === "text-generation" ? null : await getJson(v2Path(name, version));

@@ -41,6 +41,10 @@ export async function render(body, { name, version, manifest, served }) {
   const tables = h("div", { class: "row-tables" });
   const json = h("pre", { class: "request-json", "data-testid": "request-json" });
   const jsonEditor = h("textarea", { id: "rows-json", spellcheck: "false", class: "json-editor" });
+  let edited = false;
+  jsonEditor.addEventListener("input", () => {
+    edited = true;
+  });
   const errors = errorLine();
   const results = h("div", { "data-testid": "results" });
   const curl = curlBox();
@@ -122,7 +126,14 @@ export async function render(body, { name, version, manifest, served }) {
   }));
   const editor = h(
     "details",
-    { class: "json-edit", onToggle: (event) => { if (event.target.open) jsonEditor.value = JSON.stringify(request(), null, 2); } },
+    {
+      class: "json-edit",
+      // The toggle event comes a task after the click: text typed meanwhile must not be overwritten.
+      onToggle: (event) => {
+        if (event.target.open && !edited) jsonEditor.value = JSON.stringify(request(), null, 2);
+        if (!event.target.open) edited = false;
+      },
+    },
     h("summary", {}, "Edit the request as JSON"),
     h("label", { for: "rows-json", class: "block" }, "V2 request body", jsonEditor),
     h("div", { class: "row" }, sendJsonButton),
