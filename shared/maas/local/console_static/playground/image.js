@@ -194,6 +194,10 @@ export async function render(body, { name, version, manifest, served }) {
     wipe();
     note.textContent = "";
     upload.value = "";
+    // A prediction left beside an empty canvas would read as the blank image's.
+    fill(prediction);
+    fill(explanation);
+    heatmap.hidden = true;
   });
 
   const requestBody = () => {
