@@ -84,7 +84,9 @@ class ConsoleSite:
             return None
         if request.method not in _READ_METHODS:
             response = gateway_message(
-                405, "Method Not Allowed", f"method: expected GET or HEAD for the console, got {request.method}"
+                405,
+                "Method Not Allowed",
+                f"method: expected GET or HEAD for the console, got {request.method}",
             )
             response.headers.append(("Allow", "GET, HEAD"))
             return _secured(response)
@@ -98,7 +100,9 @@ class ConsoleSite:
         asset = self._assets.get(name)
         if asset is None:
             return _secured(
-                gateway_message(404, "Not Found", f"console file: expected one of the console's, got {name[:80]!r}")
+                gateway_message(
+                    404, "Not Found", f"console file: expected one of the console's, got {name[:80]!r}"
+                )
             )
         return _secured(_file(asset))
 
@@ -109,7 +113,9 @@ def _read_assets(root: Path) -> dict[str, _Asset]:
         if not file.is_file() or file.is_symlink() or file.name.startswith("."):
             continue
         name = file.relative_to(root).as_posix()
-        content_type = _CONTENT_TYPES.get(file.suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        content_type = (
+            _CONTENT_TYPES.get(file.suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        )
         assets[name] = _Asset(file.read_bytes(), content_type)
     return assets
 
