@@ -32,7 +32,8 @@ export async function render(view, { name, a, b }) {
         ? `${diff.differences.length} difference${diff.differences.length === 1 ? "" : "s"} in ${[...bySection].filter(([, rows]) => rows.length).length} of ${bySection.size} sections.`
         : "No differences: the two versions agree in every section compared.",
     ),
-    [...bySection].map(([key, rows]) => sectionTable(name, key, rows, diff)),
+    [...bySection].filter(([, rows]) => rows.length).map(([key, rows]) => sectionTable(name, key, rows, diff)),
+    sameSections([...bySection].filter(([, rows]) => !rows.length).map(([key]) => key)),
     requests,
   );
 }
@@ -53,8 +54,12 @@ function pickers(name, model, a, b) {
   return form;
 }
 
+function sameSections(keys) {
+  if (!keys.length) return null;
+  return section("Same in both", h("ul", { class: "same-sections" }, keys.map((key) => h("li", { "data-testid": `diff-same-${key}` }, title(key)))));
+}
+
 function sectionTable(name, key, rows, diff) {
-  if (!rows.length) return section(title(key), h("p", { class: "muted", "data-testid": `diff-same-${key}` }, "Same in both."));
   return section(
     title(key),
     scroller(

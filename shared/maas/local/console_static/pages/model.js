@@ -95,7 +95,7 @@ function sortHeader(page, key, title, hint) {
     },
     title,
   );
-  return h("th", { scope: "col", class: "num", "aria-sort": current || "none" }, button);
+  return h("th", { scope: "col", class: key === "version" ? null : "num", "aria-sort": current || "none" }, button);
 }
 
 function versionsSection(page) {
@@ -119,7 +119,7 @@ function versionsSection(page) {
     h(
       "tr",
       { "data-testid": `version-row-${version.version}` },
-      h("th", { scope: "row", class: "num" }, link(versionHash(name, version.version), `v${version.version}`), (aliasesAt.get(version.version) || []).map((alias) => [" ", h("span", { class: "badge alias" }, alias)])),
+      h("th", { scope: "row", class: "nowrap" }, link(versionHash(name, version.version), `v${version.version}`), (aliasesAt.get(version.version) || []).map((alias) => [" ", h("span", { class: "badge alias" }, alias)])),
       h("td", {}, statusBadge(version.status)),
       keys.map((key) => h("td", { class: "num mono" }, number(version.metrics?.[key]))),
       h("td", {}, tagList(version.tags)),

@@ -34,12 +34,12 @@ export async function render(view, { name, version }) {
     h("p", { class: "row" }, link(playHash(name, manifest.version), "Open in the playground"), aliasNote(model, manifest.version)),
     manifest.description ? h("p", {}, manifest.description) : null,
     h("div", { class: "grid" }, summarySection(manifest), metricsSection(manifest)),
-    cardPanel,
+    h("div", { class: "grid" }, tagsSection(page), archiveSection(page)),
     signatureSection(manifest),
     evaluationSections(manifest),
+    cardPanel,
     h("div", { class: "grid" }, lineageSection(manifest), paramsSection(manifest)),
     checksumsSection(manifest),
-    h("div", { class: "grid" }, tagsSection(page), archiveSection(page)),
     requests,
   );
   fill(cardPanel, await cardSection(page, reportFiles));
