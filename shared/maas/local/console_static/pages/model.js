@@ -41,7 +41,7 @@ export async function render(view, { name }) {
     actionsPanel,
     requests,
   );
-  fill(actionsPanel, h("div", { class: "grid" }, promotePanel(page), rollbackPanel(page)));
+  fill(actionsPanel, h("div", { class: "grid spaced" }, promotePanel(page), rollbackPanel(page)));
   draw(page);
 }
 

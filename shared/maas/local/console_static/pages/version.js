@@ -33,12 +33,12 @@ export async function render(view, { name, version }) {
     h("h1", {}, `${name} v${manifest.version} `, h("span", { "data-testid": "version-status" }, statusBadge(meta.status))),
     h("p", { class: "row" }, link(playHash(name, manifest.version), "Open in the playground"), aliasNote(model, manifest.version)),
     manifest.description ? h("p", {}, manifest.description) : null,
-    h("div", { class: "grid" }, summarySection(manifest), metricsSection(manifest)),
-    h("div", { class: "grid" }, tagsSection(page), archiveSection(page)),
+    h("div", { class: "grid spaced" }, summarySection(manifest), metricsSection(manifest)),
+    h("div", { class: "grid spaced" }, tagsSection(page), archiveSection(page)),
     signatureSection(manifest),
     evaluationSections(manifest),
     cardPanel,
-    h("div", { class: "grid" }, lineageSection(manifest), paramsSection(manifest)),
+    h("div", { class: "grid spaced" }, lineageSection(manifest), paramsSection(manifest)),
     checksumsSection(manifest),
     requests,
   );
@@ -69,8 +69,13 @@ function summarySection(manifest) {
       ["Parity", manifest.parity ? `${manifest.parity.passed ? "passed" : "FAILED"}: max |Δ| ${number(manifest.parity.max_abs_diff)} ≤ ${number(manifest.parity.tolerance)} on ${manifest.parity.samples} samples` : "—"],
       ["Quantization", manifest.quantization ? `${manifest.quantization.scheme}: ${manifest.quantization.metric} ${number(manifest.quantization.fp32_value)} → ${number(manifest.quantization.quantized_value)}` : "—"],
       ["Preprocessing", manifest.preprocessing?.description || (manifest.preprocessing?.tokenizer ? "tokenized text" : "—")],
-    ]),
+      manifest.generation ? ["Generation", generationText(manifest.generation)] : null,
+    ].filter(Boolean)),
   );
+}
+
+function generationText({ context_length, num_layers, kv_datatype, defaults }) {
+  return `${context_length}-token context, ${num_layers} layers, ${kv_datatype} cache; defaults: temperature ${number(defaults.temperature)}, top-p ${number(defaults.top_p)}, ${defaults.max_tokens} max tokens`;
 }
 
 function metricsSection(manifest) {
