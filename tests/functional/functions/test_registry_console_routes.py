@@ -189,7 +189,7 @@ def test_a_diff_without_two_versions_is_a_4xx_naming_the_parameter(
 def gate(published: Registry, version: int, alias: str | None = None) -> dict[str, Any]:
     query = f"version={version}" + (f"&alias={alias}" if alias else "")
     status, body = answer(published, "GET", f"{BASE}/gate?{query}")
-    assert status == 200, body
+    assert status == 200 and isinstance(body, dict), body
     return body
 
 
