@@ -33,10 +33,20 @@ serve: $(INSTALLED)
 reset: $(INSTALLED)
 	$(VENV)/bin/maas serve --reset $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-# One worker per CPU (pytest-xdist); PYTEST_WORKERS=0 runs in one process.
+# Debian's Chromium, which the console's browser tests (tests/browser) drive through Playwright by its path:
+# Playwright's own browser download cannot work here. Installed with apt-get on first run (as root, else sudo).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "make test: the browser tests need Debian's chromium at $(CHROMIUM), and apt-get is missing" >&2; exit 1; }
+	@echo "installing Debian's chromium for the browser tests (first run only)..."
+	@$(SUDO) apt-get install -y -q chromium >/dev/null || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }
+
+# One worker per CPU (pytest-xdist); PYTEST_WORKERS=0 runs in one process. loadgroup: the browser tier runs on
+# one worker, so its models are trained once.
 PYTEST_WORKERS ?= auto
-test: $(INSTALLED)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+test: $(INSTALLED) $(CHROMIUM)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Speed and memory beside their targets, each measured in a fresh process, into bench-results/results.json
 # and results.md. A missed target is reported, not failed. MAAS_BENCH_BATCH_SIZES_MB=10,50 for a quick run.

@@ -41,6 +41,7 @@ from maas.api.http_stream import (
     error_document,
 )
 from maas.local.cloudformation import DEFAULT_REGION, IntrinsicResolver
+from maas.local.console import ConsoleSite
 from maas.local.gateway_authorization import AccessDeniedError, RouteAuthorizer
 from maas.local.http_events import (
     ApiContext,
@@ -69,6 +70,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
+# The embedded store's well-known dummy key pair (moto's): both halves are this string.
+EMBEDDED_ACCESS_KEY = "testing"
 SHUTDOWN_POLL_SECONDS = 0.05
 
 
@@ -91,6 +94,7 @@ class LocalGateway:
         jwt_authorizer: JwtAuthorizer | None = None,
         read_timeout_seconds: float = READ_TIMEOUT_SECONDS,
         max_connections: int = MAX_CONNECTIONS,
+        console: bool = False,
     ) -> None:
         """`functions`: execution environments shared with other invokers (the caller then owns their
         environment); without it the gateway builds its routes' functions and applies their environment
@@ -101,7 +105,9 @@ class LocalGateway:
 
         `iam_credentials`: the keys AWS_IAM routes accept; by default the ones botocore resolves in this
         process when the gateway is bound. `region`: the one signatures must be scoped to (the resolver's
-        by default)."""
+        by default).
+
+        `console`: also serve the web console at /console (maas.local.console), as `make serve` does."""
         self.host = host
         self.port = port
         self.api = api or ApiContext()
@@ -136,6 +142,7 @@ class LocalGateway:
         self._functions = functions
         self._server: StrictHttpServer | None = None
         self._thread: threading.Thread | None = None
+        self._console = ConsoleSite(self.console_config) if console else None
 
     @property
     def url(self) -> str:
@@ -232,6 +239,8 @@ class LocalGateway:
         return response
 
     def _respond(self, request: IncomingRequest, request_id: str) -> GatewayResponse:
+        if self._console is not None and (page := self._console.answer(request)) is not None:
+            return page
         match = self._table.match(request.method, urlsplit(request.target).path or "/")
         if match is None:
             return gateway_message(404, "Not Found")
@@ -279,11 +288,26 @@ class LocalGateway:
             return GatewayResponse(500, [("Content-Type", "application/json")], document)
         return streamed_response(stream)
 
+    def console_config(self) -> dict[str, Any]:
+        """What the console page needs to call this gateway: its region, the routes it must sign (AWS_IAM)
+        and, only when it is the embedded store's dummy pair, the key it signs them with (a real key never
+        goes into a page)."""
+        signed = sorted({route.route_key for route in self.routes if route.authorization.type == "AWS_IAM"})
+        embedded = self._authorizer.iam_credentials.get(EMBEDDED_ACCESS_KEY)
+        credentials: dict[str, str] | None = None
+        if embedded is not None and {embedded.secret_key, embedded.session_token or EMBEDDED_ACCESS_KEY} == {
+            EMBEDDED_ACCESS_KEY
+        }:
+            credentials = {"accessKeyId": embedded.access_key, "secretAccessKey": embedded.secret_key}
+            if embedded.session_token:
+                credentials["sessionToken"] = embedded.session_token
+        return {"region": self.region, "credentials": credentials, "signedRoutes": signed}
+
     def signing_example(self, path: str = "/") -> str:
         """A curl command that signs a call to an AWS_IAM route with the first key the gateway accepts."""
-        embedded = self._authorizer.iam_credentials.get("testing")
+        embedded = self._authorizer.iam_credentials.get(EMBEDDED_ACCESS_KEY)
         # The embedded store's dummy pair is no secret; real keys stay in the developer's environment.
-        if embedded is not None and embedded.secret_key == "testing":
+        if embedded is not None and embedded.secret_key == EMBEDDED_ACCESS_KEY:
             user = "testing:testing"
         else:
             user = '"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"'

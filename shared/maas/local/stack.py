@@ -277,6 +277,7 @@ class LocalStack:
                 functions=functions,
                 region=region,
                 read_timeout_seconds=self.read_timeout_seconds,
+                console=True,
             )
             try:
                 self._gateway.bind()  # a busy port fails now, not after training; requests wait for start()

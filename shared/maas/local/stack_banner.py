@@ -134,6 +134,7 @@ def stack_banner(
         "aws": f"AWS S3 bucket {store.bucket}",
     }[store.kind]
     lines = [f"maas is serving {url} ({len(template.routes)} routes from {TEMPLATE_FILE})"]
+    lines.append(f"console: {url.replace('://0.0.0.0:', '://127.0.0.1:')}/console/ (browse models, try them)")
     lines.append(f"models: {where}")
     if store.kind == "embedded" and kept_in is not None:
         lines.append(f"kept in {kept_in} across restarts (start afresh: maas serve --reset)")
