@@ -161,15 +161,18 @@ def _register_reads(routes: ServedRoutes, admin: RegistryAdmin) -> None:
 
     @routes.add(REGISTRY_LIST_MODELS)
     def list_models() -> Response[Any]:
-        models = [
-            ModelSummary(
-                name=name,
-                versions=versions,
-                aliases={alias: doc.version for alias, doc in sorted(registry.aliases(name).items())},
-                latest=_latest(registry, name),
+        models = []
+        for name, versions in registry.model_index().items():
+            aliases = sorted(registry.aliases(name).items())
+            models.append(
+                ModelSummary(
+                    name=name,
+                    versions=versions,
+                    aliases={alias: doc.version for alias, doc in aliases},
+                    canaries={alias: doc.canary for alias, doc in aliases if doc.canary is not None},
+                    latest=_latest(registry, name),
+                )
             )
-            for name, versions in registry.model_index().items()
-        ]
         return _ok(RegistryModelList(models=models))
 
     @routes.add(REGISTRY_MODEL)

@@ -83,6 +83,9 @@ class ModelSummary(_Wire):
     name: str
     versions: list[int]
     aliases: dict[str, int]
+    canaries: dict[str, CanarySplit] = Field(
+        default_factory=dict, description="The aliases that split traffic with a canary, and their split."
+    )
     latest: LatestVersion | None = Field(description="Null when every version is archived.")
 
 

@@ -79,6 +79,7 @@ def test_list_models_shows_versions_alias_targets_and_the_latest_version(
                     "name": MODEL,
                     "versions": [1, 2, 3],
                     "aliases": {},
+                    "canaries": {},
                     "latest": {
                         "version": 3,
                         "created_at": newest.created_at,
@@ -95,6 +96,11 @@ def test_list_models_shows_versions_alias_targets_and_the_latest_version(
     assert set_alias(registry_function, "staging", version=2)[0] == 200
     status, body = invoke(registry_function, load_event("http_v2_registry_list_models.json"))
     assert status == 200 and body["models"][0]["aliases"] == {"staging": 2}
+    assert body["models"][0]["canaries"] == {}
+    assert set_alias(registry_function, "staging", version=2, canary={"version": 3, "weight": 0.25})[0] == 200
+    status, body = invoke(registry_function, load_event("http_v2_registry_list_models.json"))
+    assert status == 200 and body["models"][0]["aliases"] == {"staging": 2}
+    assert body["models"][0]["canaries"] == {"staging": {"version": 3, "weight": 0.25}}
 
 
 def test_describe_model_lists_versions_with_metrics_and_full_alias_documents(

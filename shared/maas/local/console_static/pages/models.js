@@ -51,7 +51,8 @@ export async function render(view) {
 function modelRow(model) {
   // `latest` is the newest ready version; a model with every version archived has none.
   const latest = model.latest ?? null;
-  const aliases = Object.entries(model.aliases || {});
+  const canaries = model.canaries || {};
+  const aliases = Object.entries(model.aliases || {}).map(([alias, version]) => [alias, { version, canary: canaries[alias] || null }]);
   return h(
     "tr",
     { "data-testid": `model-${model.name}` },
