@@ -39,6 +39,9 @@ REGISTRY_GETS = {
     "/registry/models",
     "/registry/models/{name}",
     "/registry/models/{name}/versions/{version}",
+    "/registry/models/{name}/versions/{version}/files/{file}",
+    "/registry/models/{name}/diff",
+    "/registry/models/{name}/gate",
 }
 SECURITY_BY_MODE: dict[str, list[dict[str, list[str]]]] = {
     "NONE": [],
@@ -96,7 +99,7 @@ def test_the_data_plane_uses_the_chosen_auth_and_the_registry_always_needs_iam(
     registry_routes = [
         route for route, operation in operations.items() if _target(operation) == "RegistryFunction"
     ]
-    assert len(registry_routes) == 12
+    assert len(registry_routes) == 18
     assert {("head", path) for path in REGISTRY_GETS} <= set(registry_routes)
     for route in registry_routes:
         assert operations[route]["security"] == [{"AWS_IAM": []}], route

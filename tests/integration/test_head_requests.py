@@ -36,7 +36,14 @@ DATA_PLANE_GETS = [
     "/openapi.json",
     "/docs",
 ]
-REGISTRY_GETS = ["/registry/models", "/registry/models/seed-mlp", "/registry/models/seed-mlp/versions/1"]
+REGISTRY_GETS = [
+    "/registry/models",
+    "/registry/models/seed-mlp",
+    "/registry/models/seed-mlp/versions/1",
+    "/registry/models/seed-mlp/versions/1/files/card.md",
+    "/registry/models/seed-mlp/diff?a=1&b=1",
+    "/registry/models/seed-mlp/gate?version=1",
+]
 
 
 @dataclass(frozen=True)

@@ -730,7 +730,7 @@ def test_the_data_plane_of_the_default_stack_is_open(stacks: Stacks) -> None:
 def test_the_banner_says_which_routes_need_what_and_how_to_sign(stacks: Stacks) -> None:
     banner = stacks.get().banner()
 
-    assert "AWS_IAM (SigV4-signed): 12 routes under /registry/models" in banner
+    assert "AWS_IAM (SigV4-signed): 18 routes under /registry/models" in banner
     assert f'curl -s --aws-sigv4 "aws:amz:{REGION}:execute-api" --user testing:testing' in banner
 
 

@@ -1,4 +1,5 @@
-"""Registry routes: list and inspect models, move aliases, promote, roll back, tag and archive versions.
+"""Registry routes: list and inspect models, diff versions, read their report files, judge and promote,
+move aliases, roll back, tag and archive versions.
 
 Routes only translate: path, body and caller identity in, a RegistryAdmin or ModelRegistry call, wire out.
 The routes themselves are rows of route_table; errors are mapped in http_transport. Deleting a version is
@@ -9,16 +10,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
 from pydantic import BaseModel, ValidationError
 
 from maas.api.http_body import read_body
 from maas.api.route_table import (
     REGISTRY_ARCHIVE,
     REGISTRY_DELETE_ALIAS,
+    REGISTRY_DIFF,
+    REGISTRY_GATE,
     REGISTRY_LIST_MODELS,
     REGISTRY_MODEL,
     REGISTRY_PROMOTE,
@@ -26,12 +31,18 @@ from maas.api.route_table import (
     REGISTRY_SET_ALIAS,
     REGISTRY_TAGS,
     REGISTRY_VERSION,
+    REGISTRY_VERSION_FILE,
 )
 from maas.api.routing import ServedRoutes, json_response
 from maas.errors import InvalidInput, NotFound
 from maas.protocol.registry_types import (
     AliasDeleted,
+    Difference,
+    GateVerdict,
+    Goal,
+    LatestVersion,
     ModelDetail,
+    ModelDiff,
     ModelSummary,
     PromoteRequest,
     RegistryModelList,
@@ -44,10 +55,16 @@ from maas.protocol.registry_types import (
 from maas.protocol.validation_messages import describe_validation_error
 from maas.registry.admin import RegistryAdmin
 from maas.registry.documents import VersionMeta
+from maas.registry.manifest import Manifest
 from maas.registry.references import ALIAS_PATTERN, LATEST, VERSION_PATTERN, describe_name, validate_name
 from maas.registry.store import ModelRegistry
 
 EXPECTED_VERSION_QUERY = "expected_version"
+ALIAS_QUERY = "alias"
+DEFAULT_PROMOTION_ALIAS = "production"
+# Versions never change, so a report file may be cached for good; private: the route is IAM-only.
+IMMUTABLE_CACHE_CONTROL = "private, max-age=31536000, immutable"
+REPORT_CONTENT_TYPES = {".md": "text/markdown; charset=utf-8", ".png": "image/png"}
 _QUERY_NUMBER = re.compile(r"[0-9]{1,18}")
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -60,7 +77,6 @@ def register_registry_routes(
     compressed_bodies: bool = True,
     max_json_depth: int | None = None,
 ) -> None:
-    registry = admin.registry
     router = routes.router
 
     def body(model: type[Body], *, optional: bool = False) -> Body:
@@ -77,39 +93,7 @@ def register_registry_routes(
     def caller() -> str | None:
         return caller_identity(router.current_event.raw_event)
 
-    @routes.add(REGISTRY_LIST_MODELS)
-    def list_models() -> Response[Any]:
-        models = [
-            ModelSummary(
-                name=name,
-                versions=versions,
-                aliases={alias: doc.version for alias, doc in sorted(registry.aliases(name).items())},
-            )
-            for name, versions in registry.model_index().items()
-        ]
-        return _ok(RegistryModelList(models=models))
-
-    @routes.add(REGISTRY_MODEL)
-    def describe_model(name: str) -> Response[Any]:
-        model = _name(name)
-        versions = registry.versions(model)
-        if not versions:
-            raise NotFound(f"model '{model}': not found (no published version)")
-        return _ok(
-            ModelDetail(
-                name=model,
-                versions=[_version_summary(registry, model, version) for version in versions],
-                aliases=dict(sorted(registry.aliases(model).items())),
-            )
-        )
-
-    @routes.add(REGISTRY_VERSION)
-    def describe_version(name: str, version: str) -> Response[Any]:
-        model, number = _name(name), _version(version)
-        manifest = registry.manifest(model, number)
-        stored = registry.version_meta(model, number)
-        meta = stored.document if stored else VersionMeta(status=manifest.status)
-        return _ok(VersionDetail(manifest=manifest, meta=meta))
+    _register_reads(routes, admin)
 
     @routes.add(REGISTRY_SET_ALIAS)
     def set_alias(name: str, alias: str) -> Response[Any]:
@@ -149,8 +133,6 @@ def register_registry_routes(
         model = _name(name)
         request = body(PromoteRequest)
         alias_name = _alias(request.alias, field="alias")
-        if not registry.manifest_exists(model, request.version):
-            raise NotFound(f"model '{model}' version {request.version}: not found")
         document = admin.promote(
             model,
             request.version,
@@ -171,6 +153,89 @@ def register_registry_routes(
     def archive(name: str, version: str) -> Response[Any]:
         model, number = _name(name), _version(version)
         return _ok(admin.archive(model, number, by=caller()))
+
+
+def _register_reads(routes: ServedRoutes, admin: RegistryAdmin) -> None:
+    registry = admin.registry
+    router = routes.router
+
+    @routes.add(REGISTRY_LIST_MODELS)
+    def list_models() -> Response[Any]:
+        models = []
+        for name, versions in registry.model_index().items():
+            aliases = sorted(registry.aliases(name).items())
+            models.append(
+                ModelSummary(
+                    name=name,
+                    versions=versions,
+                    aliases={alias: doc.version for alias, doc in aliases},
+                    canaries={alias: doc.canary for alias, doc in aliases if doc.canary is not None},
+                    latest=_latest(registry, name),
+                )
+            )
+        return _ok(RegistryModelList(models=models))
+
+    @routes.add(REGISTRY_MODEL)
+    def describe_model(name: str) -> Response[Any]:
+        model = _name(name)
+        versions = registry.versions(model)
+        if not versions:
+            raise NotFound(f"model '{model}': not found (no published version)")
+        return _ok(
+            ModelDetail(
+                name=model,
+                versions=[_version_summary(registry, model, version) for version in versions],
+                aliases=dict(sorted(registry.aliases(model).items())),
+            )
+        )
+
+    @routes.add(REGISTRY_VERSION)
+    def describe_version(name: str, version: str) -> Response[Any]:
+        model, number = _name(name), _version(version)
+        manifest = registry.manifest(model, number)
+        stored = registry.version_meta(model, number)
+        meta = stored.document if stored else VersionMeta(status=manifest.status)
+        return _ok(VersionDetail(manifest=manifest, meta=meta))
+
+    @routes.add(REGISTRY_VERSION_FILE)
+    def version_file(name: str, version: str, file: str) -> Response[Any]:
+        model, number, path = _name(name), _version(version), unquote(file)
+        manifest = registry.manifest(model, number)
+        reports = manifest.report_files
+        # Only the report files: the graph, its weights and the tokenizer are not the console's to fetch.
+        if path not in reports:
+            raise NotFound(
+                f"file: expected one of the report files of '{model}' v{number} "
+                f"({', '.join(reports) if reports else 'it has none'}), got {describe_name(path)}"
+            )
+        data = registry.read_artifact(manifest, manifest.artifact(path))
+        content_type = REPORT_CONTENT_TYPES[path[path.rindex(".") :]]
+        return Response(
+            status_code=200,
+            content_type=content_type,
+            # bytes: the resolver sends them base64-encoded, which API Gateway decodes for the client.
+            body=data,
+            headers={"Cache-Control": IMMUTABLE_CACHE_CONTROL},
+        )
+
+    @routes.add(REGISTRY_DIFF)
+    def diff(name: str) -> Response[Any]:
+        model = _name(name)
+        a, b = _query_version(router, "a"), _query_version(router, "b")
+        for number in (a, b):
+            if not registry.manifest_exists(model, number):
+                raise NotFound(f"model '{model}' version {number}: not found")
+        differences = [Difference(**asdict(d)) for d in admin.diff(model, a, b)]
+        return _ok(ModelDiff(name=model, a=a, b=b, differences=differences))
+
+    @routes.add(REGISTRY_GATE)
+    def gate(name: str) -> Response[Any]:
+        model = _name(name)
+        number = _query_version(router, "version")
+        alias_query = router.current_event.get_query_string_value(ALIAS_QUERY)
+        alias_name = DEFAULT_PROMOTION_ALIAS if alias_query is None else _alias(alias_query)
+        verdict = admin.gate(model, number, alias=alias_name)
+        return _ok(GateVerdict(**asdict(verdict)))
 
 
 def caller_identity(event: Mapping[str, Any]) -> str | None:
@@ -200,7 +265,35 @@ def _version_summary(registry: ModelRegistry, name: str, version: int) -> Versio
         status=stored.document.status if stored else manifest.status,
         tags=stored.document.tags if stored else {},
         metrics=manifest.metrics,
+        task=manifest.task,
+        primary_metric=manifest.primary_metric,
+        primary_metric_goal=_goal(manifest),
     )
+
+
+def _latest(registry: ModelRegistry, name: str) -> LatestVersion | None:
+    """The version the latest pointer names, its manifest the one the pointer's GET brought."""
+    try:
+        version = registry.latest_version(name)
+    except NotFound:
+        # Every version archived (or gone since the listing): no latest.
+        return None
+    manifest = registry.manifest(name, version)
+    metric = manifest.primary_metric
+    return LatestVersion(
+        version=version,
+        created_at=manifest.created_at,
+        status=registry.version_status(name, version),
+        task=manifest.task,
+        primary_metric=metric,
+        primary_metric_goal=_goal(manifest),
+        primary_value=manifest.metrics.get(metric) if metric is not None else None,
+    )
+
+
+def _goal(manifest: Manifest) -> Goal | None:
+    # The goal means nothing without a metric to apply it to.
+    return manifest.primary_metric_goal if manifest.primary_metric is not None else None
 
 
 def _name(text: str) -> str:
@@ -229,6 +322,16 @@ def _alias(text: str, *, field: str = "alias") -> str:
             f"{field}: expected a settable alias, got 'latest' (reserved for the newest version)"
         )
     return value
+
+
+def _query_version(router: Router, parameter: str) -> int:
+    value = router.current_event.get_query_string_value(parameter)
+    if value is None or not VERSION_PATTERN.fullmatch(value):
+        got = "none" if value is None else describe_name(value)
+        raise InvalidInput(
+            f"{parameter}: expected a version number (an integer from 1, at most 18 digits), got {got}"
+        )
+    return int(value)
 
 
 def _query_number(value: str | None) -> int | None:

@@ -233,6 +233,29 @@ REGISTRY_VERSION = Route(
     "Registry",
     f"{_REGISTRY}.VersionDetail",
 )
+REGISTRY_VERSION_FILE = Route(
+    REGISTRY,
+    GET,
+    "/registry/models/{name}/versions/{version}/files/{file}",
+    "One of a version's report files (card.md, its PNG plots), as stored and checked against the manifest",
+    "Registry",
+)
+REGISTRY_DIFF = Route(
+    REGISTRY,
+    GET,
+    "/registry/models/{name}/diff",
+    "Two versions' differences (?a=A&b=B), as `maas models diff` computes them",
+    "Registry",
+    f"{_REGISTRY}.ModelDiff",
+)
+REGISTRY_GATE = Route(
+    REGISTRY,
+    GET,
+    "/registry/models/{name}/gate",
+    "The promotion gate's verdict on a version (?version=N&alias=A), without moving anything",
+    "Registry",
+    f"{_REGISTRY}.GateVerdict",
+)
 REGISTRY_SET_ALIAS = Route(
     REGISTRY,
     PUT,
@@ -373,6 +396,9 @@ ROUTES: tuple[Route, ...] = (
     REGISTRY_LIST_MODELS,
     REGISTRY_MODEL,
     REGISTRY_VERSION,
+    REGISTRY_VERSION_FILE,
+    REGISTRY_DIFF,
+    REGISTRY_GATE,
     REGISTRY_SET_ALIAS,
     REGISTRY_DELETE_ALIAS,
     REGISTRY_ROLLBACK,

@@ -6,6 +6,8 @@ exactly what the CLI and the serving path see.
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from maas.registry.documents import AliasDocument, CanarySplit, VersionMeta
@@ -62,10 +64,29 @@ class TagsRequest(_Wire):
 # ---- responses
 
 
+Goal = Literal["minimize", "maximize"]
+
+
+class LatestVersion(_Wire):
+    """The version the model's `latest` pointer names (the newest one not archived), in brief."""
+
+    version: int
+    created_at: str
+    status: str
+    task: str | None
+    primary_metric: str | None
+    primary_metric_goal: Goal | None
+    primary_value: float | None = Field(description="The primary metric's value; null without one.")
+
+
 class ModelSummary(_Wire):
     name: str
     versions: list[int]
     aliases: dict[str, int]
+    canaries: dict[str, CanarySplit] = Field(
+        default_factory=dict, description="The aliases that split traffic with a canary, and their split."
+    )
+    latest: LatestVersion | None = Field(description="Null when every version is archived.")
 
 
 class RegistryModelList(_Wire):
@@ -78,6 +99,9 @@ class VersionSummary(_Wire):
     status: str
     tags: dict[str, str]
     metrics: dict[str, float]
+    task: str | None
+    primary_metric: str | None
+    primary_metric_goal: Goal | None
 
 
 class ModelDetail(_Wire):
@@ -95,3 +119,38 @@ class AliasDeleted(_Wire):
     name: str
     alias: str
     deleted: bool = True
+
+
+class Difference(_Wire):
+    section: str
+    key: str
+    a: Any
+    b: Any
+
+
+class ModelDiff(_Wire):
+    """What `maas models diff NAME A B --json` prints."""
+
+    name: str
+    a: int
+    b: int
+    differences: list[Difference]
+
+
+class GateVerdict(_Wire):
+    """The promotion gate's verdict on moving `alias` to `version`, judged without moving anything; a
+    promotion decides through the same gate."""
+
+    name: str
+    version: int
+    alias: str
+    current_version: int | None
+    verdict: Literal["allowed", "needs_force", "refused"] = Field(
+        description="refused: no promotion can pass (parity failed, archived); needs_force: the primary "
+        "metric regresses, so only a forced promotion with a reason passes; allowed: a plain one passes."
+    )
+    message: str | None = Field(description="What a promotion would be refused with; null when allowed.")
+    metric: str | None
+    goal: Goal | None
+    current_value: float | None
+    candidate_value: float | None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -42,6 +42,32 @@ class PromotionRefused(MaasError, status=409):
 
 class VersionInUse(MaasError, status=409):
     """An alias still points at the version. HTTP 409."""
+
+
+Verdict = Literal["allowed", "needs_force", "refused"]
+ALLOWED: Verdict = "allowed"
+NEEDS_FORCE: Verdict = "needs_force"
+REFUSED: Verdict = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class GateVerdict:
+    """What the promotion gate says of moving `alias` to `version`, decided without moving anything.
+
+    refused: no promotion can pass (parity failed, archived); needs_force: the primary metric regresses, so
+    only a forced promotion with a reason passes; allowed: a plain promotion passes. `message` is the
+    refusal a promotion would raise (None when allowed)."""
+
+    name: str
+    version: int
+    alias: str
+    current_version: int | None
+    verdict: Verdict
+    message: str | None
+    metric: str | None
+    goal: Literal["minimize", "maximize"] | None
+    current_value: float | None
+    candidate_value: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,25 +149,13 @@ class RegistryAdmin:
     ) -> AliasDocument:
         """Move `alias` to `version` if it does not regress the model's primary metric.
 
-        A failed parity check always refuses; a regression refuses unless `force` with a reason."""
-        candidate = self.registry.manifest(name, version)
-        if candidate.parity is not None and not candidate.parity.passed:
-            raise PromotionRefused(
-                f"promote '{name}' v{version}: its parity check failed (max abs diff "
-                f"{candidate.parity.max_abs_diff:.3g} > {candidate.parity.tolerance:.3g})"
-            )
-        if self._status(name, version) == "archived":
-            raise PromotionRefused(f"promote '{name}' v{version}: the version is archived")
-        current = self.registry.alias_document(name, alias)
-        if current is not None and current.document.version != version:
-            regression = _regression(self.registry.manifest(name, current.document.version), candidate)
-            if regression and not force:
-                raise PromotionRefused(
-                    f"promote '{name}' v{version} to '{alias}': {regression}; "
-                    "force it with a reason to override"
-                )
-            if regression and force and not reason:
-                raise InvalidInput("promote: forcing past the gate: expected a reason, got none")
+        A failed parity check always refuses; a regression refuses unless `force` with a reason. The
+        decision is `gate`'s, so what the gate shows is what a promotion does."""
+        gate = self.gate(name, version, alias=alias)
+        if gate.verdict == REFUSED or (gate.verdict == NEEDS_FORCE and not force):
+            raise PromotionRefused(gate.message or f"promote '{name}' v{version}: refused")
+        if gate.verdict == NEEDS_FORCE and not reason:
+            raise InvalidInput("promote: forcing past the gate: expected a reason, got none")
 
         def keep_canary(fresh: AliasDocument | None) -> tuple[int, CanarySplit | None]:
             # A running canary survives a promotion, unless the promoted version is the canary itself.
@@ -152,9 +166,56 @@ class RegistryAdmin:
             name,
             alias,
             keep_canary,
-            expected_version=current.document.version if current else NO_ALIAS,
+            # The alias as the gate judged it: a move in between is a conflict, not an unjudged promotion.
+            expected_version=gate.current_version or NO_ALIAS,
             reason=reason,
             by=by,
+        )
+
+    def gate(self, name: str, version: int, *, alias: str = "production") -> GateVerdict:
+        """The promotion gate's verdict on moving `alias` to `version`, reading only."""
+        self._check_alias_name(name, alias)
+        self._require_version(name, version)
+        candidate = self.registry.manifest(name, version)
+        stored = self.registry.alias_document(name, alias)
+        current_version = stored.document.version if stored else None
+        current = None
+        if current_version is not None:
+            same = current_version == version
+            current = candidate if same else self.registry.manifest(name, current_version)
+        metric = candidate.primary_metric
+        verdict, message = ALLOWED, None
+        if candidate.parity is not None and not candidate.parity.passed:
+            verdict, message = (
+                REFUSED,
+                (
+                    f"promote '{name}' v{version}: its parity check failed (max abs diff "
+                    f"{candidate.parity.max_abs_diff:.3g} > {candidate.parity.tolerance:.3g})"
+                ),
+            )
+        elif self._status(name, version) == "archived":
+            verdict, message = REFUSED, f"promote '{name}' v{version}: the version is archived"
+        elif current is not None and current_version != version:
+            regression = _regression(current, candidate)
+            if regression:
+                verdict, message = (
+                    NEEDS_FORCE,
+                    (
+                        f"promote '{name}' v{version} to '{alias}': {regression}; "
+                        "force it with a reason to override"
+                    ),
+                )
+        return GateVerdict(
+            name=name,
+            version=version,
+            alias=alias,
+            current_version=current_version,
+            verdict=verdict,
+            message=message,
+            metric=metric,
+            goal=candidate.primary_metric_goal if metric is not None else None,
+            current_value=current.metrics.get(metric) if current is not None and metric else None,
+            candidate_value=candidate.metrics.get(metric) if metric else None,
         )
 
     # ---- versions

@@ -66,14 +66,41 @@ def set_alias(function: ModuleType, alias: str, **body: Any) -> tuple[int, dict[
 # ---- reading
 
 
-def test_list_models_shows_versions_and_alias_targets(registry_function: ModuleType) -> None:
+def test_list_models_shows_versions_alias_targets_and_the_latest_version(
+    registry_function: ModuleType, versions: list[Manifest]
+) -> None:
+    newest = versions[-1]
+    assert newest.primary_metric is not None
     assert invoke(registry_function, load_event("http_v2_registry_list_models.json")) == (
         200,
-        {"models": [{"name": MODEL, "versions": [1, 2, 3], "aliases": {}}]},
+        {
+            "models": [
+                {
+                    "name": MODEL,
+                    "versions": [1, 2, 3],
+                    "aliases": {},
+                    "canaries": {},
+                    "latest": {
+                        "version": 3,
+                        "created_at": newest.created_at,
+                        "status": "ready",
+                        "task": newest.task,
+                        "primary_metric": newest.primary_metric,
+                        "primary_metric_goal": newest.primary_metric_goal,
+                        "primary_value": newest.metrics[newest.primary_metric],
+                    },
+                }
+            ]
+        },
     )
     assert set_alias(registry_function, "staging", version=2)[0] == 200
     status, body = invoke(registry_function, load_event("http_v2_registry_list_models.json"))
     assert status == 200 and body["models"][0]["aliases"] == {"staging": 2}
+    assert body["models"][0]["canaries"] == {}
+    assert set_alias(registry_function, "staging", version=2, canary={"version": 3, "weight": 0.25})[0] == 200
+    status, body = invoke(registry_function, load_event("http_v2_registry_list_models.json"))
+    assert status == 200 and body["models"][0]["aliases"] == {"staging": 2}
+    assert body["models"][0]["canaries"] == {"staging": {"version": 3, "weight": 0.25}}
 
 
 def test_describe_model_lists_versions_with_metrics_and_full_alias_documents(
