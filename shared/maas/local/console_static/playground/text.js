@@ -59,6 +59,8 @@ export async function render(body, { name, version, manifest, served }) {
         shown.map(([token, value]) => {
           const chip = h("span", { class: "token", role: "listitem", "data-testid": "token", dataset: { value: String(value) }, title: `${token}: ${value}` }, h("span", {}, token), h("span", { class: "value" }, `${value >= 0 ? "+" : ""}${number(value)}`));
           chip.style.backgroundColor = attributionColour(value, scale);
+          // Dark text stops being legible on the strongest colours.
+          if (scale && Math.abs(value) / scale > 0.6) chip.classList.add("strong");
           return chip;
         }),
       ),
