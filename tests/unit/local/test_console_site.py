@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,16 @@ def test_no_asset_carries_inline_script_or_style() -> None:
         text = file.read_text()
         assert " style=" not in text and "<style" not in text, file
         assert "<script>" not in text and " on" + "click=" not in text, file
+
+
+def test_vendored_libraries_are_the_files_their_readme_pins() -> None:
+    """vendor/README.md names each file's sha256: an edited or swapped copy fails here."""
+    vendor = STATIC_ROOT / "vendor"
+    row = re.compile(r"\| `([\w/.-]+\.js)` \|[^|]*\| `([0-9a-f]{64})` \|")
+    pinned = dict(row.findall((vendor / "README.md").read_text()))
+    shipped = {path.relative_to(vendor).as_posix() for path in vendor.rglob("*.js")}
+    assert pinned and set(pinned) == shipped
+    for name, digest in pinned.items():
+        assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == digest, name
+    for folder in {Path(name).parent for name in pinned}:
+        assert (vendor / folder / "LICENSE").is_file(), folder
