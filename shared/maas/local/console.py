@@ -121,7 +121,8 @@ def _read_assets(root: Path) -> dict[str, _Asset]:
 
 
 def _file(asset: _Asset) -> GatewayResponse:
-    # no-cache: the browser revalidates, so an edited file shows on the next reload during development.
+    # no-cache: the browser revalidates each time, so after a stack restart (files are read at start) a reload
+    # shows the edited console rather than a cached one.
     headers = [("Content-Type", asset.content_type), ("Cache-Control", "no-cache")]
     return GatewayResponse(200, headers, asset.body)
 

@@ -1,7 +1,7 @@
 // The console's one way to call the stack: same-origin fetch, SigV4-signed where the route is AWS_IAM,
 // errors shown as the API wrote them, and every request kept so the page can show it as a curl command.
 
-import { signatureHeaders } from "./sigv4.js";
+import { signatureHeaders, uriEncode } from "./sigv4.js";
 
 const CREDENTIALS_KEY = "maas.console.credentials";
 let configPromise = null;
@@ -73,9 +73,7 @@ export function onRequest(listener) {
  */
 export async function call(method, path, { json, query, headers = {}, signal } = {}) {
   const url = new URL(path, location.origin);
-  for (const [key, value] of Object.entries(query || {})) {
-    if (value !== undefined && value !== null) url.searchParams.set(key, String(value));
-  }
+  url.search = queryString(query);
   const body = json === undefined ? undefined : JSON.stringify(json);
   const sent = { ...headers };
   if (body !== undefined) sent["content-type"] = "application/json";
@@ -94,6 +92,16 @@ export async function call(method, path, { json, query, headers = {}, signal } =
   const response = await fetch(url, { method, headers: sent, body, signal, cache: "no-store" });
   if (!response.ok) throw await errorOf(response);
   return response;
+}
+
+/** The query in SigV4's canonical form: sorted, strictly percent-encoded (a space is %20, never "+"), so the
+ * URL sent is the one signed, and a pasted curl (which signs the query as it is) agrees. */
+function queryString(query) {
+  return Object.entries(query || {})
+    .filter(([, value]) => value !== undefined && value !== null)
+    .map(([key, value]) => `${uriEncode(key)}=${uriEncode(String(value))}`)
+    .sort()
+    .join("&");
 }
 
 async function errorOf(response) {
@@ -119,27 +127,34 @@ export async function sendJson(method, path, json, options = {}) {
   return (await call(method, path, { ...options, json })).json();
 }
 
-/** The events of a Server-Sent Events response, each `data:` parsed as JSON, until `data: [DONE]`. */
-export async function* sseEvents(response) {
+/** The events of a Server-Sent Events response, each `data:` parsed as JSON, until `data: [DONE]`. Once
+ * `signal` aborts, no further event is yielded, even one that had already arrived, and the stream is
+ * cancelled. */
+export async function* sseEvents(response, signal) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += value;
-    let end;
-    while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end).replace(/^\r?\n\r?\n/, "");
-      const data = block
-        .split(/\r?\n/)
-        .filter((line) => line.startsWith("data:"))
-        .map((line) => line.slice(5).trimStart())
-        .join("\n");
-      if (!data) continue;
-      if (data === "[DONE]") return;
-      yield JSON.parse(data);
+  try {
+    for (;;) {
+      if (signal?.aborted) return;
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end).replace(/^\r?\n\r?\n/, "");
+        const data = block
+          .split(/\r?\n/)
+          .filter((line) => line.startsWith("data:"))
+          .map((line) => line.slice(5).trimStart())
+          .join("\n");
+        if (!data) continue;
+        if (data === "[DONE]" || signal?.aborted) return;
+        yield JSON.parse(data);
+      }
     }
+  } finally {
+    reader.cancel().catch(() => {});
   }
 }
 
@@ -157,6 +172,11 @@ export async function curlCommand(record) {
     const key = await credentials();
     const user = key?.source === "local stack" ? `${key.accessKeyId}:${key.secretAccessKey}` : '"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"';
     parts.push("--aws-sigv4", shellQuote(`aws:amz:${region}:execute-api`), "--user", user);
+    if (key?.sessionToken) {
+      // Temporary credentials sign with their token; curl sends it as this header.
+      const token = key.source === "local stack" ? key.sessionToken : "$AWS_SESSION_TOKEN";
+      parts.push("-H", key.source === "local stack" ? shellQuote(`x-amz-security-token: ${token}`) : `"x-amz-security-token: ${token}"`);
+    }
   }
   for (const [name, value] of Object.entries(record.headers || {})) parts.push("-H", shellQuote(`${name}: ${value}`));
   if (record.body !== undefined) parts.push("-d", shellQuote(record.body));

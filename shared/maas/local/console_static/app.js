@@ -26,8 +26,14 @@ function match(path) {
     let ok = true;
     parts.forEach((part, index) => {
       const capture = /^\{(\w+)\}$/.exec(part);
-      if (capture) params[capture[1]] = decodeURIComponent(segments[index]);
-      else if (part !== segments[index]) ok = false;
+      if (!capture) ok &&= part === segments[index];
+      else {
+        try {
+          params[capture[1]] = decodeURIComponent(segments[index]);
+        } catch {
+          ok = false; // a malformed escape (#/models/%zz) names no page
+        }
+      }
     });
     if (ok) return { module, title, params };
   }

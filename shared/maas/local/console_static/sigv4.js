@@ -25,13 +25,19 @@ async function hmac(key, text) {
 }
 
 // RFC 3986 unreserved characters stay; everything else is percent-encoded, as SigV4 wants.
-function uriEncode(text) {
+export function uriEncode(text) {
   return encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
-function canonicalQuery(searchParams) {
+// From the query as sent: each part decoded once and encoded strictly, which leaves a query built by
+// `queryString` (api.js) as it is; URLSearchParams would read "+" as a space where the server signs "%2B".
+function canonicalQuery(search) {
   const pairs = [];
-  for (const [key, value] of searchParams) pairs.push([uriEncode(key), uriEncode(value)]);
+  for (const pair of search.replace(/^\?/, "").split("&")) {
+    if (!pair) continue;
+    const [key, value = ""] = pair.split(/=(.*)/s);
+    pairs.push([uriEncode(decodeURIComponent(key)), uriEncode(decodeURIComponent(value))]);
+  }
   pairs.sort(([a, av], [b, bv]) => (a < b ? -1 : a > b ? 1 : av < bv ? -1 : av > bv ? 1 : 0));
   return pairs.map(([key, value]) => `${key}=${value}`).join("&");
 }
@@ -63,7 +69,7 @@ export async function signatureHeaders({ method, url, body = "", credentials, re
   const canonicalRequest = [
     method.toUpperCase(),
     canonicalPath(target.pathname),
-    canonicalQuery(target.searchParams),
+    canonicalQuery(target.search),
     names.map((name) => `${name}:${String(headers[name]).trim()}\n`).join(""),
     names.join(";"),
     payloadHash,

@@ -1,6 +1,6 @@
 // Pieces several pages share: the request shown as curl, an error line, a busy button.
 
-import { ApiError, curlCommand } from "./api.js";
+import { ApiError, curlCommand, onRequest } from "./api.js";
 import { h, fill } from "./dom.js";
 
 /** A box showing the request a piece of the page sent as a curl command, with a Copy button. Call its
@@ -62,4 +62,19 @@ export async function busy(button, errors, action) {
 
 export function loading(view, what) {
   fill(view, h("p", { class: "muted", role: "status" }, `Loading ${what}…`));
+}
+
+/** Run `action` and show in `box` (a curlBox) the last request it sent, even when it was refused: a refused
+ * request is the one a reader most wants to paste. */
+export async function tracked(box, action) {
+  let last = null;
+  const stop = onRequest((record) => {
+    last = record;
+  });
+  try {
+    return await action();
+  } finally {
+    stop();
+    if (last) await box.show(last);
+  }
 }

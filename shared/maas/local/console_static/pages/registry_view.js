@@ -1,7 +1,6 @@
 // What the registry pages share: registry paths, the badges a model's aliases and statuses show as, and
 // the way an action's request reaches its curl box.
 
-import { onRequest } from "../api.js";
 import { h, encode, number } from "../dom.js";
 
 export function modelPath(name) {
@@ -28,22 +27,7 @@ export function diffHash(name, a, b) {
   return `${modelHash(name)}/diff/${encode(a)}/${encode(b)}`;
 }
 
-/**
- * Run `action` and show the last request it sent in `box` (a widgets.curlBox), whether it succeeded or not:
- * a refused request is the one a reader most wants to paste.
- */
-export async function tracked(box, action) {
-  let last = null;
-  const stop = onRequest((record) => {
-    last = record;
-  });
-  try {
-    return await action();
-  } finally {
-    stop();
-    if (last) await box.show(last);
-  }
-}
+export { tracked } from "../widgets.js";
 
 /** An alias's badge: "production → v2", with its canary when it has one ("+ v3 at 10%"). The models list
  * carries alias → version; a model's detail carries the whole alias document. */

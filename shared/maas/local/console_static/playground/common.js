@@ -1,23 +1,9 @@
 // What every playground shares: the request a button sent, shown as curl; V2 tensors in and out; and the
 // arithmetic the pages show (probabilities, cosine), kept pure so a reader can check it by eye.
 
-import { onRequest } from "../api.js";
 import { h } from "../dom.js";
 
-/** Run `action` and show in `box` (a curlBox) the last request it sent, even when the request failed:
- * the curl command is the exact request, whatever came back. */
-export async function tracked(box, action) {
-  let last = null;
-  const stop = onRequest((record) => {
-    last = record;
-  });
-  try {
-    return await action();
-  } finally {
-    stop();
-    if (last) await box.show(last);
-  }
-}
+export { tracked } from "../widgets.js";
 
 /** The path segment V2 routes take for one version: /v2/models/{name}/versions/{version}. */
 export function v2Path(name, version, verb = "") {
