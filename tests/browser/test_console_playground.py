@@ -33,8 +33,24 @@ if TYPE_CHECKING:
 
 # The newest seed-mlp version: the playground's "latest" (v2, the one-epoch model, is published last).
 SEED_LATEST = 2
-# Enough tokens that a stream has many deltas, few enough to finish in a blink on the tiny decoder.
-CHAT_TOKENS = 40
+# Enough deltas that three distinct observations of a growing reply hold however loaded the machine is
+# (each delta is its own DOM change), few enough to finish in a blink on the tiny decoder.
+CHAT_TOKENS = 64
+# A reply far longer than the first delta, for the tests that act on the first one.
+LONG_REPLY_TOKENS = 150
+# On the first text of the assistant's reply, from inside the page (a MutationObserver callback runs before
+# the page handles the next event), note what had arrived and click the button: no timing can race it.
+CLICK_ON_FIRST_REPLY_TEXT = """(button) => new MutationObserver((_, observer) => {
+    const reply = document.querySelector("[data-testid=message-assistant] .text");
+    if (reply && reply.textContent) {
+        observer.disconnect();
+        window.arrivedAtClick = reply.textContent;
+        document.querySelector(`[data-testid=${button}]`).click();
+    }
+}).observe(
+    document.querySelector("[data-testid=chat-log]"),
+    { childList: true, subtree: true, characterData: true },
+)"""
 
 
 def post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -260,27 +276,54 @@ def test_a_chat_reply_streams_in_growing_and_ends_with_its_usage(page: Page, con
 
 def test_stop_ends_a_stream_and_keeps_what_had_arrived(page: Page, console: ConsoleStack) -> None:
     open_playground(page, console, LLM, "chat")
-    page.get_by_test_id("max-tokens").fill("150")
-    # Stop is pressed the moment the first text arrives, from inside the page, so no timing can race it.
-    page.evaluate(
-        """() => new MutationObserver((_, observer) => {
-            const reply = document.querySelector("[data-testid=message-assistant] .text");
-            if (reply && reply.textContent) {
-                observer.disconnect();
-                document.querySelector("[data-testid=stop]").click();
-            }
-        }).observe(
-            document.querySelector("[data-testid=chat-log]"),
-            { childList: true, subtree: true, characterData: true },
-        )"""
-    )
+    page.get_by_test_id("max-tokens").fill(str(LONG_REPLY_TOKENS))
+    page.get_by_test_id("seed").fill("7")
+    page.evaluate(CLICK_ON_FIRST_REPLY_TEXT, "stop")
 
-    page.get_by_test_id("send").click()
+    with page.expect_request(lambda request: request.url.endswith("/chat/completions")) as sent:
+        page.get_by_test_id("send").click()
 
     page.locator("[data-testid=message-assistant][data-finish=stopped]").wait_for()
-    assert page.get_by_test_id("message-assistant").locator(".text").text_content()
+    kept = page.get_by_test_id("message-assistant").locator(".text").text_content() or ""
+    arrived: str = page.evaluate("window.arrivedAtClick")
+    # Nothing read after Stop reaches the page, and what was kept is the start of the seeded whole reply.
+    assert kept and arrived.startswith(kept)
+    body = {
+        key: value for key, value in json.loads(sent.value.post_data or "").items() if key != "stream_options"
+    }
+    whole = post_json(f"{console.api}/openai/v1/chat/completions", {**body, "stream": False})
+    full_text: str = whole["choices"][0]["message"]["content"]
+    assert full_text.startswith(kept) and len(full_text) > len(kept)
     assert (page.get_by_test_id("usage").text_content() or "").startswith("Stopped")
     assert page.get_by_test_id("error").is_hidden()
+    assert page.get_by_test_id("send").is_enabled() and page.get_by_test_id("stop").is_disabled()
+
+
+def test_a_new_conversation_during_a_stream_keeps_nothing_of_the_turn_it_dropped(
+    page: Page, console: ConsoleStack
+) -> None:
+    open_playground(page, console, LLM, "chat")
+    page.get_by_test_id("max-tokens").fill(str(LONG_REPLY_TOKENS))
+    page.get_by_test_id("seed").fill("7")
+    page.get_by_test_id("chat-prompt").fill("Tell me a story.")
+    page.evaluate(CLICK_ON_FIRST_REPLY_TEXT, "reset")
+    page.get_by_test_id("send").click()
+    page.wait_for_function("window.arrivedAtClick !== undefined")
+
+    expect(page.get_by_test_id("send")).to_be_enabled()
+    expect(page.get_by_test_id("chat-log")).to_be_empty()
+    assert page.get_by_test_id("usage").text_content() == ""
+
+    page.get_by_test_id("chat-prompt").fill("Start again.")
+    page.get_by_test_id("max-tokens").fill("8")
+    with page.expect_request(lambda request: request.url.endswith("/chat/completions")) as sent:
+        page.get_by_test_id("send").click()
+    page.get_by_test_id("usage").filter(has_text="completion").wait_for()
+
+    assert json.loads(sent.value.post_data or "")["messages"] == [{"role": "user", "content": "Start again."}]
+    assert page.get_by_test_id("message-user").locator(".text").all_text_contents() == ["Start again."]
+    expect(page.get_by_test_id("message-assistant")).to_have_count(1)
+    assert "+ 8 completion" in (page.get_by_test_id("usage").text_content() or "")
 
 
 def test_the_drawing_area_is_usable_from_the_keyboard(page: Page, console: ConsoleStack) -> None:

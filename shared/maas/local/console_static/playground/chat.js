@@ -33,7 +33,9 @@ export async function render(body, { name, version, manifest }) {
   const usage = h("p", { class: "usage", role: "status", "data-testid": "usage" });
   const errors = errorLine();
   const curl = curlBox();
-  let controller = null;
+  // The turn in flight, if any: {controller}. "New conversation" drops it, and a turn that is no longer the
+  // current one may change nothing on the page or in the history: its conversation is gone.
+  let turn = null;
 
   const request = () => {
     const json = {
@@ -61,14 +63,20 @@ export async function render(body, { name, version, manifest }) {
     reply.setAttribute("aria-busy", "true");
     log.append(reply);
     prompt.value = "";
-    controller = new AbortController();
+    const current = { controller: new AbortController() };
+    turn = current;
+    const { signal } = current.controller;
+    const live = () => turn === current;
     send.disabled = true;
     stop.disabled = false;
     let content = "";
     let finish = null;
+    let stopped = false;
     try {
-      const response = await tracked(curl, () => call("POST", CHAT_PATH, { json: request(), signal: controller.signal }));
-      for await (const event of sseEvents(response)) {
+      const response = await tracked(curl, () => call("POST", CHAT_PATH, { json: request(), signal }));
+      for await (const event of sseEvents(response, signal)) {
+        // Events already read when Stop was pressed still reach here: Stop wins over them.
+        if (signal.aborted) break;
         // An error after the first byte comes as one event, then the stream ends (docs/generation.md).
         if (event.error) throw new Error(event.error.message ?? JSON.stringify(event.error));
         const choice = event.choices?.[0];
@@ -82,32 +90,33 @@ export async function render(body, { name, version, manifest }) {
           usage.textContent = `${promptTokens} prompt + ${completion} completion = ${total} tokens; finished: ${finish ?? "—"}${event.maas?.time_budget_exhausted ? " (time budget)" : ""}; answered by ${event.system_fingerprint ?? event.model}.`;
         }
       }
-      reply.dataset.finish = finish ?? "";
+      stopped = signal.aborted;
     } catch (error) {
-      if (error.name === "AbortError") {
-        reply.dataset.finish = "stopped";
-        usage.textContent = "Stopped: the request was aborted, so no usage came back.";
-      } else {
-        errors.show(error);
-        reply.dataset.finish = "error";
-      }
-    } finally {
-      reply.classList.remove("streaming");
-      reply.removeAttribute("aria-busy");
-      // What was said stays in the conversation, even a reply cut short by Stop; a refused turn is taken
-      // back, its message returned to the box to be fixed and sent again.
-      if (content) history.push({ role: "assistant", content });
+      if (error.name === "AbortError" || signal.aborted) stopped = true;
       else {
-        history.pop();
-        asked.remove();
-        reply.remove();
-        if (!prompt.value) prompt.value = text;
+        finish = "error";
+        if (live()) errors.show(error);
       }
-      controller = null;
-      send.disabled = false;
-      stop.disabled = true;
-      prompt.focus();
     }
+    // After "New conversation" this turn belongs to a conversation that is gone: leave the new one alone.
+    if (!live()) return;
+    reply.classList.remove("streaming");
+    reply.removeAttribute("aria-busy");
+    reply.dataset.finish = stopped ? "stopped" : (finish ?? "");
+    if (stopped) usage.textContent = "Stopped: the request was aborted, so no usage came back.";
+    // What was said stays in the conversation, even a reply cut short by Stop; a refused turn is taken
+    // back, its message returned to the box to be fixed and sent again.
+    if (content) history.push({ role: "assistant", content });
+    else {
+      history.pop();
+      asked.remove();
+      reply.remove();
+      if (!prompt.value) prompt.value = text;
+    }
+    turn = null;
+    send.disabled = false;
+    stop.disabled = true;
+    prompt.focus();
   };
 
   const form = h(
@@ -127,7 +136,7 @@ export async function render(body, { name, version, manifest }) {
   );
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    if (!controller) converse();
+    if (!turn) converse();
   });
   prompt.addEventListener("keydown", (event) => {
     // Ctrl/Cmd+Enter sends; Enter alone is a new line, as in a text editor.
@@ -136,9 +145,13 @@ export async function render(body, { name, version, manifest }) {
       form.requestSubmit();
     }
   });
-  stop.addEventListener("click", () => controller?.abort());
+  stop.addEventListener("click", () => turn?.controller.abort());
   reset.addEventListener("click", () => {
-    controller?.abort();
+    const dropped = turn;
+    turn = null;
+    dropped?.controller.abort();
+    send.disabled = false;
+    stop.disabled = true;
     history.length = 0;
     fill(log);
     usage.textContent = "";
