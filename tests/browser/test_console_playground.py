@@ -17,14 +17,22 @@ import urllib.request
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper
 from PIL import Image
 from playwright.sync_api import expect
 from sklearn.datasets import load_digits
 
+from maas.registry import ManifestDraft
+from maas.registry.admin import RegistryAdmin
+from maas.registry.manifest import MODEL_FILE
+from maas.runtime import signature_of
 from tests.browser.conftest import PHONE
 from tests.support.browser import screenshot
 from tests.support.console import DIGITS, EMBEDDER, LLM, SEED, SENTIMENT
+from tests.support.models import BATCH, IR_VERSION, OPSET
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -38,6 +46,12 @@ SEED_LATEST = 2
 CHAT_TOKENS = 64
 # A reply far longer than the first delta, for the tests that act on the first one.
 LONG_REPLY_TOKENS = 150
+# The models below exist for one test each: shapes the console's own models do not have.
+IMAGE_SHAPED_REGRESSOR = "cube-sum"
+WIDE_MODEL = "wide-sum"
+WIDE_FEATURES = 300
+WIDE_MEAN = 0.25
+TEXT_COLUMN_MODEL = "column-echo"
 # On the first text of the assistant's reply, from inside the page (a MutationObserver callback runs before
 # the page handles the next event), note what had arrived and click the button: no timing can race it.
 CLICK_ON_FIRST_REPLY_TEXT = """(button) => new MutationObserver((_, observer) => {
@@ -51,6 +65,56 @@ CLICK_ON_FIRST_REPLY_TEXT = """(button) => new MutationObserver((_, observer) =>
     document.querySelector("[data-testid=chat-log]"),
     { childList: true, subtree: true, characterData: true },
 )"""
+
+
+def packaged(graph: onnx.GraphProto, task: str, **manifest: Any) -> tuple[dict[str, bytes], ManifestDraft]:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+    onnx.checker.check_model(model, full_check=True)
+    content = model.SerializeToString()
+    session = ort.InferenceSession(content, providers=["CPUExecutionProvider"])
+    return {MODEL_FILE: content}, ManifestDraft(task=task, signature=signature_of(session), **manifest)
+
+
+def summing_model(
+    shape: list[int | str], task: str, **manifest: Any
+) -> tuple[dict[str, bytes], ManifestDraft]:
+    """FP32 `input` of `shape` -> `total` [batch]: each row's sum, an answer to check by eye."""
+    axes = list(range(1, len(shape)))
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["input", "axes"], ["total"], name="sum", keepdims=0)],
+        "row_sum",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("total", TensorProto.FLOAT, [BATCH])],
+        initializer=[helper.make_tensor("axes", TensorProto.INT64, [len(axes)], axes)],
+    )
+    return packaged(graph, task, **manifest)
+
+
+def text_column_model() -> tuple[dict[str, bytes], ManifestDraft]:
+    """BYTES `text` [batch, 1] -> `echoed` [batch, 1]: a text model whose input has rank 2."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["text"], ["echoed"], name="echo")],
+        "text_column",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, [BATCH, 1])],
+        [helper.make_tensor_value_info("echoed", TensorProto.STRING, [BATCH, 1])],
+    )
+    return packaged(graph, "text-echo")
+
+
+@pytest.fixture(scope="module")
+def odd_models(console: ConsoleStack) -> None:
+    """Published into the module's stack once: an image-shaped regressor, a model too wide for a table
+    whose only version is archived, and a text model served with a [-1, 1] input."""
+    registry = console.stack.registry
+    registry.publish(IMAGE_SHAPED_REGRESSOR, *summing_model([BATCH, 1, 8, 8], "regression"))
+    wide = registry.publish(
+        WIDE_MODEL,
+        *summing_model(
+            [BATCH, WIDE_FEATURES], "regression", input_means={"input": [WIDE_MEAN] * WIDE_FEATURES}
+        ),
+    )
+    RegistryAdmin(registry).archive(WIDE_MODEL, wide.version, by="tests")
+    registry.publish(TEXT_COLUMN_MODEL, *text_column_model())
 
 
 def post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -324,6 +388,58 @@ def test_a_new_conversation_during_a_stream_keeps_nothing_of_the_turn_it_dropped
     assert page.get_by_test_id("message-user").locator(".text").all_text_contents() == ["Start again."]
     expect(page.get_by_test_id("message-assistant")).to_have_count(1)
     assert "+ 8 completion" in (page.get_by_test_id("usage").text_content() or "")
+
+
+def test_an_image_shaped_input_of_a_model_that_is_not_a_classifier_is_edited_as_json(
+    page: Page, console: ConsoleStack, odd_models: None
+) -> None:
+    open_playground(page, console, IMAGE_SHAPED_REGRESSOR, "rows")
+    expect(page.get_by_test_id("json-note")).to_contain_text("input is shaped [-1, 1, 8, 8]")
+    editor = page.get_by_label("V2 request body")
+    prefilled = json.loads(editor.input_value())
+    assert prefilled["inputs"][0]["shape"] == [1, 1, 8, 8]
+    assert prefilled["inputs"][0]["data"] == [0] * 64
+
+    ones = {"inputs": [{**prefilled["inputs"][0], "data": [1] * 64}]}
+    editor.fill(json.dumps(ones))
+    page.get_by_test_id("infer-json").click()
+
+    page.get_by_test_id("result-table").wait_for()
+    assert cell_values(page, "[data-testid=result-table] td[data-value]") == [64]
+    assert infer(console, IMAGE_SHAPED_REGRESSOR, 1, ones)["outputs"][0]["data"] == [64]
+
+
+def test_a_row_too_wide_for_a_table_is_edited_as_json_and_an_all_archived_model_still_opens(
+    page: Page, console: ConsoleStack, odd_models: None
+) -> None:
+    open_playground(page, console, WIDE_MODEL, "rows")
+    expect(page.get_by_test_id("archived-note")).to_contain_text("Every version of wide-sum is archived")
+    expect(page.get_by_test_id("json-note")).to_contain_text(
+        f"input has {WIDE_FEATURES} features per row, more than the 256 a table shows"
+    )
+    expect(page.get_by_test_id("rows-table")).to_have_count(0)
+    editor = page.get_by_label("V2 request body")
+    assert json.loads(editor.input_value())["inputs"][0]["data"] == [WIDE_MEAN] * WIDE_FEATURES
+
+    page.get_by_test_id("infer-json").click()
+
+    page.get_by_test_id("result-table").wait_for()
+    assert cell_values(page, "[data-testid=result-table] td[data-value]") == [WIDE_MEAN * WIDE_FEATURES]
+    screenshot(page, "playground-rows-json")
+
+
+def test_a_text_is_sent_in_the_rank_the_model_is_served_with(
+    page: Page, console: ConsoleStack, odd_models: None
+) -> None:
+    open_playground(page, console, TEXT_COLUMN_MODEL, "text")
+    page.get_by_test_id("text-input").fill("hello there")
+
+    with page.expect_request(lambda request: request.url.endswith("/infer")) as sent:
+        page.get_by_test_id("classify").click()
+
+    expect(page.get_by_test_id("prediction")).to_have_text("echoed: hello there")
+    assert json.loads(sent.value.post_data or "")["inputs"][0]["shape"] == [1, 1]
+    assert page.get_by_test_id("error").is_hidden()
 
 
 def test_the_drawing_area_is_usable_from_the_keyboard(page: Page, console: ConsoleStack) -> None:

@@ -7,6 +7,9 @@ import { busy, curlBox, errorLine } from "../widgets.js";
 import { argmax, labelsFor, outputRows, probabilities, tracked, v2Path } from "./common.js";
 
 const INTEGER = /^U?INT/;
+// A table wider than this is no longer something to edit cell by cell (nor cheap to draw): such an input is
+// edited as JSON.
+const MAX_TABLE_CELLS = 256;
 
 /** Elements in one row of an input, or null when a dimension after the batch is dynamic (no table then). */
 function rowWidth(input) {
@@ -14,9 +17,21 @@ function rowWidth(input) {
   return rest.every((size) => Number.isInteger(size) && size > 0) ? rest.reduce((a, b) => a * b, 1) : null;
 }
 
+/** Why an input cannot be a table of rows × features, or null when it can. */
+function whyNotTabular(input) {
+  const shape = `[${input.shape.join(", ")}]`;
+  if (input.datatype === "BYTES" || input.datatype === "BOOL") return `${input.name} is ${input.datatype}, not numbers`;
+  if (input.shape.length > 2) return `${input.name} is shaped ${shape}: more than rows × features`;
+  const width = rowWidth(input);
+  if (width === null) return `${input.name} ${shape} has a dynamic dimension after the batch`;
+  if (width > MAX_TABLE_CELLS) return `${input.name} has ${width} features per row, more than the ${MAX_TABLE_CELLS} a table shows`;
+  return null;
+}
+
 export async function render(body, { name, version, manifest, served }) {
   const inputs = served.inputs;
-  const tabular = inputs.every((input) => rowWidth(input) !== null && input.datatype !== "BYTES" && input.datatype !== "BOOL");
+  const reasons = inputs.map(whyNotTabular).filter(Boolean);
+  const tabular = !reasons.length;
   const startRow = () =>
     Object.fromEntries(
       inputs.map((input) => {
@@ -151,7 +166,7 @@ export async function render(body, { name, version, manifest, served }) {
       "Input rows",
       tabular
         ? h("p", { class: "muted" }, manifest.input_means && Object.keys(manifest.input_means).length ? "Each row starts at the training split's mean of every feature; edit any cell." : "Edit any cell; add rows to send a batch.")
-        : h("p", { class: "muted" }, "This model's inputs have dynamic dimensions after the batch, so they are edited as JSON."),
+        : h("p", { class: "muted", "data-testid": "json-note" }, `Edited as JSON, prefilled with ${manifest.input_means && Object.keys(manifest.input_means).length ? "the training split's means where recorded, else zeros" : "zeros"}: ${reasons.join("; ")}.`),
       tables,
       tabular ? h("div", { class: "row" }, addRow, send) : null,
       h("h3", {}, "Request body"),

@@ -19,7 +19,9 @@ export async function render(body, { name, version, manifest, served }) {
   const attributions = h("div", { "data-testid": "attributions" });
 
   classify.addEventListener("click", () => busy(classify, errors, async () => {
-    const request = { inputs: [{ name: input.name, datatype: "BYTES", shape: [1], data: [text.value] }] };
+    // One text, in the rank the model is served with: [1] for [-1], [1, 1] for [-1, 1] and so on.
+    const shape = [1, ...input.shape.slice(1).map(() => 1)];
+    const request = { inputs: [{ name: input.name, datatype: "BYTES", shape, data: [text.value] }] };
     const answer = await tracked(inferCurl, () => sendJson("POST", v2Path(name, version, "infer"), request));
     fill(attributions);
     const scores = outputRows(answer, answer.outputs[0].name)[0];
