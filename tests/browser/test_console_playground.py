@@ -140,9 +140,9 @@ def cell_values(page: Page, selector: str) -> list[float]:
     return [float(value) for value in values]
 
 
-def no_horizontal_scroll(page: Page) -> bool:
+def no_horizontal_scroll(page: Page, viewport: int = PHONE["width"]) -> bool:
     width: int = page.evaluate("document.documentElement.scrollWidth")
-    return width <= PHONE["width"]
+    return width <= viewport
 
 
 def test_mlp_rows_are_inferred_and_the_table_is_what_v2_infer_answers(
@@ -254,6 +254,8 @@ def test_a_digit_drawn_with_the_mouse_gets_a_prediction_and_an_occlusion_heatmap
     page.set_viewport_size(PHONE)
     assert no_horizontal_scroll(page)
     screenshot(page, "playground-image-phone")
+    page.set_viewport_size({"width": 320, "height": 640})
+    assert no_horizontal_scroll(page, 320)
 
 
 def test_a_text_is_classified_with_token_attributions(page: Page, console: ConsoleStack) -> None:

@@ -222,15 +222,15 @@ export async function render(body, { name, version, manifest, served }) {
       h("p", { class: "source-note" }, `Probabilities: ${source}.`),
       probabilityBars(labels, values),
     );
-    const window = Math.max(1, Math.round(Math.min(width, height) / 4));
-    const stride = Math.max(1, Math.floor(window / 2));
+    const patch = Math.max(1, Math.round(Math.min(width, height) / 4));
+    const stride = Math.max(1, Math.floor(patch / 2));
     const explained = await tracked(explainCurl, () =>
-      sendJson("POST", v2Path(name, version, "explain"), { ...request, parameters: { method: "occlusion", window, stride, target: best } }),
+      sendJson("POST", v2Path(name, version, "explain"), { ...request, parameters: { method: "occlusion", window: patch, stride, target: best } }),
     );
-    drawHeatmap(explained, `${input.name}_attribution`, labels[best], window, stride);
+    drawHeatmap(explained, `${input.name}_attribution`, labels[best], patch, stride);
   }));
 
-  const drawHeatmap = (answer, attributionName, label, window, stride) => {
+  const drawHeatmap = (answer, attributionName, label, patch, stride) => {
     const output = answer.outputs.find((candidate) => candidate.name === attributionName);
     const values = new Float32Array(width * height);
     // Attribution is shaped like the input: one plane per channel, summed into one per pixel.
@@ -249,7 +249,7 @@ export async function render(body, { name, version, manifest, served }) {
     heatmap.dataset.maxAbs = String(scale);
     fill(
       explanation,
-      h("p", { class: "source-note" }, `Occlusion (window ${window}, stride ${stride}, baseline zeros) for class ${label}: how much its score drops when a patch is blanked. Largest |attribution| ${scale.toPrecision(3)}.`),
+      h("p", { class: "source-note" }, `Occlusion (window ${patch}, stride ${stride}, baseline zeros) for class ${label}: how much its score drops when a patch is blanked. Largest |attribution| ${scale.toPrecision(3)}.`),
       h("div", { class: "legend" }, h("span", {}, h("span", { class: "swatch for" }), "supports ", label), h("span", {}, h("span", { class: "swatch against" }), "works against it")),
     );
   };
