@@ -233,6 +233,36 @@ def test_a_regression_needs_force_with_a_reason_then_rolls_back_each_move_in_the
     screenshot(page, "model-phone")
 
 
+def test_a_promote_sent_after_the_alias_moved_is_refused_and_asks_for_the_gate_again(
+    page: Page, console: ConsoleStack, console_errors: ConsoleErrors
+) -> None:
+    admin = RegistryAdmin(console.stack.registry)
+    admin.set_alias(SEED, "race", 1, reason="race start", by="tests")
+    page.goto(console.url + f"#/models/{SEED}")
+    page.get_by_test_id("promote-version").select_option("2")
+    page.get_by_test_id("promote-alias").fill("race")
+    page.get_by_test_id("gate-check").click()
+    expect(page.get_by_test_id("gate-verdict-text")).to_have_attribute("data-verdict", "needs_force")
+
+    admin.set_alias(SEED, "race", 2, reason="moved behind the page's back", by="tests")
+    console_errors.expect(r"status of 409")
+    page.get_by_test_id("force-reason").fill("forced against a stale verdict")
+    page.get_by_test_id("force-promote").click()
+
+    promote_panel = page.locator("section", has=page.get_by_role("heading", name="Promote", exact=True))
+    expect(promote_panel.get_by_test_id("error")).to_contain_text("409: ")
+    expect(promote_panel.get_by_test_id("error")).to_contain_text("expected it at version 1")
+    expect(page.get_by_test_id("gate-stale")).to_contain_text("check the gate again")
+    expect(page.get_by_test_id("force-promote")).to_have_count(0)
+    expect(page.get_by_test_id("gate-check")).to_be_focused()
+    expect(promote_panel.get_by_test_id("curl")).to_contain_text('"expected_version":1')
+    moves = console.stack.registry.aliases(SEED)["race"].history
+    assert [move.reason for move in moves] == ["race start", "moved behind the page's back"]
+    history = page.get_by_test_id("history-race")
+    expect(history.locator("tbody tr")).to_have_count(2)
+    expect(history).not_to_contain_text("forced against a stale verdict")
+
+
 def test_a_hostile_model_card_runs_nothing_loads_nothing_and_styles_nothing(
     page: Page, console: ConsoleStack, cards: dict[str, Manifest]
 ) -> None:
