@@ -407,7 +407,7 @@ function verdictView(page, gate, { requests, errors, done, check }) {
         await tracked(requests, () => sendJson("POST", `${modelPath(page.name)}/promote`, body(force, reason)));
       } catch (error) {
         if (!(error instanceof ApiError && error.status === 409)) throw error;
-        // Not the refresh's failure: the 409 is what the reader needs to see, and the next check reloads anyway.
+        // A failed reload must not hide the 409, the message the reader needs; the next check reloads anyway.
         await page.refresh().catch(() => null);
         fill(holder, h("p", { class: "verdict-stale", "data-testid": "gate-stale" }, `${gate.alias} moved after the gate was checked, so that verdict no longer holds: check the gate again.`));
         check.focus();
