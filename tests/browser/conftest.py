@@ -94,7 +94,9 @@ def console(
         yield ConsoleStack(stack, publish_console_models(stack.registry, console_models))
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an asyncio loop running while it is started, and
+# any later test on the same worker that calls asyncio.run() (the kserve client does) would fail.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     from playwright.sync_api import sync_playwright
 

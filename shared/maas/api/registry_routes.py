@@ -140,6 +140,7 @@ def register_registry_routes(
             force=request.force,
             reason=request.reason,
             by=caller(),
+            expected_version=request.expected_version,
         )
         return _ok(document)
 

@@ -54,6 +54,12 @@ class PromoteRequest(_Wire):
     alias: StrictStr = "production"
     force: StrictBool = Field(default=False, description="Override a metric regression; needs a reason.")
     reason: StrictStr | None = Field(default=None, max_length=MAX_REASON_LENGTH)
+    expected_version: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        description="The alias as the caller judged the gate: null promotes against whatever it points at "
+        "now, 0 only while it is unset, n only while it points at version n (else 409).",
+    )
 
 
 class TagsRequest(_Wire):

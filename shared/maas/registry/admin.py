@@ -146,12 +146,20 @@ class RegistryAdmin:
         force: bool = False,
         reason: str | None = None,
         by: str | None = None,
+        expected_version: int | None = None,
     ) -> AliasDocument:
         """Move `alias` to `version` if it does not regress the model's primary metric.
 
         A failed parity check always refuses; a regression refuses unless `force` with a reason. The
-        decision is `gate`'s, so what the gate shows is what a promotion does."""
+        decision is `gate`'s, so what the gate shows is what a promotion does. `expected_version` is the
+        alias as the caller judged it (NO_ALIAS: unset): a promotion judged against another version is a
+        VersionConflict, so a forced move never overrides a move its author did not see."""
         gate = self.gate(name, version, alias=alias)
+        if expected_version is not None and (gate.current_version or NO_ALIAS) != expected_version:
+            raise VersionConflict(
+                f"alias '{name}@{alias}': expected it at version {expected_version or 'unset'}, "
+                f"got {gate.current_version or 'unset'}; check the gate again"
+            )
         if gate.verdict == REFUSED or (gate.verdict == NEEDS_FORCE and not force):
             raise PromotionRefused(gate.message or f"promote '{name}' v{version}: refused")
         if gate.verdict == NEEDS_FORCE and not reason:

@@ -286,6 +286,35 @@ def test_promote_does_what_the_gate_said(
         assert (status, body) == (409, {"error": judged["message"]})
 
 
+@pytest.mark.parametrize("force", [False, True], ids=["plain", "forced"])
+def test_a_promotion_judged_against_another_version_of_the_alias_is_a_conflict(
+    published: Registry, force: bool
+) -> None:
+    """The gate said v2 -> v3 needs force; meanwhile someone moved the alias to v1. Promoting with the judged
+    version is refused, however forced, and the alias stays where the other caller put it."""
+    alias = f"judged-{'forced' if force else 'plain'}"
+    set_alias(published, alias, 2)
+    judged = gate(published, 3, alias)
+    assert judged["current_version"] == 2
+    set_alias(published, alias, 1)
+    request = {"version": 3, "alias": alias, "expected_version": judged["current_version"]}
+    if force:
+        request |= {"force": True, "reason": "judged against v2"}
+
+    status, body = answer(published, "POST", f"{BASE}/promote", request)
+
+    assert (status, body) == (
+        409,
+        {"error": f"alias 'seed-mlp@{alias}': expected it at version 2, got 1; check the gate again"},
+    )
+    assert answer(published, "GET", BASE)[1]["aliases"][alias]["version"] == 1
+    unset = {"version": 3, "alias": f"{alias}-new", "expected_version": 0}
+    assert answer(published, "POST", f"{BASE}/promote", unset)[0] == 200
+    assert answer(published, "POST", f"{BASE}/promote", {**unset, "version": 2})[1] == {
+        "error": f"alias 'seed-mlp@{alias}-new': expected it at version unset, got 3; check the gate again"
+    }
+
+
 # ---- the lists carry what the console shows
 
 

@@ -1,7 +1,7 @@
 // Model: its versions (sortable by any metric), its aliases with their canary split drawn, each alias's
 // history, and the actions that move aliases: promote (the gate's verdict first) and rollback.
 
-import { getJson, sendJson } from "../api.js";
+import { ApiError, getJson, sendJson } from "../api.js";
 import { h, fill, link, number, section, when, encode } from "../dom.js";
 import { busy, curlBox, errorLine, loading } from "../widgets.js";
 import {
@@ -346,7 +346,7 @@ function promotePanel(page) {
       const gate = await tracked(requests, () =>
         getJson(`${modelPath(page.name)}/gate`, { query: { version, alias } }),
       );
-      fill(verdict, verdictView(page, gate, requests, errors, done));
+      fill(verdict, verdictView(page, gate, { requests, errors, done, check }));
     });
 
   const form = h(
@@ -374,7 +374,7 @@ function promotePanel(page) {
   );
 }
 
-function verdictView(page, gate, requests, errors, done) {
+function verdictView(page, gate, { requests, errors, done, check }) {
   const title = {
     allowed: "Allowed",
     needs_force: "Needs force: the primary metric regresses",
@@ -397,13 +397,24 @@ function verdictView(page, gate, requests, errors, done) {
     comparison,
   );
   if (gate.verdict === "refused") return head;
+  // The promote names the alias's version the verdict was given against, so it cannot land on an alias that
+  // moved since (another tab, the CLI): the API answers 409 and nothing moves.
+  const body = (force, reason) => ({ version: gate.version, alias: gate.alias, force, expected_version: gate.current_version ?? 0, ...(reason ? { reason } : {}) });
   const promote = (force, reason, button) =>
     busy(button, errors, async () => {
-      await tracked(requests, () =>
-        sendJson("POST", `${modelPath(page.name)}/promote`, { version: gate.version, alias: gate.alias, force, ...(reason ? { reason } : {}) }),
-      );
+      const holder = button.closest(".verdict");
+      try {
+        await tracked(requests, () => sendJson("POST", `${modelPath(page.name)}/promote`, body(force, reason)));
+      } catch (error) {
+        if (!(error instanceof ApiError && error.status === 409)) throw error;
+        // A failed reload must not hide the 409, the message the reader needs; the next check reloads anyway.
+        await page.refresh().catch(() => null);
+        fill(holder, h("p", { class: "verdict-stale", "data-testid": "gate-stale" }, `${gate.alias} moved after the gate was checked, so that verdict no longer holds: check the gate again.`));
+        check.focus();
+        throw error;
+      }
       await page.refresh();
-      fill(button.closest(".verdict"));
+      fill(holder);
       done.textContent = `Promoted v${gate.version} to ${gate.alias}${force ? " (forced)" : ""}.`;
     });
   if (gate.verdict === "allowed") {

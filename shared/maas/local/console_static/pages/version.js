@@ -103,13 +103,29 @@ async function cardSection(page, files) {
   const status = h("p", { class: "muted small", role: "status", "data-testid": "plots-status" });
   const plots = files.filter((file) => file.endsWith(".png"));
   let loaded = 0;
-  const card = await modelCard(page.name, page.version, files, {
-    onPlot: () => {
-      loaded += 1;
-      status.textContent = `${loaded} of ${plots.length} plot${plots.length === 1 ? "" : "s"} loaded.`;
-    },
-  });
-  return section("Model card", card, plots.length ? status : null);
+  let failed = 0;
+  const count = () => {
+    status.textContent = `${loaded} of ${plots.length} plot${plots.length === 1 ? "" : "s"} loaded${failed ? `, ${failed} failed` : ""}.`;
+  };
+  try {
+    const card = await modelCard(page.name, page.version, files, {
+      onPlot: () => {
+        loaded += 1;
+        count();
+      },
+      onPlotError: () => {
+        failed += 1;
+        count();
+      },
+    });
+    return section("Model card", card, plots.length ? status : null);
+  } catch (error) {
+    // The card is one panel of the page: the rest of what the version says stays readable without it.
+    const line = errorLine();
+    line.setAttribute("data-testid", "card-error");
+    line.show(error);
+    return section("Model card", line);
+  }
 }
 
 function signatureSection({ signature, preprocessing }) {
