@@ -56,10 +56,6 @@ export async function render(body, { name, version, manifest, served }) {
   const tables = h("div", { class: "row-tables" });
   const json = h("pre", { class: "request-json", "data-testid": "request-json" });
   const jsonEditor = h("textarea", { id: "rows-json", spellcheck: "false", class: "json-editor" });
-  let edited = false;
-  jsonEditor.addEventListener("input", () => {
-    edited = true;
-  });
   const errors = errorLine();
   const results = h("div", { "data-testid": "results" });
   const curl = curlBox();
@@ -139,17 +135,16 @@ export async function render(body, { name, version, manifest, served }) {
     }
     await infer(payload);
   }));
+  // The editor takes a copy of the table as it opens, in the click itself: the toggle event comes a task
+  // later, by when text may already be typed into it (and would be overwritten).
+  const opener = h("summary", {}, "Edit the request as JSON");
+  opener.addEventListener("click", () => {
+    if (!editor.open) jsonEditor.value = JSON.stringify(request(), null, 2);
+  });
   const editor = h(
     "details",
-    {
-      class: "json-edit",
-      // The toggle event comes a task after the click: text typed meanwhile must not be overwritten.
-      onToggle: (event) => {
-        if (event.target.open && !edited) jsonEditor.value = JSON.stringify(request(), null, 2);
-        if (!event.target.open) edited = false;
-      },
-    },
-    h("summary", {}, "Edit the request as JSON"),
+    { class: "json-edit" },
+    opener,
     h("label", { for: "rows-json", class: "block" }, "V2 request body", jsonEditor),
     h("div", { class: "row" }, sendJsonButton),
   );
