@@ -30,7 +30,7 @@ from maas.registry.admin import RegistryAdmin
 from maas.registry.manifest import MODEL_FILE
 from maas.runtime import signature_of
 from tests.browser.conftest import PHONE
-from tests.support.browser import screenshot
+from tests.support.browser import fits_the_width, screenshot
 from tests.support.console import DIGITS, EMBEDDER, LLM, SEED, SENTIMENT
 from tests.support.models import BATCH, IR_VERSION, OPSET
 
@@ -140,11 +140,6 @@ def cell_values(page: Page, selector: str) -> list[float]:
     return [float(value) for value in values]
 
 
-def no_horizontal_scroll(page: Page, viewport: int = PHONE["width"]) -> bool:
-    width: int = page.evaluate("document.documentElement.scrollWidth")
-    return width <= viewport
-
-
 def test_mlp_rows_are_inferred_and_the_table_is_what_v2_infer_answers(
     page: Page, console: ConsoleStack
 ) -> None:
@@ -166,7 +161,7 @@ def test_mlp_rows_are_inferred_and_the_table_is_what_v2_infer_answers(
     )
     screenshot(page, "playground-rows")
     page.set_viewport_size(PHONE)
-    assert no_horizontal_scroll(page)
+    assert fits_the_width(page)
     screenshot(page, "playground-rows-phone")
 
 
@@ -252,10 +247,10 @@ def test_a_digit_drawn_with_the_mouse_gets_a_prediction_and_an_occlusion_heatmap
     assert any(f"/v2/models/{DIGITS}/versions/1/explain" in curl and '"occlusion"' in curl for curl in curls)
     screenshot(page, "playground-image")
     page.set_viewport_size(PHONE)
-    assert no_horizontal_scroll(page)
+    assert fits_the_width(page)
     screenshot(page, "playground-image-phone")
     page.set_viewport_size({"width": 320, "height": 640})
-    assert no_horizontal_scroll(page, 320)
+    assert fits_the_width(page)
 
 
 def test_a_text_is_classified_with_token_attributions(page: Page, console: ConsoleStack) -> None:
@@ -336,7 +331,7 @@ def test_a_chat_reply_streams_in_growing_and_ends_with_its_usage(page: Page, con
     assert page.get_by_test_id("send").is_enabled() and page.get_by_test_id("stop").is_disabled()
     screenshot(page, "playground-chat")
     page.set_viewport_size(PHONE)
-    assert no_horizontal_scroll(page)
+    assert fits_the_width(page)
     screenshot(page, "playground-chat-phone")
 
 

@@ -18,7 +18,7 @@ from playwright.sync_api import expect
 from maas.registry.admin import RegistryAdmin
 from maas.registry.documents import CanarySplit
 from tests.browser.conftest import PHONE
-from tests.support.browser import screenshot
+from tests.support.browser import fits_the_width, screenshot
 from tests.support.console import DIGITS, SEED
 from tests.support.models import batch_sum_model
 
@@ -74,10 +74,6 @@ def cards(console: ConsoleStack) -> dict[str, Manifest]:
             Body=b"not the bytes the manifest describes",
         )
     return {"hostile": hostile, "broken_plot": broken_plot, "broken_card": broken_card}
-
-
-def fits_the_width(page: Page) -> bool:
-    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
 
 
 def test_the_models_list_shows_every_model_with_its_aliases_latest_version_and_primary_metric(

@@ -18,3 +18,8 @@ def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+def fits_the_width(page: Page) -> bool:
+    """Whether the page lays out within the viewport's width: no sideways scrolling."""
+    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))

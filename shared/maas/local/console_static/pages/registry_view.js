@@ -55,11 +55,6 @@ export function goalPhrase(goal) {
   return goal === "maximize" ? "higher is better" : "lower is better";
 }
 
-/** A number cell: right-aligned, tabular digits. */
-export function numberCell(value) {
-  return h("span", { class: "num" }, number(value));
-}
-
 /** Anything the API returned, as text: numbers shortened, objects as compact JSON. */
 export function valueText(value) {
   if (value === null || value === undefined) return "—";

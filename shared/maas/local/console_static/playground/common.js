@@ -1,7 +1,7 @@
 // What every playground shares: the request a button sent, shown as curl; V2 tensors in and out; and the
 // arithmetic the pages show (probabilities, cosine), kept pure so a reader can check it by eye.
 
-import { h } from "../dom.js";
+import { h, fill } from "../dom.js";
 
 export { tracked } from "../widgets.js";
 
@@ -46,6 +46,21 @@ export function cosine(a, b) {
     bb += b[index] * b[index];
   });
   return aa && bb ? dot / Math.sqrt(aa * bb) : NaN;
+}
+
+/** The predicted class of one row of `scores`, its probability and every class's bar, into `container`;
+ * returns the labels and the index of the predicted class (what an explanation then targets). */
+export function showPrediction(container, manifest, scores) {
+  const labels = labelsFor(manifest, scores.length);
+  const { values, source } = probabilities(scores);
+  const best = argmax(values);
+  fill(
+    container,
+    h("p", { class: "prediction" }, h("span", { "data-testid": "predicted-label" }, labels[best]), h("span", { class: "muted" }, ` predicted, ${(values[best] * 100).toFixed(1)}%`)),
+    h("p", { class: "source-note" }, `Probabilities: ${source}.`),
+    probabilityBars(labels, values),
+  );
+  return { labels, best };
 }
 
 /** Bars of class probabilities, highest first; the predicted class is marked. */

@@ -5,7 +5,7 @@
 import { sendJson } from "../api.js";
 import { h, fill, section } from "../dom.js";
 import { busy, curlBox, errorLine } from "../widgets.js";
-import { argmax, attributionColour, imageShape, labelsFor, outputRows, probabilities, probabilityBars, tracked, v2Path } from "./common.js";
+import { attributionColour, imageShape, outputRows, showPrediction, tracked, v2Path } from "./common.js";
 
 const DRAWING_PIXELS = 280;
 
@@ -213,15 +213,7 @@ export async function render(body, { name, version, manifest, served }) {
     const request = requestBody();
     const answer = await tracked(inferCurl, () => sendJson("POST", v2Path(name, version, "infer"), request));
     const scores = outputRows(answer, answer.outputs[0].name)[0];
-    const labels = labelsFor(manifest, scores.length);
-    const { values, source } = probabilities(scores);
-    const best = argmax(values);
-    fill(
-      prediction,
-      h("p", { class: "prediction" }, h("span", { "data-testid": "predicted-label" }, labels[best]), h("span", { class: "muted" }, ` predicted, ${(values[best] * 100).toFixed(1)}%`)),
-      h("p", { class: "source-note" }, `Probabilities: ${source}.`),
-      probabilityBars(labels, values),
-    );
+    const { labels, best } = showPrediction(prediction, manifest, scores);
     const patch = Math.max(1, Math.round(Math.min(width, height) / 4));
     const stride = Math.max(1, Math.floor(patch / 2));
     const explained = await tracked(explainCurl, () =>

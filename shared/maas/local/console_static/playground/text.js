@@ -4,7 +4,7 @@
 import { sendJson } from "../api.js";
 import { h, fill, number, section } from "../dom.js";
 import { busy, curlBox, errorLine } from "../widgets.js";
-import { argmax, attributionColour, labelsFor, outputRows, probabilities, probabilityBars, tracked, v2Path } from "./common.js";
+import { attributionColour, outputRows, showPrediction, tracked, v2Path } from "./common.js";
 
 const EXAMPLE = "the cat sat on the mat";
 
@@ -30,15 +30,7 @@ export async function render(body, { name, version, manifest, served }) {
       fill(prediction, answer.outputs.map((output) => h("p", {}, `${output.name}: `, h("code", {}, output.data.map(number).join(", ")))));
       return;
     }
-    const labels = labelsFor(manifest, scores.length);
-    const { values, source } = probabilities(scores);
-    const best = argmax(values);
-    fill(
-      prediction,
-      h("p", { class: "prediction" }, h("span", { "data-testid": "predicted-label" }, labels[best]), h("span", { class: "muted" }, ` predicted, ${(values[best] * 100).toFixed(1)}%`)),
-      h("p", { class: "source-note" }, `Probabilities: ${source}.`),
-      probabilityBars(labels, values),
-    );
+    const { labels, best } = showPrediction(prediction, manifest, scores);
     const explained = await tracked(explainCurl, () =>
       sendJson("POST", v2Path(name, version, "explain"), { ...request, parameters: { target: best } }),
     );
