@@ -25,7 +25,7 @@ import pytest
 
 from maas.local import LocalStack
 from maas.registry import Manifest
-from tests.support.aws import remove_shell_settings
+from tests.integration import conftest as integration_tier
 from tests.support.console import TrainedConsoleModels, publish_console_models, train_console_models
 
 if TYPE_CHECKING:
@@ -54,16 +54,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("browser"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def isolated_module_env() -> Iterator[pytest.MonkeyPatch]:
-    with pytest.MonkeyPatch.context() as env:
-        remove_shell_settings(env)
-        yield env
-
-
-@pytest.fixture(autouse=True)
-def aws_credentials() -> None:
-    """Overrides the root fixture of the same name; see the module docstring."""
+# The integration tier's environment handling, as this tier's own (see the module docstring).
+isolated_module_env = integration_tier.isolated_module_env
+aws_credentials = integration_tier.aws_credentials
 
 
 @dataclass(frozen=True)
