@@ -42,11 +42,10 @@ $(CHROMIUM):
 	@echo "installing Debian's chromium for the browser tests (first run only)..."
 	@$(SUDO) apt-get install -y -q chromium >/dev/null || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }
 
-# One worker per CPU (pytest-xdist); PYTEST_WORKERS=0 runs in one process. loadgroup: the browser tier runs on
-# one worker, so its models are trained once.
+# One worker per CPU (pytest-xdist); PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= auto
 test: $(INSTALLED) $(CHROMIUM)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # Speed and memory beside their targets, each measured in a fresh process, into bench-results/results.json
 # and results.md. A missed target is reported, not failed. MAAS_BENCH_BATCH_SIZES_MB=10,50 for a quick run.

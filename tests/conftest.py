@@ -15,7 +15,7 @@ from maas.registry import Manifest, ModelRegistry
 from maas.service.inference import InferenceService
 from tests.support.aws import TEST_BUCKET, moto_bucket, use_fake_aws
 from tests.support.logs import JsonLogs, captured_json_logs
-from tests.support.models import TINY_SEED_OVERRIDES
+from tests.support.models import TINY_DIGITS_OVERRIDES, TINY_SEED_OVERRIDES
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
@@ -50,6 +50,15 @@ def seed_model() -> TrainedModel:
     from maas.training import train_recipe
 
     return train_recipe("seed-mlp", TINY_SEED_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def digits_model() -> TrainedModel:
+    """The digits-resnet recipe at TINY_DIGITS_OVERRIDES: a real image classifier, shared by the explain and
+    browser tiers so a worker trains it once."""
+    from maas.training import train_recipe
+
+    return train_recipe("digits-resnet", TINY_DIGITS_OVERRIDES)
 
 
 @pytest.fixture

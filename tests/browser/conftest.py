@@ -47,13 +47,6 @@ DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # One worker runs the whole tier (make test runs --dist loadgroup), so the models are trained once.
-    for item in items:
-        if "tests/browser/" in item.nodeid.replace("\\", "/"):
-            item.add_marker(pytest.mark.xdist_group("browser"))
-
-
 # The integration tier's environment handling, as this tier's own (see the module docstring).
 isolated_module_env = integration_tier.isolated_module_env
 aws_credentials = integration_tier.aws_credentials
@@ -75,8 +68,8 @@ class ConsoleStack:
 
 
 @pytest.fixture(scope="session")
-def console_models(seed_model: TrainedModel) -> TrainedConsoleModels:
-    return train_console_models(seed_model)
+def console_models(seed_model: TrainedModel, digits_model: TrainedModel) -> TrainedConsoleModels:
+    return train_console_models(seed_model, digits_model)
 
 
 @pytest.fixture(scope="module")

@@ -59,6 +59,7 @@ CLICK_ON_FIRST_REPLY_TEXT = """(button) => new MutationObserver((_, observer) =>
     if (reply && reply.textContent) {
         observer.disconnect();
         window.arrivedAtClick = reply.textContent;
+        document.body.dataset.clickedOnFirstText = button;
         document.querySelector(`[data-testid=${button}]`).click();
     }
 }).observe(
@@ -369,7 +370,8 @@ def test_a_new_conversation_during_a_stream_keeps_nothing_of_the_turn_it_dropped
     page.get_by_test_id("chat-prompt").fill("Tell me a story.")
     page.evaluate(CLICK_ON_FIRST_REPLY_TEXT, "reset")
     page.get_by_test_id("send").click()
-    page.wait_for_function("window.arrivedAtClick !== undefined")
+    # A selector, not wait_for_function: Playwright polls a function with eval, which the page's CSP refuses.
+    page.locator("body[data-clicked-on-first-text]").wait_for(state="attached")
 
     expect(page.get_by_test_id("send")).to_be_enabled()
     expect(page.get_by_test_id("chat-log")).to_be_empty()

@@ -31,7 +31,6 @@ from tests.support.models import (
     BATCH,
     IR_VERSION,
     OPSET,
-    TINY_DIGITS_OVERRIDES,
     TOKENIZER_FILE,
     WORDPIECE_VOCAB,
     bag_of_words_model,
@@ -61,13 +60,15 @@ class TrainedConsoleModels:
     digits: TrainedModel
 
 
-def train_console_models(seed: TrainedModel) -> TrainedConsoleModels:
+def train_console_models(seed: TrainedModel, digits: TrainedModel) -> TrainedConsoleModels:
+    """`seed` and `digits` as the root conftest trains them (seed-mlp and digits-resnet, tiny), and the worse
+    seed-mlp trained here."""
     from maas.training import train_recipe
 
     worse = train_recipe("seed-mlp", {"epochs": 1})
     if not worse.draft.metrics["mse"] > seed.draft.metrics["mse"]:
         raise AssertionError("the one-epoch seed-mlp should have a worse mse than the trained one")
-    return TrainedConsoleModels(seed, worse, train_recipe("digits-resnet", TINY_DIGITS_OVERRIDES))
+    return TrainedConsoleModels(seed, worse, digits)
 
 
 def publish_console_models(registry: ModelRegistry, trained: TrainedConsoleModels) -> dict[str, Manifest]:

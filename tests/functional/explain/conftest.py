@@ -1,4 +1,4 @@
-"""A tiny real digits CNN trained once per session, and the infer function serving it beside seed-mlp."""
+"""The tiny digits CNN (trained once per session by the root conftest), published and served with seed-mlp."""
 
 from __future__ import annotations
 
@@ -9,17 +9,9 @@ import pytest
 
 from maas.registry import Manifest, ModelRegistry
 from tests.support.functions import start_function
-from tests.support.models import TINY_DIGITS_OVERRIDES
 
 if TYPE_CHECKING:
     from maas.training import TrainedModel
-
-
-@pytest.fixture(scope="session")
-def digits_model() -> TrainedModel:
-    from maas.training import train_recipe
-
-    return train_recipe("digits-resnet", TINY_DIGITS_OVERRIDES)
 
 
 @pytest.fixture
