@@ -9,6 +9,7 @@ import io
 import itertools
 import json
 import re
+import threading
 from types import ModuleType
 from typing import Any
 
@@ -570,11 +571,17 @@ def test_an_input_replaced_while_the_job_is_planned_fails_it_saying_so(
     folder = "jobs/seed-mlp/many/"
     run = sharded_run(function, s3, published_seed.version, folder, "input.jsonl", "\n".join(lines).encode())
     planned = etag_of(s3, folder + "input.jsonl")
+    replacing = threading.Lock()
 
     def replace_input(params: dict[str, Any], **_: Any) -> None:
-        # The plan's first ranged read finds another object: the plan read the first one's size.
-        if "Range" in params.get("headers", {}) and etag_of(s3, folder + "input.jsonl") == planned:
-            s3.put_object(Bucket=TEST_BUCKET, Key=folder + "input.jsonl", Body=b"[1]\n" * 5000)
+        # The plan's first ranged read finds another object: the plan read the first one's size. The planner
+        # reads its windows on several threads; one replaces the object, the others wait: two puts racing in
+        # moto's in-process store can close the body one of them is still reading.
+        if "Range" not in params.get("headers", {}):
+            return
+        with replacing:
+            if etag_of(s3, folder + "input.jsonl") == planned:
+                s3.put_object(Bucket=TEST_BUCKET, Key=folder + "input.jsonl", Body=b"[1]\n" * 5000)
 
     function.app.steps.steps.s3.meta.events.register("before-call.s3.GetObject", replace_input)
 
